@@ -1,0 +1,332 @@
+//! Commands: load, plan, run, report. Returns the exit code; `main` only prints errors.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cli::{Cli, Command, Format, Global};
+use crate::driver::connect::Limits;
+use crate::driver::offline;
+use crate::error::Error;
+use crate::exec::events::{Events, Outcome};
+use crate::exec::run::{RunContext, RunReport, inspect_all, run as run_tenants};
+use crate::exec::tenant::Action;
+use crate::load;
+use crate::model::fleet::{Engine, Fleet, Ident, Tenant};
+use crate::model::migration::{MigrationSet, Version};
+use crate::plan::select::select;
+use crate::plan::tenant::{self as plan, Refusal, State, Target};
+use crate::report::json::write_event;
+use crate::report::tables::{self, PlanRow, StatusDoc, StatusRow};
+use crate::report::text::TextReporter;
+
+/// Exit codes, derived from a command's result.
+pub mod exit {
+    /// Success, or nothing to do.
+    pub const OK: u8 = 0;
+    /// A tenant failed or was skipped; for `status`, a tenant is not current.
+    pub const FAILED: u8 = 1;
+    /// Usage or configuration error: no tenant was touched.
+    pub const USAGE: u8 = 2;
+}
+
+fn load_migrations(dir: &Path) -> Result<MigrationSet, Error> {
+    load::migrations::load(dir).map_err(|source| Error::Migrations { dir: dir.display().to_string(), source })
+}
+
+fn check_target(set: &MigrationSet, v: Version, flag: &str) -> Result<Version, Error> {
+    if set.is_target(v) {
+        Ok(v)
+    } else {
+        Err(Error::Usage(format!("{flag} {v}: no migration has version {v} (head is {})", set.head())))
+    }
+}
+
+fn selected<'f>(fleet: &'f Fleet, g: &Global) -> Result<Vec<&'f Tenant>, Error> {
+    let tenants = select(&fleet.tenants, &g.select);
+    if tenants.is_empty() {
+        let what = g.select.iter().map(|s| format!("--select {s}")).collect::<Vec<_>>().join(" ");
+        return Err(Error::Usage(format!("no tenant in `{}` matches {what}", fleet.path.display())));
+    }
+    Ok(tenants)
+}
+
+fn limits(g: &Global) -> Limits {
+    Limits {
+        connect_timeout: g.connect_timeout,
+        lock_wait: g.lock_wait,
+        lock_timeout: g.lock_timeout,
+        statement_timeout: g.statement_timeout,
+    }
+}
+
+fn new_run_id() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{:x}-{:x}", now.as_millis(), std::process::id())
+}
+
+/// Runs a parsed command line, writing its output to `out`.
+pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
+    let g = &cli.global;
+    if g.concurrency == 0 {
+        return Err(Error::Usage("--concurrency must be at least 1".into()));
+    }
+    match &cli.command {
+        Command::New { name } => {
+            if !g.migrations.exists() {
+                std::fs::create_dir_all(&g.migrations)?;
+            }
+            let set = load_migrations(&g.migrations)?;
+            let (up, down) = load::migrations::create(&g.migrations, &set, name)
+                .map_err(|source| Error::Migrations { dir: g.migrations.display().to_string(), source })?;
+            writeln!(out, "{}\n{}", up.display(), down.display())?;
+            Ok(exit::OK)
+        }
+        Command::History => {
+            let set = load_migrations(&g.migrations)?;
+            let rows = tables::history_rows(&set);
+            match g.format {
+                Format::Json => writeln!(out, "{}", serde_json::json!({ "migrations": rows }))?,
+                Format::Text => write!(out, "{}", tables::history_text(&rows))?,
+            }
+            Ok(exit::OK)
+        }
+        Command::Sql { from, to, engine, schema } => {
+            let set = load_migrations(&g.migrations)?;
+            let from = check_target(&set, *from, "--from")?;
+            let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
+            let engine = match engine {
+                Some(e) => Engine::from(*e),
+                None => {
+                    let fleet = load::fleet::load(&g.fleet)?;
+                    let mut engines: Vec<Engine> = selected(&fleet, g)?.iter().map(|t| t.engine).collect();
+                    engines.sort();
+                    engines.dedup();
+                    match engines.as_slice() {
+                        [one] => *one,
+                        _ => return Err(Error::Usage("the selected tenants use several engines: give --engine".into())),
+                    }
+                }
+            };
+            let namespace = schema
+                .as_deref()
+                .map(|s| Ident::new(s).map_err(|m| Error::Usage(format!("--schema: {m}"))))
+                .transpose()?;
+            let script =
+                offline::script(engine, &set, from, to, namespace.as_ref()).map_err(|r| Error::Refused(r.to_string()))?;
+            write!(out, "{script}")?;
+            Ok(exit::OK)
+        }
+        Command::Plan { to } | Command::Status { to } => {
+            let set = load_migrations(&g.migrations)?;
+            let fleet = load::fleet::load(&g.fleet)?;
+            let tenants = selected(&fleet, g)?;
+            let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
+            let ctx = context(g, &fleet, &set);
+            let states = inspect_all(&ctx, &tenants).await;
+            if matches!(cli.command, Command::Plan { .. }) {
+                plan_command(&set, to, states, g.format, out)
+            } else {
+                status_command(&set, to, states, g.format, out)
+            }
+        }
+        Command::Up { to } => {
+            let set = load_migrations(&g.migrations)?;
+            let fleet = load::fleet::load(&g.fleet)?;
+            let tenants = selected(&fleet, g)?;
+            let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
+            let report = execute(g, &fleet, &set, &tenants, Action::Migrate(Target::Up { to }), "up", out).await?;
+            Ok(exit_code(&report))
+        }
+        Command::Down { to, steps } => {
+            let set = load_migrations(&g.migrations)?;
+            let fleet = load::fleet::load(&g.fleet)?;
+            let tenants = selected(&fleet, g)?;
+            let target = match (to, steps) {
+                (Some(to), _) => Target::Down { to: check_target(&set, *to, "--to")? },
+                (None, Some(steps)) => Target::DownSteps { steps: *steps },
+                (None, None) => return Err(Error::Usage("give --to or --steps".into())),
+            };
+            refuse_irreversible(g, &fleet, &set, &tenants, target).await?;
+            let report = execute(g, &fleet, &set, &tenants, Action::Migrate(target), "down", out).await?;
+            Ok(exit_code(&report))
+        }
+        Command::Stamp { version } => {
+            let set = load_migrations(&g.migrations)?;
+            let fleet = load::fleet::load(&g.fleet)?;
+            let tenants = selected(&fleet, g)?;
+            let to = check_target(&set, *version, "stamp")?;
+            let report = execute(g, &fleet, &set, &tenants, Action::Stamp(to), "stamp", out).await?;
+            Ok(exit_code(&report))
+        }
+    }
+}
+
+fn context<'a>(g: &Global, fleet: &'a Fleet, set: &'a MigrationSet) -> RunContext<'a> {
+    RunContext { fleet, set, limits: limits(g), concurrency: g.concurrency, run_id: new_run_id() }
+}
+
+fn exit_code(report: &RunReport) -> u8 {
+    if report.summary.is_success() { exit::OK } else { exit::FAILED }
+}
+
+/// `down` refuses before anything runs when any tenant would pass a migration without a
+/// down script.
+async fn refuse_irreversible(
+    g: &Global,
+    fleet: &Fleet,
+    set: &MigrationSet,
+    tenants: &[&Tenant],
+    target: Target,
+) -> Result<(), Error> {
+    if let Target::Down { to } = target {
+        if let Some(m) = set.iter().find(|m| m.version > to && !m.is_reversible()) {
+            let refusal = Refusal::Irreversible { version: m.version, path: m.path.clone() };
+            return Err(Error::Refused(format!("down --to {to}: {refusal}")));
+        }
+        return Ok(());
+    }
+    let ctx = context(g, fleet, set);
+    for (tenant, rows) in inspect_all(&ctx, tenants).await {
+        if let Ok(rows) = rows {
+            if let Err(r @ Refusal::Irreversible { .. }) = plan::plan(set, &rows, target) {
+                return Err(Error::Refused(format!("tenant `{}`: {r}", tenant.id)));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn execute(
+    g: &Global,
+    fleet: &Fleet,
+    set: &MigrationSet,
+    tenants: &[&Tenant],
+    action: Action,
+    command: &str,
+    out: &mut (dyn Write + Send),
+) -> Result<RunReport, Error> {
+    let ctx = context(g, fleet, set);
+    let (events, mut rx) = Events::channel();
+    let id_width = tenants.iter().map(|t| t.id.as_str().len()).max().unwrap_or(0);
+    let format = g.format;
+    let running = async {
+        let report = run_tenants(&ctx, tenants, action, command, &events).await;
+        drop(events);
+        report
+    };
+    let reporting = async {
+        let mut text = TextReporter::new(id_width);
+        while let Some(event) = rx.recv().await {
+            match format {
+                Format::Json => write_event(out, &event)?,
+                Format::Text => text.write_event(out, &event)?,
+            }
+        }
+        out.flush()
+    };
+    let (report, written) = tokio::join!(running, reporting);
+    written?;
+    Ok(report)
+}
+
+fn plan_command(
+    set: &MigrationSet,
+    to: Version,
+    states: Vec<(&Tenant, Result<Vec<crate::model::migration::Applied>, crate::driver::error::DbError>)>,
+    format: Format,
+    out: &mut (dyn Write + Send),
+) -> Result<u8, Error> {
+    let mut any_bad = false;
+    let rows: Vec<PlanRow> = states
+        .into_iter()
+        .map(|(t, rows)| match rows {
+            Err(e) => {
+                any_bad = true;
+                PlanRow { id: t.id.to_string(), from: None, to: None, steps: vec![], refused: Some(format!("unreachable: {e}")) }
+            }
+            Ok(rows) => {
+                let from = plan::version_of(&rows);
+                let target = if to >= from { Target::Up { to } } else { Target::Down { to } };
+                match plan::plan(set, &rows, target) {
+                    Ok(p) => PlanRow {
+                        id: t.id.to_string(),
+                        from: Some(p.from),
+                        to: Some(p.to),
+                        steps: p
+                            .steps
+                            .iter()
+                            .map(|s| match s.direction {
+                                crate::model::migration::Direction::Up => s.migration.label(),
+                                crate::model::migration::Direction::Down => format!("{} (down)", s.migration.label()),
+                            })
+                            .collect(),
+                        refused: None,
+                    },
+                    Err(r) => {
+                        any_bad = true;
+                        PlanRow { id: t.id.to_string(), from: Some(from), to: Some(from), steps: vec![], refused: Some(r.to_string()) }
+                    }
+                }
+            }
+        })
+        .collect();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::json!({ "target": to, "tenants": rows }))?,
+        Format::Text => write!(out, "{}", tables::plan_text(&rows))?,
+    }
+    Ok(if any_bad { exit::FAILED } else { exit::OK })
+}
+
+fn status_command(
+    set: &MigrationSet,
+    to: Version,
+    states: Vec<(&Tenant, Result<Vec<crate::model::migration::Applied>, crate::driver::error::DbError>)>,
+    format: Format,
+    out: &mut (dyn Write + Send),
+) -> Result<u8, Error> {
+    let tenants: Vec<StatusRow> = states
+        .into_iter()
+        .map(|(t, rows)| match rows {
+            Err(e) => StatusRow {
+                id: t.id.to_string(),
+                version: Version::ZERO,
+                state: "unreachable",
+                pending: 0,
+                detail: Some(e.to_string()),
+            },
+            Ok(rows) => {
+                let state = plan::state(set, &rows, to);
+                let clean: Vec<_> = rows.iter().filter(|r| !r.dirty).cloned().collect();
+                let detail = match &state {
+                    State::Drifted { reason } => Some(reason.to_string()),
+                    State::Dirty { version } => Some(format!("migration {version} failed part way")),
+                    State::Ahead { newest } => Some(format!("applied {newest} is newer than the target")),
+                    _ => None,
+                };
+                StatusRow {
+                    id: t.id.to_string(),
+                    version: plan::version_of(&clean),
+                    state: state.name(),
+                    pending: match state {
+                        State::Behind { pending } => pending,
+                        _ => 0,
+                    },
+                    detail,
+                }
+            }
+        })
+        .collect();
+    let all_current = tenants.iter().all(|r| r.state == "current");
+    let doc = StatusDoc { head: set.head(), target: to, tenants };
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string(&doc).map_err(std::io::Error::other)?)?,
+        Format::Text => write!(out, "{}", tables::status_text(&doc))?,
+    }
+    Ok(if all_current { exit::OK } else { exit::FAILED })
+}
+
+/// True when the run left a tenant that needs a person: dirty after a failure.
+pub fn needs_attention(report: &RunReport) -> bool {
+    report.tenants.iter().any(|t| matches!(t.outcome, Outcome::Failed { dirty: true, .. }))
+}

@@ -1,0 +1,46 @@
+//! A database error as fleetmig reports it: what it was doing, the server's code and message.
+
+use serde::Serialize;
+
+/// What kind of trouble, for deciding what the tenant's outcome is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No session could be opened: refused, timed out, bad credentials, TLS.
+    Unreachable,
+    /// Another runner holds the tenant's lock.
+    Locked,
+    /// The database refused a statement.
+    Sql,
+}
+
+/// An error from one tenant's database, free of secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{op}: {message}{}", code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
+pub struct DbError {
+    pub kind: ErrorKind,
+    /// What fleetmig was doing: "connecting", "applying 0003_add_email", ...
+    pub op: String,
+    /// The database's error code (SQLSTATE, MySQL error number), when it gave one.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl DbError {
+    pub fn new(kind: ErrorKind, op: impl Into<String>, message: impl Into<String>) -> Self {
+        DbError { kind, op: op.into(), code: None, message: message.into() }
+    }
+
+    /// Wraps a sqlx error; `secret` (a password) is scrubbed from the message.
+    pub fn sqlx(kind: ErrorKind, op: impl Into<String>, err: &sqlx::Error, secret: Option<&str>) -> Self {
+        let (code, message) = match err.as_database_error() {
+            Some(db) => (db.code().map(|c| c.into_owned()), db.message().to_owned()),
+            None => (None, err.to_string()),
+        };
+        let message = match secret {
+            Some(secret) if !secret.is_empty() => message.replace(secret, "***"),
+            _ => message,
+        };
+        DbError { kind, op: op.into(), code, message }
+    }
+}

@@ -1,0 +1,10 @@
+//! The only code that speaks SQL: one narrow trait, one implementation per engine.
+
+pub mod connect;
+pub mod error;
+pub mod mysql;
+pub mod offline;
+pub mod postgres;
+pub mod quote;
+pub mod session;
+pub mod sqlite;

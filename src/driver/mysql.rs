@@ -1,0 +1,203 @@
+//! MySQL and MariaDB: database-per-tenant, `GET_LOCK` per database. DDL commits
+//! implicitly here, so every step runs under the dirty-row protocol.
+
+use std::str::FromStr;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{Connection, Executor, Row};
+
+use crate::driver::connect::{Access, Limits};
+use crate::driver::error::{DbError, ErrorKind};
+use crate::driver::quote::backtick;
+use crate::driver::session::{Session, Wire};
+use crate::model::fleet::{Engine, Tenant};
+use crate::model::migration::{Applied, Version};
+
+pub const HISTORY_COLUMNS: &str = "version BIGINT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, \
+     checksum CHAR(64) NOT NULL, applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
+     duration_ms BIGINT NOT NULL DEFAULT 0, run_id VARCHAR(64) NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE";
+
+/// Lock names are server-wide and at most 64 characters: hash the database name.
+const LOCK_NAME: &str = "CONCAT('fleetmig:', SHA1(COALESCE(?, DATABASE())))";
+
+pub struct MySqlWire {
+    conn: MySqlConnection,
+    table: String,
+    database: Option<String>,
+    /// The tenant's database does not exist yet (read-only sessions only).
+    absent: bool,
+    locked: bool,
+}
+
+pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Session<MySqlWire>, DbError> {
+    let secret = tenant.url.password().map(str::to_owned);
+    let fail = |kind, op: &str, e: sqlx::Error| DbError::sqlx(kind, op, &e, secret.as_deref());
+    let options = MySqlConnectOptions::from_str(tenant.url.expose())
+        .map_err(|e| fail(ErrorKind::Unreachable, "reading the URL", e))?;
+    let conn = match tokio::time::timeout(limits.connect_timeout, MySqlConnection::connect_with(&options)).await {
+        Ok(conn) => conn.map_err(|e| fail(ErrorKind::Unreachable, "connecting", e))?,
+        Err(_) => return Err(DbError::new(ErrorKind::Unreachable, "connecting", format!("no answer within {:?}", limits.connect_timeout))),
+    };
+    let database = tenant.namespace.database.as_ref().map(|d| d.as_str().to_owned());
+    let table = match &database {
+        Some(db) => format!("{}.fleetmig_history", backtick(db)),
+        None => "fleetmig_history".to_owned(),
+    };
+    let mut wire = MySqlWire { conn, table, database, absent: false, locked: false };
+    match prepare(&mut wire, tenant, limits, access).await {
+        Ok(()) => Ok(Session::new(wire, secret)),
+        Err((kind, op, e)) => {
+            let err = fail(kind, &op, e);
+            wire.finish(false).await;
+            Err(err)
+        }
+    }
+}
+
+type Failure = (ErrorKind, String, sqlx::Error);
+
+async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access: Access) -> Result<(), Failure> {
+    for statement in &tenant.init_sql {
+        wire.batch(statement).await.map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
+    }
+    if access == Access::Write {
+        let got: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({LOCK_NAME}, ?)"))
+            .bind(&wire.database)
+            .bind(limits.lock_wait.as_secs_f64().ceil() as i64)
+            .fetch_one(&mut wire.conn)
+            .await
+            .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
+        if got != Some(1) {
+            let e = sqlx::Error::Protocol(format!("GET_LOCK gave up after {:?}", limits.lock_wait));
+            return Err((ErrorKind::Locked, "waiting for the tenant lock held by another runner".to_owned(), e));
+        }
+        wire.locked = true;
+        if let Some(db) = &wire.database {
+            wire.batch(&format!("CREATE DATABASE IF NOT EXISTS {}", backtick(db)))
+                .await
+                .map_err(|e| (ErrorKind::Sql, "creating the database".to_owned(), e))?;
+        }
+        wire.batch(&format!("CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS})", wire.table))
+            .await
+            .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history".to_owned(), e))?;
+    } else if let Some(db) = &wire.database {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?")
+                .bind(db)
+                .fetch_optional(&mut wire.conn)
+                .await
+                .map_err(|e| (ErrorKind::Sql, "looking for the database".to_owned(), e))?;
+        wire.absent = found.is_none();
+    }
+    if let (Some(db), false) = (&wire.database, wire.absent) {
+        wire.batch(&format!("USE {}", backtick(db)))
+            .await
+            .map_err(|e| (ErrorKind::Sql, "selecting the database".to_owned(), e))?;
+    }
+    Ok(())
+}
+
+impl Wire for MySqlWire {
+    const ENGINE: Engine = Engine::MySql;
+    const BEGIN: &'static str = "BEGIN";
+
+    async fn batch(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        self.conn.execute(sqlx::raw_sql(sql)).await.map(drop)
+    }
+
+    async fn read_history(&mut self) -> Result<Vec<Applied>, sqlx::Error> {
+        if self.absent {
+            return Ok(Vec::new());
+        }
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = 'fleetmig_history'",
+        )
+        .bind(&self.database)
+        .fetch_one(&mut self.conn)
+        .await?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT version, name, checksum, CAST(dirty AS SIGNED) FROM {} ORDER BY version",
+            self.table
+        ))
+        .fetch_all(&mut self.conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Applied {
+                    version: Version(r.try_get(0)?),
+                    name: r.try_get(1)?,
+                    checksum: r.try_get(2)?,
+                    dirty: r.try_get::<i64, _>(3)? != 0,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_row(&mut self, row: &Applied, duration_ms: i64, run_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES (?, ?, ?, ?, ?, ?)",
+            self.table
+        ))
+        .bind(row.version.0)
+        .bind(&row.name)
+        .bind(&row.checksum)
+        .bind(duration_ms)
+        .bind(run_id)
+        .bind(row.dirty)
+        .execute(&mut self.conn)
+        .await
+        .map(drop)
+    }
+
+    async fn mark_row(&mut self, version: Version, dirty: bool, duration_ms: Option<i64>) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "UPDATE {} SET dirty = ?, duration_ms = COALESCE(?, duration_ms) WHERE version = ?",
+            self.table
+        ))
+        .bind(dirty)
+        .bind(duration_ms)
+        .bind(version.0)
+        .execute(&mut self.conn)
+        .await
+        .map(drop)
+    }
+
+    async fn update_row(&mut self, row: &Applied, run_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!("UPDATE {} SET name = ?, checksum = ?, dirty = ?, run_id = ? WHERE version = ?", self.table))
+            .bind(&row.name)
+            .bind(&row.checksum)
+            .bind(row.dirty)
+            .bind(run_id)
+            .bind(row.version.0)
+            .execute(&mut self.conn)
+            .await
+            .map(drop)
+    }
+
+    async fn delete_row(&mut self, version: Version) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!("DELETE FROM {} WHERE version = ?", self.table))
+            .bind(version.0)
+            .execute(&mut self.conn)
+            .await
+            .map(drop)
+    }
+
+    async fn unlock(&mut self) -> Result<(), sqlx::Error> {
+        if self.locked {
+            sqlx::query(&format!("SELECT RELEASE_LOCK({LOCK_NAME})")).bind(&self.database).execute(&mut self.conn).await?;
+            self.locked = false;
+        }
+        Ok(())
+    }
+
+    async fn finish(self, clean: bool) {
+        if clean {
+            let _ = self.conn.close().await;
+        } else {
+            let _ = self.conn.close_hard().await;
+        }
+    }
+}

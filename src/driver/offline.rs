@@ -1,0 +1,93 @@
+//! The offline script (`fleetmig sql`): what `up` or `down` would send, history writes
+//! included, for a DBA to run by hand. No connection is made.
+
+use std::fmt::Write;
+
+use crate::driver::quote::{backtick, double};
+use crate::driver::{mysql, postgres, sqlite};
+use crate::model::fleet::{Engine, Ident};
+use crate::model::migration::{Migration, MigrationSet, Version};
+use crate::plan::tenant::Refusal;
+
+/// A string literal with its quotes doubled.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The script that takes a tenant from `from` to `to` (down when `to < from`).
+/// `namespace` is the schema (PostgreSQL) or database (MySQL) to create and use.
+pub fn script(
+    engine: Engine,
+    set: &MigrationSet,
+    from: Version,
+    to: Version,
+    namespace: Option<&Ident>,
+) -> Result<String, Refusal> {
+    let mut out = String::new();
+    let direction = if to >= from { "up" } else { "down" };
+    let _ = writeln!(out, "-- fleetmig offline script for {engine}: {direction} from {from} to {to}");
+    let _ = writeln!(out, "-- Run it as one session; it stops being correct if any statement fails.\n");
+    let (columns, table) = match engine {
+        Engine::Postgres => (postgres::HISTORY_COLUMNS, "fleetmig_history"),
+        Engine::MySql => (mysql::HISTORY_COLUMNS, "fleetmig_history"),
+        Engine::Sqlite => (sqlite::HISTORY_COLUMNS, "fleetmig_history"),
+    };
+    match (engine, namespace) {
+        (Engine::Postgres, Some(schema)) => {
+            let _ = writeln!(out, "CREATE SCHEMA IF NOT EXISTS {};", double(schema.as_str()));
+            let _ = writeln!(out, "SET search_path TO {};", double(schema.as_str()));
+        }
+        (Engine::MySql, Some(db)) => {
+            let _ = writeln!(out, "CREATE DATABASE IF NOT EXISTS {};", backtick(db.as_str()));
+            let _ = writeln!(out, "USE {};", backtick(db.as_str()));
+        }
+        _ => {}
+    }
+    let _ = writeln!(out, "CREATE TABLE IF NOT EXISTS {table} ({columns});\n");
+    let transactional = |_: &Migration, sql_is_tx: bool| sql_is_tx && engine.has_transactional_ddl();
+    if to >= from {
+        for m in set.iter().filter(|m| m.version > from && m.version <= to) {
+            let tx = transactional(m, m.up.transactional);
+            let _ = writeln!(out, "-- {}", m.label());
+            if tx {
+                let _ = writeln!(out, "{};", begin(engine));
+            }
+            let _ = writeln!(out, "{}", m.up.sql.trim_end());
+            let _ = writeln!(
+                out,
+                "INSERT INTO {table} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, 0, 'offline', {});",
+                m.version,
+                literal(&m.name),
+                literal(&m.checksum.to_hex()),
+                if engine == Engine::Sqlite { "0" } else { "FALSE" }
+            );
+            if tx {
+                let _ = writeln!(out, "COMMIT;");
+            }
+            out.push('\n');
+        }
+    } else {
+        for m in set.iter().rev().filter(|m| m.version > to && m.version <= from) {
+            let down = m.down.as_ref().ok_or_else(|| Refusal::Irreversible { version: m.version, path: m.path.clone() })?;
+            let tx = transactional(m, down.transactional);
+            let _ = writeln!(out, "-- {} (down)", m.label());
+            if tx {
+                let _ = writeln!(out, "{};", begin(engine));
+            }
+            let _ = writeln!(out, "{}", down.sql.trim_end());
+            let _ = writeln!(out, "DELETE FROM {table} WHERE version = {};", m.version);
+            if tx {
+                let _ = writeln!(out, "COMMIT;");
+            }
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+fn begin(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "BEGIN IMMEDIATE",
+        _ => "BEGIN",
+    }
+}

@@ -1,0 +1,169 @@
+//! The migration protocol, written once over each engine's few primitives.
+//!
+//! A step that can run in a transaction commits its script and its history row together.
+//! One that cannot (MySQL DDL, `-- fleetmig: no-transaction`) writes a dirty history row
+//! first and clears it after, so a failure part way leaves a mark that refuses later runs.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::driver::error::{DbError, ErrorKind};
+use crate::model::fleet::Engine;
+use crate::model::migration::{Applied, Direction, Version};
+use crate::plan::tenant::Step;
+
+/// What each engine provides. Every method is a round trip or a few; none decides anything.
+pub trait Wire: Send {
+    const ENGINE: Engine;
+    /// The statement that opens a write transaction.
+    const BEGIN: &'static str;
+
+    /// Runs SQL text whole, as the database's simple-query protocol does.
+    fn batch(&mut self, sql: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// The history rows, ascending; empty when the table does not exist.
+    fn read_history(&mut self) -> impl Future<Output = Result<Vec<Applied>, sqlx::Error>> + Send;
+    fn insert_row(
+        &mut self,
+        row: &Applied,
+        duration_ms: i64,
+        run_id: &str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// Sets a row's dirty flag (and its duration, when given).
+    fn mark_row(
+        &mut self,
+        version: Version,
+        dirty: bool,
+        duration_ms: Option<i64>,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    fn update_row(&mut self, row: &Applied, run_id: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    fn delete_row(&mut self, version: Version) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// Releases the tenant lock and resets the session, ready for reuse.
+    fn unlock(&mut self) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// Ends the session: back to its pool when `clean`, closed otherwise.
+    fn finish(self, clean: bool) -> impl Future<Output = ()> + Send;
+}
+
+/// An open, locked session on one tenant.
+pub struct Session<W: Wire> {
+    wire: W,
+    /// The password in this tenant's URL, scrubbed from every message.
+    secret: Option<String>,
+    /// Set by any error: the session is closed at the end, never reused.
+    broken: bool,
+}
+
+impl<W: Wire> Session<W> {
+    pub fn new(wire: W, secret: Option<String>) -> Self {
+        Session { wire, secret, broken: false }
+    }
+
+    fn fail(&mut self, kind: ErrorKind, op: impl Into<String>, err: sqlx::Error) -> DbError {
+        self.broken = true;
+        DbError::sqlx(kind, op, &err, self.secret.as_deref())
+    }
+
+    pub async fn applied(&mut self) -> Result<Vec<Applied>, DbError> {
+        match self.wire.read_history().await {
+            Ok(rows) => Ok(rows),
+            Err(e) => Err(self.fail(ErrorKind::Sql, "reading fleetmig_history", e)),
+        }
+    }
+
+    /// Runs one step and records it; returns how long the script took.
+    pub async fn run_step(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, DbError> {
+        let m = step.migration;
+        let script = m.script(step.direction).expect("plans only revert reversible migrations");
+        let verb = match step.direction {
+            Direction::Up => "applying",
+            Direction::Down => "reverting",
+        };
+        let op = format!("{verb} {}", m.label());
+        let row = Applied { version: m.version, name: m.name.clone(), checksum: m.checksum.to_hex(), dirty: false };
+        let in_tx = script.transactional && W::ENGINE.has_transactional_ddl();
+        let started = Instant::now();
+        let result = if in_tx {
+            self.step_in_transaction(&row, step.direction, &script.sql, run_id, started).await
+        } else {
+            self.step_marked_dirty(&row, step.direction, &script.sql, run_id, started).await
+        };
+        result.map_err(|(what, e)| self.fail(ErrorKind::Sql, if what { op } else { format!("{op}: recording history") }, e))?;
+        Ok(started.elapsed())
+    }
+
+    /// `Err((true, e))` when the script failed, `Err((false, e))` when the bookkeeping did.
+    async fn step_in_transaction(
+        &mut self,
+        row: &Applied,
+        direction: Direction,
+        sql: &str,
+        run_id: &str,
+        started: Instant,
+    ) -> Result<(), (bool, sqlx::Error)> {
+        self.wire.batch(W::BEGIN).await.map_err(|e| (false, e))?;
+        self.wire.batch(sql).await.map_err(|e| (true, e))?;
+        let ms = millis(started.elapsed());
+        match direction {
+            Direction::Up => self.wire.insert_row(row, ms, run_id).await,
+            Direction::Down => self.wire.delete_row(row.version).await,
+        }
+        .map_err(|e| (false, e))?;
+        self.wire.batch("COMMIT").await.map_err(|e| (true, e))
+    }
+
+    async fn step_marked_dirty(
+        &mut self,
+        row: &Applied,
+        direction: Direction,
+        sql: &str,
+        run_id: &str,
+        started: Instant,
+    ) -> Result<(), (bool, sqlx::Error)> {
+        match direction {
+            Direction::Up => {
+                let dirty = Applied { dirty: true, ..row.clone() };
+                self.wire.insert_row(&dirty, 0, run_id).await.map_err(|e| (false, e))?;
+                self.wire.batch(sql).await.map_err(|e| (true, e))?;
+                let ms = millis(started.elapsed());
+                self.wire.mark_row(row.version, false, Some(ms)).await.map_err(|e| (false, e))
+            }
+            Direction::Down => {
+                self.wire.mark_row(row.version, true, None).await.map_err(|e| (false, e))?;
+                self.wire.batch(sql).await.map_err(|e| (true, e))?;
+                self.wire.delete_row(row.version).await.map_err(|e| (false, e))
+            }
+        }
+    }
+
+    /// Makes the history hold exactly `rows` (dirty flags cleared), without running scripts.
+    pub async fn stamp(&mut self, rows: &[Applied], run_id: &str) -> Result<(), DbError> {
+        let result = async {
+            let existing = self.wire.read_history().await?;
+            self.wire.batch(W::BEGIN).await?;
+            for old in &existing {
+                if !rows.iter().any(|r| r.version == old.version) {
+                    self.wire.delete_row(old.version).await?;
+                }
+            }
+            for row in rows {
+                match existing.iter().find(|e| e.version == row.version) {
+                    None => self.wire.insert_row(row, 0, run_id).await?,
+                    Some(e) if e != row => self.wire.update_row(row, run_id).await?,
+                    Some(_) => {}
+                }
+            }
+            self.wire.batch("COMMIT").await
+        }
+        .await;
+        result.map_err(|e| self.fail(ErrorKind::Sql, "stamping fleetmig_history", e))
+    }
+
+    /// Unlocks and hands the session back; a broken one is closed instead.
+    pub async fn release(mut self) {
+        let clean = !self.broken && self.wire.unlock().await.is_ok();
+        self.wire.finish(clean).await;
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

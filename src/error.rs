@@ -1,0 +1,37 @@
+//! Setup errors: anything that stops a command before it touches a tenant.
+
+use crate::load::fleet::FleetError;
+use crate::load::migrations::MigrationsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error("migrations folder `{dir}`")]
+    Migrations {
+        dir: String,
+        #[source]
+        source: MigrationsError,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("nothing was run: {0}")]
+    Refused(String),
+    #[error("writing output")]
+    Output(#[from] std::io::Error),
+}
+
+/// The error and its causes on one line, each named once.
+pub fn render(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}

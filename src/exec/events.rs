@@ -1,0 +1,150 @@
+//! The one event type the executor emits and every reporter consumes, and the outcomes
+//! it carries.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::driver::error::DbError;
+use crate::model::fleet::TenantId;
+use crate::model::migration::{Direction, Version};
+use crate::plan::tenant::Refusal;
+
+/// Why a tenant was left alone.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Its history disagrees with the files (edited, unknown, dirty, out of order).
+    Refused { refusal: Refusal },
+    Unreachable { error: DbError },
+    Locked { error: DbError },
+}
+
+impl SkipReason {
+    pub fn message(&self) -> String {
+        match self {
+            SkipReason::Refused { refusal } => refusal.to_string(),
+            SkipReason::Unreachable { error } | SkipReason::Locked { error } => error.to_string(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            SkipReason::Refused { refusal: Refusal::Dirty { .. } } => "dirty",
+            SkipReason::Refused { .. } => "drifted",
+            SkipReason::Unreachable { .. } => "unreachable",
+            SkipReason::Locked { .. } => "locked",
+        }
+    }
+}
+
+/// How one tenant's part of a run ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Reached the target (possibly with nothing to do).
+    Succeeded,
+    /// A step failed. `dirty`: it could not roll back and left a dirty history row.
+    Failed { version: Version, error: DbError, dirty: bool },
+    Skipped { reason: SkipReason },
+}
+
+/// One step that ran to completion.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepDone {
+    pub version: Version,
+    pub name: String,
+    pub direction: Direction,
+    pub duration_ms: u64,
+}
+
+/// Everything a run did to one tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantReport {
+    pub id: TenantId,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Its version when the run reached it; `None` when it could not be read.
+    pub start_version: Option<Version>,
+    /// Its version when the run left it, as its history table says.
+    pub final_version: Option<Version>,
+    pub steps: Vec<StepDone>,
+}
+
+impl TenantReport {
+    pub fn changed(&self) -> bool {
+        !self.steps.is_empty()
+    }
+}
+
+/// Counts for the end of a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub tenants: usize,
+    pub succeeded: usize,
+    /// Succeeded tenants that ran at least one step.
+    pub changed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub elapsed_ms: u64,
+}
+
+impl Summary {
+    pub fn of(reports: &[TenantReport], elapsed: Duration) -> Self {
+        let mut s = Summary { tenants: reports.len(), elapsed_ms: elapsed.as_millis() as u64, ..Summary::default() };
+        for r in reports {
+            match r.outcome {
+                Outcome::Succeeded => {
+                    s.succeeded += 1;
+                    s.changed += usize::from(r.changed());
+                }
+                Outcome::Failed { .. } => s.failed += 1,
+                Outcome::Skipped { .. } => s.skipped += 1,
+            }
+        }
+        s
+    }
+
+    /// True when every tenant reached the target.
+    pub fn is_success(&self) -> bool {
+        self.failed == 0 && self.skipped == 0
+    }
+}
+
+/// A change of state in a run, in the order it happened.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted { run_id: String, command: String, target: Option<Version>, tenants: usize },
+    TenantStarted { tenant: TenantId },
+    StepStarted { tenant: TenantId, version: Version, name: String, direction: Direction, index: usize, total: usize },
+    StepFinished { tenant: TenantId, version: Version, direction: Direction, duration_ms: u64 },
+    TenantFinished { report: TenantReport },
+    RunFinished { summary: Summary },
+}
+
+/// The executor's end of the event stream. Sending never blocks and never fails the run:
+/// a reporter that went away simply stops receiving.
+#[derive(Debug, Clone)]
+pub struct Events {
+    tx: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl Events {
+    pub fn channel() -> (Events, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Events { tx: Some(tx) }, rx)
+    }
+
+    /// Events that go nowhere, for library callers that want only the result.
+    pub fn none() -> Events {
+        Events { tx: None }
+    }
+
+    pub fn emit(&self, event: Event) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(event);
+        }
+    }
+}

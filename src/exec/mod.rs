@@ -1,0 +1,5 @@
+//! Running commands over tenants: fan-out under limits, one event stream out.
+
+pub mod events;
+pub mod run;
+pub mod tenant;

@@ -1,0 +1,426 @@
+//! The fleet file (`tenants.yaml`): the only code that reads YAML.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::model::fleet::{Engine, Fleet, Host, Ident, Namespace, Tenant, TenantId};
+use crate::model::secret::{DbUrl, redact};
+
+/// Sessions per host when the fleet file does not say.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+/// What can be wrong with a fleet file. Rendered after "fleet file `PATH`: ".
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("reading fleet file `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("fleet file `{}`", path.display())]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("fleet file `{}`: {context}: {message}", path.display())]
+    Invalid { path: PathBuf, context: String, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    hosts: BTreeMap<String, HostDoc>,
+    #[serde(default)]
+    defaults: DefaultsDoc,
+    tenants: Vec<TenantDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostDoc {
+    url: String,
+    max_connections: Option<u32>,
+    #[serde(default)]
+    init_sql: Statements,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultsDoc {
+    host: Option<String>,
+    url: Option<String>,
+    schema: Option<String>,
+    database: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, Scalar>,
+    #[serde(default)]
+    init_sql: Statements,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantDoc {
+    id: Scalar,
+    host: Option<String>,
+    url: Option<String>,
+    schema: Option<String>,
+    database: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, Scalar>,
+    #[serde(default)]
+    canary: bool,
+    #[serde(default)]
+    init_sql: Statements,
+}
+
+/// A label value or id: YAML may write it as a string, a number or a boolean.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Float(f64),
+}
+
+impl Scalar {
+    fn into_string(self) -> String {
+        match self {
+            Scalar::Str(s) => s,
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Float(f) => f.to_string(),
+        }
+    }
+}
+
+/// `init_sql:` as one statement or a list of them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum Statements {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Statements {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Statements::None => Vec::new(),
+            Statements::One(s) => vec![s],
+            Statements::Many(v) => v,
+        }
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` with the variable's value; `$${` is a literal `${`.
+pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("${") {
+            let end = after.find('}').ok_or_else(|| format!("`${{` without a closing `}}` in `{}`", shown(text)))?;
+            let (name, default) = match after[..end].split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (&after[..end], None),
+            };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("`${{{name}}}` is not a variable name"));
+            }
+            match (lookup(name), default) {
+                (Some(value), _) => out.push_str(&value),
+                (None, Some(default)) => out.push_str(default),
+                (None, None) => return Err(format!("environment variable `{name}` is not set")),
+            }
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Text for a message: a URL shows with its password hidden.
+fn shown(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(url) => redact(&url),
+        Err(_) if text.contains('@') => "<a URL that does not parse>".to_owned(),
+        Err(_) => text.to_owned(),
+    }
+}
+
+/// Reads and checks the fleet file, expanding variables from the process environment.
+pub fn load(path: &Path) -> Result<Fleet, FleetError> {
+    let text = fs::read_to_string(path).map_err(|source| FleetError::Read { path: path.to_owned(), source })?;
+    parse(path, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses fleet-file text; `path` is for messages and for resolving relative SQLite paths.
+pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Fleet, FleetError> {
+    let doc: FileDoc =
+        serde_yaml::from_str(text).map_err(|source| FleetError::Syntax { path: path.to_owned(), source })?;
+    let invalid = |context: String, message: String| FleetError::Invalid { path: path.to_owned(), context, message };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
+
+    let mut hosts = BTreeMap::new();
+    let mut host_init = BTreeMap::new();
+    for (name, host) in doc.hosts {
+        let context = format!("host `{name}`");
+        let url_text = expand_vars(&host.url, env).map_err(|m| invalid(format!("{context} url"), m))?;
+        let (_, url) = parse_url(&url_text, base).map_err(|m| invalid(format!("{context} url"), m))?;
+        let init = expand_all(host.init_sql.into_vec(), env).map_err(|m| invalid(format!("{context} init_sql"), m))?;
+        let max_connections = host.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(invalid(context, "max_connections must be at least 1".into()));
+        }
+        host_init.insert(name.clone(), init);
+        hosts.insert(name.clone(), Host { name, url, max_connections });
+    }
+
+    let defaults = doc.defaults;
+    let default_init =
+        expand_all(defaults.init_sql.into_vec(), env).map_err(|m| invalid("defaults init_sql".into(), m))?;
+    let default_labels: BTreeMap<String, String> =
+        defaults.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect();
+
+    let mut seen = HashSet::new();
+    let mut tenants = Vec::with_capacity(doc.tenants.len());
+    for (index, entry) in doc.tenants.into_iter().enumerate() {
+        let raw_id = entry.id.into_string();
+        let id = TenantId::new(&raw_id).map_err(|m| invalid(format!("tenants[{index}]"), m))?;
+        if !seen.insert(id.clone()) {
+            return Err(invalid(format!("tenants[{index}]"), format!("tenant id `{id}` is listed twice")));
+        }
+        let context = format!("tenant `{id}`");
+        let fill = |field: &str, template: &str| -> Result<String, FleetError> {
+            let text = expand_vars(template, env).map_err(|m| invalid(format!("{context} {field}"), m))?;
+            Ok(text.replace("{id}", id.as_str()))
+        };
+
+        let (host, url_template) = match (&entry.url, &entry.host) {
+            (Some(_), Some(_)) => return Err(invalid(context, "give either `url` or `host`, not both".into())),
+            (Some(url), None) => (None, url.clone()),
+            (None, Some(host)) => (Some(host.clone()), String::new()),
+            (None, None) => match (&defaults.url, &defaults.host) {
+                (Some(url), _) => (None, url.clone()),
+                (None, Some(host)) => (Some(host.clone()), String::new()),
+                (None, None) => {
+                    return Err(invalid(context, "no `url` or `host` here nor in `defaults`".into()));
+                }
+            },
+        };
+        let (engine, url, max_init) = match &host {
+            Some(name) => {
+                let host = hosts
+                    .get(name)
+                    .ok_or_else(|| invalid(context.clone(), format!("host `{name}` is not in `hosts`")))?;
+                (engine_of(&host.url), host.url.clone(), host_init[name].clone())
+            }
+            None => {
+                let text = fill("url", &url_template)?;
+                let (engine, url) = parse_url(&text, base).map_err(|m| invalid(format!("{context} url"), m))?;
+                (engine, url, Vec::new())
+            }
+        };
+
+        let tenant_names_place = entry.schema.is_some() || entry.database.is_some();
+        let (schema, database) = if tenant_names_place {
+            (entry.schema.clone(), entry.database.clone())
+        } else if entry.url.is_some() {
+            (None, None)
+        } else {
+            (defaults.schema.clone(), defaults.database.clone())
+        };
+        let ident = |field: &str, value: Option<String>| -> Result<Option<Ident>, FleetError> {
+            value
+                .map(|v| fill(field, &v).and_then(|v| Ident::new(&v).map_err(|m| invalid(format!("{context} {field}"), m))))
+                .transpose()
+        };
+        let mut namespace = Namespace { schema: ident("schema", schema)?, database: ident("database", database)? };
+        match engine {
+            Engine::Sqlite if namespace.schema.is_some() || namespace.database.is_some() => {
+                return Err(invalid(context, "a SQLite tenant takes no `schema` or `database`: its URL names its file".into()));
+            }
+            Engine::MySql => {
+                if namespace.schema.is_some() && namespace.database.is_some() {
+                    return Err(invalid(context, "in MySQL a schema is a database: give one of `schema` and `database`".into()));
+                }
+                if let Some(schema) = namespace.schema.take() {
+                    namespace.database = Some(schema);
+                }
+            }
+            _ => {}
+        }
+
+        let mut labels = default_labels.clone();
+        labels.extend(entry.labels.into_iter().map(|(k, v)| (k, v.into_string())));
+        let mut init_sql = max_init;
+        init_sql.extend(default_init.iter().cloned());
+        init_sql.extend(expand_all(entry.init_sql.into_vec(), env).map_err(|m| invalid(format!("{context} init_sql"), m))?);
+
+        tenants.push(Tenant { id, labels, canary: entry.canary, engine, url, namespace, host, init_sql });
+    }
+    Ok(Fleet { path: path.to_owned(), hosts, tenants })
+}
+
+fn expand_all(statements: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
+    statements.iter().map(|s| expand_vars(s, env)).collect()
+}
+
+fn engine_of(url: &DbUrl) -> Engine {
+    Engine::from_scheme(url.scheme()).expect("host URLs are checked when loaded")
+}
+
+/// Parses a database URL, naming its engine. A relative SQLite path is taken from `base`.
+fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
+    let scheme = text.split_once(':').map(|(s, _)| s).unwrap_or("");
+    let engine = Engine::from_scheme(scheme).ok_or_else(|| {
+        format!("`{}` has an unknown scheme `{scheme}`: use postgres://, mysql:// or sqlite://", shown(text))
+    })?;
+    if engine == Engine::Sqlite {
+        let rest = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")).unwrap_or_default();
+        let (file, query) = match rest.split_once('?') {
+            Some((file, query)) => (file, Some(query)),
+            None => (rest, None),
+        };
+        if file.is_empty() {
+            return Err(format!("`{text}` names no file"));
+        }
+        let path = if Path::new(file).is_absolute() { PathBuf::from(file) } else { base.join(file) };
+        let path = std::path::absolute(&path).map_err(|e| format!("resolving `{}`: {e}", path.display()))?;
+        let mut url = Url::parse("sqlite://").map_err(|e| e.to_string())?;
+        url.set_path(&path.to_string_lossy());
+        url.set_query(query);
+        return Ok((engine, DbUrl::new(url)));
+    }
+    let url = Url::parse(text).map_err(|e| format!("`{}` is not a URL: {e}", shown(text)))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{}` names no host", redact(&url)));
+    }
+    Ok((engine, DbUrl::new(url)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "PGPASS" => Some("hunter2".into()),
+            _ => None,
+        }
+    }
+
+    fn parse_str(text: &str) -> Result<Fleet, FleetError> {
+        parse(Path::new("/fleet/tenants.yaml"), text, &env)
+    }
+
+    fn message(err: FleetError) -> String {
+        let mut out = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            source = s.source();
+        }
+        out
+    }
+
+    const EXAMPLE: &str = r#"
+hosts:
+  main:
+    url: postgres://postgres:${PGPASS}@127.0.0.1:5432/app
+    max_connections: 4
+    init_sql: "SET lock_timeout = '5s'"
+defaults:
+  host: main
+  schema: "tenant_{id}"
+  labels: { tier: free }
+tenants:
+  - id: acme
+    labels: { tier: enterprise, region: eu }
+    canary: true
+  - id: globex
+    database: "globex_db"
+  - id: initech
+    url: "sqlite://data/initech.db"
+  - id: 42
+"#;
+
+    #[test]
+    fn the_documented_shape_loads() {
+        let fleet = parse_str(EXAMPLE).unwrap();
+        let acme = fleet.tenant("acme").unwrap();
+        assert_eq!(acme.engine, Engine::Postgres);
+        assert!(acme.canary);
+        assert_eq!(acme.namespace.schema.as_ref().unwrap().as_str(), "tenant_acme");
+        assert_eq!(acme.labels["tier"], "enterprise");
+        assert_eq!(acme.url.password(), Some("hunter2"));
+        assert_eq!(acme.init_sql, ["SET lock_timeout = '5s'"]);
+        assert_eq!(acme.host.as_deref(), Some("main"));
+        let globex = fleet.tenant("globex").unwrap();
+        assert_eq!(globex.namespace.database.as_ref().unwrap().as_str(), "globex_db");
+        assert!(globex.namespace.schema.is_none());
+        assert_eq!(globex.labels["tier"], "free");
+        let initech = fleet.tenant("initech").unwrap();
+        assert_eq!(initech.engine, Engine::Sqlite);
+        assert_eq!(initech.url.url().path(), "/fleet/data/initech.db");
+        assert!(fleet.tenant("42").is_some());
+        assert_eq!(fleet.hosts["main"].max_connections, 4);
+    }
+
+    #[test]
+    fn bad_files_get_precise_messages() {
+        let cases: &[(&str, &str)] = &[
+            ("tenants: [ {id: a", "line 1 column"),
+            ("tenants:\n  - id: a\n    url: sqlite://a.db\n    sceham: x\n", "unknown field `sceham`"),
+            ("tenants:\n  - id: a\n    url: sqlite://a.db\n    sceham: x\n", "line 4 column 5"),
+            ("tenants:\n  - {id: a, url: \"sqlite://a.db\"}\n  - {id: a, url: \"sqlite://b.db\"}\n", "tenant id `a` is listed twice"),
+            ("tenants:\n  - {id: a, url: \"postgres://u:${NOPE}@h/db\"}\n", "tenant `a` url: environment variable `NOPE` is not set"),
+            ("tenants:\n  - {id: a, url: \"postgres://h/db\", schema: 'a\"; drop table x; --'}\n", "tenant `a` schema: `a\\\"; drop table x; --` holds `\\\"`"),
+            ("tenants:\n  - {id: a, url: \"oracle://h/db\"}\n", "unknown scheme `oracle`"),
+            ("tenants:\n  - {id: \"o'brien\", url: \"sqlite://a.db\"}\n", "tenant id `o\\'brien` holds"),
+            ("tenants:\n  - {id: a, host: nope}\n", "host `nope` is not in `hosts`"),
+            ("tenants:\n  - {id: a, url: \"sqlite://a.db\", schema: s}\n", "takes no `schema`"),
+        ];
+        for (text, expected) in cases {
+            let err = message(parse_str(text).unwrap_err());
+            assert!(err.contains(expected), "for {text:?}: `{err}` lacks `{expected}`");
+            assert!(err.contains("/fleet/tenants.yaml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn passwords_stay_out_of_url_errors() {
+        let text = "tenants:\n  - {id: a, url: \"oracle://u:${PGPASS}@h/db\"}\n";
+        let err = message(parse_str(text).unwrap_err());
+        assert!(!err.contains("hunter2"), "{err}");
+        let text = "tenants:\n  - {id: a, url: \"postgres://u:${PGPASS}@h:notaport/db\"}\n";
+        let err = message(parse_str(text).unwrap_err());
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn variables_expand_with_defaults_and_escapes() {
+        let lookup = |n: &str| (n == "A").then(|| "1".to_owned());
+        assert_eq!(expand_vars("x${A}y${B:-2}z$${A}$", &lookup).unwrap(), "x1y2z${A}$");
+        assert!(expand_vars("${B}", &lookup).unwrap_err().contains("`B` is not set"));
+    }
+}

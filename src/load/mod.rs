@@ -1,0 +1,4 @@
+//! Reading the migrations folder and the fleet file into the model.
+
+pub mod fleet;
+pub mod migrations;

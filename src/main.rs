@@ -1,0 +1,22 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use fleetmig::app::{self, exit};
+use fleetmig::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FLEETMIG_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    let mut stdout = std::io::stdout();
+    match runtime.block_on(app::run(cli, &mut stdout)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {}", fleetmig::error::render(&err));
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}

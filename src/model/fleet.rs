@@ -1,0 +1,203 @@
+//! Tenants, the hosts they live on, and the fleet.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::secret::DbUrl;
+
+/// Database engines fleetmig speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl Engine {
+    /// The engine a URL scheme names, if any.
+    pub fn from_scheme(scheme: &str) -> Option<Engine> {
+        match scheme {
+            "postgres" | "postgresql" => Some(Engine::Postgres),
+            "mysql" | "mariadb" => Some(Engine::MySql),
+            "sqlite" => Some(Engine::Sqlite),
+            _ => None,
+        }
+    }
+
+    /// Whether DDL commits with the transaction it runs in.
+    pub fn has_transactional_ddl(self) -> bool {
+        !matches!(self, Engine::MySql)
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Postgres => "postgres",
+            Engine::MySql => "mysql",
+            Engine::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// The longest identifier accepted: PostgreSQL's limit (MySQL's is 64).
+pub const MAX_IDENT_LEN: usize = 63;
+
+/// A schema or database name: 1 to 63 ASCII letters, digits, `_` or `-`.
+/// Drivers still quote it every time; the check keeps surprises out of quoting.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Ident(String);
+
+impl Ident {
+    pub fn new(name: &str) -> Result<Self, String> {
+        if name.is_empty() || name.len() > MAX_IDENT_LEN {
+            return Err(format!("`{}` must be 1 to {MAX_IDENT_LEN} characters long", name.escape_debug()));
+        }
+        if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+            return Err(format!(
+                "`{}` holds `{}`; only ASCII letters, digits, `_` and `-` are allowed",
+                name.escape_debug(),
+                bad.escape_debug()
+            ));
+        }
+        Ok(Ident(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tenant's id: 1 to 63 ASCII letters, digits, `_`, `-` or `.`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn new(id: &str) -> Result<Self, String> {
+        if id.is_empty() || id.len() > MAX_IDENT_LEN {
+            return Err(format!("tenant id `{}` must be 1 to {MAX_IDENT_LEN} characters long", id.escape_debug()));
+        }
+        if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+            return Err(format!(
+                "tenant id `{}` holds `{}`; only ASCII letters, digits, `_`, `-` and `.` are allowed",
+                id.escape_debug(),
+                bad.escape_debug()
+            ));
+        }
+        Ok(TenantId(id.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where in its server a tenant's tables live.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Namespace {
+    /// The database on the server (PostgreSQL, MySQL); `None`: the one the URL names.
+    pub database: Option<Ident>,
+    /// The schema in that database (PostgreSQL); `None`: the connection's default.
+    pub schema: Option<Ident>,
+}
+
+/// A named server shared by many tenants.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub url: DbUrl,
+    /// Never more concurrent sessions to this server.
+    pub max_connections: u32,
+}
+
+/// One tenant: who it is and where its tables live.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub labels: BTreeMap<String, String>,
+    pub canary: bool,
+    pub engine: Engine,
+    /// The server (or SQLite file) the tenant lives on, password included.
+    pub url: DbUrl,
+    pub namespace: Namespace,
+    /// The named host, when the tenant lives on one.
+    pub host: Option<String>,
+    /// Statements run on every connection before it migrates.
+    pub init_sql: Vec<String>,
+}
+
+impl Tenant {
+    /// The server this tenant's sessions count against: the named host, or its URL's
+    /// host and port (the file, for SQLite).
+    pub fn server_key(&self) -> String {
+        match (&self.host, self.engine) {
+            (Some(host), _) => format!("host:{host}"),
+            (None, Engine::Sqlite) => format!("sqlite:{}", self.url.url().path()),
+            (None, _) => {
+                let url = self.url.url();
+                format!("{}://{}:{}", self.engine, url.host_str().unwrap_or(""), url.port().unwrap_or(0))
+            }
+        }
+    }
+
+    /// Where the tenant lives, for people: URL (password hidden) plus database and schema.
+    pub fn location(&self) -> String {
+        let mut out = self.url.redacted();
+        if let Some(db) = &self.namespace.database {
+            out.push_str(&format!(" database={db}"));
+        }
+        if let Some(schema) = &self.namespace.schema {
+            out.push_str(&format!(" schema={schema}"));
+        }
+        out
+    }
+}
+
+/// The fleet file, loaded and checked.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub hosts: BTreeMap<String, Host>,
+    pub tenants: Vec<Tenant>,
+}
+
+impl Fleet {
+    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.id.as_str() == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_refuse_quotes_and_separators() {
+        assert!(Ident::new("tenant_acme-1").is_ok());
+        let err = Ident::new("a\"; drop table x; --").unwrap_err();
+        assert!(err.contains("holds `\\\"`"), "{err}");
+        assert!(Ident::new("").is_err());
+        assert!(Ident::new(&"x".repeat(64)).is_err());
+        assert!(TenantId::new("o'brien").unwrap_err().contains("holds `\\'`"));
+        assert!(TenantId::new("acme.eu-1").is_ok());
+    }
+}

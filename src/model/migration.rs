@@ -1,0 +1,272 @@
+//! Versions, checksums, migrations and the ordered migration set.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// A migration's version: the number in its file name. `Version(0)` means "nothing applied".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Version(pub i64);
+
+impl Version {
+    pub const ZERO: Version = Version(0);
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for Version {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<i64>() {
+            Ok(v) if v >= 0 => Ok(Version(v)),
+            _ => Err(format!("`{s}` is not a migration version (a number, 0 or more)")),
+        }
+    }
+}
+
+/// SHA-256 of a migration's up script, shown and stored as 64 lowercase hex digits.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Checksum([u8; 32]);
+
+impl Checksum {
+    pub fn of(script: &str) -> Self {
+        Checksum(Sha256::digest(script.as_bytes()).into())
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.to_string()
+    }
+
+    /// The first 12 hex digits, for tables meant for people.
+    pub fn short(&self) -> String {
+        self.to_string()[..12].to_owned()
+    }
+}
+
+impl fmt::Display for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Checksum({})", self.short())
+    }
+}
+
+impl Serialize for Checksum {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One SQL script, sent to the database whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub sql: String,
+    /// False when the script opts out with `-- fleetmig: no-transaction` on its first line.
+    pub transactional: bool,
+}
+
+/// The marker, on a script's first line, that runs it outside a transaction.
+pub const NO_TRANSACTION_MARKER: &str = "-- fleetmig: no-transaction";
+
+impl Script {
+    pub fn new(sql: String) -> Self {
+        let transactional = sql.lines().next().map(str::trim) != Some(NO_TRANSACTION_MARKER);
+        Script { sql, transactional }
+    }
+
+    /// True when the script holds nothing but white space and SQL comments.
+    pub fn is_blank(&self) -> bool {
+        let mut rest = self.sql.as_str();
+        loop {
+            rest = rest.trim_start();
+            if let Some(after) = rest.strip_prefix("--") {
+                rest = after.split_once('\n').map_or("", |(_, tail)| tail);
+            } else if let Some(after) = rest.strip_prefix("/*") {
+                match after.split_once("*/") {
+                    Some((_, tail)) => rest = tail,
+                    None => return false,
+                }
+            } else {
+                return rest.is_empty();
+            }
+        }
+    }
+}
+
+/// Which way a migration runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// A migration: its up script and, when it is reversible, its down script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub version: Version,
+    pub name: String,
+    pub up: Script,
+    /// `None` when the down script is missing or holds only comments.
+    pub down: Option<Script>,
+    pub checksum: Checksum,
+    /// The up script's file, for messages.
+    pub path: PathBuf,
+}
+
+impl Migration {
+    pub fn new(version: Version, name: String, up: String, down: Option<String>, path: PathBuf) -> Self {
+        let checksum = Checksum::of(&up);
+        let down = down.map(Script::new).filter(|s| !s.is_blank());
+        Migration { version, name, up: Script::new(up), down, checksum, path }
+    }
+
+    pub fn is_reversible(&self) -> bool {
+        self.down.is_some()
+    }
+
+    /// `0003_add_email`, the way files and people name it.
+    pub fn label(&self) -> String {
+        format!("{:04}_{}", self.version.0, self.name)
+    }
+
+    pub fn script(&self, direction: Direction) -> Option<&Script> {
+        match direction {
+            Direction::Up => Some(&self.up),
+            Direction::Down => self.down.as_ref(),
+        }
+    }
+}
+
+/// One row of a tenant's history table, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub version: Version,
+    pub name: String,
+    /// The checksum recorded when it was applied, as hex.
+    pub checksum: String,
+    /// Set while a migration that cannot roll back (MySQL DDL, no-transaction) is running,
+    /// and left set when it failed part way.
+    pub dirty: bool,
+}
+
+/// Two migrations with one version.
+#[derive(Debug, thiserror::Error)]
+#[error("version {version} is used by both `{}` and `{}`", first.display(), second.display())]
+pub struct DuplicateVersion {
+    pub version: Version,
+    pub first: PathBuf,
+    pub second: PathBuf,
+}
+
+/// Migrations in ascending version order, each version once.
+#[derive(Debug, Clone, Default)]
+pub struct MigrationSet {
+    migrations: Vec<Migration>,
+}
+
+impl MigrationSet {
+    pub fn new(mut migrations: Vec<Migration>) -> Result<Self, DuplicateVersion> {
+        migrations.sort_by(|a, b| a.version.cmp(&b.version).then_with(|| a.path.cmp(&b.path)));
+        if let Some(pair) = migrations.windows(2).find(|w| w[0].version == w[1].version) {
+            return Err(DuplicateVersion {
+                version: pair[0].version,
+                first: pair[0].path.clone(),
+                second: pair[1].path.clone(),
+            });
+        }
+        Ok(MigrationSet { migrations })
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Migration> {
+        self.migrations.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.migrations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.migrations.is_empty()
+    }
+
+    /// The newest version, or 0 for an empty set.
+    pub fn head(&self) -> Version {
+        self.migrations.last().map_or(Version::ZERO, |m| m.version)
+    }
+
+    pub fn get(&self, version: Version) -> Option<&Migration> {
+        self.migrations
+            .binary_search_by(|m| m.version.cmp(&version))
+            .ok()
+            .map(|i| &self.migrations[i])
+    }
+
+    /// True for 0 and for every version a migration has: the versions one can migrate to.
+    pub fn is_target(&self, version: Version) -> bool {
+        version == Version::ZERO || self.get(version).is_some()
+    }
+
+    /// How many migrations have a version above `version`, up to `head`.
+    pub fn count_between(&self, above: Version, up_to: Version) -> usize {
+        self.migrations
+            .iter()
+            .filter(|m| m.version > above && m.version <= up_to)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(v: i64, name: &str) -> Migration {
+        Migration::new(Version(v), name.into(), format!("-- {name}"), None, format!("{v}_{name}.up.sql").into())
+    }
+
+    #[test]
+    fn set_sorts_and_refuses_duplicates() {
+        let set = MigrationSet::new(vec![m(3, "c"), m(1, "a"), m(2, "b")]).unwrap();
+        let versions: Vec<_> = set.iter().map(|m| m.version.0).collect();
+        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(set.head(), Version(3));
+        let err = MigrationSet::new(vec![m(1, "a"), m(1, "b")]).unwrap_err();
+        assert_eq!(err.to_string(), "version 1 is used by both `1_a.up.sql` and `1_b.up.sql`");
+    }
+
+    #[test]
+    fn blank_down_scripts_make_a_migration_irreversible() {
+        for blank in ["", "  \n", "-- nothing to undo\n", "/* no */\n-- still nothing"] {
+            let mig = Migration::new(Version(1), "a".into(), "select 1".into(), Some(blank.into()), "x".into());
+            assert!(!mig.is_reversible(), "{blank:?}");
+        }
+        let mig = Migration::new(Version(1), "a".into(), "x".into(), Some("-- undo\ndrop table t;".into()), "x".into());
+        assert!(mig.is_reversible());
+    }
+
+    #[test]
+    fn no_transaction_marker_is_read_from_the_first_line_only() {
+        assert!(!Script::new("-- fleetmig: no-transaction\ncreate index concurrently i on t(a);".into()).transactional);
+        assert!(Script::new("select 1;\n-- fleetmig: no-transaction".into()).transactional);
+    }
+
+    #[test]
+    fn checksum_is_sha256_hex() {
+        assert_eq!(
+            Checksum::of("").to_hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! Plain data: migrations, tenants and the fleet. No I/O, no async.
+
+pub mod fleet;
+pub mod migration;
+pub mod secret;

@@ -1,0 +1,4 @@
+//! Pure decisions: what to run on a tenant, which tenants a selector picks.
+
+pub mod select;
+pub mod tenant;

@@ -1,0 +1,294 @@
+//! Given the migration set and a tenant's history rows: its state, and what to run.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::model::migration::{Applied, Direction, Migration, MigrationSet, Version};
+
+/// Where a command wants tenants to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// Apply pending migrations up to and including `to`.
+    Up { to: Version },
+    /// Revert applied migrations above `to`, newest first.
+    Down { to: Version },
+    /// Revert the newest `steps` applied migrations.
+    DownSteps { steps: usize },
+}
+
+/// Why a tenant is not touched. Each names the version and, where there is one, the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Refusal {
+    #[error("migration {version} is dirty: it failed part way; fix the database by hand, then `fleetmig stamp`")]
+    Dirty { version: Version },
+    #[error(
+        "migration {version} was edited after it was applied: `{}` has checksum {file_checksum}, the tenant recorded {recorded}",
+        path.display()
+    )]
+    Modified { version: Version, path: PathBuf, recorded: String, file_checksum: String },
+    #[error("applied migration {version} (`{name}`) has no file in the migrations folder")]
+    Unknown { version: Version, name: String },
+    #[error(
+        "migration {version} (`{}`) is pending but older than applied migration {newest}: out-of-order migrations are refused",
+        path.display()
+    )]
+    OutOfOrder { version: Version, path: PathBuf, newest: Version },
+    #[error("migration {version} has no down script (`{}`): it cannot be reverted", path.display())]
+    Irreversible { version: Version, path: PathBuf },
+}
+
+/// One migration to run, one way.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub migration: &'a Migration,
+    pub direction: Direction,
+}
+
+/// What to run on one tenant.
+#[derive(Debug, Clone)]
+pub struct TenantPlan<'a> {
+    /// The tenant's version now: the highest applied version, 0 if none.
+    pub from: Version,
+    /// Its version once every step ran.
+    pub to: Version,
+    pub steps: Vec<Step<'a>>,
+}
+
+/// A tenant's state against the migration set, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum State {
+    Current,
+    Behind { pending: usize },
+    /// Applied versions newer than any file: migrated by newer code.
+    Ahead { newest: Version },
+    Drifted { reason: Refusal },
+    Dirty { version: Version },
+}
+
+impl State {
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Current => "current",
+            State::Behind { .. } => "behind",
+            State::Ahead { .. } => "ahead",
+            State::Drifted { .. } => "drifted",
+            State::Dirty { .. } => "dirty",
+        }
+    }
+}
+
+/// The highest version in the rows, dirty ones included; 0 if none.
+pub fn version_of(applied: &[Applied]) -> Version {
+    applied.iter().map(|a| a.version).max().unwrap_or(Version::ZERO)
+}
+
+/// Checks applied rows against the files: dirty rows, edited migrations, unknown versions.
+/// Returns the tenant's current version when all is well.
+pub fn verify(set: &MigrationSet, applied: &[Applied]) -> Result<Version, Refusal> {
+    if let Some(row) = applied.iter().find(|a| a.dirty) {
+        return Err(Refusal::Dirty { version: row.version });
+    }
+    for row in applied {
+        match set.get(row.version) {
+            None => return Err(Refusal::Unknown { version: row.version, name: row.name.clone() }),
+            Some(m) if m.checksum.to_hex() != row.checksum => {
+                return Err(Refusal::Modified {
+                    version: row.version,
+                    path: m.path.clone(),
+                    recorded: row.checksum.clone(),
+                    file_checksum: m.checksum.to_hex(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(version_of(applied))
+}
+
+/// The tenant's state, measured against `target` (head, or a `--to`).
+pub fn state(set: &MigrationSet, applied: &[Applied], target: Version) -> State {
+    match verify(set, applied) {
+        Ok(current) => {
+            let pending = set
+                .iter()
+                .filter(|m| m.version <= target && !applied.iter().any(|a| a.version == m.version))
+                .count();
+            if current > target {
+                State::Ahead { newest: current }
+            } else if pending == 0 {
+                State::Current
+            } else {
+                State::Behind { pending }
+            }
+        }
+        Err(Refusal::Dirty { version }) => State::Dirty { version },
+        Err(Refusal::Unknown { .. }) if version_of(applied) > set.head() && verify_known(set, applied) => {
+            State::Ahead { newest: version_of(applied) }
+        }
+        Err(reason) => State::Drifted { reason },
+    }
+}
+
+/// True when every applied row at or below head matches its file: the only problem is newer rows.
+fn verify_known(set: &MigrationSet, applied: &[Applied]) -> bool {
+    let head = set.head();
+    let known: Vec<Applied> = applied.iter().filter(|a| a.version <= head).cloned().collect();
+    verify(set, &known).is_ok()
+}
+
+/// What to run on a tenant to reach `target`, or why nothing may run.
+pub fn plan<'a>(set: &'a MigrationSet, applied: &[Applied], target: Target) -> Result<TenantPlan<'a>, Refusal> {
+    let from = verify(set, applied)?;
+    let is_applied = |v: Version| applied.iter().any(|a| a.version == v);
+    let (steps, to) = match target {
+        Target::Up { to } => {
+            let pending: Vec<&Migration> = set.iter().filter(|m| m.version <= to && !is_applied(m.version)).collect();
+            if let Some(old) = pending.iter().find(|m| m.version < from) {
+                return Err(Refusal::OutOfOrder { version: old.version, path: old.path.clone(), newest: from });
+            }
+            let to = pending.last().map_or(from, |m| m.version);
+            (pending.into_iter().map(|m| Step { migration: m, direction: Direction::Up }).collect(), to)
+        }
+        Target::Down { .. } | Target::DownSteps { .. } => {
+            let newest_first = set.iter().rev().filter(|m| is_applied(m.version));
+            let revert: Vec<&Migration> = match target {
+                Target::Down { to } => newest_first.filter(|m| m.version > to).collect(),
+                Target::DownSteps { steps } => newest_first.take(steps).collect(),
+                Target::Up { .. } => unreachable!(),
+            };
+            if let Some(m) = revert.iter().find(|m| !m.is_reversible()) {
+                return Err(Refusal::Irreversible { version: m.version, path: m.path.clone() });
+            }
+            let to = set
+                .iter()
+                .rev()
+                .filter(|m| is_applied(m.version) && !revert.iter().any(|r| r.version == m.version))
+                .map(|m| m.version)
+                .next()
+                .unwrap_or(Version::ZERO);
+            (revert.into_iter().map(|m| Step { migration: m, direction: Direction::Down }).collect(), to)
+        }
+    };
+    Ok(TenantPlan { from, to, steps })
+}
+
+/// The history a `stamp` to `to` leaves: exactly the migrations up to `to`, with the files'
+/// checksums. Returns the rows to keep or write.
+pub fn stamp(set: &MigrationSet, to: Version) -> Vec<Applied> {
+    set.iter()
+        .filter(|m| m.version <= to)
+        .map(|m| Applied { version: m.version, name: m.name.clone(), checksum: m.checksum.to_hex(), dirty: false })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(reversible: &[bool]) -> MigrationSet {
+        MigrationSet::new(
+            reversible
+                .iter()
+                .enumerate()
+                .map(|(i, rev)| {
+                    let v = i as i64 + 1;
+                    Migration::new(
+                        Version(v),
+                        format!("m{v}"),
+                        format!("create table t{v} (id int);"),
+                        rev.then(|| format!("drop table t{v};")),
+                        format!("migrations/{v:04}_m{v}.up.sql").into(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn applied(set: &MigrationSet, versions: &[i64]) -> Vec<Applied> {
+        versions
+            .iter()
+            .map(|v| {
+                let m = set.get(Version(*v)).unwrap();
+                Applied { version: m.version, name: m.name.clone(), checksum: m.checksum.to_hex(), dirty: false }
+            })
+            .collect()
+    }
+
+    fn versions(plan: &TenantPlan) -> Vec<i64> {
+        plan.steps.iter().map(|s| s.migration.version.0).collect()
+    }
+
+    #[test]
+    fn up_runs_pending_up_to_the_target() {
+        let s = set(&[true; 5]);
+        let p = plan(&s, &applied(&s, &[1, 2]), Target::Up { to: s.head() }).unwrap();
+        assert_eq!((versions(&p), p.from, p.to), (vec![3, 4, 5], Version(2), Version(5)));
+        let p = plan(&s, &applied(&s, &[1, 2]), Target::Up { to: Version(3) }).unwrap();
+        assert_eq!(versions(&p), [3]);
+        let p = plan(&s, &applied(&s, &[1, 2, 3, 4, 5]), Target::Up { to: s.head() }).unwrap();
+        assert!(p.steps.is_empty());
+        assert_eq!(p.to, Version(5));
+    }
+
+    #[test]
+    fn down_reverts_newest_first() {
+        let s = set(&[true; 4]);
+        let all = applied(&s, &[1, 2, 3, 4]);
+        let p = plan(&s, &all, Target::DownSteps { steps: 2 }).unwrap();
+        assert_eq!((versions(&p), p.to), (vec![4, 3], Version(2)));
+        let p = plan(&s, &all, Target::Down { to: Version::ZERO }).unwrap();
+        assert_eq!((versions(&p), p.to), (vec![4, 3, 2, 1], Version::ZERO));
+        let p = plan(&s, &all, Target::DownSteps { steps: 9 }).unwrap();
+        assert_eq!(p.steps.len(), 4);
+    }
+
+    #[test]
+    fn down_past_an_irreversible_migration_is_refused() {
+        let s = set(&[true, false, true]);
+        let err = plan(&s, &applied(&s, &[1, 2, 3]), Target::Down { to: Version(1) }).unwrap_err();
+        assert_eq!(err, Refusal::Irreversible { version: Version(2), path: "migrations/0002_m2.up.sql".into() });
+        assert!(plan(&s, &applied(&s, &[1, 2, 3]), Target::DownSteps { steps: 1 }).is_ok());
+    }
+
+    #[test]
+    fn edited_unknown_dirty_and_out_of_order_are_refused() {
+        let s = set(&[true; 3]);
+        let mut rows = applied(&s, &[1, 2]);
+        rows[1].checksum = "00".repeat(32);
+        let err = plan(&s, &rows, Target::Up { to: s.head() }).unwrap_err();
+        assert!(matches!(err, Refusal::Modified { version: Version(2), .. }));
+        assert!(err.to_string().contains("migration 2 was edited after it was applied: `migrations/0002_m2.up.sql`"));
+
+        let mut rows = applied(&s, &[1]);
+        rows.push(Applied { version: Version(9), name: "future".into(), checksum: "x".into(), dirty: false });
+        let err = plan(&s, &rows, Target::Up { to: s.head() }).unwrap_err();
+        assert_eq!(err.to_string(), "applied migration 9 (`future`) has no file in the migrations folder");
+        assert_eq!(state(&s, &rows, s.head()), State::Ahead { newest: Version(9) });
+
+        let mut rows = applied(&s, &[1, 2]);
+        rows[1].dirty = true;
+        assert_eq!(plan(&s, &rows, Target::Up { to: s.head() }).unwrap_err(), Refusal::Dirty { version: Version(2) });
+        assert_eq!(state(&s, &rows, s.head()), State::Dirty { version: Version(2) });
+
+        let rows = applied(&s, &[1, 3]);
+        assert!(matches!(plan(&s, &rows, Target::Up { to: s.head() }), Err(Refusal::OutOfOrder { version: Version(2), .. })));
+    }
+
+    #[test]
+    fn states() {
+        let s = set(&[true; 3]);
+        assert_eq!(state(&s, &[], s.head()), State::Behind { pending: 3 });
+        assert_eq!(state(&s, &applied(&s, &[1, 2, 3]), s.head()), State::Current);
+        assert_eq!(state(&s, &applied(&s, &[1]), Version(1)), State::Current);
+        assert_eq!(state(&s, &applied(&s, &[1, 2]), Version(1)), State::Ahead { newest: Version(2) });
+        let mut rows = applied(&s, &[1]);
+        rows.push(Applied { version: Version(2), name: "gone".into(), checksum: "x".into(), dirty: false });
+        rows[1].checksum = "y".into();
+        assert!(matches!(state(&s, &rows, s.head()), State::Drifted { .. }));
+    }
+}

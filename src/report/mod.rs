@@ -1,0 +1,5 @@
+//! Consumers of events and results: they write text or JSON and never touch a database.
+
+pub mod json;
+pub mod tables;
+pub mod text;

@@ -1,0 +1,117 @@
+//! Tables and documents for `status`, `plan` and `history`.
+
+use comfy_table::presets::NOTHING;
+use comfy_table::{Cell, Table};
+use serde::Serialize;
+
+use crate::model::migration::{MigrationSet, Version};
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(NOTHING).set_header(header.iter().map(|h| Cell::new(h)));
+    t
+}
+
+/// One tenant's line in `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRow {
+    pub id: String,
+    /// Highest applied version, 0 when none (or unknown, for an unreachable tenant).
+    pub version: Version,
+    /// current, behind, ahead, drifted, dirty or unreachable.
+    pub state: &'static str,
+    /// Migrations still to apply to reach the target.
+    pub pending: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The `status` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusDoc {
+    pub head: Version,
+    pub target: Version,
+    pub tenants: Vec<StatusRow>,
+}
+
+pub fn status_text(doc: &StatusDoc) -> String {
+    let mut t = table(&["TENANT", "VERSION", "PENDING", "STATE", "DETAIL"]);
+    for r in &doc.tenants {
+        t.add_row(vec![
+            r.id.clone(),
+            r.version.to_string(),
+            r.pending.to_string(),
+            r.state.to_owned(),
+            r.detail.clone().unwrap_or_default(),
+        ]);
+    }
+    let current = doc.tenants.iter().filter(|r| r.state == "current").count();
+    format!("{}\n{current} of {} tenant(s) current at {}.\n", trim_lines(&t.to_string()), doc.tenants.len(), doc.target)
+}
+
+/// One tenant's line in `plan`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRow {
+    pub id: String,
+    pub from: Option<Version>,
+    pub to: Option<Version>,
+    /// The migrations that would run, in order, as `0003_name`.
+    pub steps: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+pub fn plan_text(rows: &[PlanRow]) -> String {
+    let mut t = table(&["TENANT", "FROM", "TO", "WOULD RUN"]);
+    let v = |v: Option<Version>| v.map_or("?".to_owned(), |v| v.to_string());
+    for r in rows {
+        let what = match &r.refused {
+            Some(why) => format!("nothing: {why}"),
+            None if r.steps.is_empty() => "nothing".to_owned(),
+            None => r.steps.join(", "),
+        };
+        t.add_row(vec![r.id.clone(), v(r.from), v(r.to), what]);
+    }
+    let steps: usize = rows.iter().map(|r| r.steps.len()).sum();
+    format!("{}\n{steps} step(s) over {} tenant(s); nothing was changed.\n", trim_lines(&t.to_string()), rows.len())
+}
+
+/// One migration's line in `history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryRow {
+    pub version: Version,
+    pub name: String,
+    pub reversible: bool,
+    pub transactional: bool,
+    pub checksum: String,
+}
+
+pub fn history_rows(set: &MigrationSet) -> Vec<HistoryRow> {
+    set.iter()
+        .map(|m| HistoryRow {
+            version: m.version,
+            name: m.name.clone(),
+            reversible: m.is_reversible(),
+            transactional: m.up.transactional,
+            checksum: m.checksum.to_hex(),
+        })
+        .collect()
+}
+
+pub fn history_text(rows: &[HistoryRow]) -> String {
+    let mut t = table(&["VERSION", "NAME", "REVERSIBLE", "TRANSACTION", "CHECKSUM"]);
+    for r in rows {
+        t.add_row(vec![
+            r.version.to_string(),
+            r.name.clone(),
+            if r.reversible { "yes" } else { "no" }.to_owned(),
+            if r.transactional { "yes" } else { "no" }.to_owned(),
+            r.checksum[..12].to_owned(),
+        ]);
+    }
+    format!("{}\n", trim_lines(&t.to_string()))
+}
+
+fn trim_lines(text: &str) -> String {
+    text.lines().map(|l| l.trim_end().trim_start_matches(' ')).collect::<Vec<_>>().join("\n")
+}

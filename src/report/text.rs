@@ -1,0 +1,66 @@
+//! Plain lines for people: one per finished tenant, and a summary.
+
+use std::io::Write;
+
+use crate::exec::events::{Event, Outcome, Summary, TenantReport};
+use crate::model::migration::Direction;
+
+/// Renders run events as lines of text.
+pub struct TextReporter {
+    /// Width of the tenant-id column.
+    id_width: usize,
+}
+
+impl TextReporter {
+    pub fn new(id_width: usize) -> Self {
+        TextReporter { id_width: id_width.max(6) }
+    }
+
+    pub fn write_event(&mut self, out: &mut dyn Write, event: &Event) -> std::io::Result<()> {
+        match event {
+            Event::RunStarted { run_id, command, target, tenants } => {
+                let target = target.map(|t| format!(", target {t}")).unwrap_or_default();
+                writeln!(out, "fleetmig {command}: {tenants} tenant(s){target} (run {run_id})")
+            }
+            Event::TenantFinished { report } => writeln!(out, "{}", self.tenant_line(report)),
+            Event::RunFinished { summary } => writeln!(out, "{}", summary_line(summary)),
+            Event::TenantStarted { .. } | Event::StepStarted { .. } | Event::StepFinished { .. } => Ok(()),
+        }
+    }
+
+    pub fn tenant_line(&self, r: &TenantReport) -> String {
+        let id = format!("{:width$}", r.id.as_str(), width = self.id_width);
+        let v = |v: Option<crate::model::migration::Version>| v.map_or("?".to_owned(), |v| v.to_string());
+        match &r.outcome {
+            Outcome::Succeeded if r.steps.is_empty() => format!("  {id}  at {}, nothing to do", v(r.final_version)),
+            Outcome::Succeeded => {
+                let verb = if r.steps[0].direction == Direction::Up { "applied" } else { "reverted" };
+                let ms: u64 = r.steps.iter().map(|s| s.duration_ms).sum();
+                format!("  {id}  {} -> {}  {} {verb} in {ms} ms", v(r.start_version), v(r.final_version), r.steps.len())
+            }
+            Outcome::Failed { error, dirty, .. } => {
+                let dirty = if *dirty { " [dirty: fix by hand, then `fleetmig stamp`]" } else { "" };
+                format!("  {id}  FAILED {error}; left at {}{dirty}", v(r.final_version))
+            }
+            Outcome::Skipped { reason } => {
+                format!("  {id}  SKIPPED ({}): {}", reason.name(), reason.message())
+            }
+        }
+    }
+}
+
+/// The run's last line.
+pub fn summary_line(s: &Summary) -> String {
+    let secs = s.elapsed_ms as f64 / 1000.0;
+    if s.is_success() && s.changed == 0 {
+        return format!("Nothing to do: all {} tenant(s) already at the target ({secs:.2} s).", s.tenants);
+    }
+    format!(
+        "{} tenant(s): {} changed, {} already at the target, {} failed, {} skipped ({secs:.2} s).",
+        s.tenants,
+        s.changed,
+        s.succeeded - s.changed,
+        s.failed,
+        s.skipped
+    )
+}
