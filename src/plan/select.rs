@@ -126,7 +126,8 @@ mod tests {
         assert_eq!(ids(&["id=acme", "id=globex"]), ["acme", "globex"]);
         assert_eq!(ids(&["region!=eu"]), ["globex"]);
         assert_eq!(ids(&["canary=true"]), ["acme"]);
-        assert_eq!(ids(&["id=*c*e*"]), ["acme", "initech"]);
+        assert_eq!(ids(&["id=*c*e*"]), ["acme"]);
+        assert_eq!(ids(&["id=*t*c*"]), ["initech"]);
         assert_eq!(ids(&["nolabel=x"]), Vec::<String>::new());
         assert!("tier".parse::<Selector>().is_err());
     }
