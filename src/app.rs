@@ -9,7 +9,7 @@ use crate::driver::connect::Limits;
 use crate::driver::offline;
 use crate::error::Error;
 use crate::exec::events::{Events, Outcome};
-use crate::exec::run::{RunContext, RunReport, inspect_all, run as run_tenants};
+use crate::exec::run::{Inspected, RunContext, RunReport, inspect_all, run as run_tenants};
 use crate::exec::tenant::Action;
 use crate::load;
 use crate::model::fleet::{Engine, Fleet, Ident, Tenant};
@@ -31,22 +31,36 @@ pub mod exit {
 }
 
 fn load_migrations(dir: &Path) -> Result<MigrationSet, Error> {
-    load::migrations::load(dir).map_err(|source| Error::Migrations { dir: dir.display().to_string(), source })
+    load::migrations::load(dir).map_err(|source| Error::Migrations {
+        dir: dir.display().to_string(),
+        source,
+    })
 }
 
 fn check_target(set: &MigrationSet, v: Version, flag: &str) -> Result<Version, Error> {
     if set.is_target(v) {
         Ok(v)
     } else {
-        Err(Error::Usage(format!("{flag} {v}: no migration has version {v} (head is {})", set.head())))
+        Err(Error::Usage(format!(
+            "{flag} {v}: no migration has version {v} (head is {})",
+            set.head()
+        )))
     }
 }
 
 fn selected<'f>(fleet: &'f Fleet, g: &Global) -> Result<Vec<&'f Tenant>, Error> {
     let tenants = select(&fleet.tenants, &g.select);
     if tenants.is_empty() {
-        let what = g.select.iter().map(|s| format!("--select {s}")).collect::<Vec<_>>().join(" ");
-        return Err(Error::Usage(format!("no tenant in `{}` matches {what}", fleet.path.display())));
+        let what = g
+            .select
+            .iter()
+            .map(|s| format!("--select {s}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(Error::Usage(format!(
+            "no tenant in `{}` matches {what}",
+            fleet.path.display()
+        )));
     }
     Ok(tenants)
 }
@@ -77,8 +91,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 std::fs::create_dir_all(&g.migrations)?;
             }
             let set = load_migrations(&g.migrations)?;
-            let (up, down) = load::migrations::create(&g.migrations, &set, name)
-                .map_err(|source| Error::Migrations { dir: g.migrations.display().to_string(), source })?;
+            let (up, down) =
+                load::migrations::create(&g.migrations, &set, name).map_err(|source| Error::Migrations {
+                    dir: g.migrations.display().to_string(),
+                    source,
+                })?;
             writeln!(out, "{}\n{}", up.display(), down.display())?;
             Ok(exit::OK)
         }
@@ -91,7 +108,12 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             }
             Ok(exit::OK)
         }
-        Command::Sql { from, to, engine, schema } => {
+        Command::Sql {
+            from,
+            to,
+            engine,
+            schema,
+        } => {
             let set = load_migrations(&g.migrations)?;
             let from = check_target(&set, *from, "--from")?;
             let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
@@ -104,7 +126,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                     engines.dedup();
                     match engines.as_slice() {
                         [one] => *one,
-                        _ => return Err(Error::Usage("the selected tenants use several engines: give --engine".into())),
+                        _ => {
+                            return Err(Error::Usage(
+                                "the selected tenants use several engines: give --engine".into(),
+                            ));
+                        }
                     }
                 }
             };
@@ -112,8 +138,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 .as_deref()
                 .map(|s| Ident::new(s).map_err(|m| Error::Usage(format!("--schema: {m}"))))
                 .transpose()?;
-            let script =
-                offline::script(engine, &set, from, to, namespace.as_ref()).map_err(|r| Error::Refused(r.to_string()))?;
+            let script = offline::script(engine, &set, from, to, namespace.as_ref())
+                .map_err(|r| Error::Refused(r.to_string()))?;
             write!(out, "{script}")?;
             Ok(exit::OK)
         }
@@ -143,7 +169,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let fleet = load::fleet::load(&g.fleet)?;
             let tenants = selected(&fleet, g)?;
             let target = match (to, steps) {
-                (Some(to), _) => Target::Down { to: check_target(&set, *to, "--to")? },
+                (Some(to), _) => Target::Down {
+                    to: check_target(&set, *to, "--to")?,
+                },
                 (None, Some(steps)) => Target::DownSteps { steps: *steps },
                 (None, None) => return Err(Error::Usage("give --to or --steps".into())),
             };
@@ -163,11 +191,21 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
 }
 
 fn context<'a>(g: &Global, fleet: &'a Fleet, set: &'a MigrationSet) -> RunContext<'a> {
-    RunContext { fleet, set, limits: limits(g), concurrency: g.concurrency, run_id: new_run_id() }
+    RunContext {
+        fleet,
+        set,
+        limits: limits(g),
+        concurrency: g.concurrency,
+        run_id: new_run_id(),
+    }
 }
 
 fn exit_code(report: &RunReport) -> u8 {
-    if report.summary.is_success() { exit::OK } else { exit::FAILED }
+    if report.summary.is_success() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
 }
 
 /// `down` refuses before anything runs when any tenant would pass a migration without a
@@ -181,7 +219,10 @@ async fn refuse_irreversible(
 ) -> Result<(), Error> {
     if let Target::Down { to } = target {
         if let Some(m) = set.iter().find(|m| m.version > to && !m.is_reversible()) {
-            let refusal = Refusal::Irreversible { version: m.version, path: m.path.clone() };
+            let refusal = Refusal::Irreversible {
+                version: m.version,
+                path: m.path.clone(),
+            };
             return Err(Error::Refused(format!("down --to {to}: {refusal}")));
         }
         return Ok(());
@@ -233,7 +274,7 @@ async fn execute(
 fn plan_command(
     set: &MigrationSet,
     to: Version,
-    states: Vec<(&Tenant, Result<Vec<crate::model::migration::Applied>, crate::driver::error::DbError>)>,
+    states: Vec<Inspected<'_>>,
     format: Format,
     out: &mut (dyn Write + Send),
 ) -> Result<u8, Error> {
@@ -243,11 +284,21 @@ fn plan_command(
         .map(|(t, rows)| match rows {
             Err(e) => {
                 any_bad = true;
-                PlanRow { id: t.id.to_string(), from: None, to: None, steps: vec![], refused: Some(format!("unreachable: {e}")) }
+                PlanRow {
+                    id: t.id.to_string(),
+                    from: None,
+                    to: None,
+                    steps: vec![],
+                    refused: Some(format!("unreachable: {e}")),
+                }
             }
             Ok(rows) => {
                 let from = plan::version_of(&rows);
-                let target = if to >= from { Target::Up { to } } else { Target::Down { to } };
+                let target = if to >= from {
+                    Target::Up { to }
+                } else {
+                    Target::Down { to }
+                };
                 match plan::plan(set, &rows, target) {
                     Ok(p) => PlanRow {
                         id: t.id.to_string(),
@@ -265,7 +316,13 @@ fn plan_command(
                     },
                     Err(r) => {
                         any_bad = true;
-                        PlanRow { id: t.id.to_string(), from: Some(from), to: Some(from), steps: vec![], refused: Some(r.to_string()) }
+                        PlanRow {
+                            id: t.id.to_string(),
+                            from: Some(from),
+                            to: Some(from),
+                            steps: vec![],
+                            refused: Some(r.to_string()),
+                        }
                     }
                 }
             }
@@ -281,7 +338,7 @@ fn plan_command(
 fn status_command(
     set: &MigrationSet,
     to: Version,
-    states: Vec<(&Tenant, Result<Vec<crate::model::migration::Applied>, crate::driver::error::DbError>)>,
+    states: Vec<Inspected<'_>>,
     format: Format,
     out: &mut (dyn Write + Send),
 ) -> Result<u8, Error> {
@@ -318,7 +375,11 @@ fn status_command(
         })
         .collect();
     let all_current = tenants.iter().all(|r| r.state == "current");
-    let doc = StatusDoc { head: set.head(), target: to, tenants };
+    let doc = StatusDoc {
+        head: set.head(),
+        target: to,
+        tenants,
+    };
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string(&doc).map_err(std::io::Error::other)?)?,
         Format::Text => write!(out, "{}", tables::status_text(&doc))?,
@@ -328,5 +389,8 @@ fn status_command(
 
 /// True when the run left a tenant that needs a person: dirty after a failure.
 pub fn needs_attention(report: &RunReport) -> bool {
-    report.tenants.iter().any(|t| matches!(t.outcome, Outcome::Failed { dirty: true, .. }))
+    report
+        .tenants
+        .iter()
+        .any(|t| matches!(t.outcome, Outcome::Failed { dirty: true, .. }))
 }

@@ -10,7 +10,11 @@ use crate::model::migration::Version;
 use crate::plan::select::Selector;
 
 #[derive(Debug, Parser)]
-#[command(name = "fleetmig", version, about = "Apply versioned SQL migrations across a fleet of tenant databases or schemas")]
+#[command(
+    name = "fleetmig",
+    version,
+    about = "Apply versioned SQL migrations across a fleet of tenant databases or schemas"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

@@ -28,7 +28,12 @@ pub struct DbError {
 
 impl DbError {
     pub fn new(kind: ErrorKind, op: impl Into<String>, message: impl Into<String>) -> Self {
-        DbError { kind, op: op.into(), code: None, message: message.into() }
+        DbError {
+            kind,
+            op: op.into(),
+            code: None,
+            message: message.into(),
+        }
     }
 
     /// Wraps a sqlx error; `secret` (a password) is scrubbed from the message.
@@ -41,6 +46,11 @@ impl DbError {
             Some(secret) if !secret.is_empty() => message.replace(secret, "***"),
             _ => message,
         };
-        DbError { kind, op: op.into(), code, message }
+        DbError {
+            kind,
+            op: op.into(),
+            code,
+            message,
+        }
     }
 }

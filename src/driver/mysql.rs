@@ -36,14 +36,26 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
         .map_err(|e| fail(ErrorKind::Unreachable, "reading the URL", e))?;
     let conn = match tokio::time::timeout(limits.connect_timeout, MySqlConnection::connect_with(&options)).await {
         Ok(conn) => conn.map_err(|e| fail(ErrorKind::Unreachable, "connecting", e))?,
-        Err(_) => return Err(DbError::new(ErrorKind::Unreachable, "connecting", format!("no answer within {:?}", limits.connect_timeout))),
+        Err(_) => {
+            return Err(DbError::new(
+                ErrorKind::Unreachable,
+                "connecting",
+                format!("no answer within {:?}", limits.connect_timeout),
+            ));
+        }
     };
     let database = tenant.namespace.database.as_ref().map(|d| d.as_str().to_owned());
     let table = match &database {
         Some(db) => format!("{}.fleetmig_history", backtick(db)),
         None => "fleetmig_history".to_owned(),
     };
-    let mut wire = MySqlWire { conn, table, database, absent: false, locked: false };
+    let mut wire = MySqlWire {
+        conn,
+        table,
+        database,
+        absent: false,
+        locked: false,
+    };
     match prepare(&mut wire, tenant, limits, access).await {
         Ok(()) => Ok(Session::new(wire, secret)),
         Err((kind, op, e)) => {
@@ -58,7 +70,9 @@ type Failure = (ErrorKind, String, sqlx::Error);
 
 async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access: Access) -> Result<(), Failure> {
     for statement in &tenant.init_sql {
-        wire.batch(statement).await.map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
+        wire.batch(statement)
+            .await
+            .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
     }
     if access == Access::Write {
         let got: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({LOCK_NAME}, ?)"))
@@ -69,7 +83,11 @@ async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access:
             .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
         if got != Some(1) {
             let e = sqlx::Error::Protocol(format!("GET_LOCK gave up after {:?}", limits.lock_wait));
-            return Err((ErrorKind::Locked, "waiting for the tenant lock held by another runner".to_owned(), e));
+            return Err((
+                ErrorKind::Locked,
+                "waiting for the tenant lock held by another runner".to_owned(),
+                e,
+            ));
         }
         wire.locked = true;
         if let Some(db) = &wire.database {
@@ -77,9 +95,12 @@ async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access:
                 .await
                 .map_err(|e| (ErrorKind::Sql, "creating the database".to_owned(), e))?;
         }
-        wire.batch(&format!("CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS})", wire.table))
-            .await
-            .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history".to_owned(), e))?;
+        wire.batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS})",
+            wire.table
+        ))
+        .await
+        .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history".to_owned(), e))?;
     } else if let Some(db) = &wire.database {
         let found: Option<String> =
             sqlx::query_scalar("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?")
@@ -166,15 +187,18 @@ impl Wire for MySqlWire {
     }
 
     async fn update_row(&mut self, row: &Applied, run_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!("UPDATE {} SET name = ?, checksum = ?, dirty = ?, run_id = ? WHERE version = ?", self.table))
-            .bind(&row.name)
-            .bind(&row.checksum)
-            .bind(row.dirty)
-            .bind(run_id)
-            .bind(row.version.0)
-            .execute(&mut self.conn)
-            .await
-            .map(drop)
+        sqlx::query(&format!(
+            "UPDATE {} SET name = ?, checksum = ?, dirty = ?, run_id = ? WHERE version = ?",
+            self.table
+        ))
+        .bind(&row.name)
+        .bind(&row.checksum)
+        .bind(row.dirty)
+        .bind(run_id)
+        .bind(row.version.0)
+        .execute(&mut self.conn)
+        .await
+        .map(drop)
     }
 
     async fn delete_row(&mut self, version: Version) -> Result<(), sqlx::Error> {
@@ -187,7 +211,10 @@ impl Wire for MySqlWire {
 
     async fn unlock(&mut self) -> Result<(), sqlx::Error> {
         if self.locked {
-            sqlx::query(&format!("SELECT RELEASE_LOCK({LOCK_NAME})")).bind(&self.database).execute(&mut self.conn).await?;
+            sqlx::query(&format!("SELECT RELEASE_LOCK({LOCK_NAME})"))
+                .bind(&self.database)
+                .execute(&mut self.conn)
+                .await?;
             self.locked = false;
         }
         Ok(())

@@ -25,8 +25,14 @@ pub fn script(
 ) -> Result<String, Refusal> {
     let mut out = String::new();
     let direction = if to >= from { "up" } else { "down" };
-    let _ = writeln!(out, "-- fleetmig offline script for {engine}: {direction} from {from} to {to}");
-    let _ = writeln!(out, "-- Run it as one session; it stops being correct if any statement fails.\n");
+    let _ = writeln!(
+        out,
+        "-- fleetmig offline script for {engine}: {direction} from {from} to {to}"
+    );
+    let _ = writeln!(
+        out,
+        "-- Run it as one session; it stops being correct if any statement fails.\n"
+    );
     let (columns, table) = match engine {
         Engine::Postgres => (postgres::HISTORY_COLUMNS, "fleetmig_history"),
         Engine::MySql => (mysql::HISTORY_COLUMNS, "fleetmig_history"),
@@ -68,7 +74,10 @@ pub fn script(
         }
     } else {
         for m in set.iter().rev().filter(|m| m.version > to && m.version <= from) {
-            let down = m.down.as_ref().ok_or_else(|| Refusal::Irreversible { version: m.version, path: m.path.clone() })?;
+            let down = m.down.as_ref().ok_or_else(|| Refusal::Irreversible {
+                version: m.version,
+                path: m.path.clone(),
+            })?;
             let tx = transactional(m, down.transactional);
             let _ = writeln!(out, "-- {} (down)", m.label());
             if tx {

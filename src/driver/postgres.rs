@@ -20,7 +20,8 @@ pub const HISTORY_COLUMNS: &str = "version BIGINT PRIMARY KEY, name TEXT NOT NUL
 
 /// The tenant lock's key: one per database and schema, so schema-tenants in one
 /// database never wait for each other.
-const LOCK_KEY: &str = "hashtextextended('fleetmig/' || current_database() || '/' || coalesce($1, current_schema()), 0)";
+const LOCK_KEY: &str =
+    "hashtextextended('fleetmig/' || current_database() || '/' || coalesce($1, current_schema()), 0)";
 
 pub struct PgWire {
     conn: PgConnection,
@@ -43,18 +44,32 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
         .application_name("fleetmig")
         .options([
             ("lock_timeout", format!("{}ms", limits.lock_timeout.as_millis())),
-            ("statement_timeout", format!("{}ms", limits.statement_timeout.as_millis())),
+            (
+                "statement_timeout",
+                format!("{}ms", limits.statement_timeout.as_millis()),
+            ),
         ]);
     let conn = match tokio::time::timeout(limits.connect_timeout, PgConnection::connect_with(&options)).await {
         Ok(conn) => conn.map_err(|e| fail(ErrorKind::Unreachable, "connecting", e))?,
-        Err(_) => return Err(DbError::new(ErrorKind::Unreachable, "connecting", format!("no answer within {:?}", limits.connect_timeout))),
+        Err(_) => {
+            return Err(DbError::new(
+                ErrorKind::Unreachable,
+                "connecting",
+                format!("no answer within {:?}", limits.connect_timeout),
+            ));
+        }
     };
     let schema = tenant.namespace.schema.as_ref().map(|s| s.as_str().to_owned());
     let table = match &schema {
         Some(s) => format!("{}.fleetmig_history", double(s)),
         None => "fleetmig_history".to_owned(),
     };
-    let mut wire = PgWire { conn, table, schema, locked: false };
+    let mut wire = PgWire {
+        conn,
+        table,
+        schema,
+        locked: false,
+    };
     match prepare(&mut wire, tenant, limits, access).await {
         Ok(()) => Ok(Session::new(wire, secret)),
         Err((kind, op, e)) => {
@@ -95,15 +110,26 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
                     .execute(&mut wire.conn)
                     .await
             };
-            waited.await.map_err(|e| (ErrorKind::Locked, "waiting for the tenant lock held by another runner".to_owned(), e))?;
+            waited.await.map_err(|e| {
+                (
+                    ErrorKind::Locked,
+                    "waiting for the tenant lock held by another runner".to_owned(),
+                    e,
+                )
+            })?;
         }
         wire.locked = true;
         let mut ddl = String::new();
         if let Some(schema) = &wire.schema {
             ddl.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {};\n", double(schema)));
         }
-        ddl.push_str(&format!("CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS});", wire.table));
-        wire.batch(&ddl).await.map_err(|e| (ErrorKind::Sql, "creating fleetmig_history".to_owned(), e))?;
+        ddl.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS});",
+            wire.table
+        ));
+        wire.batch(&ddl)
+            .await
+            .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history".to_owned(), e))?;
     }
     if let Some(schema) = &wire.schema {
         wire.batch(&format!("SET search_path TO {}", double(schema)))
@@ -122,14 +148,19 @@ impl Wire for PgWire {
     }
 
     async fn read_history(&mut self) -> Result<Vec<Applied>, sqlx::Error> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&self.table).fetch_one(&mut self.conn).await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&self.table)
+            .fetch_one(&mut self.conn)
+            .await?;
         if !exists {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(&format!("SELECT version, name, checksum, dirty FROM {} ORDER BY version", self.table))
-            .fetch_all(&mut self.conn)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT version, name, checksum, dirty FROM {} ORDER BY version",
+            self.table
+        ))
+        .fetch_all(&mut self.conn)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(Applied {
@@ -196,7 +227,10 @@ impl Wire for PgWire {
 
     async fn unlock(&mut self) -> Result<(), sqlx::Error> {
         if self.locked {
-            sqlx::query(&format!("SELECT pg_advisory_unlock({LOCK_KEY})")).bind(&self.schema).execute(&mut self.conn).await?;
+            sqlx::query(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
+                .bind(&self.schema)
+                .execute(&mut self.conn)
+                .await?;
             self.locked = false;
         }
         self.batch("RESET ALL").await

@@ -54,7 +54,11 @@ pub struct Session<W: Wire> {
 
 impl<W: Wire> Session<W> {
     pub fn new(wire: W, secret: Option<String>) -> Self {
-        Session { wire, secret, broken: false }
+        Session {
+            wire,
+            secret,
+            broken: false,
+        }
     }
 
     fn fail(&mut self, kind: ErrorKind, op: impl Into<String>, err: sqlx::Error) -> DbError {
@@ -72,21 +76,36 @@ impl<W: Wire> Session<W> {
     /// Runs one step and records it; returns how long the script took.
     pub async fn run_step(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, DbError> {
         let m = step.migration;
-        let script = m.script(step.direction).expect("plans only revert reversible migrations");
+        let script = m
+            .script(step.direction)
+            .expect("plans only revert reversible migrations");
         let verb = match step.direction {
             Direction::Up => "applying",
             Direction::Down => "reverting",
         };
         let op = format!("{verb} {}", m.label());
-        let row = Applied { version: m.version, name: m.name.clone(), checksum: m.checksum.to_hex(), dirty: false };
+        let row = Applied {
+            version: m.version,
+            name: m.name.clone(),
+            checksum: m.checksum.to_hex(),
+            dirty: false,
+        };
         let in_tx = script.transactional && W::ENGINE.has_transactional_ddl();
         let started = Instant::now();
         let result = if in_tx {
-            self.step_in_transaction(&row, step.direction, &script.sql, run_id, started).await
+            self.step_in_transaction(&row, step.direction, &script.sql, run_id, started)
+                .await
         } else {
-            self.step_marked_dirty(&row, step.direction, &script.sql, run_id, started).await
+            self.step_marked_dirty(&row, step.direction, &script.sql, run_id, started)
+                .await
         };
-        result.map_err(|(what, e)| self.fail(ErrorKind::Sql, if what { op } else { format!("{op}: recording history") }, e))?;
+        result.map_err(|(what, e)| {
+            self.fail(
+                ErrorKind::Sql,
+                if what { op } else { format!("{op}: recording history") },
+                e,
+            )
+        })?;
         Ok(started.elapsed())
     }
 
@@ -120,14 +139,23 @@ impl<W: Wire> Session<W> {
     ) -> Result<(), (bool, sqlx::Error)> {
         match direction {
             Direction::Up => {
-                let dirty = Applied { dirty: true, ..row.clone() };
+                let dirty = Applied {
+                    dirty: true,
+                    ..row.clone()
+                };
                 self.wire.insert_row(&dirty, 0, run_id).await.map_err(|e| (false, e))?;
                 self.wire.batch(sql).await.map_err(|e| (true, e))?;
                 let ms = millis(started.elapsed());
-                self.wire.mark_row(row.version, false, Some(ms)).await.map_err(|e| (false, e))
+                self.wire
+                    .mark_row(row.version, false, Some(ms))
+                    .await
+                    .map_err(|e| (false, e))
             }
             Direction::Down => {
-                self.wire.mark_row(row.version, true, None).await.map_err(|e| (false, e))?;
+                self.wire
+                    .mark_row(row.version, true, None)
+                    .await
+                    .map_err(|e| (false, e))?;
                 self.wire.batch(sql).await.map_err(|e| (true, e))?;
                 self.wire.delete_row(row.version).await.map_err(|e| (false, e))
             }

@@ -34,7 +34,11 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
     }
     if let Some(dir) = path.parent().filter(|_| access == Access::Write) {
         std::fs::create_dir_all(dir).map_err(|e| {
-            DbError::new(ErrorKind::Unreachable, format!("creating folder `{}`", dir.display()), e.to_string())
+            DbError::new(
+                ErrorKind::Unreachable,
+                format!("creating folder `{}`", dir.display()),
+                e.to_string(),
+            )
         })?;
     }
     let mut options = SqliteConnectOptions::new()
@@ -50,20 +54,36 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
     let fail = |kind, op: &str, e: sqlx::Error| DbError::sqlx(kind, op, &e, None);
     let conn = match tokio::time::timeout(limits.connect_timeout, SqliteConnection::connect_with(&options)).await {
         Ok(conn) => conn.map_err(|e| fail(ErrorKind::Unreachable, "opening the database file", e))?,
-        Err(_) => return Err(DbError::new(ErrorKind::Unreachable, "opening the database file", "timed out")),
+        Err(_) => {
+            return Err(DbError::new(
+                ErrorKind::Unreachable,
+                "opening the database file",
+                "timed out",
+            ));
+        }
     };
     let mut wire = SqliteWire { conn: Some(conn) };
     let prepared = async {
         for statement in &tenant.init_sql {
-            wire.batch(statement).await.map_err(|e| (ErrorKind::Sql, "running init_sql", e))?;
+            wire.batch(statement)
+                .await
+                .map_err(|e| (ErrorKind::Sql, "running init_sql", e))?;
         }
         if access == Access::Write {
             wire.batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;")
                 .await
-                .map_err(|e| (ErrorKind::Locked, "waiting for the tenant lock held by another runner", e))?;
-            wire.batch(&format!("CREATE TABLE IF NOT EXISTS fleetmig_history ({HISTORY_COLUMNS})"))
-                .await
-                .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history", e))?;
+                .map_err(|e| {
+                    (
+                        ErrorKind::Locked,
+                        "waiting for the tenant lock held by another runner",
+                        e,
+                    )
+                })?;
+            wire.batch(&format!(
+                "CREATE TABLE IF NOT EXISTS fleetmig_history ({HISTORY_COLUMNS})"
+            ))
+            .await
+            .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history", e))?;
         }
         Ok::<(), (ErrorKind, &str, sqlx::Error)>(())
     }
@@ -87,7 +107,9 @@ impl Wire for SqliteWire {
     }
 
     async fn read_history(&mut self) -> Result<Vec<Applied>, sqlx::Error> {
-        let Some(conn) = self.conn.as_mut() else { return Ok(Vec::new()) };
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(Vec::new());
+        };
         let exists: i64 =
             sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fleetmig_history'")
                 .fetch_one(&mut *conn)

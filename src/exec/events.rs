@@ -16,9 +16,15 @@ use crate::plan::tenant::Refusal;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SkipReason {
     /// Its history disagrees with the files (edited, unknown, dirty, out of order).
-    Refused { refusal: Refusal },
-    Unreachable { error: DbError },
-    Locked { error: DbError },
+    Refused {
+        refusal: Refusal,
+    },
+    Unreachable {
+        error: DbError,
+    },
+    Locked {
+        error: DbError,
+    },
 }
 
 impl SkipReason {
@@ -31,7 +37,9 @@ impl SkipReason {
 
     pub fn name(&self) -> &'static str {
         match self {
-            SkipReason::Refused { refusal: Refusal::Dirty { .. } } => "dirty",
+            SkipReason::Refused {
+                refusal: Refusal::Dirty { .. },
+            } => "dirty",
             SkipReason::Refused { .. } => "drifted",
             SkipReason::Unreachable { .. } => "unreachable",
             SkipReason::Locked { .. } => "locked",
@@ -46,8 +54,14 @@ pub enum Outcome {
     /// Reached the target (possibly with nothing to do).
     Succeeded,
     /// A step failed. `dirty`: it could not roll back and left a dirty history row.
-    Failed { version: Version, error: DbError, dirty: bool },
-    Skipped { reason: SkipReason },
+    Failed {
+        version: Version,
+        error: DbError,
+        dirty: bool,
+    },
+    Skipped {
+        reason: SkipReason,
+    },
 }
 
 /// One step that ran to completion.
@@ -92,7 +106,11 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(reports: &[TenantReport], elapsed: Duration) -> Self {
-        let mut s = Summary { tenants: reports.len(), elapsed_ms: elapsed.as_millis() as u64, ..Summary::default() };
+        let mut s = Summary {
+            tenants: reports.len(),
+            elapsed_ms: elapsed.as_millis() as u64,
+            ..Summary::default()
+        };
         for r in reports {
             match r.outcome {
                 Outcome::Succeeded => {
@@ -116,12 +134,35 @@ impl Summary {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    RunStarted { run_id: String, command: String, target: Option<Version>, tenants: usize },
-    TenantStarted { tenant: TenantId },
-    StepStarted { tenant: TenantId, version: Version, name: String, direction: Direction, index: usize, total: usize },
-    StepFinished { tenant: TenantId, version: Version, direction: Direction, duration_ms: u64 },
-    TenantFinished { report: TenantReport },
-    RunFinished { summary: Summary },
+    RunStarted {
+        run_id: String,
+        command: String,
+        target: Option<Version>,
+        tenants: usize,
+    },
+    TenantStarted {
+        tenant: TenantId,
+    },
+    StepStarted {
+        tenant: TenantId,
+        version: Version,
+        name: String,
+        direction: Direction,
+        index: usize,
+        total: usize,
+    },
+    StepFinished {
+        tenant: TenantId,
+        version: Version,
+        direction: Direction,
+        duration_ms: u64,
+    },
+    TenantFinished {
+        report: TenantReport,
+    },
+    RunFinished {
+        summary: Summary,
+    },
 }
 
 /// The executor's end of the event stream. Sending never blocks and never fails the run:

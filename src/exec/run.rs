@@ -52,14 +52,26 @@ pub struct RunReport {
 }
 
 /// Runs `action` on every tenant, emitting events as it goes.
-pub async fn run(ctx: &RunContext<'_>, tenants: &[&Tenant], action: Action, command: &str, events: &Events) -> RunReport {
+pub async fn run(
+    ctx: &RunContext<'_>,
+    tenants: &[&Tenant],
+    action: Action,
+    command: &str,
+    events: &Events,
+) -> RunReport {
     let started = Instant::now();
     let target = match action {
-        Action::Migrate(crate::plan::tenant::Target::Up { to }) | Action::Migrate(crate::plan::tenant::Target::Down { to }) => Some(to),
+        Action::Migrate(crate::plan::tenant::Target::Up { to })
+        | Action::Migrate(crate::plan::tenant::Target::Down { to }) => Some(to),
         Action::Stamp(to) => Some(to),
         Action::Migrate(_) => None,
     };
-    events.emit(Event::RunStarted { run_id: ctx.run_id.clone(), command: command.to_owned(), target, tenants: tenants.len() });
+    events.emit(Event::RunStarted {
+        run_id: ctx.run_id.clone(),
+        command: command.to_owned(),
+        target,
+        tenants: tenants.len(),
+    });
     let caps = host_caps(ctx, tenants);
     let mut reports: Vec<(usize, TenantReport)> = futures::stream::iter(tenants.iter().enumerate())
         .map(|(i, t)| {
@@ -77,27 +89,33 @@ pub async fn run(ctx: &RunContext<'_>, tenants: &[&Tenant], action: Action, comm
     reports.sort_by_key(|(i, _)| *i);
     let tenants: Vec<TenantReport> = reports.into_iter().map(|(_, r)| r).collect();
     let summary = Summary::of(&tenants, started.elapsed());
-    events.emit(Event::RunFinished { summary: summary.clone() });
-    RunReport { run_id: ctx.run_id.clone(), tenants, summary }
+    events.emit(Event::RunFinished {
+        summary: summary.clone(),
+    });
+    RunReport {
+        run_id: ctx.run_id.clone(),
+        tenants,
+        summary,
+    }
 }
 
+/// A tenant and its history rows, or why they could not be read.
+pub type Inspected<'t> = (&'t Tenant, Result<Vec<Applied>, DbError>);
+
 /// Reads every tenant's history rows without changing anything, in fleet order.
-pub async fn inspect_all<'t>(
-    ctx: &RunContext<'_>,
-    tenants: &[&'t Tenant],
-) -> Vec<(&'t Tenant, Result<Vec<Applied>, DbError>)> {
+pub async fn inspect_all<'t>(ctx: &RunContext<'_>, tenants: &[&'t Tenant]) -> Vec<Inspected<'t>> {
     let caps = host_caps(ctx, tenants);
-    let mut rows: Vec<(usize, &Tenant, Result<Vec<Applied>, DbError>)> = futures::stream::iter(tenants.iter().enumerate())
+    let mut rows: Vec<(usize, Inspected<'t>)> = futures::stream::iter(tenants.iter().enumerate())
         .map(|(i, t)| {
             let cap = caps[&t.server_key()].clone();
             async move {
                 let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
-                (i, *t, tenant::inspect(t, &ctx.limits).await)
+                (i, (*t, tenant::inspect(t, &ctx.limits).await))
             }
         })
         .buffer_unordered(ctx.concurrency.max(1))
         .collect()
         .await;
-    rows.sort_by_key(|(i, _, _)| *i);
-    rows.into_iter().map(|(_, t, r)| (t, r)).collect()
+    rows.sort_by_key(|(i, _)| *i);
+    rows.into_iter().map(|(_, row)| row).collect()
 }

@@ -22,12 +22,27 @@ fn skipped(tenant: &Tenant, error: DbError, start: Option<Version>) -> TenantRep
         ErrorKind::Locked => SkipReason::Locked { error },
         _ => SkipReason::Unreachable { error },
     };
-    TenantReport { id: tenant.id.clone(), outcome: Outcome::Skipped { reason }, start_version: start, final_version: start, steps: vec![] }
+    TenantReport {
+        id: tenant.id.clone(),
+        outcome: Outcome::Skipped { reason },
+        start_version: start,
+        final_version: start,
+        steps: vec![],
+    }
 }
 
 /// Runs `action` on one tenant. Never returns an error: whatever happens is its outcome.
-pub async fn run(tenant: &Tenant, set: &MigrationSet, action: Action, limits: &Limits, run_id: &str, events: &Events) -> TenantReport {
-    events.emit(Event::TenantStarted { tenant: tenant.id.clone() });
+pub async fn run(
+    tenant: &Tenant,
+    set: &MigrationSet,
+    action: Action,
+    limits: &Limits,
+    run_id: &str,
+    events: &Events,
+) -> TenantReport {
+    events.emit(Event::TenantStarted {
+        tenant: tenant.id.clone(),
+    });
     let mut session = match AnySession::open(tenant, limits, Access::Write).await {
         Ok(s) => s,
         Err(e) => return skipped(tenant, e, None),
@@ -39,7 +54,11 @@ pub async fn run(tenant: &Tenant, set: &MigrationSet, action: Action, limits: &L
         },
         Err(e) => TenantReport {
             id: tenant.id.clone(),
-            outcome: Outcome::Failed { version: Version::ZERO, error: e, dirty: false },
+            outcome: Outcome::Failed {
+                version: Version::ZERO,
+                error: e,
+                dirty: false,
+            },
             start_version: None,
             final_version: None,
             steps: vec![],
@@ -59,12 +78,19 @@ async fn migrate(
     events: &Events,
 ) -> TenantReport {
     let start = plan::version_of(applied);
-    let mut report =
-        TenantReport { id: tenant.id.clone(), outcome: Outcome::Succeeded, start_version: Some(start), final_version: Some(start), steps: vec![] };
+    let mut report = TenantReport {
+        id: tenant.id.clone(),
+        outcome: Outcome::Succeeded,
+        start_version: Some(start),
+        final_version: Some(start),
+        steps: vec![],
+    };
     let tenant_plan = match plan::plan(set, applied, target) {
         Ok(p) => p,
         Err(refusal) => {
-            report.outcome = Outcome::Skipped { reason: SkipReason::Refused { refusal } };
+            report.outcome = Outcome::Skipped {
+                reason: SkipReason::Refused { refusal },
+            };
             return report;
         }
     };
@@ -83,12 +109,27 @@ async fn migrate(
         match session.run_step(*step, run_id).await {
             Ok(_) => {
                 let duration_ms = started.elapsed().as_millis() as u64;
-                events.emit(Event::StepFinished { tenant: tenant.id.clone(), version: m.version, direction: step.direction, duration_ms });
-                report.steps.push(StepDone { version: m.version, name: m.name.clone(), direction: step.direction, duration_ms });
+                events.emit(Event::StepFinished {
+                    tenant: tenant.id.clone(),
+                    version: m.version,
+                    direction: step.direction,
+                    duration_ms,
+                });
+                report.steps.push(StepDone {
+                    version: m.version,
+                    name: m.name.clone(),
+                    direction: step.direction,
+                    duration_ms,
+                });
             }
             Err(error) => {
-                let dirty = !(m.script(step.direction).is_some_and(|s| s.transactional) && tenant.engine.has_transactional_ddl());
-                report.outcome = Outcome::Failed { version: m.version, error, dirty };
+                let dirty = !(m.script(step.direction).is_some_and(|s| s.transactional)
+                    && tenant.engine.has_transactional_ddl());
+                report.outcome = Outcome::Failed {
+                    version: m.version,
+                    error,
+                    dirty,
+                };
                 break;
             }
         }
@@ -110,7 +151,10 @@ fn reached(tenant_plan: &plan::TenantPlan<'_>, report: &TenantReport, applied: &
         }
     }
     // A step that failed outside a transaction left its row behind, marked dirty.
-    if let Outcome::Failed { version, dirty: true, .. } = report.outcome {
+    if let Outcome::Failed {
+        version, dirty: true, ..
+    } = report.outcome
+    {
         if !versions.contains(&version) {
             versions.push(version);
         }
@@ -130,10 +174,24 @@ async fn stamp(
     let rows = plan::stamp(set, to);
     let outcome = match session.stamp(&rows, run_id).await {
         Ok(()) => Outcome::Succeeded,
-        Err(error) => Outcome::Failed { version: to, error, dirty: false },
+        Err(error) => Outcome::Failed {
+            version: to,
+            error,
+            dirty: false,
+        },
     };
-    let final_version = if matches!(outcome, Outcome::Succeeded) { to } else { start };
-    TenantReport { id: tenant.id.clone(), outcome, start_version: Some(start), final_version: Some(final_version), steps: vec![] }
+    let final_version = if matches!(outcome, Outcome::Succeeded) {
+        to
+    } else {
+        start
+    };
+    TenantReport {
+        id: tenant.id.clone(),
+        outcome,
+        start_version: Some(start),
+        final_version: Some(final_version),
+        steps: vec![],
+    }
 }
 
 /// A tenant's history rows, read without locking or creating anything.

@@ -30,7 +30,11 @@ pub enum FleetError {
         source: serde_yaml::Error,
     },
     #[error("fleet file `{}`: {context}: {message}", path.display())]
-    Invalid { path: PathBuf, context: String, message: String },
+    Invalid {
+        path: PathBuf,
+        context: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,7 +137,9 @@ pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             out.push_str("${");
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
-            let end = after.find('}').ok_or_else(|| format!("`${{` without a closing `}}` in `{}`", shown(text)))?;
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("`${{` without a closing `}}` in `{}`", shown(text)))?;
             let (name, default) = match after[..end].split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
                 None => (&after[..end], None),
@@ -167,17 +173,30 @@ fn shown(text: &str) -> String {
 
 /// Reads and checks the fleet file, expanding variables from the process environment.
 pub fn load(path: &Path) -> Result<Fleet, FleetError> {
-    let text = fs::read_to_string(path).map_err(|source| FleetError::Read { path: path.to_owned(), source })?;
+    let text = fs::read_to_string(path).map_err(|source| FleetError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     parse(path, &text, &|name| std::env::var(name).ok())
 }
 
 /// Parses fleet-file text; `path` is for messages and for resolving relative SQLite paths.
 pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Fleet, FleetError> {
-    let doc: FileDoc =
-        serde_yaml::from_str(text).map_err(|source| FleetError::Syntax { path: path.to_owned(), source })?;
-    let invalid = |context: String, message: String| FleetError::Invalid { path: path.to_owned(), context, message };
+    let doc: FileDoc = serde_yaml::from_str(text).map_err(|source| FleetError::Syntax {
+        path: path.to_owned(),
+        source,
+    })?;
+    let invalid = |context: String, message: String| FleetError::Invalid {
+        path: path.to_owned(),
+        context,
+        message,
+    };
     let base = path.parent().unwrap_or(Path::new("."));
-    let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
+    let base = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
 
     let mut hosts = BTreeMap::new();
     let mut host_init = BTreeMap::new();
@@ -191,7 +210,14 @@ pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
             return Err(invalid(context, "max_connections must be at least 1".into()));
         }
         host_init.insert(name.clone(), init);
-        hosts.insert(name.clone(), Host { name, url, max_connections });
+        hosts.insert(
+            name.clone(),
+            Host {
+                name,
+                url,
+                max_connections,
+            },
+        );
     }
 
     let defaults = doc.defaults;
@@ -206,7 +232,10 @@ pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
         let raw_id = entry.id.into_string();
         let id = TenantId::new(&raw_id).map_err(|m| invalid(format!("tenants[{index}]"), m))?;
         if !seen.insert(id.clone()) {
-            return Err(invalid(format!("tenants[{index}]"), format!("tenant id `{id}` is listed twice")));
+            return Err(invalid(
+                format!("tenants[{index}]"),
+                format!("tenant id `{id}` is listed twice"),
+            ));
         }
         let context = format!("tenant `{id}`");
         let fill = |field: &str, template: &str| -> Result<String, FleetError> {
@@ -250,17 +279,28 @@ pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
         };
         let ident = |field: &str, value: Option<String>| -> Result<Option<Ident>, FleetError> {
             value
-                .map(|v| fill(field, &v).and_then(|v| Ident::new(&v).map_err(|m| invalid(format!("{context} {field}"), m))))
+                .map(|v| {
+                    fill(field, &v).and_then(|v| Ident::new(&v).map_err(|m| invalid(format!("{context} {field}"), m)))
+                })
                 .transpose()
         };
-        let mut namespace = Namespace { schema: ident("schema", schema)?, database: ident("database", database)? };
+        let mut namespace = Namespace {
+            schema: ident("schema", schema)?,
+            database: ident("database", database)?,
+        };
         match engine {
             Engine::Sqlite if namespace.schema.is_some() || namespace.database.is_some() => {
-                return Err(invalid(context, "a SQLite tenant takes no `schema` or `database`: its URL names its file".into()));
+                return Err(invalid(
+                    context,
+                    "a SQLite tenant takes no `schema` or `database`: its URL names its file".into(),
+                ));
             }
             Engine::MySql => {
                 if namespace.schema.is_some() && namespace.database.is_some() {
-                    return Err(invalid(context, "in MySQL a schema is a database: give one of `schema` and `database`".into()));
+                    return Err(invalid(
+                        context,
+                        "in MySQL a schema is a database: give one of `schema` and `database`".into(),
+                    ));
                 }
                 if let Some(schema) = namespace.schema.take() {
                     namespace.database = Some(schema);
@@ -273,11 +313,25 @@ pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
         labels.extend(entry.labels.into_iter().map(|(k, v)| (k, v.into_string())));
         let mut init_sql = max_init;
         init_sql.extend(default_init.iter().cloned());
-        init_sql.extend(expand_all(entry.init_sql.into_vec(), env).map_err(|m| invalid(format!("{context} init_sql"), m))?);
+        init_sql
+            .extend(expand_all(entry.init_sql.into_vec(), env).map_err(|m| invalid(format!("{context} init_sql"), m))?);
 
-        tenants.push(Tenant { id, labels, canary: entry.canary, engine, url, namespace, host, init_sql });
+        tenants.push(Tenant {
+            id,
+            labels,
+            canary: entry.canary,
+            engine,
+            url,
+            namespace,
+            host,
+            init_sql,
+        });
     }
-    Ok(Fleet { path: path.to_owned(), hosts, tenants })
+    Ok(Fleet {
+        path: path.to_owned(),
+        hosts,
+        tenants,
+    })
 }
 
 fn expand_all(statements: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
@@ -292,10 +346,16 @@ fn engine_of(url: &DbUrl) -> Engine {
 fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
     let scheme = text.split_once(':').map(|(s, _)| s).unwrap_or("");
     let engine = Engine::from_scheme(scheme).ok_or_else(|| {
-        format!("`{}` has an unknown scheme `{scheme}`: use postgres://, mysql:// or sqlite://", shown(text))
+        format!(
+            "`{}` has an unknown scheme `{scheme}`: use postgres://, mysql:// or sqlite://",
+            shown(text)
+        )
     })?;
     if engine == Engine::Sqlite {
-        let rest = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")).unwrap_or_default();
+        let rest = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+            .unwrap_or_default();
         let (file, query) = match rest.split_once('?') {
             Some((file, query)) => (file, Some(query)),
             None => (rest, None),
@@ -303,7 +363,11 @@ fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
         if file.is_empty() {
             return Err(format!("`{text}` names no file"));
         }
-        let path = if Path::new(file).is_absolute() { PathBuf::from(file) } else { base.join(file) };
+        let path = if Path::new(file).is_absolute() {
+            PathBuf::from(file)
+        } else {
+            base.join(file)
+        };
         let path = std::path::absolute(&path).map_err(|e| format!("resolving `{}`: {e}", path.display()))?;
         let mut url = Url::parse("sqlite://").map_err(|e| e.to_string())?;
         url.set_path(&path.to_string_lossy());
@@ -390,15 +454,39 @@ tenants:
     fn bad_files_get_precise_messages() {
         let cases: &[(&str, &str)] = &[
             ("tenants: [ {id: a", "line 1 column"),
-            ("tenants:\n  - id: a\n    url: sqlite://a.db\n    sceham: x\n", "unknown field `sceham`"),
-            ("tenants:\n  - id: a\n    url: sqlite://a.db\n    sceham: x\n", "line 4 column 5"),
-            ("tenants:\n  - {id: a, url: \"sqlite://a.db\"}\n  - {id: a, url: \"sqlite://b.db\"}\n", "tenant id `a` is listed twice"),
-            ("tenants:\n  - {id: a, url: \"postgres://u:${NOPE}@h/db\"}\n", "tenant `a` url: environment variable `NOPE` is not set"),
-            ("tenants:\n  - {id: a, url: \"postgres://h/db\", schema: 'a\"; drop table x; --'}\n", "tenant `a` schema: `a\\\"; drop table x; --` holds `\\\"`"),
-            ("tenants:\n  - {id: a, url: \"oracle://h/db\"}\n", "unknown scheme `oracle`"),
-            ("tenants:\n  - {id: \"o'brien\", url: \"sqlite://a.db\"}\n", "tenant id `o\\'brien` holds"),
+            (
+                "tenants:\n  - id: a\n    url: sqlite://a.db\n    sceham: x\n",
+                "unknown field `sceham`",
+            ),
+            (
+                "tenants:\n  - id: a\n    url: sqlite://a.db\n    sceham: x\n",
+                "line 4 column 5",
+            ),
+            (
+                "tenants:\n  - {id: a, url: \"sqlite://a.db\"}\n  - {id: a, url: \"sqlite://b.db\"}\n",
+                "tenant id `a` is listed twice",
+            ),
+            (
+                "tenants:\n  - {id: a, url: \"postgres://u:${NOPE}@h/db\"}\n",
+                "tenant `a` url: environment variable `NOPE` is not set",
+            ),
+            (
+                "tenants:\n  - {id: a, url: \"postgres://h/db\", schema: 'a\"; drop table x; --'}\n",
+                "tenant `a` schema: `a\\\"; drop table x; --` holds `\\\"`",
+            ),
+            (
+                "tenants:\n  - {id: a, url: \"oracle://h/db\"}\n",
+                "unknown scheme `oracle`",
+            ),
+            (
+                "tenants:\n  - {id: \"o'brien\", url: \"sqlite://a.db\"}\n",
+                "tenant id `o\\'brien` holds",
+            ),
             ("tenants:\n  - {id: a, host: nope}\n", "host `nope` is not in `hosts`"),
-            ("tenants:\n  - {id: a, url: \"sqlite://a.db\", schema: s}\n", "takes no `schema`"),
+            (
+                "tenants:\n  - {id: a, url: \"sqlite://a.db\", schema: s}\n",
+                "takes no `schema`",
+            ),
         ];
         for (text, expected) in cases {
             let err = message(parse_str(text).unwrap_err());

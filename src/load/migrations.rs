@@ -56,11 +56,17 @@ fn parse_name(file: &str) -> Option<(Version, &str, Kind)> {
 }
 
 fn is_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn read(path: &Path) -> Result<String, MigrationsError> {
-    fs::read_to_string(path).map_err(|source| MigrationsError::Read { path: path.to_owned(), source })
+    fs::read_to_string(path).map_err(|source| MigrationsError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Reads every migration in `dir`. Files not ending in `.sql`, hidden files and folders are
@@ -69,17 +75,24 @@ pub fn load(dir: &Path) -> Result<MigrationSet, MigrationsError> {
     if !dir.is_dir() {
         return Err(MigrationsError::MissingDir { dir: dir.to_owned() });
     }
-    let entries = fs::read_dir(dir).map_err(|source| MigrationsError::Read { path: dir.to_owned(), source })?;
+    let entries = fs::read_dir(dir).map_err(|source| MigrationsError::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
     let mut ups: BTreeMap<(Version, String), PathBuf> = BTreeMap::new();
     let mut downs: BTreeMap<(Version, String), PathBuf> = BTreeMap::new();
     for entry in entries {
-        let entry = entry.map_err(|source| MigrationsError::Read { path: dir.to_owned(), source })?;
+        let entry = entry.map_err(|source| MigrationsError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
         let path = entry.path();
         let file = entry.file_name().to_string_lossy().into_owned();
         if file.starts_with('.') || !file.ends_with(".sql") || path.is_dir() {
             continue;
         }
-        let (version, name, kind) = parse_name(&file).ok_or_else(|| MigrationsError::Misnamed { path: path.clone() })?;
+        let (version, name, kind) =
+            parse_name(&file).ok_or_else(|| MigrationsError::Misnamed { path: path.clone() })?;
         let key = (version, name.to_owned());
         match kind {
             Kind::Up => ups.insert(key, path),
@@ -108,7 +121,11 @@ pub fn create(dir: &Path, set: &MigrationSet, name: &str) -> Result<(PathBuf, Pa
         return Err(MigrationsError::BadName { name });
     }
     let next = set.head().0 + 1;
-    let width = set.iter().filter_map(|m| m.path.file_name()?.to_str()?.split_once('_').map(|(d, _)| d.len())).max().unwrap_or(4);
+    let width = set
+        .iter()
+        .filter_map(|m| m.path.file_name()?.to_str()?.split_once('_').map(|(d, _)| d.len()))
+        .max()
+        .unwrap_or(4);
     let stem = format!("{next:0width$}_{name}");
     let up = dir.join(format!("{stem}.up.sql"));
     let down = dir.join(format!("{stem}.down.sql"));
@@ -118,12 +135,22 @@ pub fn create(dir: &Path, set: &MigrationSet, name: &str) -> Result<(PathBuf, Pa
             .create_new(true)
             .open(path)
             .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()))
-            .map_err(|source| MigrationsError::Write { path: path.to_owned(), source })
+            .map_err(|source| MigrationsError::Write {
+                path: path.to_owned(),
+                source,
+            })
     };
-    write(&up, format!("-- {stem}: up\n-- Add a first line `-- fleetmig: no-transaction` to run it outside a transaction.\n\n"))?;
+    write(
+        &up,
+        format!(
+            "-- {stem}: up\n-- Add a first line `-- fleetmig: no-transaction` to run it outside a transaction.\n\n"
+        ),
+    )?;
     write(
         &down,
-        format!("-- {stem}: down\n-- Undo the up script here. A down script with only comments makes the migration irreversible.\n"),
+        format!(
+            "-- {stem}: down\n-- Undo the up script here. A down script with only comments makes the migration irreversible.\n"
+        ),
     )?;
     Ok((up, down))
 }

@@ -56,9 +56,15 @@ pub struct Ident(String);
 impl Ident {
     pub fn new(name: &str) -> Result<Self, String> {
         if name.is_empty() || name.len() > MAX_IDENT_LEN {
-            return Err(format!("`{}` must be 1 to {MAX_IDENT_LEN} characters long", name.escape_debug()));
+            return Err(format!(
+                "`{}` must be 1 to {MAX_IDENT_LEN} characters long",
+                name.escape_debug()
+            ));
         }
-        if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
             return Err(format!(
                 "`{}` holds `{}`; only ASCII letters, digits, `_` and `-` are allowed",
                 name.escape_debug(),
@@ -87,9 +93,15 @@ pub struct TenantId(String);
 impl TenantId {
     pub fn new(id: &str) -> Result<Self, String> {
         if id.is_empty() || id.len() > MAX_IDENT_LEN {
-            return Err(format!("tenant id `{}` must be 1 to {MAX_IDENT_LEN} characters long", id.escape_debug()));
+            return Err(format!(
+                "tenant id `{}` must be 1 to {MAX_IDENT_LEN} characters long",
+                id.escape_debug()
+            ));
         }
-        if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+        if let Some(bad) = id
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
             return Err(format!(
                 "tenant id `{}` holds `{}`; only ASCII letters, digits, `_`, `-` and `.` are allowed",
                 id.escape_debug(),
@@ -153,7 +165,12 @@ impl Tenant {
             (None, Engine::Sqlite) => format!("sqlite:{}", self.url.url().path()),
             (None, _) => {
                 let url = self.url.url();
-                format!("{}://{}:{}", self.engine, url.host_str().unwrap_or(""), url.port().unwrap_or(0))
+                format!(
+                    "{}://{}:{}",
+                    self.engine,
+                    url.host_str().unwrap_or(""),
+                    url.port().unwrap_or(0)
+                )
             }
         }
     }

@@ -130,7 +130,14 @@ impl Migration {
     pub fn new(version: Version, name: String, up: String, down: Option<String>, path: PathBuf) -> Self {
         let checksum = Checksum::of(&up);
         let down = down.map(Script::new).filter(|s| !s.is_blank());
-        Migration { version, name, up: Script::new(up), down, checksum, path }
+        Migration {
+            version,
+            name,
+            up: Script::new(up),
+            down,
+            checksum,
+            path,
+        }
     }
 
     pub fn is_reversible(&self) -> bool {
@@ -233,7 +240,13 @@ mod tests {
     use super::*;
 
     fn m(v: i64, name: &str) -> Migration {
-        Migration::new(Version(v), name.into(), format!("-- {name}"), None, format!("{v}_{name}.up.sql").into())
+        Migration::new(
+            Version(v),
+            name.into(),
+            format!("-- {name}"),
+            None,
+            format!("{v}_{name}.up.sql").into(),
+        )
     }
 
     #[test]
@@ -243,16 +256,31 @@ mod tests {
         assert_eq!(versions, [1, 2, 3]);
         assert_eq!(set.head(), Version(3));
         let err = MigrationSet::new(vec![m(1, "a"), m(1, "b")]).unwrap_err();
-        assert_eq!(err.to_string(), "version 1 is used by both `1_a.up.sql` and `1_b.up.sql`");
+        assert_eq!(
+            err.to_string(),
+            "version 1 is used by both `1_a.up.sql` and `1_b.up.sql`"
+        );
     }
 
     #[test]
     fn blank_down_scripts_make_a_migration_irreversible() {
         for blank in ["", "  \n", "-- nothing to undo\n", "/* no */\n-- still nothing"] {
-            let mig = Migration::new(Version(1), "a".into(), "select 1".into(), Some(blank.into()), "x".into());
+            let mig = Migration::new(
+                Version(1),
+                "a".into(),
+                "select 1".into(),
+                Some(blank.into()),
+                "x".into(),
+            );
             assert!(!mig.is_reversible(), "{blank:?}");
         }
-        let mig = Migration::new(Version(1), "a".into(), "x".into(), Some("-- undo\ndrop table t;".into()), "x".into());
+        let mig = Migration::new(
+            Version(1),
+            "a".into(),
+            "x".into(),
+            Some("-- undo\ndrop table t;".into()),
+            "x".into(),
+        );
         assert!(mig.is_reversible());
     }
 

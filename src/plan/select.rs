@@ -40,10 +40,17 @@ impl FromStr for Selector {
                 if key.is_empty() || value.is_empty() {
                     return Err(format!("selector term `{term}` needs a key and a value"));
                 }
-                Ok(Term { key: key.to_owned(), value: value.to_owned(), negated })
+                Ok(Term {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                    negated,
+                })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Selector { text: text.to_owned(), terms })
+        Ok(Selector {
+            text: text.to_owned(),
+            terms,
+        })
     }
 }
 
@@ -69,16 +76,23 @@ impl Selector {
 
 /// The tenants any selector picks, in fleet order; all of them when there are no selectors.
 pub fn select<'a>(tenants: &'a [Tenant], selectors: &[Selector]) -> Vec<&'a Tenant> {
-    tenants.iter().filter(|t| selectors.is_empty() || selectors.iter().any(|s| s.matches(t))).collect()
+    tenants
+        .iter()
+        .filter(|t| selectors.is_empty() || selectors.iter().any(|s| s.matches(t)))
+        .collect()
 }
 
 /// `*` matches any run of characters; everything else matches itself.
 fn wildcard(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or("");
-    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
     let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
     for part in middle {
         match rest.find(part) {
             Some(at) => rest = &rest[at + part.len()..],
@@ -99,7 +113,10 @@ mod tests {
     fn tenant(id: &str, labels: &[(&str, &str)], canary: bool) -> Tenant {
         Tenant {
             id: TenantId::new(id).unwrap(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
             canary,
             engine: Engine::Sqlite,
             url: DbUrl::new(url::Url::parse("sqlite:///x.db").unwrap()),

@@ -28,14 +28,23 @@ pub enum Refusal {
         "migration {version} was edited after it was applied: `{}` has checksum {file_checksum}, the tenant recorded {recorded}",
         path.display()
     )]
-    Modified { version: Version, path: PathBuf, recorded: String, file_checksum: String },
+    Modified {
+        version: Version,
+        path: PathBuf,
+        recorded: String,
+        file_checksum: String,
+    },
     #[error("applied migration {version} (`{name}`) has no file in the migrations folder")]
     Unknown { version: Version, name: String },
     #[error(
         "migration {version} (`{}`) is pending but older than applied migration {newest}: out-of-order migrations are refused",
         path.display()
     )]
-    OutOfOrder { version: Version, path: PathBuf, newest: Version },
+    OutOfOrder {
+        version: Version,
+        path: PathBuf,
+        newest: Version,
+    },
     #[error("migration {version} has no down script (`{}`): it cannot be reverted", path.display())]
     Irreversible { version: Version, path: PathBuf },
 }
@@ -62,11 +71,19 @@ pub struct TenantPlan<'a> {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum State {
     Current,
-    Behind { pending: usize },
+    Behind {
+        pending: usize,
+    },
     /// Applied versions newer than any file: migrated by newer code.
-    Ahead { newest: Version },
-    Drifted { reason: Refusal },
-    Dirty { version: Version },
+    Ahead {
+        newest: Version,
+    },
+    Drifted {
+        reason: Refusal,
+    },
+    Dirty {
+        version: Version,
+    },
 }
 
 impl State {
@@ -94,7 +111,12 @@ pub fn verify(set: &MigrationSet, applied: &[Applied]) -> Result<Version, Refusa
     }
     for row in applied {
         match set.get(row.version) {
-            None => return Err(Refusal::Unknown { version: row.version, name: row.name.clone() }),
+            None => {
+                return Err(Refusal::Unknown {
+                    version: row.version,
+                    name: row.name.clone(),
+                });
+            }
             Some(m) if m.checksum.to_hex() != row.checksum => {
                 return Err(Refusal::Modified {
                     version: row.version,
@@ -127,7 +149,9 @@ pub fn state(set: &MigrationSet, applied: &[Applied], target: Version) -> State 
         }
         Err(Refusal::Dirty { version }) => State::Dirty { version },
         Err(Refusal::Unknown { .. }) if version_of(applied) > set.head() && verify_known(set, applied) => {
-            State::Ahead { newest: version_of(applied) }
+            State::Ahead {
+                newest: version_of(applied),
+            }
         }
         Err(reason) => State::Drifted { reason },
     }
@@ -146,12 +170,28 @@ pub fn plan<'a>(set: &'a MigrationSet, applied: &[Applied], target: Target) -> R
     let is_applied = |v: Version| applied.iter().any(|a| a.version == v);
     let (steps, to) = match target {
         Target::Up { to } => {
-            let pending: Vec<&Migration> = set.iter().filter(|m| m.version <= to && !is_applied(m.version)).collect();
+            let pending: Vec<&Migration> = set
+                .iter()
+                .filter(|m| m.version <= to && !is_applied(m.version))
+                .collect();
             if let Some(old) = pending.iter().find(|m| m.version < from) {
-                return Err(Refusal::OutOfOrder { version: old.version, path: old.path.clone(), newest: from });
+                return Err(Refusal::OutOfOrder {
+                    version: old.version,
+                    path: old.path.clone(),
+                    newest: from,
+                });
             }
             let to = pending.last().map_or(from, |m| m.version);
-            (pending.into_iter().map(|m| Step { migration: m, direction: Direction::Up }).collect(), to)
+            (
+                pending
+                    .into_iter()
+                    .map(|m| Step {
+                        migration: m,
+                        direction: Direction::Up,
+                    })
+                    .collect(),
+                to,
+            )
         }
         Target::Down { .. } | Target::DownSteps { .. } => {
             let newest_first = set.iter().rev().filter(|m| is_applied(m.version));
@@ -161,7 +201,10 @@ pub fn plan<'a>(set: &'a MigrationSet, applied: &[Applied], target: Target) -> R
                 Target::Up { .. } => unreachable!(),
             };
             if let Some(m) = revert.iter().find(|m| !m.is_reversible()) {
-                return Err(Refusal::Irreversible { version: m.version, path: m.path.clone() });
+                return Err(Refusal::Irreversible {
+                    version: m.version,
+                    path: m.path.clone(),
+                });
             }
             let to = set
                 .iter()
@@ -170,7 +213,16 @@ pub fn plan<'a>(set: &'a MigrationSet, applied: &[Applied], target: Target) -> R
                 .map(|m| m.version)
                 .next()
                 .unwrap_or(Version::ZERO);
-            (revert.into_iter().map(|m| Step { migration: m, direction: Direction::Down }).collect(), to)
+            (
+                revert
+                    .into_iter()
+                    .map(|m| Step {
+                        migration: m,
+                        direction: Direction::Down,
+                    })
+                    .collect(),
+                to,
+            )
         }
     };
     Ok(TenantPlan { from, to, steps })
@@ -181,7 +233,12 @@ pub fn plan<'a>(set: &'a MigrationSet, applied: &[Applied], target: Target) -> R
 pub fn stamp(set: &MigrationSet, to: Version) -> Vec<Applied> {
     set.iter()
         .filter(|m| m.version <= to)
-        .map(|m| Applied { version: m.version, name: m.name.clone(), checksum: m.checksum.to_hex(), dirty: false })
+        .map(|m| Applied {
+            version: m.version,
+            name: m.name.clone(),
+            checksum: m.checksum.to_hex(),
+            dirty: false,
+        })
         .collect()
 }
 
@@ -214,7 +271,12 @@ mod tests {
             .iter()
             .map(|v| {
                 let m = set.get(Version(*v)).unwrap();
-                Applied { version: m.version, name: m.name.clone(), checksum: m.checksum.to_hex(), dirty: false }
+                Applied {
+                    version: m.version,
+                    name: m.name.clone(),
+                    checksum: m.checksum.to_hex(),
+                    dirty: false,
+                }
             })
             .collect()
     }
@@ -251,7 +313,13 @@ mod tests {
     fn down_past_an_irreversible_migration_is_refused() {
         let s = set(&[true, false, true]);
         let err = plan(&s, &applied(&s, &[1, 2, 3]), Target::Down { to: Version(1) }).unwrap_err();
-        assert_eq!(err, Refusal::Irreversible { version: Version(2), path: "migrations/0002_m2.up.sql".into() });
+        assert_eq!(
+            err,
+            Refusal::Irreversible {
+                version: Version(2),
+                path: "migrations/0002_m2.up.sql".into()
+            }
+        );
         assert!(plan(&s, &applied(&s, &[1, 2, 3]), Target::DownSteps { steps: 1 }).is_ok());
     }
 
@@ -261,22 +329,48 @@ mod tests {
         let mut rows = applied(&s, &[1, 2]);
         rows[1].checksum = "00".repeat(32);
         let err = plan(&s, &rows, Target::Up { to: s.head() }).unwrap_err();
-        assert!(matches!(err, Refusal::Modified { version: Version(2), .. }));
-        assert!(err.to_string().contains("migration 2 was edited after it was applied: `migrations/0002_m2.up.sql`"));
+        assert!(matches!(
+            err,
+            Refusal::Modified {
+                version: Version(2),
+                ..
+            }
+        ));
+        assert!(
+            err.to_string()
+                .contains("migration 2 was edited after it was applied: `migrations/0002_m2.up.sql`")
+        );
 
         let mut rows = applied(&s, &[1]);
-        rows.push(Applied { version: Version(9), name: "future".into(), checksum: "x".into(), dirty: false });
+        rows.push(Applied {
+            version: Version(9),
+            name: "future".into(),
+            checksum: "x".into(),
+            dirty: false,
+        });
         let err = plan(&s, &rows, Target::Up { to: s.head() }).unwrap_err();
-        assert_eq!(err.to_string(), "applied migration 9 (`future`) has no file in the migrations folder");
+        assert_eq!(
+            err.to_string(),
+            "applied migration 9 (`future`) has no file in the migrations folder"
+        );
         assert_eq!(state(&s, &rows, s.head()), State::Ahead { newest: Version(9) });
 
         let mut rows = applied(&s, &[1, 2]);
         rows[1].dirty = true;
-        assert_eq!(plan(&s, &rows, Target::Up { to: s.head() }).unwrap_err(), Refusal::Dirty { version: Version(2) });
+        assert_eq!(
+            plan(&s, &rows, Target::Up { to: s.head() }).unwrap_err(),
+            Refusal::Dirty { version: Version(2) }
+        );
         assert_eq!(state(&s, &rows, s.head()), State::Dirty { version: Version(2) });
 
         let rows = applied(&s, &[1, 3]);
-        assert!(matches!(plan(&s, &rows, Target::Up { to: s.head() }), Err(Refusal::OutOfOrder { version: Version(2), .. })));
+        assert!(matches!(
+            plan(&s, &rows, Target::Up { to: s.head() }),
+            Err(Refusal::OutOfOrder {
+                version: Version(2),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -285,9 +379,17 @@ mod tests {
         assert_eq!(state(&s, &[], s.head()), State::Behind { pending: 3 });
         assert_eq!(state(&s, &applied(&s, &[1, 2, 3]), s.head()), State::Current);
         assert_eq!(state(&s, &applied(&s, &[1]), Version(1)), State::Current);
-        assert_eq!(state(&s, &applied(&s, &[1, 2]), Version(1)), State::Ahead { newest: Version(2) });
+        assert_eq!(
+            state(&s, &applied(&s, &[1, 2]), Version(1)),
+            State::Ahead { newest: Version(2) }
+        );
         let mut rows = applied(&s, &[1]);
-        rows.push(Applied { version: Version(2), name: "gone".into(), checksum: "x".into(), dirty: false });
+        rows.push(Applied {
+            version: Version(2),
+            name: "gone".into(),
+            checksum: "x".into(),
+            dirty: false,
+        });
         rows[1].checksum = "y".into();
         assert!(matches!(state(&s, &rows, s.head()), State::Drifted { .. }));
     }

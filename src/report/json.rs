@@ -18,6 +18,12 @@ struct Envelope<'a> {
 
 /// Writes one event as one line.
 pub fn write_event(out: &mut dyn Write, event: &Event) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, &Envelope { v: JSON_LINES_VERSION, event })?;
+    serde_json::to_writer(
+        &mut *out,
+        &Envelope {
+            v: JSON_LINES_VERSION,
+            event,
+        },
+    )?;
     out.write_all(b"\n")
 }

@@ -8,7 +8,7 @@ use crate::model::migration::{MigrationSet, Version};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(NOTHING).set_header(header.iter().map(|h| Cell::new(h)));
+    t.load_preset(NOTHING).set_header(header.iter().copied().map(Cell::new));
     t
 }
 
@@ -46,7 +46,12 @@ pub fn status_text(doc: &StatusDoc) -> String {
         ]);
     }
     let current = doc.tenants.iter().filter(|r| r.state == "current").count();
-    format!("{}\n{current} of {} tenant(s) current at {}.\n", trim_lines(&t.to_string()), doc.tenants.len(), doc.target)
+    format!(
+        "{}\n{current} of {} tenant(s) current at {}.\n",
+        trim_lines(&t.to_string()),
+        doc.tenants.len(),
+        doc.target
+    )
 }
 
 /// One tenant's line in `plan`.
@@ -73,7 +78,11 @@ pub fn plan_text(rows: &[PlanRow]) -> String {
         t.add_row(vec![r.id.clone(), v(r.from), v(r.to), what]);
     }
     let steps: usize = rows.iter().map(|r| r.steps.len()).sum();
-    format!("{}\n{steps} step(s) over {} tenant(s); nothing was changed.\n", trim_lines(&t.to_string()), rows.len())
+    format!(
+        "{}\n{steps} step(s) over {} tenant(s); nothing was changed.\n",
+        trim_lines(&t.to_string()),
+        rows.len()
+    )
 }
 
 /// One migration's line in `history`.
@@ -113,5 +122,8 @@ pub fn history_text(rows: &[HistoryRow]) -> String {
 }
 
 fn trim_lines(text: &str) -> String {
-    text.lines().map(|l| l.trim_end().trim_start_matches(' ')).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| l.trim_end().trim_start_matches(' '))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

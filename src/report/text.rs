@@ -13,12 +13,19 @@ pub struct TextReporter {
 
 impl TextReporter {
     pub fn new(id_width: usize) -> Self {
-        TextReporter { id_width: id_width.max(6) }
+        TextReporter {
+            id_width: id_width.max(6),
+        }
     }
 
     pub fn write_event(&mut self, out: &mut dyn Write, event: &Event) -> std::io::Result<()> {
         match event {
-            Event::RunStarted { run_id, command, target, tenants } => {
+            Event::RunStarted {
+                run_id,
+                command,
+                target,
+                tenants,
+            } => {
                 let target = target.map(|t| format!(", target {t}")).unwrap_or_default();
                 writeln!(out, "fleetmig {command}: {tenants} tenant(s){target} (run {run_id})")
             }
@@ -34,12 +41,25 @@ impl TextReporter {
         match &r.outcome {
             Outcome::Succeeded if r.steps.is_empty() => format!("  {id}  at {}, nothing to do", v(r.final_version)),
             Outcome::Succeeded => {
-                let verb = if r.steps[0].direction == Direction::Up { "applied" } else { "reverted" };
+                let verb = if r.steps[0].direction == Direction::Up {
+                    "applied"
+                } else {
+                    "reverted"
+                };
                 let ms: u64 = r.steps.iter().map(|s| s.duration_ms).sum();
-                format!("  {id}  {} -> {}  {} {verb} in {ms} ms", v(r.start_version), v(r.final_version), r.steps.len())
+                format!(
+                    "  {id}  {} -> {}  {} {verb} in {ms} ms",
+                    v(r.start_version),
+                    v(r.final_version),
+                    r.steps.len()
+                )
             }
             Outcome::Failed { error, dirty, .. } => {
-                let dirty = if *dirty { " [dirty: fix by hand, then `fleetmig stamp`]" } else { "" };
+                let dirty = if *dirty {
+                    " [dirty: fix by hand, then `fleetmig stamp`]"
+                } else {
+                    ""
+                };
                 format!("  {id}  FAILED {error}; left at {}{dirty}", v(r.final_version))
             }
             Outcome::Skipped { reason } => {
@@ -53,7 +73,10 @@ impl TextReporter {
 pub fn summary_line(s: &Summary) -> String {
     let secs = s.elapsed_ms as f64 / 1000.0;
     if s.is_success() && s.changed == 0 {
-        return format!("Nothing to do: all {} tenant(s) already at the target ({secs:.2} s).", s.tenants);
+        return format!(
+            "Nothing to do: all {} tenant(s) already at the target ({secs:.2} s).",
+            s.tenants
+        );
     }
     format!(
         "{} tenant(s): {} changed, {} already at the target, {} failed, {} skipped ({secs:.2} s).",

@@ -1,1 +1,10 @@
-//! integration tests
+//! The one integration-test binary: fleetmig against real SQLite files, PostgreSQL and
+//! MariaDB. Server tests skip loudly when a server is missing, unless
+//! FLEETMIG_REQUIRE_SERVERS=1 (CI) makes them mandatory.
+
+mod support;
+
+mod bad_input;
+mod cli;
+mod engines;
+mod safety;

@@ -1,0 +1,315 @@
+//! Test fixtures: a project folder with a fleet file and migrations, the fleetmig binary,
+//! and throw-away PostgreSQL and MariaDB databases, one set per test.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::{Connection, Executor, Row};
+
+pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const MYSQL_ADMIN: &str = "mysql://root@127.0.0.1:3306/";
+
+/// True when server tests must run (CI), false when they may be skipped.
+pub fn servers_required() -> bool {
+    std::env::var("FLEETMIG_REQUIRE_SERVERS").is_ok_and(|v| v == "1" || v == "true")
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A name no other test (or test run) uses: `fm_<tag>_<pid>_<n>`.
+pub fn unique(tag: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "fm_{tag}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn unreachable_server(what: &str, err: &dyn std::fmt::Display) {
+    if servers_required() {
+        panic!("{what} is required (FLEETMIG_REQUIRE_SERVERS=1) but unreachable: {err}");
+    }
+    eprintln!("SKIPPED: {what} unreachable ({err}); set FLEETMIG_REQUIRE_SERVERS=1 to make this a failure");
+}
+
+/// A PostgreSQL database of its own, dropped at the end of the test.
+pub struct Pg {
+    pub name: String,
+}
+
+impl Pg {
+    /// `None` (after saying so) when PostgreSQL is unreachable and not required.
+    pub fn create(tag: &str) -> Option<Pg> {
+        let name = unique(tag);
+        let result = block_on(async {
+            let mut c = sqlx::PgConnection::connect(PG_ADMIN).await?;
+            c.execute(sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))).await?;
+            c.close().await
+        });
+        match result {
+            Ok(()) => Some(Pg { name }),
+            Err(e) => {
+                unreachable_server("PostgreSQL at 127.0.0.1:5432", &e);
+                None
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    pub fn exec(&self, sql: &str) {
+        let url = self.url();
+        block_on(async {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            c.execute(sqlx::raw_sql(sql))
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        });
+    }
+
+    /// Rows of a query whose columns are all text (cast them with `::text`).
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let url = self.url();
+        block_on(async {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let rows = sqlx::query(sql)
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    /// The first column of every row, `NULL` as "NULL".
+    pub fn column(&self, sql: &str) -> Vec<String> {
+        self.rows(sql)
+            .into_iter()
+            .map(|r| r[0].clone().unwrap_or_else(|| "NULL".into()))
+            .collect()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = block_on(async move {
+            let mut c = sqlx::PgConnection::connect(PG_ADMIN).await?;
+            c.execute(sqlx::raw_sql(&format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .await?;
+            c.close().await
+        });
+    }
+}
+
+/// MariaDB databases named `<prefix>_*`, all dropped at the end of the test.
+pub struct My {
+    pub prefix: String,
+}
+
+impl My {
+    pub fn create(tag: &str) -> Option<My> {
+        let prefix = unique(tag);
+        let result = block_on(async { sqlx::MySqlConnection::connect(MYSQL_ADMIN).await?.close().await });
+        match result {
+            Ok(()) => Some(My { prefix }),
+            Err(e) => {
+                unreachable_server("MariaDB at 127.0.0.1:3306", &e);
+                None
+            }
+        }
+    }
+
+    pub fn exec(&self, sql: &str) {
+        block_on(async {
+            let mut c = sqlx::MySqlConnection::connect(MYSQL_ADMIN).await.unwrap();
+            c.execute(sqlx::raw_sql(sql))
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        });
+    }
+
+    /// Rows of a query whose columns are all text (use `CAST(x AS CHAR)`).
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        block_on(async {
+            let mut c = sqlx::MySqlConnection::connect(MYSQL_ADMIN).await.unwrap();
+            let rows = sqlx::query(sql)
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    pub fn column(&self, sql: &str) -> Vec<String> {
+        self.rows(sql)
+            .into_iter()
+            .map(|r| r[0].clone().unwrap_or_else(|| "NULL".into()))
+            .collect()
+    }
+}
+
+impl Drop for My {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let _ = block_on(async move {
+            let mut c = sqlx::MySqlConnection::connect(MYSQL_ADMIN).await?;
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE CONCAT(?, '%')",
+            )
+            .bind(&prefix)
+            .fetch_all(&mut c)
+            .await?;
+            for name in names {
+                c.execute(sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{name}`")))
+                    .await?;
+            }
+            c.close().await
+        });
+    }
+}
+
+/// A folder with `tenants.yaml` and `migrations/`, where fleetmig runs.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+/// What one fleetmig process did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout and stderr together, for "appears nowhere" checks.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("migrations")).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn fleet(&self, yaml: &str) -> &Self {
+        std::fs::write(self.path().join("tenants.yaml"), yaml).unwrap();
+        self
+    }
+
+    /// Writes `migrations/<file>`.
+    pub fn migration(&self, file: &str, sql: &str) -> &Self {
+        std::fs::write(self.path().join("migrations").join(file), sql).unwrap();
+        self
+    }
+
+    pub fn remove_migration(&self, file: &str) {
+        std::fs::remove_file(self.path().join("migrations").join(file)).unwrap();
+    }
+
+    /// A SQLite tenant file of this project.
+    pub fn db_path(&self, id: &str) -> PathBuf {
+        self.path().join("data").join(format!("{id}.db"))
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetmig"));
+        cmd.current_dir(self.path())
+            .args(args)
+            .env_remove("FLEETMIG_FLEET")
+            .env_remove("FLEETMIG_MIGRATIONS");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().unwrap().into()
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap().into()
+    }
+}
+
+/// Rows of a query on a SQLite file, every column read as text.
+pub fn sqlite_rows(path: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    let url = format!("sqlite://{}", path.display());
+    block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let rows = sqlx::query(sql)
+            .fetch_all(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                    .collect()
+            })
+            .collect()
+    })
+}
+
+pub fn sqlite_column(path: &Path, sql: &str) -> Vec<String> {
+    sqlite_rows(path, sql)
+        .into_iter()
+        .map(|r| r[0].clone().unwrap_or_else(|| "NULL".into()))
+        .collect()
+}
+
+/// Runs SQL on a SQLite file.
+pub fn sqlite_exec(path: &Path, sql: &str) {
+    let url = format!("sqlite://{}", path.display());
+    block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        c.execute(sqlx::raw_sql(sql))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
+}
