@@ -4,19 +4,23 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cli::{Cli, Command, Format, Global};
+use crate::cli::{Cli, Command, Format, Global, Rollout};
 use crate::driver::connect::Limits;
 use crate::driver::offline;
 use crate::error::Error;
-use crate::exec::events::{Events, Outcome};
-use crate::exec::run::{Inspected, RunContext, RunReport, inspect_all, run as run_tenants};
+use crate::exec::dispatch::{Gates, Policy, Rate, RunReport, Status, can_confirm, dispatch};
+use crate::exec::events::Events;
+use crate::exec::run::{Inspected, RunContext, inspect_all};
 use crate::exec::tenant::Action;
 use crate::load;
 use crate::model::fleet::{Engine, Fleet, Ident, Tenant};
 use crate::model::migration::{MigrationSet, Version};
+use crate::plan::policy::{MaxFailures, RollbackPolicy, StopReason};
 use crate::plan::select::select;
 use crate::plan::tenant::{self as plan, Refusal, State, Target};
+use crate::plan::waves::{Wave, WaveSpec, waves};
 use crate::report::json::write_event;
+use crate::report::run as run_report;
 use crate::report::tables::{self, PlanRow, StatusDoc, StatusRow};
 use crate::report::text::TextReporter;
 
@@ -156,15 +160,25 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 status_command(&set, to, states, g.format, out)
             }
         }
-        Command::Up { to } => {
+        Command::Up { to, rollout } => {
             let set = load_migrations(&g.migrations)?;
             let fleet = load::fleet::load(&g.fleet)?;
             let tenants = selected(&fleet, g)?;
             let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
-            let report = execute(g, &fleet, &set, &tenants, Action::Migrate(Target::Up { to }), "up", out).await?;
+            let report = execute(
+                g,
+                &fleet,
+                &set,
+                &tenants,
+                Action::Migrate(Target::Up { to }),
+                "up",
+                Some(rollout),
+                out,
+            )
+            .await?;
             Ok(exit_code(&report))
         }
-        Command::Down { to, steps } => {
+        Command::Down { to, steps, rollout } => {
             let set = load_migrations(&g.migrations)?;
             let fleet = load::fleet::load(&g.fleet)?;
             let tenants = selected(&fleet, g)?;
@@ -176,7 +190,17 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 (None, None) => return Err(Error::Usage("give --to or --steps".into())),
             };
             refuse_irreversible(g, &fleet, &set, &tenants, target).await?;
-            let report = execute(g, &fleet, &set, &tenants, Action::Migrate(target), "down", out).await?;
+            let report = execute(
+                g,
+                &fleet,
+                &set,
+                &tenants,
+                Action::Migrate(target),
+                "down",
+                Some(rollout),
+                out,
+            )
+            .await?;
             Ok(exit_code(&report))
         }
         Command::Stamp { version } => {
@@ -184,7 +208,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let fleet = load::fleet::load(&g.fleet)?;
             let tenants = selected(&fleet, g)?;
             let to = check_target(&set, *version, "stamp")?;
-            let report = execute(g, &fleet, &set, &tenants, Action::Stamp(to), "stamp", out).await?;
+            let report = execute(g, &fleet, &set, &tenants, Action::Stamp(to), "stamp", None, out).await?;
             Ok(exit_code(&report))
         }
     }
@@ -201,11 +225,60 @@ fn context<'a>(g: &Global, fleet: &'a Fleet, set: &'a MigrationSet) -> RunContex
 }
 
 fn exit_code(report: &RunReport) -> u8 {
-    if report.summary.is_success() {
+    let paused = matches!(report.stop_reason, StopReason::Paused { .. });
+    let clean = report
+        .tenants
+        .iter()
+        .all(|t| matches!(t.status, Status::Succeeded | Status::NotStarted));
+    if report.is_success() || (paused && clean) {
         exit::OK
     } else {
         exit::FAILED
     }
+}
+
+/// The waves and policy a command line asks for.
+fn rollout_plan<'f>(tenants: &[&'f Tenant], rollout: Option<&Rollout>) -> Result<(Vec<Wave<'f>>, Policy), Error> {
+    let Some(r) = rollout else {
+        let policy = Policy {
+            max_failures: MaxFailures::Unlimited,
+            rollback: RollbackPolicy::None,
+            ..Policy::default()
+        };
+        return Ok((waves(tenants, &|_| false, &WaveSpec::default()), policy));
+    };
+    if r.confirm && !r.yes && !can_confirm() {
+        return Err(Error::Usage(
+            "--confirm needs a terminal to ask on; add --yes to go on without asking".into(),
+        ));
+    }
+    let is_canary = |t: &Tenant| t.canary || r.canary.iter().any(|s| s.matches(t));
+    let spec = r.waves.clone().unwrap_or_default();
+    let waves = waves(tenants, &is_canary, &spec);
+    if let Some(p) = r.pause_after {
+        if p == 0 || p > waves.len() {
+            return Err(Error::Usage(format!(
+                "--pause-after {p}: the rollout has waves 1 to {}",
+                waves.len()
+            )));
+        }
+    }
+    let policy = Policy {
+        max_failures: r.max_failures,
+        rollback: r.rollback,
+        pause_after: r.pause_after,
+        gates: Gates {
+            bake: r.bake,
+            check: r.check.clone(),
+            confirm: r.confirm,
+            assume_yes: r.yes,
+        },
+        rate: r.rate.map(|per_second| Rate {
+            per_second,
+            burst: r.burst.unwrap_or(per_second),
+        }),
+    };
+    Ok((waves, policy))
 }
 
 /// `down` refuses before anything runs when any tenant would pass a migration without a
@@ -238,6 +311,10 @@ async fn refuse_irreversible(
     Ok(())
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per command; a struct would only rename them"
+)]
 async fn execute(
     g: &Global,
     fleet: &Fleet,
@@ -245,14 +322,24 @@ async fn execute(
     tenants: &[&Tenant],
     action: Action,
     command: &str,
+    rollout: Option<&Rollout>,
     out: &mut (dyn Write + Send),
 ) -> Result<RunReport, Error> {
+    let (waves, policy) = rollout_plan(tenants, rollout)?;
     let ctx = context(g, fleet, set);
     let (events, mut rx) = Events::channel();
+    let (interrupt_tx, interrupts) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if interrupt_tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
     let id_width = tenants.iter().map(|t| t.id.as_str().len()).max().unwrap_or(0);
     let format = g.format;
     let running = async {
-        let report = run_tenants(&ctx, tenants, action, command, &events).await;
+        let report = dispatch(&ctx, &waves, action, &policy, command, &events, interrupts).await;
         drop(events);
         report
     };
@@ -267,7 +354,18 @@ async fn execute(
         out.flush()
     };
     let (report, written) = tokio::join!(running, reporting);
+    listener.abort();
     written?;
+    if format == Format::Text && (report.stop_reason.is_early() || !report.is_success()) {
+        write!(out, "{}", run_report::text(&report))?;
+    }
+    if let Some(path) = rollout.and_then(|r| r.report.as_ref()) {
+        let body = match path.extension().and_then(|e| e.to_str()) {
+            Some("md") => run_report::markdown(&report),
+            _ => run_report::json(&report),
+        };
+        std::fs::write(path, body)?;
+    }
     Ok(report)
 }
 
@@ -385,12 +483,4 @@ fn status_command(
         Format::Text => write!(out, "{}", tables::status_text(&doc))?,
     }
     Ok(if all_current { exit::OK } else { exit::FAILED })
-}
-
-/// True when the run left a tenant that needs a person: dirty after a failure.
-pub fn needs_attention(report: &RunReport) -> bool {
-    report
-        .tenants
-        .iter()
-        .any(|t| matches!(t.outcome, Outcome::Failed { dirty: true, .. }))
 }

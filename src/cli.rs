@@ -1,5 +1,6 @@
 //! Command-line arguments: plain data for clap. `app` turns them into actions.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -7,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::fleet::Engine;
 use crate::model::migration::Version;
+use crate::plan::policy::{MaxFailures, RollbackPolicy};
 use crate::plan::select::Selector;
+use crate::plan::waves::WaveSpec;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +57,47 @@ pub struct Global {
     pub statement_timeout: Duration,
 }
 
+/// How `up` and `down` roll out: waves, gates, limits, stop and rollback.
+#[derive(Debug, Args)]
+pub struct Rollout {
+    /// Tenants that form the first wave, besides those marked `canary: true`.
+    #[arg(long, value_name = "EXPR")]
+    pub canary: Vec<Selector>,
+    /// Cumulative wave sizes for the tenants after the canaries, e.g. `1,10%,50%,100%`.
+    #[arg(long)]
+    pub waves: Option<WaveSpec>,
+    /// Stop after this many failed tenants (`3`), this share (`10%`), or never (`all`).
+    #[arg(long, default_value = "1")]
+    pub max_failures: MaxFailures,
+    /// What to bring back to its start version when the run stops early.
+    #[arg(long, value_enum, default_value_t = RollbackPolicy::Failed)]
+    pub rollback: RollbackPolicy,
+    /// Wait this long after each wave before the next.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub bake: Option<Duration>,
+    /// A query run on every tenant of a finished wave; each must return true to go on.
+    #[arg(long, value_name = "SQL")]
+    pub check: Option<String>,
+    /// Ask on the terminal before each next wave.
+    #[arg(long)]
+    pub confirm: bool,
+    /// Answer yes to --confirm (needed without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Stop cleanly after this wave.
+    #[arg(long, value_name = "WAVE")]
+    pub pause_after: Option<usize>,
+    /// Tenant starts per second.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<NonZeroU32>,
+    /// Tenant starts allowed at once under --rate (default: the rate).
+    #[arg(long, value_name = "N", requires = "rate")]
+    pub burst: Option<NonZeroU32>,
+    /// Also write the final report here: `.json` or `.md`.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
@@ -90,6 +134,8 @@ pub enum Command {
     Up {
         #[arg(long)]
         to: Option<Version>,
+        #[command(flatten)]
+        rollout: Rollout,
     },
     /// Revert migrations with their down scripts, newest first.
     Down {
@@ -97,6 +143,8 @@ pub enum Command {
         to: Option<Version>,
         #[arg(long)]
         steps: Option<usize>,
+        #[command(flatten)]
+        rollout: Rollout,
     },
     /// Per tenant: applied version, pending count and state. Exit 1 unless all are current.
     Status {

@@ -80,6 +80,10 @@ impl AnySession {
         each!(self, s => s.stamp(rows, run_id).await)
     }
 
+    pub async fn check(&mut self, sql: &str) -> Result<bool, DbError> {
+        each!(self, s => s.check(sql).await)
+    }
+
     pub async fn release(self) {
         each!(self, s => s.release().await)
     }

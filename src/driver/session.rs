@@ -37,6 +37,8 @@ pub trait Wire: Send {
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     fn update_row(&mut self, row: &Applied, run_id: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     fn delete_row(&mut self, version: Version) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// Runs a gate query; true when its first column of its first row is true (or non-zero).
+    fn check(&mut self, sql: &str) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
     /// Releases the tenant lock and resets the session, ready for reuse.
     fn unlock(&mut self) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     /// Ends the session: back to its pool when `clean`, closed otherwise.
@@ -183,6 +185,14 @@ impl<W: Wire> Session<W> {
         }
         .await;
         result.map_err(|e| self.fail(ErrorKind::Sql, "stamping fleetmig_history", e))
+    }
+
+    /// Runs a gate query on the tenant.
+    pub async fn check(&mut self, sql: &str) -> Result<bool, DbError> {
+        match self.wire.check(sql).await {
+            Ok(ok) => Ok(ok),
+            Err(e) => Err(self.fail(ErrorKind::Sql, "running the check query", e)),
+        }
     }
 
     /// Unlocks and hands the session back; a broken one is closed instead.

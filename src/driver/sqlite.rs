@@ -175,6 +175,15 @@ impl Wire for SqliteWire {
             .map(drop)
     }
 
+    async fn check(&mut self, sql: &str) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(sql).fetch_optional(self.conn()).await?;
+        Ok(row.is_some_and(|r| {
+            r.try_get::<bool, _>(0)
+                .or_else(|_| r.try_get::<i64, _>(0).map(|v| v != 0))
+                .unwrap_or(false)
+        }))
+    }
+
     async fn unlock(&mut self) -> Result<(), sqlx::Error> {
         Ok(())
     }

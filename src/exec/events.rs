@@ -1,7 +1,7 @@
 //! The one event type the executor emits and every reporter consumes, and the outcomes
 //! it carries.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use crate::driver::error::DbError;
 use crate::model::fleet::TenantId;
 use crate::model::migration::{Direction, Version};
+use crate::plan::policy::StopReason;
 use crate::plan::tenant::Refusal;
 
 /// Why a tenant was left alone.
@@ -62,6 +63,11 @@ pub enum Outcome {
     Skipped {
         reason: SkipReason,
     },
+    /// The run stopped before this tenant's first step.
+    NotStarted,
+    /// The run stopped between two of this tenant's steps: every step is whole, the
+    /// target was not reached.
+    Stopped,
 }
 
 /// One step that ran to completion.
@@ -101,6 +107,8 @@ pub struct Summary {
     pub changed: usize,
     pub failed: usize,
     pub skipped: usize,
+    pub not_started: usize,
+    pub stopped: usize,
     pub elapsed_ms: u64,
 }
 
@@ -119,6 +127,8 @@ impl Summary {
                 }
                 Outcome::Failed { .. } => s.failed += 1,
                 Outcome::Skipped { .. } => s.skipped += 1,
+                Outcome::NotStarted => s.not_started += 1,
+                Outcome::Stopped => s.stopped += 1,
             }
         }
         s
@@ -126,7 +136,7 @@ impl Summary {
 
     /// True when every tenant reached the target.
     pub fn is_success(&self) -> bool {
-        self.failed == 0 && self.skipped == 0
+        self.failed == 0 && self.skipped == 0 && self.not_started == 0 && self.stopped == 0
     }
 }
 
@@ -160,20 +170,50 @@ pub enum Event {
     TenantFinished {
         report: TenantReport,
     },
-    RunFinished {
+    WaveStarted {
+        wave: usize,
+        canary: bool,
+        tenants: usize,
+    },
+    WaveFinished {
+        wave: usize,
         summary: Summary,
     },
+    /// The run stops dispatching: no new tenant starts, in-flight ones stop at a safe point.
+    Stopping {
+        reason: StopReason,
+    },
+    RollbackStarted {
+        tenants: usize,
+    },
+    TenantRolledBack {
+        tenant: TenantId,
+        from: Option<Version>,
+        to: Option<Version>,
+        error: Option<String>,
+    },
+    RunFinished {
+        summary: Summary,
+        stop_reason: StopReason,
+    },
+}
+
+/// An event and when it happened (milliseconds since the Unix epoch).
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub at_ms: u64,
+    pub event: Event,
 }
 
 /// The executor's end of the event stream. Sending never blocks and never fails the run:
 /// a reporter that went away simply stops receiving.
 #[derive(Debug, Clone)]
 pub struct Events {
-    tx: Option<mpsc::UnboundedSender<Event>>,
+    tx: Option<mpsc::UnboundedSender<Stamped>>,
 }
 
 impl Events {
-    pub fn channel() -> (Events, mpsc::UnboundedReceiver<Event>) {
+    pub fn channel() -> (Events, mpsc::UnboundedReceiver<Stamped>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Events { tx: Some(tx) }, rx)
     }
@@ -185,7 +225,10 @@ impl Events {
 
     pub fn emit(&self, event: Event) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(event);
+            let at_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let _ = tx.send(Stamped { at_ms, event });
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Running commands over tenants: fan-out under limits, one event stream out.
 
+pub mod dispatch;
 pub mod events;
 pub mod run;
 pub mod tenant;

@@ -1,17 +1,15 @@
-//! Fan-out: every selected tenant, at most `concurrency` at once and never more sessions
-//! to one server than its `max_connections`.
+//! What a run's tenant tasks share: the context, per-host caps, and the read-only fan-out
+//! used by `status` and `plan`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::driver::connect::Limits;
 use crate::driver::error::DbError;
-use crate::exec::events::{Event, Events, Summary, TenantReport};
-use crate::exec::tenant::{self, Action};
+use crate::exec::tenant;
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::{Applied, MigrationSet};
 
@@ -28,7 +26,7 @@ pub struct RunContext<'a> {
 }
 
 /// One permit pool per server: a tenant holds a permit while it has a session open.
-fn host_caps(ctx: &RunContext<'_>, tenants: &[&Tenant]) -> HashMap<String, Arc<Semaphore>> {
+pub fn host_caps(ctx: &RunContext<'_>, tenants: &[&Tenant]) -> HashMap<String, Arc<Semaphore>> {
     let mut caps = HashMap::new();
     for t in tenants {
         caps.entry(t.server_key()).or_insert_with(|| {
@@ -41,62 +39,6 @@ fn host_caps(ctx: &RunContext<'_>, tenants: &[&Tenant]) -> HashMap<String, Arc<S
         });
     }
     caps
-}
-
-/// The result of a run: every selected tenant's report, in fleet order.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    pub run_id: String,
-    pub tenants: Vec<TenantReport>,
-    pub summary: Summary,
-}
-
-/// Runs `action` on every tenant, emitting events as it goes.
-pub async fn run(
-    ctx: &RunContext<'_>,
-    tenants: &[&Tenant],
-    action: Action,
-    command: &str,
-    events: &Events,
-) -> RunReport {
-    let started = Instant::now();
-    let target = match action {
-        Action::Migrate(crate::plan::tenant::Target::Up { to })
-        | Action::Migrate(crate::plan::tenant::Target::Down { to }) => Some(to),
-        Action::Stamp(to) => Some(to),
-        Action::Migrate(_) => None,
-    };
-    events.emit(Event::RunStarted {
-        run_id: ctx.run_id.clone(),
-        command: command.to_owned(),
-        target,
-        tenants: tenants.len(),
-    });
-    let caps = host_caps(ctx, tenants);
-    let mut reports: Vec<(usize, TenantReport)> = futures::stream::iter(tenants.iter().enumerate())
-        .map(|(i, t)| {
-            let cap = caps[&t.server_key()].clone();
-            async move {
-                let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
-                let report = tenant::run(t, ctx.set, action, &ctx.limits, &ctx.run_id, events).await;
-                events.emit(Event::TenantFinished { report: report.clone() });
-                (i, report)
-            }
-        })
-        .buffer_unordered(ctx.concurrency.max(1))
-        .collect()
-        .await;
-    reports.sort_by_key(|(i, _)| *i);
-    let tenants: Vec<TenantReport> = reports.into_iter().map(|(_, r)| r).collect();
-    let summary = Summary::of(&tenants, started.elapsed());
-    events.emit(Event::RunFinished {
-        summary: summary.clone(),
-    });
-    RunReport {
-        run_id: ctx.run_id.clone(),
-        tenants,
-        summary,
-    }
 }
 
 /// A tenant and its history rows, or why they could not be read.

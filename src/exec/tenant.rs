@@ -1,5 +1,6 @@
 //! One tenant's part of a run: open, lock, read, plan, step, release.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::driver::connect::{Access, AnySession, Limits};
@@ -39,6 +40,7 @@ pub async fn run(
     limits: &Limits,
     run_id: &str,
     events: &Events,
+    stop: &AtomicBool,
 ) -> TenantReport {
     events.emit(Event::TenantStarted {
         tenant: tenant.id.clone(),
@@ -49,7 +51,7 @@ pub async fn run(
     };
     let report = match session.applied().await {
         Ok(applied) => match action {
-            Action::Migrate(target) => migrate(&mut session, tenant, set, &applied, target, run_id, events).await,
+            Action::Migrate(target) => migrate(&mut session, tenant, set, &applied, target, run_id, events, stop).await,
             Action::Stamp(to) => stamp(&mut session, tenant, set, &applied, to, run_id).await,
         },
         Err(e) => TenantReport {
@@ -68,6 +70,10 @@ pub async fn run(
     report
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "private step of `run`; a struct would only rename its arguments"
+)]
 async fn migrate(
     session: &mut AnySession,
     tenant: &Tenant,
@@ -76,6 +82,7 @@ async fn migrate(
     target: Target,
     run_id: &str,
     events: &Events,
+    stop: &AtomicBool,
 ) -> TenantReport {
     let start = plan::version_of(applied);
     let mut report = TenantReport {
@@ -97,6 +104,14 @@ async fn migrate(
     let total = tenant_plan.steps.len();
     for (index, step) in tenant_plan.steps.iter().enumerate() {
         let m = step.migration;
+        if stop.load(Ordering::SeqCst) {
+            report.outcome = if index == 0 {
+                Outcome::NotStarted
+            } else {
+                Outcome::Stopped
+            };
+            break;
+        }
         events.emit(Event::StepStarted {
             tenant: tenant.id.clone(),
             version: m.version,

@@ -23,12 +23,9 @@ pub enum FleetError {
         #[source]
         source: io::Error,
     },
-    #[error("fleet file `{}`", path.display())]
-    Syntax {
-        path: PathBuf,
-        #[source]
-        source: serde_yaml::Error,
-    },
+    /// The parser's message, passwords hidden: it quotes the YAML it choked on.
+    #[error("fleet file `{}`: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
     #[error("fleet file `{}`: {context}: {message}", path.display())]
     Invalid {
         path: PathBuf,
@@ -182,14 +179,14 @@ pub fn load(path: &Path) -> Result<Fleet, FleetError> {
 
 /// Parses fleet-file text; `path` is for messages and for resolving relative SQLite paths.
 pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Fleet, FleetError> {
-    let doc: FileDoc = serde_yaml::from_str(text).map_err(|source| FleetError::Syntax {
+    let doc: FileDoc = serde_yaml::from_str(text).map_err(|e| FleetError::Syntax {
         path: path.to_owned(),
-        source,
+        message: hide_passwords(&e.to_string()),
     })?;
     let invalid = |context: String, message: String| FleetError::Invalid {
         path: path.to_owned(),
         context,
-        message,
+        message: hide_passwords(&message),
     };
     let base = path.parent().unwrap_or(Path::new("."));
     let base = if base.as_os_str().is_empty() {
@@ -332,6 +329,33 @@ pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
         hosts,
         tenants,
     })
+}
+
+/// `text` with the password of every `scheme://user:password@` in it replaced by `***`.
+/// Errs on the side of hiding: everything from the first `:` after `://` up to the last `@`
+/// before white space or a quote goes.
+fn hide_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`'))
+            .unwrap_or(tail.len());
+        let word = &tail[..end];
+        match (word.find(':'), word.rfind('@')) {
+            (Some(colon), Some(at)) if colon < at => {
+                out.push_str(&word[..=colon]);
+                out.push_str("***");
+                out.push_str(&word[at..]);
+            }
+            _ => out.push_str(word),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn expand_all(statements: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
@@ -503,6 +527,12 @@ tenants:
         let text = "tenants:\n  - {id: a, url: \"postgres://u:${PGPASS}@h:notaport/db\"}\n";
         let err = message(parse_str(text).unwrap_err());
         assert!(!err.contains("hunter2"), "{err}");
+        let text = "hosts:\n  main: \"postgres://u:hunter2@h/db\"\ntenants: []\n";
+        let err = message(parse_str(text).unwrap_err());
+        assert!(
+            !err.contains("hunter2") && err.contains("postgres://u:***@h/db"),
+            "{err}"
+        );
     }
 
     #[test]

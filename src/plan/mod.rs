@@ -1,4 +1,6 @@
 //! Pure decisions: what to run on a tenant, which tenants a selector picks.
 
+pub mod policy;
 pub mod select;
 pub mod tenant;
+pub mod waves;

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::exec::events::{Event, Outcome, Summary, TenantReport};
+use crate::exec::events::{Event, Outcome, Stamped, Summary, TenantReport};
 use crate::model::migration::Direction;
 
 /// Renders run events as lines of text.
@@ -18,8 +18,8 @@ impl TextReporter {
         }
     }
 
-    pub fn write_event(&mut self, out: &mut dyn Write, event: &Event) -> std::io::Result<()> {
-        match event {
+    pub fn write_event(&mut self, out: &mut dyn Write, stamped: &Stamped) -> std::io::Result<()> {
+        match &stamped.event {
             Event::RunStarted {
                 run_id,
                 command,
@@ -30,8 +30,33 @@ impl TextReporter {
                 writeln!(out, "fleetmig {command}: {tenants} tenant(s){target} (run {run_id})")
             }
             Event::TenantFinished { report } => writeln!(out, "{}", self.tenant_line(report)),
-            Event::RunFinished { summary } => writeln!(out, "{}", summary_line(summary)),
-            Event::TenantStarted { .. } | Event::StepStarted { .. } | Event::StepFinished { .. } => Ok(()),
+            Event::RunFinished { summary, .. } => writeln!(out, "{}", summary_line(summary)),
+            Event::WaveStarted { wave, canary, tenants } => {
+                writeln!(
+                    out,
+                    "wave {wave}{}: {tenants} tenant(s)",
+                    if *canary { " (canary)" } else { "" }
+                )
+            }
+            Event::Stopping { reason } => writeln!(out, "stopping: {reason}"),
+            Event::RollbackStarted { tenants } => writeln!(out, "rolling back {tenants} tenant(s)"),
+            Event::TenantRolledBack {
+                tenant,
+                from,
+                to,
+                error,
+            } => {
+                let id = format!("{:width$}", tenant.as_str(), width = self.id_width);
+                let v = |v: &Option<crate::model::migration::Version>| v.map_or("?".to_owned(), |v| v.to_string());
+                match error {
+                    None => writeln!(out, "  {id}  rolled back {} -> {}", v(from), v(to)),
+                    Some(e) => writeln!(out, "  {id}  ROLLBACK FAILED at {}: {e}", v(to)),
+                }
+            }
+            Event::TenantStarted { .. }
+            | Event::StepStarted { .. }
+            | Event::StepFinished { .. }
+            | Event::WaveFinished { .. } => Ok(()),
         }
     }
 
@@ -65,6 +90,8 @@ impl TextReporter {
             Outcome::Skipped { reason } => {
                 format!("  {id}  SKIPPED ({}): {}", reason.name(), reason.message())
             }
+            Outcome::NotStarted => format!("  {id}  not started"),
+            Outcome::Stopped => format!("  {id}  stopped at {} (target not reached)", v(r.final_version)),
         }
     }
 }
@@ -78,12 +105,19 @@ pub fn summary_line(s: &Summary) -> String {
             s.tenants
         );
     }
-    format!(
-        "{} tenant(s): {} changed, {} already at the target, {} failed, {} skipped ({secs:.2} s).",
+    let mut line = format!(
+        "{} tenant(s): {} changed, {} already at the target, {} failed, {} skipped",
         s.tenants,
         s.changed,
         s.succeeded - s.changed,
         s.failed,
         s.skipped
-    )
+    );
+    if s.not_started + s.stopped > 0 {
+        line.push_str(&format!(
+            ", {} not started, {} stopped part way",
+            s.not_started, s.stopped
+        ));
+    }
+    line + &format!(" ({secs:.2} s).")
 }

@@ -1,0 +1,638 @@
+//! The dispatcher: one loop that owns a run's state and every stop decision.
+//!
+//! Waves run one after another; within a wave, tenants fan out under the concurrency cap,
+//! per-host caps and the rate limiter. Tenant tasks only read the stop flag, at safe points
+//! (before their first statement and between migrations); the dispatcher alone sets it.
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::driver::connect::{Access, AnySession};
+use crate::driver::error::DbError;
+use crate::exec::events::{Event, Events, Outcome, Summary, TenantReport};
+use crate::exec::run::{RunContext, host_caps, inspect_all};
+use crate::exec::tenant::{self, Action};
+use crate::model::fleet::Tenant;
+use crate::model::migration::Version;
+use crate::plan::policy::{MaxFailures, RollbackPolicy, StopReason};
+use crate::plan::tenant::Target;
+use crate::plan::waves::Wave;
+
+/// Tenant starts per second, and how many may start at once after a quiet spell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+/// What runs between waves.
+#[derive(Debug, Clone, Default)]
+pub struct Gates {
+    /// Wait this long after a wave before the next one.
+    pub bake: Option<Duration>,
+    /// A query run on every tenant of the finished wave; each must return true.
+    pub check: Option<String>,
+    /// Ask on the terminal before each next wave (`--yes` answers for you).
+    pub confirm: bool,
+    pub assume_yes: bool,
+}
+
+/// How a run behaves across waves and failures.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub max_failures: MaxFailures,
+    pub rollback: RollbackPolicy,
+    /// Stop cleanly after this wave.
+    pub pause_after: Option<usize>,
+    pub gates: Gates,
+    pub rate: Option<Rate>,
+}
+
+/// Where a tenant ended, as the final report tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Succeeded,
+    Failed,
+    RolledBack,
+    RollbackFailed,
+    NotStarted,
+    Skipped,
+    /// Stopped between two migrations by a stop, and not rolled back.
+    Stopped,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::RolledBack => "rolled_back",
+            Status::RollbackFailed => "rollback_failed",
+            Status::NotStarted => "not_started",
+            Status::Skipped => "skipped",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// One tenant's line in the final report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinalTenant {
+    pub id: String,
+    pub wave: usize,
+    pub status: Status,
+    pub start_version: Option<Version>,
+    /// What the tenant's history table says after the run (and any rollback).
+    pub final_version: Option<Version>,
+    /// The migration that failed, for `failed` and rolled-back failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_migration: Option<Version>,
+    /// The error: the database's code and message, or why the tenant was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// `[from, to]` when a rollback ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<[Option<Version>; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_error: Option<String>,
+    pub migrations_run: usize,
+}
+
+/// Counts for one wave.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveReport {
+    pub wave: usize,
+    pub canary: bool,
+    pub tenants: usize,
+    pub counts: std::collections::BTreeMap<&'static str, usize>,
+}
+
+/// The report of a whole run: every selected tenant exactly once.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub command: String,
+    pub stop_reason: StopReason,
+    pub waves: Vec<WaveReport>,
+    pub tenants: Vec<FinalTenant>,
+    pub summary: Summary,
+}
+
+impl RunReport {
+    /// True when every tenant reached the target.
+    pub fn is_success(&self) -> bool {
+        !self.stop_reason.is_early() && self.tenants.iter().all(|t| t.status == Status::Succeeded)
+    }
+}
+
+/// A tenant's slot in the run.
+struct Slot<'a> {
+    tenant: &'a Tenant,
+    wave: usize,
+    report: Option<TenantReport>,
+    rollback: Option<TenantReport>,
+}
+
+/// The dispatcher's state.
+struct Dispatcher<'r, 'a> {
+    ctx: &'r RunContext<'a>,
+    policy: &'r Policy,
+    action: Action,
+    events: &'r Events,
+    slots: Vec<Slot<'a>>,
+    /// Set by the dispatcher only; read by tenant tasks at safe points.
+    stop: Arc<AtomicBool>,
+    reason: StopReason,
+    failed: usize,
+    /// Ctrl-C presses, from the caller (`None` once the sender is gone).
+    interrupts: mpsc::UnboundedReceiver<()>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl<'r, 'a> Dispatcher<'r, 'a> {
+    fn escalate(&mut self, reason: StopReason) {
+        if reason > self.reason {
+            self.events.emit(Event::Stopping { reason: reason.clone() });
+            self.reason = reason;
+            self.stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Runs one wave; returns false when the run was abandoned.
+    async fn run_wave(&mut self, range: std::ops::Range<usize>) -> bool {
+        let caps = {
+            let tenants: Vec<&Tenant> = self.slots.iter().map(|s| s.tenant).collect();
+            host_caps(self.ctx, &tenants)
+        };
+        let started: Arc<Mutex<HashSet<usize>>> = Arc::default();
+        let ctx = self.ctx;
+        let action = self.action;
+        let events = self.events;
+        let stop = self.stop.clone();
+        let limiter = self.limiter.clone();
+        let tenants: Vec<(usize, &Tenant)> = range.clone().map(|i| (i, self.slots[i].tenant)).collect();
+        let mut stream = futures::stream::iter(tenants)
+            .map(|(i, t)| {
+                let cap = caps[&t.server_key()].clone();
+                let started = started.clone();
+                let stop = stop.clone();
+                let limiter = limiter.clone();
+                async move {
+                    if let Some(limiter) = limiter {
+                        limiter
+                            .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20)))
+                            .await;
+                    }
+                    let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
+                    if stop.load(Ordering::SeqCst) {
+                        return (i, not_started(t));
+                    }
+                    started.lock().expect("no task panics holding it").insert(i);
+                    let report = tenant::run(t, ctx.set, action, &ctx.limits, &ctx.run_id, events, &stop).await;
+                    events.emit(Event::TenantFinished { report: report.clone() });
+                    (i, report)
+                }
+            })
+            .buffer_unordered(self.ctx.concurrency.max(1));
+        let mut abandoned = false;
+        loop {
+            tokio::select! {
+                next = stream.next() => match next {
+                    Some((i, report)) => self.record(i, report),
+                    None => break,
+                },
+                Some(()) = self.interrupts.recv() => {
+                    if self.reason >= StopReason::Interrupted {
+                        abandoned = true;
+                        break;
+                    }
+                    self.escalate(StopReason::Interrupted);
+                }
+            }
+        }
+        drop(stream);
+        if abandoned {
+            self.escalate(StopReason::Abandoned);
+            let in_flight: Vec<usize> = started.lock().expect("not poisoned").iter().copied().collect();
+            for i in in_flight {
+                if self.slots[i].report.is_none() {
+                    let t = self.slots[i].tenant;
+                    let now = read_version(self.ctx, t).await.ok();
+                    let error = DbError::new(
+                        crate::driver::error::ErrorKind::Sql,
+                        "migrating",
+                        "abandoned by a second Ctrl-C; the database rolled back the open transaction",
+                    );
+                    let report = TenantReport {
+                        id: t.id.clone(),
+                        outcome: Outcome::Failed {
+                            version: now.unwrap_or(Version::ZERO),
+                            error,
+                            dirty: false,
+                        },
+                        start_version: None,
+                        final_version: now,
+                        steps: vec![],
+                    };
+                    self.events.emit(Event::TenantFinished { report: report.clone() });
+                    self.slots[i].report = Some(report);
+                }
+            }
+        }
+        for i in range {
+            if self.slots[i].report.is_none() {
+                self.slots[i].report = Some(not_started(self.slots[i].tenant));
+            }
+        }
+        !abandoned
+    }
+
+    fn record(&mut self, i: usize, report: TenantReport) {
+        if matches!(report.outcome, Outcome::Failed { .. }) {
+            self.failed += 1;
+            if self.policy.max_failures.is_exceeded(self.failed, self.total()) {
+                let limit = self.policy.max_failures.limit(self.total()).unwrap_or(0);
+                self.escalate(StopReason::MaxFailures {
+                    failed: self.failed,
+                    limit,
+                });
+            }
+        }
+        self.slots[i].report = Some(report);
+    }
+
+    /// The gates after a wave; escalates on failure.
+    async fn gates(&mut self, wave: &Wave<'_>, range: std::ops::Range<usize>, next: Option<&Wave<'_>>) {
+        let gates = &self.policy.gates;
+        if let Some(sql) = &gates.check {
+            for i in range {
+                let t = self.slots[i].tenant;
+                if !matches!(
+                    self.slots[i].report.as_ref().map(|r| &r.outcome),
+                    Some(Outcome::Succeeded)
+                ) {
+                    continue;
+                }
+                match check(self.ctx, t, sql).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let detail = format!("check returned false on tenant `{}`", t.id);
+                        return self.escalate(StopReason::GateFailed {
+                            wave: wave.number,
+                            detail,
+                        });
+                    }
+                    Err(e) => {
+                        let detail = format!("check failed on tenant `{}`: {e}", t.id);
+                        return self.escalate(StopReason::GateFailed {
+                            wave: wave.number,
+                            detail,
+                        });
+                    }
+                }
+            }
+        }
+        if self.policy.pause_after == Some(wave.number) {
+            return self.escalate(StopReason::Paused { wave: wave.number });
+        }
+        let Some(next) = next else { return };
+        if let Some(bake) = gates.bake {
+            tokio::select! {
+                _ = tokio::time::sleep(bake) => {}
+                Some(()) = self.interrupts.recv() => return self.escalate(StopReason::Interrupted),
+            }
+        }
+        if gates.confirm && !gates.assume_yes {
+            let question = format!("Start wave {} ({} tenant(s))? [y/N] ", next.number, next.tenants.len());
+            let answer = tokio::task::spawn_blocking(move || {
+                eprint!("{question}");
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map(|_| line)
+            })
+            .await;
+            let yes = matches!(answer, Ok(Ok(line)) if matches!(line.trim(), "y" | "Y" | "yes"));
+            if !yes {
+                let detail = "not confirmed".to_owned();
+                self.escalate(StopReason::GateFailed {
+                    wave: wave.number,
+                    detail,
+                });
+            }
+        }
+    }
+
+    fn wants_rollback(&self, slot: &Slot<'_>, stop_wave: Option<usize>) -> bool {
+        let Some(report) = &slot.report else { return false };
+        let incomplete = matches!(report.outcome, Outcome::Failed { .. } | Outcome::Stopped);
+        let moved = report.final_version.is_some() && report.final_version != report.start_version;
+        if !moved {
+            return false;
+        }
+        match self.policy.rollback {
+            RollbackPolicy::None => false,
+            RollbackPolicy::Failed => incomplete,
+            RollbackPolicy::Wave => incomplete || (stop_wave == Some(slot.wave) && self.reason.is_failure()),
+            RollbackPolicy::Run => incomplete || self.reason.is_failure(),
+        }
+    }
+
+    async fn rollback(&mut self, stop_wave: Option<usize>) {
+        if !matches!(self.action, Action::Migrate(Target::Up { .. })) {
+            return;
+        }
+        let chosen: Vec<usize> = (0..self.slots.len())
+            .filter(|i| self.wants_rollback(&self.slots[*i], stop_wave))
+            .collect();
+        if chosen.is_empty() {
+            return;
+        }
+        self.events.emit(Event::RollbackStarted { tenants: chosen.len() });
+        let never = AtomicBool::new(false);
+        let tenants: Vec<&Tenant> = self.slots.iter().map(|s| s.tenant).collect();
+        let caps = host_caps(self.ctx, &tenants);
+        let ctx = self.ctx;
+        let events = self.events;
+        let never = &never;
+        let work: Vec<(usize, &Tenant, Version)> = chosen
+            .iter()
+            .map(|&i| {
+                let start = self.slots[i]
+                    .report
+                    .as_ref()
+                    .and_then(|r| r.start_version)
+                    .unwrap_or(Version::ZERO);
+                (i, self.slots[i].tenant, start)
+            })
+            .collect();
+        let results: Vec<(usize, TenantReport)> = futures::stream::iter(work)
+            .map(|(i, t, start)| {
+                let cap = caps[&t.server_key()].clone();
+                async move {
+                    let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
+                    let action = Action::Migrate(Target::Down { to: start });
+                    let report =
+                        tenant::run(t, ctx.set, action, &ctx.limits, &ctx.run_id, &Events::none(), never).await;
+                    let error = match &report.outcome {
+                        Outcome::Succeeded => None,
+                        Outcome::Failed { error, .. } => Some(error.to_string()),
+                        Outcome::Skipped { reason } => Some(reason.message()),
+                        Outcome::NotStarted | Outcome::Stopped => Some("did not run".to_owned()),
+                    };
+                    events.emit(Event::TenantRolledBack {
+                        tenant: t.id.clone(),
+                        from: report.start_version,
+                        to: report.final_version,
+                        error,
+                    });
+                    (i, report)
+                }
+            })
+            .buffer_unordered(self.ctx.concurrency.max(1))
+            .collect()
+            .await;
+        for (i, report) in results {
+            self.slots[i].rollback = Some(report);
+        }
+    }
+
+    /// Reads the version of every tenant the run never reached, so the report says where
+    /// each one really is.
+    async fn read_untouched(&mut self) {
+        let untouched: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| {
+                self.slots[i]
+                    .report
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.outcome, Outcome::NotStarted) && r.final_version.is_none())
+            })
+            .collect();
+        if untouched.is_empty() {
+            return;
+        }
+        let tenants: Vec<&Tenant> = untouched.iter().map(|&i| self.slots[i].tenant).collect();
+        for (i, (_, rows)) in untouched.into_iter().zip(inspect_all(self.ctx, &tenants).await) {
+            if let (Some(report), Ok(rows)) = (self.slots[i].report.as_mut(), rows) {
+                let v = crate::plan::tenant::version_of(&rows);
+                report.start_version = Some(v);
+                report.final_version = Some(v);
+            }
+        }
+    }
+
+    fn finish(self, started: Instant, waves: &[Wave<'_>], command: &str) -> RunReport {
+        let tenants: Vec<FinalTenant> = self.slots.iter().map(final_tenant).collect();
+        let reports: Vec<TenantReport> = self.slots.iter().filter_map(|s| s.report.clone()).collect();
+        let summary = Summary::of(&reports, started.elapsed());
+        let waves = waves
+            .iter()
+            .map(|w| {
+                let mut counts = std::collections::BTreeMap::new();
+                for t in tenants.iter().filter(|t| t.wave == w.number) {
+                    *counts.entry(t.status.name()).or_insert(0) += 1;
+                }
+                WaveReport {
+                    wave: w.number,
+                    canary: w.canary,
+                    tenants: w.tenants.len(),
+                    counts,
+                }
+            })
+            .collect();
+        self.events.emit(Event::RunFinished {
+            summary: summary.clone(),
+            stop_reason: self.reason.clone(),
+        });
+        RunReport {
+            run_id: self.ctx.run_id.clone(),
+            command: command.to_owned(),
+            stop_reason: self.reason,
+            waves,
+            tenants,
+            summary,
+        }
+    }
+}
+
+fn not_started(t: &Tenant) -> TenantReport {
+    TenantReport {
+        id: t.id.clone(),
+        outcome: Outcome::NotStarted,
+        start_version: None,
+        final_version: None,
+        steps: vec![],
+    }
+}
+
+fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
+    let report = slot.report.as_ref().expect("every slot is filled before the report");
+    let mut out = FinalTenant {
+        id: slot.tenant.id.to_string(),
+        wave: slot.wave,
+        status: Status::Succeeded,
+        start_version: report.start_version,
+        final_version: report.final_version,
+        failed_migration: None,
+        error: None,
+        error_code: None,
+        rollback: None,
+        rollback_error: None,
+        migrations_run: report.steps.len(),
+    };
+    out.status = match &report.outcome {
+        Outcome::Succeeded => Status::Succeeded,
+        Outcome::Failed { version, error, .. } => {
+            out.failed_migration = Some(*version);
+            out.error = Some(error.to_string());
+            out.error_code = error.code.clone();
+            Status::Failed
+        }
+        Outcome::Skipped { reason } => {
+            out.error = Some(format!("{}: {}", reason.name(), reason.message()));
+            Status::Skipped
+        }
+        Outcome::NotStarted => Status::NotStarted,
+        Outcome::Stopped => Status::Stopped,
+    };
+    if let Some(rb) = &slot.rollback {
+        out.rollback = Some([rb.start_version, rb.final_version]);
+        match &rb.outcome {
+            Outcome::Succeeded => {
+                out.status = Status::RolledBack;
+                out.final_version = rb.final_version;
+            }
+            other => {
+                out.status = Status::RollbackFailed;
+                out.final_version = rb.final_version.or(out.final_version);
+                out.rollback_error = Some(match other {
+                    Outcome::Failed { error, .. } => error.to_string(),
+                    Outcome::Skipped { reason } => reason.message(),
+                    _ => "did not run".to_owned(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The tenant's version as its history table says now.
+async fn read_version(ctx: &RunContext<'_>, t: &Tenant) -> Result<Version, DbError> {
+    tenant::inspect(t, &ctx.limits)
+        .await
+        .map(|rows| crate::plan::tenant::version_of(&rows))
+}
+
+async fn check(ctx: &RunContext<'_>, t: &Tenant, sql: &str) -> Result<bool, DbError> {
+    let mut session = AnySession::open(t, &ctx.limits, Access::Read).await?;
+    let result = session.check(sql).await;
+    session.release().await;
+    result
+}
+
+/// True when `--confirm` can ask someone: standard input is a terminal.
+pub fn can_confirm() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// Runs `action` over `waves` under `policy`. `interrupts` delivers Ctrl-C presses: the
+/// first stops at safe points, the second abandons in-flight work.
+pub async fn dispatch(
+    ctx: &RunContext<'_>,
+    waves: &[Wave<'_>],
+    action: Action,
+    policy: &Policy,
+    command: &str,
+    events: &Events,
+    interrupts: mpsc::UnboundedReceiver<()>,
+) -> RunReport {
+    let started = Instant::now();
+    let slots: Vec<Slot> = waves
+        .iter()
+        .flat_map(|w| {
+            w.tenants.iter().map(move |t| Slot {
+                tenant: t,
+                wave: w.number,
+                report: None,
+                rollback: None,
+            })
+        })
+        .collect();
+    let target = match action {
+        Action::Migrate(Target::Up { to }) | Action::Migrate(Target::Down { to }) | Action::Stamp(to) => Some(to),
+        Action::Migrate(Target::DownSteps { .. }) => None,
+    };
+    events.emit(Event::RunStarted {
+        run_id: ctx.run_id.clone(),
+        command: command.to_owned(),
+        target,
+        tenants: slots.len(),
+    });
+    let limiter = policy.rate.map(|r| {
+        Arc::new(RateLimiter::direct(
+            Quota::per_second(r.per_second).allow_burst(r.burst),
+        ))
+    });
+    let mut d = Dispatcher {
+        ctx,
+        policy,
+        action,
+        events,
+        slots,
+        stop: Arc::default(),
+        reason: StopReason::Completed,
+        failed: 0,
+        interrupts,
+        limiter,
+    };
+    let mut offset = 0;
+    let mut stop_wave = None;
+    for (k, wave) in waves.iter().enumerate() {
+        let range = offset..offset + wave.tenants.len();
+        offset = range.end;
+        if d.reason.is_early() {
+            for i in range {
+                d.slots[i].report = Some(not_started(d.slots[i].tenant));
+            }
+            continue;
+        }
+        events.emit(Event::WaveStarted {
+            wave: wave.number,
+            canary: wave.canary,
+            tenants: wave.tenants.len(),
+        });
+        let alive = d.run_wave(range.clone()).await;
+        let reports: Vec<TenantReport> = range.clone().filter_map(|i| d.slots[i].report.clone()).collect();
+        events.emit(Event::WaveFinished {
+            wave: wave.number,
+            summary: Summary::of(&reports, Duration::ZERO),
+        });
+        if !alive || d.reason.is_early() {
+            stop_wave.get_or_insert(wave.number);
+            continue;
+        }
+        d.gates(wave, range, waves.get(k + 1)).await;
+        if d.reason.is_early() {
+            stop_wave.get_or_insert(wave.number);
+        }
+    }
+    if d.reason != StopReason::Abandoned {
+        d.rollback(stop_wave).await;
+    }
+    d.read_untouched().await;
+    d.finish(started, waves, command)
+}
