@@ -9,12 +9,18 @@ use crate::model::migration::Direction;
 pub struct TextReporter {
     /// Width of the tenant-id column.
     id_width: usize,
+    /// True for `stamp`, whose tenants change history rather than run steps.
+    stamping: bool,
+    /// Tenants in the run, to leave out the wave line of a run that is one wave.
+    total: usize,
 }
 
 impl TextReporter {
     pub fn new(id_width: usize) -> Self {
         TextReporter {
             id_width: id_width.max(6),
+            stamping: false,
+            total: 0,
         }
     }
 
@@ -26,11 +32,21 @@ impl TextReporter {
                 target,
                 tenants,
             } => {
+                self.stamping = command == "stamp";
+                self.total = *tenants;
                 let target = target.map(|t| format!(", target {t}")).unwrap_or_default();
                 writeln!(out, "fleetmig {command}: {tenants} tenant(s){target} (run {run_id})")
             }
             Event::TenantFinished { report } => writeln!(out, "{}", self.tenant_line(report)),
+            Event::RunFinished { summary, .. } if self.stamping => writeln!(
+                out,
+                "{} tenant(s) stamped, {} failed, {} skipped.",
+                summary.succeeded, summary.failed, summary.skipped
+            ),
             Event::RunFinished { summary, .. } => writeln!(out, "{}", summary_line(summary)),
+            Event::WaveStarted {
+                canary: false, tenants, ..
+            } if *tenants == self.total => Ok(()),
             Event::WaveStarted { wave, canary, tenants } => {
                 writeln!(
                     out,
@@ -64,6 +80,13 @@ impl TextReporter {
         let id = format!("{:width$}", r.id.as_str(), width = self.id_width);
         let v = |v: Option<crate::model::migration::Version>| v.map_or("?".to_owned(), |v| v.to_string());
         match &r.outcome {
+            Outcome::Succeeded if self.stamping => {
+                format!(
+                    "  {id}  stamped at {} (history said {})",
+                    v(r.final_version),
+                    v(r.start_version)
+                )
+            }
             Outcome::Succeeded if r.steps.is_empty() => format!("  {id}  at {}, nothing to do", v(r.final_version)),
             Outcome::Succeeded => {
                 let verb = if r.steps[0].direction == Direction::Up {
