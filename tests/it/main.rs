@@ -7,4 +7,5 @@ mod support;
 mod bad_input;
 mod cli;
 mod engines;
+mod rollout;
 mod safety;

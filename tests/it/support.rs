@@ -305,7 +305,7 @@ pub fn sqlite_column(path: &Path, sql: &str) -> Vec<String> {
 
 /// Runs SQL on a SQLite file.
 pub fn sqlite_exec(path: &Path, sql: &str) {
-    let url = format!("sqlite://{}", path.display());
+    let url = format!("sqlite://{}?mode=rwc", path.display());
     block_on(async {
         let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
         c.execute(sqlx::raw_sql(sql))
