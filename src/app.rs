@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::{Cli, Command, Format, Global, Rollout};
-use crate::driver::connect::Limits;
+use crate::driver::connect::{Connector, Limits};
 use crate::driver::offline;
 use crate::error::Error;
 use crate::exec::dispatch::{Gates, Policy, Rate, RunReport, Status, can_confirm, dispatch};
@@ -154,6 +154,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
             let ctx = context(g, &fleet, &set);
             let states = inspect_all(&ctx, &tenants).await;
+            ctx.connector.close().await;
             if matches!(cli.command, Command::Plan { .. }) {
                 plan_command(&set, to, states, g.format, out)
             } else {
@@ -218,7 +219,7 @@ fn context<'a>(g: &Global, fleet: &'a Fleet, set: &'a MigrationSet) -> RunContex
     RunContext {
         fleet,
         set,
-        limits: limits(g),
+        connector: Connector::new(fleet, limits(g)),
         concurrency: g.concurrency,
         run_id: new_run_id(),
     }
@@ -340,6 +341,7 @@ async fn execute(
     let format = g.format;
     let running = async {
         let report = dispatch(&ctx, &waves, action, &policy, command, &events, interrupts).await;
+        ctx.connector.close().await;
         drop(events);
         report
     };

@@ -1,11 +1,15 @@
 //! Opening a session on any tenant: the engine is picked here, once.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::driver::error::DbError;
+use sqlx::PgPool;
+
+use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::session::Session;
 use crate::driver::{mysql, postgres, sqlite};
-use crate::model::fleet::{Engine, Tenant};
+use crate::model::fleet::{Engine, Fleet, Tenant};
 use crate::model::migration::Applied;
 use crate::plan::tenant::Step;
 
@@ -59,15 +63,80 @@ macro_rules! each {
     };
 }
 
-impl AnySession {
-    pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<AnySession, DbError> {
+/// Opens sessions for a run: owns the time limits and the pools of shared hosts.
+#[derive(Debug)]
+pub struct Connector {
+    pub limits: Limits,
+    /// `max_connections` of each named host.
+    caps: HashMap<String, u32>,
+    /// One pool per named PostgreSQL host, for its schema-tenants; made on first use.
+    pools: Mutex<HashMap<String, PgPool>>,
+}
+
+impl Connector {
+    pub fn new(fleet: &Fleet, limits: Limits) -> Self {
+        let caps = fleet
+            .hosts
+            .iter()
+            .map(|(name, h)| (name.clone(), h.max_connections))
+            .collect();
+        Connector {
+            limits,
+            caps,
+            pools: Mutex::default(),
+        }
+    }
+
+    /// The pool a tenant's sessions come from: schema-tenants of a named PostgreSQL host.
+    /// Database-per-tenant and own-URL tenants connect and close.
+    pub fn pool_for(&self, tenant: &Tenant) -> Result<Option<PgPool>, DbError> {
+        let (Engine::Postgres, Some(host), None, Some(_)) = (
+            tenant.engine,
+            &tenant.host,
+            &tenant.namespace.database,
+            &tenant.namespace.schema,
+        ) else {
+            return Ok(None);
+        };
+        let mut pools = self.pools.lock().expect("no panic while holding the pool map");
+        if let Some(pool) = pools.get(host) {
+            return Ok(Some(pool.clone()));
+        }
+        let max = self.caps.get(host).copied().unwrap_or(1);
+        let pool = postgres::pool(tenant.url.expose(), &self.limits, max)
+            .map_err(|e| DbError::sqlx(ErrorKind::Unreachable, "reading the URL", &e, tenant.url.password()))?;
+        pools.insert(host.clone(), pool.clone());
+        Ok(Some(pool))
+    }
+
+    pub async fn open(&self, tenant: &Tenant, access: Access) -> Result<AnySession, DbError> {
+        let limits = &self.limits;
         Ok(match tenant.engine {
-            Engine::Postgres => AnySession::Postgres(postgres::open(tenant, limits, access).await?),
+            Engine::Postgres => {
+                let pool = self.pool_for(tenant)?;
+                AnySession::Postgres(postgres::open(tenant, limits, access, pool.as_ref()).await?)
+            }
             Engine::MySql => AnySession::MySql(mysql::open(tenant, limits, access).await?),
             Engine::Sqlite => AnySession::Sqlite(sqlite::open(tenant, limits, access).await?),
         })
     }
 
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        let pools: Vec<PgPool> = self
+            .pools
+            .lock()
+            .expect("not poisoned")
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for pool in pools {
+            pool.close().await;
+        }
+    }
+}
+
+impl AnySession {
     pub async fn applied(&mut self) -> Result<Vec<Applied>, DbError> {
         each!(self, s => s.applied().await)
     }

@@ -233,7 +233,9 @@ impl Wire for MySqlWire {
         if clean {
             let _ = self.conn.close().await;
         } else {
-            let _ = self.conn.close_hard().await;
+            // No graceful shutdown after an error: closing the socket is enough for the
+            // server to roll back and release GET_LOCK, and cannot hang.
+            drop(self.conn);
         }
     }
 }

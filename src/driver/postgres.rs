@@ -1,9 +1,18 @@
 //! PostgreSQL: schema-per-tenant or database-per-tenant, transactional DDL, advisory locks
 //! keyed on database and schema together.
+//!
+//! Schema-tenants of one host share a pool: a session sets the tenant's `search_path`,
+//! migrates, unlocks and `RESET ALL`s before its connection goes back; a connection that saw
+//! an error, or whose session was dropped part way, is closed instead. A migration, its
+//! history row and the commit travel in one round trip.
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use futures::TryStreamExt;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
 use sqlx::{Connection, Executor, Row};
 
 use crate::driver::connect::{Access, Limits};
@@ -11,52 +20,119 @@ use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::quote::double;
 use crate::driver::session::{Session, Wire};
 use crate::model::fleet::{Engine, Tenant};
-use crate::model::migration::{Applied, Version};
+use crate::model::migration::{Applied, Direction, Version};
 
 /// The history table's columns, shared with the offline script.
 pub const HISTORY_COLUMNS: &str = "version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, \
      applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), duration_ms BIGINT NOT NULL DEFAULT 0, \
      run_id TEXT NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE";
 
-/// The tenant lock's key: one per database and schema, so schema-tenants in one
+/// A string literal with its quotes doubled. Only for text fleetmig itself produced and
+/// checked (validated names, hex checksums, run ids), to fold a step into one round trip.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The tenant lock's key expression: one per database and schema, so schema-tenants in one
 /// database never wait for each other.
-const LOCK_KEY: &str =
-    "hashtextextended('fleetmig/' || current_database() || '/' || coalesce($1, current_schema()), 0)";
+fn lock_key(schema: Option<&str>) -> String {
+    let schema = schema.map_or("current_schema()".to_owned(), literal);
+    format!("hashtextextended('fleetmig/' || current_database() || '/' || {schema}, 0)")
+}
+
+/// The connection options every fleetmig session uses.
+pub fn connect_options(url: &str, limits: &Limits) -> Result<PgConnectOptions, sqlx::Error> {
+    Ok(PgConnectOptions::from_str(url)?.application_name("fleetmig").options([
+        ("lock_timeout", format!("{}ms", limits.lock_timeout.as_millis())),
+        (
+            "statement_timeout",
+            format!("{}ms", limits.statement_timeout.as_millis()),
+        ),
+    ]))
+}
+
+/// A pool for the schema-tenants of one host.
+pub fn pool(url: &str, limits: &Limits, max: u32) -> Result<PgPool, sqlx::Error> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max)
+        .min_connections(0)
+        .acquire_timeout(limits.connect_timeout)
+        .test_before_acquire(false)
+        .connect_lazy_with(connect_options(url, limits)?))
+}
+
+enum Conn {
+    Own(PgConnection),
+    Pooled(PoolConnection<Postgres>),
+}
+
+impl Conn {
+    fn get(&mut self) -> &mut PgConnection {
+        match self {
+            Conn::Own(c) => c,
+            Conn::Pooled(c) => c,
+        }
+    }
+}
 
 pub struct PgWire {
-    conn: PgConnection,
+    conn: Option<Conn>,
     /// `"schema".fleetmig_history`, or unqualified when the tenant has no schema.
     table: String,
     schema: Option<String>,
     locked: bool,
+    /// Set once the session is unlocked and reset; a pooled connection goes back only then.
+    clean: bool,
 }
 
-/// Connects, runs `init_sql`, and for writing takes the lock and creates what is missing.
-pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Session<PgWire>, DbError> {
+impl Drop for PgWire {
+    /// A session dropped part way (a cancelled future) must not hand its connection back
+    /// mid-transaction or still locked: take it out of the pool and let it close.
+    fn drop(&mut self) {
+        if let (Some(Conn::Pooled(_)), false) = (&self.conn, self.clean) {
+            if let Some(Conn::Pooled(c)) = self.conn.take() {
+                drop(c.detach());
+            }
+        }
+    }
+}
+
+impl PgWire {
+    fn conn(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("a live session has a connection").get()
+    }
+}
+
+/// Opens a session: from `pool` when given (schema-tenants of a host), else a connection
+/// of its own. Runs `init_sql`; for writing, takes the lock and creates what is missing.
+pub async fn open(
+    tenant: &Tenant,
+    limits: &Limits,
+    access: Access,
+    pool: Option<&PgPool>,
+) -> Result<Session<PgWire>, DbError> {
     let secret = tenant.url.password().map(str::to_owned);
     let fail = |kind, op: &str, e: sqlx::Error| DbError::sqlx(kind, op, &e, secret.as_deref());
-    let url = match &tenant.namespace.database {
-        Some(db) => tenant.url.with_path(&format!("/{db}")),
-        None => tenant.url.clone(),
-    };
-    let options = PgConnectOptions::from_str(url.expose())
-        .map_err(|e| fail(ErrorKind::Unreachable, "reading the URL", e))?
-        .application_name("fleetmig")
-        .options([
-            ("lock_timeout", format!("{}ms", limits.lock_timeout.as_millis())),
-            (
-                "statement_timeout",
-                format!("{}ms", limits.statement_timeout.as_millis()),
-            ),
-        ]);
-    let conn = match tokio::time::timeout(limits.connect_timeout, PgConnection::connect_with(&options)).await {
-        Ok(conn) => conn.map_err(|e| fail(ErrorKind::Unreachable, "connecting", e))?,
-        Err(_) => {
-            return Err(DbError::new(
-                ErrorKind::Unreachable,
-                "connecting",
-                format!("no answer within {:?}", limits.connect_timeout),
-            ));
+    let conn = match pool {
+        Some(pool) => Conn::Pooled(
+            pool.acquire()
+                .await
+                .map_err(|e| fail(ErrorKind::Unreachable, "connecting", e))?,
+        ),
+        None => {
+            let url = match &tenant.namespace.database {
+                Some(db) => tenant.url.with_path(&format!("/{db}")),
+                None => tenant.url.clone(),
+            };
+            let options = connect_options(url.expose(), limits)
+                .map_err(|e| fail(ErrorKind::Unreachable, "reading the URL", e))?;
+            match tokio::time::timeout(limits.connect_timeout, PgConnection::connect_with(&options)).await {
+                Ok(conn) => Conn::Own(conn.map_err(|e| fail(ErrorKind::Unreachable, "connecting", e))?),
+                Err(_) => {
+                    let message = format!("no answer within {:?}", limits.connect_timeout);
+                    return Err(DbError::new(ErrorKind::Unreachable, "connecting", message));
+                }
+            }
         }
     };
     let schema = tenant.namespace.schema.as_ref().map(|s| s.as_str().to_owned());
@@ -65,10 +141,11 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
         None => "fleetmig_history".to_owned(),
     };
     let mut wire = PgWire {
-        conn,
+        conn: Some(conn),
         table,
         schema,
         locked: false,
+        clean: false,
     };
     match prepare(&mut wire, tenant, limits, access).await {
         Ok(()) => Ok(Session::new(wire, secret)),
@@ -84,33 +161,23 @@ type Failure = (ErrorKind, String, sqlx::Error);
 
 async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Access) -> Result<(), Failure> {
     for statement in &tenant.init_sql {
-        wire.conn
-            .execute(sqlx::raw_sql(statement))
+        wire.batch(statement)
             .await
             .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
     }
+    let key = lock_key(wire.schema.as_deref());
     if access == Access::Write {
-        let got: bool = sqlx::query_scalar(&format!("SELECT pg_try_advisory_lock({LOCK_KEY})"))
-            .bind(&wire.schema)
-            .fetch_one(&mut wire.conn)
+        let got: bool = sqlx::query_scalar(&format!("SELECT pg_try_advisory_lock({key})"))
+            .fetch_one(wire.conn())
             .await
             .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
         if !got {
-            let waited = async {
-                sqlx::query("SELECT set_config('lock_timeout', $1, false)")
-                    .bind(format!("{}ms", limits.lock_wait.as_millis()))
-                    .execute(&mut wire.conn)
-                    .await?;
-                sqlx::query(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
-                    .bind(&wire.schema)
-                    .execute(&mut wire.conn)
-                    .await?;
-                sqlx::query("SELECT set_config('lock_timeout', $1, false)")
-                    .bind(format!("{}ms", limits.lock_timeout.as_millis()))
-                    .execute(&mut wire.conn)
-                    .await
-            };
-            waited.await.map_err(|e| {
+            let wait = format!(
+                "SET lock_timeout = {}; SELECT pg_advisory_lock({key}); SET lock_timeout = {};",
+                literal(&format!("{}ms", limits.lock_wait.as_millis())),
+                literal(&format!("{}ms", limits.lock_timeout.as_millis())),
+            );
+            wire.batch(&wait).await.map_err(|e| {
                 (
                     ErrorKind::Locked,
                     "waiting for the tenant lock held by another runner".to_owned(),
@@ -121,12 +188,9 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
         wire.locked = true;
         let mut ddl = String::new();
         if let Some(schema) = &wire.schema {
-            ddl.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {};\n", double(schema)));
+            let _ = writeln!(ddl, "CREATE SCHEMA IF NOT EXISTS {};", double(schema));
         }
-        ddl.push_str(&format!(
-            "CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS});",
-            wire.table
-        ));
+        let _ = write!(ddl, "CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS});", wire.table);
         wire.batch(&ddl)
             .await
             .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history".to_owned(), e))?;
@@ -139,94 +203,157 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
     Ok(())
 }
 
+fn applied_of(r: &sqlx::postgres::PgRow) -> Result<Applied, sqlx::Error> {
+    Ok(Applied {
+        version: Version(r.try_get(0)?),
+        name: r.try_get(1)?,
+        checksum: r.try_get(2)?,
+        dirty: r.try_get(3)?,
+    })
+}
+
+/// The history rows of many schemas of one database, in a few queries: the schemas that
+/// have a history table, then their rows in batches. Schemas without one map to no rows.
+pub async fn survey(pool: &PgPool, schemas: &[String]) -> Result<HashMap<String, Vec<Applied>>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let with_table: Vec<String> = sqlx::query_scalar(
+        "SELECT n.nspname::text FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid \
+         WHERE c.relname = 'fleetmig_history' AND c.relkind = 'r' AND n.nspname = ANY($1)",
+    )
+    .bind(schemas)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: HashMap<String, Vec<Applied>> = schemas.iter().map(|s| (s.clone(), Vec::new())).collect();
+    for chunk in with_table.chunks(250) {
+        let sql = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                format!(
+                    "SELECT ${}::text, version, name, checksum, dirty FROM {}.fleetmig_history",
+                    i + 1,
+                    double(s)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let mut query = sqlx::query(&sql);
+        for s in chunk {
+            query = query.bind(s);
+        }
+        let mut rows = query.fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            let schema: String = row.try_get(0)?;
+            let applied = Applied {
+                version: Version(row.try_get(1)?),
+                name: row.try_get(2)?,
+                checksum: row.try_get(3)?,
+                dirty: row.try_get(4)?,
+            };
+            out.entry(schema).or_default().push(applied);
+        }
+    }
+    for rows in out.values_mut() {
+        rows.sort_by_key(|a| a.version);
+    }
+    Ok(out)
+}
+
 impl Wire for PgWire {
     const ENGINE: Engine = Engine::Postgres;
     const BEGIN: &'static str = "BEGIN";
 
     async fn batch(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        self.conn.execute(sqlx::raw_sql(sql)).await.map(drop)
+        self.conn().execute(sqlx::raw_sql(sql)).await.map(drop)
     }
 
     async fn read_history(&mut self) -> Result<Vec<Applied>, sqlx::Error> {
+        let table = self.table.clone();
         let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&self.table)
-            .fetch_one(&mut self.conn)
+            .bind(&table)
+            .fetch_one(self.conn())
             .await?;
         if !exists {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT version, name, checksum, dirty FROM {} ORDER BY version",
             self.table
-        ))
-        .fetch_all(&mut self.conn)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Applied {
-                    version: Version(r.try_get(0)?),
-                    name: r.try_get(1)?,
-                    checksum: r.try_get(2)?,
-                    dirty: r.try_get(3)?,
-                })
-            })
-            .collect()
+        );
+        let rows = sqlx::query(&sql).fetch_all(self.conn()).await?;
+        rows.iter().map(applied_of).collect()
+    }
+
+    fn step_sql(&self, script: &str, row: &Applied, direction: Direction, run_id: &str) -> Option<String> {
+        let record = match direction {
+            Direction::Up => format!(
+                "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, \
+                 (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {}, FALSE);",
+                self.table,
+                row.version.0,
+                literal(&row.name),
+                literal(&row.checksum),
+                literal(run_id)
+            ),
+            Direction::Down => format!("DELETE FROM {} WHERE version = {};", self.table, row.version.0),
+        };
+        Some(format!("BEGIN;\n{script}\n;\n{record}\nCOMMIT;"))
     }
 
     async fn insert_row(&mut self, row: &Applied, duration_ms: i64, run_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ($1, $2, $3, $4, $5, $6)",
             self.table
-        ))
-        .bind(row.version.0)
-        .bind(&row.name)
-        .bind(&row.checksum)
-        .bind(duration_ms)
-        .bind(run_id)
-        .bind(row.dirty)
-        .execute(&mut self.conn)
-        .await
-        .map(drop)
-    }
-
-    async fn mark_row(&mut self, version: Version, dirty: bool, duration_ms: Option<i64>) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!(
-            "UPDATE {} SET dirty = $2, duration_ms = coalesce($3, duration_ms) WHERE version = $1",
-            self.table
-        ))
-        .bind(version.0)
-        .bind(dirty)
-        .bind(duration_ms)
-        .execute(&mut self.conn)
-        .await
-        .map(drop)
-    }
-
-    async fn update_row(&mut self, row: &Applied, run_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!(
-            "UPDATE {} SET name = $2, checksum = $3, dirty = $4, run_id = $5 WHERE version = $1",
-            self.table
-        ))
-        .bind(row.version.0)
-        .bind(&row.name)
-        .bind(&row.checksum)
-        .bind(row.dirty)
-        .bind(run_id)
-        .execute(&mut self.conn)
-        .await
-        .map(drop)
-    }
-
-    async fn delete_row(&mut self, version: Version) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!("DELETE FROM {} WHERE version = $1", self.table))
-            .bind(version.0)
-            .execute(&mut self.conn)
+        );
+        sqlx::query(&sql)
+            .bind(row.version.0)
+            .bind(&row.name)
+            .bind(&row.checksum)
+            .bind(duration_ms)
+            .bind(run_id)
+            .bind(row.dirty)
+            .execute(self.conn())
             .await
             .map(drop)
     }
 
+    async fn mark_row(&mut self, version: Version, dirty: bool, duration_ms: Option<i64>) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "UPDATE {} SET dirty = $2, duration_ms = coalesce($3, duration_ms) WHERE version = $1",
+            self.table
+        );
+        sqlx::query(&sql)
+            .bind(version.0)
+            .bind(dirty)
+            .bind(duration_ms)
+            .execute(self.conn())
+            .await
+            .map(drop)
+    }
+
+    async fn update_row(&mut self, row: &Applied, run_id: &str) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "UPDATE {} SET name = $2, checksum = $3, dirty = $4, run_id = $5 WHERE version = $1",
+            self.table
+        );
+        sqlx::query(&sql)
+            .bind(row.version.0)
+            .bind(&row.name)
+            .bind(&row.checksum)
+            .bind(row.dirty)
+            .bind(run_id)
+            .execute(self.conn())
+            .await
+            .map(drop)
+    }
+
+    async fn delete_row(&mut self, version: Version) -> Result<(), sqlx::Error> {
+        let sql = format!("DELETE FROM {} WHERE version = $1", self.table);
+        sqlx::query(&sql).bind(version.0).execute(self.conn()).await.map(drop)
+    }
+
     async fn check(&mut self, sql: &str) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query(sql).fetch_optional(&mut self.conn).await?;
+        let row = sqlx::query(sql).fetch_optional(self.conn()).await?;
         Ok(row.is_some_and(|r| {
             r.try_get::<bool, _>(0)
                 .or_else(|_| r.try_get::<i64, _>(0).map(|v| v != 0))
@@ -235,21 +362,30 @@ impl Wire for PgWire {
     }
 
     async fn unlock(&mut self) -> Result<(), sqlx::Error> {
+        let mut sql = String::new();
         if self.locked {
-            sqlx::query(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
-                .bind(&self.schema)
-                .execute(&mut self.conn)
-                .await?;
-            self.locked = false;
+            let _ = write!(sql, "SELECT pg_advisory_unlock({});", lock_key(self.schema.as_deref()));
         }
-        self.batch("RESET ALL").await
+        sql.push_str("RESET ALL;");
+        self.batch(&sql).await?;
+        self.locked = false;
+        Ok(())
     }
 
-    async fn finish(self, clean: bool) {
-        if clean {
-            let _ = self.conn.close().await;
-        } else {
-            let _ = self.conn.close_hard().await;
+    /// A clean session says goodbye (own connection) or goes back to its pool. Any other is
+    /// dropped without a TLS shutdown: after an error the server may still have a reply in
+    /// flight, and waiting on a graceful shutdown there can hang; closing the socket makes
+    /// the server roll back and release the session's locks.
+    async fn finish(mut self, clean: bool) {
+        self.clean = clean;
+        match self.conn.take() {
+            Some(Conn::Own(c)) if clean => {
+                let _ = c.close().await;
+            }
+            Some(Conn::Pooled(c)) if !clean => drop(c.detach()),
+            Some(Conn::Own(c)) => drop(c),
+            Some(Conn::Pooled(c)) => drop(c),
+            None => {}
         }
     }
 }

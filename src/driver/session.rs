@@ -18,6 +18,13 @@ pub trait Wire: Send {
     /// The statement that opens a write transaction.
     const BEGIN: &'static str;
 
+    /// The whole of a transactional step (begin, script, history write, commit) as one text
+    /// to send in one round trip, where the engine allows it; `None` runs it statement by
+    /// statement.
+    fn step_sql(&self, _script: &str, _row: &Applied, _direction: Direction, _run_id: &str) -> Option<String> {
+        None
+    }
+
     /// Runs SQL text whole, as the database's simple-query protocol does.
     fn batch(&mut self, sql: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     /// The history rows, ascending; empty when the table does not exist.
@@ -94,7 +101,14 @@ impl<W: Wire> Session<W> {
         };
         let in_tx = script.transactional && W::ENGINE.has_transactional_ddl();
         let started = Instant::now();
-        let result = if in_tx {
+        let one_trip = if in_tx {
+            self.wire.step_sql(&script.sql, &row, step.direction, run_id)
+        } else {
+            None
+        };
+        let result = if let Some(sql) = one_trip {
+            self.wire.batch(&sql).await.map_err(|e| (true, e))
+        } else if in_tx {
             self.step_in_transaction(&row, step.direction, &script.sql, run_id, started)
                 .await
         } else {

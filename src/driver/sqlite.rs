@@ -1,10 +1,13 @@
 //! SQLite: one file per tenant. Writers hold the file in exclusive locking mode for the
-//! whole session, so a second runner waits (busy timeout) instead of racing.
+//! whole session, so a second runner waits (up to `lock_wait`) instead of racing.
 
+use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
+use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteLockingMode};
 use sqlx::{Connection, Executor, Row};
+use tokio::time::Instant;
 
 use crate::driver::connect::{Access, Limits};
 use crate::driver::error::{DbError, ErrorKind};
@@ -46,56 +49,113 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
         .create_if_missing(access == Access::Write)
         .read_only(access == Access::Read)
         .busy_timeout(limits.lock_wait);
+    if access == Access::Write {
+        // Exclusive from the first access, so that in WAL mode too the lock is on the file;
+        // `lock` does the waiting.
+        options = options
+            .locking_mode(SqliteLockingMode::Exclusive)
+            .busy_timeout(Duration::ZERO);
+    }
     if let Some(query) = tenant.url.url().query() {
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             options = options.pragma(key.into_owned(), value.into_owned());
         }
     }
-    let fail = |kind, op: &str, e: sqlx::Error| DbError::sqlx(kind, op, &e, None);
-    let conn = match tokio::time::timeout(limits.connect_timeout, SqliteConnection::connect_with(&options)).await {
-        Ok(conn) => conn.map_err(|e| fail(ErrorKind::Unreachable, "opening the database file", e))?,
-        Err(_) => {
-            return Err(DbError::new(
-                ErrorKind::Unreachable,
-                "opening the database file",
-                "timed out",
-            ));
+    let conn = match access {
+        Access::Write => lock(&options, limits).await?,
+        Access::Read => {
+            match tokio::time::timeout(limits.connect_timeout, SqliteConnection::connect_with(&options)).await {
+                Ok(conn) => {
+                    conn.map_err(|e| DbError::sqlx(ErrorKind::Unreachable, "opening the database file", &e, None))?
+                }
+                Err(_) => return Err(open_timed_out()),
+            }
         }
     };
     let mut wire = SqliteWire { conn: Some(conn) };
     let prepared = async {
         for statement in &tenant.init_sql {
-            wire.batch(statement)
-                .await
-                .map_err(|e| (ErrorKind::Sql, "running init_sql", e))?;
+            wire.batch(statement).await.map_err(|e| ("running init_sql", e))?;
         }
         if access == Access::Write {
-            wire.batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;")
-                .await
-                .map_err(|e| {
-                    (
-                        ErrorKind::Locked,
-                        "waiting for the tenant lock held by another runner",
-                        e,
-                    )
-                })?;
             wire.batch(&format!(
-                "CREATE TABLE IF NOT EXISTS fleetmig_history ({HISTORY_COLUMNS})"
+                "PRAGMA busy_timeout = {}; CREATE TABLE IF NOT EXISTS fleetmig_history ({HISTORY_COLUMNS})",
+                limits.lock_wait.as_millis()
             ))
             .await
-            .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history", e))?;
+            .map_err(|e| ("creating fleetmig_history", e))?;
         }
-        Ok::<(), (ErrorKind, &str, sqlx::Error)>(())
+        Ok::<(), (&str, sqlx::Error)>(())
     }
     .await;
     match prepared {
         Ok(()) => Ok(Session::new(wire, None)),
-        Err((kind, op, e)) => {
-            let err = fail(kind, op, e);
+        Err((op, e)) => {
+            let err = DbError::sqlx(ErrorKind::Sql, op, &e, None);
             wire.finish(false).await;
             Err(err)
         }
     }
+}
+
+fn open_timed_out() -> DbError {
+    DbError::new(ErrorKind::Unreachable, "opening the database file", "timed out")
+}
+
+/// A writer's connection that holds the file, once another runner lets go (within
+/// `lock_wait`). SQLite's own busy wait is off for this: in exclusive locking mode a refused
+/// attempt keeps its shared lock while it waits, and two runners waiting so deadlock. A
+/// refused attempt closes its connection instead and tries again on a new one.
+async fn lock(options: &SqliteConnectOptions, limits: &Limits) -> Result<SqliteConnection, DbError> {
+    let deadline = Instant::now() + limits.lock_wait;
+    loop {
+        let attempt = async {
+            let mut conn = SqliteConnection::connect_with(options).await?;
+            match conn.execute("BEGIN EXCLUSIVE; COMMIT;").await {
+                Ok(_) => Ok(conn),
+                Err(e) => {
+                    let _ = conn.close().await;
+                    Err(e)
+                }
+            }
+        };
+        match tokio::time::timeout(limits.connect_timeout, attempt).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) if is_busy(&e) && Instant::now() < deadline => backoff().await,
+            Ok(Err(e)) if is_busy(&e) => {
+                return Err(DbError::sqlx(
+                    ErrorKind::Locked,
+                    "waiting for the tenant lock held by another runner",
+                    &e,
+                    None,
+                ));
+            }
+            Ok(Err(e)) => {
+                return Err(DbError::sqlx(
+                    ErrorKind::Unreachable,
+                    "opening the database file",
+                    &e,
+                    None,
+                ));
+            }
+            Err(_) => return Err(open_timed_out()),
+        }
+    }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED, or an extended code of them: another connection has the file.
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
+/// A short wait before the next attempt, different in each runner so that two that
+/// collided do not collide again in step.
+async fn backoff() {
+    let jitter = RandomState::new().hash_one(std::process::id()) % 40;
+    tokio::time::sleep(Duration::from_millis(10 + jitter)).await;
 }
 
 impl Wire for SqliteWire {

@@ -16,7 +16,7 @@ use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::driver::connect::{Access, AnySession};
+use crate::driver::connect::Access;
 use crate::driver::error::DbError;
 use crate::exec::events::{Event, Events, Outcome, Summary, TenantReport};
 use crate::exec::run::{RunContext, host_caps, inspect_all};
@@ -204,7 +204,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         return (i, not_started(t));
                     }
                     started.lock().expect("no task panics holding it").insert(i);
-                    let report = tenant::run(t, ctx.set, action, &ctx.limits, &ctx.run_id, events, &stop).await;
+                    let report = tenant::run(t, ctx.set, action, &ctx.connector, &ctx.run_id, events, &stop).await;
                     events.emit(Event::TenantFinished { report: report.clone() });
                     (i, report)
                 }
@@ -387,7 +387,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
                     let action = Action::Migrate(Target::Down { to: start });
                     let report =
-                        tenant::run(t, ctx.set, action, &ctx.limits, &ctx.run_id, &Events::none(), never).await;
+                        tenant::run(t, ctx.set, action, &ctx.connector, &ctx.run_id, &Events::none(), never).await;
                     let error = match &report.outcome {
                         Outcome::Succeeded => None,
                         Outcome::Failed { error, .. } => Some(error.to_string()),
@@ -532,13 +532,13 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
 
 /// The tenant's version as its history table says now.
 async fn read_version(ctx: &RunContext<'_>, t: &Tenant) -> Result<Version, DbError> {
-    tenant::inspect(t, &ctx.limits)
+    tenant::inspect(t, &ctx.connector)
         .await
         .map(|rows| crate::plan::tenant::version_of(&rows))
 }
 
 async fn check(ctx: &RunContext<'_>, t: &Tenant, sql: &str) -> Result<bool, DbError> {
-    let mut session = AnySession::open(t, &ctx.limits, Access::Read).await?;
+    let mut session = ctx.connector.open(t, Access::Read).await?;
     let result = session.check(sql).await;
     session.release().await;
     result

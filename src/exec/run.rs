@@ -7,18 +7,19 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use crate::driver::connect::Limits;
+use crate::driver::connect::Connector;
 use crate::driver::error::DbError;
 use crate::exec::tenant;
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::{Applied, MigrationSet};
 
 /// What every tenant task of a run shares.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunContext<'a> {
     pub fleet: &'a Fleet,
     pub set: &'a MigrationSet,
-    pub limits: Limits,
+    /// Opens sessions, under the run's time limits and host pools.
+    pub connector: Connector,
     /// Tenants in flight at once.
     pub concurrency: usize,
     /// Written to every history row this run adds.
@@ -52,7 +53,7 @@ pub async fn inspect_all<'t>(ctx: &RunContext<'_>, tenants: &[&'t Tenant]) -> Ve
             let cap = caps[&t.server_key()].clone();
             async move {
                 let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
-                (i, (*t, tenant::inspect(t, &ctx.limits).await))
+                (i, (*t, tenant::inspect(t, &ctx.connector).await))
             }
         })
         .buffer_unordered(ctx.concurrency.max(1))

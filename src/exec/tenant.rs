@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::driver::connect::{Access, AnySession, Limits};
+use crate::driver::connect::{Access, AnySession, Connector};
 use crate::driver::error::{DbError, ErrorKind};
 use crate::exec::events::{Event, Events, Outcome, SkipReason, StepDone, TenantReport};
 use crate::model::fleet::Tenant;
@@ -37,7 +37,7 @@ pub async fn run(
     tenant: &Tenant,
     set: &MigrationSet,
     action: Action,
-    limits: &Limits,
+    connector: &Connector,
     run_id: &str,
     events: &Events,
     stop: &AtomicBool,
@@ -45,7 +45,7 @@ pub async fn run(
     events.emit(Event::TenantStarted {
         tenant: tenant.id.clone(),
     });
-    let mut session = match AnySession::open(tenant, limits, Access::Write).await {
+    let mut session = match connector.open(tenant, Access::Write).await {
         Ok(s) => s,
         Err(e) => return skipped(tenant, e, None),
     };
@@ -210,8 +210,8 @@ async fn stamp(
 }
 
 /// A tenant's history rows, read without locking or creating anything.
-pub async fn inspect(tenant: &Tenant, limits: &Limits) -> Result<Vec<Applied>, DbError> {
-    let mut session = AnySession::open(tenant, limits, Access::Read).await?;
+pub async fn inspect(tenant: &Tenant, connector: &Connector) -> Result<Vec<Applied>, DbError> {
+    let mut session = connector.open(tenant, Access::Read).await?;
     let rows = session.applied().await;
     session.release().await;
     rows
