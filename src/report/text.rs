@@ -1,14 +1,18 @@
-//! Plain lines for people: one per finished tenant, and a summary.
+//! Plain lines for people: one per finished tenant, and a summary; with timestamps, also
+//! one per started tenant, for logs that no one watches live.
 
 use std::io::Write;
 
 use crate::exec::events::{Event, Outcome, Stamped, Summary, TenantReport};
-use crate::model::migration::Direction;
+use crate::model::migration::{Direction, Version};
 
 /// Renders run events as lines of text.
 pub struct TextReporter {
     /// Width of the tenant-id column.
     id_width: usize,
+    /// Prefix each line with the event's time and add a line per started tenant: for output
+    /// that is not a terminal, where no live display shows what is in flight.
+    timestamps: bool,
     /// True for `stamp`, whose tenants change history rather than run steps.
     stamping: bool,
     /// Tenants in the run, to leave out the wave line of a run that is one wave.
@@ -19,13 +23,35 @@ impl TextReporter {
     pub fn new(id_width: usize) -> Self {
         TextReporter {
             id_width: id_width.max(6),
+            timestamps: false,
             stamping: false,
             total: 0,
         }
     }
 
+    /// Lines that start with the event's time (`HH:MM:SS.mmm`, UTC), and a line for each
+    /// tenant as it starts.
+    pub fn with_timestamps(id_width: usize) -> Self {
+        TextReporter {
+            timestamps: true,
+            ..TextReporter::new(id_width)
+        }
+    }
+
     pub fn write_event(&mut self, out: &mut dyn Write, stamped: &Stamped) -> std::io::Result<()> {
-        match &stamped.event {
+        let Some(line) = self.line(&stamped.event) else {
+            return Ok(());
+        };
+        if self.timestamps {
+            write!(out, "{} ", clock(stamped.at_ms))?;
+        }
+        writeln!(out, "{line}")
+    }
+
+    /// The line an event prints, without its timestamp, if it prints one. Takes note of what
+    /// later lines depend on (the command, the number of tenants), so every event must pass.
+    pub fn line(&mut self, event: &Event) -> Option<String> {
+        match event {
             Event::RunStarted {
                 run_id,
                 command,
@@ -35,27 +61,28 @@ impl TextReporter {
                 self.stamping = command == "stamp";
                 self.total = *tenants;
                 let target = target.map(|t| format!(", target {t}")).unwrap_or_default();
-                writeln!(out, "fleetmig {command}: {tenants} tenant(s){target} (run {run_id})")
+                Some(format!(
+                    "fleetmig {command}: {tenants} tenant(s){target} (run {run_id})"
+                ))
             }
-            Event::TenantFinished { report } => writeln!(out, "{}", self.tenant_line(report)),
-            Event::RunFinished { summary, .. } if self.stamping => writeln!(
-                out,
+            Event::TenantStarted { tenant } if self.timestamps => {
+                Some(format!("  {:width$}  started", tenant.as_str(), width = self.id_width))
+            }
+            Event::TenantFinished { report } => Some(self.tenant_line(report)),
+            Event::RunFinished { summary, .. } if self.stamping => Some(format!(
                 "{} tenant(s) stamped, {} failed, {} skipped.",
                 summary.succeeded, summary.failed, summary.skipped
-            ),
-            Event::RunFinished { summary, .. } => writeln!(out, "{}", summary_line(summary)),
+            )),
+            Event::RunFinished { summary, .. } => Some(summary_line(summary)),
             Event::WaveStarted {
                 canary: false, tenants, ..
-            } if *tenants == self.total => Ok(()),
-            Event::WaveStarted { wave, canary, tenants } => {
-                writeln!(
-                    out,
-                    "wave {wave}{}: {tenants} tenant(s)",
-                    if *canary { " (canary)" } else { "" }
-                )
-            }
-            Event::Stopping { reason } => writeln!(out, "stopping: {reason}"),
-            Event::RollbackStarted { tenants } => writeln!(out, "rolling back {tenants} tenant(s)"),
+            } if *tenants == self.total => None,
+            Event::WaveStarted { wave, canary, tenants } => Some(format!(
+                "wave {wave}{}: {tenants} tenant(s)",
+                if *canary { " (canary)" } else { "" }
+            )),
+            Event::Stopping { reason } => Some(format!("stopping: {reason}")),
+            Event::RollbackStarted { tenants } => Some(format!("rolling back {tenants} tenant(s)")),
             Event::TenantRolledBack {
                 tenant,
                 from,
@@ -63,22 +90,20 @@ impl TextReporter {
                 error,
             } => {
                 let id = format!("{:width$}", tenant.as_str(), width = self.id_width);
-                let v = |v: &Option<crate::model::migration::Version>| v.map_or("?".to_owned(), |v| v.to_string());
-                match error {
-                    None => writeln!(out, "  {id}  rolled back {} -> {}", v(from), v(to)),
-                    Some(e) => writeln!(out, "  {id}  ROLLBACK FAILED at {}: {e}", v(to)),
-                }
+                Some(match error {
+                    None => format!("  {id}  rolled back {} -> {}", v(*from), v(*to)),
+                    Some(e) => format!("  {id}  ROLLBACK FAILED at {}: {e}", v(*to)),
+                })
             }
             Event::TenantStarted { .. }
             | Event::StepStarted { .. }
             | Event::StepFinished { .. }
-            | Event::WaveFinished { .. } => Ok(()),
+            | Event::WaveFinished { .. } => None,
         }
     }
 
     pub fn tenant_line(&self, r: &TenantReport) -> String {
         let id = format!("{:width$}", r.id.as_str(), width = self.id_width);
-        let v = |v: Option<crate::model::migration::Version>| v.map_or("?".to_owned(), |v| v.to_string());
         match &r.outcome {
             Outcome::Succeeded if self.stamping => {
                 format!(
@@ -119,6 +144,22 @@ impl TextReporter {
     }
 }
 
+fn v(v: Option<Version>) -> String {
+    v.map_or("?".to_owned(), |v| v.to_string())
+}
+
+/// `HH:MM:SS.mmm` in UTC for milliseconds since the Unix epoch.
+fn clock(at_ms: u64) -> String {
+    let secs = at_ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        at_ms % 1000
+    )
+}
+
 /// The run's last line.
 pub fn summary_line(s: &Summary) -> String {
     let secs = s.elapsed_ms as f64 / 1000.0;
@@ -143,4 +184,297 @@ pub fn summary_line(s: &Summary) -> String {
         ));
     }
     line + &format!(" ({secs:.2} s).")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::driver::error::{DbError, ErrorKind};
+    use crate::exec::dispatch::{FinalTenant, RunReport, Status, WaveReport};
+    use crate::exec::events::{SkipReason, StepDone};
+    use crate::model::fleet::TenantId;
+    use crate::plan::policy::StopReason;
+    use crate::plan::tenant::Refusal;
+
+    /// 2023-11-14T22:13:20Z, so the timestamps read as a clock and not as zeros.
+    const T0: u64 = 1_700_000_000_000;
+
+    pub(crate) fn id(s: &str) -> TenantId {
+        TenantId::new(s).unwrap()
+    }
+
+    pub(crate) fn step(version: i64, duration_ms: u64) -> StepDone {
+        StepDone {
+            version: Version(version),
+            name: format!("step_{version}"),
+            direction: Direction::Up,
+            duration_ms,
+        }
+    }
+
+    pub(crate) fn report(
+        tenant: &str,
+        outcome: Outcome,
+        start: Option<i64>,
+        end: Option<i64>,
+        steps: Vec<StepDone>,
+    ) -> TenantReport {
+        TenantReport {
+            id: id(tenant),
+            outcome,
+            start_version: start.map(Version),
+            final_version: end.map(Version),
+            steps,
+        }
+    }
+
+    pub(crate) fn duplicate_column() -> DbError {
+        DbError {
+            kind: ErrorKind::Sql,
+            op: "applying 0002_add_email".into(),
+            code: Some("42701".into()),
+            message: "column \"email\" of relation \"users\" already exists".into(),
+        }
+    }
+
+    pub(crate) fn step_started(tenant: &str, version: i64, name: &str, index: usize, total: usize) -> Event {
+        Event::StepStarted {
+            tenant: id(tenant),
+            version: Version(version),
+            name: name.into(),
+            direction: Direction::Up,
+            index,
+            total,
+        }
+    }
+
+    fn step_finished(tenant: &str, version: i64, duration_ms: u64) -> Event {
+        Event::StepFinished {
+            tenant: id(tenant),
+            version: Version(version),
+            direction: Direction::Up,
+            duration_ms,
+        }
+    }
+
+    /// A canary wave that succeeds, then a wave with a failure (with a database code), a
+    /// dirty tenant, a stop for the failure limit, and a rollback with one failure.
+    pub(crate) fn scripted_run() -> Vec<Stamped> {
+        let started = |t: &str| Event::TenantStarted { tenant: id(t) };
+        let events = vec![
+            Event::RunStarted {
+                run_id: "18b5c3a-2a".into(),
+                command: "up".into(),
+                target: Some(Version(3)),
+                tenants: 4,
+            },
+            Event::WaveStarted {
+                wave: 1,
+                canary: true,
+                tenants: 1,
+            },
+            started("acme"),
+            step_started("acme", 2, "add_email", 1, 2),
+            step_finished("acme", 2, 12),
+            step_started("acme", 3, "index_email", 2, 2),
+            step_finished("acme", 3, 30),
+            Event::TenantFinished {
+                report: report(
+                    "acme",
+                    Outcome::Succeeded,
+                    Some(1),
+                    Some(3),
+                    vec![step(2, 12), step(3, 30)],
+                ),
+            },
+            Event::WaveFinished {
+                wave: 1,
+                summary: Summary::default(),
+            },
+            Event::WaveStarted {
+                wave: 2,
+                canary: false,
+                tenants: 3,
+            },
+            started("globex"),
+            started("initech"),
+            started("umbrella-corp"),
+            step_started("globex", 2, "add_email", 1, 2),
+            step_started("umbrella-corp", 2, "add_email", 1, 2),
+            Event::TenantFinished {
+                report: report(
+                    "initech",
+                    Outcome::Skipped {
+                        reason: SkipReason::Refused {
+                            refusal: Refusal::Dirty { version: Version(2) },
+                        },
+                    },
+                    Some(2),
+                    Some(2),
+                    vec![],
+                ),
+            },
+            Event::TenantFinished {
+                report: report(
+                    "globex",
+                    Outcome::Failed {
+                        version: Version(2),
+                        error: duplicate_column(),
+                        dirty: false,
+                    },
+                    Some(1),
+                    Some(1),
+                    vec![],
+                ),
+            },
+            Event::Stopping {
+                reason: StopReason::MaxFailures { failed: 1, limit: 1 },
+            },
+            step_finished("umbrella-corp", 2, 8),
+            Event::TenantFinished {
+                report: report("umbrella-corp", Outcome::Stopped, Some(1), Some(2), vec![step(2, 8)]),
+            },
+            Event::WaveFinished {
+                wave: 2,
+                summary: Summary::default(),
+            },
+            Event::RollbackStarted { tenants: 2 },
+            Event::TenantRolledBack {
+                tenant: id("umbrella-corp"),
+                from: Some(Version(2)),
+                to: Some(Version(1)),
+                error: None,
+            },
+            Event::TenantRolledBack {
+                tenant: id("acme"),
+                from: Some(Version(3)),
+                to: Some(Version(3)),
+                error: Some("reverting 0003_index_email: lock timeout (code 55P03)".into()),
+            },
+            Event::RunFinished {
+                summary: Summary {
+                    tenants: 4,
+                    succeeded: 1,
+                    changed: 1,
+                    failed: 1,
+                    skipped: 1,
+                    not_started: 0,
+                    stopped: 1,
+                    elapsed_ms: 1234,
+                },
+                stop_reason: StopReason::MaxFailures { failed: 1, limit: 1 },
+            },
+        ];
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| Stamped {
+                at_ms: T0 + 37 * i as u64,
+                event,
+            })
+            .collect()
+    }
+
+    fn render(mut reporter: TextReporter) -> String {
+        let mut out = Vec::new();
+        for stamped in scripted_run() {
+            reporter.write_event(&mut out, &stamped).unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn lines() {
+        insta::assert_snapshot!("lines", render(TextReporter::new(13)));
+    }
+
+    #[test]
+    fn lines_with_timestamps() {
+        insta::assert_snapshot!("lines_with_timestamps", render(TextReporter::with_timestamps(13)));
+    }
+
+    #[test]
+    fn clock_is_utc_time_of_day() {
+        assert_eq!(clock(0), "00:00:00.000");
+        assert_eq!(clock(T0 + 86_400_000 + 5), "22:13:20.005");
+        assert_eq!(clock(u64::MAX), "14:25:51.615");
+    }
+
+    // The final report is plain text for the same readers; its table is pinned here.
+    fn final_tenant(id: &str, wave: usize, status: Status, start: i64, end: i64) -> FinalTenant {
+        FinalTenant {
+            id: id.into(),
+            wave,
+            status,
+            start_version: Some(Version(start)),
+            final_version: Some(Version(end)),
+            failed_migration: None,
+            error: None,
+            error_code: None,
+            rollback: None,
+            rollback_error: None,
+            migrations_run: 0,
+        }
+    }
+
+    #[test]
+    fn final_report_table() {
+        let failed = FinalTenant {
+            failed_migration: Some(Version(2)),
+            error: Some(duplicate_column().to_string()),
+            error_code: Some("42701".into()),
+            ..final_tenant("globex", 2, Status::Failed, 1, 1)
+        };
+        let skipped = FinalTenant {
+            error: Some(Refusal::Dirty { version: Version(2) }.to_string()),
+            start_version: None,
+            ..final_tenant("initech", 2, Status::Skipped, 2, 2)
+        };
+        let rolled_back = FinalTenant {
+            rollback: Some([Some(Version(2)), Some(Version(1))]),
+            migrations_run: 1,
+            ..final_tenant("umbrella-corp", 2, Status::RolledBack, 1, 1)
+        };
+        let rollback_failed = FinalTenant {
+            rollback: Some([Some(Version(3)), Some(Version(3))]),
+            rollback_error: Some("reverting 0003_index_email: lock timeout (code 55P03)".into()),
+            migrations_run: 2,
+            ..final_tenant("acme", 1, Status::RollbackFailed, 1, 3)
+        };
+        let wave = |wave, canary, tenants, counts: &[(&'static str, usize)]| WaveReport {
+            wave,
+            canary,
+            tenants,
+            counts: counts.iter().copied().collect::<BTreeMap<_, _>>(),
+        };
+        let report = RunReport {
+            run_id: "18b5c3a-2a".into(),
+            command: "up".into(),
+            stop_reason: StopReason::MaxFailures { failed: 1, limit: 1 },
+            waves: vec![
+                wave(1, true, 1, &[("rollback_failed", 1)]),
+                wave(
+                    2,
+                    false,
+                    4,
+                    &[("failed", 1), ("skipped", 1), ("rolled_back", 1), ("not_started", 1)],
+                ),
+            ],
+            tenants: vec![
+                rollback_failed,
+                failed,
+                skipped,
+                rolled_back,
+                FinalTenant {
+                    start_version: None,
+                    final_version: None,
+                    ..final_tenant("wayne-ent", 2, Status::NotStarted, 0, 0)
+                },
+            ],
+            summary: Summary::default(),
+        };
+        insta::assert_snapshot!("final_report_table", crate::report::run::text(&report));
+    }
 }
