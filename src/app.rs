@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cli::{Cli, Command, Format, Global, Rollout};
+use crate::cli::{Cli, Command, Format, Global, Rollout, TxMode};
 use crate::driver::connect::{Connector, Limits};
 use crate::driver::offline;
 use crate::error::Error;
@@ -221,6 +221,8 @@ fn context<'a>(g: &Global, fleet: &'a Fleet, set: &'a MigrationSet) -> RunContex
         set,
         connector: Connector::new(fleet, limits(g)),
         concurrency: g.concurrency,
+        per_tenant_tx: false,
+        retries: 0,
         run_id: new_run_id(),
     }
 }
@@ -236,6 +238,29 @@ fn exit_code(report: &RunReport) -> u8 {
     } else {
         exit::FAILED
     }
+}
+
+/// `--tx per-tenant` needs transactional DDL and migrations that may run in a transaction.
+fn check_per_tenant_tx(set: &MigrationSet, tenants: &[&Tenant], action: Action) -> Result<(), Error> {
+    if let Some(t) = tenants.iter().find(|t| !t.engine.has_transactional_ddl()) {
+        return Err(Error::Usage(format!(
+            "--tx per-tenant: tenant `{}` is on MySQL, which commits DDL implicitly; use PostgreSQL or SQLite tenants, or --tx per-migration",
+            t.id
+        )));
+    }
+    let offending = match action {
+        Action::Migrate(Target::Up { to }) => set.iter().find(|m| m.version <= to && !m.up.transactional),
+        Action::Migrate(_) => set.iter().find(|m| m.down.as_ref().is_some_and(|d| !d.transactional)),
+        Action::Stamp(_) => None,
+    };
+    if let Some(m) = offending {
+        return Err(Error::Usage(format!(
+            "--tx per-tenant: migration {} (`{}`) is marked `-- fleetmig: no-transaction` and cannot join a tenant's transaction",
+            m.version,
+            m.path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The waves and policy a command line asks for.
@@ -327,7 +352,14 @@ async fn execute(
     out: &mut (dyn Write + Send),
 ) -> Result<RunReport, Error> {
     let (waves, policy) = rollout_plan(tenants, rollout)?;
-    let ctx = context(g, fleet, set);
+    let mut ctx = context(g, fleet, set);
+    if let Some(r) = rollout {
+        ctx.retries = r.retries;
+        if r.tx == TxMode::PerTenant {
+            check_per_tenant_tx(set, tenants, action)?;
+            ctx.per_tenant_tx = true;
+        }
+    }
     let (events, mut rx) = Events::channel();
     let (interrupt_tx, interrupts) = tokio::sync::mpsc::unbounded_channel();
     let listener = tokio::spawn(async move {

@@ -93,9 +93,23 @@ pub struct Rollout {
     /// Tenant starts allowed at once under --rate (default: the rate).
     #[arg(long, value_name = "N", requires = "rate")]
     pub burst: Option<NonZeroU32>,
+    /// One transaction per migration (default), or one per tenant (PostgreSQL, SQLite): a
+    /// tenant's pending migrations commit together or not at all.
+    #[arg(long, value_enum, default_value_t = TxMode::PerMigration)]
+    pub tx: TxMode,
+    /// Attempts after a transient error (connection lost, lock timeout, serialization
+    /// failure, too many connections), with backoff. SQL errors are never retried.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
     /// Also write the final report here: `.json` or `.md`.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TxMode {
+    PerMigration,
+    PerTenant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -284,7 +284,7 @@ impl Wire for PgWire {
         rows.iter().map(applied_of).collect()
     }
 
-    fn step_sql(&self, script: &str, row: &Applied, direction: Direction, run_id: &str) -> Option<String> {
+    fn step_sql(&self, script: &str, row: &Applied, direction: Direction, run_id: &str, wrap: bool) -> Option<String> {
         let record = match direction {
             Direction::Up => format!(
                 "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, \
@@ -297,7 +297,11 @@ impl Wire for PgWire {
             ),
             Direction::Down => format!("DELETE FROM {} WHERE version = {};", self.table, row.version.0),
         };
-        Some(format!("BEGIN;\n{script}\n;\n{record}\nCOMMIT;"))
+        Some(if wrap {
+            format!("BEGIN;\n{script}\n;\n{record}\nCOMMIT;")
+        } else {
+            format!("{script}\n;\n{record}")
+        })
     }
 
     async fn insert_row(&mut self, row: &Applied, duration_ms: i64, run_id: &str) -> Result<(), sqlx::Error> {

@@ -21,7 +21,15 @@ pub trait Wire: Send {
     /// The whole of a transactional step (begin, script, history write, commit) as one text
     /// to send in one round trip, where the engine allows it; `None` runs it statement by
     /// statement.
-    fn step_sql(&self, _script: &str, _row: &Applied, _direction: Direction, _run_id: &str) -> Option<String> {
+    /// `wrap`: add the transaction's begin and commit around it.
+    fn step_sql(
+        &self,
+        _script: &str,
+        _row: &Applied,
+        _direction: Direction,
+        _run_id: &str,
+        _wrap: bool,
+    ) -> Option<String> {
         None
     }
 
@@ -102,7 +110,7 @@ impl<W: Wire> Session<W> {
         let in_tx = script.transactional && W::ENGINE.has_transactional_ddl();
         let started = Instant::now();
         let one_trip = if in_tx {
-            self.wire.step_sql(&script.sql, &row, step.direction, run_id)
+            self.wire.step_sql(&script.sql, &row, step.direction, run_id, true)
         } else {
             None
         };
@@ -175,6 +183,59 @@ impl<W: Wire> Session<W> {
                 self.wire.batch(sql).await.map_err(|e| (true, e))?;
                 self.wire.delete_row(row.version).await.map_err(|e| (false, e))
             }
+        }
+    }
+
+    /// Opens the transaction that `run_step_in_open_tx` steps join (`--tx per-tenant`).
+    pub async fn begin(&mut self) -> Result<(), DbError> {
+        match self.wire.batch(W::BEGIN).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(ErrorKind::Sql, "beginning the tenant's transaction", e)),
+        }
+    }
+
+    /// Runs one step and its history row inside the transaction `begin` opened.
+    pub async fn run_step_in_open_tx(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, DbError> {
+        let m = step.migration;
+        let script = m
+            .script(step.direction)
+            .expect("plans only revert reversible migrations");
+        let op = format!(
+            "{} {}",
+            if step.direction == Direction::Up {
+                "applying"
+            } else {
+                "reverting"
+            },
+            m.label()
+        );
+        let row = Applied {
+            version: m.version,
+            name: m.name.clone(),
+            checksum: m.checksum.to_hex(),
+            dirty: false,
+        };
+        let started = Instant::now();
+        let result = match self.wire.step_sql(&script.sql, &row, step.direction, run_id, false) {
+            Some(sql) => self.wire.batch(&sql).await,
+            None => {
+                let ran = self.wire.batch(&script.sql).await;
+                match (ran, step.direction) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Direction::Up) => self.wire.insert_row(&row, millis(started.elapsed()), run_id).await,
+                    (Ok(()), Direction::Down) => self.wire.delete_row(row.version).await,
+                }
+            }
+        };
+        result.map_err(|e| self.fail(ErrorKind::Sql, op, e))?;
+        Ok(started.elapsed())
+    }
+
+    /// Commits the tenant's transaction.
+    pub async fn commit(&mut self) -> Result<(), DbError> {
+        match self.wire.batch("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(ErrorKind::Sql, "committing the tenant's transaction", e)),
         }
     }
 

@@ -20,7 +20,7 @@ use crate::driver::connect::Access;
 use crate::driver::error::DbError;
 use crate::exec::events::{Event, Events, Outcome, Summary, TenantReport};
 use crate::exec::run::{RunContext, host_caps, inspect_all};
-use crate::exec::tenant::{self, Action};
+use crate::exec::tenant::{self, Action, Job};
 use crate::model::fleet::Tenant;
 use crate::model::migration::Version;
 use crate::plan::policy::{MaxFailures, RollbackPolicy, StopReason};
@@ -204,7 +204,16 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         return (i, not_started(t));
                     }
                     started.lock().expect("no task panics holding it").insert(i);
-                    let report = tenant::run(t, ctx.set, action, &ctx.connector, &ctx.run_id, events, &stop).await;
+                    let job = Job {
+                        set: ctx.set,
+                        action,
+                        per_tenant_tx: ctx.per_tenant_tx,
+                        retries: ctx.retries,
+                        run_id: &ctx.run_id,
+                        events,
+                        stop: &stop,
+                    };
+                    let report = tenant::run(t, &ctx.connector, job).await;
                     events.emit(Event::TenantFinished { report: report.clone() });
                     (i, report)
                 }
@@ -386,8 +395,17 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 async move {
                     let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
                     let action = Action::Migrate(Target::Down { to: start });
-                    let report =
-                        tenant::run(t, ctx.set, action, &ctx.connector, &ctx.run_id, &Events::none(), never).await;
+                    let quiet = Events::none();
+                    let job = Job {
+                        set: ctx.set,
+                        action,
+                        per_tenant_tx: false,
+                        retries: ctx.retries,
+                        run_id: &ctx.run_id,
+                        events: &quiet,
+                        stop: never,
+                    };
+                    let report = tenant::run(t, &ctx.connector, job).await;
                     let error = match &report.outcome {
                         Outcome::Succeeded => None,
                         Outcome::Failed { error, .. } => Some(error.to_string()),

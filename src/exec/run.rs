@@ -22,6 +22,10 @@ pub struct RunContext<'a> {
     pub connector: Connector,
     /// Tenants in flight at once.
     pub concurrency: usize,
+    /// All of a tenant's steps in one transaction (`--tx per-tenant`).
+    pub per_tenant_tx: bool,
+    /// Extra attempts for a tenant after a transient error.
+    pub retries: u32,
     /// Written to every history row this run adds.
     pub run_id: String,
 }

@@ -1,7 +1,9 @@
-//! One tenant's part of a run: open, lock, read, plan, step, release.
+//! One tenant's part of a run: open, lock, read, plan, step, release; retried from a fresh
+//! read when the trouble was transient.
 
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::driver::connect::{Access, AnySession, Connector};
 use crate::driver::error::{DbError, ErrorKind};
@@ -18,6 +20,49 @@ pub enum Action {
     Stamp(Version),
 }
 
+/// Everything a tenant task needs besides the tenant and the connector.
+#[derive(Clone, Copy)]
+pub struct Job<'a> {
+    pub set: &'a MigrationSet,
+    pub action: Action,
+    /// All of a tenant's steps in one transaction (PostgreSQL, SQLite).
+    pub per_tenant_tx: bool,
+    /// Extra attempts after a transient error.
+    pub retries: u32,
+    pub run_id: &'a str,
+    pub events: &'a Events,
+    /// Set by the dispatcher; read here at safe points only.
+    pub stop: &'a AtomicBool,
+}
+
+/// SQLSTATEs (and MySQL codes) worth another attempt: the database, not the migration, said no.
+const TRANSIENT_CODES: &[&str] = &[
+    "40001", "40P01", "55P03", "53300", "57P01", "57P03", "1205", "1213", "1040",
+];
+
+/// True when trying the tenant again may succeed: no connection, a lock or serialization
+/// conflict, too many connections. An error in a migration's SQL is not.
+pub fn is_transient(e: &DbError) -> bool {
+    match e.kind {
+        ErrorKind::Unreachable | ErrorKind::Locked => true,
+        ErrorKind::Sql => {
+            e.code
+                .as_deref()
+                .is_some_and(|c| TRANSIENT_CODES.contains(&c) || c.starts_with("08"))
+                || e.code.is_none() && (e.message.contains("Connection reset") || e.message.contains("Broken pipe"))
+        }
+    }
+}
+
+/// The wait before attempt `attempt` (1-based): 200 ms doubling, with a jitter that differs
+/// per tenant so retried tenants do not come back in step.
+fn backoff(tenant: &Tenant, attempt: u32) -> Duration {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (tenant.id.as_str(), attempt).hash(&mut h);
+    let base = 200u64 << attempt.saturating_sub(1).min(6);
+    Duration::from_millis(base + h.finish() % (base / 2 + 1))
+}
+
 fn skipped(tenant: &Tenant, error: DbError, start: Option<Version>) -> TenantReport {
     let reason = match error.kind {
         ErrorKind::Locked => SkipReason::Locked { error },
@@ -32,33 +77,62 @@ fn skipped(tenant: &Tenant, error: DbError, start: Option<Version>) -> TenantRep
     }
 }
 
-/// Runs `action` on one tenant. Never returns an error: whatever happens is its outcome.
-pub async fn run(
-    tenant: &Tenant,
-    set: &MigrationSet,
-    action: Action,
-    connector: &Connector,
-    run_id: &str,
-    events: &Events,
-    stop: &AtomicBool,
-) -> TenantReport {
-    events.emit(Event::TenantStarted {
+/// The error that made an attempt end, when another attempt may do better.
+fn retryable(report: &TenantReport) -> Option<&DbError> {
+    match &report.outcome {
+        Outcome::Skipped {
+            reason: SkipReason::Unreachable { error } | SkipReason::Locked { error },
+        } => Some(error),
+        Outcome::Failed {
+            error, dirty: false, ..
+        } if is_transient(error) => Some(error),
+        _ => None,
+    }
+}
+
+/// Runs the job on one tenant. Never returns an error: whatever happens is its outcome.
+pub async fn run(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> TenantReport {
+    job.events.emit(Event::TenantStarted {
         tenant: tenant.id.clone(),
     });
+    let mut report = attempt(tenant, connector, job).await;
+    for n in 1..=job.retries {
+        if retryable(&report).is_none() || job.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(backoff(tenant, n)).await;
+        let next = attempt(tenant, connector, job).await;
+        report = merge(report, next);
+    }
+    report
+}
+
+/// Joins a retry onto what earlier attempts did.
+fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
+    if earlier.start_version.is_some() {
+        later.start_version = earlier.start_version;
+    }
+    let mut steps = earlier.steps;
+    steps.append(&mut later.steps);
+    later.steps = steps;
+    later
+}
+
+async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> TenantReport {
     let mut session = match connector.open(tenant, Access::Write).await {
         Ok(s) => s,
         Err(e) => return skipped(tenant, e, None),
     };
     let report = match session.applied().await {
-        Ok(applied) => match action {
-            Action::Migrate(target) => migrate(&mut session, tenant, set, &applied, target, run_id, events, stop).await,
-            Action::Stamp(to) => stamp(&mut session, tenant, set, &applied, to, run_id).await,
+        Ok(applied) => match job.action {
+            Action::Migrate(target) => migrate(&mut session, tenant, &applied, target, job).await,
+            Action::Stamp(to) => stamp(&mut session, tenant, job.set, &applied, to, job.run_id).await,
         },
-        Err(e) => TenantReport {
+        Err(error) => TenantReport {
             id: tenant.id.clone(),
             outcome: Outcome::Failed {
                 version: Version::ZERO,
-                error: e,
+                error,
                 dirty: false,
             },
             start_version: None,
@@ -70,19 +144,12 @@ pub async fn run(
     report
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "private step of `run`; a struct would only rename its arguments"
-)]
 async fn migrate(
     session: &mut AnySession,
     tenant: &Tenant,
-    set: &MigrationSet,
     applied: &[Applied],
     target: Target,
-    run_id: &str,
-    events: &Events,
-    stop: &AtomicBool,
+    job: Job<'_>,
 ) -> TenantReport {
     let start = plan::version_of(applied);
     let mut report = TenantReport {
@@ -92,7 +159,7 @@ async fn migrate(
         final_version: Some(start),
         steps: vec![],
     };
-    let tenant_plan = match plan::plan(set, applied, target) {
+    let tenant_plan = match plan::plan(job.set, applied, target) {
         Ok(p) => p,
         Err(refusal) => {
             report.outcome = Outcome::Skipped {
@@ -101,10 +168,26 @@ async fn migrate(
             return report;
         }
     };
+    let one_tx = job.per_tenant_tx && !tenant_plan.steps.is_empty();
+    if one_tx {
+        if job.stop.load(Ordering::SeqCst) {
+            report.outcome = Outcome::NotStarted;
+            return report;
+        }
+        if let Err(error) = session.begin().await {
+            report.outcome = Outcome::Failed {
+                version: tenant_plan.steps[0].migration.version,
+                error,
+                dirty: false,
+            };
+            return report;
+        }
+    }
     let total = tenant_plan.steps.len();
     for (index, step) in tenant_plan.steps.iter().enumerate() {
         let m = step.migration;
-        if stop.load(Ordering::SeqCst) {
+        // In one transaction the tenant is one unit: it runs whole or not at all.
+        if !one_tx && job.stop.load(Ordering::SeqCst) {
             report.outcome = if index == 0 {
                 Outcome::NotStarted
             } else {
@@ -112,7 +195,7 @@ async fn migrate(
             };
             break;
         }
-        events.emit(Event::StepStarted {
+        job.events.emit(Event::StepStarted {
             tenant: tenant.id.clone(),
             version: m.version,
             name: m.name.clone(),
@@ -121,10 +204,15 @@ async fn migrate(
             total,
         });
         let started = Instant::now();
-        match session.run_step(*step, run_id).await {
+        let result = if one_tx {
+            session.run_step_in_open_tx(*step, job.run_id).await
+        } else {
+            session.run_step(*step, job.run_id).await
+        };
+        match result {
             Ok(_) => {
                 let duration_ms = started.elapsed().as_millis() as u64;
-                events.emit(Event::StepFinished {
+                job.events.emit(Event::StepFinished {
                     tenant: tenant.id.clone(),
                     version: m.version,
                     direction: step.direction,
@@ -138,8 +226,9 @@ async fn migrate(
                 });
             }
             Err(error) => {
-                let dirty = !(m.script(step.direction).is_some_and(|s| s.transactional)
-                    && tenant.engine.has_transactional_ddl());
+                let dirty = !one_tx
+                    && !(m.script(step.direction).is_some_and(|s| s.transactional)
+                        && tenant.engine.has_transactional_ddl());
                 report.outcome = Outcome::Failed {
                     version: m.version,
                     error,
@@ -147,6 +236,24 @@ async fn migrate(
                 };
                 break;
             }
+        }
+    }
+    if one_tx {
+        if matches!(report.outcome, Outcome::Succeeded) {
+            if let Err(error) = session.commit().await {
+                let version = tenant_plan.steps.last().map_or(Version::ZERO, |s| s.migration.version);
+                report.outcome = Outcome::Failed {
+                    version,
+                    error,
+                    dirty: false,
+                };
+            }
+        }
+        if !matches!(report.outcome, Outcome::Succeeded) {
+            // Nothing of the transaction stays: the session is closed, the database rolls back.
+            report.steps.clear();
+            report.final_version = Some(start);
+            return report;
         }
     }
     report.final_version = Some(reached(&tenant_plan, &report, applied));
@@ -215,4 +322,28 @@ pub async fn inspect(tenant: &Tenant, connector: &Connector) -> Result<Vec<Appli
     let rows = session.applied().await;
     session.release().await;
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(kind: ErrorKind, code: Option<&str>) -> DbError {
+        DbError {
+            kind,
+            op: "x".into(),
+            code: code.map(str::to_owned),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn transient_errors_are_the_databases_not_the_migrations() {
+        assert!(is_transient(&err(ErrorKind::Unreachable, None)));
+        assert!(is_transient(&err(ErrorKind::Sql, Some("40001"))));
+        assert!(is_transient(&err(ErrorKind::Sql, Some("55P03"))));
+        assert!(is_transient(&err(ErrorKind::Sql, Some("08006"))));
+        assert!(!is_transient(&err(ErrorKind::Sql, Some("42P01"))));
+        assert!(!is_transient(&err(ErrorKind::Sql, None)));
+    }
 }
