@@ -226,9 +226,10 @@ async fn migrate(
                 });
             }
             Err(error) => {
-                let dirty = !one_tx
-                    && !(m.script(step.direction).is_some_and(|s| s.transactional)
-                        && tenant.engine.has_transactional_ddl());
+                let in_tx = one_tx
+                    || m.script(step.direction).is_some_and(|s| s.transactional)
+                        && tenant.engine.has_transactional_ddl();
+                let dirty = !in_tx;
                 report.outcome = Outcome::Failed {
                     version: m.version,
                     error,
