@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::session::Session;
 use crate::driver::{mysql, postgres, sqlite};
-use crate::model::fleet::{Engine, Fleet, Tenant};
+use crate::model::fleet::{Engine, Fleet, Tenant, TenantId};
 use crate::model::migration::Applied;
 use crate::plan::tenant::Step;
 
@@ -119,6 +119,39 @@ impl Connector {
             Engine::MySql => AnySession::MySql(mysql::open(tenant, limits, access).await?),
             Engine::Sqlite => AnySession::Sqlite(sqlite::open(tenant, limits, access).await?),
         })
+    }
+
+    /// History rows of many tenants at once, where the engine allows it: the schema-tenants
+    /// of each pooled PostgreSQL host are read with a few queries per host instead of a
+    /// session each. Tenants not covered are absent from the map; a host that fails to
+    /// answer leaves its tenants absent too, to be read one by one.
+    pub async fn survey(&self, tenants: &[&Tenant]) -> HashMap<TenantId, Vec<Applied>> {
+        let mut by_host: HashMap<String, (PgPool, Vec<&Tenant>)> = HashMap::new();
+        for t in tenants {
+            if let (Ok(Some(pool)), Some(host)) = (self.pool_for(t), &t.host) {
+                by_host
+                    .entry(host.clone())
+                    .or_insert_with(|| (pool, Vec::new()))
+                    .1
+                    .push(t);
+            }
+        }
+        let mut out = HashMap::new();
+        for (pool, group) in by_host.into_values() {
+            let schemas: Vec<String> = group
+                .iter()
+                .filter_map(|t| t.namespace.schema.as_ref().map(|s| s.as_str().to_owned()))
+                .collect();
+            let Ok(mut rows) = postgres::survey(&pool, &schemas).await else {
+                continue;
+            };
+            for t in group {
+                if let Some(schema) = &t.namespace.schema {
+                    out.insert(t.id.clone(), rows.remove(schema.as_str()).unwrap_or_default());
+                }
+            }
+        }
+        out
     }
 
     /// Closes every pooled connection.

@@ -4,7 +4,7 @@
 //! per-host caps and the rate limiter. Tenant tasks only read the stop flag, at safe points
 //! (before their first statement and between migrations); the dispatcher alone sets it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,13 +187,20 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         let stop = self.stop.clone();
         let limiter = self.limiter.clone();
         let tenants: Vec<(usize, &Tenant)> = range.clone().map(|i| (i, self.slots[i].tenant)).collect();
+        let mut already_there = self.already_at_target(&tenants).await;
         let mut stream = futures::stream::iter(tenants)
             .map(|(i, t)| {
                 let cap = caps[&t.server_key()].clone();
                 let started = started.clone();
                 let stop = stop.clone();
                 let limiter = limiter.clone();
+                let done = already_there.remove(&i);
                 async move {
+                    if let Some(report) = done {
+                        events.emit(Event::TenantStarted { tenant: t.id.clone() });
+                        events.emit(Event::TenantFinished { report: report.clone() });
+                        return (i, report);
+                    }
                     if let Some(limiter) = limiter {
                         limiter
                             .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20)))
@@ -270,6 +277,34 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             }
         }
         !abandoned
+    }
+
+    /// Tenants a survey shows at the target already, with their (empty) reports: they need
+    /// no session at all. Only for `up` and `down` to a version; anything else, and any
+    /// tenant the survey does not cover, takes the ordinary path.
+    async fn already_at_target(&self, tenants: &[(usize, &Tenant)]) -> HashMap<usize, TenantReport> {
+        let Action::Migrate(target @ (Target::Up { .. } | Target::Down { .. })) = self.action else {
+            return HashMap::new();
+        };
+        let refs: Vec<&Tenant> = tenants.iter().map(|(_, t)| *t).collect();
+        let mut surveyed = self.ctx.connector.survey(&refs).await;
+        let mut out = HashMap::new();
+        for (i, t) in tenants {
+            let Some(rows) = surveyed.remove(&t.id) else { continue };
+            if let Ok(p) = crate::plan::tenant::plan(self.ctx.set, &rows, target) {
+                if p.steps.is_empty() {
+                    let report = TenantReport {
+                        id: t.id.clone(),
+                        outcome: Outcome::Succeeded,
+                        start_version: Some(p.from),
+                        final_version: Some(p.to),
+                        steps: vec![],
+                    };
+                    out.insert(*i, report);
+                }
+            }
+        }
+        out
     }
 
     fn record(&mut self, i: usize, report: TenantReport) {
