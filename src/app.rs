@@ -264,7 +264,11 @@ fn check_per_tenant_tx(set: &MigrationSet, tenants: &[&Tenant], action: Action) 
 }
 
 /// The waves and policy a command line asks for.
-fn rollout_plan<'f>(tenants: &[&'f Tenant], rollout: Option<&Rollout>) -> Result<(Vec<Wave<'f>>, Policy), Error> {
+fn rollout_plan<'f>(
+    fleet: &Fleet,
+    tenants: &[&'f Tenant],
+    rollout: Option<&Rollout>,
+) -> Result<(Vec<Wave<'f>>, Policy), Error> {
     let Some(r) = rollout else {
         let policy = Policy {
             max_failures: MaxFailures::Unlimited,
@@ -279,7 +283,8 @@ fn rollout_plan<'f>(tenants: &[&'f Tenant], rollout: Option<&Rollout>) -> Result
         ));
     }
     let is_canary = |t: &Tenant| t.canary || r.canary.iter().any(|s| s.matches(t));
-    let spec = r.waves.clone().unwrap_or_default();
+    let defaults = &fleet.rollout;
+    let spec = r.waves.clone().or_else(|| defaults.waves.clone()).unwrap_or_default();
     let waves = waves(tenants, &is_canary, &spec);
     if let Some(p) = r.pause_after {
         if p == 0 || p > waves.len() {
@@ -290,8 +295,8 @@ fn rollout_plan<'f>(tenants: &[&'f Tenant], rollout: Option<&Rollout>) -> Result
         }
     }
     let policy = Policy {
-        max_failures: r.max_failures,
-        rollback: r.rollback,
+        max_failures: r.max_failures.or(defaults.max_failures).unwrap_or_default(),
+        rollback: r.rollback.or(defaults.rollback).unwrap_or_default(),
         pause_after: r.pause_after,
         gates: Gates {
             bake: r.bake,
@@ -351,7 +356,7 @@ async fn execute(
     rollout: Option<&Rollout>,
     out: &mut (dyn Write + Send),
 ) -> Result<RunReport, Error> {
-    let (waves, policy) = rollout_plan(tenants, rollout)?;
+    let (waves, policy) = rollout_plan(fleet, tenants, rollout)?;
     let mut ctx = context(g, fleet, set);
     if let Some(r) = rollout {
         ctx.retries = r.retries;

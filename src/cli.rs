@@ -67,11 +67,13 @@ pub struct Rollout {
     #[arg(long)]
     pub waves: Option<WaveSpec>,
     /// Stop after this many failed tenants (`3`), this share (`10%`), or never (`all`).
-    #[arg(long, default_value = "1")]
-    pub max_failures: MaxFailures,
+    /// [default: the fleet file's `rollout.max_failures`, else 1]
+    #[arg(long)]
+    pub max_failures: Option<MaxFailures>,
     /// What to bring back to its start version when the run stops early.
-    #[arg(long, value_enum, default_value_t = RollbackPolicy::Failed)]
-    pub rollback: RollbackPolicy,
+    /// [default: the fleet file's `rollout.rollback`, else failed]
+    #[arg(long, value_enum)]
+    pub rollback: Option<RollbackPolicy>,
     /// Wait this long after each wave before the next.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub bake: Option<Duration>,

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
-use crate::model::fleet::{Engine, Fleet, Host, Ident, Namespace, Tenant, TenantId};
+use crate::model::fleet::{Engine, Fleet, Host, Ident, Namespace, RolloutDefaults, Tenant, TenantId};
 use crate::model::secret::{DbUrl, redact};
+use crate::plan::policy::RollbackPolicy;
 
 /// Sessions per host when the fleet file does not say.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
@@ -41,7 +42,27 @@ struct FileDoc {
     hosts: BTreeMap<String, HostDoc>,
     #[serde(default)]
     defaults: DefaultsDoc,
+    #[serde(default)]
+    rollout: RolloutDoc,
     tenants: Vec<TenantDoc>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutDoc {
+    /// `1,10%,100%` or a list of sizes.
+    waves: Option<OneOrMany>,
+    bake: Option<String>,
+    check: Option<String>,
+    max_failures: Option<Scalar>,
+    rollback: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(Scalar),
+    Many(Vec<Scalar>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,8 +345,10 @@ pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
             init_sql,
         });
     }
+    let rollout = rollout_defaults(doc.rollout).map_err(|(field, m)| invalid(format!("rollout {field}"), m))?;
     Ok(Fleet {
         path: path.to_owned(),
+        rollout,
         hosts,
         tenants,
     })
@@ -356,6 +379,36 @@ fn hide_passwords(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+fn rollout_defaults(doc: RolloutDoc) -> Result<RolloutDefaults, (&'static str, String)> {
+    let waves = match doc.waves {
+        None => None,
+        Some(OneOrMany::One(s)) => Some(s.into_string()),
+        Some(OneOrMany::Many(v)) => Some(v.into_iter().map(Scalar::into_string).collect::<Vec<_>>().join(",")),
+    };
+    Ok(RolloutDefaults {
+        waves: waves.map(|w| w.parse()).transpose().map_err(|m| ("waves", m))?,
+        bake: doc
+            .bake
+            .map(|b| humantime::parse_duration(&b).map_err(|e| format!("`{b}` is not a duration: {e}")))
+            .transpose()
+            .map_err(|m| ("bake", m))?,
+        check: doc.check,
+        max_failures: doc
+            .max_failures
+            .map(|m| m.into_string().parse())
+            .transpose()
+            .map_err(|m| ("max_failures", m))?,
+        rollback: doc
+            .rollback
+            .map(|r| {
+                <RollbackPolicy as clap::ValueEnum>::from_str(&r, false)
+                    .map_err(|_| format!("`{r}` is not one of failed, wave, run, none"))
+            })
+            .transpose()
+            .map_err(|m| ("rollback", m))?,
+    })
 }
 
 fn expand_all(statements: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {

@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use super::secret::DbUrl;
+use crate::plan::policy::{MaxFailures, RollbackPolicy};
+use crate::plan::waves::WaveSpec;
 
 /// Database engines fleetmig speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -188,11 +191,22 @@ impl Tenant {
     }
 }
 
+/// The fleet file's `rollout:` section: defaults for `up` and `down` that flags override.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutDefaults {
+    pub waves: Option<WaveSpec>,
+    pub bake: Option<Duration>,
+    pub check: Option<String>,
+    pub max_failures: Option<MaxFailures>,
+    pub rollback: Option<RollbackPolicy>,
+}
+
 /// The fleet file, loaded and checked.
 #[derive(Debug, Clone)]
 pub struct Fleet {
     /// The file it was read from.
     pub path: PathBuf,
+    pub rollout: RolloutDefaults,
     pub hosts: BTreeMap<String, Host>,
     pub tenants: Vec<Tenant>,
 }
