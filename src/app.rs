@@ -147,7 +147,26 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             write!(out, "{script}")?;
             Ok(exit::OK)
         }
-        Command::Plan { to } | Command::Status { to } => {
+        Command::Plan {
+            to,
+            canary,
+            waves: spec,
+        } => {
+            let set = load_migrations(&g.migrations)?;
+            let fleet = load::fleet::load(&g.fleet)?;
+            let tenants = selected(&fleet, g)?;
+            let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
+            let is_canary = |t: &Tenant| t.canary || canary.iter().any(|s| s.matches(t));
+            let spec = spec.clone().or_else(|| fleet.rollout.waves.clone()).unwrap_or_default();
+            let waves = waves(&tenants, &is_canary, &spec);
+            let ordered: Vec<&Tenant> = waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
+            let wave_of: Vec<usize> = waves.iter().flat_map(|w| w.tenants.iter().map(|_| w.number)).collect();
+            let ctx = context(g, &fleet, &set);
+            let states = inspect_all(&ctx, &ordered).await;
+            ctx.connector.close().await;
+            plan_command(&set, to, states, &wave_of, g.format, out)
+        }
+        Command::Status { to } => {
             let set = load_migrations(&g.migrations)?;
             let fleet = load::fleet::load(&g.fleet)?;
             let tenants = selected(&fleet, g)?;
@@ -155,11 +174,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let ctx = context(g, &fleet, &set);
             let states = inspect_all(&ctx, &tenants).await;
             ctx.connector.close().await;
-            if matches!(cli.command, Command::Plan { .. }) {
-                plan_command(&set, to, states, g.format, out)
-            } else {
-                status_command(&set, to, states, g.format, out)
-            }
+            status_command(&set, to, states, g.format, out)
         }
         Command::Up { to, rollout } => {
             let set = load_migrations(&g.migrations)?;
@@ -412,16 +427,19 @@ fn plan_command(
     set: &MigrationSet,
     to: Version,
     states: Vec<Inspected<'_>>,
+    wave_of: &[usize],
     format: Format,
     out: &mut (dyn Write + Send),
 ) -> Result<u8, Error> {
     let mut any_bad = false;
     let rows: Vec<PlanRow> = states
         .into_iter()
-        .map(|(t, rows)| match rows {
+        .zip(wave_of.iter().copied())
+        .map(|((t, rows), wave)| match rows {
             Err(e) => {
                 any_bad = true;
                 PlanRow {
+                    wave,
                     id: t.id.to_string(),
                     from: None,
                     to: None,
@@ -438,6 +456,7 @@ fn plan_command(
                 };
                 match plan::plan(set, &rows, target) {
                     Ok(p) => PlanRow {
+                        wave,
                         id: t.id.to_string(),
                         from: Some(p.from),
                         to: Some(p.to),
@@ -454,6 +473,7 @@ fn plan_command(
                     Err(r) => {
                         any_bad = true;
                         PlanRow {
+                            wave,
                             id: t.id.to_string(),
                             from: Some(from),
                             to: Some(from),

@@ -145,6 +145,12 @@ pub enum Command {
     Plan {
         #[arg(long)]
         to: Option<Version>,
+        /// Tenants that form the first wave, besides those marked `canary: true`.
+        #[arg(long, value_name = "EXPR")]
+        canary: Vec<Selector>,
+        /// Cumulative wave sizes, as for `up`.
+        #[arg(long)]
+        waves: Option<WaveSpec>,
     },
     /// Apply pending migrations up to head, or to --to.
     Up {

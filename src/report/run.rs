@@ -33,17 +33,15 @@ fn detail(t: &crate::exec::dispatch::FinalTenant) -> String {
     if let Some(e) = &t.error {
         out.push_str(e);
     }
-    if let Some([from, to]) = t.rollback {
-        let _ = write!(
-            out,
-            "{}rolled back {} -> {}",
-            if out.is_empty() { "" } else { "; " },
-            v(from),
-            v(to)
-        );
-    }
-    if let Some(e) = &t.rollback_error {
-        let _ = write!(out, ": {e}");
+    let sep = if out.is_empty() { "" } else { "; " };
+    match (t.rollback, &t.rollback_error) {
+        (Some([from, to]), None) => {
+            let _ = write!(out, "{sep}rolled back {} -> {}", v(from), v(to));
+        }
+        (Some([_, to]), Some(e)) => {
+            let _ = write!(out, "{sep}rollback failed, left at {}: {e}", v(to));
+        }
+        (None, _) => {}
     }
     out
 }

@@ -58,6 +58,8 @@ pub fn status_text(doc: &StatusDoc) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanRow {
     pub id: String,
+    /// The rollout wave the tenant is in (1 is the canaries, when there are any).
+    pub wave: usize,
     pub from: Option<Version>,
     pub to: Option<Version>,
     /// The migrations that would run, in order, as `0003_name`.
@@ -67,7 +69,7 @@ pub struct PlanRow {
 }
 
 pub fn plan_text(rows: &[PlanRow]) -> String {
-    let mut t = table(&["TENANT", "FROM", "TO", "WOULD RUN"]);
+    let mut t = table(&["WAVE", "TENANT", "FROM", "TO", "WOULD RUN"]);
     let v = |v: Option<Version>| v.map_or("?".to_owned(), |v| v.to_string());
     for r in rows {
         let what = match &r.refused {
@@ -75,7 +77,7 @@ pub fn plan_text(rows: &[PlanRow]) -> String {
             None if r.steps.is_empty() => "nothing".to_owned(),
             None => r.steps.join(", "),
         };
-        t.add_row(vec![r.id.clone(), v(r.from), v(r.to), what]);
+        t.add_row(vec![r.wave.to_string(), r.id.clone(), v(r.from), v(r.to), what]);
     }
     let steps: usize = rows.iter().map(|r| r.steps.len()).sum();
     format!(
