@@ -265,7 +265,7 @@ impl Project {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        self.command(args).output().unwrap().into()
+        finish(self.command(args), args)
     }
 
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
@@ -273,7 +273,32 @@ impl Project {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().unwrap().into()
+        finish(cmd, args)
+    }
+}
+
+/// How long one fleetmig command may take before the test calls it hung. A watchdog, not
+/// a timing assertion: every command here takes well under a second.
+const HANG: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs a command to its end, failing the test (and killing the process) if it hangs.
+fn finish(mut cmd: Command, args: &[&str]) -> Run {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(HANG) {
+        Ok(output) => output.unwrap().into(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("fleetmig {args:?} hung for {HANG:?} and was killed");
+        }
     }
 }
 
