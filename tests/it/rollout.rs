@@ -258,3 +258,237 @@ fn postgres_schema_rollout_report_matches_history() {
     assert_eq!(status_of(&r, "d")["status"], "not_started");
     assert!(pg.column("SELECT count(*)::text FROM pg_namespace WHERE nspname = 's_d'")[0] == "0");
 }
+
+/// A PostgreSQL fleet of `n` schema-tenants on one host; each migration sleeps a little so
+/// that tenants overlap and a run lasts long enough to watch.
+fn pg_fleet(pg: &Pg, n: usize, cap: u32, sleep: &str) -> Project {
+    let p = Project::new();
+    for i in 1..=3 {
+        p.migration(
+            &format!("000{i}_t{i}.up.sql"),
+            &format!("CREATE TABLE t{i} (id int); SELECT pg_sleep({sleep});"),
+        );
+        p.migration(&format!("000{i}_t{i}.down.sql"), &format!("DROP TABLE t{i};"));
+    }
+    let tenants: String = (0..n).map(|i| format!("  - {{ id: x{i:02} }}\n")).collect();
+    p.fleet(&format!(
+        "hosts: {{ pg: {{ url: \"{}\", max_connections: {cap} }} }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\ntenants:\n{tenants}",
+        pg.url()
+    ));
+    p
+}
+
+/// Tables `t1..` in a schema, and the versions its history holds.
+fn pg_state(pg: &Pg, schema: &str) -> (Vec<String>, Vec<String>) {
+    let tables = pg.column(&format!(
+        "SELECT substr(table_name, 2) FROM information_schema.tables WHERE table_schema = '{schema}' AND table_name LIKE 't_' ORDER BY 1"
+    ));
+    let has_history = pg.column(&format!(
+        "SELECT (to_regclass('{schema}.fleetmig_history') IS NOT NULL)::text"
+    ))[0]
+        == "true";
+    let history = if has_history {
+        pg.column(&format!(
+            "SELECT version::text FROM {schema}.fleetmig_history WHERE NOT dirty ORDER BY version"
+        ))
+    } else {
+        vec![]
+    };
+    (tables, history)
+}
+
+#[test]
+fn the_host_cap_holds_whatever_concurrency_says() {
+    let Some(pg) = Pg::create("hostcap") else { return };
+    let p = pg_fleet(&pg, 12, 2, "0.05");
+    let mut child = p
+        .command(&["up", "-j", "8"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    let sql = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fleetmig' AND datname = '{}'",
+        pg.name
+    );
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(pg.column(&sql)[0].parse::<usize>().unwrap());
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(peak >= 1, "no fleetmig session was ever seen");
+    assert!(peak <= 2, "{peak} sessions at once on a host with max_connections 2");
+    for i in 0..12 {
+        assert_eq!(pg_state(&pg, &format!("s_x{i:02}")).1, ["1", "2", "3"]);
+    }
+}
+
+#[test]
+fn ctrl_c_stops_at_safe_points_and_reports_every_tenant() {
+    let Some(pg) = Pg::create("sigint") else { return };
+    let p = pg_fleet(&pg, 16, 2, "0.2");
+    let mut child = p
+        .command(&[
+            "up",
+            "-j",
+            "2",
+            "--format",
+            "json",
+            "--rollback",
+            "none",
+            "--report",
+            "report.json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    // Interrupt once the first tenant has finished: the run is then well under way.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("\"event\":\"tenant_finished\"") {
+            break;
+        }
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("\"event\":\"stopping\"") && l.contains("interrupted")),
+        "{rest:?}"
+    );
+    let r = report(&p);
+    assert_eq!(r["stop_reason"]["kind"], "interrupted");
+    let tenants = r["tenants"].as_array().unwrap();
+    assert_eq!(tenants.len(), 16);
+    let mut not_started = 0;
+    for t in tenants {
+        let id = t["id"].as_str().unwrap();
+        let (tables, history) = pg_state(&pg, &format!("s_{id}"));
+        assert_eq!(
+            tables, history,
+            "tenant {id}: every applied migration whole, nothing half-applied"
+        );
+        let final_version = history.last().map_or(0, |v| v.parse::<i64>().unwrap());
+        assert_eq!(
+            t["final_version"], final_version,
+            "tenant {id}: report and history disagree"
+        );
+        match t["status"].as_str().unwrap() {
+            "succeeded" => assert_eq!(final_version, 3, "{id}"),
+            "not_started" => {
+                not_started += 1;
+                assert_eq!(final_version, 0, "{id}");
+            }
+            "stopped" => assert!((1..3).contains(&final_version), "{id}"),
+            other => panic!("tenant {id}: unexpected status {other}"),
+        }
+    }
+    assert!(
+        not_started > 0,
+        "the interrupt came too late to leave any tenant unstarted"
+    );
+}
+
+#[test]
+fn per_tenant_transactions_leave_a_failed_tenant_at_its_start() {
+    let p = sqlite_fleet(SIX, &["a2"]);
+    let run = p.run(&[
+        "up",
+        "--tx",
+        "per-tenant",
+        "--max-failures",
+        "all",
+        "--report",
+        "report.json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let r = report(&p);
+    assert_eq!(status_of(&r, "a2")["status"], "failed");
+    assert_eq!(status_of(&r, "a2")["final_version"], 0);
+    assert!(
+        history(&p, "a2").is_empty(),
+        "nothing of the failed tenant's transaction stays"
+    );
+    let tables = sqlite_column(
+        &p.db_path("a2"),
+        "SELECT name FROM sqlite_master WHERE name IN ('t1', 't2') ORDER BY 1",
+    );
+    assert!(tables.is_empty(), "{tables:?}");
+    for id in ["c1", "a1", "a3", "a4", "a5"] {
+        assert_eq!(version(&p, id), 4, "{id}");
+    }
+}
+
+#[test]
+fn per_tenant_transactions_are_refused_where_they_cannot_hold() {
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE a (id int);");
+    p.fleet("tenants:\n  - { id: m, url: \"mysql://root@127.0.0.1:1/x\" }\n");
+    let run = p.run(&["up", "--tx", "per-tenant"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("tenant `m` is on MySQL"), "{}", run.stderr);
+
+    let p = sqlite_fleet(&[("a", false)], &[]);
+    p.migration(
+        "0005_idx.up.sql",
+        "-- fleetmig: no-transaction\nCREATE INDEX i ON t1 (id);",
+    );
+    let run = p.run(&["up", "--tx", "per-tenant"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("migration 5 (`"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("0005_idx.up.sql`) is marked `-- fleetmig: no-transaction`"),
+        "{}",
+        run.stderr
+    );
+    assert!(history(&p, "a").is_empty(), "refused before anything ran");
+}
+
+#[test]
+fn the_fleet_files_rollout_section_sets_the_defaults() {
+    let p = sqlite_fleet(SIX, &["a1", "a2"]);
+    let yaml = std::fs::read_to_string(p.path().join("tenants.yaml")).unwrap();
+    p.fleet(&format!(
+        "rollout:\n  waves: [1, 2]\n  max_failures: 2\n  rollback: none\n{yaml}"
+    ));
+    let run = p.run(&["up", "-j", "1", "--report", "report.json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let r = report(&p);
+    assert_eq!(r["stop_reason"]["limit"], 2, "max_failures from the file");
+    assert_eq!(
+        r["waves"].as_array().unwrap().len(),
+        4,
+        "canary, then waves 1, 2 and the rest"
+    );
+    assert_eq!(version(&p, "a1"), 2, "rollback none from the file");
+    let run = p.run(&["plan"]);
+    assert!(run.stdout.contains("WAVE"), "{}", run.stdout);
+
+    let p = sqlite_fleet(SIX, &[]);
+    p.fleet("rollout: { rollback: sometimes }\ntenants: []\n");
+    let run = p.run(&["up"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("rollout rollback: `sometimes` is not one of"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn confirm_without_a_terminal_is_refused_unless_yes() {
+    let p = sqlite_fleet(SIX, &[]);
+    let run = p.run(&["up", "--confirm"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("--confirm needs a terminal"), "{}", run.stderr);
+    assert!(history(&p, "c1").is_empty());
+    let run = p.run(&["up", "--confirm", "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(version(&p, "a5"), 4);
+}
