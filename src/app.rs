@@ -238,6 +238,7 @@ fn context<'a>(g: &Global, fleet: &'a Fleet, set: &'a MigrationSet) -> RunContex
         concurrency: g.concurrency,
         per_tenant_tx: false,
         retries: 0,
+        ledger: None,
         run_id: new_run_id(),
     }
 }

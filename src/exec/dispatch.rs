@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::driver::connect::Access;
@@ -58,7 +58,7 @@ pub struct Policy {
 }
 
 /// Where a tenant ended, as the final report tells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Succeeded,
@@ -86,7 +86,7 @@ impl Status {
 }
 
 /// One tenant's line in the final report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FinalTenant {
     pub id: String,
     pub wave: usize,
@@ -111,16 +111,16 @@ pub struct FinalTenant {
 }
 
 /// Counts for one wave.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WaveReport {
     pub wave: usize,
     pub canary: bool,
     pub tenants: usize,
-    pub counts: std::collections::BTreeMap<&'static str, usize>,
+    pub counts: std::collections::BTreeMap<String, usize>,
 }
 
 /// The report of a whole run: every selected tenant exactly once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
     pub command: String,
@@ -210,6 +210,12 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     if stop.load(Ordering::SeqCst) {
                         return (i, not_started(t));
                     }
+                    if let Some(ledger) = &ctx.ledger {
+                        if let Err(e) = ledger.tenant_started(&ctx.run_id, t.id.as_str()).await {
+                            tracing::warn!("{e}; tenant `{}` is not started", t.id);
+                            return (i, not_started(t));
+                        }
+                    }
                     started.lock().expect("no task panics holding it").insert(i);
                     let job = Job {
                         set: ctx.set,
@@ -221,6 +227,11 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         stop: &stop,
                     };
                     let report = tenant::run(t, &ctx.connector, job).await;
+                    if let Some(ledger) = &ctx.ledger {
+                        if let Err(e) = ledger.tenant_finished(&ctx.run_id, &report).await {
+                            tracing::warn!("{e}");
+                        }
+                    }
                     events.emit(Event::TenantFinished { report: report.clone() });
                     (i, report)
                 }
@@ -497,7 +508,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             .map(|w| {
                 let mut counts = std::collections::BTreeMap::new();
                 for t in tenants.iter().filter(|t| t.wave == w.number) {
-                    *counts.entry(t.status.name()).or_insert(0) += 1;
+                    *counts.entry(t.status.name().to_owned()).or_insert(0) += 1;
                 }
                 WaveReport {
                     wave: w.number,
@@ -687,5 +698,11 @@ pub async fn dispatch(
         d.rollback(stop_wave).await;
     }
     d.read_untouched().await;
-    d.finish(started, waves, command)
+    let report = d.finish(started, waves, command);
+    if let Some(ledger) = &ctx.ledger {
+        if let Err(e) = ledger.finish_run(&report).await {
+            tracing::warn!("{e}");
+        }
+    }
+    report
 }

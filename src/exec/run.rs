@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::driver::connect::Connector;
 use crate::driver::error::DbError;
+use crate::driver::ledger::Ledger;
 use crate::exec::tenant;
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::{Applied, MigrationSet};
@@ -26,6 +27,8 @@ pub struct RunContext<'a> {
     pub per_tenant_tx: bool,
     /// Extra attempts for a tenant after a transient error.
     pub retries: u32,
+    /// Where the run is recorded, when it is.
+    pub ledger: Option<Ledger>,
     /// Written to every history row this run adds.
     pub run_id: String,
 }

@@ -121,6 +121,20 @@ fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
 async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> TenantReport {
     let mut session = match connector.open(tenant, Access::Write).await {
         Ok(s) => s,
+        // The database answered but refused to set up (init_sql, creating the history table).
+        Err(error) if error.kind == ErrorKind::Sql => {
+            return TenantReport {
+                id: tenant.id.clone(),
+                outcome: Outcome::Failed {
+                    version: Version::ZERO,
+                    error,
+                    dirty: false,
+                },
+                start_version: None,
+                final_version: None,
+                steps: vec![],
+            };
+        }
         Err(e) => return skipped(tenant, e, None),
     };
     let report = match session.applied().await {

@@ -447,7 +447,10 @@ pub(crate) mod tests {
             wave,
             canary,
             tenants,
-            counts: counts.iter().copied().collect::<BTreeMap<_, _>>(),
+            counts: counts
+                .iter()
+                .map(|(k, n)| (k.to_string(), *n))
+                .collect::<BTreeMap<_, _>>(),
         };
         let report = RunReport {
             run_id: "18b5c3a-2a".into(),

@@ -1,0 +1,389 @@
+//! The run ledger: every run, its plan, and every tenant's outcome, in SQLite (a file beside
+//! the fleet file, by default) or PostgreSQL (shared by a team).
+//!
+//! A tenant is written `started` before its first statement and its outcome after its
+//! commit, so after a crash the ledger is either right or says "started" (unknown), never
+//! "done" for work that did not commit. The tenants' own history tables stay the truth.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::exec::dispatch::RunReport;
+use crate::exec::events::{Outcome, TenantReport};
+use crate::model::secret::DbUrl;
+
+/// A ledger error, free of secrets.
+#[derive(Debug, thiserror::Error)]
+#[error("ledger `{ledger}`: {op}: {message}")]
+pub struct LedgerError {
+    pub ledger: String,
+    pub op: String,
+    pub message: String,
+}
+
+const SCHEMA: &str = "\
+CREATE TABLE IF NOT EXISTS fleetmig_runs (
+    run_id TEXT PRIMARY KEY,
+    command TEXT NOT NULL,
+    target BIGINT,
+    runner TEXT NOT NULL,
+    fleet TEXT NOT NULL,
+    started_ms BIGINT NOT NULL,
+    finished_ms BIGINT,
+    stop_reason TEXT,
+    plan TEXT NOT NULL,
+    report TEXT
+);
+CREATE TABLE IF NOT EXISTS fleetmig_run_tenants (
+    run_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    wave BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    start_version BIGINT,
+    final_version BIGINT,
+    steps TEXT,
+    error TEXT,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (run_id, tenant)
+);";
+
+/// What a run set out to do: enough to resume it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunPlan {
+    /// `up` or `down`.
+    pub command: String,
+    /// The version tenants are taken to.
+    pub target: i64,
+    /// Tenant ids, wave by wave, in rollout order.
+    pub waves: Vec<Vec<String>>,
+    /// Waves marked as canary waves.
+    pub canary_waves: Vec<usize>,
+}
+
+/// One line of `fleetmig runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub command: String,
+    pub target: Option<i64>,
+    pub runner: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub stop_reason: Option<String>,
+    pub tenants: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+/// The last failure the ledger saw for a tenant, for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    pub run_id: String,
+    pub at_ms: i64,
+    pub error: String,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Who runs fleetmig and where, for the ledger.
+pub fn runner() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "?".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "?".into());
+    format!("{user}@{host} pid {}", std::process::id())
+}
+
+/// An open ledger.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pool: AnyPool,
+    /// The ledger's URL with any password hidden, for messages.
+    shown: String,
+}
+
+impl Ledger {
+    /// Opens (and creates, the first time) the ledger at `url`.
+    pub async fn open(url: &DbUrl) -> Result<Ledger, LedgerError> {
+        install_default_drivers();
+        let shown = url.redacted();
+        let fail = |op: &str, e: sqlx::Error| LedgerError {
+            ledger: shown.clone(),
+            op: op.into(),
+            message: crate::driver::error::DbError::sqlx(
+                crate::driver::error::ErrorKind::Unreachable,
+                "",
+                &e,
+                url.password(),
+            )
+            .message,
+        };
+        let sqlite = url.scheme() == "sqlite";
+        let text = if sqlite {
+            let path = std::path::PathBuf::from(url.url().path());
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            format!("sqlite://{}?mode=rwc", path.display())
+        } else {
+            url.expose().to_owned()
+        };
+        let options = AnyPoolOptions::new().max_connections(if sqlite { 1 } else { 4 });
+        let options = if sqlite {
+            options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000;")
+                        .await
+                        .map(drop)
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options.connect(&text).await.map_err(|e| fail("opening", e))?;
+        pool.execute(SCHEMA).await.map_err(|e| fail("creating its tables", e))?;
+        Ok(Ledger { pool, shown })
+    }
+
+    fn fail(&self, op: &str, e: sqlx::Error) -> LedgerError {
+        LedgerError {
+            ledger: self.shown.clone(),
+            op: op.into(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Records a new run and its plan, every tenant `pending`.
+    pub async fn begin_run(&self, run_id: &str, fleet: &str, plan: &RunPlan) -> Result<(), LedgerError> {
+        let text = serde_json::to_string(plan).expect("plans serialize");
+        let mut tx = self.pool.begin().await.map_err(|e| self.fail("recording the run", e))?;
+        sqlx::query(
+            "INSERT INTO fleetmig_runs (run_id, command, target, runner, fleet, started_ms, plan) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(run_id)
+        .bind(&plan.command)
+        .bind(plan.target)
+        .bind(runner())
+        .bind(fleet)
+        .bind(now_ms())
+        .bind(&text)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.fail("recording the run", e))?;
+        for (w, tenants) in plan.waves.iter().enumerate() {
+            for t in tenants {
+                sqlx::query(
+                    "INSERT INTO fleetmig_run_tenants (run_id, tenant, wave, state, updated_ms) VALUES ($1, $2, $3, 'pending', $4)",
+                )
+                .bind(run_id)
+                .bind(t)
+                .bind(w as i64 + 1)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.fail("recording the run's tenants", e))?;
+            }
+        }
+        tx.commit().await.map_err(|e| self.fail("recording the run", e))
+    }
+
+    /// Marks a resumed run as running again.
+    pub async fn reopen_run(&self, run_id: &str) -> Result<(), LedgerError> {
+        sqlx::query("UPDATE fleetmig_runs SET finished_ms = NULL, stop_reason = NULL, runner = $2 WHERE run_id = $1")
+            .bind(run_id)
+            .bind(runner())
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| self.fail("reopening the run", e))
+    }
+
+    /// Written before the tenant's first statement.
+    pub async fn tenant_started(&self, run_id: &str, tenant: &str) -> Result<(), LedgerError> {
+        sqlx::query(
+            "UPDATE fleetmig_run_tenants SET state = 'started', updated_ms = $3 WHERE run_id = $1 AND tenant = $2",
+        )
+        .bind(run_id)
+        .bind(tenant)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(|e| self.fail("recording a tenant's start", e))
+    }
+
+    /// Written after the tenant's last commit (or failure).
+    pub async fn tenant_finished(&self, run_id: &str, report: &TenantReport) -> Result<(), LedgerError> {
+        let (state, error) = match &report.outcome {
+            Outcome::Succeeded => ("succeeded", None),
+            Outcome::Failed { error, .. } => ("failed", Some(error.to_string())),
+            Outcome::Skipped { reason } => ("skipped", Some(format!("{}: {}", reason.name(), reason.message()))),
+            Outcome::NotStarted => ("not_started", None),
+            Outcome::Stopped => ("stopped", None),
+        };
+        let steps = serde_json::to_string(&report.steps).expect("steps serialize");
+        sqlx::query(
+            "UPDATE fleetmig_run_tenants SET state = $3, start_version = COALESCE(start_version, $4), final_version = $5, \
+             steps = $6, error = $7, updated_ms = $8 WHERE run_id = $1 AND tenant = $2",
+        )
+        .bind(run_id)
+        .bind(report.id.as_str())
+        .bind(state)
+        .bind(report.start_version.map(|v| v.0))
+        .bind(report.final_version.map(|v| v.0))
+        .bind(steps)
+        .bind(error)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(|e| self.fail("recording a tenant's outcome", e))
+    }
+
+    /// Records the end of a run with its final report.
+    pub async fn finish_run(&self, report: &RunReport) -> Result<(), LedgerError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.fail("recording the run's end", e))?;
+        for t in &report.tenants {
+            sqlx::query(
+                "UPDATE fleetmig_run_tenants SET state = $3, final_version = $4, updated_ms = $5 WHERE run_id = $1 AND tenant = $2",
+            )
+            .bind(&report.run_id)
+            .bind(&t.id)
+            .bind(t.status.name())
+            .bind(t.final_version.map(|v| v.0))
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.fail("recording the run's end", e))?;
+        }
+        sqlx::query("UPDATE fleetmig_runs SET finished_ms = $2, stop_reason = $3, report = $4 WHERE run_id = $1")
+            .bind(&report.run_id)
+            .bind(now_ms())
+            .bind(report.stop_reason.to_string())
+            .bind(serde_json::to_string(report).expect("reports serialize"))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.fail("recording the run's end", e))?;
+        tx.commit().await.map_err(|e| self.fail("recording the run's end", e))
+    }
+
+    /// Past runs, newest first.
+    pub async fn runs(&self, limit: i64) -> Result<Vec<RunRow>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT r.run_id, r.command, r.target, r.runner, r.started_ms, r.finished_ms, r.stop_reason, \
+             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id), \
+             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'succeeded'), \
+             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state IN ('failed', 'rolled_back', 'rollback_failed')) \
+             FROM fleetmig_runs r ORDER BY r.started_ms DESC, r.run_id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail("listing runs", e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunRow {
+                    run_id: r.try_get(0)?,
+                    command: r.try_get(1)?,
+                    target: r.try_get(2)?,
+                    runner: r.try_get(3)?,
+                    started_ms: r.try_get(4)?,
+                    finished_ms: r.try_get(5)?,
+                    stop_reason: r.try_get(6)?,
+                    tenants: r.try_get(7)?,
+                    succeeded: r.try_get(8)?,
+                    failed: r.try_get(9)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| self.fail("listing runs", e))
+    }
+
+    /// A run's final report, if it finished.
+    pub async fn report(&self, run_id: &str) -> Result<Option<RunReport>, LedgerError> {
+        let text: Option<Option<String>> = sqlx::query_scalar("SELECT report FROM fleetmig_runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail("reading a run", e))?;
+        Ok(text.flatten().and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// A run's plan; `None` when no run has that id.
+    pub async fn plan(&self, run_id: &str) -> Result<Option<RunPlan>, LedgerError> {
+        let text: Option<String> = sqlx::query_scalar("SELECT plan FROM fleetmig_runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail("reading a run", e))?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// The newest `up` or `down` run that did not finish, or stopped early.
+    pub async fn last_unfinished(&self) -> Result<Option<String>, LedgerError> {
+        sqlx::query_scalar(
+            "SELECT run_id FROM fleetmig_runs WHERE command IN ('up', 'down') \
+             AND (finished_ms IS NULL OR stop_reason <> 'completed') ORDER BY started_ms DESC, run_id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.fail("looking for an unfinished run", e))
+    }
+
+    /// Per tenant, the last error any run recorded for it (and not cleared by a later success).
+    pub async fn last_errors(&self) -> Result<Vec<(String, LastError)>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT t.tenant, t.run_id, t.updated_ms, t.error FROM fleetmig_run_tenants t \
+             WHERE t.error IS NOT NULL AND NOT EXISTS (SELECT 1 FROM fleetmig_run_tenants u WHERE u.tenant = t.tenant \
+             AND u.updated_ms > t.updated_ms AND (u.state = 'succeeded' OR u.error IS NOT NULL)) ORDER BY t.tenant",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail("reading last errors", e))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    LastError {
+                        run_id: r.try_get(1)?,
+                        at_ms: r.try_get(2)?,
+                        error: r.try_get(3)?,
+                    },
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| self.fail("reading last errors", e))
+    }
+
+    /// Every tenant row of a run: (tenant, state, final version).
+    pub async fn tenants(&self, run_id: &str) -> Result<Vec<(String, String, Option<i64>)>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT tenant, state, final_version FROM fleetmig_run_tenants WHERE run_id = $1 ORDER BY wave, tenant",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail("reading a run's tenants", e))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| self.fail("reading a run's tenants", e))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
