@@ -1,6 +1,8 @@
 //! Commands: load, plan, run, report. Returns the exit code; `main` only prints errors.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+
+use indicatif::ProgressDrawTarget;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,6 +22,7 @@ use crate::plan::select::select;
 use crate::plan::tenant::{self as plan, Refusal, State, Target};
 use crate::plan::waves::{Wave, WaveSpec, waves};
 use crate::report::json::write_event;
+use crate::report::progress::ProgressReporter;
 use crate::report::run as run_report;
 use crate::report::tables::{self, PlanRow, StatusDoc, StatusRow};
 use crate::report::text::TextReporter;
@@ -398,8 +401,19 @@ async fn execute(
         drop(events);
         report
     };
+    // Bars on a terminal (stderr, so stdout stays for the report); timestamped lines
+    // otherwise; JSON Lines on request.
+    let bars = format == Format::Text && std::io::stderr().is_terminal() && !ProgressDrawTarget::stderr().is_hidden();
     let reporting = async {
-        let mut text = TextReporter::new(id_width);
+        if bars {
+            let mut progress = ProgressReporter::new(ProgressDrawTarget::stderr(), id_width);
+            while let Some(event) = rx.recv().await {
+                progress.handle(&event);
+            }
+            progress.finish();
+            return out.flush();
+        }
+        let mut text = TextReporter::with_timestamps(id_width);
         while let Some(event) = rx.recv().await {
             match format {
                 Format::Json => write_event(out, &event)?,

@@ -136,15 +136,17 @@ impl Connector {
                     .push(t);
             }
         }
-        let mut out = HashMap::new();
-        for (pool, group) in by_host.into_values() {
+        let surveys = by_host.into_values().map(|(pool, group)| async move {
             let schemas: Vec<String> = group
                 .iter()
                 .filter_map(|t| t.namespace.schema.as_ref().map(|s| s.as_str().to_owned()))
                 .collect();
-            let Ok(mut rows) = postgres::survey(&pool, &schemas).await else {
-                continue;
-            };
+            let answer = tokio::time::timeout(self.limits.connect_timeout, postgres::survey(&pool, &schemas)).await;
+            (group, answer)
+        });
+        let mut out = HashMap::new();
+        for (group, answer) in futures::future::join_all(surveys).await {
+            let Ok(Ok(mut rows)) = answer else { continue };
             for t in group {
                 if let Some(schema) = &t.namespace.schema {
                     out.insert(t.id.clone(), rows.remove(schema.as_str()).unwrap_or_default());

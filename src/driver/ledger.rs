@@ -392,6 +392,9 @@ impl Ledger {
 /// a SQLite file beside the fleet file, named after it (`tenants.ledger.db`).
 pub fn default_ledger_path(fleet_path: &std::path::Path) -> std::path::PathBuf {
     let stem = fleet_path.file_stem().and_then(|s| s.to_str()).unwrap_or("fleet");
-    let dir = fleet_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = fleet_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     dir.join(format!("{stem}.ledger.db"))
 }

@@ -114,11 +114,20 @@ pub async fn open(
     let secret = tenant.url.password().map(str::to_owned);
     let fail = |kind, op: &str, e: sqlx::Error| DbError::sqlx(kind, op, &e, secret.as_deref());
     let conn = match pool {
-        Some(pool) => Conn::Pooled(
-            pool.acquire()
-                .await
-                .map_err(|e| fail(ErrorKind::Unreachable, "connecting", e))?,
-        ),
+        Some(pool) => match pool.acquire().await {
+            Ok(c) => Conn::Pooled(c),
+            // A pool that cannot connect only says it timed out: one direct attempt tells why.
+            Err(e @ sqlx::Error::PoolTimedOut) => {
+                let options = pool.connect_options();
+                let direct = PgConnection::connect_with(&options);
+                let why = match tokio::time::timeout(limits.connect_timeout, direct).await {
+                    Ok(Err(direct)) => direct,
+                    _ => e,
+                };
+                return Err(fail(ErrorKind::Unreachable, "connecting", why));
+            }
+            Err(e) => return Err(fail(ErrorKind::Unreachable, "connecting", e)),
+        },
         None => {
             let url = match &tenant.namespace.database {
                 Some(db) => tenant.url.with_path(&format!("/{db}")),

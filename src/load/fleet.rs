@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
-use crate::model::fleet::{Engine, Fleet, Host, Ident, Namespace, RolloutDefaults, Tenant, TenantId};
+use crate::model::fleet::{Discover, Engine, Fleet, Host, Ident, Namespace, RolloutDefaults, Tenant, TenantId};
 use crate::model::secret::{DbUrl, redact};
 use crate::plan::policy::RollbackPolicy;
 
@@ -44,7 +44,17 @@ struct FileDoc {
     defaults: DefaultsDoc,
     #[serde(default)]
     rollout: RolloutDoc,
-    tenants: Vec<TenantDoc>,
+    /// Optional when `discover:` finds the tenants.
+    tenants: Option<Vec<TenantDoc>>,
+    discover: Option<DiscoverDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscoverDoc {
+    url: String,
+    query: String,
+    host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,16 +200,184 @@ fn shown(text: &str) -> String {
 }
 
 /// Reads and checks the fleet file, expanding variables from the process environment.
+/// Tenants of a `discover:` section are not looked up: see [`load_file`].
 pub fn load(path: &Path) -> Result<Fleet, FleetError> {
-    let text = fs::read_to_string(path).map_err(|source| FleetError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse(path, &text, &|name| std::env::var(name).ok())
+    load_file(path).map(|file| file.fleet)
 }
 
 /// Parses fleet-file text; `path` is for messages and for resolving relative SQLite paths.
 pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Fleet, FleetError> {
+    parse_file(path, text, env).map(|file| file.fleet)
+}
+
+/// A loaded fleet file that may find more tenants: its listed tenants, and what a
+/// discovered tenant is built against (hosts and `defaults:`).
+pub struct FleetFile {
+    pub fleet: Fleet,
+    pub(super) rules: Rules,
+}
+
+/// Reads and checks the fleet file, keeping what [`crate::load::discover::merge`] needs.
+pub fn load_file(path: &Path) -> Result<FleetFile, FleetError> {
+    let text = fs::read_to_string(path).map_err(|source| FleetError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_file(path, &text, &|name| std::env::var(name).ok())
+}
+
+/// One tenant as its source gives it, before `defaults:` apply: a `tenants:` entry (its
+/// `${VAR}`s and `{id}` already filled in) or a `discover:` row (taken as it is).
+#[derive(Default)]
+pub(super) struct Entry {
+    pub host: Option<String>,
+    pub url: Option<String>,
+    pub schema: Option<String>,
+    pub database: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub canary: bool,
+    pub init_sql: Vec<String>,
+}
+
+/// `defaults:` with its `${VAR}`s expanded; `{id}` is filled in per tenant. An unset
+/// variable is an error only for a tenant that uses the value: the `Err` holds its message.
+struct Defaults {
+    host: Option<String>,
+    url: Option<Result<String, String>>,
+    schema: Option<Result<String, String>>,
+    database: Option<Result<String, String>>,
+    labels: BTreeMap<String, String>,
+    init_sql: Vec<String>,
+}
+
+/// What every tenant is built against, listed or discovered: one set of defaults and checks.
+/// No `Debug`: it holds URLs with their passwords.
+pub(super) struct Rules {
+    path: PathBuf,
+    /// The fleet file's folder, for relative SQLite paths.
+    base: PathBuf,
+    hosts: BTreeMap<String, Host>,
+    /// Each host's `init_sql`, run before the defaults' and the tenant's.
+    host_init: BTreeMap<String, Vec<String>>,
+    defaults: Defaults,
+}
+
+impl Rules {
+    pub fn invalid(&self, context: String, message: String) -> FleetError {
+        FleetError::Invalid {
+            path: self.path.clone(),
+            context,
+            message: hide_passwords(&message),
+        }
+    }
+
+    /// Builds a tenant from its entry and the defaults, checking it. `context` names the
+    /// entry in messages ("tenant `acme`", "discover row 3 (id `acme`)").
+    pub fn tenant(&self, id: TenantId, entry: Entry, context: &str) -> Result<Tenant, FleetError> {
+        let at = |field: &str| format!("{context} {field}");
+        let from_defaults = |field: &str, value: &Result<String, String>| -> Result<String, FleetError> {
+            match value {
+                Ok(text) => Ok(text.replace("{id}", id.as_str())),
+                Err(m) => Err(self.invalid(at(field), m.clone())),
+            }
+        };
+
+        enum Place {
+            Host(String),
+            Url(String),
+        }
+        let own_url = entry.url.is_some();
+        let place = match (entry.url, entry.host) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(context.into(), "give either `url` or `host`, not both".into()));
+            }
+            (Some(url), None) => Place::Url(url),
+            (None, Some(host)) => Place::Host(host),
+            (None, None) => match (&self.defaults.url, &self.defaults.host) {
+                (Some(url), _) => Place::Url(from_defaults("url", url)?),
+                (None, Some(host)) => Place::Host(host.clone()),
+                (None, None) => {
+                    return Err(self.invalid(context.into(), "no `url` or `host` here nor in `defaults`".into()));
+                }
+            },
+        };
+        let (host, engine, url, mut init_sql) = match place {
+            Place::Host(name) => {
+                let host = self
+                    .hosts
+                    .get(&name)
+                    .ok_or_else(|| self.invalid(context.into(), format!("host `{name}` is not in `hosts`")))?;
+                let init = self.host_init[&name].clone();
+                (Some(name), engine_of(&host.url), host.url.clone(), init)
+            }
+            Place::Url(text) => {
+                let (engine, url) = parse_url(&text, &self.base).map_err(|m| self.invalid(at("url"), m))?;
+                (None, engine, url, Vec::new())
+            }
+        };
+
+        let (schema, database) = if entry.schema.is_some() || entry.database.is_some() {
+            (entry.schema, entry.database)
+        } else if own_url {
+            (None, None)
+        } else {
+            let fill = |field: &str, value: &Option<Result<String, String>>| {
+                value.as_ref().map(|v| from_defaults(field, v)).transpose()
+            };
+            (
+                fill("schema", &self.defaults.schema)?,
+                fill("database", &self.defaults.database)?,
+            )
+        };
+        let ident = |field: &str, value: Option<String>| -> Result<Option<Ident>, FleetError> {
+            value
+                .map(|v| Ident::new(&v).map_err(|m| self.invalid(at(field), m)))
+                .transpose()
+        };
+        let mut namespace = Namespace {
+            schema: ident("schema", schema)?,
+            database: ident("database", database)?,
+        };
+        match engine {
+            Engine::Sqlite if namespace.schema.is_some() || namespace.database.is_some() => {
+                return Err(self.invalid(
+                    context.into(),
+                    "a SQLite tenant takes no `schema` or `database`: its URL names its file".into(),
+                ));
+            }
+            Engine::MySql => {
+                if namespace.schema.is_some() && namespace.database.is_some() {
+                    return Err(self.invalid(
+                        context.into(),
+                        "in MySQL a schema is a database: give one of `schema` and `database`".into(),
+                    ));
+                }
+                if let Some(schema) = namespace.schema.take() {
+                    namespace.database = Some(schema);
+                }
+            }
+            _ => {}
+        }
+
+        let mut labels = self.defaults.labels.clone();
+        labels.extend(entry.labels);
+        init_sql.extend(self.defaults.init_sql.iter().cloned());
+        init_sql.extend(entry.init_sql);
+        Ok(Tenant {
+            id,
+            labels,
+            canary: entry.canary,
+            engine,
+            url,
+            namespace,
+            host,
+            init_sql,
+        })
+    }
+}
+
+/// Parses fleet-file text, keeping what discovered tenants are built against.
+pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<FleetFile, FleetError> {
     let doc: FileDoc = serde_yaml::from_str(text).map_err(|e| FleetError::Syntax {
         path: path.to_owned(),
         message: hide_passwords(&e.to_string()),
@@ -239,14 +417,38 @@ pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
     }
 
     let defaults = doc.defaults;
-    let default_init =
-        expand_all(defaults.init_sql.into_vec(), env).map_err(|m| invalid("defaults init_sql".into(), m))?;
-    let default_labels: BTreeMap<String, String> =
-        defaults.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect();
+    let expand = |template: Option<String>| template.map(|t| expand_vars(&t, env));
+    let rules = Rules {
+        path: path.to_owned(),
+        base: base.to_owned(),
+        hosts,
+        host_init,
+        defaults: Defaults {
+            host: defaults.host,
+            url: expand(defaults.url),
+            schema: expand(defaults.schema),
+            database: expand(defaults.database),
+            labels: defaults.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
+            init_sql: expand_all(defaults.init_sql.into_vec(), env)
+                .map_err(|m| invalid("defaults init_sql".into(), m))?,
+        },
+    };
+
+    let discover = doc.discover.map(|d| discover_section(d, &rules, env)).transpose()?;
+    let listed = match (doc.tenants, &discover) {
+        (Some(listed), _) => listed,
+        (None, Some(_)) => Vec::new(),
+        (None, None) => {
+            return Err(invalid(
+                "tenants".into(),
+                "no `tenants:` list and no `discover:` section: the fleet has no tenants".into(),
+            ));
+        }
+    };
 
     let mut seen = HashSet::new();
-    let mut tenants = Vec::with_capacity(doc.tenants.len());
-    for (index, entry) in doc.tenants.into_iter().enumerate() {
+    let mut tenants = Vec::with_capacity(listed.len());
+    for (index, entry) in listed.into_iter().enumerate() {
         let raw_id = entry.id.into_string();
         let id = TenantId::new(&raw_id).map_err(|m| invalid(format!("tenants[{index}]"), m))?;
         if !seen.insert(id.clone()) {
@@ -256,101 +458,60 @@ pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
             ));
         }
         let context = format!("tenant `{id}`");
-        let fill = |field: &str, template: &str| -> Result<String, FleetError> {
-            let text = expand_vars(template, env).map_err(|m| invalid(format!("{context} {field}"), m))?;
-            Ok(text.replace("{id}", id.as_str()))
-        };
-
-        let (host, url_template) = match (&entry.url, &entry.host) {
-            (Some(_), Some(_)) => return Err(invalid(context, "give either `url` or `host`, not both".into())),
-            (Some(url), None) => (None, url.clone()),
-            (None, Some(host)) => (Some(host.clone()), String::new()),
-            (None, None) => match (&defaults.url, &defaults.host) {
-                (Some(url), _) => (None, url.clone()),
-                (None, Some(host)) => (Some(host.clone()), String::new()),
-                (None, None) => {
-                    return Err(invalid(context, "no `url` or `host` here nor in `defaults`".into()));
-                }
-            },
-        };
-        let (engine, url, max_init) = match &host {
-            Some(name) => {
-                let host = hosts
-                    .get(name)
-                    .ok_or_else(|| invalid(context.clone(), format!("host `{name}` is not in `hosts`")))?;
-                (engine_of(&host.url), host.url.clone(), host_init[name].clone())
-            }
-            None => {
-                let text = fill("url", &url_template)?;
-                let (engine, url) = parse_url(&text, base).map_err(|m| invalid(format!("{context} url"), m))?;
-                (engine, url, Vec::new())
-            }
-        };
-
-        let tenant_names_place = entry.schema.is_some() || entry.database.is_some();
-        let (schema, database) = if tenant_names_place {
-            (entry.schema.clone(), entry.database.clone())
-        } else if entry.url.is_some() {
-            (None, None)
-        } else {
-            (defaults.schema.clone(), defaults.database.clone())
-        };
-        let ident = |field: &str, value: Option<String>| -> Result<Option<Ident>, FleetError> {
+        let fill = |field: &str, value: Option<String>| -> Result<Option<String>, FleetError> {
             value
                 .map(|v| {
-                    fill(field, &v).and_then(|v| Ident::new(&v).map_err(|m| invalid(format!("{context} {field}"), m)))
+                    expand_vars(&v, env)
+                        .map(|v| v.replace("{id}", id.as_str()))
+                        .map_err(|m| invalid(format!("{context} {field}"), m))
                 })
                 .transpose()
         };
-        let mut namespace = Namespace {
-            schema: ident("schema", schema)?,
-            database: ident("database", database)?,
-        };
-        match engine {
-            Engine::Sqlite if namespace.schema.is_some() || namespace.database.is_some() => {
-                return Err(invalid(
-                    context,
-                    "a SQLite tenant takes no `schema` or `database`: its URL names its file".into(),
-                ));
-            }
-            Engine::MySql => {
-                if namespace.schema.is_some() && namespace.database.is_some() {
-                    return Err(invalid(
-                        context,
-                        "in MySQL a schema is a database: give one of `schema` and `database`".into(),
-                    ));
-                }
-                if let Some(schema) = namespace.schema.take() {
-                    namespace.database = Some(schema);
-                }
-            }
-            _ => {}
-        }
-
-        let mut labels = default_labels.clone();
-        labels.extend(entry.labels.into_iter().map(|(k, v)| (k, v.into_string())));
-        let mut init_sql = max_init;
-        init_sql.extend(default_init.iter().cloned());
-        init_sql
-            .extend(expand_all(entry.init_sql.into_vec(), env).map_err(|m| invalid(format!("{context} init_sql"), m))?);
-
-        tenants.push(Tenant {
-            id,
-            labels,
+        let own = Entry {
+            url: fill("url", entry.url)?,
+            schema: fill("schema", entry.schema)?,
+            database: fill("database", entry.database)?,
+            host: entry.host,
+            labels: entry.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
             canary: entry.canary,
-            engine,
-            url,
-            namespace,
-            host,
-            init_sql,
-        });
+            init_sql: expand_all(entry.init_sql.into_vec(), env)
+                .map_err(|m| invalid(format!("{context} init_sql"), m))?,
+        };
+        tenants.push(rules.tenant(id, own, &context)?);
     }
     let rollout = rollout_defaults(doc.rollout).map_err(|(field, m)| invalid(format!("rollout {field}"), m))?;
-    Ok(Fleet {
-        path: path.to_owned(),
-        rollout,
-        hosts,
-        tenants,
+    Ok(FleetFile {
+        fleet: Fleet {
+            path: path.to_owned(),
+            rollout,
+            hosts: rules.hosts.clone(),
+            tenants,
+            discover,
+        },
+        rules,
+    })
+}
+
+/// The `discover:` section: its registry URL (`${VAR}`s expanded) and its default host.
+fn discover_section(
+    doc: DiscoverDoc,
+    rules: &Rules,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Discover, FleetError> {
+    let url_text = expand_vars(&doc.url, env).map_err(|m| rules.invalid("discover url".into(), m))?;
+    let (_, url) = parse_url(&url_text, &rules.base).map_err(|m| rules.invalid("discover url".into(), m))?;
+    if doc.query.trim().is_empty() {
+        return Err(rules.invalid("discover query".into(), "the query is empty".into()));
+    }
+    if let Some(host) = &doc.host {
+        if !rules.hosts.contains_key(host) {
+            return Err(rules.invalid("discover host".into(), format!("host `{host}` is not in `hosts`")));
+        }
+    }
+    Ok(Discover {
+        url,
+        query: doc.query,
+        host: doc.host,
     })
 }
 

@@ -1,4 +1,5 @@
 //! Reading the migrations folder and the fleet file into the model.
 
+pub mod discover;
 pub mod fleet;
 pub mod migrations;

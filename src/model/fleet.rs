@@ -201,6 +201,22 @@ pub struct RolloutDefaults {
     pub rollback: Option<RollbackPolicy>,
 }
 
+/// The fleet file's `discover:` section: a query on a registry database whose rows are
+/// tenants.
+#[derive(Debug, Clone)]
+pub struct Discover {
+    /// The registry database.
+    pub url: DbUrl,
+    /// Sent as written; each row is a tenant, each column a field or a label.
+    pub query: String,
+    /// The host of a discovered tenant whose row names no `url` or `host`, before `defaults:`.
+    pub host: Option<String>,
+}
+
+/// One row of the `discover:` query in its column order: name, and value as text (`None`
+/// for NULL).
+pub type RegistryRow = Vec<(String, Option<String>)>;
+
 /// The fleet file, loaded and checked.
 #[derive(Debug, Clone)]
 pub struct Fleet {
@@ -208,7 +224,10 @@ pub struct Fleet {
     pub path: PathBuf,
     pub rollout: RolloutDefaults,
     pub hosts: BTreeMap<String, Host>,
+    /// Listed tenants first, then discovered ones in the query's order.
     pub tenants: Vec<Tenant>,
+    /// Where more tenants are found; `tenants` holds them once discovery ran.
+    pub discover: Option<Discover>,
 }
 
 impl Fleet {

@@ -355,13 +355,7 @@ tenants:
     }
     let up: Run = child.wait_with_output().unwrap().into();
     assert_eq!(up.code, 1, "{up:?}");
-    let line = |id: &str| {
-        up.stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(id))
-            .unwrap_or_else(|| panic!("no line for {id}: {up:?}"))
-            .to_owned()
-    };
+    let line = |id: &str| crate::support::tenant_line(&up.stdout, id).to_owned();
     assert!(line("refused").contains("SKIPPED (unreachable): connecting:"), "{up:?}");
     assert!(
         line("silent").contains("SKIPPED (unreachable): connecting: no answer within 1s"),

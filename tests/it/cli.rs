@@ -48,11 +48,7 @@ fn demo_migrations() -> Vec<(i64, String)> {
 }
 
 fn words_of<'a>(stdout: &'a str, id: &str) -> Vec<&'a str> {
-    stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|w| w.first() == Some(&id))
-        .unwrap_or_else(|| panic!("no line for `{id}` in:\n{stdout}"))
+    crate::support::tenant_line(stdout, id).split_whitespace().collect()
 }
 
 /// Every history row of a tenant, run id and time included, to prove nothing was rewritten.

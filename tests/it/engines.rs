@@ -139,12 +139,10 @@ const WALK: [(&[&str], usize); 5] = [
 
 /// The words of `id`'s line in a run's text output.
 fn tenant_words(run: &Run, id: &str) -> Vec<String> {
-    let line = run
-        .stdout
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .unwrap_or_else(|| panic!("no line for tenant `{id}` in:\n{}", run.stdout));
-    line.split_whitespace().map(str::to_owned).collect()
+    crate::support::tenant_line(&run.stdout, id)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Walks `WALK` over `tenants`. After each step, `read(tenant)` gives the history rows

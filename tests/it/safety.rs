@@ -36,9 +36,7 @@ fn counted_migrations(p: &Project) {
 /// The first line of text output about tenant `id`: its id is the first or, after a wave
 /// number, the second word.
 fn line_of<'a>(out: &'a str, id: &str) -> &'a str {
-    out.lines()
-        .find(|l| l.split_whitespace().take(2).any(|w| w == id))
-        .unwrap_or_else(|| panic!("no line for tenant `{id}` in:\n{out}"))
+    crate::support::tenant_line(out, id)
 }
 
 /// `status --format json` as (tenant id, state, detail) rows.

@@ -277,6 +277,24 @@ impl Project {
     }
 }
 
+/// The line for tenant `id`: in run output its outcome (not its `started` line), without
+/// the timestamp output to a pipe carries; in a table, the row whose first or second
+/// column (after `plan`'s WAVE) is the id.
+pub fn tenant_line<'a>(out: &'a str, id: &str) -> &'a str {
+    let is_time = |w: &str| w.len() == 12 && w.as_bytes()[2] == b':' && w.as_bytes()[8] == b'.';
+    out.lines()
+        .map(|l| match l.split_once(' ') {
+            Some((first, rest)) if is_time(first) => rest,
+            _ => l,
+        })
+        .find(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().take(2).position(|w| *w == id);
+            at.is_some_and(|i| words.len() > i + 1 && words[i + 1..] != ["started"])
+        })
+        .unwrap_or_else(|| panic!("no line for tenant `{id}` in:\n{out}"))
+}
+
 /// How long one fleetmig command may take before the test calls it hung. A watchdog, not
 /// a timing assertion: every command here takes well under a second.
 const HANG: std::time::Duration = std::time::Duration::from_secs(120);
