@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::{Cli, Command, Format, Global, Rollout, TxMode};
 use crate::driver::connect::{Connector, Limits};
+use crate::driver::ledger::{Ledger, RunPlan, default_ledger_path};
 use crate::driver::offline;
 use crate::error::Error;
 use crate::exec::dispatch::{Gates, Policy, Rate, RunReport, Status, can_confirm, dispatch};
@@ -17,6 +18,7 @@ use crate::exec::tenant::Action;
 use crate::load;
 use crate::model::fleet::{Engine, Fleet, Ident, Tenant};
 use crate::model::migration::{MigrationSet, Version};
+use crate::model::secret::DbUrl;
 use crate::plan::policy::{MaxFailures, RollbackPolicy, StopReason};
 use crate::plan::select::select;
 use crate::plan::tenant::{self as plan, Refusal, State, Target};
@@ -179,23 +181,109 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             ctx.connector.close().await;
             status_command(&set, to, states, g.format, out)
         }
-        Command::Up { to, rollout } => {
+        Command::Up {
+            to,
+            resume: Some(run),
+            rollout,
+        } => {
+            let _ = to;
             let set = load_migrations(&g.migrations)?;
             let fleet = load::fleet::load(&g.fleet)?;
-            let tenants = selected(&fleet, g)?;
-            let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
+            if !g.select.is_empty() {
+                return Err(Error::Usage(
+                    "--resume runs the run's own tenants: drop --select".into(),
+                ));
+            }
+            let ledger = open_ledger(g, &fleet).await?;
+            let run_id = match run.as_str() {
+                "" => ledger
+                    .last_unfinished()
+                    .await?
+                    .ok_or_else(|| Error::Usage("the ledger holds no unfinished run to resume".into()))?,
+                id => id.to_owned(),
+            };
+            let plan = ledger
+                .plan(&run_id)
+                .await?
+                .ok_or_else(|| Error::Usage(format!("the ledger holds no run `{run_id}`")))?;
+            if plan.command != "up" {
+                return Err(Error::Usage(format!(
+                    "run `{run_id}` was a `{}`; only `up` runs resume",
+                    plan.command
+                )));
+            }
+            let to = check_target(&set, Version(plan.target), "--resume: the run's target")?;
+            let mut waves = Vec::new();
+            for (k, ids) in plan.waves.iter().enumerate() {
+                let tenants = ids
+                    .iter()
+                    .map(|id| {
+                        fleet.tenant(id).ok_or_else(|| {
+                            Error::Usage(format!(
+                                "run `{run_id}` included tenant `{id}`, which the fleet file no longer lists"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                waves.push(Wave {
+                    number: k + 1,
+                    canary: plan.canary_waves.contains(&(k + 1)),
+                    tenants,
+                });
+            }
+            let tenants: Vec<&Tenant> = waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
+            let resume = Resume { run_id, waves, ledger };
+            let action = Action::Migrate(Target::Up { to });
             let report = execute(
                 g,
                 &fleet,
                 &set,
                 &tenants,
-                Action::Migrate(Target::Up { to }),
+                action,
                 "up",
                 Some(rollout),
+                Some(resume),
                 out,
             )
             .await?;
             Ok(exit_code(&report))
+        }
+        Command::Up {
+            to,
+            resume: None,
+            rollout,
+        } => {
+            let set = load_migrations(&g.migrations)?;
+            let fleet = load::fleet::load(&g.fleet)?;
+            let tenants = selected(&fleet, g)?;
+            let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
+            let action = Action::Migrate(Target::Up { to });
+            let report = execute(g, &fleet, &set, &tenants, action, "up", Some(rollout), None, out).await?;
+            Ok(exit_code(&report))
+        }
+        Command::Runs { limit } => {
+            let fleet = load::fleet::load(&g.fleet)?;
+            let ledger = open_ledger(g, &fleet).await?;
+            let runs = ledger.runs(*limit).await?;
+            match g.format {
+                Format::Json => writeln!(out, "{}", serde_json::json!({ "runs": runs }))?,
+                Format::Text => write!(out, "{}", tables::runs_text(&runs))?,
+            }
+            Ok(exit::OK)
+        }
+        Command::Report { run } => {
+            let fleet = load::fleet::load(&g.fleet)?;
+            let ledger = open_ledger(g, &fleet).await?;
+            let Some(report) = ledger.report(run).await? else {
+                return Err(Error::Usage(format!(
+                    "the ledger holds no finished run `{run}` (see `fleetmig runs`)"
+                )));
+            };
+            match g.format {
+                Format::Json => writeln!(out, "{}", run_report::json(&report))?,
+                Format::Text => write!(out, "{}", run_report::text(&report))?,
+            }
+            Ok(if report.is_success() { exit::OK } else { exit::FAILED })
         }
         Command::Down { to, steps, rollout } => {
             let set = load_migrations(&g.migrations)?;
@@ -217,6 +305,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 Action::Migrate(target),
                 "down",
                 Some(rollout),
+                None,
                 out,
             )
             .await?;
@@ -227,7 +316,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let fleet = load::fleet::load(&g.fleet)?;
             let tenants = selected(&fleet, g)?;
             let to = check_target(&set, *version, "stamp")?;
-            let report = execute(g, &fleet, &set, &tenants, Action::Stamp(to), "stamp", None, out).await?;
+            let report = execute(g, &fleet, &set, &tenants, Action::Stamp(to), "stamp", None, None, out).await?;
             Ok(exit_code(&report))
         }
     }
@@ -257,6 +346,31 @@ fn exit_code(report: &RunReport) -> u8 {
     } else {
         exit::FAILED
     }
+}
+
+/// A run picked up again from the ledger.
+struct Resume<'f> {
+    run_id: String,
+    waves: Vec<Wave<'f>>,
+    ledger: Ledger,
+}
+
+/// The ledger: `--ledger`, else the fleet file's `ledger:`, else a SQLite file beside it.
+async fn open_ledger(g: &Global, fleet: &Fleet) -> Result<Ledger, Error> {
+    let url = match (&g.ledger, &fleet.ledger) {
+        (Some(text), _) => {
+            let url = url::Url::parse(text).map_err(|e| Error::Usage(format!("--ledger: not a URL: {e}")))?;
+            DbUrl::new(url)
+        }
+        (None, Some(url)) => url.clone(),
+        (None, None) => {
+            let path = std::path::absolute(default_ledger_path(&fleet.path))?;
+            let mut url = url::Url::parse("sqlite://").expect("a constant URL");
+            url.set_path(&path.to_string_lossy());
+            DbUrl::new(url)
+        }
+    };
+    Ok(Ledger::open(&url).await?)
 }
 
 /// `--tx per-tenant` needs transactional DDL and migrations that may run in a transaction.
@@ -373,10 +487,40 @@ async fn execute(
     action: Action,
     command: &str,
     rollout: Option<&Rollout>,
+    resume: Option<Resume<'_>>,
     out: &mut (dyn Write + Send),
 ) -> Result<RunReport, Error> {
-    let (waves, policy) = rollout_plan(fleet, tenants, rollout)?;
+    let (planned, policy) = rollout_plan(fleet, tenants, rollout)?;
     let mut ctx = context(g, fleet, set);
+    let waves = match resume {
+        Some(Resume { run_id, waves, ledger }) => {
+            ledger.reopen_run(&run_id).await?;
+            ctx.run_id = run_id;
+            ctx.ledger = Some(ledger);
+            waves
+        }
+        None => {
+            let ledger = open_ledger(g, fleet).await?;
+            let target = match action {
+                Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => to.0,
+                Action::Migrate(Target::DownSteps { .. }) => 0,
+            };
+            let plan = RunPlan {
+                command: command.to_owned(),
+                target,
+                waves: planned
+                    .iter()
+                    .map(|w| w.tenants.iter().map(|t| t.id.to_string()).collect())
+                    .collect(),
+                canary_waves: planned.iter().filter(|w| w.canary).map(|w| w.number).collect(),
+            };
+            ledger
+                .begin_run(&ctx.run_id, &fleet.path.display().to_string(), &plan)
+                .await?;
+            ctx.ledger = Some(ledger);
+            planned
+        }
+    };
     if let Some(r) = rollout {
         ctx.retries = r.retries;
         if r.tx == TxMode::PerTenant {

@@ -27,6 +27,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
+    /// Where runs are recorded [default: the fleet file's `ledger:`, else a SQLite file
+    /// beside the fleet file, `<name>.ledger.db`].
+    #[arg(long, global = true, env = "FLEETMIG_LEDGER", value_name = "URL")]
+    pub ledger: Option<String>,
     /// The fleet file.
     #[arg(long, global = true, default_value = "tenants.yaml", env = "FLEETMIG_FLEET")]
     pub fleet: PathBuf,
@@ -156,9 +160,20 @@ pub enum Command {
     Up {
         #[arg(long)]
         to: Option<Version>,
+        /// Continue an interrupted run (the newest unfinished one, or RUN) with its target
+        /// and waves; each tenant's real version is read from its history table.
+        #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "", conflicts_with = "to")]
+        resume: Option<String>,
         #[command(flatten)]
         rollout: Rollout,
     },
+    /// List past runs from the ledger, newest first.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Print a past run's report from the ledger (text, or --format json).
+    Report { run: String },
     /// Revert migrations with their down scripts, newest first.
     Down {
         #[arg(long, required_unless_present = "steps", conflicts_with = "steps")]

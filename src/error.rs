@@ -1,5 +1,6 @@
 //! Setup errors: anything that stops a command before it touches a tenant.
 
+use crate::driver::error::DbError;
 use crate::load::fleet::FleetError;
 use crate::load::migrations::MigrationsError;
 
@@ -7,12 +8,23 @@ use crate::load::migrations::MigrationsError;
 pub enum Error {
     #[error(transparent)]
     Fleet(#[from] FleetError),
+    /// The `discover:` query could not run: the registry is unreachable or refused it.
+    #[error("fleet file `{path}`: discover: registry `{registry}`")]
+    Discover {
+        path: String,
+        /// The registry's URL, password hidden.
+        registry: String,
+        #[source]
+        source: DbError,
+    },
     #[error("migrations folder `{dir}`")]
     Migrations {
         dir: String,
         #[source]
         source: MigrationsError,
     },
+    #[error(transparent)]
+    Ledger(#[from] crate::driver::ledger::LedgerError),
     #[error("{0}")]
     Usage(String),
     #[error("nothing was run: {0}")]

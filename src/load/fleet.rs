@@ -44,6 +44,8 @@ struct FileDoc {
     defaults: DefaultsDoc,
     #[serde(default)]
     rollout: RolloutDoc,
+    /// Where runs are recorded: `postgres://...` or `sqlite://...`.
+    ledger: Option<String>,
     /// Optional when `discover:` finds the tenants.
     tenants: Option<Vec<TenantDoc>>,
     discover: Option<DiscoverDoc>,
@@ -480,10 +482,22 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
         tenants.push(rules.tenant(id, own, &context)?);
     }
     let rollout = rollout_defaults(doc.rollout).map_err(|(field, m)| invalid(format!("rollout {field}"), m))?;
+    let ledger = doc
+        .ledger
+        .map(|text| {
+            let text = expand_vars(&text, env)?;
+            parse_url(&text, base).and_then(|(engine, url)| match engine {
+                Engine::Postgres | Engine::Sqlite => Ok(url),
+                Engine::MySql => Err("the ledger lives in PostgreSQL or SQLite".to_owned()),
+            })
+        })
+        .transpose()
+        .map_err(|m| invalid("ledger".into(), m))?;
     Ok(FleetFile {
         fleet: Fleet {
             path: path.to_owned(),
             rollout,
+            ledger,
             hosts: rules.hosts.clone(),
             tenants,
             discover,

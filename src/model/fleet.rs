@@ -223,6 +223,8 @@ pub struct Fleet {
     /// The file it was read from.
     pub path: PathBuf,
     pub rollout: RolloutDefaults,
+    /// The ledger's URL from the fleet file, if it names one.
+    pub ledger: Option<DbUrl>,
     pub hosts: BTreeMap<String, Host>,
     /// Listed tenants first, then discovered ones in the query's order.
     pub tenants: Vec<Tenant>,

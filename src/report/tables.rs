@@ -129,3 +129,41 @@ fn trim_lines(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// `fleetmig runs`: one line per run, newest first.
+pub fn runs_text(runs: &[crate::driver::ledger::RunRow]) -> String {
+    let mut t = table(&[
+        "RUN",
+        "COMMAND",
+        "TARGET",
+        "STARTED",
+        "ENDED",
+        "TENANTS",
+        "OK",
+        "FAILED",
+        "STOP REASON",
+        "BY",
+    ]);
+    let time = |ms: i64| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
+    for r in runs {
+        t.add_row(vec![
+            r.run_id.clone(),
+            r.command.clone(),
+            r.target.map_or(String::new(), |v| v.to_string()),
+            time(r.started_ms),
+            r.finished_ms.map_or("unfinished".to_owned(), time),
+            r.tenants.to_string(),
+            r.succeeded.to_string(),
+            r.failed.to_string(),
+            r.stop_reason.clone().unwrap_or_default(),
+            r.runner.clone(),
+        ]);
+    }
+    if runs.is_empty() {
+        return "No runs in the ledger yet.\n".to_owned();
+    }
+    format!("{}\n", trim_lines(&t.to_string()))
+}

@@ -7,5 +7,6 @@ mod support;
 mod bad_input;
 mod cli;
 mod engines;
+mod ledger;
 mod rollout;
 mod safety;

@@ -1,0 +1,175 @@
+//! The ledger: runs recorded as they happen, `runs` and `report`, and `up --resume` after
+//! the runner is killed at random moments.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::support::{Project, sqlite_column, sqlite_rows};
+
+fn fleet(n: usize) -> Project {
+    let p = Project::new();
+    for i in 1..=3 {
+        p.migration(
+            &format!("000{i}_t{i}.up.sql"),
+            &format!("CREATE TABLE t{i} (id INTEGER);"),
+        );
+        p.migration(&format!("000{i}_t{i}.down.sql"), &format!("DROP TABLE t{i};"));
+    }
+    let tenants: String = (0..n)
+        .map(|i| format!("  - {{ id: x{i:03}{} }}\n", if i < 3 { ", canary: true" } else { "" }))
+        .collect();
+    // `synchronous=OFF` keeps the many small commits fast; a killed process loses nothing
+    // the OS already has, which is all a kill -9 test needs.
+    p.fleet(&format!(
+        "defaults: {{ url: \"sqlite://data/{{id}}.db?synchronous=OFF\" }}\ntenants:\n{tenants}"
+    ));
+    p
+}
+
+/// Versions in a tenant's history, as text, oldest first.
+fn history(p: &Project, id: &str) -> Vec<String> {
+    let path = p.db_path(id);
+    if !path.exists()
+        || sqlite_column(&path, "SELECT name FROM sqlite_master WHERE name = 'fleetmig_history'").is_empty()
+    {
+        return vec![];
+    }
+    sqlite_column(
+        &path,
+        "SELECT CAST(version AS TEXT) FROM fleetmig_history ORDER BY version",
+    )
+}
+
+/// (tenant, state, final version) rows of a run, straight from the ledger file.
+fn ledger_rows(p: &Project, run: &str) -> Vec<(String, String, Option<i64>)> {
+    sqlite_rows(
+        &p.path().join("tenants.ledger.db"),
+        &format!("SELECT tenant, state, CAST(final_version AS TEXT) FROM fleetmig_run_tenants WHERE run_id = '{run}'"),
+    )
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].clone().unwrap(),
+            r[1].clone().unwrap(),
+            r[2].as_ref().map(|v| v.parse().unwrap()),
+        )
+    })
+    .collect()
+}
+
+/// A small deterministic pseudo-random sequence, so a failure can be replayed.
+fn lcg(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+#[test]
+fn kill_9_at_random_moments_then_resume_reaches_the_target_every_time() {
+    let mut seed = 20261122;
+    for round in 0..20 {
+        let n = 300;
+        let p = fleet(n);
+        let mut child = p
+            .command(&["up", "--format", "json", "-j", "4"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let kill_after = (lcg(&mut seed) % n as u64) as usize;
+        let mut run_id = String::new();
+        let mut finished = 0;
+        for line in lines {
+            let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            match event["event"].as_str().unwrap() {
+                "run_started" => run_id = event["run_id"].as_str().unwrap().to_owned(),
+                "tenant_finished" => finished += 1,
+                _ => {}
+            }
+            if finished >= kill_after && !run_id.is_empty() {
+                break;
+            }
+        }
+        std::process::Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let _ = child.wait();
+
+        // Never "done" for work that is not in the database.
+        for (tenant, state, _) in ledger_rows(&p, &run_id) {
+            if state == "succeeded" {
+                assert_eq!(
+                    history(&p, &tenant),
+                    ["1", "2", "3"],
+                    "round {round}: ledger says {tenant} is done"
+                );
+            }
+        }
+
+        let resumed = p.run(&["up", "--resume"]);
+        assert_eq!(resumed.code, 0, "round {round}: {}", resumed.all());
+        let report: Value = serde_json::from_str(&p.run(&["report", &run_id, "--format", "json"]).stdout).unwrap();
+        assert_eq!(report["stop_reason"]["kind"], "completed", "round {round}");
+        let tenants = report["tenants"].as_array().unwrap();
+        assert_eq!(tenants.len(), n, "round {round}: every tenant once");
+        for t in tenants {
+            let id = t["id"].as_str().unwrap();
+            assert_eq!(
+                history(&p, id),
+                ["1", "2", "3"],
+                "round {round}: {id} (a duplicate would show twice)"
+            );
+            assert_eq!(t["final_version"], 3, "round {round}: {id}");
+        }
+        for (tenant, state, version) in ledger_rows(&p, &run_id) {
+            assert_eq!(
+                (state.as_str(), version),
+                ("succeeded", Some(3)),
+                "round {round}: ledger row of {tenant}"
+            );
+        }
+    }
+}
+
+#[test]
+fn runs_and_report_read_the_ledger() {
+    let p = fleet(6);
+    let first = p.run(&["up", "--to", "1"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert!(
+        p.path().join("tenants.ledger.db").exists(),
+        "the default ledger sits beside the fleet file"
+    );
+    let second = p.run(&["up", "--pause-after", "1"]);
+    assert_eq!(second.code, 0, "{}", second.all());
+    let runs: Value = serde_json::from_str(&p.run(&["runs", "--format", "json"]).stdout).unwrap();
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["target"], 3, "newest first");
+    assert!(runs[0]["stop_reason"].as_str().unwrap().starts_with("paused"));
+    assert_eq!(runs[1]["succeeded"], 6);
+    let text = p.run(&["runs"]);
+    assert!(text.stdout.contains("paused after wave 1"), "{}", text.stdout);
+    let id = runs[0]["run_id"].as_str().unwrap();
+    let report = p.run(&["report", id]);
+    assert!(report.stdout.contains("not_started"), "{}", report.stdout);
+    assert!(
+        report.stdout.contains("stop reason: paused after wave 1"),
+        "{}",
+        report.stdout
+    );
+    let missing = p.run(&["report", "nope"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("no finished run `nope`"), "{}", missing.stderr);
+
+    let resumed = p.run(&["up", "--resume", id]);
+    assert_eq!(resumed.code, 0, "{}", resumed.all());
+    for i in 0..6 {
+        assert_eq!(history(&p, &format!("x{i:03}")), ["1", "2", "3"]);
+    }
+    let nothing = p.run(&["up", "--resume"]);
+    assert_eq!(nothing.code, 2, "{}", nothing.all());
+    assert!(nothing.stderr.contains("no unfinished run"), "{}", nothing.stderr);
+}
