@@ -14,8 +14,9 @@ pub enum Error {
         path: String,
         /// The registry's URL, password hidden.
         registry: String,
+        /// Boxed: a database error is large, and every `Result<_, Error>` would carry its size.
         #[source]
-        source: DbError,
+        source: Box<DbError>,
     },
     #[error("migrations folder `{dir}`")]
     Migrations {
