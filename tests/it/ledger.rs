@@ -173,3 +173,31 @@ fn runs_and_report_read_the_ledger() {
     assert_eq!(nothing.code, 2, "{}", nothing.all());
     assert!(nothing.stderr.contains("no unfinished run"), "{}", nothing.stderr);
 }
+
+#[test]
+fn a_postgres_ledger_is_shared_by_whoever_points_at_it() {
+    let Some(pg) = crate::support::Pg::create("ledger") else {
+        return;
+    };
+    let p = fleet(4);
+    let url = pg.url();
+    let run = p.run(&["up", "--ledger", &url, "--report", "report.md"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        !p.path().join("tenants.ledger.db").exists(),
+        "no SQLite ledger when a URL is given"
+    );
+    let md = std::fs::read_to_string(p.path().join("report.md")).unwrap();
+    assert!(md.contains("| x000 | 1 | succeeded | 0 | 3 |"), "{md}");
+    let rows = pg.column("SELECT state FROM fleetmig_run_tenants ORDER BY tenant");
+    assert_eq!(rows, ["succeeded"; 4]);
+    let other = Project::new();
+    other.fleet(&format!("ledger: \"{url}\"\ntenants: []\n"));
+    let runs = other.run(&["runs", "--format", "json"]);
+    let runs: Value = serde_json::from_str(&runs.stdout).unwrap_or_else(|e| panic!("{e}: {}", runs.all()));
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        1,
+        "the fleet file's `ledger:` finds the same runs"
+    );
+}
