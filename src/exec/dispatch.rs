@@ -269,7 +269,10 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     let report = TenantReport {
                         id: t.id.clone(),
                         outcome: Outcome::Failed {
-                            version: now.unwrap_or(Version::ZERO),
+                            // For `up`, the migration after the one the history shows was in flight.
+                            version: now
+                                .and_then(|v| self.ctx.set.iter().map(|m| m.version).find(|m| *m > v))
+                                .unwrap_or(Version::ZERO),
                             error,
                             dirty: false,
                         },
