@@ -92,21 +92,7 @@ impl<W: Wire> Session<W> {
 
     /// Runs one step and records it; returns how long the script took.
     pub async fn run_step(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, DbError> {
-        let m = step.migration;
-        let script = m
-            .script(step.direction)
-            .expect("plans only revert reversible migrations");
-        let verb = match step.direction {
-            Direction::Up => "applying",
-            Direction::Down => "reverting",
-        };
-        let op = format!("{verb} {}", m.label());
-        let row = Applied {
-            version: m.version,
-            name: m.name.clone(),
-            checksum: m.checksum.to_hex(),
-            dirty: false,
-        };
+        let (script, op, row) = describe(step);
         let in_tx = script.transactional && W::ENGINE.has_transactional_ddl();
         let started = Instant::now();
         let one_trip = if in_tx {
@@ -196,25 +182,7 @@ impl<W: Wire> Session<W> {
 
     /// Runs one step and its history row inside the transaction `begin` opened.
     pub async fn run_step_in_open_tx(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, DbError> {
-        let m = step.migration;
-        let script = m
-            .script(step.direction)
-            .expect("plans only revert reversible migrations");
-        let op = format!(
-            "{} {}",
-            if step.direction == Direction::Up {
-                "applying"
-            } else {
-                "reverting"
-            },
-            m.label()
-        );
-        let row = Applied {
-            version: m.version,
-            name: m.name.clone(),
-            checksum: m.checksum.to_hex(),
-            dirty: false,
-        };
+        let (script, op, row) = describe(step);
         let started = Instant::now();
         let result = match self.wire.step_sql(&script.sql, &row, step.direction, run_id, false) {
             Some(sql) => self.wire.batch(&sql).await,
@@ -275,6 +243,25 @@ impl<W: Wire> Session<W> {
         let clean = !self.broken && self.wire.unlock().await.is_ok();
         self.wire.finish(clean).await;
     }
+}
+
+/// A step's script, what to call it in messages, and the history row it writes.
+fn describe(step: Step<'_>) -> (&crate::model::migration::Script, String, Applied) {
+    let m = step.migration;
+    let script = m
+        .script(step.direction)
+        .expect("plans only revert reversible migrations");
+    let verb = match step.direction {
+        Direction::Up => "applying",
+        Direction::Down => "reverting",
+    };
+    let row = Applied {
+        version: m.version,
+        name: m.name.clone(),
+        checksum: m.checksum.to_hex(),
+        dirty: false,
+    };
+    (script, format!("{verb} {}", m.label()), row)
 }
 
 fn millis(d: Duration) -> i64 {

@@ -118,22 +118,27 @@ fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
     later
 }
 
+/// A tenant whose database answered but failed before any migration ran.
+fn failed_before_any_step(tenant: &Tenant, error: DbError) -> TenantReport {
+    TenantReport {
+        id: tenant.id.clone(),
+        outcome: Outcome::Failed {
+            version: Version::ZERO,
+            error,
+            dirty: false,
+        },
+        start_version: None,
+        final_version: None,
+        steps: vec![],
+    }
+}
+
 async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> TenantReport {
     let mut session = match connector.open(tenant, Access::Write).await {
         Ok(s) => s,
         // The database answered but refused to set up (init_sql, creating the history table).
         Err(error) if error.kind == ErrorKind::Sql => {
-            return TenantReport {
-                id: tenant.id.clone(),
-                outcome: Outcome::Failed {
-                    version: Version::ZERO,
-                    error,
-                    dirty: false,
-                },
-                start_version: None,
-                final_version: None,
-                steps: vec![],
-            };
+            return failed_before_any_step(tenant, error);
         }
         Err(e) => return skipped(tenant, e, None),
     };
@@ -142,17 +147,7 @@ async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> Tenant
             Action::Migrate(target) => migrate(&mut session, tenant, &applied, target, job).await,
             Action::Stamp(to) => stamp(&mut session, tenant, job.set, &applied, to, job.run_id).await,
         },
-        Err(error) => TenantReport {
-            id: tenant.id.clone(),
-            outcome: Outcome::Failed {
-                version: Version::ZERO,
-                error,
-                dirty: false,
-            },
-            start_version: None,
-            final_version: None,
-            steps: vec![],
-        },
+        Err(error) => failed_before_any_step(tenant, error),
     };
     session.release().await;
     report
