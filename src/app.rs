@@ -21,13 +21,15 @@ use crate::model::migration::{MigrationSet, Version};
 use crate::model::secret::DbUrl;
 use crate::plan::policy::{MaxFailures, RollbackPolicy, StopReason};
 use crate::plan::select::select;
-use crate::plan::tenant::{self as plan, Refusal, State, Target};
+use crate::plan::tenant::{self as plan, Refusal, Target};
 use crate::plan::waves::{Wave, WaveSpec, waves};
 use crate::report::json::write_event;
 use crate::report::progress::ProgressReporter;
 use crate::report::run as run_report;
-use crate::report::tables::{self, PlanRow, StatusDoc, StatusRow};
+use crate::report::tables::{self, PlanRow};
 use crate::report::text::TextReporter;
+
+mod shared;
 
 /// Exit codes, derived from a command's result.
 pub mod exit {
@@ -44,6 +46,23 @@ fn load_migrations(dir: &Path) -> Result<MigrationSet, Error> {
         dir: dir.display().to_string(),
         source,
     })
+}
+
+/// The fleet: the file's tenants, then those its `discover:` query finds. A registry that
+/// cannot answer is a setup error, like a bad fleet file.
+async fn load_fleet(g: &Global) -> Result<Fleet, Error> {
+    let file = load::fleet::load_file(&g.fleet)?;
+    let Some(discover) = &file.fleet.discover else {
+        return Ok(file.fleet);
+    };
+    let rows = crate::driver::registry::fetch(&discover.url, &discover.query, g.connect_timeout)
+        .await
+        .map_err(|source| Error::Discover {
+            path: g.fleet.display().to_string(),
+            registry: discover.url.redacted(),
+            source: Box::new(source),
+        })?;
+    Ok(load::discover::merge(file, rows)?)
 }
 
 fn check_target(set: &MigrationSet, v: Version, flag: &str) -> Result<Version, Error> {
@@ -129,7 +148,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let engine = match engine {
                 Some(e) => Engine::from(*e),
                 None => {
-                    let fleet = load::fleet::load(&g.fleet)?;
+                    let fleet = load_fleet(g).await?;
                     let mut engines: Vec<Engine> = selected(&fleet, g)?.iter().map(|t| t.engine).collect();
                     engines.sort();
                     engines.dedup();
@@ -158,7 +177,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             waves: spec,
         } => {
             let set = load_migrations(&g.migrations)?;
-            let fleet = load::fleet::load(&g.fleet)?;
+            let fleet = load_fleet(g).await?;
             let tenants = selected(&fleet, g)?;
             let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
             let is_canary = |t: &Tenant| t.canary || canary.iter().any(|s| s.matches(t));
@@ -171,24 +190,46 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             ctx.connector.close().await;
             plan_command(&set, to, states, &wave_of, g.format, out)
         }
-        Command::Status { to } => {
+        Command::Status { to, lagging } => {
             let set = load_migrations(&g.migrations)?;
-            let fleet = load::fleet::load(&g.fleet)?;
+            let fleet = load_fleet(g).await?;
             let tenants = selected(&fleet, g)?;
             let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
             let ctx = context(g, &fleet, &set);
             let states = inspect_all(&ctx, &tenants).await;
             ctx.connector.close().await;
-            status_command(&set, to, states, g.format, out)
+            status_command(g, &fleet, &set, to, states, *lagging, out).await
         }
+        Command::Wait { to, timeout, interval } => {
+            let set = load_migrations(&g.migrations)?;
+            let fleet = load_fleet(g).await?;
+            let tenants = selected(&fleet, g)?;
+            let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
+            let ctx = context(g, &fleet, &set);
+            let opts = crate::exec::wait::WaitOptions {
+                timeout: *timeout,
+                interval: *interval,
+            };
+            let mut progress = crate::report::status::WaitProgress::new(g.format == Format::Text);
+            let outcome = crate::exec::wait::wait(&ctx, &tenants, to, opts, &mut |s| progress.read(s, out)).await;
+            ctx.connector.close().await;
+            wait_command(&outcome, g.format, out)
+        }
+        Command::Up {
+            to,
+            resume: None,
+            rollout,
+            together,
+        } if together.is_shared() => shared::up(g, *to, rollout, together, out).await,
         Command::Up {
             to,
             resume: Some(run),
             rollout,
+            ..
         } => {
             let _ = to;
             let set = load_migrations(&g.migrations)?;
-            let fleet = load::fleet::load(&g.fleet)?;
+            let fleet = load_fleet(g).await?;
             if !g.select.is_empty() {
                 return Err(Error::Usage(
                     "--resume runs the run's own tenants: drop --select".into(),
@@ -232,7 +273,12 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 });
             }
             let tenants: Vec<&Tenant> = waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
-            let resume = Resume { run_id, waves, ledger };
+            let resume = Resume {
+                run_id,
+                waves,
+                ledger,
+                shared: None,
+            };
             let action = Action::Migrate(Target::Up { to });
             let report = execute(
                 g,
@@ -252,9 +298,10 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             to,
             resume: None,
             rollout,
+            ..
         } => {
             let set = load_migrations(&g.migrations)?;
-            let fleet = load::fleet::load(&g.fleet)?;
+            let fleet = load_fleet(g).await?;
             let tenants = selected(&fleet, g)?;
             let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
             let action = Action::Migrate(Target::Up { to });
@@ -262,7 +309,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             Ok(exit_code(&report))
         }
         Command::Runs { limit } => {
-            let fleet = load::fleet::load(&g.fleet)?;
+            let fleet = load_fleet(g).await?;
             let ledger = open_ledger(g, &fleet).await?;
             let runs = ledger.runs(*limit).await?;
             match g.format {
@@ -272,7 +319,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             Ok(exit::OK)
         }
         Command::Report { run } => {
-            let fleet = load::fleet::load(&g.fleet)?;
+            let fleet = load_fleet(g).await?;
             let ledger = open_ledger(g, &fleet).await?;
             let Some(report) = ledger.report(run).await? else {
                 return Err(Error::Usage(format!(
@@ -287,7 +334,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
         }
         Command::Down { to, steps, rollout } => {
             let set = load_migrations(&g.migrations)?;
-            let fleet = load::fleet::load(&g.fleet)?;
+            let fleet = load_fleet(g).await?;
             let tenants = selected(&fleet, g)?;
             let target = match (to, steps) {
                 (Some(to), _) => Target::Down {
@@ -313,7 +360,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
         }
         Command::Stamp { version } => {
             let set = load_migrations(&g.migrations)?;
-            let fleet = load::fleet::load(&g.fleet)?;
+            let fleet = load_fleet(g).await?;
             let tenants = selected(&fleet, g)?;
             let to = check_target(&set, *version, "stamp")?;
             let report = execute(g, &fleet, &set, &tenants, Action::Stamp(to), "stamp", None, None, out).await?;
@@ -353,6 +400,8 @@ struct Resume<'f> {
     run_id: String,
     waves: Vec<Wave<'f>>,
     ledger: Ledger,
+    /// Set when this runner claims tenants of a shared run instead of running them all.
+    shared: Option<crate::exec::join::Shared>,
 }
 
 /// The ledger: `--ledger`, else the fleet file's `ledger:`, else a SQLite file beside it.
@@ -492,9 +541,18 @@ async fn execute(
 ) -> Result<RunReport, Error> {
     let (planned, policy) = rollout_plan(fleet, tenants, rollout)?;
     let mut ctx = context(g, fleet, set);
+    let mut shared = None;
     let waves = match resume {
-        Some(Resume { run_id, waves, ledger }) => {
-            ledger.reopen_run(&run_id).await?;
+        Some(Resume {
+            run_id,
+            waves,
+            ledger,
+            shared: together,
+        }) => {
+            if together.is_none() {
+                ledger.reopen_run(&run_id).await?;
+            }
+            shared = together;
             ctx.run_id = run_id;
             ctx.ledger = Some(ledger);
             waves
@@ -540,7 +598,12 @@ async fn execute(
     let id_width = tenants.iter().map(|t| t.id.as_str().len()).max().unwrap_or(0);
     let format = g.format;
     let running = async {
-        let report = dispatch(&ctx, &waves, action, &policy, command, &events, interrupts).await;
+        let report = match &shared {
+            Some(s) => {
+                crate::exec::join::cooperate(&ctx, &waves, action, &policy, command, &events, interrupts, s).await
+            }
+            None => dispatch(&ctx, &waves, action, &policy, command, &events, interrupts).await,
+        };
         ctx.connector.close().await;
         drop(events);
         report
@@ -651,54 +714,60 @@ fn plan_command(
     Ok(if any_bad { exit::FAILED } else { exit::OK })
 }
 
-fn status_command(
+async fn status_command(
+    g: &Global,
+    fleet: &Fleet,
     set: &MigrationSet,
     to: Version,
     states: Vec<Inspected<'_>>,
+    lagging: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<u8, Error> {
+    use crate::report::status as report;
+    let mut status = crate::plan::status::FleetStatus::assess(
+        set,
+        to,
+        states
+            .into_iter()
+            .map(|(t, rows)| (t.id.to_string(), rows.map_err(|e| e.to_string()))),
+    );
+    // The ledger only adds since-when and last errors: one that cannot be read is noted,
+    // and a missing one is not created.
+    let ledger_error = if status.all_current() {
+        None
+    } else {
+        let annotated = match crate::driver::ledger_view::ledger_url(g.ledger.as_deref(), fleet) {
+            Ok(url) => crate::api::annotate(&mut status, &url).await,
+            Err(e) => Err(Error::Usage(e)),
+        };
+        annotated.err().map(|e| crate::error::render(&e))
+    };
+    match g.format {
+        Format::Json => {
+            let doc = report::status_doc(&status, lagging, ledger_error);
+            writeln!(out, "{}", serde_json::to_string(&doc).map_err(std::io::Error::other)?)?
+        }
+        Format::Text => {
+            let text = report::status_text(&status, lagging, ledger_error.as_deref());
+            write!(out, "{text}")?
+        }
+    }
+    Ok(if status.all_current() { exit::OK } else { exit::FAILED })
+}
+
+fn wait_command(
+    outcome: &crate::exec::wait::WaitOutcome,
     format: Format,
     out: &mut (dyn Write + Send),
 ) -> Result<u8, Error> {
-    let tenants: Vec<StatusRow> = states
-        .into_iter()
-        .map(|(t, rows)| match rows {
-            Err(e) => StatusRow {
-                id: t.id.to_string(),
-                version: Version::ZERO,
-                state: "unreachable",
-                pending: 0,
-                detail: Some(e.to_string()),
-            },
-            Ok(rows) => {
-                let state = plan::state(set, &rows, to);
-                let clean: Vec<_> = rows.iter().filter(|r| !r.dirty).cloned().collect();
-                let detail = match &state {
-                    State::Drifted { reason } => Some(reason.to_string()),
-                    State::Dirty { version } => Some(format!("migration {version} failed part way")),
-                    State::Ahead { newest } => Some(format!("applied {newest} is newer than the target")),
-                    _ => None,
-                };
-                StatusRow {
-                    id: t.id.to_string(),
-                    version: plan::version_of(&clean),
-                    state: state.name(),
-                    pending: match state {
-                        State::Behind { pending } => pending,
-                        _ => 0,
-                    },
-                    detail,
-                }
-            }
-        })
-        .collect();
-    let all_current = tenants.iter().all(|r| r.state == "current");
-    let doc = StatusDoc {
-        head: set.head(),
-        target: to,
-        tenants,
-    };
+    use crate::report::status as report;
     match format {
-        Format::Json => writeln!(out, "{}", serde_json::to_string(&doc).map_err(std::io::Error::other)?)?,
-        Format::Text => write!(out, "{}", tables::status_text(&doc))?,
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&report::wait_doc(outcome)).map_err(std::io::Error::other)?
+        )?,
+        Format::Text => write!(out, "{}", report::wait_text(outcome))?,
     }
-    Ok(if all_current { exit::OK } else { exit::FAILED })
+    Ok(if outcome.arrived { exit::OK } else { exit::FAILED })
 }

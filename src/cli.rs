@@ -166,6 +166,8 @@ pub enum Command {
         resume: Option<String>,
         #[command(flatten)]
         rollout: Rollout,
+        #[command(flatten)]
+        together: Together,
     },
     /// List past runs from the ledger, newest first.
     Runs {
@@ -183,11 +185,27 @@ pub enum Command {
         #[command(flatten)]
         rollout: Rollout,
     },
-    /// Per tenant: applied version, pending count and state. Exit 1 unless all are current.
+    /// Tenants per version as a chart, and per tenant: version, migrations behind, state,
+    /// since when and its last error (from the ledger). Exit 1 unless all are current.
     Status {
         /// Measure against this version instead of head.
         #[arg(long)]
         to: Option<Version>,
+        /// List only the tenants that are not current.
+        #[arg(long)]
+        lagging: bool,
+    },
+    /// Block until every selected tenant has every migration up to head (or --to); exit 0
+    /// when they do, 1 with the tenants still short when the time is up.
+    Wait {
+        #[arg(long)]
+        to: Option<Version>,
+        /// Give up after this long.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        timeout: Duration,
+        /// Time between two reads of the fleet.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        interval: Duration,
     },
     /// The migration set: version, name, reversible or not, checksum.
     History,
@@ -206,4 +224,27 @@ pub enum Command {
     },
     /// Record tenants as being at VERSION without running SQL (adopt a fleet, clear a dirty tenant).
     Stamp { version: Version },
+}
+
+/// Several runners on one `up` run, through a PostgreSQL ledger.
+#[derive(Debug, Args)]
+pub struct Together {
+    /// Create the run for several runners: this one and any `up --join RUN` claim its
+    /// tenants from the ledger, one at a time, under leases.
+    #[arg(long, conflicts_with_all = ["resume", "join"])]
+    pub shared: bool,
+    /// Work on a shared run another runner created, with its target, waves and failure limit.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["to", "resume"])]
+    pub join: Option<String>,
+    /// How long a claimed tenant stays this runner's without a heartbeat (renewed every
+    /// third of it); after that another runner takes it over.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub lease: Duration,
+}
+
+impl Together {
+    /// True when this runner works on a shared run.
+    pub fn is_shared(&self) -> bool {
+        self.shared || self.join.is_some()
+    }
 }

@@ -3,9 +3,11 @@
 pub mod connect;
 pub mod error;
 pub mod ledger;
+pub mod ledger_view;
 pub mod mysql;
 pub mod offline;
 pub mod postgres;
 pub mod quote;
+pub mod registry;
 pub mod session;
 pub mod sqlite;

@@ -709,3 +709,51 @@ pub async fn dispatch(
     }
     report
 }
+
+/// The end of a runner's part in a shared run (see `join`): the tenants it ran, in the
+/// order it ran them, go through the same rollback and final report as a whole run.
+/// `rollback` is false when other runners may still own these tenants' next steps.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the dispatcher's own state, handed over once by its one caller"
+)]
+pub(crate) async fn conclude<'a>(
+    ctx: &RunContext<'a>,
+    waves: &[Wave<'_>],
+    action: Action,
+    policy: &Policy,
+    command: &str,
+    events: &Events,
+    interrupts: mpsc::UnboundedReceiver<()>,
+    started: Instant,
+    ran: Vec<(&'a Tenant, usize, TenantReport)>,
+    reason: StopReason,
+    stop_wave: Option<usize>,
+    rollback: bool,
+) -> RunReport {
+    let slots = ran
+        .into_iter()
+        .map(|(tenant, wave, report)| Slot {
+            tenant,
+            wave,
+            report: Some(report),
+            rollback: None,
+        })
+        .collect();
+    let mut d = Dispatcher {
+        ctx,
+        policy,
+        action,
+        events,
+        slots,
+        stop: Arc::default(),
+        reason,
+        failed: 0,
+        interrupts,
+        limiter: None,
+    };
+    if rollback && d.reason != StopReason::Abandoned {
+        d.rollback(stop_wave).await;
+    }
+    d.finish(started, waves, command)
+}

@@ -2,5 +2,7 @@
 
 pub mod dispatch;
 pub mod events;
+pub mod join;
 pub mod run;
 pub mod tenant;
+pub mod wait;

@@ -69,7 +69,14 @@ pub fn merge(file: FleetFile, rows: Vec<RegistryRow>) -> Result<Fleet, FleetErro
             return Err(rules.invalid(context, format!("discover row {first} has the same id")));
         }
         entry.canary = canary
-            .map(|text| parse_bool(&text).ok_or_else(|| rules.invalid(format!("{context} canary"), format!("`{}` is not true or false", text.escape_debug()))))
+            .map(|text| {
+                parse_bool(&text).ok_or_else(|| {
+                    rules.invalid(
+                        format!("{context} canary"),
+                        format!("`{}` is not true or false", text.escape_debug()),
+                    )
+                })
+            })
             .transpose()?
             .unwrap_or(false);
         if entry.url.is_none() && entry.host.is_none() {
@@ -145,7 +152,11 @@ discover:
                 row(&[("id", Some("globex")), ("tier", Some("pro")), ("seats", Some("5"))]),
                 row(&[("id", Some("initech")), ("schema", Some("custom")), ("region", None)]),
                 row(&[("id", Some("42")), ("host", Some("other")), ("canary", Some("t"))]),
-                row(&[("id", Some("lite")), ("url", Some("sqlite://data/lite.db")), ("canary", Some("0"))]),
+                row(&[
+                    ("id", Some("lite")),
+                    ("url", Some("sqlite://data/lite.db")),
+                    ("canary", Some("0")),
+                ]),
             ],
         )
         .unwrap();
@@ -210,7 +221,7 @@ discover:
             ),
             (vec![row(&[ok]), row(&[("id", None)])], "discover row 2: `id` is NULL"),
             (
-                vec![row(&[ok]), row(&[ok]), row(&[("id", Some("x y"))])],
+                vec![row(&[ok]), row(&[("id", Some("ok2"))]), row(&[("id", Some("x y"))])],
                 "discover row 3 (id `x y`): tenant id `x y` holds ` `",
             ),
             (

@@ -764,6 +764,64 @@ tenants:
     }
 
     #[test]
+    fn the_discover_section_is_checked_when_loaded() {
+        let file = parse_file(
+            Path::new("/fleet/tenants.yaml"),
+            "hosts: { main: { url: \"postgres://h/db\" } }\n\
+             discover: { url: \"postgres://reg:${PGPASS}@r/reg\", query: \"SELECT id FROM t\", host: main }\n",
+            &env,
+        )
+        .unwrap();
+        let discover = file.fleet.discover.as_ref().unwrap();
+        assert_eq!(discover.url.password(), Some("hunter2"));
+        assert_eq!(discover.host.as_deref(), Some("main"));
+        assert!(file.fleet.tenants.is_empty(), "`tenants:` may be left out");
+
+        let cases: &[(&str, &str)] = &[
+            (
+                "discover: { url: \"sqlite://r.db\", query: q, sceham: x }\n",
+                "unknown field `sceham`",
+            ),
+            ("discover: { url: \"sqlite://r.db\" }\n", "missing field `query`"),
+            (
+                "discover: { url: \"sqlite://r.db\", query: q, host: nope }\n",
+                "discover host: host `nope` is not in `hosts`",
+            ),
+            (
+                "discover: { url: \"postgres://u:${NOPE}@h/db\", query: q }\n",
+                "discover url: environment variable `NOPE` is not set",
+            ),
+            (
+                "discover: { url: \"oracle://u:${PGPASS}@h/db\", query: q }\n",
+                "discover url: `oracle://u:***@h/db` has an unknown scheme",
+            ),
+            (
+                "discover: { url: \"sqlite://r.db\", query: \" \" }\n",
+                "discover query: the query is empty",
+            ),
+            ("defaults: {}\n", "no `tenants:` list and no `discover:` section"),
+        ];
+        for (text, expected) in cases {
+            let err = message(parse_str(text).unwrap_err());
+            assert!(err.contains(expected), "for {text:?}: `{err}` lacks `{expected}`");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_unset_variable_in_defaults_matters_only_to_tenants_that_use_it() {
+        let text = "hosts: { main: { url: \"postgres://h/db\" } }\n\
+                    defaults: { url: \"postgres://u:${NOPE}@h/db\" }\n\
+                    tenants:\n  - { id: a, host: main }\n";
+        assert!(parse_str(text).is_ok());
+        let err = message(parse_str(&format!("{text}  - {{ id: b }}\n")).unwrap_err());
+        assert!(
+            err.contains("tenant `b` url: environment variable `NOPE` is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn variables_expand_with_defaults_and_escapes() {
         let lookup = |n: &str| (n == "A").then(|| "1".to_owned());
         assert_eq!(expand_vars("x${A}y${B:-2}z$${A}$", &lookup).unwrap(), "x1y2z${A}$");

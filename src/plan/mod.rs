@@ -2,5 +2,6 @@
 
 pub mod policy;
 pub mod select;
+pub mod status;
 pub mod tenant;
 pub mod waves;

@@ -3,5 +3,6 @@
 pub mod json;
 pub mod progress;
 pub mod run;
+pub mod status;
 pub mod tables;
 pub mod text;

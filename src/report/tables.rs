@@ -1,4 +1,4 @@
-//! Tables and documents for `status`, `plan` and `history`.
+//! Tables and documents for `plan`, `history` and `runs`.
 
 use comfy_table::presets::NOTHING;
 use comfy_table::{Cell, Table};
@@ -10,48 +10,6 @@ fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(NOTHING).set_header(header.iter().copied().map(Cell::new));
     t
-}
-
-/// One tenant's line in `status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusRow {
-    pub id: String,
-    /// Highest applied version, 0 when none (or unknown, for an unreachable tenant).
-    pub version: Version,
-    /// current, behind, ahead, drifted, dirty or unreachable.
-    pub state: &'static str,
-    /// Migrations still to apply to reach the target.
-    pub pending: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// The `status` document.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusDoc {
-    pub head: Version,
-    pub target: Version,
-    pub tenants: Vec<StatusRow>,
-}
-
-pub fn status_text(doc: &StatusDoc) -> String {
-    let mut t = table(&["TENANT", "VERSION", "PENDING", "STATE", "DETAIL"]);
-    for r in &doc.tenants {
-        t.add_row(vec![
-            r.id.clone(),
-            r.version.to_string(),
-            r.pending.to_string(),
-            r.state.to_owned(),
-            r.detail.clone().unwrap_or_default(),
-        ]);
-    }
-    let current = doc.tenants.iter().filter(|r| r.state == "current").count();
-    format!(
-        "{}\n{current} of {} tenant(s) current at {}.\n",
-        trim_lines(&t.to_string()),
-        doc.tenants.len(),
-        doc.target
-    )
 }
 
 /// One tenant's line in `plan`.

@@ -6,7 +6,10 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod discover;
 mod engines;
+mod join;
 mod ledger;
 mod rollout;
 mod safety;
+mod status;

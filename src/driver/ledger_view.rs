@@ -1,0 +1,91 @@
+//! Reading the run ledger without changing it, for `status`: a missing ledger is no ledger
+//! (nothing is created), and a SQLite ledger is opened read-only.
+
+use std::path::{Path, PathBuf};
+
+use sqlx::any::install_default_drivers;
+use sqlx::{AnyConnection, Connection, Row};
+
+use crate::driver::error::{DbError, ErrorKind};
+use crate::driver::ledger::{LedgerError, default_ledger_path};
+use crate::model::fleet::Fleet;
+use crate::model::secret::DbUrl;
+use crate::plan::status::LedgerRow;
+
+/// Where the ledger is: `--ledger`, else the fleet file's `ledger:`, else a SQLite file
+/// beside the fleet file.
+pub fn ledger_url(flag: Option<&str>, fleet: &Fleet) -> Result<DbUrl, String> {
+    match (flag, &fleet.ledger) {
+        (Some(text), _) => url::Url::parse(text)
+            .map(DbUrl::new)
+            .map_err(|e| format!("--ledger: not a URL: {e}")),
+        (None, Some(url)) => Ok(url.clone()),
+        (None, None) => Ok(sqlite_url(&default_ledger_path(&fleet.path))),
+    }
+}
+
+/// A `sqlite://` URL for a file, made absolute.
+pub fn sqlite_url(path: &Path) -> DbUrl {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut url = url::Url::parse("sqlite://").expect("a constant URL");
+    url.set_path(&path.to_string_lossy());
+    DbUrl::new(url)
+}
+
+/// Rows of `fleetmig_run_tenants` newer than each tenant's last success: the only ones
+/// [`crate::plan::status::ledger_notes`] needs, read in one pass over the table.
+const STREAKS: &str = "SELECT t.tenant, t.run_id, t.state, t.error, t.updated_ms FROM fleetmig_run_tenants t \
+     LEFT JOIN (SELECT tenant, MAX(updated_ms) AS at FROM fleetmig_run_tenants WHERE state = 'succeeded' \
+     GROUP BY tenant) ok ON ok.tenant = t.tenant \
+     WHERE t.state <> 'succeeded' AND (ok.at IS NULL OR t.updated_ms > ok.at)";
+
+/// The ledger's rows for tenants since their last success. `Ok(None)` when there is no
+/// ledger yet: no SQLite file, or a database without the ledger's tables.
+pub async fn unsettled_rows(url: &DbUrl) -> Result<Option<Vec<LedgerRow>>, LedgerError> {
+    install_default_drivers();
+    let fail = |op: &str, e: sqlx::Error| LedgerError {
+        ledger: url.redacted(),
+        op: op.into(),
+        message: DbError::sqlx(ErrorKind::Unreachable, "", &e, url.password()).message,
+    };
+    let sqlite = url.scheme() == "sqlite";
+    let (text, has_tables) = if sqlite {
+        let path = PathBuf::from(url.url().path());
+        if !path.is_file() {
+            return Ok(None);
+        }
+        (
+            format!("sqlite://{}?mode=ro", path.display()),
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'fleetmig_run_tenants'",
+        )
+    } else {
+        (
+            url.expose().to_owned(),
+            "SELECT COUNT(*) FROM pg_catalog.pg_class WHERE oid = to_regclass('fleetmig_run_tenants')",
+        )
+    };
+    let mut conn = AnyConnection::connect(&text).await.map_err(|e| fail("opening", e))?;
+    let result = async {
+        let tables: i64 = sqlx::query_scalar(has_tables).fetch_one(&mut conn).await?;
+        if tables == 0 {
+            return Ok(None);
+        }
+        let rows = sqlx::query(STREAKS).fetch_all(&mut conn).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LedgerRow {
+                    tenant: r.try_get(0)?,
+                    run_id: r.try_get(1)?,
+                    state: r.try_get(2)?,
+                    error: r.try_get(3)?,
+                    updated_ms: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map(Some)
+    }
+    .await
+    .map_err(|e| fail("reading tenants' last runs", e));
+    let _ = conn.close().await;
+    result
+}

@@ -1,0 +1,387 @@
+//! Several runners on one run: this runner's claim loop over a shared run in a PostgreSQL
+//! ledger. The ledger, not this process, owns the run's state: which tenant is whose
+//! (leases kept alive by a heartbeat), which wave is open (the lowest one with a tenant
+//! pending or in flight), and whether the run is stopped (a marker any runner may set
+//! when the run-wide failure limit is reached). A tenant whose runner died is claimed
+//! again once its lease runs out, and `tenant::run` reads its real version under its own
+//! lock first, so no migration runs twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::driver::ledger::{Claimed, Ledger, SharedRun};
+use crate::exec::dispatch::{FinalTenant, Policy, RunReport, Status, WaveReport, conclude};
+use crate::exec::events::{Event, Events, Outcome, Summary, TenantReport};
+use crate::exec::run::{RunContext, host_caps};
+use crate::exec::tenant::{self, Action, Job};
+use crate::model::fleet::Tenant;
+use crate::model::migration::Version;
+use crate::plan::policy::{MaxFailures, StopReason};
+use crate::plan::tenant::Target;
+use crate::plan::waves::Wave;
+
+/// How often an idle runner looks again for work and for the run's stop marker.
+const POLL: Duration = Duration::from_millis(200);
+
+/// This runner's terms in a shared run.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// How long a claimed tenant stays this runner's without a heartbeat; renewed every third.
+    pub lease: Duration,
+    /// The run's failure limit, counted over every runner's tenants.
+    pub max_failures: MaxFailures,
+    /// Tenants in the whole run (for a percentage limit).
+    pub total: usize,
+    /// Who this runner is, in the ledger's `owner` column.
+    pub owner: String,
+}
+
+/// Runs one claimed tenant: under its host's cap, then the ordinary tenant job.
+async fn run_one<'a>(
+    ctx: &RunContext<'a>,
+    t: &'a Tenant,
+    wave: usize,
+    action: Action,
+    events: &Events,
+    stop: &AtomicBool,
+    cap: Arc<Semaphore>,
+) -> (&'a Tenant, usize, TenantReport) {
+    let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
+    let job = Job {
+        set: ctx.set,
+        action,
+        per_tenant_tx: ctx.per_tenant_tx,
+        retries: ctx.retries,
+        run_id: &ctx.run_id,
+        events,
+        stop,
+    };
+    (t, wave, tenant::run(t, &ctx.connector, job).await)
+}
+
+/// The claim loop's state.
+struct Runner<'r, 'a> {
+    ctx: &'r RunContext<'a>,
+    ledger: &'r Ledger,
+    shared: &'r Shared,
+    events: &'r Events,
+    /// Set from the run's marker or a local Ctrl-C; read by tenant tasks at safe points.
+    stop: Arc<AtomicBool>,
+    reason: StopReason,
+    /// Tenants this runner ran, in the order they finished.
+    ran: Vec<(&'a Tenant, usize, TenantReport)>,
+    /// The wave this runner last claimed in, for wave events.
+    wave: Option<usize>,
+}
+
+impl<'r, 'a> Runner<'r, 'a> {
+    fn escalate(&mut self, reason: StopReason) {
+        if reason > self.reason {
+            self.events.emit(Event::Stopping { reason: reason.clone() });
+            self.reason = reason;
+            self.stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn wave_finished(&self, wave: usize) {
+        let reports: Vec<TenantReport> = self
+            .ran
+            .iter()
+            .filter(|(_, w, _)| *w == wave)
+            .map(|(_, _, r)| r.clone())
+            .collect();
+        self.events.emit(Event::WaveFinished {
+            wave,
+            summary: Summary::of(&reports, Duration::ZERO),
+        });
+    }
+
+    fn enter_wave(&mut self, wave: usize, waves: &[Wave<'_>]) {
+        if self.wave == Some(wave) {
+            return;
+        }
+        if let Some(w) = self.wave {
+            self.wave_finished(w);
+        }
+        self.wave = Some(wave);
+        let (canary, tenants) = waves
+            .iter()
+            .find(|w| w.number == wave)
+            .map_or((false, 0), |w| (w.canary, w.tenants.len()));
+        self.events.emit(Event::WaveStarted { wave, canary, tenants });
+    }
+
+    /// Writes a tenant's outcome and applies the run's marker, if it is set now.
+    async fn record(&mut self, t: &'a Tenant, wave: usize, report: TenantReport) {
+        // Stopped here by a local Ctrl-C, not by the run: the tenant goes back to the pool.
+        let release =
+            matches!(report.outcome, Outcome::NotStarted | Outcome::Stopped) && self.reason == StopReason::Interrupted;
+        let shared = self.shared;
+        match self
+            .ledger
+            .finish_claimed(
+                &self.ctx.run_id,
+                &shared.owner,
+                &report,
+                release,
+                shared.max_failures,
+                shared.total,
+            )
+            .await
+        {
+            Ok(Some(reason)) => self.escalate(reason),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+        self.events.emit(Event::TenantFinished { report: report.clone() });
+        self.ran.push((t, wave, report));
+    }
+}
+
+/// This runner's part in shared run `ctx.run_id`: claims tenants until the run is done or
+/// stopped, then rolls back what its own policy asks of its own tenants, and returns the
+/// report of the tenants it ran. The runner that ends last also writes the whole run's
+/// report, assembled from the ledger, as `fleetmig report RUN` shows it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the dispatcher's arguments plus the shared run's terms"
+)]
+pub async fn cooperate(
+    ctx: &RunContext<'_>,
+    waves: &[Wave<'_>],
+    action: Action,
+    policy: &Policy,
+    command: &str,
+    events: &Events,
+    mut interrupts: mpsc::UnboundedReceiver<()>,
+    shared: &Shared,
+) -> RunReport {
+    let started = Instant::now();
+    let ledger = ctx.ledger.as_ref().expect("a shared run has a ledger");
+    let target = match action {
+        Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => Some(to),
+        Action::Migrate(Target::DownSteps { .. }) => None,
+    };
+    events.emit(Event::RunStarted {
+        run_id: ctx.run_id.clone(),
+        command: command.to_owned(),
+        target,
+        tenants: shared.total,
+    });
+    let by_id: HashMap<&str, &Tenant> = waves
+        .iter()
+        .flat_map(|w| w.tenants.iter().map(|t| (t.id.as_str(), *t)))
+        .collect();
+    let all: Vec<&Tenant> = by_id.values().copied().collect();
+    let caps = host_caps(ctx, &all);
+    let limiter: Option<DefaultDirectRateLimiter> = policy
+        .rate
+        .map(|r| RateLimiter::direct(Quota::per_second(r.per_second).allow_burst(r.burst)));
+    let lease_ms = shared.lease.as_millis() as i64;
+    let heartbeat = {
+        let ledger = ledger.clone();
+        let run_id = ctx.run_id.clone();
+        let owner = shared.owner.clone();
+        let every = shared.lease / 3;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = ledger.renew(&run_id, &owner, lease_ms).await {
+                    tracing::warn!("{e}");
+                }
+            }
+        })
+    };
+    let mut r = Runner {
+        ctx,
+        ledger,
+        shared,
+        events,
+        stop: Arc::default(),
+        reason: StopReason::Completed,
+        ran: vec![],
+        wave: None,
+    };
+    let stop = r.stop.clone();
+    let mut in_flight = FuturesUnordered::new();
+    let mut done = false;
+    let mut abandoned = false;
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        while !done && !stop.load(Ordering::SeqCst) && in_flight.len() < ctx.concurrency.max(1) {
+            if let Some(limiter) = &limiter {
+                limiter
+                    .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20)))
+                    .await;
+            }
+            match ledger.claim(&ctx.run_id, &shared.owner, lease_ms).await {
+                Ok(Claimed::Tenant { id, wave, from }) => {
+                    let t = by_id
+                        .get(id.as_str())
+                        .copied()
+                        .expect("`up --join` checks every tenant of the run against the fleet file");
+                    if let Some(from) = from {
+                        tracing::warn!("tenant `{id}`: the lease of `{from}` ran out; taking it over");
+                    }
+                    r.enter_wave(wave, waves);
+                    let cap = caps[&t.server_key()].clone();
+                    in_flight.push(run_one(ctx, t, wave, action, events, &stop, cap));
+                }
+                Ok(Claimed::Wait) => break,
+                Ok(Claimed::Done) => done = true,
+                Ok(Claimed::Stopped(reason)) => r.escalate(reason),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    break;
+                }
+            }
+        }
+        if in_flight.is_empty() && (done || stop.load(Ordering::SeqCst)) {
+            break;
+        }
+        tokio::select! {
+            Some((t, wave, report)) = in_flight.next() => r.record(t, wave, report).await,
+            _ = tick.tick() => {
+                if !stop.load(Ordering::SeqCst) {
+                    match ledger.stop_marker(&ctx.run_id).await {
+                        Ok(Some(reason)) => r.escalate(reason),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!("{e}"),
+                    }
+                }
+            }
+            Some(()) = interrupts.recv() => {
+                if r.reason >= StopReason::Interrupted {
+                    abandoned = true;
+                    break;
+                }
+                r.escalate(StopReason::Interrupted);
+            }
+        }
+    }
+    // Abandoned tenants stay claimed; once the heartbeat stops their leases run out and
+    // another runner takes them over from their real versions.
+    drop(in_flight);
+    heartbeat.abort();
+    if abandoned {
+        r.escalate(StopReason::Abandoned);
+    }
+    if let Some(w) = r.wave {
+        r.wave_finished(w);
+    }
+    let Runner { ran, reason, wave, .. } = r;
+    // After a local Ctrl-C other runners may carry on with these tenants: no rollback.
+    let rollback = reason.is_failure() && reason != StopReason::Interrupted;
+    let stop_wave = if reason.is_early() { wave } else { None };
+    let own_reason = reason.clone();
+    let report = conclude(
+        ctx, waves, action, policy, command, events, interrupts, started, ran, reason, stop_wave, rollback,
+    )
+    .await;
+    let assemble = |run: SharedRun| assemble(&ctx.run_id, run, &own_reason);
+    match ledger
+        .conclude_shared(&ctx.run_id, &shared.owner, &report, assemble)
+        .await
+    {
+        Ok(true) => tracing::info!(
+            "run `{}`: this runner ended last and wrote the run's report",
+            ctx.run_id
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("{e}"),
+    }
+    report
+}
+
+/// The whole run's report from its ledger rows. A tenant still `started` there belongs to
+/// a runner whose lease ran out: it is reported `stopped`, its version unknown to the ledger.
+fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
+    let open = run
+        .rows
+        .iter()
+        .any(|r| matches!(r.state.as_str(), "pending" | "started" | "not_started" | "stopped"));
+    let stop_reason = match run.marker {
+        Some(reason) => reason,
+        None if open && last.is_early() => last.clone(),
+        None if open => StopReason::Interrupted,
+        None => StopReason::Completed,
+    };
+    let mut summary = Summary::default();
+    let mut waves: BTreeMap<usize, WaveReport> = BTreeMap::new();
+    let tenants: Vec<FinalTenant> = run
+        .rows
+        .into_iter()
+        .map(|row| {
+            let status = match row.state.as_str() {
+                "pending" => Status::NotStarted,
+                "started" => Status::Stopped,
+                s => serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(Status::Stopped),
+            };
+            let migrations_run = row
+                .steps
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<Vec<serde_json::Value>>(s).ok())
+                .map_or(0, |s| s.len());
+            summary.tenants += 1;
+            match status {
+                Status::Succeeded => {
+                    summary.succeeded += 1;
+                    summary.changed += usize::from(migrations_run > 0);
+                }
+                Status::Failed | Status::RolledBack | Status::RollbackFailed => summary.failed += 1,
+                Status::Skipped => summary.skipped += 1,
+                Status::NotStarted => summary.not_started += 1,
+                Status::Stopped => summary.stopped += 1,
+            }
+            let wave = row.wave as usize;
+            let w = waves.entry(wave).or_insert_with(|| WaveReport {
+                wave,
+                canary: run.canary_waves.contains(&wave),
+                tenants: 0,
+                counts: BTreeMap::new(),
+            });
+            w.tenants += 1;
+            *w.counts.entry(status.name().to_owned()).or_insert(0) += 1;
+            let error = match (row.state.as_str(), row.expired) {
+                ("started", true) => {
+                    Some("its runner stopped renewing its lease; its history table has its real version".to_owned())
+                }
+                _ => row.error,
+            };
+            FinalTenant {
+                id: row.tenant,
+                wave,
+                status,
+                start_version: row.start_version.map(Version),
+                final_version: row.final_version.map(Version),
+                failed_migration: None,
+                error,
+                error_code: None,
+                rollback: None,
+                rollback_error: None,
+                migrations_run,
+            }
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    summary.elapsed_ms = (now - run.started_ms).max(0) as u64;
+    RunReport {
+        run_id: run_id.to_owned(),
+        command: run.command,
+        stop_reason,
+        waves: waves.into_values().collect(),
+        tenants,
+        summary,
+    }
+}

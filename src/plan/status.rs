@@ -1,0 +1,421 @@
+//! Where a fleet stands against a target: each tenant's condition and how many migrations
+//! it lags, how many tenants sit at each version, and whether every tenant has arrived.
+//! Also, from a ledger's rows, since when a tenant has been left short and its last error.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::model::migration::{Applied, MigrationSet, Version};
+use crate::plan::tenant::{self as plan, State};
+
+/// A tenant's condition, as `status` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    Current,
+    Behind,
+    /// Applied versions newer than the target (or than any file).
+    Ahead,
+    /// An edited or unknown applied migration.
+    Drifted,
+    /// A migration failed part way.
+    Dirty,
+    /// Its history could not be read.
+    Unreachable,
+}
+
+impl Condition {
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Current => "current",
+            Condition::Behind => "behind",
+            Condition::Ahead => "ahead",
+            Condition::Drifted => "drifted",
+            Condition::Dirty => "dirty",
+            Condition::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// The last error the ledger holds for a tenant, not cleared by a later success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub run_id: String,
+    /// When the ledger recorded it, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    pub error: String,
+}
+
+/// What the ledger adds to a tenant's standing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerNote {
+    /// When a run first left the tenant short of its target, counting only runs since its
+    /// last success (milliseconds since the Unix epoch).
+    pub since_ms: Option<i64>,
+    pub last_error: Option<Failure>,
+}
+
+/// One tenant's row of one run, as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub tenant: String,
+    pub run_id: String,
+    /// `succeeded`, `failed`, `skipped`, `not_started`, `stopped`, `rolled_back`, ...
+    pub state: String,
+    pub error: Option<String>,
+    pub updated_ms: i64,
+}
+
+/// Per tenant: the rows after its last `succeeded` one make its streak of runs that left
+/// it short; the oldest says since when, the newest with an error gives the last error.
+pub fn ledger_notes(rows: &[LedgerRow]) -> HashMap<String, LedgerNote> {
+    let mut last_ok: HashMap<&str, i64> = HashMap::new();
+    for r in rows.iter().filter(|r| r.state == "succeeded") {
+        let at = last_ok.entry(&r.tenant).or_insert(r.updated_ms);
+        *at = (*at).max(r.updated_ms);
+    }
+    let mut notes: HashMap<String, LedgerNote> = HashMap::new();
+    for r in rows {
+        if r.state == "succeeded" || last_ok.get(r.tenant.as_str()).is_some_and(|ok| r.updated_ms <= *ok) {
+            continue;
+        }
+        let note = notes.entry(r.tenant.clone()).or_default();
+        note.since_ms = Some(note.since_ms.map_or(r.updated_ms, |s| s.min(r.updated_ms)));
+        if let Some(error) = &r.error {
+            if note.last_error.as_ref().is_none_or(|e| e.at_ms <= r.updated_ms) {
+                note.last_error = Some(Failure {
+                    run_id: r.run_id.clone(),
+                    at_ms: r.updated_ms,
+                    error: error.clone(),
+                });
+            }
+        }
+    }
+    notes
+}
+
+/// One tenant's standing against the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub id: String,
+    pub condition: Condition,
+    /// Its highest applied version not left dirty; `None` when it could not be read.
+    pub version: Option<Version>,
+    /// Migrations up to the target it has not applied cleanly; `None` when unreadable.
+    pub behind_by: Option<usize>,
+    /// Why it is drifted, dirty, ahead or unreachable.
+    pub detail: Option<String>,
+    pub note: LedgerNote,
+}
+
+impl Standing {
+    /// Reads a tenant's history rows (or why they could not be read) against `target`.
+    pub fn of(set: &MigrationSet, target: Version, id: String, rows: Result<&[Applied], String>) -> Standing {
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(error) => {
+                return Standing {
+                    id,
+                    condition: Condition::Unreachable,
+                    version: None,
+                    behind_by: None,
+                    detail: Some(error),
+                    note: LedgerNote::default(),
+                };
+            }
+        };
+        let clean: Vec<&Applied> = rows.iter().filter(|r| !r.dirty).collect();
+        let behind_by = set
+            .iter()
+            .filter(|m| m.version <= target && !clean.iter().any(|a| a.version == m.version))
+            .count();
+        let state = plan::state(set, rows, target);
+        let (condition, detail) = match &state {
+            State::Current => (Condition::Current, None),
+            State::Behind { .. } => (Condition::Behind, None),
+            State::Ahead { newest } => (
+                Condition::Ahead,
+                Some(format!("applied {newest} is newer than the target")),
+            ),
+            State::Drifted { reason } => (Condition::Drifted, Some(reason.to_string())),
+            State::Dirty { version } => (Condition::Dirty, Some(format!("migration {version} failed part way"))),
+        };
+        Standing {
+            id,
+            condition,
+            version: Some(clean.iter().map(|a| a.version).max().unwrap_or(Version::ZERO)),
+            behind_by: Some(behind_by),
+            detail,
+            note: LedgerNote::default(),
+        }
+    }
+
+    pub fn is_current(&self) -> bool {
+        self.condition == Condition::Current
+    }
+
+    /// True when the tenant holds every migration up to the target, cleanly: current, or
+    /// ahead of it with nothing missing below it. What `wait` waits for.
+    pub fn has_arrived(&self) -> bool {
+        match self.condition {
+            Condition::Current => true,
+            Condition::Ahead => self.behind_by == Some(0),
+            _ => false,
+        }
+    }
+
+    /// Pending migrations of a `behind` tenant, 0 for every other: `status`'s `pending`.
+    pub fn pending(&self) -> usize {
+        match self.condition {
+            Condition::Behind => self.behind_by.unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+/// Every selected tenant's standing, in fleet order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetStatus {
+    pub head: Version,
+    pub target: Version,
+    pub tenants: Vec<Standing>,
+}
+
+impl FleetStatus {
+    pub fn assess<I>(set: &MigrationSet, target: Version, tenants: I) -> FleetStatus
+    where
+        I: IntoIterator<Item = (String, Result<Vec<Applied>, String>)>,
+    {
+        FleetStatus {
+            head: set.head(),
+            target,
+            tenants: tenants
+                .into_iter()
+                .map(|(id, rows)| Standing::of(set, target, id, rows.as_deref().map_err(Clone::clone)))
+                .collect(),
+        }
+    }
+
+    /// Attaches what the ledger knows to the tenants that are not current.
+    pub fn annotate(&mut self, notes: &HashMap<String, LedgerNote>) {
+        for t in self.tenants.iter_mut().filter(|t| !t.is_current()) {
+            if let Some(note) = notes.get(&t.id) {
+                t.note = note.clone();
+            }
+        }
+    }
+
+    /// How many readable tenants sit at each version.
+    pub fn histogram(&self) -> BTreeMap<Version, usize> {
+        let mut bars = BTreeMap::new();
+        for v in self.tenants.iter().filter_map(|t| t.version) {
+            *bars.entry(v).or_insert(0) += 1;
+        }
+        bars
+    }
+
+    /// How many tenants are in each condition (conditions with none left out).
+    pub fn counts(&self) -> BTreeMap<Condition, usize> {
+        let mut counts = BTreeMap::new();
+        for t in &self.tenants {
+            *counts.entry(t.condition).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    pub fn count(&self, condition: Condition) -> usize {
+        self.tenants.iter().filter(|t| t.condition == condition).count()
+    }
+
+    pub fn all_current(&self) -> bool {
+        self.tenants.iter().all(Standing::is_current)
+    }
+
+    /// The tenants that need attention: every one that is not current.
+    pub fn lagging(&self) -> impl Iterator<Item = &Standing> {
+        self.tenants.iter().filter(|t| !t.is_current())
+    }
+
+    /// True when every tenant has arrived at the target (see [`Standing::has_arrived`]).
+    pub fn has_arrived(&self) -> bool {
+        self.tenants.iter().all(Standing::has_arrived)
+    }
+
+    /// The tenants that have not arrived.
+    pub fn laggards(&self) -> impl Iterator<Item = &Standing> {
+        self.tenants.iter().filter(|t| !t.has_arrived())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::migration::Migration;
+
+    fn set(n: i64) -> MigrationSet {
+        MigrationSet::new(
+            (1..=n)
+                .map(|v| {
+                    Migration::new(
+                        Version(v),
+                        format!("m{v}"),
+                        format!("create table t{v} (id int);"),
+                        None,
+                        format!("migrations/{v:04}_m{v}.up.sql").into(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn rows(set: &MigrationSet, versions: &[i64]) -> Vec<Applied> {
+        versions
+            .iter()
+            .map(|v| {
+                let m = set.get(Version(*v)).unwrap();
+                Applied {
+                    version: m.version,
+                    name: m.name.clone(),
+                    checksum: m.checksum.to_hex(),
+                    dirty: false,
+                }
+            })
+            .collect()
+    }
+
+    fn fleet(set: &MigrationSet, target: i64) -> FleetStatus {
+        let mut drifted = rows(set, &[1, 2]);
+        drifted[1].checksum = "0".repeat(64);
+        let mut dirty = rows(set, &[1, 2, 3]);
+        dirty[2].dirty = true;
+        let mut unknown_newer = rows(set, &[1, 2, 3, 4, 5]);
+        unknown_newer.push(Applied {
+            version: Version(9),
+            name: "from_newer_code".into(),
+            checksum: "f".repeat(64),
+            dirty: false,
+        });
+        FleetStatus::assess(
+            set,
+            Version(target),
+            [
+                ("a".to_owned(), Ok(rows(set, &[1, 2, 3, 4, 5]))),
+                ("b".to_owned(), Ok(rows(set, &[1, 2, 3, 4, 5]))),
+                ("c".to_owned(), Ok(rows(set, &[1, 2, 3]))),
+                ("d".to_owned(), Ok(vec![])),
+                ("e".to_owned(), Ok(drifted)),
+                ("f".to_owned(), Ok(dirty)),
+                ("g".to_owned(), Err("connecting: refused".to_owned())),
+                ("h".to_owned(), Ok(unknown_newer)),
+            ],
+        )
+    }
+
+    fn summary(s: &FleetStatus) -> Vec<(String, &'static str, Option<i64>, Option<usize>)> {
+        s.tenants
+            .iter()
+            .map(|t| (t.id.clone(), t.condition.name(), t.version.map(|v| v.0), t.behind_by))
+            .collect()
+    }
+
+    #[test]
+    fn mixed_fleet_at_head() {
+        let set = set(5);
+        let s = fleet(&set, 5);
+        let want: Vec<(String, &str, Option<i64>, Option<usize>)> = vec![
+            ("a".into(), "current", Some(5), Some(0)),
+            ("b".into(), "current", Some(5), Some(0)),
+            ("c".into(), "behind", Some(3), Some(2)),
+            ("d".into(), "behind", Some(0), Some(5)),
+            ("e".into(), "drifted", Some(2), Some(3)),
+            ("f".into(), "dirty", Some(2), Some(3)),
+            ("g".into(), "unreachable", None, None),
+            ("h".into(), "ahead", Some(9), Some(0)),
+        ];
+        assert_eq!(summary(&s), want);
+        let hist: Vec<(i64, usize)> = s.histogram().into_iter().map(|(v, n)| (v.0, n)).collect();
+        assert_eq!(hist, [(0, 1), (2, 2), (3, 1), (5, 2), (9, 1)]);
+        assert_eq!(s.count(Condition::Behind), 2);
+        assert_eq!(s.count(Condition::Unreachable), 1);
+        assert!(!s.all_current());
+        assert!(!s.has_arrived());
+        let lagging: Vec<&str> = s.lagging().map(|t| t.id.as_str()).collect();
+        assert_eq!(lagging, ["c", "d", "e", "f", "g", "h"]);
+        let laggards: Vec<&str> = s.laggards().map(|t| t.id.as_str()).collect();
+        assert_eq!(laggards, ["c", "d", "e", "f", "g"], "a tenant ahead has arrived");
+        assert_eq!(s.tenants[2].pending(), 2);
+        assert_eq!(s.tenants[4].pending(), 0, "pending counts for behind tenants only");
+        assert_eq!(s.tenants[5].detail.as_deref(), Some("migration 3 failed part way"));
+    }
+
+    #[test]
+    fn a_lower_target_counts_tenants_past_it_as_arrived() {
+        let set = set(5);
+        let s = fleet(&set, 3);
+        let arrived: Vec<&str> = s
+            .tenants
+            .iter()
+            .filter(|t| t.has_arrived())
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(arrived, ["a", "b", "c", "h"]);
+        assert_eq!(s.tenants[0].condition, Condition::Ahead);
+        assert_eq!(s.tenants[2].condition, Condition::Current);
+    }
+
+    fn row(tenant: &str, run: &str, state: &str, error: Option<&str>, at: i64) -> LedgerRow {
+        LedgerRow {
+            tenant: tenant.into(),
+            run_id: run.into(),
+            state: state.into(),
+            error: error.map(Into::into),
+            updated_ms: at,
+        }
+    }
+
+    #[test]
+    fn ledger_notes_count_only_runs_since_the_last_success() {
+        let rows = [
+            row("a", "r1", "failed", Some("old error"), 100),
+            row("a", "r2", "succeeded", None, 200),
+            row("a", "r3", "not_started", None, 300),
+            row("a", "r4", "failed", Some("syntax error"), 400),
+            row("a", "r5", "skipped", None, 500),
+            row("b", "r4", "succeeded", None, 400),
+            row("c", "r1", "skipped", Some("unreachable: connecting"), 100),
+            row("c", "r4", "failed", Some("lock timeout"), 400),
+        ];
+        let notes = ledger_notes(&rows);
+        assert_eq!(
+            notes["a"],
+            LedgerNote {
+                since_ms: Some(300),
+                last_error: Some(Failure {
+                    run_id: "r4".into(),
+                    at_ms: 400,
+                    error: "syntax error".into()
+                })
+            }
+        );
+        assert!(!notes.contains_key("b"));
+        assert_eq!(notes["c"].since_ms, Some(100));
+        assert_eq!(notes["c"].last_error.as_ref().unwrap().error, "lock timeout");
+    }
+
+    #[test]
+    fn annotate_leaves_current_tenants_alone() {
+        let set = set(5);
+        let mut s = fleet(&set, 5);
+        let note = LedgerNote {
+            since_ms: Some(1),
+            last_error: None,
+        };
+        let notes: HashMap<String, LedgerNote> =
+            [("a".to_owned(), note.clone()), ("c".to_owned(), note.clone())].into();
+        s.annotate(&notes);
+        assert_eq!(s.tenants[0].note, LedgerNote::default());
+        assert_eq!(s.tenants[2].note, note);
+    }
+}

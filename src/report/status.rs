@@ -1,0 +1,478 @@
+//! `status` and `wait` for people and machines: the tenants-per-version bar chart, the
+//! tenant table, and the JSON documents.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use comfy_table::presets::NOTHING;
+use comfy_table::{Cell, Table};
+use serde::Serialize;
+
+use crate::exec::wait::WaitOutcome;
+use crate::model::migration::Version;
+use crate::plan::status::{Condition, FleetStatus, Standing};
+
+/// The longest bar of the chart, in terminal cells.
+const BAR_WIDTH: usize = 40;
+
+/// One tenant's line in `status --format json`'s `tenants`: the original shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRow {
+    pub id: String,
+    /// Highest applied version, 0 when none (or unknown, for an unreachable tenant).
+    pub version: Version,
+    /// current, behind, ahead, drifted, dirty or unreachable.
+    pub state: &'static str,
+    /// Migrations still to apply to reach the target (behind tenants only).
+    pub pending: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The last error the ledger holds for a tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastErrorDoc {
+    pub run_id: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub at_ms: i64,
+    pub error: String,
+}
+
+/// A tenant that is not current, in `status --format json`'s `lagging`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LagRow {
+    pub id: String,
+    /// `null` when unreachable.
+    pub version: Option<Version>,
+    pub state: &'static str,
+    /// Migrations up to the target not applied cleanly; `null` when unreachable.
+    pub behind_by: Option<usize>,
+    /// When a run first left it short, from the ledger (RFC 3339, UTC); `null` when unknown.
+    pub since: Option<String>,
+    pub since_ms: Option<i64>,
+    pub last_error: Option<LastErrorDoc>,
+    pub detail: Option<String>,
+}
+
+/// The `status --format json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusDoc {
+    pub head: Version,
+    pub target: Version,
+    /// Tenants per state (states with none left out).
+    pub counts: BTreeMap<Condition, usize>,
+    /// Readable tenants per version.
+    pub histogram: BTreeMap<Version, usize>,
+    /// Every selected tenant, or with `--lagging` only those not current.
+    pub tenants: Vec<StatusRow>,
+    pub lagging: Vec<LagRow>,
+    /// Why the ledger could not be read, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger_error: Option<String>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string()
+}
+
+fn status_row(t: &Standing) -> StatusRow {
+    StatusRow {
+        id: t.id.clone(),
+        version: t.version.unwrap_or(Version::ZERO),
+        state: t.condition.name(),
+        pending: t.pending(),
+        detail: t.detail.clone(),
+    }
+}
+
+fn lag_row(t: &Standing) -> LagRow {
+    LagRow {
+        id: t.id.clone(),
+        version: t.version,
+        state: t.condition.name(),
+        behind_by: t.behind_by,
+        since: t.note.since_ms.map(rfc3339),
+        since_ms: t.note.since_ms,
+        last_error: t.note.last_error.as_ref().map(|e| LastErrorDoc {
+            run_id: e.run_id.clone(),
+            at: rfc3339(e.at_ms),
+            at_ms: e.at_ms,
+            error: e.error.clone(),
+        }),
+        detail: t.detail.clone(),
+    }
+}
+
+pub fn status_doc(status: &FleetStatus, lagging_only: bool, ledger_error: Option<String>) -> StatusDoc {
+    StatusDoc {
+        head: status.head,
+        target: status.target,
+        counts: status.counts(),
+        histogram: status.histogram(),
+        tenants: status
+            .tenants
+            .iter()
+            .filter(|t| !lagging_only || !t.is_current())
+            .map(status_row)
+            .collect(),
+        lagging: status.lagging().map(lag_row).collect(),
+        ledger_error,
+    }
+}
+
+/// A bar `count / max` of [`BAR_WIDTH`], in eighths of a cell; at least a sliver when not 0.
+fn bar(count: usize, max: usize) -> String {
+    const PARTS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+    let eighths = (count * BAR_WIDTH * 8).div_ceil(max.max(1)).max(usize::from(count > 0));
+    let mut out = "█".repeat(eighths / 8);
+    out.push_str(PARTS[eighths % 8]);
+    let cells = eighths.div_ceil(8);
+    out.push_str(&" ".repeat(BAR_WIDTH - cells));
+    out
+}
+
+/// Tenants per version as a bar chart, newest version first; unreachable tenants last.
+pub fn histogram_text(status: &FleetStatus) -> String {
+    let hist = status.histogram();
+    let unreachable = status.count(Condition::Unreachable);
+    let mut lines: Vec<(String, usize, &str)> = hist
+        .iter()
+        .rev()
+        .map(|(v, n)| {
+            let mark = if *v == status.target { " target" } else { "" };
+            (v.to_string(), *n, mark)
+        })
+        .collect();
+    if unreachable > 0 {
+        lines.push(("?".to_owned(), unreachable, " unreachable"));
+    }
+    let max = lines.iter().map(|l| l.1).max().unwrap_or(0);
+    let label = lines.iter().map(|l| l.0.len()).max().unwrap_or(0);
+    let count = lines.iter().map(|l| l.1.to_string().len()).max().unwrap_or(0);
+    let mut out = format!("Tenants by version (target {}, head {}):\n", status.target, status.head);
+    for (v, n, mark) in lines {
+        let _ = writeln!(out, "  {v:>label$} {} {n:>count$}{mark}", bar(n, max));
+    }
+    out
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn detail_text(t: &Standing) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = &t.detail {
+        parts.push(one_line(d));
+    }
+    if let Some(e) = &t.note.last_error {
+        parts.push(format!(
+            "last error (run {}, {}): {}",
+            e.run_id,
+            rfc3339(e.at_ms),
+            one_line(&e.error)
+        ));
+    }
+    parts.join("; ")
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(NOTHING).set_header(header.iter().copied().map(Cell::new));
+    t
+}
+
+fn trim_lines(text: &str) -> String {
+    text.lines()
+        .map(|l| l.trim_end().trim_start_matches(' '))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or("?".to_owned(), |v| v.to_string())
+}
+
+/// `status` for people: the chart, the tenant table (only the lagging ones with
+/// `lagging_only`), and a summary.
+pub fn status_text(status: &FleetStatus, lagging_only: bool, ledger_error: Option<&str>) -> String {
+    let mut out = histogram_text(status);
+    let rows: Vec<&Standing> = status
+        .tenants
+        .iter()
+        .filter(|t| !lagging_only || !t.is_current())
+        .collect();
+    if !rows.is_empty() {
+        let mut t = table(&["TENANT", "VERSION", "BEHIND", "STATE", "SINCE", "DETAIL"]);
+        for r in rows {
+            t.add_row(vec![
+                r.id.clone(),
+                opt(r.version),
+                opt(r.behind_by),
+                r.condition.name().to_owned(),
+                r.note.since_ms.map(rfc3339).unwrap_or_default(),
+                detail_text(r),
+            ]);
+        }
+        let _ = writeln!(out, "\n{}", trim_lines(&t.to_string()));
+    }
+    let current = status.count(Condition::Current);
+    let _ = write!(
+        out,
+        "\n{current} of {} tenant(s) current at {}.",
+        status.tenants.len(),
+        status.target
+    );
+    let others: Vec<String> = status
+        .counts()
+        .into_iter()
+        .filter(|(c, _)| *c != Condition::Current)
+        .map(|(c, n)| format!("{n} {}", c.name()))
+        .collect();
+    if !others.is_empty() {
+        let _ = write!(out, " Not current: {}.", others.join(", "));
+    }
+    out.push('\n');
+    if let Some(e) = ledger_error {
+        let _ = writeln!(out, "The ledger could not be read (no SINCE or last errors): {e}");
+    }
+    out
+}
+
+/// A tenant that had not arrived when `wait` gave up.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaggardRow {
+    pub id: String,
+    pub version: Option<Version>,
+    pub state: &'static str,
+    pub behind_by: Option<usize>,
+    pub detail: Option<String>,
+}
+
+/// The `wait --format json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaitDoc {
+    /// Every selected tenant arrived at the target.
+    pub arrived: bool,
+    pub target: Version,
+    pub waited_ms: u128,
+    pub polls: usize,
+    pub tenants: usize,
+    pub laggards: Vec<LaggardRow>,
+}
+
+pub fn wait_doc(outcome: &WaitOutcome) -> WaitDoc {
+    WaitDoc {
+        arrived: outcome.arrived,
+        target: outcome.status.target,
+        waited_ms: outcome.waited.as_millis(),
+        polls: outcome.polls,
+        tenants: outcome.status.tenants.len(),
+        laggards: outcome
+            .laggards()
+            .map(|t| LaggardRow {
+                id: t.id.clone(),
+                version: t.version,
+                state: t.condition.name(),
+                behind_by: t.behind_by,
+                detail: t.detail.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// `wait`'s progress for people: a line each time the number of tenants still short
+/// changes.
+#[derive(Debug)]
+pub struct WaitProgress {
+    enabled: bool,
+    /// Tenants short at the last line written.
+    shown: Option<usize>,
+}
+
+impl WaitProgress {
+    pub fn new(enabled: bool) -> Self {
+        WaitProgress { enabled, shown: None }
+    }
+
+    /// Notes one reading of the fleet. Progress is best effort: a failed write is ignored.
+    pub fn read(&mut self, status: &FleetStatus, out: &mut dyn std::io::Write) {
+        let short = status.laggards().count();
+        if !self.enabled || short == 0 || self.shown == Some(short) {
+            return;
+        }
+        self.shown = Some(short);
+        let _ = writeln!(
+            out,
+            "Waiting: {short} of {} tenant(s) have not reached {}.",
+            status.tenants.len(),
+            status.target
+        );
+        let _ = out.flush();
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+pub fn wait_text(outcome: &WaitOutcome) -> String {
+    let status = &outcome.status;
+    let n = status.tenants.len();
+    if outcome.arrived {
+        return format!(
+            "All {n} tenant(s) have reached {} (waited {}).\n",
+            status.target,
+            seconds(outcome.waited)
+        );
+    }
+    let laggards: Vec<&Standing> = outcome.laggards().collect();
+    let mut t = table(&["TENANT", "VERSION", "BEHIND", "STATE", "DETAIL"]);
+    for r in &laggards {
+        t.add_row(vec![
+            r.id.clone(),
+            opt(r.version),
+            opt(r.behind_by),
+            r.condition.name().to_owned(),
+            r.detail.as_deref().map(one_line).unwrap_or_default(),
+        ]);
+    }
+    format!(
+        "Timed out after {}: {} of {n} tenant(s) have not reached {}:\n{}\n",
+        seconds(outcome.waited),
+        laggards.len(),
+        status.target,
+        trim_lines(&t.to_string())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::status::{Failure, LedgerNote};
+
+    fn standing(id: &str, condition: Condition, version: Option<i64>, behind_by: Option<usize>) -> Standing {
+        Standing {
+            id: id.into(),
+            condition,
+            version: version.map(Version),
+            behind_by,
+            detail: None,
+            note: LedgerNote::default(),
+        }
+    }
+
+    fn fleet() -> FleetStatus {
+        let mut tenants: Vec<Standing> = (0..30)
+            .map(|i| standing(&format!("c{i:02}"), Condition::Current, Some(7), Some(0)))
+            .collect();
+        let mut behind = standing("late", Condition::Behind, Some(5), Some(2));
+        behind.note = LedgerNote {
+            since_ms: Some(1_700_000_000_000),
+            last_error: Some(Failure {
+                run_id: "r9".into(),
+                at_ms: 1_700_000_100_000,
+                error: "applying 0006_x: syntax error\nat line 2".into(),
+            }),
+        };
+        tenants.push(behind);
+        let mut drifted = standing("edited", Condition::Drifted, Some(3), Some(4));
+        drifted.detail = Some("migration 2 was edited after it was applied".into());
+        tenants.push(drifted);
+        let mut gone = standing("gone", Condition::Unreachable, None, None);
+        gone.detail = Some("connecting: refused".into());
+        tenants.push(gone);
+        FleetStatus {
+            head: Version(7),
+            target: Version(7),
+            tenants,
+        }
+    }
+
+    #[test]
+    fn bars_scale_to_the_widest() {
+        assert_eq!(bar(40, 40).trim_end(), "█".repeat(40));
+        assert_eq!(bar(20, 40).trim_end(), "█".repeat(20));
+        assert_eq!(bar(1, 1000).trim_end(), "▏");
+        assert_eq!(bar(0, 10).trim_end(), "");
+        assert_eq!(bar(3, 16).trim_end(), "███████▌");
+        for n in [0, 1, 7, 13, 40] {
+            assert_eq!(bar(n, 40).chars().count(), BAR_WIDTH);
+        }
+    }
+
+    #[test]
+    fn status_text_lagging_only() {
+        insta::assert_snapshot!(status_text(&fleet(), true, None), @r"
+        Tenants by version (target 7, head 7):
+          7 ████████████████████████████████████████ 30 target
+          5 █▍                                        1
+          3 █▍                                        1
+          ? █▍                                        1 unreachable
+
+        TENANT  VERSION  BEHIND  STATE        SINCE                 DETAIL
+        late    5        2       behind       2023-11-14T22:13:20Z  last error (run r9, 2023-11-14T22:15:00Z): applying 0006_x: syntax error at line 2
+        edited  3        4       drifted                            migration 2 was edited after it was applied
+        gone    ?        ?       unreachable                        connecting: refused
+
+        30 of 33 tenant(s) current at 7. Not current: 1 behind, 1 drifted, 1 unreachable.
+        ");
+    }
+
+    #[test]
+    fn status_doc_keeps_the_old_fields_and_adds_the_new() {
+        let doc = serde_json::to_value(status_doc(&fleet(), false, None)).unwrap();
+        assert_eq!(doc["head"], 7);
+        assert_eq!(doc["tenants"].as_array().unwrap().len(), 33);
+        assert_eq!(
+            doc["tenants"][30],
+            serde_json::json!({"id": "late", "version": 5, "state": "behind", "pending": 2})
+        );
+        assert_eq!(
+            doc["tenants"][32],
+            serde_json::json!({"id": "gone", "version": 0, "state": "unreachable", "pending": 0, "detail": "connecting: refused"})
+        );
+        assert_eq!(doc["histogram"], serde_json::json!({"3": 1, "5": 1, "7": 30}));
+        assert_eq!(
+            doc["counts"],
+            serde_json::json!({"current": 30, "behind": 1, "drifted": 1, "unreachable": 1})
+        );
+        assert_eq!(
+            doc["lagging"][0],
+            serde_json::json!({
+                "id": "late", "version": 5, "state": "behind", "behind_by": 2,
+                "since": "2023-11-14T22:13:20Z", "since_ms": 1_700_000_000_000i64,
+                "last_error": {"run_id": "r9", "at": "2023-11-14T22:15:00Z", "at_ms": 1_700_000_100_000i64,
+                               "error": "applying 0006_x: syntax error\nat line 2"},
+                "detail": null
+            })
+        );
+        assert_eq!(doc["lagging"][2]["version"], serde_json::Value::Null);
+        let lagging_only = serde_json::to_value(status_doc(&fleet(), true, None)).unwrap();
+        assert_eq!(lagging_only["tenants"].as_array().unwrap().len(), 3);
+        assert_eq!(lagging_only["histogram"], doc["histogram"]);
+    }
+
+    #[test]
+    fn wait_text_lists_the_laggards() {
+        let outcome = WaitOutcome {
+            arrived: false,
+            waited: Duration::from_millis(5_004),
+            polls: 6,
+            status: fleet(),
+        };
+        insta::assert_snapshot!(wait_text(&outcome), @r"
+        Timed out after 5.0s: 3 of 33 tenant(s) have not reached 7:
+        TENANT  VERSION  BEHIND  STATE        DETAIL
+        late    5        2       behind
+        edited  3        4       drifted      migration 2 was edited after it was applied
+        gone    ?        ?       unreachable  connecting: refused
+        ");
+        let doc = serde_json::to_value(wait_doc(&outcome)).unwrap();
+        assert_eq!(doc["arrived"], false);
+        assert_eq!(doc["laggards"].as_array().unwrap().len(), 3);
+        assert_eq!(doc["laggards"][0]["behind_by"], 2);
+    }
+}
