@@ -78,6 +78,17 @@ fn check_target(set: &MigrationSet, v: Version, flag: &str) -> Result<Version, E
 
 fn selected<'f>(fleet: &'f Fleet, g: &Global) -> Result<Vec<&'f Tenant>, Error> {
     let tenants = select(&fleet.tenants, &g.select);
+    if fleet.tenants.is_empty() {
+        let source = if fleet.discover.is_some() {
+            " (nor does its `discover:` query find any)"
+        } else {
+            ""
+        };
+        return Err(Error::Usage(format!(
+            "`{}` lists no tenants{source}",
+            fleet.path.display()
+        )));
+    }
     if tenants.is_empty() {
         let what = g
             .select
