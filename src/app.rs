@@ -51,18 +51,7 @@ fn load_migrations(dir: &Path) -> Result<MigrationSet, Error> {
 /// The fleet: the file's tenants, then those its `discover:` query finds. A registry that
 /// cannot answer is a setup error, like a bad fleet file.
 async fn load_fleet(g: &Global) -> Result<Fleet, Error> {
-    let file = load::fleet::load_file(&g.fleet)?;
-    let Some(discover) = &file.fleet.discover else {
-        return Ok(file.fleet);
-    };
-    let rows = crate::driver::registry::fetch(&discover.url, &discover.query, g.connect_timeout)
-        .await
-        .map_err(|source| Error::Discover {
-            path: g.fleet.display().to_string(),
-            registry: discover.url.redacted(),
-            source: Box::new(source),
-        })?;
-    Ok(load::discover::merge(file, rows)?)
+    crate::api::load_fleet(&g.fleet, g.connect_timeout).await
 }
 
 fn check_target(set: &MigrationSet, v: Version, flag: &str) -> Result<Version, Error> {
