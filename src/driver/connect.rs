@@ -180,16 +180,8 @@ impl AnySession {
         each!(self, s => s.run_step(step, run_id).await)
     }
 
-    pub async fn begin(&mut self) -> Result<(), DbError> {
-        each!(self, s => s.begin().await)
-    }
-
-    pub async fn run_step_in_open_tx(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, DbError> {
-        each!(self, s => s.run_step_in_open_tx(step, run_id).await)
-    }
-
-    pub async fn commit(&mut self) -> Result<(), DbError> {
-        each!(self, s => s.commit().await)
+    pub async fn run_in_one_tx(&mut self, steps: &[Step<'_>], run_id: &str) -> Result<Vec<Duration>, (usize, DbError)> {
+        each!(self, s => s.run_in_one_tx(steps, run_id).await)
     }
 
     pub async fn stamp(&mut self, rows: &[Applied], run_id: &str) -> Result<(), DbError> {

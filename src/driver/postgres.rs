@@ -12,8 +12,8 @@ use std::str::FromStr;
 
 use futures::TryStreamExt;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
-use sqlx::{Connection, Executor, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
+use sqlx::{Column, Connection, Either, Executor, Row};
 
 use crate::driver::connect::{Access, Limits};
 use crate::driver::error::{DbError, ErrorKind};
@@ -83,6 +83,8 @@ pub struct PgWire {
     locked: bool,
     /// Set once the session is unlocked and reset; a pooled connection goes back only then.
     clean: bool,
+    /// The history as read while the session was opened, for the first `read_history`.
+    history: Option<Vec<Applied>>,
 }
 
 impl Drop for PgWire {
@@ -100,6 +102,11 @@ impl Drop for PgWire {
 impl PgWire {
     fn conn(&mut self) -> &mut PgConnection {
         self.conn.as_mut().expect("a live session has a connection").get()
+    }
+
+    /// The rows of SQL text sent whole (simple-query protocol, nothing prepared).
+    async fn fetch(&mut self, sql: &str) -> Result<Vec<PgRow>, sqlx::Error> {
+        self.conn().fetch_all(sqlx::raw_sql(sql)).await
     }
 }
 
@@ -155,6 +162,7 @@ pub async fn open(
         schema,
         locked: false,
         clean: false,
+        history: None,
     };
     match prepare(&mut wire, tenant, limits, access).await {
         Ok(()) => Ok(Session::new(wire, secret)),
@@ -175,11 +183,31 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
             .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
     }
     let key = lock_key(wire.schema.as_deref());
+    // Simple-query text only, never a prepared statement: a statement per schema would
+    // fill each connection's statement cache with plans the server re-checks on every
+    // catalog change of the whole run.
+    let mut setup = String::new();
     if access == Access::Write {
-        let got: bool = sqlx::query_scalar(&format!("SELECT pg_try_advisory_lock({key})"))
-            .fetch_one(wire.conn())
+        let probe = format!(
+            "SELECT pg_try_advisory_lock({key}), to_regclass({}) IS NOT NULL",
+            literal(&wire.table)
+        );
+        let row = wire
+            .fetch(&probe)
             .await
             .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
+        let (got, has_table) = match row.first() {
+            Some(r) => (r.try_get::<bool, _>(0), r.try_get::<bool, _>(1)),
+            None => {
+                return Err((
+                    ErrorKind::Sql,
+                    "locking the tenant".to_owned(),
+                    sqlx::Error::RowNotFound,
+                ));
+            }
+        };
+        let got = got.map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
+        let has_table = has_table.map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
         if !got {
             let wait = format!(
                 "SET lock_timeout = {}; SELECT pg_advisory_lock({key}); SET lock_timeout = {};",
@@ -195,24 +223,44 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
             })?;
         }
         wire.locked = true;
-        let mut ddl = String::new();
-        if let Some(schema) = &wire.schema {
-            let _ = writeln!(ddl, "CREATE SCHEMA IF NOT EXISTS {};", double(schema));
+        // Seen before the lock was ours, so only a hint: IF NOT EXISTS stays.
+        if !has_table || !got {
+            if let Some(schema) = &wire.schema {
+                let _ = writeln!(setup, "CREATE SCHEMA IF NOT EXISTS {};", double(schema));
+            }
+            let _ = writeln!(setup, "CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS});", wire.table);
         }
-        let _ = write!(ddl, "CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS});", wire.table);
-        wire.batch(&ddl)
-            .await
-            .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history".to_owned(), e))?;
     }
     if let Some(schema) = &wire.schema {
-        wire.batch(&format!("SET search_path TO {}", double(schema)))
+        let _ = writeln!(setup, "SET search_path TO {};", double(schema));
+    }
+    if access == Access::Write {
+        // The table exists now: read the history in the same round trip.
+        let _ = write!(setup, "{}", history_query(&wire.table));
+        let what = if setup.contains("CREATE TABLE") {
+            "creating fleetmig_history"
+        } else {
+            "reading fleetmig_history"
+        };
+        let rows = wire
+            .fetch(&setup)
+            .await
+            .map_err(|e| (ErrorKind::Sql, what.to_owned(), e))?;
+        let applied = rows.iter().map(applied_of).collect::<Result<_, _>>();
+        wire.history = Some(applied.map_err(|e| (ErrorKind::Sql, "reading fleetmig_history".to_owned(), e))?);
+    } else if !setup.is_empty() {
+        wire.batch(&setup)
             .await
             .map_err(|e| (ErrorKind::Sql, "setting search_path".to_owned(), e))?;
     }
     Ok(())
 }
 
-fn applied_of(r: &sqlx::postgres::PgRow) -> Result<Applied, sqlx::Error> {
+fn history_query(table: &str) -> String {
+    format!("SELECT version, name, checksum, dirty FROM {table} ORDER BY version;")
+}
+
+fn applied_of(r: &PgRow) -> Result<Applied, sqlx::Error> {
     Ok(Applied {
         version: Version(r.try_get(0)?),
         name: r.try_get(1)?,
@@ -277,19 +325,20 @@ impl Wire for PgWire {
     }
 
     async fn read_history(&mut self) -> Result<Vec<Applied>, sqlx::Error> {
-        let table = self.table.clone();
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&table)
-            .fetch_one(self.conn())
-            .await?;
-        if !exists {
+        if let Some(rows) = self.history.take() {
+            return Ok(rows);
+        }
+        let probe = format!("SELECT to_regclass({}) IS NOT NULL", literal(&self.table));
+        let exists = self.fetch(&probe).await?;
+        if !exists
+            .first()
+            .map(|r| r.try_get::<bool, _>(0))
+            .transpose()?
+            .unwrap_or(false)
+        {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT version, name, checksum, dirty FROM {} ORDER BY version",
-            self.table
-        );
-        let rows = sqlx::query(&sql).fetch_all(self.conn()).await?;
+        let rows = self.fetch(&history_query(&self.table)).await?;
         rows.iter().map(applied_of).collect()
     }
 
@@ -311,6 +360,55 @@ impl Wire for PgWire {
         } else {
             format!("{script}\n;\n{record}")
         })
+    }
+
+    fn tenant_sql(&self, steps: &[(&str, &Applied, Direction)], run_id: &str) -> Option<String> {
+        // Each step's own duration: the clock at its start, kept in a transaction-local setting.
+        const MARK: &str = "SELECT FROM set_config('fleetmig.step_started', clock_timestamp()::text, true);";
+        const SINCE: &str = "(extract(epoch FROM clock_timestamp() - current_setting('fleetmig.step_started')::timestamptz) * 1000)::bigint";
+        let mut sql = String::from("BEGIN;\n");
+        for (script, row, direction) in steps {
+            let record = match direction {
+                Direction::Up => format!(
+                    "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, {SINCE}, {}, FALSE) \
+                     RETURNING version AS fleetmig_step, duration_ms;",
+                    self.table,
+                    row.version.0,
+                    literal(&row.name),
+                    literal(&row.checksum),
+                    literal(run_id)
+                ),
+                Direction::Down => format!(
+                    "DELETE FROM {} WHERE version = {} RETURNING version AS fleetmig_step, {SINCE};",
+                    self.table, row.version.0
+                ),
+            };
+            let _ = write!(sql, "{MARK}\n{script}\n;\n{record}\n");
+        }
+        sql.push_str("COMMIT;");
+        Some(sql)
+    }
+
+    async fn batch_steps(&mut self, sql: &str) -> (Vec<(i64, i64)>, Result<(), sqlx::Error>) {
+        let mut done = Vec::new();
+        let mut rows = self.conn().fetch_many(sqlx::raw_sql(sql));
+        let result = loop {
+            match rows.try_next().await {
+                Ok(Some(Either::Right(row))) => {
+                    let ours = row.columns().first().is_some_and(|c| c.name() == "fleetmig_step");
+                    if ours {
+                        match (row.try_get::<i64, _>(0), row.try_get::<i64, _>(1)) {
+                            (Ok(v), Ok(ms)) => done.push((v, ms)),
+                            (Err(e), _) | (_, Err(e)) => break Err(e),
+                        }
+                    }
+                }
+                Ok(Some(Either::Left(_))) => {}
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        (done, result)
     }
 
     async fn insert_row(&mut self, row: &Applied, duration_ms: i64, run_id: &str) -> Result<(), sqlx::Error> {

@@ -33,6 +33,26 @@ pub trait Wire: Send {
         None
     }
 
+    /// All of a tenant's steps in one transaction, begin to commit, as one text to send in
+    /// one round trip (`--tx per-tenant`). Each step's history write returns one row whose
+    /// first column is named `fleetmig_step`, holding the version, and whose second holds
+    /// the step's duration in milliseconds, so a failure can be placed. `None` runs it step
+    /// by step.
+    fn tenant_sql(&self, _steps: &[(&str, &Applied, Direction)], _run_id: &str) -> Option<String> {
+        None
+    }
+
+    /// Runs `tenant_sql`'s text: the `(version, duration_ms)` of the steps it finished, and
+    /// how it ended.
+    fn batch_steps(&mut self, _sql: &str) -> impl Future<Output = (Vec<(i64, i64)>, Result<(), sqlx::Error>)> + Send {
+        async {
+            (
+                Vec::new(),
+                Err(sqlx::Error::Protocol("no one-trip tenant transaction here".into())),
+            )
+        }
+    }
+
     /// Runs SQL text whole, as the database's simple-query protocol does.
     fn batch(&mut self, sql: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     /// The history rows, ascending; empty when the table does not exist.
@@ -197,6 +217,54 @@ impl<W: Wire> Session<W> {
         };
         result.map_err(|e| self.fail(ErrorKind::Sql, op, e))?;
         Ok(started.elapsed())
+    }
+
+    /// Runs every step and its history row in one transaction (`--tx per-tenant`): all of
+    /// them commit or none does. `Ok`: each step's duration. `Err`: the index of the step that
+    /// failed (the number of steps when the commit did), and why.
+    pub async fn run_in_one_tx(&mut self, steps: &[Step<'_>], run_id: &str) -> Result<Vec<Duration>, (usize, DbError)> {
+        let described: Vec<_> = steps.iter().map(|s| describe(*s)).collect();
+        let parts: Vec<(&str, &Applied, Direction)> = described
+            .iter()
+            .zip(steps)
+            .map(|((script, _, row), step)| (script.sql.as_str(), row, step.direction))
+            .collect();
+        let Some(sql) = self.wire.tenant_sql(&parts, run_id) else {
+            self.begin().await.map_err(|e| (0, e))?;
+            let mut durations = Vec::with_capacity(steps.len());
+            for (i, step) in steps.iter().enumerate() {
+                durations.push(self.run_step_in_open_tx(*step, run_id).await.map_err(|e| (i, e))?);
+            }
+            self.commit().await.map_err(|e| (steps.len(), e))?;
+            return Ok(durations);
+        };
+        let (done, result) = self.wire.batch_steps(&sql).await;
+        let at = done.len();
+        let in_order = done
+            .iter()
+            .zip(&described)
+            .all(|((v, _), (_, _, row))| *v == row.version.0);
+        match result {
+            Ok(()) if at == steps.len() && in_order => Ok(done
+                .iter()
+                .map(|(_, ms)| Duration::from_millis(u64::try_from(*ms).unwrap_or(0)))
+                .collect()),
+            Ok(()) => {
+                self.broken = true;
+                let message = format!("the transaction reported {at} of {} steps done", steps.len());
+                Err((
+                    at.min(steps.len().saturating_sub(1)),
+                    DbError::new(ErrorKind::Sql, "committing the tenant's transaction", message),
+                ))
+            }
+            Err(e) => {
+                let op = match described.get(at) {
+                    Some((_, op, _)) => op.clone(),
+                    None => "committing the tenant's transaction".to_owned(),
+                };
+                Err((at, self.fail(ErrorKind::Sql, op, e)))
+            }
+        }
     }
 
     /// Commits the tenant's transaction.

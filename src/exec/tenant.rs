@@ -177,26 +177,61 @@ async fn migrate(
             return report;
         }
     };
-    let one_tx = job.per_tenant_tx && !tenant_plan.steps.is_empty();
-    if one_tx {
+    let total = tenant_plan.steps.len();
+    let started_event = |index: usize, step: &plan::Step<'_>| Event::StepStarted {
+        tenant: tenant.id.clone(),
+        version: step.migration.version,
+        name: step.migration.name.clone(),
+        direction: step.direction,
+        index: index + 1,
+        total,
+    };
+    let finished = |report: &mut TenantReport, step: &plan::Step<'_>, duration_ms: u64| {
+        job.events.emit(Event::StepFinished {
+            tenant: tenant.id.clone(),
+            version: step.migration.version,
+            direction: step.direction,
+            duration_ms,
+        });
+        report.steps.push(StepDone {
+            version: step.migration.version,
+            name: step.migration.name.clone(),
+            direction: step.direction,
+            duration_ms,
+        });
+    };
+    if job.per_tenant_tx && total > 0 {
+        // One unit: it runs whole or not at all, so the only safe point is before it.
         if job.stop.load(Ordering::SeqCst) {
             report.outcome = Outcome::NotStarted;
             return report;
         }
-        if let Err(error) = session.begin().await {
-            report.outcome = Outcome::Failed {
-                version: tenant_plan.steps[0].migration.version,
-                error,
-                dirty: false,
-            };
-            return report;
+        // The steps travel together; the events say so by starting them together.
+        for (index, step) in tenant_plan.steps.iter().enumerate() {
+            job.events.emit(started_event(index, step));
         }
+        match session.run_in_one_tx(&tenant_plan.steps, job.run_id).await {
+            Ok(durations) => {
+                for (step, d) in tenant_plan.steps.iter().zip(durations) {
+                    finished(&mut report, step, d.as_millis() as u64);
+                }
+                report.final_version = Some(tenant_plan.to);
+            }
+            Err((at, error)) => {
+                let failed = tenant_plan.steps.get(at).or(tenant_plan.steps.last());
+                // Nothing of the transaction stays: the session is closed, the database rolls back.
+                report.outcome = Outcome::Failed {
+                    version: failed.map_or(Version::ZERO, |s| s.migration.version),
+                    error,
+                    dirty: false,
+                };
+            }
+        }
+        return report;
     }
-    let total = tenant_plan.steps.len();
     for (index, step) in tenant_plan.steps.iter().enumerate() {
         let m = step.migration;
-        // In one transaction the tenant is one unit: it runs whole or not at all.
-        if !one_tx && job.stop.load(Ordering::SeqCst) {
+        if job.stop.load(Ordering::SeqCst) {
             report.outcome = if index == 0 {
                 Outcome::NotStarted
             } else {
@@ -204,66 +239,20 @@ async fn migrate(
             };
             break;
         }
-        job.events.emit(Event::StepStarted {
-            tenant: tenant.id.clone(),
-            version: m.version,
-            name: m.name.clone(),
-            direction: step.direction,
-            index: index + 1,
-            total,
-        });
+        job.events.emit(started_event(index, step));
         let started = Instant::now();
-        let result = if one_tx {
-            session.run_step_in_open_tx(*step, job.run_id).await
-        } else {
-            session.run_step(*step, job.run_id).await
-        };
-        match result {
-            Ok(_) => {
-                let duration_ms = started.elapsed().as_millis() as u64;
-                job.events.emit(Event::StepFinished {
-                    tenant: tenant.id.clone(),
-                    version: m.version,
-                    direction: step.direction,
-                    duration_ms,
-                });
-                report.steps.push(StepDone {
-                    version: m.version,
-                    name: m.name.clone(),
-                    direction: step.direction,
-                    duration_ms,
-                });
-            }
+        match session.run_step(*step, job.run_id).await {
+            Ok(_) => finished(&mut report, step, started.elapsed().as_millis() as u64),
             Err(error) => {
-                let in_tx = one_tx
-                    || m.script(step.direction).is_some_and(|s| s.transactional)
-                        && tenant.engine.has_transactional_ddl();
-                let dirty = !in_tx;
+                let in_tx =
+                    m.script(step.direction).is_some_and(|s| s.transactional) && tenant.engine.has_transactional_ddl();
                 report.outcome = Outcome::Failed {
                     version: m.version,
                     error,
-                    dirty,
+                    dirty: !in_tx,
                 };
                 break;
             }
-        }
-    }
-    if one_tx {
-        if matches!(report.outcome, Outcome::Succeeded) {
-            if let Err(error) = session.commit().await {
-                let version = tenant_plan.steps.last().map_or(Version::ZERO, |s| s.migration.version);
-                report.outcome = Outcome::Failed {
-                    version,
-                    error,
-                    dirty: false,
-                };
-            }
-        }
-        if !matches!(report.outcome, Outcome::Succeeded) {
-            // Nothing of the transaction stays: the session is closed, the database rolls back.
-            report.steps.clear();
-            report.final_version = Some(start);
-            return report;
         }
     }
     report.final_version = Some(reached(&tenant_plan, &report, applied));

@@ -424,6 +424,72 @@ fn per_tenant_transactions_leave_a_failed_tenant_at_its_start() {
     }
 }
 
+/// On PostgreSQL a tenant's steps travel in one round trip; the failing one is still named,
+/// and each history row keeps its own step's duration.
+#[test]
+fn per_tenant_transactions_on_postgres_name_the_failing_migration() {
+    let Some(pg) = Pg::create("pertenant") else { return };
+    let p = Project::new();
+    for i in 1..=4 {
+        let fail = if i == 1 {
+            "SELECT pg_sleep(CASE WHEN current_schema() = 's_x00' THEN 0.3 ELSE 0 END);"
+        } else if i == 3 {
+            "DO $$ BEGIN IF current_schema() = 's_x01' THEN RAISE EXCEPTION 'no room for t3'; END IF; END $$;"
+        } else {
+            ""
+        };
+        p.migration(
+            &format!("000{i}_t{i}.up.sql"),
+            &format!("CREATE TABLE t{i} (id int);\nSELECT 'a row the migration returns';\n{fail}"),
+        );
+        p.migration(&format!("000{i}_t{i}.down.sql"), &format!("DROP TABLE t{i};"));
+    }
+    p.fleet(&format!(
+        "hosts: {{ pg: {{ url: \"{}\", max_connections: 2 }} }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\ntenants:\n  - {{ id: x00 }}\n  - {{ id: x01 }}\n  - {{ id: x02 }}\n",
+        pg.url()
+    ));
+    let run = p.run(&[
+        "up",
+        "--tx",
+        "per-tenant",
+        "--max-failures",
+        "all",
+        "--report",
+        "report.json",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let r = report(&p);
+    let bad = status_of(&r, "x01");
+    assert_eq!(bad["status"], "failed", "{bad}");
+    assert_eq!(bad["failed_migration"], 3, "{bad}");
+    assert_eq!(bad["final_version"], 0, "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("no room for t3"), "{bad}");
+    assert_eq!(
+        pg_state(&pg, "s_x01"),
+        (vec![], vec![]),
+        "nothing of the transaction stays"
+    );
+    for id in ["x00", "x02"] {
+        assert_eq!(status_of(&r, id)["status"], "succeeded", "{id}");
+        assert_eq!(status_of(&r, id)["final_version"], 4, "{id}");
+        let (tables, history) = pg_state(&pg, &format!("s_{id}"));
+        assert_eq!(tables, ["1", "2", "3", "4"], "{id}");
+        assert_eq!(history, ["1", "2", "3", "4"], "{id}");
+    }
+    let finished = run.stdout.lines().filter(|l| l.contains("\"step_finished\"")).count();
+    assert_eq!(finished, 8, "a step event per committed step:\n{}", run.stdout);
+    // Durations are the steps' own, not the time since the transaction began: the first
+    // step sleeps, the second does not.
+    let durations: Vec<i64> = pg
+        .column("SELECT duration_ms::text FROM s_x00.fleetmig_history ORDER BY version")
+        .iter()
+        .map(|d| d.parse().unwrap())
+        .collect();
+    assert!(durations[0] >= 300 && durations[1] < durations[0], "{durations:?}");
+}
+
 #[test]
 fn per_tenant_transactions_are_refused_where_they_cannot_hold() {
     let p = Project::new();
