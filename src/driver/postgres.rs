@@ -261,52 +261,60 @@ fn history_query(table: &str) -> String {
 }
 
 fn applied_of(r: &PgRow) -> Result<Applied, sqlx::Error> {
+    applied_of_at(r, 0)
+}
+
+/// A history row from the columns `version, name, checksum, dirty` starting at `first`.
+fn applied_of_at(r: &PgRow, first: usize) -> Result<Applied, sqlx::Error> {
     Ok(Applied {
-        version: Version(r.try_get(0)?),
-        name: r.try_get(1)?,
-        checksum: r.try_get(2)?,
-        dirty: r.try_get(3)?,
+        version: Version(r.try_get(first)?),
+        name: r.try_get(first + 1)?,
+        checksum: r.try_get(first + 2)?,
+        dirty: r.try_get(first + 3)?,
     })
 }
 
 /// The history rows of many schemas of one database, in a few queries: the schemas that
-/// have a history table, then their rows in batches. Schemas without one map to no rows.
+/// have a history table, then their rows in batches, run side by side on the pool's
+/// connections. Schemas without one map to no rows.
 pub async fn survey(pool: &PgPool, schemas: &[String]) -> Result<HashMap<String, Vec<Applied>>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let with_table: Vec<String> = sqlx::query_scalar(
-        "SELECT n.nspname::text FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid \
-         WHERE c.relname = 'fleetmig_history' AND c.relkind = 'r' AND n.nspname = ANY($1)",
-    )
-    .bind(schemas)
-    .fetch_all(&mut *conn)
-    .await?;
+    let with_table: Vec<String> = {
+        let mut conn = pool.acquire().await?;
+        sqlx::query_scalar(
+            "SELECT n.nspname::text FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid \
+             WHERE c.relname = 'fleetmig_history' AND c.relkind = 'r' AND n.nspname = ANY($1)",
+        )
+        .bind(schemas)
+        .fetch_all(&mut *conn)
+        .await?
+    };
     let mut out: HashMap<String, Vec<Applied>> = schemas.iter().map(|s| (s.clone(), Vec::new())).collect();
-    for chunk in with_table.chunks(250) {
+    // As many batches as the pool has connections, none over 250 tables.
+    let lanes = pool.options().get_max_connections().max(1) as usize;
+    let size = with_table.len().div_ceil(lanes).clamp(25, 250);
+    let batches = with_table.chunks(size).map(|chunk| async move {
         let sql = chunk
             .iter()
-            .enumerate()
-            .map(|(i, s)| {
+            .map(|s| {
                 format!(
-                    "SELECT ${}::text, version, name, checksum, dirty FROM {}.fleetmig_history",
-                    i + 1,
+                    "SELECT {}::text, version, name, checksum, dirty FROM {}.fleetmig_history",
+                    literal(s),
                     double(s)
                 )
             })
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
-        let mut query = sqlx::query(&sql);
-        for s in chunk {
-            query = query.bind(s);
-        }
-        let mut rows = query.fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            let schema: String = row.try_get(0)?;
-            let applied = Applied {
-                version: Version(row.try_get(1)?),
-                name: row.try_get(2)?,
-                checksum: row.try_get(3)?,
-                dirty: row.try_get(4)?,
-            };
+        let mut conn = pool.acquire().await?;
+        let rows = conn.fetch_all(sqlx::raw_sql(&sql)).await?;
+        rows.iter()
+            .map(|row| {
+                let schema: String = row.try_get(0)?;
+                Ok((schema, applied_of_at(row, 1)?))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+    });
+    for rows in futures::future::try_join_all(batches).await? {
+        for (schema, applied) in rows {
             out.entry(schema).or_default().push(applied);
         }
     }
