@@ -250,6 +250,44 @@ fn status_of_mixed_postgres_schema_tenants() {
     check_mixed_status(&p);
 }
 
+/// Enough schema-tenants on one host that the survey splits them into batches read side
+/// by side: every tenant still gets its own history, none another's.
+#[test]
+fn status_of_many_postgres_schema_tenants_read_in_batches() {
+    let Some(pg) = Pg::create("statusmany") else { return };
+    let p = Project::new();
+    migrations(&p);
+    let mut fleet = format!(
+        "hosts:\n  main: {{url: \"{}\", max_connections: 3}}\ndefaults: {{host: main, schema: \"t_{{id}}\"}}\ntenants:\n",
+        pg.url()
+    );
+    let ids: Vec<String> = (0..90).map(|i| format!("n{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        fleet.push_str(&format!("  - {{id: {id}, labels: {{v: \"{}\"}}}}\n", i % 5));
+    }
+    p.fleet(&fleet);
+    for v in 1..=4 {
+        let to = v.to_string();
+        let select = format!("v={v}");
+        assert_code(&p.run(&["up", "--to", &to, "--select", &select]), 0);
+    }
+    let status = p.run(&["status", "--format", "json"]);
+    assert_code(&status, 1);
+    let doc = json_of(&status);
+    assert_eq!(
+        doc["histogram"],
+        json!({"0": 18, "1": 18, "2": 18, "3": 18, "4": 18}),
+        "{doc:#}"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(row(&doc, "tenants", id)["version"], i % 5, "{id}");
+    }
+    // The survey also lets a no-op `up` pass the tenants already there without a session.
+    let run = p.run(&["up", "--to", "4", "--select", "v=4", "--format", "json"]);
+    assert_code(&run, 0);
+    assert_eq!(run.stdout.matches("\"step_started\"").count(), 0, "{}", run.stdout);
+}
+
 #[test]
 fn status_reads_no_ledger_and_creates_none() {
     let p = Project::new();
