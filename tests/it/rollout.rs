@@ -488,6 +488,11 @@ fn per_tenant_transactions_on_postgres_name_the_failing_migration() {
         .map(|d| d.parse().unwrap())
         .collect();
     assert!(durations[0] >= 300 && durations[1] < durations[0], "{durations:?}");
+
+    // Down travels the same way.
+    let run = p.run(&["down", "--to", "1", "--tx", "per-tenant", "--select", "id=x00"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(pg_state(&pg, "s_x00"), (vec!["1".to_owned()], vec!["1".to_owned()]));
 }
 
 #[test]
