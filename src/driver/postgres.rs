@@ -104,6 +104,25 @@ impl PgWire {
         self.conn.as_mut().expect("a live session has a connection").get()
     }
 
+    /// A step's history write as SQL text: the row's insert (up) or delete (down), with
+    /// `duration` as the duration expression and `returning` appended.
+    fn record(&self, row: &Applied, direction: Direction, run_id: &str, duration: &str, returning: &str) -> String {
+        match direction {
+            Direction::Up => format!(
+                "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, {duration}, {}, FALSE){returning};",
+                self.table,
+                row.version.0,
+                literal(&row.name),
+                literal(&row.checksum),
+                literal(run_id)
+            ),
+            Direction::Down => format!(
+                "DELETE FROM {} WHERE version = {}{returning};",
+                self.table, row.version.0
+            ),
+        }
+    }
+
     /// The rows of SQL text sent whole (simple-query protocol, nothing prepared).
     async fn fetch(&mut self, sql: &str) -> Result<Vec<PgRow>, sqlx::Error> {
         self.conn().fetch_all(sqlx::raw_sql(sql)).await
@@ -196,18 +215,11 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
             .fetch(&probe)
             .await
             .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
-        let (got, has_table) = match row.first() {
-            Some(r) => (r.try_get::<bool, _>(0), r.try_get::<bool, _>(1)),
-            None => {
-                return Err((
-                    ErrorKind::Sql,
-                    "locking the tenant".to_owned(),
-                    sqlx::Error::RowNotFound,
-                ));
-            }
-        };
-        let got = got.map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
-        let has_table = has_table.map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
+        let (got, has_table): (bool, bool) = row
+            .first()
+            .ok_or(sqlx::Error::RowNotFound)
+            .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
         if !got {
             let wait = format!(
                 "SET lock_timeout = {}; SELECT pg_advisory_lock({key}); SET lock_timeout = {};",
@@ -351,18 +363,9 @@ impl Wire for PgWire {
     }
 
     fn step_sql(&self, script: &str, row: &Applied, direction: Direction, run_id: &str, wrap: bool) -> Option<String> {
-        let record = match direction {
-            Direction::Up => format!(
-                "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, \
-                 (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {}, FALSE);",
-                self.table,
-                row.version.0,
-                literal(&row.name),
-                literal(&row.checksum),
-                literal(run_id)
-            ),
-            Direction::Down => format!("DELETE FROM {} WHERE version = {};", self.table, row.version.0),
-        };
+        // One step per transaction: its duration is the time since the transaction began.
+        let since = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint";
+        let record = self.record(row, direction, run_id, since, "");
         Some(if wrap {
             format!("BEGIN;\n{script}\n;\n{record}\nCOMMIT;")
         } else {
@@ -374,23 +377,10 @@ impl Wire for PgWire {
         // Each step's own duration: the clock at its start, kept in a transaction-local setting.
         const MARK: &str = "SELECT FROM set_config('fleetmig.step_started', clock_timestamp()::text, true);";
         const SINCE: &str = "(extract(epoch FROM clock_timestamp() - current_setting('fleetmig.step_started')::timestamptz) * 1000)::bigint";
+        let returning = format!(" RETURNING version AS fleetmig_step, {SINCE}");
         let mut sql = String::from("BEGIN;\n");
         for (script, row, direction) in steps {
-            let record = match direction {
-                Direction::Up => format!(
-                    "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, {SINCE}, {}, FALSE) \
-                     RETURNING version AS fleetmig_step, duration_ms;",
-                    self.table,
-                    row.version.0,
-                    literal(&row.name),
-                    literal(&row.checksum),
-                    literal(run_id)
-                ),
-                Direction::Down => format!(
-                    "DELETE FROM {} WHERE version = {} RETURNING version AS fleetmig_step, {SINCE};",
-                    self.table, row.version.0
-                ),
-            };
+            let record = self.record(row, *direction, run_id, SINCE, &returning);
             let _ = write!(sql, "{MARK}\n{script}\n;\n{record}\n");
         }
         sql.push_str("COMMIT;");
