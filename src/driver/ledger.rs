@@ -5,6 +5,7 @@
 //! commit, so after a crash the ledger is either right or says "started" (unknown), never
 //! "done" for work that did not commit. The tenants' own history tables stay the truth.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,10 @@ pub fn runner() -> String {
     format!("{user}@{host} pid {}", std::process::id())
 }
 
+/// Tenant rows written by one statement: far below SQLite's and PostgreSQL's limits on
+/// bound parameters, and large enough that a big fleet costs few round trips.
+const ROWS_PER_STATEMENT: usize = 200;
+
 /// An open ledger.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -179,19 +184,29 @@ impl Ledger {
         .execute(&mut *tx)
         .await
         .map_err(|e| self.fail("recording the run", e))?;
-        for (w, tenants) in plan.waves.iter().enumerate() {
-            for t in tenants {
-                sqlx::query(
-                    "INSERT INTO fleetmig_run_tenants (run_id, tenant, wave, state, updated_ms) VALUES ($1, $2, $3, 'pending', $4)",
-                )
-                .bind(run_id)
-                .bind(t)
-                .bind(w as i64 + 1)
-                .bind(now_ms())
+        let rows: Vec<(&str, i64)> = plan
+            .waves
+            .iter()
+            .zip(1..)
+            .flat_map(|(tenants, wave)| tenants.iter().map(move |t| (t.as_str(), wave)))
+            .collect();
+        let now = now_ms();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("($1, ${}, ${}, 'pending', $2)", 2 * i + 3, 2 * i + 4))
+                .collect();
+            let sql = format!(
+                "INSERT INTO fleetmig_run_tenants (run_id, tenant, wave, state, updated_ms) VALUES {}",
+                values.join(", ")
+            );
+            let mut insert = sqlx::query(&sql).bind(run_id).bind(now);
+            for (tenant, wave) in chunk {
+                insert = insert.bind(*tenant).bind(*wave);
+            }
+            insert
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.fail("recording the run's tenants", e))?;
-            }
         }
         tx.commit().await.map_err(|e| self.fail("recording the run", e))
     }
@@ -256,18 +271,37 @@ impl Ledger {
             .begin()
             .await
             .map_err(|e| self.fail("recording the run's end", e))?;
+        // Tenants that ended alike share one statement per chunk: a run of a thousand
+        // tenants at the target is a few statements, not a thousand.
+        let mut alike: BTreeMap<(&str, Option<i64>), Vec<&str>> = BTreeMap::new();
         for t in &report.tenants {
-            sqlx::query(
-                "UPDATE fleetmig_run_tenants SET state = $3, final_version = $4, updated_ms = $5 WHERE run_id = $1 AND tenant = $2",
-            )
-            .bind(&report.run_id)
-            .bind(&t.id)
-            .bind(t.status.name())
-            .bind(t.final_version.map(|v| v.0))
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.fail("recording the run's end", e))?;
+            alike
+                .entry((t.status.name(), t.final_version.map(|v| v.0)))
+                .or_default()
+                .push(&t.id);
+        }
+        let now = now_ms();
+        for ((state, version), ids) in alike {
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 5)).collect();
+                let sql = format!(
+                    "UPDATE fleetmig_run_tenants SET state = $2, final_version = $3, updated_ms = $4 \
+                     WHERE run_id = $1 AND tenant IN ({})",
+                    list.join(", ")
+                );
+                let mut update = sqlx::query(&sql)
+                    .bind(&report.run_id)
+                    .bind(state)
+                    .bind(version)
+                    .bind(now);
+                for id in chunk {
+                    update = update.bind(*id);
+                }
+                update
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.fail("recording the run's end", e))?;
+            }
         }
         sqlx::query("UPDATE fleetmig_runs SET finished_ms = $2, stop_reason = $3, report = $4 WHERE run_id = $1")
             .bind(&report.run_id)

@@ -201,3 +201,45 @@ fn a_postgres_ledger_is_shared_by_whoever_points_at_it() {
         "the fleet file's `ledger:` finds the same runs"
     );
 }
+
+/// (tenant, wave, state, final version) of every row of the one run in a ledger, as text.
+const RUN_ROWS: &str = "SELECT tenant, CAST(wave AS TEXT), state, CAST(final_version AS TEXT) \
+                        FROM fleetmig_run_tenants ORDER BY tenant";
+
+/// More tenants than one ledger statement writes, ending two ways: every tenant still
+/// has its own row, wave and end, in a SQLite ledger and in a PostgreSQL one.
+#[test]
+fn a_run_of_hundreds_of_tenants_keeps_one_row_each() {
+    let n = 250;
+    let pg = crate::support::Pg::create("ledger_rows");
+    let ledgers: Vec<Option<String>> = std::iter::once(None)
+        .chain(pg.as_ref().map(|pg| Some(pg.url())))
+        .collect();
+    for ledger in ledgers {
+        let p = fleet(n);
+        let mut args = vec!["up", "--pause-after", "1"];
+        if let Some(url) = &ledger {
+            args.extend(["--ledger", url]);
+        }
+        let run = p.run(&args);
+        assert_eq!(run.code, 0, "{}", run.all());
+        let rows = match &ledger {
+            None => sqlite_rows(&p.path().join("tenants.ledger.db"), RUN_ROWS),
+            Some(_) => pg.as_ref().unwrap().rows(RUN_ROWS),
+        };
+        assert_eq!(rows.len(), n, "{ledger:?}: one row per tenant");
+        for (i, row) in rows.iter().enumerate() {
+            let id = format!("x{i:03}");
+            // The report reads where a tenant that never started stands: at 0.
+            let (wave, state, version) = if i < 3 {
+                ("1", "succeeded", Some("3"))
+            } else {
+                ("2", "not_started", Some("0"))
+            };
+            assert_eq!(row[0].as_deref(), Some(id.as_str()), "{ledger:?}");
+            assert_eq!(row[1].as_deref(), Some(wave), "{ledger:?}: {id}");
+            assert_eq!(row[2].as_deref(), Some(state), "{ledger:?}: {id}");
+            assert_eq!(row[3].as_deref(), version, "{ledger:?}: {id}");
+        }
+    }
+}
