@@ -294,9 +294,11 @@ fn the_failure_limit_stops_every_runner() {
         let id = id.to_owned();
         match r[2].as_deref() {
             // A claim reads the marker in the same statement; the slack covers claims that
-            // were already running when the failure's transaction committed.
+            // were already running when the failure's transaction committed (three more
+            // statements after the failed row's time, on a machine busy with other tests).
+            // Claims that went on regardless would show as no tenant left pending below.
             Some(claimed) => assert!(
-                claimed.parse::<i64>().unwrap() <= failed_at + 200,
+                claimed.parse::<i64>().unwrap() <= failed_at + 500,
                 "{id} claimed after the marker"
             ),
             None => {
