@@ -109,12 +109,13 @@ impl PgWire {
     fn record(&self, row: &Applied, direction: Direction, run_id: &str, duration: &str, returning: &str) -> String {
         match direction {
             Direction::Up => format!(
-                "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, {duration}, {}, FALSE){returning};",
+                "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, {duration}, {}, {}){returning};",
                 self.table,
                 row.version.0,
                 literal(&row.name),
                 literal(&row.checksum),
-                literal(run_id)
+                literal(run_id),
+                row.dirty
             ),
             Direction::Down => format!(
                 "DELETE FROM {} WHERE version = {}{returning};",
@@ -409,56 +410,38 @@ impl Wire for PgWire {
         (done, result)
     }
 
+    // The bookkeeping of steps outside a transaction, `stamp` and `repair`: SQL text too,
+    // for the same reason as everything else per tenant.
     async fn insert_row(&mut self, row: &Applied, duration_ms: i64, run_id: &str) -> Result<(), sqlx::Error> {
-        let sql = format!(
-            "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ($1, $2, $3, $4, $5, $6)",
-            self.table
-        );
-        sqlx::query(&sql)
-            .bind(row.version.0)
-            .bind(&row.name)
-            .bind(&row.checksum)
-            .bind(duration_ms)
-            .bind(run_id)
-            .bind(row.dirty)
-            .execute(self.conn())
-            .await
-            .map(drop)
+        let sql = self.record(row, Direction::Up, run_id, &duration_ms.to_string(), "");
+        self.batch(&sql).await
     }
 
     async fn mark_row(&mut self, version: Version, dirty: bool, duration_ms: Option<i64>) -> Result<(), sqlx::Error> {
+        let duration = duration_ms.map_or("duration_ms".to_owned(), |ms| ms.to_string());
         let sql = format!(
-            "UPDATE {} SET dirty = $2, duration_ms = coalesce($3, duration_ms) WHERE version = $1",
-            self.table
+            "UPDATE {} SET dirty = {dirty}, duration_ms = {duration} WHERE version = {}",
+            self.table, version.0
         );
-        sqlx::query(&sql)
-            .bind(version.0)
-            .bind(dirty)
-            .bind(duration_ms)
-            .execute(self.conn())
-            .await
-            .map(drop)
+        self.batch(&sql).await
     }
 
     async fn update_row(&mut self, row: &Applied, run_id: &str) -> Result<(), sqlx::Error> {
         let sql = format!(
-            "UPDATE {} SET name = $2, checksum = $3, dirty = $4, run_id = $5 WHERE version = $1",
-            self.table
+            "UPDATE {} SET name = {}, checksum = {}, dirty = {}, run_id = {} WHERE version = {}",
+            self.table,
+            literal(&row.name),
+            literal(&row.checksum),
+            row.dirty,
+            literal(run_id),
+            row.version.0
         );
-        sqlx::query(&sql)
-            .bind(row.version.0)
-            .bind(&row.name)
-            .bind(&row.checksum)
-            .bind(row.dirty)
-            .bind(run_id)
-            .execute(self.conn())
-            .await
-            .map(drop)
+        self.batch(&sql).await
     }
 
     async fn delete_row(&mut self, version: Version) -> Result<(), sqlx::Error> {
-        let sql = format!("DELETE FROM {} WHERE version = $1", self.table);
-        sqlx::query(&sql).bind(version.0).execute(self.conn()).await.map(drop)
+        self.batch(&format!("DELETE FROM {} WHERE version = {}", self.table, version.0))
+            .await
     }
 
     async fn check(&mut self, sql: &str) -> Result<bool, sqlx::Error> {

@@ -568,6 +568,40 @@ fn mariadb_failure_leaves_a_dirty_tenant_until_stamped() {
     }
 }
 
+/// `stamp` on PostgreSQL rewrites the history alone: an edited migration's checksum and a
+/// dirty mark are updated, a missing row is added, rows past the target are removed.
+#[test]
+fn postgres_stamp_rewrites_the_history_only() {
+    let Some(pg) = Pg::create("stamp") else { return };
+    let p = Project::new();
+    p.fleet(&format!(
+        "defaults: {{ url: \"{}\", schema: \"s_{{id}}\" }}\ntenants:\n  - {{ id: acme }}\n",
+        pg.url()
+    ));
+    for i in 1..=3 {
+        p.migration(&format!("000{i}_t{i}.up.sql"), &format!("CREATE TABLE t{i} (id int);"));
+    }
+    let up = p.run(&["up", "--to", "2"]);
+    assert_eq!(up.code, 0, "{up:#?}");
+    pg.exec("UPDATE s_acme.fleetmig_history SET dirty = TRUE WHERE version = 2");
+    p.migration("0001_t1.up.sql", "CREATE TABLE t1 (id bigint);");
+    let refused = p.run(&["up"]);
+    assert_ne!(refused.code, 0, "the edited migration is refused first: {refused:#?}");
+
+    let stamp = p.run(&["stamp", "3"]);
+    assert_eq!(stamp.code, 0, "{stamp:#?}");
+    let history = "s_acme.fleetmig_history";
+    assert_eq!(pg_history(&pg, history), ["1 t1 clean", "2 t2 clean", "3 t3 clean"]);
+    let tables = pg.column("SELECT tablename::text FROM pg_tables WHERE schemaname = 's_acme' ORDER BY 1");
+    assert_eq!(tables, ["fleetmig_history", "t1", "t2"], "no script ran");
+    let up = p.run(&["up"]);
+    assert_eq!(up.code, 0, "the new checksum is recorded: {up:#?}");
+
+    let stamp = p.run(&["stamp", "1"]);
+    assert_eq!(stamp.code, 0, "{stamp:#?}");
+    assert_eq!(pg_history(&pg, history), ["1 t1 clean"]);
+}
+
 #[test]
 fn postgres_no_transaction_creates_an_index_concurrently() {
     let Some(pg) = Pg::create("concurrently") else { return };
