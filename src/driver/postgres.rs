@@ -445,7 +445,7 @@ impl Wire for PgWire {
     }
 
     async fn check(&mut self, sql: &str) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query(sql).fetch_optional(self.conn()).await?;
+        let row = self.fetch(sql).await?.into_iter().next();
         Ok(row.is_some_and(|r| {
             r.try_get::<bool, _>(0)
                 .or_else(|_| r.try_get::<i64, _>(0).map(|v| v != 0))

@@ -259,6 +259,35 @@ fn postgres_schema_rollout_report_matches_history() {
     assert!(pg.column("SELECT count(*)::text FROM pg_namespace WHERE nspname = 's_d'")[0] == "0");
 }
 
+/// A gate query on PostgreSQL may answer with a boolean or a number (non-zero is true).
+#[test]
+fn gate_checks_on_postgres_read_booleans_and_numbers() {
+    for (tag, check, passes) in [
+        (
+            "gate_count",
+            "SELECT count(*) FROM fleetmig_history WHERE version = 3",
+            true,
+        ),
+        ("gate_false", "SELECT 2 + 2 = 5", false),
+    ] {
+        let Some(pg) = Pg::create(tag) else { return };
+        let p = pg_fleet(&pg, 4, 2, "0");
+        let run = p.run(&["up", "--waves", "1,1,100%", "--check", check, "--report", "report.json"]);
+        let r = report(&p);
+        if passes {
+            assert_eq!(run.code, 0, "{check}: {}", run.all());
+            assert_eq!(r["stop_reason"]["kind"], "completed", "{check}");
+            assert_eq!(pg_state(&pg, "s_x03").1, ["1", "2", "3"], "{check}");
+        } else {
+            assert_eq!(run.code, 1, "{check}: {}", run.all());
+            assert_eq!(r["stop_reason"]["kind"], "gate_failed", "{check}");
+            assert_eq!(pg_state(&pg, "s_x00").1, ["1", "2", "3"], "{check}");
+            assert_eq!(status_of(&r, "x01")["status"], "not_started", "{check}");
+            assert_eq!(pg_state(&pg, "s_x01"), (vec![], vec![]), "{check}: untouched");
+        }
+    }
+}
+
 /// A PostgreSQL fleet of `n` schema-tenants on one host; each migration sleeps a little so
 /// that tenants overlap and a run lasts long enough to watch.
 fn pg_fleet(pg: &Pg, n: usize, cap: u32, sleep: &str) -> Project {
