@@ -541,6 +541,15 @@ async fn execute(
 ) -> Result<RunReport, Error> {
     let (planned, policy) = rollout_plan(fleet, tenants, rollout)?;
     let mut ctx = context(g, fleet, set);
+    // Every refusal comes before the ledger hears of the run: a refused run leaves no run
+    // behind for `--resume` to pick up.
+    if let Some(r) = rollout {
+        ctx.retries = r.retries;
+        if r.tx == TxMode::PerTenant {
+            check_per_tenant_tx(set, tenants, action)?;
+            ctx.per_tenant_tx = true;
+        }
+    }
     let mut shared = None;
     let waves = match resume {
         Some(Resume {
@@ -579,13 +588,6 @@ async fn execute(
             planned
         }
     };
-    if let Some(r) = rollout {
-        ctx.retries = r.retries;
-        if r.tx == TxMode::PerTenant {
-            check_per_tenant_tx(set, tenants, action)?;
-            ctx.per_tenant_tx = true;
-        }
-    }
     let (events, mut rx) = Events::channel();
     let (interrupt_tx, interrupts) = tokio::sync::mpsc::unbounded_channel();
     let listener = tokio::spawn(async move {

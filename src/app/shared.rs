@@ -5,7 +5,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::{
-    Resume, check_target, execute, exit_code, load_migrations, new_run_id, open_ledger, rollout_plan, selected,
+    Resume, check_per_tenant_tx, check_target, execute, exit_code, load_migrations, new_run_id, open_ledger,
+    rollout_plan, selected,
 };
 use crate::cli::{Global, Rollout, Together};
 use crate::driver::ledger::{RunPlan, runner};
@@ -97,6 +98,10 @@ pub(super) async fn up(
             let tenants = selected(&fleet, g)?;
             let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
             let (waves, policy) = rollout_plan(&fleet, &tenants, Some(rollout))?;
+            // Refused here, before the run exists in the ledger, not by `execute` after.
+            if rollout.tx == crate::cli::TxMode::PerTenant {
+                check_per_tenant_tx(&set, &tenants, Action::Migrate(Target::Up { to }))?;
+            }
             let run_id = new_run_id();
             let plan = RunPlan {
                 command: "up".to_owned(),

@@ -10,6 +10,7 @@ mod discover;
 mod engines;
 mod join;
 mod ledger;
+mod ledger_faults;
 mod rollout;
 mod safety;
 mod status;
