@@ -58,7 +58,7 @@ pub fn script(
             if tx {
                 let _ = writeln!(out, "{};", begin(engine));
             }
-            let _ = writeln!(out, "{}", m.up.sql.trim_end());
+            write_script(&mut out, &m.up.sql);
             let _ = writeln!(
                 out,
                 "INSERT INTO {table} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, 0, 'offline', {});",
@@ -83,7 +83,7 @@ pub fn script(
             if tx {
                 let _ = writeln!(out, "{};", begin(engine));
             }
-            let _ = writeln!(out, "{}", down.sql.trim_end());
+            write_script(&mut out, &down.sql);
             let _ = writeln!(out, "DELETE FROM {table} WHERE version = {};", m.version);
             if tx {
                 let _ = writeln!(out, "COMMIT;");
@@ -92,6 +92,20 @@ pub fn script(
         }
     }
     Ok(out)
+}
+
+/// Writes a migration's script so that what follows is a statement of its own: a script
+/// whose last line is not plainly terminated (no final `;`, or a last line that may be a
+/// comment, such as `-- done` or `x; -- done`) gets a `;` on a line of its own. An empty
+/// statement is harmless in psql, the mariadb client and the sqlite3 shell.
+fn write_script(out: &mut String, sql: &str) {
+    let sql = sql.trim_end();
+    let last_line = sql.rsplit('\n').next().unwrap_or_default();
+    let terminated = last_line.ends_with(';') && !last_line.contains("--") && !last_line.contains('#');
+    let _ = writeln!(out, "{sql}");
+    if !terminated {
+        let _ = writeln!(out, ";");
+    }
 }
 
 fn begin(engine: Engine) -> &'static str {

@@ -18,8 +18,18 @@ pub enum MigrationsError {
         #[source]
         source: io::Error,
     },
-    #[error("`{}` does not fit the name NNNN_name.up.sql or NNNN_name.down.sql", path.display())]
-    Misnamed { path: PathBuf },
+    #[error("`{}` does not fit the name NNNN_name.up.sql or NNNN_name.down.sql{why}", path.display())]
+    Misnamed {
+        path: PathBuf,
+        /// Why, when it is more than "it does not fit": `: ` and the reason, or empty.
+        why: String,
+    },
+    #[error("`{}` is not a regular file ({kind}): a migration must be a plain file", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("`{}` holds a NUL byte at byte offset {offset}: a migration is SQL text", path.display())]
+    NulByte { path: PathBuf, offset: usize },
+    #[error("`{}` is not UTF-8 text: invalid byte at byte offset {offset}", path.display())]
+    NotUtf8 { path: PathBuf, offset: usize },
     #[error("down script `{}` has no up script beside it", path.display())]
     OrphanDown { path: PathBuf },
     #[error(transparent)]
@@ -40,19 +50,41 @@ enum Kind {
     Down,
 }
 
-/// `(version, name, kind)` for a file name that fits, `None` otherwise.
-fn parse_name(file: &str) -> Option<(Version, &str, Kind)> {
+/// `(version, name, kind)` for a file name that fits; otherwise why not (empty when the
+/// name is simply not of the form, a `: reason` when there is more to say).
+fn parse_name(file: &str) -> Result<(Version, &str, Kind), String> {
+    let plain = || String::new();
+    if file.trim() != file {
+        return Err(": the name begins or ends with white space".into());
+    }
     let (stem, kind) = if let Some(stem) = file.strip_suffix(".up.sql") {
         (stem, Kind::Up)
+    } else if let Some(stem) = file.strip_suffix(".down.sql") {
+        (stem, Kind::Down)
     } else {
-        (file.strip_suffix(".down.sql")?, Kind::Down)
+        let lower = file.to_ascii_lowercase();
+        if lower.ends_with(".up.sql") || lower.ends_with(".down.sql") {
+            return Err(": the suffix must be lowercase, `.up.sql` or `.down.sql`".into());
+        }
+        return Err(plain());
     };
-    let (digits, name) = stem.split_once('_')?;
+    let (digits, name) = stem.split_once('_').ok_or_else(plain)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || !is_name(name) {
-        return None;
+        return Err(plain());
     }
-    let version = digits.parse::<i64>().ok().filter(|v| *v > 0)?;
-    Some((Version(version), name, kind))
+    match digits.parse::<i64>() {
+        Ok(0) => Err(": version 0 means \"nothing applied\"; number migrations from 1".into()),
+        Ok(version) => Ok((Version(version), name, kind)),
+        Err(_) => Err(format!(": version {digits} is past the largest version, {}", i64::MAX)),
+    }
+}
+
+/// True for a name fleetmig must either take as a migration or refuse: anything that looks
+/// like one, in any case and with any suffix after `.up`/`.down` (`.up.SQL`, `.up.sq-`,
+/// `x.up.sql `). Other files (`README.md`) are left alone.
+fn looks_like_migration(file: &str) -> bool {
+    let lower = file.to_ascii_lowercase();
+    lower.contains(".sql") || lower.contains(".up.") || lower.contains(".down.")
 }
 
 fn is_name(name: &str) -> bool {
@@ -62,15 +94,60 @@ fn is_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// A migration's text. A NUL byte is refused here: SQLite's parser never gets past one
+/// (the session spins), and no engine takes one in SQL text.
 fn read(path: &Path) -> Result<String, MigrationsError> {
-    fs::read_to_string(path).map_err(|source| MigrationsError::Read {
+    let bytes = fs::read(path).map_err(|source| MigrationsError::Read {
         path: path.to_owned(),
         source,
+    })?;
+    if let Some(offset) = bytes.iter().position(|b| *b == 0) {
+        return Err(MigrationsError::NulByte {
+            path: path.to_owned(),
+            offset,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| MigrationsError::NotUtf8 {
+        path: path.to_owned(),
+        offset: e.utf8_error().valid_up_to(),
     })
 }
 
-/// Reads every migration in `dir`. Files not ending in `.sql`, hidden files and folders are
-/// left alone; a `.sql` file whose name does not fit is an error.
+/// What a directory entry is, following a symbolic link; `None` for a regular file.
+fn not_a_file(path: &Path) -> Result<Option<&'static str>, MigrationsError> {
+    let meta = fs::metadata(path).map_err(|source| MigrationsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let t = meta.file_type();
+    if t.is_file() {
+        return Ok(None);
+    }
+    if t.is_dir() {
+        return Ok(Some("a folder"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return Ok(Some("a named pipe"));
+        }
+        if t.is_socket() {
+            return Ok(Some("a socket"));
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return Ok(Some("a device"));
+        }
+    }
+    Ok(Some("not a plain file"))
+}
+
+/// Reads every migration in `dir`. Hidden files and files that do not look like
+/// migrations (`README.md`) are left alone; a file that looks like one (`.sql`, `.up.`,
+/// `.down.` in its name, in any case) but does not fit the name exactly is an error, and
+/// so is anything but a regular file under a migration's name (a named pipe would block
+/// the load). Two files with one version (`0002_b.up.sql`, `002_b.up.sql`) are an error
+/// naming both.
 pub fn load(dir: &Path) -> Result<MigrationSet, MigrationsError> {
     if !dir.is_dir() {
         return Err(MigrationsError::MissingDir { dir: dir.to_owned() });
@@ -88,16 +165,29 @@ pub fn load(dir: &Path) -> Result<MigrationSet, MigrationsError> {
         })?;
         let path = entry.path();
         let file = entry.file_name().to_string_lossy().into_owned();
-        if file.starts_with('.') || !file.ends_with(".sql") || path.is_dir() {
+        if file.starts_with('.') || !looks_like_migration(&file) {
             continue;
         }
-        let (version, name, kind) =
-            parse_name(&file).ok_or_else(|| MigrationsError::Misnamed { path: path.clone() })?;
+        let kind_of_file = not_a_file(&path)?;
+        if kind_of_file == Some("a folder") {
+            continue;
+        }
+        let (version, name, kind) = parse_name(&file).map_err(|why| MigrationsError::Misnamed {
+            path: path.clone(),
+            why,
+        })?;
+        if let Some(kind) = kind_of_file {
+            return Err(MigrationsError::NotAFile { path, kind });
+        }
         let key = (version, name.to_owned());
-        match kind {
-            Kind::Up => ups.insert(key, path),
-            Kind::Down => downs.insert(key, path),
+        let same = match kind {
+            Kind::Up => &mut ups,
+            Kind::Down => &mut downs,
         };
+        if let Some(first) = same.insert(key, path.clone()) {
+            let (first, second) = if first <= path { (first, path) } else { (path, first) };
+            return Err(DuplicateVersion { version, first, second }.into());
+        }
     }
     if let Some(path) = downs.iter().find(|(key, _)| !ups.contains_key(key)).map(|(_, p)| p) {
         return Err(MigrationsError::OrphanDown { path: path.clone() });
@@ -197,6 +287,75 @@ mod tests {
 
         let err = load(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(err.contains("nope` not found"), "{err}");
+    }
+
+    #[test]
+    fn one_version_spelled_twice_is_an_error_naming_both_files() {
+        for (a, b) in [("0002_b.up.sql", "002_b.up.sql"), ("0002_b.down.sql", "002_b.down.sql")] {
+            let dir = dir_with(&[("0002_b.up.sql", ""), (a, ""), (b, "")]);
+            let err = load(dir.path()).unwrap_err().to_string();
+            assert!(err.starts_with("version 2 is used by both"), "{err}");
+            assert!(
+                err.contains(&format!("{a}`")) && err.contains(&format!("{b}`")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn near_miss_names_are_refused_saying_why() {
+        let cases = [
+            ("0001_a.up.SQL", "the suffix must be lowercase"),
+            ("0001_a.UP.sql", "the suffix must be lowercase"),
+            ("0001_a.up.sq-", "does not fit the name"),
+            ("0001_a.up.sql ", "white space"),
+            (" 0001_a.up.sql", "white space"),
+            ("0001_a.up.sql~", "does not fit the name"),
+            ("0000_a.up.sql", "version 0 means \"nothing applied\""),
+            (
+                "99999999999999999999_a.up.sql",
+                "past the largest version, 9223372036854775807",
+            ),
+        ];
+        for (file, why) in cases {
+            let dir = dir_with(&[(file, "")]);
+            let err = load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains(&format!("{file}` does not fit")), "{file:?}: {err}");
+            assert!(err.contains(why), "{file:?}: {err}");
+        }
+        let dir = dir_with(&[("README.md", ""), ("notes.txt", ""), (".0001_a.up.sql.swp", "")]);
+        assert!(load(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn nul_bytes_and_non_utf8_text_are_refused_with_their_offset() {
+        let dir = dir_with(&[("0001_a.up.sql", "select 1;\0select 2;")]);
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("0001_a.up.sql` holds a NUL byte at byte offset 9"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("0001_a.up.sql"), b"select '\xff';").unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("0001_a.up.sql` is not UTF-8 text: invalid byte at byte offset 8"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_under_a_migration_name_is_refused_without_reading_it() {
+        let dir = dir_with(&[("0001_a.up.sql", "")]);
+        let fifo = dir.path().join("0002_b.up.sql");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("0002_b.up.sql` is not a regular file (a named pipe)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod bad_input2;
 mod cli;
 mod discover;
 mod engines;

@@ -1,0 +1,258 @@
+//! Hostile and malformed input: migration files that are almost right, scripts that would
+//! hang or inject, numbers and durations out of range, registry rows that try to run SQL,
+//! passwords in URL query parameters. Each is refused with exit 2 and a message naming the
+//! file, key or row, before anything is touched; the offline script runs on every engine.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{My, Pg, Project, Run, sqlite_column, sqlite_exec};
+
+const FLEET: &str = "tenants:\n  - {id: a, url: \"sqlite://data/{id}.db\"}\n";
+
+/// Runs fleetmig, failing the test (and killing the process) when it takes longer than
+/// `limit`: for inputs that used to hang.
+fn run_within(p: &Project, args: &[&str], limit: Duration) -> Run {
+    let child = p
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.unwrap().into(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("fleetmig {args:?} hung for {limit:?} and was killed");
+        }
+    }
+}
+
+fn run(p: &Project, args: &[&str]) -> Run {
+    run_within(p, args, Duration::from_secs(60))
+}
+
+/// Exit 2, nothing on stdout, each of `expected` on stderr.
+fn assert_refused(what: &str, run: &Run, expected: &[&str]) {
+    assert_eq!(run.code, 2, "{what}: {run:?}");
+    assert_eq!(run.stdout, "", "{what}: {run:?}");
+    for e in expected {
+        assert!(run.stderr.contains(e), "{what}: stderr lacks `{e}`:\n{}", run.stderr);
+    }
+}
+
+fn history(db: &Path) -> Vec<String> {
+    sqlite_column(
+        db,
+        "SELECT CAST(version AS TEXT) FROM fleetmig_history ORDER BY version",
+    )
+}
+
+/// A project whose SQLite tenant `a` is at version 1.
+fn project_at_v1() -> Project {
+    let p = Project::new();
+    p.fleet(FLEET)
+        .migration("0001_one.up.sql", "CREATE TABLE t1 (x INT);\n");
+    let up = run(&p, &["up"]);
+    assert_eq!(up.code, 0, "{up:?}");
+    p
+}
+
+#[test]
+fn a_nul_byte_in_a_migration_is_refused_naming_file_and_offset() {
+    let p = project_at_v1();
+    p.migration("0002_two.up.sql", "CREATE TABLE t2 (x INT);\0\n");
+    let up = run_within(&p, &["up"], Duration::from_secs(20));
+    assert_refused(
+        "NUL byte",
+        &up,
+        &["`migrations/0002_two.up.sql` holds a NUL byte at byte offset 24"],
+    );
+    assert_eq!(history(&p.db_path("a")), ["1"]);
+}
+
+#[test]
+fn one_version_spelled_twice_is_refused_naming_both_files() {
+    let p = project_at_v1();
+    p.migration("0002_b.up.sql", "CREATE TABLE t2 (x INT);\n")
+        .migration("002_b.up.sql", "CREATE TABLE t3 (x INT);\n");
+    for args in [&["up"][..], &["status"], &["history"]] {
+        let r = run(&p, args);
+        assert_refused(
+            "0002_b and 002_b",
+            &r,
+            &["version 2 is used by both `migrations/0002_b.up.sql` and `migrations/002_b.up.sql`"],
+        );
+    }
+    assert_eq!(history(&p.db_path("a")), ["1"]);
+}
+
+#[test]
+fn files_that_are_almost_migrations_are_refused_saying_why() {
+    let cases: &[(&str, &str)] = &[
+        ("0002_two.up.SQL", "the suffix must be lowercase"),
+        ("0002_two.up.sq-", "does not fit the name NNNN_name.up.sql"),
+        ("0002_two.up.sql ", "the name begins or ends with white space"),
+        (
+            "0000_zero.up.sql",
+            "version 0 means \"nothing applied\"; number migrations from 1",
+        ),
+        (
+            "9223372036854775808_big.up.sql",
+            "version 9223372036854775808 is past the largest version, 9223372036854775807",
+        ),
+    ];
+    for (file, why) in cases {
+        let p = project_at_v1();
+        p.migration(file, "CREATE TABLE t2 (x INT);\n");
+        let r = run(&p, &["up"]);
+        assert_refused(file, &r, &[&format!("`migrations/{file}` does not fit the name"), why]);
+        assert_eq!(history(&p.db_path("a")), ["1"], "{file}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_named_pipe_called_like_a_migration_is_refused_without_blocking() {
+    let p = project_at_v1();
+    let fifo = p.path().join("migrations").join("0002_pipe.up.sql");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let r = run_within(&p, &["up"], Duration::from_secs(20));
+    assert_refused(
+        "FIFO",
+        &r,
+        &["`migrations/0002_pipe.up.sql` is not a regular file (a named pipe)"],
+    );
+}
+
+/// Migrations whose last statement has no `;`, one of them ending in a comment line.
+fn unterminated_set(p: &Project) {
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (x INT)")
+        .migration("0001_one.down.sql", "DROP TABLE t1")
+        .migration(
+            "0002_two.up.sql",
+            "CREATE TABLE t2 (x INT);\nINSERT INTO t2 VALUES (2)\n-- the end\n",
+        )
+        .migration("0002_two.down.sql", "DROP TABLE t2 -- gone\n")
+        .migration("0003_three.up.sql", "CREATE TABLE t3 (x INT); -- done;\n");
+}
+
+fn offline(p: &Project, args: &[&str]) -> String {
+    let r = run(p, args);
+    assert_eq!(r.code, 0, "{args:?}: {r:?}");
+    r.stdout
+}
+
+fn pipe_into(mut cmd: Command, script: &str) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed on the script:\n{}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn offline_scripts_of_unterminated_migrations_run_in_sqlite() {
+    let p = Project::new();
+    p.fleet(FLEET);
+    unterminated_set(&p);
+    let db = p.path().join("offline.db");
+    sqlite_exec(&db, &offline(&p, &["sql", "--engine", "sqlite"]));
+    assert_eq!(history(&db), ["1", "2", "3"]);
+    assert_eq!(sqlite_column(&db, "SELECT CAST(x AS TEXT) FROM t2"), ["2"]);
+    p.remove_migration("0003_three.up.sql");
+    sqlite_exec(
+        &db,
+        &offline(&p, &["sql", "--engine", "sqlite", "--from", "2", "--to", "0"]),
+    );
+    assert_eq!(history(&db), ["3"]);
+}
+
+#[test]
+fn offline_scripts_of_unterminated_migrations_run_in_psql() {
+    let Some(pg) = Pg::create("offline_term") else { return };
+    let p = Project::new();
+    p.fleet(FLEET);
+    unterminated_set(&p);
+    let psql = |script: &str| {
+        let mut cmd = Command::new("psql");
+        cmd.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            &pg.name,
+        ]);
+        pipe_into(cmd, script);
+    };
+    psql(&offline(&p, &["sql", "--engine", "postgres", "--schema", "s_off"]));
+    assert_eq!(
+        pg.column("SELECT version::text FROM s_off.fleetmig_history ORDER BY version"),
+        ["1", "2", "3"]
+    );
+    assert_eq!(pg.column("SELECT x::text FROM s_off.t2"), ["2"]);
+    p.remove_migration("0003_three.up.sql");
+    psql(&offline(
+        &p,
+        &[
+            "sql", "--engine", "postgres", "--schema", "s_off", "--from", "2", "--to", "0",
+        ],
+    ));
+    assert_eq!(
+        pg.column("SELECT version::text FROM s_off.fleetmig_history ORDER BY version"),
+        ["3"]
+    );
+}
+
+#[test]
+fn offline_scripts_of_unterminated_migrations_run_in_the_mariadb_client() {
+    let Some(my) = My::create("offline_term") else { return };
+    let p = Project::new();
+    p.fleet(FLEET);
+    unterminated_set(&p);
+    let db = format!("{}_off", my.prefix);
+    let client = |script: &str| {
+        let mut cmd = Command::new("mariadb");
+        cmd.args(["-h", "127.0.0.1", "-P", "3306", "-u", "root"]);
+        pipe_into(cmd, script);
+    };
+    client(&offline(&p, &["sql", "--engine", "mysql", "--schema", &db]));
+    assert_eq!(
+        my.column(&format!(
+            "SELECT CAST(version AS CHAR) FROM `{db}`.fleetmig_history ORDER BY version"
+        )),
+        ["1", "2", "3"]
+    );
+    assert_eq!(my.column(&format!("SELECT CAST(x AS CHAR) FROM `{db}`.t2")), ["2"]);
+    p.remove_migration("0003_three.up.sql");
+    client(&offline(
+        &p,
+        &["sql", "--engine", "mysql", "--schema", &db, "--from", "2", "--to", "0"],
+    ));
+    assert_eq!(
+        my.column(&format!(
+            "SELECT CAST(version AS CHAR) FROM `{db}`.fleetmig_history ORDER BY version"
+        )),
+        ["3"]
+    );
+}
