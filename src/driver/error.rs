@@ -38,9 +38,11 @@ impl DbError {
 
     /// Wraps a sqlx error; `secret` (a password) is scrubbed from the message.
     pub fn sqlx(kind: ErrorKind, op: impl Into<String>, err: &sqlx::Error, secret: Option<&str>) -> Self {
-        let (code, message) = match err.as_database_error() {
-            Some(db) => (db.code().map(|c| c.into_owned()), db.message().to_owned()),
-            None => (None, err.to_string()),
+        let (code, message) = match (err.as_database_error(), err) {
+            (Some(db), _) => (db.code().map(|c| c.into_owned()), db.message().to_owned()),
+            // fleetmig's own refusals, worded for the report already.
+            (None, sqlx::Error::Protocol(own)) => (None, own.clone()),
+            (None, _) => (None, err.to_string()),
         };
         let message = match secret {
             Some(secret) if !secret.is_empty() => message.replace(secret, "***"),

@@ -53,6 +53,21 @@ pub trait Wire: Send {
         }
     }
 
+    /// Runs outside any transaction, before one that steps will join begins (or before a
+    /// step that runs outside one). SQLite turns foreign key enforcement off here, where the
+    /// pragma takes effect, and notes the rows that already break a foreign key. Engines
+    /// that need it take no one-trip `step_sql`.
+    fn before_steps(&mut self) -> impl Future<Output = Result<(), sqlx::Error>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Runs after each step's script, before its commit (or before a no-transaction step's
+    /// dirty mark is cleared): an error fails the step. SQLite fails on rows that break a
+    /// foreign key and did not before.
+    fn verify_step(&mut self) -> impl Future<Output = Result<(), sqlx::Error>> + Send {
+        async { Ok(()) }
+    }
+
     /// Runs SQL text whole, as the database's simple-query protocol does.
     fn batch(&mut self, sql: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     /// The history rows, ascending; empty when the table does not exist.
@@ -148,8 +163,10 @@ impl<W: Wire> Session<W> {
         run_id: &str,
         started: Instant,
     ) -> Result<(), (bool, sqlx::Error)> {
+        self.wire.before_steps().await.map_err(|e| (false, e))?;
         self.wire.batch(W::BEGIN).await.map_err(|e| (false, e))?;
         self.wire.batch(sql).await.map_err(|e| (true, e))?;
+        self.wire.verify_step().await.map_err(|e| (true, e))?;
         let ms = millis(started.elapsed());
         match direction {
             Direction::Up => self.wire.insert_row(row, ms, run_id).await,
@@ -173,8 +190,10 @@ impl<W: Wire> Session<W> {
                     dirty: true,
                     ..row.clone()
                 };
+                self.wire.before_steps().await.map_err(|e| (false, e))?;
                 self.wire.insert_row(&dirty, 0, run_id).await.map_err(|e| (false, e))?;
                 self.wire.batch(sql).await.map_err(|e| (true, e))?;
+                self.wire.verify_step().await.map_err(|e| (true, e))?;
                 let ms = millis(started.elapsed());
                 self.wire
                     .mark_row(row.version, false, Some(ms))
@@ -186,7 +205,9 @@ impl<W: Wire> Session<W> {
                     .mark_row(row.version, true, None)
                     .await
                     .map_err(|e| (false, e))?;
+                self.wire.before_steps().await.map_err(|e| (false, e))?;
                 self.wire.batch(sql).await.map_err(|e| (true, e))?;
+                self.wire.verify_step().await.map_err(|e| (true, e))?;
                 self.wire.delete_row(row.version).await.map_err(|e| (false, e))
             }
         }
@@ -194,7 +215,11 @@ impl<W: Wire> Session<W> {
 
     /// Opens the transaction that `run_step_in_open_tx` steps join (`--tx per-tenant`).
     pub async fn begin(&mut self) -> Result<(), DbError> {
-        match self.wire.batch(W::BEGIN).await {
+        let begun = match self.wire.before_steps().await {
+            Ok(()) => self.wire.batch(W::BEGIN).await,
+            Err(e) => Err(e),
+        };
+        match begun {
             Ok(()) => Ok(()),
             Err(e) => Err(self.fail(ErrorKind::Sql, "beginning the tenant's transaction", e)),
         }
@@ -207,7 +232,10 @@ impl<W: Wire> Session<W> {
         let result = match self.wire.step_sql(&script.sql, &row, step.direction, run_id, false) {
             Some(sql) => self.wire.batch(&sql).await,
             None => {
-                let ran = self.wire.batch(&script.sql).await;
+                let ran = match self.wire.batch(&script.sql).await {
+                    Ok(()) => self.wire.verify_step().await,
+                    Err(e) => Err(e),
+                };
                 match (ran, step.direction) {
                     (Err(e), _) => Err(e),
                     (Ok(()), Direction::Up) => self.wire.insert_row(&row, millis(started.elapsed()), run_id).await,

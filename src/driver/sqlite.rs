@@ -1,6 +1,7 @@
 //! SQLite: one file per tenant. Writers hold the file in exclusive locking mode for the
 //! whole session, so a second runner waits (up to `lock_wait`) instead of racing.
 
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,18 +23,41 @@ pub const HISTORY_COLUMNS: &str = "version INTEGER PRIMARY KEY, name TEXT NOT NU
 pub struct SqliteWire {
     /// `None` for a read-only look at a file that does not exist yet.
     conn: Option<SqliteConnection>,
+    /// Rows breaking a foreign key before the current step, per (table, parent): a step
+    /// fails only on rows it adds, not on what the application left with enforcement off.
+    known_violations: Violations,
 }
+
+/// `PRAGMA foreign_key_check`, counted per (child table, parent table).
+type Violations = BTreeMap<(String, String), i64>;
+
+const FOREIGN_KEY_CHECK: &str =
+    "SELECT \"table\", parent, count(*) FROM pragma_foreign_key_check GROUP BY 1, 2 ORDER BY 1, 2";
 
 impl SqliteWire {
     fn conn(&mut self) -> &mut SqliteConnection {
         self.conn.as_mut().expect("writers always have a connection")
+    }
+
+    async fn violations(&mut self) -> Result<Violations, sqlx::Error> {
+        let conn = self.conn();
+        let rows = sqlx::query(FOREIGN_KEY_CHECK).fetch_all(&mut *conn).await?;
+        rows.iter()
+            .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
+            .collect()
     }
 }
 
 pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Session<SqliteWire>, DbError> {
     let path = PathBuf::from(tenant.url.url().path());
     if access == Access::Read && !path.exists() {
-        return Ok(Session::new(SqliteWire { conn: None }, None));
+        return Ok(Session::new(
+            SqliteWire {
+                conn: None,
+                known_violations: Violations::new(),
+            },
+            None,
+        ));
     }
     if let Some(dir) = path.parent().filter(|_| access == Access::Write) {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -72,7 +96,10 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
             }
         }
     };
-    let mut wire = SqliteWire { conn: Some(conn) };
+    let mut wire = SqliteWire {
+        conn: Some(conn),
+        known_violations: Violations::new(),
+    };
     let prepared = async {
         for statement in &tenant.init_sql {
             wire.batch(statement).await.map_err(|e| ("running init_sql", e))?;
@@ -161,6 +188,38 @@ async fn backoff() {
 impl Wire for SqliteWire {
     const ENGINE: Engine = Engine::Sqlite;
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    /// SQLite's documented way to change a schema: foreign keys off for the migration (the
+    /// pragma is a no-op inside a transaction), so that rebuilding a table (create, copy,
+    /// drop the old one, rename) does not cascade into its children; `verify_step` checks
+    /// the keys before the commit instead.
+    async fn before_steps(&mut self) -> Result<(), sqlx::Error> {
+        self.batch("PRAGMA foreign_keys = OFF").await?;
+        self.known_violations = self.violations().await?;
+        Ok(())
+    }
+
+    async fn verify_step(&mut self) -> Result<(), sqlx::Error> {
+        let now = self.violations().await?;
+        let added: Vec<String> = now
+            .iter()
+            .filter_map(|((table, parent), n)| {
+                let before = self
+                    .known_violations
+                    .get(&(table.clone(), parent.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                (*n > before).then(|| format!("{} row(s) of `{table}` point at no row of `{parent}`", n - before))
+            })
+            .collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        Err(sqlx::Error::Protocol(format!(
+            "foreign key check failed: {} (PRAGMA foreign_key_check)",
+            added.join(", ")
+        )))
+    }
 
     async fn batch(&mut self, sql: &str) -> Result<(), sqlx::Error> {
         self.conn().execute(sqlx::raw_sql(sql)).await.map(drop)

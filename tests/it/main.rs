@@ -14,4 +14,5 @@ mod ledger;
 mod ledger_faults;
 mod rollout;
 mod safety;
+mod sqlite_fk;
 mod status;
