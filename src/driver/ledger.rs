@@ -75,8 +75,14 @@ pub struct RunRow {
     pub finished_ms: Option<i64>,
     pub stop_reason: Option<String>,
     pub tenants: i64,
+    /// Tenants per final status, the same counts as the run's `summary`.
     pub succeeded: i64,
     pub failed: i64,
+    pub rolled_back: i64,
+    pub rollback_failed: i64,
+    pub skipped: i64,
+    pub not_started: i64,
+    pub stopped: i64,
 }
 
 /// The last failure the ledger saw for a tenant, for `status`.
@@ -320,7 +326,12 @@ impl Ledger {
             "SELECT r.run_id, r.command, r.target, r.runner, r.started_ms, r.finished_ms, r.stop_reason, \
              (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id), \
              (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'succeeded'), \
-             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state IN ('failed', 'rolled_back', 'rollback_failed')) \
+             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'failed'), \
+             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'rolled_back'), \
+             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'rollback_failed'), \
+             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'skipped'), \
+             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'not_started'), \
+             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'stopped') \
              FROM fleetmig_runs r ORDER BY r.started_ms DESC, r.run_id DESC LIMIT $1",
         )
         .bind(limit)
@@ -340,6 +351,11 @@ impl Ledger {
                     tenants: r.try_get(7)?,
                     succeeded: r.try_get(8)?,
                     failed: r.try_get(9)?,
+                    rolled_back: r.try_get(10)?,
+                    rollback_failed: r.try_get(11)?,
+                    skipped: r.try_get(12)?,
+                    not_started: r.try_get(13)?,
+                    stopped: r.try_get(14)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -504,8 +504,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
 
     fn finish(self, started: Instant, waves: &[Wave<'_>], command: &str) -> RunReport {
         let tenants: Vec<FinalTenant> = self.slots.iter().map(final_tenant).collect();
-        let reports: Vec<TenantReport> = self.slots.iter().filter_map(|s| s.report.clone()).collect();
-        let summary = Summary::of(&reports, started.elapsed());
+        let summary = summarize(&tenants, started.elapsed());
         let waves = waves
             .iter()
             .map(|w| {
@@ -534,6 +533,30 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             summary,
         }
     }
+}
+
+/// The run's counts, from each tenant's final status: the one count every report shows.
+pub(crate) fn summarize(tenants: &[FinalTenant], elapsed: Duration) -> Summary {
+    let mut s = Summary {
+        tenants: tenants.len(),
+        elapsed_ms: elapsed.as_millis() as u64,
+        ..Summary::default()
+    };
+    for t in tenants {
+        match t.status {
+            Status::Succeeded => {
+                s.succeeded += 1;
+                s.changed += usize::from(t.migrations_run > 0);
+            }
+            Status::Failed => s.failed += 1,
+            Status::RolledBack => s.rolled_back += 1,
+            Status::RollbackFailed => s.rollback_failed += 1,
+            Status::Skipped => s.skipped += 1,
+            Status::NotStarted => s.not_started += 1,
+            Status::Stopped => s.stopped += 1,
+        }
+    }
+    s
 }
 
 fn not_started(t: &Tenant) -> TenantReport {

@@ -98,14 +98,20 @@ impl TenantReport {
     }
 }
 
-/// Counts for the end of a run.
+/// Counts for the end of a run (or a wave): each tenant counted once, under the status the
+/// final report gives it, so the run's last event, its report, `report RUN` and `runs`
+/// agree. A tenant a rollback brought back counts as `rolled_back`, not as what it did
+/// before.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Summary {
     pub tenants: usize,
     pub succeeded: usize,
     /// Succeeded tenants that ran at least one step.
     pub changed: usize,
     pub failed: usize,
+    pub rolled_back: usize,
+    pub rollback_failed: usize,
     pub skipped: usize,
     pub not_started: usize,
     pub stopped: usize,
@@ -136,7 +142,7 @@ impl Summary {
 
     /// True when every tenant reached the target.
     pub fn is_success(&self) -> bool {
-        self.failed == 0 && self.skipped == 0 && self.not_started == 0 && self.stopped == 0
+        self.succeeded == self.tenants
     }
 }
 

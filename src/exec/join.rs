@@ -17,7 +17,7 @@ use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::driver::ledger::{Claimed, Ledger, SharedRun};
-use crate::exec::dispatch::{FinalTenant, Policy, RunReport, Status, WaveReport, conclude};
+use crate::exec::dispatch::{FinalTenant, Policy, RunReport, Status, WaveReport, conclude, summarize};
 use crate::exec::events::{Event, Events, Outcome, Summary, TenantReport};
 use crate::exec::run::{RunContext, host_caps};
 use crate::exec::tenant::{self, Action, Job};
@@ -315,7 +315,6 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
         None if open => StopReason::Interrupted,
         None => StopReason::Completed,
     };
-    let mut summary = Summary::default();
     let mut waves: BTreeMap<usize, WaveReport> = BTreeMap::new();
     let tenants: Vec<FinalTenant> = run
         .rows
@@ -331,17 +330,6 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
                 .as_deref()
                 .and_then(|s| serde_json::from_str::<Vec<serde_json::Value>>(s).ok())
                 .map_or(0, |s| s.len());
-            summary.tenants += 1;
-            match status {
-                Status::Succeeded => {
-                    summary.succeeded += 1;
-                    summary.changed += usize::from(migrations_run > 0);
-                }
-                Status::Failed | Status::RolledBack | Status::RollbackFailed => summary.failed += 1,
-                Status::Skipped => summary.skipped += 1,
-                Status::NotStarted => summary.not_started += 1,
-                Status::Stopped => summary.stopped += 1,
-            }
             let wave = row.wave as usize;
             let w = waves.entry(wave).or_insert_with(|| WaveReport {
                 wave,
@@ -375,7 +363,7 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    summary.elapsed_ms = (now - run.started_ms).max(0) as u64;
+    let summary = summarize(&tenants, Duration::from_millis((now - run.started_ms).max(0) as u64));
     RunReport {
         run_id: run_id.to_owned(),
         command: run.command,

@@ -89,6 +89,28 @@ fn trim_lines(text: &str) -> String {
 }
 
 /// `fleetmig runs`: one line per run, newest first.
+/// The tenants of a run that did not succeed, per status as the run's report names them.
+fn not_ok(r: &crate::driver::ledger::RunRow) -> String {
+    let counts = [
+        (r.failed, "failed"),
+        (r.rolled_back, "rolled_back"),
+        (r.rollback_failed, "rollback_failed"),
+        (r.skipped, "skipped"),
+        (r.not_started, "not_started"),
+        (r.stopped, "stopped"),
+    ];
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, name)| format!("{n} {name}"))
+        .collect();
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
 pub fn runs_text(runs: &[crate::driver::ledger::RunRow]) -> String {
     let mut t = table(&[
         "RUN",
@@ -98,7 +120,7 @@ pub fn runs_text(runs: &[crate::driver::ledger::RunRow]) -> String {
         "ENDED",
         "TENANTS",
         "OK",
-        "FAILED",
+        "NOT OK",
         "STOP REASON",
         "BY",
     ]);
@@ -115,7 +137,7 @@ pub fn runs_text(runs: &[crate::driver::ledger::RunRow]) -> String {
             r.finished_ms.map_or("unfinished".to_owned(), time),
             r.tenants.to_string(),
             r.succeeded.to_string(),
-            r.failed.to_string(),
+            not_ok(r),
             r.stop_reason.clone().unwrap_or_default(),
             r.runner.clone(),
         ]);

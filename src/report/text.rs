@@ -177,6 +177,12 @@ pub fn summary_line(s: &Summary) -> String {
         s.failed,
         s.skipped
     );
+    if s.rolled_back + s.rollback_failed > 0 {
+        line.push_str(&format!(
+            ", {} rolled back, {} rollback failed",
+            s.rolled_back, s.rollback_failed
+        ));
+    }
     if s.not_started + s.stopped > 0 {
         line.push_str(&format!(
             ", {} not started, {} stopped part way",
@@ -363,6 +369,7 @@ pub(crate) mod tests {
                     not_started: 0,
                     stopped: 1,
                     elapsed_ms: 1234,
+                    ..Summary::default()
                 },
                 stop_reason: StopReason::MaxFailures { failed: 1, limit: 1 },
             },

@@ -16,3 +16,4 @@ mod rollout;
 mod safety;
 mod sqlite_fk;
 mod status;
+mod truth;

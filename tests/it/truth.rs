@@ -1,0 +1,133 @@
+//! Reports that tell the truth: one count everywhere, skipped tenants that stop a rollout,
+//! dirty marks, output errors after work was done, and refusals that name their cause.
+
+use serde_json::Value;
+
+use crate::support::{Project, Run, sqlite_column, sqlite_exec};
+
+/// Four SQLite migrations; `bad` tenants already hold a table `t3`, so their migration 3
+/// fails.
+fn sqlite_fleet(ids: &[(&str, bool)], bad: &[&str]) -> Project {
+    let p = Project::new();
+    for i in 1..=4 {
+        p.migration(
+            &format!("000{i}_t{i}.up.sql"),
+            &format!("CREATE TABLE t{i} (id INTEGER);"),
+        );
+        p.migration(&format!("000{i}_t{i}.down.sql"), &format!("DROP TABLE t{i};"));
+    }
+    let tenants: String = ids
+        .iter()
+        .map(|(id, canary)| format!("  - {{ id: {id}, canary: {canary} }}\n"))
+        .collect();
+    p.fleet(&format!(
+        "defaults: {{ url: \"sqlite://data/{{id}}.db\" }}\ntenants:\n{tenants}"
+    ));
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    for id in bad {
+        sqlite_exec(&p.db_path(id), "CREATE TABLE t3 (x INTEGER);");
+    }
+    p
+}
+
+/// A tenant's applied versions, none when it has no history table.
+fn version(p: &Project, id: &str) -> i64 {
+    let path = p.db_path(id);
+    if !path.exists()
+        || sqlite_column(&path, "SELECT name FROM sqlite_master WHERE name = 'fleetmig_history'").is_empty()
+    {
+        return 0;
+    }
+    sqlite_column(
+        &path,
+        "SELECT CAST(COALESCE(MAX(version), 0) AS TEXT) FROM fleetmig_history",
+    )[0]
+    .parse()
+    .unwrap()
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+fn file_json(p: &Project, name: &str) -> Value {
+    json(&std::fs::read_to_string(p.path().join(name)).unwrap())
+}
+
+/// The JSON Lines event of that kind (the last one).
+fn event(run: &Run, kind: &str) -> Value {
+    run.stdout
+        .lines()
+        .rev()
+        .map(json)
+        .find(|e| e["event"] == kind)
+        .unwrap_or_else(|| panic!("no `{kind}` event in:\n{}", run.all()))
+}
+
+#[expect(dead_code, reason = "used by the tests that follow")]
+fn tenant<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("no tenant `{id}` in {report}"))
+}
+
+const COUNTS: &[&str] = &[
+    "tenants",
+    "succeeded",
+    "failed",
+    "rolled_back",
+    "rollback_failed",
+    "skipped",
+    "not_started",
+    "stopped",
+];
+
+#[test]
+fn rolled_back_tenants_are_counted_once_and_alike_in_every_report() {
+    // Wave 2 holds a1 (succeeds) and a2 (fails): `--rollback wave` brings both back.
+    let p = sqlite_fleet(&[("c1", true), ("a1", false), ("a2", false), ("a3", false)], &["a2"]);
+    let run = p.run(&[
+        "up",
+        "--format",
+        "json",
+        "--waves",
+        "2",
+        "-j",
+        "1",
+        "--rollback",
+        "wave",
+        "--report",
+        "report.json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let finished = event(&run, "run_finished");
+    let summary = &finished["summary"];
+    assert_eq!(
+        summary["succeeded"], 1,
+        "only the canary stays at the target: {summary}"
+    );
+    assert_eq!(summary["rolled_back"], 2, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["not_started"], 1, "{summary}");
+    assert_eq!(version(&p, "a1"), 0);
+    assert_eq!(version(&p, "a2"), 0);
+
+    let file = file_json(&p, "report.json");
+    let id = finished["summary"].clone();
+    let run_id = file["run_id"].as_str().unwrap().to_owned();
+    let stored = p.run(&["report", &run_id, "--format", "json"]);
+    let stored = json(&stored.stdout);
+    let runs = json(&p.run(&["runs", "--format", "json"]).stdout);
+    let row = &runs["runs"][0];
+    assert_eq!(row["run_id"], run_id.as_str());
+    for key in COUNTS {
+        assert_eq!(file["summary"][key], id[key], "--report's {key}");
+        assert_eq!(stored["summary"][key], id[key], "report RUN's {key}");
+        assert_eq!(row[key], id[key], "runs' {key}");
+    }
+    let text = p.run(&["runs"]);
+    assert!(text.stdout.contains("2 rolled_back, 1 not_started"), "{}", text.stdout);
+}
