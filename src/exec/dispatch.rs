@@ -18,13 +18,13 @@ use tokio::sync::mpsc;
 
 use crate::driver::connect::Access;
 use crate::driver::error::DbError;
-use crate::exec::events::{Event, Events, Outcome, Summary, TenantReport};
+use crate::exec::events::{Event, Events, Outcome, SkipReason, Summary, TenantReport};
 use crate::exec::run::{RunContext, host_caps, inspect_all};
 use crate::exec::tenant::{self, Action, Job};
 use crate::model::fleet::Tenant;
 use crate::model::migration::Version;
 use crate::plan::policy::{MaxFailures, RollbackPolicy, StopReason};
-use crate::plan::tenant::Target;
+use crate::plan::tenant::{Refusal, Target};
 use crate::plan::waves::Wave;
 
 /// Tenant starts per second, and how many may start at once after a quiet spell.
@@ -92,8 +92,13 @@ pub struct FinalTenant {
     pub wave: usize,
     pub status: Status,
     pub start_version: Option<Version>,
-    /// What the tenant's history table says after the run (and any rollback).
+    /// What the tenant's history table says after the run (and any rollback): the highest
+    /// migration it holds cleanly.
     pub final_version: Option<Version>,
+    /// The migration it is left dirty at (failed part way outside a transaction), if any:
+    /// later runs refuse it until `fleetmig stamp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<Version>,
     /// The migration that failed, for `failed` and rolled-back failures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_migration: Option<Version>,
@@ -577,6 +582,7 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
         status: Status::Succeeded,
         start_version: report.start_version,
         final_version: report.final_version,
+        dirty: dirty_at(&report.outcome),
         failed_migration: None,
         error: None,
         error_code: None,
@@ -605,9 +611,11 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
             Outcome::Succeeded => {
                 out.status = Status::RolledBack;
                 out.final_version = rb.final_version;
+                out.dirty = None;
             }
             other => {
                 out.status = Status::RollbackFailed;
+                out.dirty = dirty_at(other).or(out.dirty);
                 out.final_version = rb.final_version.or(out.final_version);
                 out.rollback_error = Some(match other {
                     Outcome::Failed { error, .. } => error.to_string(),
@@ -618,6 +626,21 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
         }
     }
     out
+}
+
+/// The migration an outcome leaves (or found) the tenant dirty at.
+fn dirty_at(outcome: &Outcome) -> Option<Version> {
+    match outcome {
+        Outcome::Failed {
+            version, dirty: true, ..
+        } => Some(*version),
+        Outcome::Skipped {
+            reason: SkipReason::Refused {
+                refusal: Refusal::Dirty { version },
+            },
+        } => Some(*version),
+        _ => None,
+    }
 }
 
 /// The tenant's version as its history table says now.

@@ -351,6 +351,7 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
                 status,
                 start_version: row.start_version.map(Version),
                 final_version: row.final_version.map(Version),
+                dirty: None,
                 failed_migration: None,
                 error,
                 error_code: None,

@@ -271,14 +271,13 @@ fn reached(tenant_plan: &plan::TenantPlan<'_>, report: &TenantReport, applied: &
             Direction::Down => versions.retain(|v| *v != step.version),
         }
     }
-    // A step that failed outside a transaction left its row behind, marked dirty.
+    // A step that failed outside a transaction left its row behind, marked dirty: the
+    // tenant did not reach it either way, and the report names it as dirty.
     if let Outcome::Failed {
         version, dirty: true, ..
     } = report.outcome
     {
-        if !versions.contains(&version) {
-            versions.push(version);
-        }
+        versions.retain(|v| *v != version);
     }
     versions.into_iter().max().unwrap_or(Version::ZERO)
 }

@@ -122,6 +122,7 @@ pub async fn wait(
                 condition: Condition::Unreachable,
                 version: None,
                 behind_by: None,
+                dirty: None,
                 detail: Some(format!("no answer within {}", humantime::format_duration(waited))),
                 note: LedgerNote::default(),
             })

@@ -104,6 +104,8 @@ pub struct Standing {
     pub version: Option<Version>,
     /// Migrations up to the target it has not applied cleanly; `None` when unreadable.
     pub behind_by: Option<usize>,
+    /// The migration it is dirty at (failed part way), if any.
+    pub dirty: Option<Version>,
     /// Why it is drifted, dirty, ahead or unreachable.
     pub detail: Option<String>,
     pub note: LedgerNote,
@@ -120,6 +122,7 @@ impl Standing {
                     condition: Condition::Unreachable,
                     version: None,
                     behind_by: None,
+                    dirty: None,
                     detail: Some(error),
                     note: LedgerNote::default(),
                 };
@@ -144,8 +147,9 @@ impl Standing {
         Standing {
             id,
             condition,
-            version: Some(clean.iter().map(|a| a.version).max().unwrap_or(Version::ZERO)),
+            version: Some(plan::version_of(rows)),
             behind_by: Some(behind_by),
+            dirty: plan::dirty_of(rows),
             detail,
             note: LedgerNote::default(),
         }

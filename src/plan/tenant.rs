@@ -98,9 +98,20 @@ impl State {
     }
 }
 
-/// The highest version in the rows, dirty ones included; 0 if none.
+/// The highest version the rows hold cleanly, dirty ones left out; 0 if none. A dirty row
+/// is a migration that failed part way: the tenant did not reach it (see [`dirty_of`]).
 pub fn version_of(applied: &[Applied]) -> Version {
-    applied.iter().map(|a| a.version).max().unwrap_or(Version::ZERO)
+    applied
+        .iter()
+        .filter(|a| !a.dirty)
+        .map(|a| a.version)
+        .max()
+        .unwrap_or(Version::ZERO)
+}
+
+/// The migration a tenant is dirty at, if any.
+pub fn dirty_of(applied: &[Applied]) -> Option<Version> {
+    applied.iter().find(|a| a.dirty).map(|a| a.version)
 }
 
 /// Checks applied rows against the files: dirty rows, edited migrations, unknown versions.

@@ -25,6 +25,14 @@ fn listed(report: &RunReport, limit: usize) -> Vec<&crate::exec::dispatch::Final
         .collect()
 }
 
+/// The final version, and the migration the tenant is left dirty at.
+fn final_version(t: &crate::exec::dispatch::FinalTenant) -> String {
+    match t.dirty {
+        Some(d) => format!("{} (dirty at {d})", v(t.final_version)),
+        None => v(t.final_version),
+    }
+}
+
 fn detail(t: &crate::exec::dispatch::FinalTenant) -> String {
     let mut out = String::new();
     if let Some(m) = t.failed_migration {
@@ -59,7 +67,7 @@ pub fn text(report: &RunReport) -> String {
             r.wave.to_string(),
             r.status.name().to_owned(),
             v(r.start_version),
-            v(r.final_version),
+            final_version(r),
             detail(r),
         ]);
     }
@@ -120,7 +128,7 @@ pub fn markdown(report: &RunReport) -> String {
             r.wave,
             r.status.name(),
             v(r.start_version),
-            v(r.final_version),
+            final_version(r),
             detail(r).replace('|', "\\|")
         );
     }

@@ -26,6 +26,9 @@ pub struct StatusRow {
     pub state: &'static str,
     /// Migrations still to apply to reach the target (behind tenants only).
     pub pending: usize,
+    /// The migration it is dirty at; `version` is the highest it holds cleanly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<Version>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -49,6 +52,9 @@ pub struct LagRow {
     pub state: &'static str,
     /// Migrations up to the target not applied cleanly; `null` when unreachable.
     pub behind_by: Option<usize>,
+    /// The migration it is dirty at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<Version>,
     /// When a run first left it short, from the ledger (RFC 3339, UTC); `null` when unknown.
     pub since: Option<String>,
     pub since_ms: Option<i64>,
@@ -83,6 +89,7 @@ fn status_row(t: &Standing) -> StatusRow {
         version: t.version.unwrap_or(Version::ZERO),
         state: t.condition.name(),
         pending: t.pending(),
+        dirty: t.dirty,
         detail: t.detail.clone(),
     }
 }
@@ -93,6 +100,7 @@ fn lag_row(t: &Standing) -> LagRow {
         version: t.version,
         state: t.condition.name(),
         behind_by: t.behind_by,
+        dirty: t.dirty,
         since: t.note.since_ms.map(rfc3339),
         since_ms: t.note.since_ms,
         last_error: t.note.last_error.as_ref().map(|e| LastErrorDoc {
@@ -209,7 +217,10 @@ pub fn status_text(status: &FleetStatus, lagging_only: bool, ledger_error: Optio
         for r in rows {
             t.add_row(vec![
                 r.id.clone(),
-                opt(r.version),
+                match r.dirty {
+                    Some(d) => format!("{} (dirty at {d})", opt(r.version)),
+                    None => opt(r.version),
+                },
                 opt(r.behind_by),
                 r.condition.name().to_owned(),
                 r.note.since_ms.map(rfc3339).unwrap_or_default(),
@@ -359,6 +370,7 @@ mod tests {
             condition,
             version: version.map(Version),
             behind_by,
+            dirty: None,
             detail: None,
             note: LedgerNote::default(),
         }

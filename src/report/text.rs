@@ -127,11 +127,11 @@ impl TextReporter {
                     r.steps.len()
                 )
             }
-            Outcome::Failed { error, dirty, .. } => {
+            Outcome::Failed { error, dirty, version } => {
                 let dirty = if *dirty {
-                    " [dirty: fix by hand, then `fleetmig stamp`]"
+                    format!(", dirty at migration {version} [fix by hand, then `fleetmig stamp`]")
                 } else {
-                    ""
+                    String::new()
                 };
                 format!("  {id}  FAILED {error}; left at {}{dirty}", v(r.final_version))
             }
@@ -423,6 +423,7 @@ pub(crate) mod tests {
             rollback: None,
             rollback_error: None,
             migrations_run: 0,
+            dirty: None,
         }
     }
 
@@ -436,8 +437,8 @@ pub(crate) mod tests {
         };
         let skipped = FinalTenant {
             error: Some(Refusal::Dirty { version: Version(2) }.to_string()),
-            start_version: None,
-            ..final_tenant("initech", 2, Status::Skipped, 2, 2)
+            dirty: Some(Version(2)),
+            ..final_tenant("initech", 2, Status::Skipped, 1, 1)
         };
         let rolled_back = FinalTenant {
             rollback: Some([Some(Version(2)), Some(Version(1))]),

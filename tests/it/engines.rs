@@ -505,7 +505,10 @@ fn mariadb_failure_leaves_a_dirty_tenant_until_stamped() {
         let words = tenant_words(&run, t).join(" ");
         assert!(words.contains("FAILED applying 0002_half_done:"), "{words}");
         assert!(words.contains("missing_table' doesn't exist (code 42S02)"), "{words}");
-        assert!(words.contains("left at 2 [dirty:"), "{words}");
+        assert!(
+            words.contains("left at 1, dirty at migration 2 [fix by hand"),
+            "{words}"
+        );
         // DDL committed as it went: the half-made table stays, and the row says so.
         assert_eq!(my_history(&my, &db(t)), ["1 create_widgets clean", "2 half_done dirty"]);
         assert_eq!(my_tables(&my, &db(t)), ["fleetmig_history", "half_done", "widgets"]);
@@ -519,6 +522,8 @@ fn mariadb_failure_leaves_a_dirty_tenant_until_stamped() {
     for row in rows {
         assert_eq!(row["state"], "dirty", "{row}");
         assert_eq!(row["detail"], "migration 2 failed part way", "{row}");
+        assert_eq!(row["version"], 1, "the run said `left at 1`: {row}");
+        assert_eq!(row["dirty"], 2, "{row}");
     }
 
     let again = p.run(&["up"]);

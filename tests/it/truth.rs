@@ -64,7 +64,6 @@ fn event(run: &Run, kind: &str) -> Value {
         .unwrap_or_else(|| panic!("no `{kind}` event in:\n{}", run.all()))
 }
 
-#[expect(dead_code, reason = "used by the tests that follow")]
 fn tenant<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["tenants"]
         .as_array()
@@ -130,4 +129,47 @@ fn rolled_back_tenants_are_counted_once_and_alike_in_every_report() {
     }
     let text = p.run(&["runs"]);
     assert!(text.stdout.contains("2 rolled_back, 1 not_started"), "{}", text.stdout);
+}
+
+#[test]
+fn a_dirty_tenant_reads_the_same_version_and_dirty_mark_in_run_report_and_status() {
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE a (id INTEGER);")
+        .migration(
+            "0002_b.up.sql",
+            "-- fleetmig: no-transaction\nCREATE TABLE b (id INTEGER);\nINSERT INTO nope VALUES (1);\n",
+        )
+        .fleet("tenants:\n  - { id: d1, url: \"sqlite://data/d1.db\" }\n");
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    let run = p.run(&["up", "--report", "report.json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stdout.contains("left at 1, dirty at migration 2"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 (dirty at 2)"), "final report:\n{}", run.stdout);
+    let file = file_json(&p, "report.json");
+    assert_eq!(tenant(&file, "d1")["final_version"], 1, "{file}");
+    assert_eq!(tenant(&file, "d1")["dirty"], 2, "{file}");
+
+    let run_id = file["run_id"].as_str().unwrap();
+    let stored = json(&p.run(&["report", run_id, "--format", "json"]).stdout);
+    assert_eq!(tenant(&stored, "d1")["final_version"], 1, "{stored}");
+    assert_eq!(tenant(&stored, "d1")["dirty"], 2, "{stored}");
+    let stored_text = p.run(&["report", run_id]);
+    assert!(stored_text.stdout.contains("1 (dirty at 2)"), "{}", stored_text.stdout);
+
+    let status = p.run(&["status", "--format", "json"]);
+    let status = json(&status.stdout);
+    assert_eq!(status["tenants"][0]["state"], "dirty", "{status}");
+    assert_eq!(status["tenants"][0]["version"], 1, "{status}");
+    assert_eq!(status["tenants"][0]["dirty"], 2, "{status}");
+    let status_text = p.run(&["status"]);
+    assert!(status_text.stdout.contains("1 (dirty at 2)"), "{}", status_text.stdout);
+
+    // The next run refuses it, and says the same.
+    let again = p.run(&["up", "--report", "again.json"]);
+    assert_eq!(again.code, 1, "{}", again.all());
+    let again = file_json(&p, "again.json");
+    assert_eq!(tenant(&again, "d1")["status"], "skipped", "{again}");
+    assert_eq!(tenant(&again, "d1")["start_version"], 1, "{again}");
+    assert_eq!(tenant(&again, "d1")["final_version"], 1, "{again}");
+    assert_eq!(tenant(&again, "d1")["dirty"], 2, "{again}");
 }
