@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::bounds::{self, DAY, HOUR, MS, SECOND};
 use crate::model::fleet::Engine;
 use crate::model::migration::Version;
 use crate::plan::policy::{MaxFailures, RollbackPolicy};
@@ -42,22 +43,22 @@ pub struct Global {
     #[arg(long = "select", global = true, value_name = "EXPR")]
     pub select: Vec<Selector>,
     /// Tenants in flight at once.
-    #[arg(short = 'j', long, global = true, default_value_t = 8)]
+    #[arg(short = 'j', long, global = true, default_value_t = 8, value_parser = |s: &str| bounds::number(s, 1usize, 1000))]
     pub concurrency: usize,
     /// Output: text for people, json for machines.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Give up on a tenant that does not answer within this time.
-    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "10s")]
+    /// Give up on a tenant that does not answer within this time (1ms to 1h).
+    #[arg(long, global = true, value_parser = |s: &str| bounds::duration(s, MS, HOUR), default_value = "10s")]
     pub connect_timeout: Duration,
-    /// Wait this long for another runner's lock on a tenant.
-    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "60s")]
+    /// Wait this long for another runner's lock on a tenant (up to 1 day).
+    #[arg(long, global = true, value_parser = |s: &str| bounds::duration(s, Duration::ZERO, DAY), default_value = "60s")]
     pub lock_wait: Duration,
-    /// PostgreSQL lock_timeout for migration statements.
-    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "10s")]
+    /// PostgreSQL lock_timeout for migration statements (0s: none; up to 24 days).
+    #[arg(long, global = true, value_parser = pg_timeout, default_value = "10s")]
     pub lock_timeout: Duration,
-    /// PostgreSQL statement_timeout for migration statements (0s: none).
-    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "0s")]
+    /// PostgreSQL statement_timeout for migration statements (0s: none; up to 24 days).
+    #[arg(long, global = true, value_parser = pg_timeout, default_value = "0s")]
     pub statement_timeout: Duration,
 }
 
@@ -78,8 +79,8 @@ pub struct Rollout {
     /// [default: the fleet file's `rollout.rollback`, else failed]
     #[arg(long, value_enum)]
     pub rollback: Option<RollbackPolicy>,
-    /// Wait this long after each wave before the next.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Wait this long after each wave before the next (up to 7 days).
+    #[arg(long, value_parser = bake)]
     pub bake: Option<Duration>,
     /// A query run on every tenant of a finished wave; each must return true to go on.
     #[arg(long, value_name = "SQL")]
@@ -91,13 +92,13 @@ pub struct Rollout {
     #[arg(long)]
     pub yes: bool,
     /// Stop cleanly after this wave.
-    #[arg(long, value_name = "WAVE")]
+    #[arg(long, value_name = "WAVE", value_parser = |s: &str| bounds::number(s, 1usize, 10_000))]
     pub pause_after: Option<usize>,
     /// Tenant starts per second.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = per_second)]
     pub rate: Option<NonZeroU32>,
     /// Tenant starts allowed at once under --rate (default: the rate).
-    #[arg(long, value_name = "N", requires = "rate")]
+    #[arg(long, value_name = "N", requires = "rate", value_parser = per_second)]
     pub burst: Option<NonZeroU32>,
     /// One transaction per migration (default), or one per tenant (PostgreSQL, SQLite): a
     /// tenant's pending migrations commit together or not at all.
@@ -105,7 +106,7 @@ pub struct Rollout {
     pub tx: TxMode,
     /// Attempts after a transient error (connection lost, lock timeout, serialization
     /// failure, too many connections), with backoff. SQL errors are never retried.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = |s: &str| bounds::number(s, 0u32, 100))]
     pub retries: u32,
     /// Also write the final report here: `.json` or `.md`.
     #[arg(long, value_name = "FILE")]
@@ -171,7 +172,7 @@ pub enum Command {
     },
     /// List past runs from the ledger, newest first.
     Runs {
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = |s: &str| bounds::number(s, 1i64, 1_000_000))]
         limit: i64,
     },
     /// Print a past run's report from the ledger (text, or --format json).
@@ -180,7 +181,7 @@ pub enum Command {
     Down {
         #[arg(long, required_unless_present = "steps", conflicts_with = "steps")]
         to: Option<Version>,
-        #[arg(long)]
+        #[arg(long, value_parser = |s: &str| bounds::number(s, 1usize, 1_000_000))]
         steps: Option<usize>,
         #[command(flatten)]
         rollout: Rollout,
@@ -200,11 +201,11 @@ pub enum Command {
     Wait {
         #[arg(long)]
         to: Option<Version>,
-        /// Give up after this long.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        /// Give up after this long (up to 30 days).
+        #[arg(long, value_parser = |s: &str| bounds::duration(s, Duration::ZERO, 30 * DAY), default_value = "60s")]
         timeout: Duration,
-        /// Time between two reads of the fleet.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        /// Time between two reads of the fleet (10ms to 1h).
+        #[arg(long, value_parser = |s: &str| bounds::duration(s, 10 * MS, HOUR), default_value = "1s")]
         interval: Duration,
     },
     /// The migration set: version, name, reversible or not, checksum.
@@ -238,7 +239,7 @@ pub struct Together {
     pub join: Option<String>,
     /// How long a claimed tenant stays this runner's without a heartbeat (renewed every
     /// third of it); after that another runner takes it over.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = |s: &str| bounds::duration(s, SECOND, HOUR), default_value = "30s")]
     pub lease: Duration,
 }
 
@@ -247,4 +248,20 @@ impl Together {
     pub fn is_shared(&self) -> bool {
         self.shared || self.join.is_some()
     }
+}
+
+/// PostgreSQL's `lock_timeout` and `statement_timeout`: whole milliseconds that fit its
+/// 32-bit setting (24 days is under its 2147483647 ms limit); 0 means none.
+fn pg_timeout(text: &str) -> Result<Duration, String> {
+    bounds::duration(text, Duration::ZERO, 24 * DAY)
+}
+
+/// The pause after each wave, from a flag or the fleet file's `rollout.bake`.
+pub fn bake(text: &str) -> Result<Duration, String> {
+    bounds::duration(text, Duration::ZERO, bounds::BAKE_MAX)
+}
+
+/// `--rate` and `--burst`: tenant starts per second.
+fn per_second(text: &str) -> Result<NonZeroU32, String> {
+    bounds::number(text, 1u32, 100_000).and_then(|n| NonZeroU32::new(n).ok_or_else(|| "0".into()))
 }

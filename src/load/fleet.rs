@@ -1,6 +1,7 @@
 //! The fleet file (`tenants.yaml`): the only code that reads YAML.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
+use crate::model::bounds;
 use crate::model::fleet::{Discover, Engine, Fleet, Host, Ident, Namespace, RolloutDefaults, Tenant, TenantId};
 use crate::model::secret::{DbUrl, redact};
 use crate::plan::policy::RollbackPolicy;
@@ -33,6 +35,39 @@ pub enum FleetError {
         context: String,
         message: String,
     },
+}
+
+/// The visitor methods of a value that may be a scalar, each building `Scalar` then `$wrap`.
+macro_rules! scalar_visits {
+    ($wrap:expr) => {
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok($wrap(Scalar::Str(v.to_owned())))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok($wrap(Scalar::Str(v)))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok($wrap(Scalar::Int(v.into())))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok($wrap(Scalar::Int(v.into())))
+        }
+        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Self::Value, E> {
+            Ok($wrap(Scalar::Int(v)))
+        }
+        fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Self::Value, E> {
+            match i128::try_from(v) {
+                Ok(v) => Ok($wrap(Scalar::Int(v))),
+                Err(_) => Ok($wrap(Scalar::Str(v.to_string()))),
+            }
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok($wrap(Scalar::Float(v)))
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok($wrap(Scalar::Bool(v)))
+        }
+    };
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,18 +105,40 @@ struct RolloutDoc {
     rollback: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `waves:` as one text (`1,10%,100%`) or a list of sizes.
+#[derive(Debug)]
 enum OneOrMany {
     One(Scalar),
     Many(Vec<Scalar>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("wave sizes, as text such as \"1,10%,100%\" or a list such as [1, 10%, 100%]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    out.push(item);
+                }
+                Ok(OneOrMany::Many(out))
+            }
+            scalar_visits!(OneOrMany::One);
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HostDoc {
     url: String,
-    max_connections: Option<u32>,
+    /// Checked against its range after parsing, so that any number gets the same message.
+    max_connections: Option<Scalar>,
     #[serde(default)]
     init_sql: Statements,
 }
@@ -115,14 +172,29 @@ struct TenantDoc {
     init_sql: Statements,
 }
 
-/// A label value or id: YAML may write it as a string, a number or a boolean.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A label value or id: YAML may write it as a string, a number or a boolean. Anything
+/// else (a list, a map, null) is refused with "expected a string, number or boolean" and
+/// the key path, where an untagged enum would only say it matched no variant.
+#[derive(Debug)]
 enum Scalar {
     Str(String),
-    Int(i64),
+    Int(i128),
     Bool(bool),
     Float(f64),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            scalar_visits!(std::convert::identity);
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Scalar {
@@ -137,13 +209,38 @@ impl Scalar {
 }
 
 /// `init_sql:` as one statement or a list of them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Default)]
 enum Statements {
     #[default]
     None,
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Statements {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Statements;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a SQL statement or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Statements, E> {
+                Ok(Statements::One(v.to_owned()))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Statements, E> {
+                Ok(Statements::None)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Statements, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    out.push(item);
+                }
+                Ok(Statements::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Statements {
@@ -380,10 +477,21 @@ impl Rules {
 
 /// Parses fleet-file text, keeping what discovered tenants are built against.
 pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<FleetFile, FleetError> {
+    // A byte-order mark is no content: editors on Windows write one.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let doc: FileDoc = serde_yaml::from_str(text).map_err(|e| FleetError::Syntax {
         path: path.to_owned(),
-        message: hide_passwords(&e.to_string()),
+        message: hide_passwords(&yaml_message(&e)),
     })?;
+    for (context, text) in doc_texts(&doc) {
+        if let Some(offset) = text.find('\0') {
+            return Err(FleetError::Invalid {
+                path: path.to_owned(),
+                context,
+                message: format!("holds a NUL byte at offset {offset}: SQL text cannot hold one"),
+            });
+        }
+    }
     let invalid = |context: String, message: String| FleetError::Invalid {
         path: path.to_owned(),
         context,
@@ -403,10 +511,11 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
         let url_text = expand_vars(&host.url, env).map_err(|m| invalid(format!("{context} url"), m))?;
         let (_, url) = parse_url(&url_text, base).map_err(|m| invalid(format!("{context} url"), m))?;
         let init = expand_all(host.init_sql.into_vec(), env).map_err(|m| invalid(format!("{context} init_sql"), m))?;
-        let max_connections = host.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-        if max_connections == 0 {
-            return Err(invalid(context, "max_connections must be at least 1".into()));
-        }
+        let max_connections = match host.max_connections {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(n) => bounds::number(&n.into_string(), 1, bounds::MAX_CONNECTIONS)
+                .map_err(|m| invalid(format!("{context} max_connections"), m))?,
+        };
         host_init.insert(name.clone(), init);
         hosts.insert(
             name.clone(),
@@ -506,6 +615,74 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
     })
 }
 
+/// The parser's message in an operator's words: what was expected, with the line and column
+/// always (serde_yaml leaves them out of some messages) and no Rust type names.
+fn yaml_message(e: &serde_yaml::Error) -> String {
+    let mut message = e.to_string();
+    if message.contains("more than one document") {
+        message = "holds more than one YAML document (a second `---` line): a fleet file is one document".into();
+    }
+    for (name, shown) in [
+        (
+            "struct FileDoc",
+            "a map of sections (hosts, defaults, rollout, ledger, tenants, discover)",
+        ),
+        (
+            "struct HostDoc",
+            "a host: a map with `url` and optionally `max_connections`, `init_sql`",
+        ),
+        (
+            "struct DefaultsDoc",
+            "a map of defaults (host, url, schema, database, labels, init_sql)",
+        ),
+        (
+            "struct RolloutDoc",
+            "a map of rollout settings (waves, bake, check, max_failures, rollback)",
+        ),
+        (
+            "struct TenantDoc",
+            "a tenant: a map with `id` and `url` or `host` (and schema, database, labels, canary, init_sql)",
+        ),
+        ("struct DiscoverDoc", "a map with `url`, `query` and optionally `host`"),
+        ("field identifier", "a key name"),
+        ("unit value", "nothing (null)"),
+    ] {
+        message = message.replace(name, shown);
+    }
+    if !message.contains(" line ") {
+        if let Some(at) = e.location() {
+            message.push_str(&format!(" at line {} column {}", at.line(), at.column()));
+        }
+    }
+    message
+}
+
+/// Every text of the file that reaches a database as SQL, with its key path.
+fn doc_texts(doc: &FileDoc) -> Vec<(String, &str)> {
+    fn statements<'a>(out: &mut Vec<(String, &'a str)>, at: String, s: &'a Statements) {
+        match s {
+            Statements::None => {}
+            Statements::One(one) => out.push((at, one)),
+            Statements::Many(many) => out.extend(many.iter().map(|m| (at.clone(), m.as_str()))),
+        }
+    }
+    let mut out = Vec::new();
+    for (name, host) in &doc.hosts {
+        statements(&mut out, format!("hosts.{name}.init_sql"), &host.init_sql);
+    }
+    statements(&mut out, "defaults.init_sql".into(), &doc.defaults.init_sql);
+    for (i, t) in doc.tenants.iter().flatten().enumerate() {
+        statements(&mut out, format!("tenants[{i}].init_sql"), &t.init_sql);
+    }
+    if let Some(check) = &doc.rollout.check {
+        out.push(("rollout.check".into(), check));
+    }
+    if let Some(discover) = &doc.discover {
+        out.push(("discover.query".into(), &discover.query));
+    }
+    out
+}
+
 /// The `discover:` section: its registry URL (`${VAR}`s expanded) and its default host.
 fn discover_section(
     doc: DiscoverDoc,
@@ -566,7 +743,7 @@ fn rollout_defaults(doc: RolloutDoc) -> Result<RolloutDefaults, (&'static str, S
         waves: waves.map(|w| w.parse()).transpose().map_err(|m| ("waves", m))?,
         bake: doc
             .bake
-            .map(|b| humantime::parse_duration(&b).map_err(|e| format!("`{b}` is not a duration: {e}")))
+            .map(|b| bounds::duration(&b, std::time::Duration::ZERO, bounds::BAKE_MAX))
             .transpose()
             .map_err(|m| ("bake", m))?,
         check: doc.check,
@@ -819,6 +996,75 @@ tenants:
             err.contains("tenant `b` url: environment variable `NOPE` is not set"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn malformed_files_get_the_key_path_and_what_was_expected() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "tenants: []\n---\ntenants: []\n",
+                "holds more than one YAML document (a second `---` line)",
+            ),
+            (
+                "[]",
+                "expected a map of sections (hosts, defaults, rollout, ledger, tenants, discover) at line 1",
+            ),
+            (
+                "tenants:\n  - {id: [1]}\n",
+                "tenants[0].id: invalid type: sequence, expected a string, number or boolean at line 2 column 10",
+            ),
+            (
+                "tenants:\n  - {id: a, url: 'sqlite://a.db', labels: {x: {y: 1}}}\n",
+                "tenants[0].labels.x: invalid type: map, expected a string, number or boolean",
+            ),
+            (
+                "rollout: {waves: {a: 1}}\ntenants: []\n",
+                "rollout.waves: invalid type: map, expected wave sizes",
+            ),
+            (
+                "tenants:\n  - {id: a, url: 'sqlite://a.db', init_sql: 5}\n",
+                "tenants[0].init_sql: invalid type: integer `5`, expected a SQL statement or a list of them",
+            ),
+            (
+                "hosts: {m: 5}\ntenants: []\n",
+                "hosts.m: invalid type: integer `5`, expected a host: a map with `url`",
+            ),
+            (
+                "hosts: {m: {url: 'postgres://h/d', max_connections: 4294967295}}\ntenants: []\n",
+                "host `m` max_connections: `4294967295` is not a whole number from 1 to 1000",
+            ),
+            (
+                "hosts: {m: {url: 'postgres://h/d', max_connections: 0}}\ntenants: []\n",
+                "host `m` max_connections: `0` is not a whole number from 1 to 1000",
+            ),
+            (
+                "rollout: {bake: 500us}\ntenants: []\n",
+                "rollout bake: `500us` is not a whole number of milliseconds",
+            ),
+            (
+                "rollout: {bake: 99999999999999h}\ntenants: []\n",
+                "rollout bake: `99999999999999h` is out of range: give a duration from 0s to 7days",
+            ),
+            (
+                "rollout: {waves: '5,2'}\ntenants: []\n",
+                "rollout waves: wave sizes `5,2` are cumulative",
+            ),
+            (
+                "tenants:\n  - {id: a, url: 'sqlite://a.db', init_sql: \"select 1\\0\"}\n",
+                "tenants[0].init_sql: holds a NUL byte at offset 8",
+            ),
+            (
+                "\t",
+                "found character that cannot start any token, while scanning for the next token at line 1 column 1",
+            ),
+            ("? [a]\n: b\n", "expected a key name at line 1 column 3"),
+        ];
+        assert!(parse_str("\u{feff}tenants:\n  - {id: a, url: 'sqlite://a.db'}\n").is_ok());
+        for (text, expected) in cases {
+            let got = parse_str(text).err().map(message).unwrap_or_default();
+            assert!(got.contains(expected), "for {text:?}: `{got}` lacks `{expected}`");
+            assert!(!got.contains("Doc") && !got.contains("untagged"), "{got}");
+        }
     }
 
     #[test]

@@ -56,13 +56,31 @@ impl fmt::Display for WaveSize {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WaveSpec(pub Vec<WaveSize>);
 
+/// Sizes are cumulative, so none may be smaller than the one before it of its kind
+/// (`5,2` or `50%,20%` is a mistake, not two waves), and nothing may follow `100%`.
 impl FromStr for WaveSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.split(',')
-            .map(str::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map(WaveSpec)
+        let sizes = s.split(',').map(str::parse).collect::<Result<Vec<WaveSize>, _>>()?;
+        let (mut count, mut percent) = (None, None);
+        for (i, size) in sizes.iter().enumerate() {
+            let (last, value) = match *size {
+                WaveSize::Count(n) => (&mut count, n),
+                WaveSize::Percent(p) => (&mut percent, p as usize),
+            };
+            if let Some(before) = *last {
+                if value < before {
+                    return Err(format!(
+                        "wave sizes `{s}` are cumulative: `{size}` cannot be smaller than the size before it"
+                    ));
+                }
+            }
+            *last = Some(value);
+            if percent == Some(100) && i + 1 < sizes.len() {
+                return Err(format!("wave sizes `{s}`: nothing can follow `100%`"));
+            }
+        }
+        Ok(WaveSpec(sizes))
     }
 }
 
@@ -148,9 +166,20 @@ mod tests {
         assert_eq!(sizes(&waves(&refs, &|t| t.canary, &WaveSpec::default())), [(10, false)]);
         let spec: WaveSpec = "3".parse().unwrap();
         assert_eq!(sizes(&waves(&refs, &|t| t.canary, &spec)), [(3, false), (7, false)]);
-        let spec: WaveSpec = "50%,20%".parse().unwrap();
+        let spec: WaveSpec = "5,50%".parse().unwrap();
         assert_eq!(sizes(&waves(&refs, &|t| t.canary, &spec)), [(5, false), (5, false)]);
         assert!("0".parse::<WaveSpec>().is_err());
         assert!("101%".parse::<WaveSpec>().is_err());
+    }
+
+    #[test]
+    fn decreasing_or_repeated_wave_sizes_are_refused() {
+        for spec in ["5,2", "50%,20%", "10,3,20%", "1,100%,5"] {
+            let err = spec.parse::<WaveSpec>().unwrap_err();
+            assert!(err.contains(&format!("wave sizes `{spec}`")), "{spec}: {err}");
+        }
+        for spec in ["1,10%,50%,100%", "1,5,20%", "100%", "1,1,100%"] {
+            assert!(spec.parse::<WaveSpec>().is_ok(), "{spec}");
+        }
     }
 }

@@ -256,3 +256,93 @@ fn offline_scripts_of_unterminated_migrations_run_in_the_mariadb_client() {
         ["3"]
     );
 }
+
+#[test]
+fn numbers_and_durations_out_of_range_are_usage_errors() {
+    let p = project_at_v1();
+    p.migration("0002_two.up.sql", "CREATE TABLE t2 (x INT);\n");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["up", "--lock-timeout", "500us"],
+            "`500us` is not a whole number of milliseconds",
+        ),
+        (
+            &["up", "--lock-timeout", "99999999999999h"],
+            "`99999999999999h` is out of range: give a duration from 0s to 24days",
+        ),
+        (
+            &["up", "--statement-timeout", "1500us"],
+            "not a whole number of milliseconds",
+        ),
+        (&["up", "--connect-timeout", "0s"], "give a duration from 1ms to 1h"),
+        (&["up", "--lock-wait", "400days"], "give a duration from 0s to 1day"),
+        (&["up", "--bake", "8days"], "give a duration from 0s to 7days"),
+        (&["up", "-j", "0"], "`0` is not a whole number from 1 to 1000"),
+        (&["up", "-j", "4294967296"], "is not a whole number from 1 to 1000"),
+        (
+            &["up", "--retries", "4294967295"],
+            "is not a whole number from 0 to 100",
+        ),
+        (&["up", "--rate", "0"], "`0` is not a whole number from 1 to 100000"),
+        (
+            &["up", "--rate", "5", "--burst", "9999999"],
+            "is not a whole number from 1 to 100000",
+        ),
+        (
+            &["up", "--pause-after", "0"],
+            "`0` is not a whole number from 1 to 10000",
+        ),
+        (&["up", "--waves", "5,2"], "wave sizes `5,2` are cumulative"),
+        (&["up", "--waves", "50%,20%"], "wave sizes `50%,20%` are cumulative"),
+        (&["down", "--steps", "0"], "`0` is not a whole number from 1 to 1000000"),
+        (&["runs", "--limit=-1"], "is not a whole number from 1 to 1000000"),
+        (&["wait", "--interval", "0s"], "give a duration from 10ms to 1h"),
+        (&["up", "--shared", "--lease", "100h"], "give a duration from 1s to 1h"),
+    ];
+    for (args, expected) in cases {
+        let r = run(&p, args);
+        assert_refused(&args.join(" "), &r, &[expected]);
+        assert_eq!(history(&p.db_path("a")), ["1"], "{args:?}");
+    }
+}
+
+#[test]
+fn fleet_file_numbers_and_durations_out_of_range_are_refused_naming_the_key() {
+    let p = project_at_v1();
+    p.migration("0002_two.up.sql", "CREATE TABLE t2 (x INT);\n");
+    let cases: &[(&str, &str)] = &[
+        (
+            "hosts: {m: {url: 'postgres://postgres@127.0.0.1:1/x', max_connections: 4294967295}}\n",
+            "host `m` max_connections: `4294967295` is not a whole number from 1 to 1000",
+        ),
+        (
+            "rollout: {waves: '5,2'}\n",
+            "rollout waves: wave sizes `5,2` are cumulative",
+        ),
+        (
+            "rollout: {bake: 500us}\n",
+            "rollout bake: `500us` is not a whole number of milliseconds",
+        ),
+        (
+            "rollout: {bake: 99999999999999h}\n",
+            "rollout bake: `99999999999999h` is out of range",
+        ),
+        ("tenants: []\n---\ntenants: []\n", "holds more than one YAML document"),
+        (
+            "rollout: {max_failures: [1]}\n",
+            "rollout.max_failures: invalid type: sequence, expected a string, number or boolean",
+        ),
+    ];
+    for (extra, expected) in cases {
+        p.fleet(&format!("{extra}{FLEET}"));
+        let r = run(&p, &["up"]);
+        assert_refused(extra, &r, &["fleet file `tenants.yaml`", expected]);
+        assert_eq!(history(&p.db_path("a")), ["1"], "{extra}");
+    }
+    let mut bom = "\u{feff}".to_owned();
+    bom.push_str(FLEET);
+    p.fleet(&bom);
+    let r = run(&p, &["up"]);
+    assert_eq!(r.code, 0, "a byte-order mark is no content: {r:?}");
+    assert_eq!(history(&p.db_path("a")), ["1", "2"]);
+}
