@@ -211,6 +211,7 @@ pub async fn up(fleet: &Fleet, set: &MigrationSet, opts: &Options, up: &UpOption
     let planned = waves(&tenants, &|t: &Tenant| t.canary, &spec);
     let policy = Policy {
         max_failures: up.max_failures.or(fleet.rollout.max_failures).unwrap_or_default(),
+        max_skipped: fleet.rollout.max_skipped.unwrap_or_default(),
         rollback: up.rollback.or(fleet.rollout.rollback).unwrap_or_default(),
         pause_after: None,
         gates: Gates::default(),

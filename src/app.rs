@@ -19,7 +19,7 @@ use crate::load;
 use crate::model::fleet::{Engine, Fleet, Ident, Tenant};
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::secret::DbUrl;
-use crate::plan::policy::{MaxFailures, RollbackPolicy, StopReason};
+use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::plan::select::select;
 use crate::plan::tenant::{self as plan, Refusal, Target};
 use crate::plan::waves::{Wave, WaveSpec, waves};
@@ -454,6 +454,7 @@ fn rollout_plan<'f>(
     let Some(r) = rollout else {
         let policy = Policy {
             max_failures: MaxFailures::Unlimited,
+            max_skipped: MaxSkipped::Limit(MaxFailures::Unlimited),
             rollback: RollbackPolicy::None,
             ..Policy::default()
         };
@@ -478,6 +479,7 @@ fn rollout_plan<'f>(
     }
     let policy = Policy {
         max_failures: r.max_failures.or(defaults.max_failures).unwrap_or_default(),
+        max_skipped: r.max_skipped.or(defaults.max_skipped).unwrap_or_default(),
         rollback: r.rollback.or(defaults.rollback).unwrap_or_default(),
         pause_after: r.pause_after,
         gates: Gates {

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::model::bounds::{self, DAY, HOUR, MS, SECOND};
 use crate::model::fleet::Engine;
 use crate::model::migration::Version;
-use crate::plan::policy::{MaxFailures, RollbackPolicy};
+use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
 use crate::plan::select::Selector;
 use crate::plan::waves::WaveSpec;
 
@@ -75,6 +75,11 @@ pub struct Rollout {
     /// [default: the fleet file's `rollout.max_failures`, else 1]
     #[arg(long)]
     pub max_failures: Option<MaxFailures>,
+    /// Stop after this many skipped tenants (drifted, dirty, locked, unreachable): `3`,
+    /// `10%`, or never (`all`). [default: the fleet file's `rollout.max_skipped`, else a
+    /// skipped canary stops the run and other skipped tenants do not]
+    #[arg(long)]
+    pub max_skipped: Option<MaxSkipped>,
     /// What to bring back to its start version when the run stops early.
     /// [default: the fleet file's `rollout.rollback`, else failed]
     #[arg(long, value_enum)]

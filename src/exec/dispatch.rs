@@ -23,7 +23,7 @@ use crate::exec::run::{RunContext, host_caps, inspect_all};
 use crate::exec::tenant::{self, Action, Job};
 use crate::model::fleet::Tenant;
 use crate::model::migration::Version;
-use crate::plan::policy::{MaxFailures, RollbackPolicy, StopReason};
+use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::plan::tenant::{Refusal, Target};
 use crate::plan::waves::Wave;
 
@@ -50,6 +50,7 @@ pub struct Gates {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub max_failures: MaxFailures,
+    pub max_skipped: MaxSkipped,
     pub rollback: RollbackPolicy,
     /// Stop cleanly after this wave.
     pub pause_after: Option<usize>,
@@ -146,6 +147,8 @@ impl RunReport {
 struct Slot<'a> {
     tenant: &'a Tenant,
     wave: usize,
+    /// In a canary wave.
+    canary: bool,
     report: Option<TenantReport>,
     rollback: Option<TenantReport>,
 }
@@ -161,6 +164,7 @@ struct Dispatcher<'r, 'a> {
     stop: Arc<AtomicBool>,
     reason: StopReason,
     failed: usize,
+    skipped: usize,
     /// Ctrl-C presses, from the caller (`None` once the sender is gone).
     interrupts: mpsc::UnboundedReceiver<()>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
@@ -337,6 +341,20 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 });
             }
         }
+        if let Outcome::Skipped { reason } = &report.outcome {
+            self.skipped += 1;
+            let slot = &self.slots[i];
+            let stop = self.policy.max_skipped.stop(
+                self.skipped,
+                self.total(),
+                slot.tenant.id.as_str(),
+                slot.canary,
+                reason.name(),
+            );
+            if let Some(stop) = stop {
+                self.escalate(stop);
+            }
+        }
         self.slots[i].report = Some(report);
     }
 
@@ -510,6 +528,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
     fn finish(self, started: Instant, waves: &[Wave<'_>], command: &str) -> RunReport {
         let tenants: Vec<FinalTenant> = self.slots.iter().map(final_tenant).collect();
         let summary = summarize(&tenants, started.elapsed());
+        let reason = summary.settle(self.reason);
         let waves = waves
             .iter()
             .map(|w| {
@@ -527,12 +546,12 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             .collect();
         self.events.emit(Event::RunFinished {
             summary: summary.clone(),
-            stop_reason: self.reason.clone(),
+            stop_reason: reason.clone(),
         });
         RunReport {
             run_id: self.ctx.run_id.clone(),
             command: command.to_owned(),
-            stop_reason: self.reason,
+            stop_reason: reason,
             waves,
             tenants,
             summary,
@@ -680,6 +699,7 @@ pub async fn dispatch(
             w.tenants.iter().map(move |t| Slot {
                 tenant: t,
                 wave: w.number,
+                canary: w.canary,
                 report: None,
                 rollback: None,
             })
@@ -709,6 +729,7 @@ pub async fn dispatch(
         stop: Arc::default(),
         reason: StopReason::Completed,
         failed: 0,
+        skipped: 0,
         interrupts,
         limiter,
     };
@@ -782,6 +803,7 @@ pub(crate) async fn conclude<'a>(
         .map(|(tenant, wave, report)| Slot {
             tenant,
             wave,
+            canary: waves.iter().any(|w| w.number == wave && w.canary),
             report: Some(report),
             rollback: None,
         })
@@ -795,6 +817,7 @@ pub(crate) async fn conclude<'a>(
         stop: Arc::default(),
         reason,
         failed: 0,
+        skipped: 0,
         interrupts,
         limiter: None,
     };

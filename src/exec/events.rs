@@ -144,6 +144,16 @@ impl Summary {
     pub fn is_success(&self) -> bool {
         self.succeeded == self.tenants
     }
+
+    /// A run's final stop reason given these counts: never `Completed` while a tenant did
+    /// not reach the target.
+    pub fn settle(&self, reason: StopReason) -> StopReason {
+        reason.settle(
+            self.tenants - self.succeeded,
+            self.failed + self.rolled_back + self.rollback_failed,
+            self.skipped,
+        )
+    }
 }
 
 /// A change of state in a run, in the order it happened.

@@ -365,6 +365,7 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let summary = summarize(&tenants, Duration::from_millis((now - run.started_ms).max(0) as u64));
+    let stop_reason = summary.settle(stop_reason);
     RunReport {
         run_id: run_id.to_owned(),
         command: run.command,

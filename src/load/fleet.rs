@@ -102,6 +102,7 @@ struct RolloutDoc {
     bake: Option<String>,
     check: Option<String>,
     max_failures: Option<Scalar>,
+    max_skipped: Option<Scalar>,
     rollback: Option<String>,
 }
 
@@ -752,6 +753,11 @@ fn rollout_defaults(doc: RolloutDoc) -> Result<RolloutDefaults, (&'static str, S
             .map(|m| m.into_string().parse())
             .transpose()
             .map_err(|m| ("max_failures", m))?,
+        max_skipped: doc
+            .max_skipped
+            .map(|m| m.into_string().parse())
+            .transpose()
+            .map_err(|m| ("max_skipped", m))?,
         rollback: doc
             .rollback
             .map(|r| {

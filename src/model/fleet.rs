@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::secret::DbUrl;
-use crate::plan::policy::{MaxFailures, RollbackPolicy};
+use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
 use crate::plan::waves::WaveSpec;
 
 /// Database engines fleetmig speaks.
@@ -198,6 +198,7 @@ pub struct RolloutDefaults {
     pub bake: Option<Duration>,
     pub check: Option<String>,
     pub max_failures: Option<MaxFailures>,
+    pub max_skipped: Option<MaxSkipped>,
     pub rollback: Option<RollbackPolicy>,
 }
 

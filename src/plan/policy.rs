@@ -68,6 +68,57 @@ impl fmt::Display for MaxFailures {
     }
 }
 
+/// `--max-skipped`: how many skipped tenants (drifted, dirty, locked, unreachable) stop the
+/// run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxSkipped {
+    /// A skipped canary stops the run: a canary is there to prove the rollout on real
+    /// tenants, and one left alone proves nothing. Other skipped tenants do not stop it.
+    #[default]
+    Canary,
+    /// Stop once this many (or this share) of the selected tenants were skipped, canaries
+    /// or not; `all`: never.
+    Limit(MaxFailures),
+}
+
+impl MaxSkipped {
+    /// The stop reason once `skipped` tenants (of `total`) were skipped, the last one `tenant`
+    /// (a canary when `canary`), if that stops the run.
+    pub fn stop(self, skipped: usize, total: usize, tenant: &str, canary: bool, why: &str) -> Option<StopReason> {
+        match self {
+            MaxSkipped::Canary if canary => Some(StopReason::CanarySkipped {
+                tenant: tenant.to_owned(),
+                why: why.to_owned(),
+            }),
+            MaxSkipped::Canary => None,
+            MaxSkipped::Limit(limit) if limit.is_exceeded(skipped, total) => Some(StopReason::MaxSkipped {
+                skipped,
+                limit: limit.limit(total).unwrap_or(0),
+            }),
+            MaxSkipped::Limit(_) => None,
+        }
+    }
+}
+
+impl FromStr for MaxSkipped {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse()
+            .map(MaxSkipped::Limit)
+            .map_err(|_| format!("`{s}` is not a skip limit: a count (3), a percentage (10%) or `all`"))
+    }
+}
+
+impl fmt::Display for MaxSkipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxSkipped::Canary => f.write_str("canary"),
+            MaxSkipped::Limit(limit) => limit.fmt(f),
+        }
+    }
+}
+
 /// `--rollback`: which tenants go back to their start version when a run stops early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -87,12 +138,24 @@ pub enum RollbackPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StopReason {
-    /// Every wave ran.
+    /// Every wave ran and every selected tenant reached the target.
     Completed,
+    /// Every wave ran, but `short` selected tenants did not reach the target: `failed`
+    /// failed (rolled back or not) and `skipped` were skipped, under limits that let the
+    /// run go on. Set once, at the end, in place of `Completed`.
+    Incomplete {
+        short: usize,
+        failed: usize,
+        skipped: usize,
+    },
     /// `--pause-after` reached.
     Paused { wave: usize },
     /// A gate between waves failed.
     GateFailed { wave: usize, detail: String },
+    /// A canary was skipped (the default `--max-skipped`).
+    CanarySkipped { tenant: String, why: String },
+    /// The skip limit (`--max-skipped`) was reached.
+    MaxSkipped { skipped: usize, limit: usize },
     /// The failure limit was reached.
     MaxFailures { failed: usize, limit: usize },
     /// Ctrl-C: stopped at safe points.
@@ -102,14 +165,24 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    /// True for reasons that end a run early (anything but `Completed`).
+    /// True for reasons that end a run early (anything but a run whose every wave ran).
     pub fn is_early(&self) -> bool {
-        !matches!(self, StopReason::Completed)
+        !matches!(self, StopReason::Completed | StopReason::Incomplete { .. })
     }
 
-    /// True for reasons that call for a rollback (a pause or a completed run do not).
+    /// True for reasons that call for a rollback (a pause or a run whose every wave ran do not).
     pub fn is_failure(&self) -> bool {
-        !matches!(self, StopReason::Completed | StopReason::Paused { .. })
+        self.is_early() && !matches!(self, StopReason::Paused { .. })
+    }
+
+    /// The reason a run ends with, once it is known that `short` selected tenants did not
+    /// reach the target (`failed` of them failed, `skipped` were skipped): never `Completed`
+    /// while one did not.
+    pub fn settle(self, short: usize, failed: usize, skipped: usize) -> StopReason {
+        if self != StopReason::Completed || short == 0 {
+            return self;
+        }
+        StopReason::Incomplete { short, failed, skipped }
     }
 }
 
@@ -117,6 +190,32 @@ impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StopReason::Completed => f.write_str("completed"),
+            StopReason::Incomplete { short, failed, skipped } => {
+                write!(
+                    f,
+                    "incomplete: every wave ran, but {short} tenant(s) did not reach the target"
+                )?;
+                let mut parts = Vec::new();
+                if *failed > 0 {
+                    parts.push(format!("{failed} failed"));
+                }
+                if *skipped > 0 {
+                    parts.push(format!("{skipped} skipped"));
+                }
+                if !parts.is_empty() {
+                    write!(f, " ({})", parts.join(", "))?;
+                }
+                Ok(())
+            }
+            StopReason::CanarySkipped { tenant, why } => {
+                write!(
+                    f,
+                    "canary `{tenant}` was skipped ({why}); a skipped canary stops the run (--max-skipped)"
+                )
+            }
+            StopReason::MaxSkipped { skipped, limit } => {
+                write!(f, "{skipped} tenant(s) skipped, limit {limit} (--max-skipped)")
+            }
             StopReason::Paused { wave } => write!(f, "paused after wave {wave} (--pause-after)"),
             StopReason::GateFailed { wave, detail } => write!(f, "gate after wave {wave} failed: {detail}"),
             StopReason::MaxFailures { failed, limit } => write!(f, "{failed} tenant(s) failed, limit {limit}"),
@@ -144,6 +243,20 @@ mod tests {
     #[test]
     fn reasons_escalate_by_severity() {
         assert!(StopReason::Completed < StopReason::Paused { wave: 1 });
+        let incomplete = StopReason::Incomplete {
+            short: 1,
+            failed: 0,
+            skipped: 1,
+        };
+        assert!(StopReason::Completed < incomplete && incomplete < StopReason::Paused { wave: 1 });
+        let skipped = StopReason::MaxSkipped { skipped: 1, limit: 1 };
+        assert!(
+            StopReason::GateFailed {
+                wave: 9,
+                detail: "x".into()
+            } < skipped
+        );
+        assert!(skipped < StopReason::MaxFailures { failed: 1, limit: 1 });
         assert!(StopReason::MaxFailures { failed: 1, limit: 1 } < StopReason::Interrupted);
         assert!(StopReason::Interrupted < StopReason::Abandoned);
     }

@@ -173,3 +173,112 @@ fn a_dirty_tenant_reads_the_same_version_and_dirty_mark_in_run_report_and_status
     assert_eq!(tenant(&again, "d1")["final_version"], 1, "{again}");
     assert_eq!(tenant(&again, "d1")["dirty"], 2, "{again}");
 }
+
+/// Six tenants, canaries c1 and c2; the canaries applied migration 1, whose file was then
+/// edited, so both are drifted.
+fn drifted_canaries() -> Project {
+    let p = sqlite_fleet(
+        &[
+            ("c1", true),
+            ("c2", true),
+            ("a1", false),
+            ("a2", false),
+            ("a3", false),
+            ("a4", false),
+        ],
+        &[],
+    );
+    let first = p.run(&["up", "--to", "1", "--select", "canary=true"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    p.migration("0001_t1.up.sql", "CREATE TABLE t1 (id INTEGER, edited INTEGER);");
+    p
+}
+
+#[test]
+fn skipped_canaries_stop_the_rollout_by_default() {
+    let p = drifted_canaries();
+    let run = p.run(&["up", "-j", "1", "--report", "report.json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let r = file_json(&p, "report.json");
+    assert_eq!(r["stop_reason"]["kind"], "canary_skipped", "{}", r["stop_reason"]);
+    assert!(run.stdout.contains("a skipped canary stops the run"), "{}", run.stdout);
+    for id in ["a1", "a2", "a3", "a4"] {
+        assert_eq!(tenant(&r, id)["status"], "not_started", "{id}");
+        assert_eq!(version(&p, id), 0, "{id} was touched");
+    }
+    let runs = json(&p.run(&["runs", "--format", "json"]).stdout);
+    assert!(
+        runs["runs"][0]["stop_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("canary `c1` was skipped"),
+        "{runs}"
+    );
+}
+
+#[test]
+fn max_skipped_all_goes_on_and_the_run_ends_incomplete_not_completed() {
+    let p = drifted_canaries();
+    let run = p.run(&["up", "--max-skipped", "all", "--report", "report.json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let r = file_json(&p, "report.json");
+    assert_eq!(r["stop_reason"]["kind"], "incomplete", "{}", r["stop_reason"]);
+    assert_eq!(r["stop_reason"]["skipped"], 2);
+    for id in ["a1", "a2", "a3", "a4"] {
+        assert_eq!(version(&p, id), 4, "{id}");
+    }
+    assert!(
+        run.stdout
+            .contains("stop reason: incomplete: every wave ran, but 2 tenant(s) did not reach the target (2 skipped)"),
+        "{}",
+        run.stdout
+    );
+    let runs = json(&p.run(&["runs", "--format", "json"]).stdout);
+    assert!(
+        runs["runs"][0]["stop_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("incomplete"),
+        "{runs}"
+    );
+
+    // A count: the second skipped tenant stops the run, canaries or not.
+    let p = drifted_canaries();
+    p.fleet(&format!(
+        "{}rollout:\n  max_skipped: 2\n",
+        std::fs::read_to_string(p.path().join("tenants.yaml")).unwrap()
+    ));
+    let run = p.run(&["up", "-j", "1", "--report", "report.json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let r = file_json(&p, "report.json");
+    assert_eq!(r["stop_reason"]["kind"], "max_skipped", "{}", r["stop_reason"]);
+    assert_eq!(r["stop_reason"]["limit"], 2);
+    assert_eq!(tenant(&r, "a1")["status"], "not_started");
+    let run = p.run(&["up", "--max-skipped", "3", "--report", "report.json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert_eq!(file_json(&p, "report.json")["stop_reason"]["kind"], "incomplete");
+
+    let bad = p.run(&["up", "--max-skipped", "0"]);
+    assert_eq!(bad.code, 2, "{}", bad.all());
+    assert!(bad.stderr.contains("not a skip limit"), "{}", bad.stderr);
+}
+
+#[test]
+fn a_fleet_where_every_tenant_is_unreachable_ends_incomplete() {
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE a (id INTEGER);").fleet(
+        "defaults: { url: \"postgres://postgres@127.0.0.1:1/nowhere\" }\n\
+         tenants:\n  - { id: u1 }\n  - { id: u2 }\n",
+    );
+    let run = p.run(&["up", "--retries", "0", "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let finished = event(&run, "run_finished");
+    assert_eq!(finished["stop_reason"]["kind"], "incomplete", "{finished}");
+    assert_eq!(finished["stop_reason"]["short"], 2, "{finished}");
+    assert_eq!(finished["summary"]["skipped"], 2, "{finished}");
+    let runs = json(&p.run(&["runs", "--format", "json"]).stdout);
+    let row = &runs["runs"][0];
+    assert!(row["stop_reason"].as_str().unwrap().starts_with("incomplete"), "{row}");
+    assert_eq!(row["skipped"], 2, "{row}");
+    assert_eq!(row["succeeded"], 0, "{row}");
+}
