@@ -638,7 +638,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct RolloutDoc",
-            "a map of rollout settings (waves, bake, check, max_failures, rollback)",
+            "a map of rollout settings (waves, bake, check, max_failures, max_skipped, rollback)",
         ),
         (
             "struct TenantDoc",
