@@ -39,6 +39,17 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Usage or configuration error: no tenant was touched.
     pub const USAGE: u8 = 2;
+    /// A run ran, but its output (stdout, or the `--report` file) could not be written:
+    /// tenants may have changed; the ledger keeps the report (`fleetmig report RUN`).
+    pub const UNREPORTED: u8 = 3;
+
+    /// The exit code for a command that ended in `err`.
+    pub fn of_error(err: &crate::error::Error) -> u8 {
+        match err {
+            crate::error::Error::Unreported { .. } => UNREPORTED,
+            _ => USAGE,
+        }
+    }
 }
 
 fn load_migrations(dir: &Path) -> Result<MigrationSet, Error> {
@@ -541,6 +552,10 @@ async fn execute(
     resume: Option<Resume<'_>>,
     out: &mut (dyn Write + Send),
 ) -> Result<RunReport, Error> {
+    let report_path = rollout.and_then(|r| r.report.as_deref());
+    if let Some(path) = report_path {
+        check_report_path(path)?;
+    }
     let (planned, policy) = rollout_plan(fleet, tenants, rollout)?;
     let mut ctx = context(g, fleet, set);
     // Every refusal comes before the ledger hears of the run: a refused run leaves no run
@@ -635,18 +650,54 @@ async fn execute(
     };
     let (report, written) = tokio::join!(running, reporting);
     listener.abort();
-    written?;
-    if format == Format::Text && (report.stop_reason.is_early() || !report.is_success()) {
-        write!(out, "{}", run_report::text(&report))?;
+    // From here on tenants may have changed: an output that fails is reported as such,
+    // never as a refusal, and every other output is still written.
+    let mut unwritten = written.err().map(|e| ("standard output".to_owned(), e));
+    if unwritten.is_none() && format == Format::Text && (report.stop_reason.is_early() || !report.is_success()) {
+        if let Err(e) = write!(out, "{}", run_report::text(&report)).and_then(|()| out.flush()) {
+            unwritten = Some(("standard output".to_owned(), e));
+        }
     }
-    if let Some(path) = rollout.and_then(|r| r.report.as_ref()) {
+    if let Some(path) = report_path {
         let body = match path.extension().and_then(|e| e.to_str()) {
             Some("md") => run_report::markdown(&report),
             _ => run_report::json(&report),
         };
-        std::fs::write(path, body)?;
+        if let Err(e) = std::fs::write(path, body) {
+            unwritten.get_or_insert((format!("--report `{}`", path.display()), e));
+        }
     }
-    Ok(report)
+    match unwritten {
+        None => Ok(report),
+        Some((target, source)) => Err(Error::Unreported {
+            run_id: report.run_id.clone(),
+            outcome: format!(
+                "stop reason: {}; {}",
+                report.stop_reason,
+                crate::report::text::summary_line(&report.summary).trim_end_matches('.')
+            ),
+            target,
+            source,
+        }),
+    }
+}
+
+/// `--report FILE` is checked before anything runs, so a run is refused rather than found
+/// unreportable after its work. A file the check had to create is removed again.
+pub(crate) fn check_report_path(path: &Path) -> Result<(), Error> {
+    let existed = std::fs::symlink_metadata(path).is_ok();
+    match std::fs::OpenOptions::new().append(true).create(true).open(path) {
+        Ok(_) => {
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::Usage(format!(
+            "--report `{}`: cannot write the report there: {e}",
+            path.display()
+        ))),
+    }
 }
 
 fn plan_command(

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {}", fleetmig::error::render(&err));
-            ExitCode::from(exit::USAGE)
+            ExitCode::from(exit::of_error(&err))
         }
     }
 }

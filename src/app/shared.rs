@@ -43,6 +43,9 @@ pub(super) async fn up(
     out: &mut (dyn Write + Send),
 ) -> Result<u8, Error> {
     refuse_gates(rollout)?;
+    if let Some(path) = &rollout.report {
+        super::check_report_path(path)?;
+    }
     if together.lease < Duration::from_secs(1) {
         return Err(Error::Usage("--lease must be at least 1s".into()));
     }

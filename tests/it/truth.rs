@@ -282,3 +282,66 @@ fn a_fleet_where_every_tenant_is_unreachable_ends_incomplete() {
     assert_eq!(row["skipped"], 2, "{row}");
     assert_eq!(row["succeeded"], 0, "{row}");
 }
+
+#[test]
+fn a_closed_stdout_after_the_work_is_an_output_error_not_nothing_touched() {
+    let p = sqlite_fleet(&[("a1", false), ("a2", false)], &[]);
+    let mut cmd = p.command(&["up"]);
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before fleetmig writes anything: every write to stdout fails.
+    drop(child.stdout.take());
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(output) = rx.recv_timeout(std::time::Duration::from_secs(120)) else {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+        panic!("fleetmig up with a closed stdout hung");
+    };
+    let run: Run = output.unwrap().into();
+    for id in ["a1", "a2"] {
+        assert_eq!(version(&p, id), 4, "{id}: the work was done");
+    }
+    assert_eq!(run.code, 3, "an output error, not a usage error: {}", run.all());
+    assert!(!run.stderr.contains("nothing was"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ran (stop reason: completed;")
+            && run.stderr.contains("could not be written to standard output")
+            && run.stderr.contains("fleetmig report "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unwritable_report_path_is_refused_before_anything_runs() {
+    let p = sqlite_fleet(&[("a1", false)], &[]);
+    let run = p.run(&["up", "--report", "no/such/folder/report.json"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("--report `no/such/folder/report.json`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(version(&p, "a1"), 0, "nothing ran");
+    let runs = p.run(&["runs", "--format", "json"]);
+    assert_eq!(json(&runs.stdout)["runs"], serde_json::json!([]), "no run was recorded");
+
+    // A writable path checked for a run refused later leaves no stray file behind.
+    let refused = p.run(&["up", "--report", "report.json", "--pause-after", "9"]);
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        !p.path().join("report.json").exists(),
+        "a refused run left an empty report file"
+    );
+    let ok = p.run(&["up", "--report", "report.json"]);
+    assert_eq!(ok.code, 0, "{}", ok.all());
+    assert_eq!(file_json(&p, "report.json")["stop_reason"]["kind"], "completed");
+}
