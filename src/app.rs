@@ -344,6 +344,14 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             Ok(if report.is_success() { exit::OK } else { exit::FAILED })
         }
         Command::Down { to, steps, rollout } => {
+            // Undoing a down means running up scripts again: an operator does that
+            // deliberately, with `up --to`, not as a side effect of a stop.
+            if let Some(policy) = rollout.rollback.filter(|p| *p != RollbackPolicy::None) {
+                return Err(Error::Usage(format!(
+                    "down --rollback {}: only `up` rolls back; a `down` that stops leaves each tenant where it stopped (the report says where), and `fleetmig up --to VERSION` takes tenants forward again",
+                    policy.name()
+                )));
+            }
             let set = load_migrations(&g.migrations)?;
             let fleet = load_fleet(g).await?;
             let tenants = selected(&fleet, g)?;

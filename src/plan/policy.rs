@@ -134,6 +134,17 @@ pub enum RollbackPolicy {
     None,
 }
 
+impl RollbackPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            RollbackPolicy::Failed => "failed",
+            RollbackPolicy::Wave => "wave",
+            RollbackPolicy::Run => "run",
+            RollbackPolicy::None => "none",
+        }
+    }
+}
+
 /// Why a run stopped. Ordered by severity: a reason only ever escalates.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

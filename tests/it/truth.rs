@@ -345,3 +345,29 @@ fn an_unwritable_report_path_is_refused_before_anything_runs() {
     assert_eq!(ok.code, 0, "{}", ok.all());
     assert_eq!(file_json(&p, "report.json")["stop_reason"]["kind"], "completed");
 }
+
+#[test]
+fn down_refuses_a_rollback_policy_it_cannot_honour() {
+    let p = sqlite_fleet(&[("a1", false)], &[]);
+    assert_eq!(p.run(&["up"]).code, 0);
+    for policy in ["failed", "wave", "run"] {
+        let run = p.run(&["down", "--steps", "1", "--rollback", policy]);
+        assert_eq!(run.code, 2, "{policy}: {}", run.all());
+        assert!(
+            run.stderr
+                .contains(&format!("down --rollback {policy}: only `up` rolls back")),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(version(&p, "a1"), 4, "{policy}: nothing ran");
+    }
+    let runs = json(&p.run(&["runs", "--format", "json"]).stdout);
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        1,
+        "only the up was recorded: {runs}"
+    );
+    let none = p.run(&["down", "--steps", "1", "--rollback", "none"]);
+    assert_eq!(none.code, 0, "`none` is what a down does: {}", none.all());
+    assert_eq!(version(&p, "a1"), 3);
+}
