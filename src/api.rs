@@ -220,7 +220,7 @@ pub async fn up(fleet: &Fleet, set: &MigrationSet, opts: &Options, up: &UpOption
     let mut ctx = context(fleet, set, opts);
     ctx.retries = up.retries;
     if let Some(url) = &up.ledger {
-        let ledger = Ledger::open(url).await?;
+        let ledger = Ledger::open(url, opts.limits.connect_timeout).await?;
         let plan = RunPlan {
             command: "up".to_owned(),
             target: to.0,

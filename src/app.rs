@@ -438,7 +438,7 @@ async fn open_ledger(g: &Global, fleet: &Fleet) -> Result<Ledger, Error> {
             DbUrl::new(url)
         }
     };
-    Ok(Ledger::open(&url).await?)
+    Ok(Ledger::open(&url, g.connect_timeout).await?)
 }
 
 /// `--tx per-tenant` needs transactional DDL and migrations that may run in a transaction.
@@ -658,6 +658,12 @@ async fn execute(
     };
     let (report, written) = tokio::join!(running, reporting);
     listener.abort();
+    if let Some(why) = ctx.ledger.as_ref().and_then(Ledger::missed_end) {
+        eprintln!(
+            "warning: the ledger missed the end of run `{}`: {why}. The report printed here (and --report) is the run's only full record; `fleetmig report` cannot show it.",
+            report.run_id
+        );
+    }
     // From here on tenants may have changed: an output that fails is reported as such,
     // never as a refusal, and every other output is still written.
     let mut unwritten = written.err().map(|e| ("standard output".to_owned(), e));

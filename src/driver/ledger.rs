@@ -6,11 +6,14 @@
 //! "done" for work that did not commit. The tenants' own history tables stay the truth.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 
 use crate::exec::dispatch::RunReport;
 use crate::exec::events::{Outcome, TenantReport};
@@ -114,55 +117,200 @@ pub fn runner() -> String {
 /// bound parameters, and large enough that a big fleet costs few round trips.
 const ROWS_PER_STATEMENT: usize = 200;
 
+/// A SQLite ledger's file and the identity (device and inode) it had when opened: a file
+/// deleted or replaced during a run would otherwise swallow the run's records silently.
+#[derive(Debug, Clone)]
+struct LedgerFile {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    path.is_file().then_some((0, 0))
+}
+
+/// Why one attempt at a ledger write failed.
+enum Fault {
+    Sql(sqlx::Error),
+    /// No answer within the ledger's time limit.
+    Timeout(Duration),
+    /// The run's records are gone: the file was deleted or replaced, or the run's rows were.
+    Lost(String),
+}
+
+impl From<sqlx::Error> for Fault {
+    fn from(e: sqlx::Error) -> Self {
+        Fault::Sql(e)
+    }
+}
+
+impl Fault {
+    /// Worth another attempt: the connection or the server hiccuped, the statement did not fail.
+    fn is_transient(&self) -> bool {
+        match self {
+            Fault::Sql(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_)) => true,
+            Fault::Sql(sqlx::Error::Database(db)) => db.code().is_some_and(|c| {
+                c.starts_with("08")
+                    || matches!(
+                        &*c,
+                        "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300" | "5" | "6" | "261" | "517"
+                    )
+            }),
+            _ => false,
+        }
+    }
+}
+
+/// Pauses between attempts at a ledger write that met a transient error; attempts stop
+/// once the next pause would end past the ledger's time limit.
+const RETRY_PAUSES: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(300),
+    Duration::from_millis(900),
+];
+
 /// An open ledger.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     pool: AnyPool,
     /// The ledger's URL with any password hidden, for messages.
     shown: String,
+    /// Bounds opening and every statement: the command's `--connect-timeout`.
+    limit: Duration,
+    /// SQLite only: the file, checked before every write.
+    file: Option<LedgerFile>,
+    /// Why the run's end could not be recorded, when it could not.
+    missed_end: Arc<Mutex<Option<String>>>,
 }
 
+/// The tables a fleetmig ledger has from its creation on.
+const TABLES: &str = "('fleetmig_runs', 'fleetmig_run_tenants')";
+
 impl Ledger {
-    /// Opens (and creates, the first time) the ledger at `url`.
-    pub async fn open(url: &DbUrl) -> Result<Ledger, LedgerError> {
+    /// Opens (and creates, the first time) the ledger at `url`, within `limit`.
+    ///
+    /// A SQLite ledger is created whole (its tables written to a side file that is then
+    /// linked into place), so a file at the ledger's path that is empty or lacks the
+    /// tables was not made by fleetmig, or was truncated: it is refused, never
+    /// overwritten with a new ledger.
+    pub async fn open(url: &DbUrl, limit: Duration) -> Result<Ledger, LedgerError> {
         install_default_drivers();
         let shown = url.redacted();
-        let fail = |op: &str, e: sqlx::Error| LedgerError {
+        let fail = |op: &str, message: String| LedgerError {
             ledger: shown.clone(),
             op: op.into(),
-            message: crate::driver::error::DbError::sqlx(
-                crate::driver::error::ErrorKind::Unreachable,
-                "",
-                &e,
-                url.password(),
+            message,
+        };
+        let sql_fail = |op: &str, e: sqlx::Error| {
+            fail(
+                op,
+                crate::driver::error::DbError::sqlx(
+                    crate::driver::error::ErrorKind::Unreachable,
+                    "",
+                    &e,
+                    url.password(),
+                )
+                .message,
             )
-            .message,
         };
         let sqlite = url.scheme() == "sqlite";
-        let text = if sqlite {
-            let path = std::path::PathBuf::from(url.url().path());
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
+        let (text, file) = if sqlite {
+            let path = PathBuf::from(url.url().path());
+            match std::fs::metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    create_sqlite(&path, limit).await.map_err(|e| match e {
+                        Fault::Sql(e) => sql_fail("creating it", e),
+                        Fault::Timeout(t) => fail("creating it", format!("no answer within {t:?}")),
+                        Fault::Lost(m) => fail("creating it", m),
+                    })?
+                }
+                Err(e) => return Err(fail("opening", e.to_string())),
+                Ok(m) if !m.is_file() => return Err(fail("opening", "not a file".into())),
+                Ok(m) if m.len() == 0 => {
+                    return Err(fail(
+                        "opening",
+                        "the file is empty (0 bytes): not a fleetmig ledger, or one truncated. fleetmig creates \
+                         its ledger whole, never empty, and will not start a new one over it: move the file away \
+                         to start a new ledger, or restore it from a backup"
+                            .into(),
+                    ));
+                }
+                Ok(_) => {}
             }
-            format!("sqlite://{}?mode=rwc", path.display())
+            let identity = file_identity(&path);
+            (
+                format!("sqlite://{}?mode=rw", path.display()),
+                Some(LedgerFile { path, identity }),
+            )
         } else {
-            url.expose().to_owned()
+            (url.expose().to_owned(), None)
         };
-        let options = AnyPoolOptions::new().max_connections(if sqlite { 1 } else { 4 });
+        // One direct connection first, bounded: a pool that cannot connect only says it
+        // timed out, where the connection says why (refused, bad password, not a database).
+        let direct = async {
+            let mut conn = AnyConnection::connect(&text).await?;
+            let tables: i64 = if sqlite {
+                sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN {TABLES}"
+                ))
+                .fetch_one(&mut conn)
+                .await?
+            } else {
+                conn.execute(SCHEMA).await?;
+                2
+            };
+            conn.close().await?;
+            Ok::<_, sqlx::Error>(tables)
+        };
+        let tables = match tokio::time::timeout(limit, direct).await {
+            Ok(Ok(tables)) => tables,
+            Ok(Err(e)) => return Err(sql_fail("opening", e)),
+            Err(_) => return Err(fail("opening", format!("no answer within {limit:?}"))),
+        };
+        if tables < 2 {
+            return Err(fail(
+                "opening",
+                "the file is a SQLite database without fleetmig's tables (fleetmig_runs, fleetmig_run_tenants): \
+                 not a fleetmig ledger; give --ledger another file, or move this one away"
+                    .into(),
+            ));
+        }
+        let options = AnyPoolOptions::new()
+            .max_connections(if sqlite { 1 } else { 4 })
+            .acquire_timeout(limit);
         let options = if sqlite {
-            options.after_connect(|conn, _| {
+            // Waits for another runner's write no longer than the command's time limit.
+            let busy = limit.as_millis().clamp(1000, i32::MAX as u128);
+            options.after_connect(move |conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000;")
-                        .await
-                        .map(drop)
+                    conn.execute(
+                        format!(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {busy};"
+                        )
+                        .as_str(),
+                    )
+                    .await
+                    .map(drop)
                 })
             })
         } else {
             options
         };
-        let pool = options.connect(&text).await.map_err(|e| fail("opening", e))?;
-        pool.execute(SCHEMA).await.map_err(|e| fail("creating its tables", e))?;
-        Ok(Ledger { pool, shown })
+        let pool = options.connect_lazy(&text).map_err(|e| sql_fail("opening", e))?;
+        Ok(Ledger {
+            pool,
+            shown,
+            limit,
+            file,
+            missed_end: Arc::default(),
+        })
     }
 
     fn fail(&self, op: &str, e: sqlx::Error) -> LedgerError {
@@ -173,10 +321,81 @@ impl Ledger {
         }
     }
 
-    /// Records a new run and its plan, every tenant `pending`.
+    fn fault(&self, op: &str, fault: Fault) -> LedgerError {
+        match fault {
+            Fault::Sql(e) => self.fail(op, e),
+            Fault::Timeout(t) => LedgerError {
+                ledger: self.shown.clone(),
+                op: op.into(),
+                message: format!("no answer within {t:?}"),
+            },
+            Fault::Lost(message) => LedgerError {
+                ledger: self.shown.clone(),
+                op: op.into(),
+                message,
+            },
+        }
+    }
+
+    /// A SQLite ledger's file must still be the one opened.
+    fn check_file(&self, run_id: &str) -> Result<(), Fault> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let now = file_identity(&file.path);
+        if now.is_some() && now == file.identity {
+            return Ok(());
+        }
+        let what = if now.is_none() { "deleted" } else { "replaced" };
+        Err(Fault::Lost(format!(
+            "the ledger file `{}` was {what} during the run: the records of run `{run_id}` are lost",
+            file.path.display()
+        )))
+    }
+
+    /// Runs one ledger write: on the file opened (SQLite), within the time limit, again
+    /// after a transient error while the time limit lasts.
+    async fn write<T, F, Fut>(&self, op: &str, run_id: &str, mut attempt: F) -> Result<T, LedgerError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Fault>>,
+    {
+        let started = Instant::now();
+        let mut pauses = RETRY_PAUSES.iter();
+        loop {
+            self.check_file(run_id).map_err(|f| self.fault(op, f))?;
+            let result = match tokio::time::timeout(self.limit, attempt()).await {
+                Ok(result) => result,
+                Err(_) => Err(Fault::Timeout(self.limit)),
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err(f) if f.is_transient() => match pauses.next() {
+                    Some(pause) if started.elapsed() + *pause < self.limit => tokio::time::sleep(*pause).await,
+                    _ => return Err(self.fault(op, f)),
+                },
+                Err(f) => return Err(self.fault(op, f)),
+            }
+        }
+    }
+
+    /// Why the last run's end could not be recorded, if it could not.
+    pub fn missed_end(&self) -> Option<String> {
+        self.missed_end.lock().expect("not poisoned").clone()
+    }
+
+    /// Records a new run and its plan, every tenant `pending`. Not retried: the insert
+    /// may have committed before its answer was lost.
     pub async fn begin_run(&self, run_id: &str, fleet: &str, plan: &RunPlan) -> Result<(), LedgerError> {
+        let op = "recording the run";
+        self.check_file(run_id).map_err(|f| self.fault(op, f))?;
+        match tokio::time::timeout(self.limit, self.begin_run_once(run_id, fleet, plan)).await {
+            Ok(result) => result.map_err(|f| self.fault(op, f)),
+            Err(_) => Err(self.fault(op, Fault::Timeout(self.limit))),
+        }
+    }
+
+    async fn begin_run_once(&self, run_id: &str, fleet: &str, plan: &RunPlan) -> Result<(), Fault> {
         let text = serde_json::to_string(plan).expect("plans serialize");
-        let mut tx = self.pool.begin().await.map_err(|e| self.fail("recording the run", e))?;
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO fleetmig_runs (run_id, command, target, runner, fleet, started_ms, plan) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -188,8 +407,7 @@ impl Ledger {
         .bind(now_ms())
         .bind(&text)
         .execute(&mut *tx)
-        .await
-        .map_err(|e| self.fail("recording the run", e))?;
+        .await?;
         let rows: Vec<(&str, i64)> = plan
             .waves
             .iter()
@@ -209,37 +427,53 @@ impl Ledger {
             for (tenant, wave) in chunk {
                 insert = insert.bind(*tenant).bind(*wave);
             }
-            insert
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.fail("recording the run's tenants", e))?;
+            insert.execute(&mut *tx).await?;
         }
-        tx.commit().await.map_err(|e| self.fail("recording the run", e))
+        Ok(tx.commit().await?)
+    }
+
+    /// The run's rows are gone when an update of them touches nothing.
+    fn lost(run_id: &str) -> Fault {
+        Fault::Lost(format!(
+            "run `{run_id}` is missing from the ledger (deleted, replaced or cleared during the run): its records are lost"
+        ))
     }
 
     /// Marks a resumed run as running again.
     pub async fn reopen_run(&self, run_id: &str) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE fleetmig_runs SET finished_ms = NULL, stop_reason = NULL, runner = $2 WHERE run_id = $1")
+        self.write("reopening the run", run_id, move || async move {
+            let done = sqlx::query(
+                "UPDATE fleetmig_runs SET finished_ms = NULL, stop_reason = NULL, runner = $2 WHERE run_id = $1",
+            )
             .bind(run_id)
             .bind(runner())
             .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(|e| self.fail("reopening the run", e))
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(Self::lost(run_id));
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Written before the tenant's first statement.
     pub async fn tenant_started(&self, run_id: &str, tenant: &str) -> Result<(), LedgerError> {
-        sqlx::query(
-            "UPDATE fleetmig_run_tenants SET state = 'started', updated_ms = $3 WHERE run_id = $1 AND tenant = $2",
-        )
-        .bind(run_id)
-        .bind(tenant)
-        .bind(now_ms())
-        .execute(&self.pool)
+        self.write("recording a tenant's start", run_id, move || async move {
+            let done = sqlx::query(
+                "UPDATE fleetmig_run_tenants SET state = 'started', updated_ms = $3 WHERE run_id = $1 AND tenant = $2",
+            )
+            .bind(run_id)
+            .bind(tenant)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(Self::lost(run_id));
+            }
+            Ok(())
+        })
         .await
-        .map(drop)
-        .map_err(|e| self.fail("recording a tenant's start", e))
     }
 
     /// Written after the tenant's last commit (or failure).
@@ -252,31 +486,46 @@ impl Ledger {
             Outcome::Stopped => ("stopped", None),
         };
         let steps = serde_json::to_string(&report.steps).expect("steps serialize");
-        sqlx::query(
-            "UPDATE fleetmig_run_tenants SET state = $3, start_version = COALESCE(start_version, $4), final_version = $5, \
-             steps = $6, error = $7, updated_ms = $8 WHERE run_id = $1 AND tenant = $2",
-        )
-        .bind(run_id)
-        .bind(report.id.as_str())
-        .bind(state)
-        .bind(report.start_version.map(|v| v.0))
-        .bind(report.final_version.map(|v| v.0))
-        .bind(steps)
-        .bind(error)
-        .bind(now_ms())
-        .execute(&self.pool)
+        let (steps, error) = (steps.as_str(), error.as_deref());
+        self.write("recording a tenant's outcome", run_id, move || async move {
+            let done = sqlx::query(
+                "UPDATE fleetmig_run_tenants SET state = $3, start_version = COALESCE(start_version, $4), final_version = $5, \
+                 steps = $6, error = $7, updated_ms = $8 WHERE run_id = $1 AND tenant = $2",
+            )
+            .bind(run_id)
+            .bind(report.id.as_str())
+            .bind(state)
+            .bind(report.start_version.map(|v| v.0))
+            .bind(report.final_version.map(|v| v.0))
+            .bind(steps)
+            .bind(error)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(Self::lost(run_id));
+            }
+            Ok(())
+        })
         .await
-        .map(drop)
-        .map_err(|e| self.fail("recording a tenant's outcome", e))
     }
 
-    /// Records the end of a run with its final report.
+    /// Records the end of a run with its final report. On failure the reason is also kept
+    /// for [`Ledger::missed_end`].
     pub async fn finish_run(&self, report: &RunReport) -> Result<(), LedgerError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.fail("recording the run's end", e))?;
+        let result = self
+            .write("recording the run's end", &report.run_id, move || {
+                self.finish_run_once(report)
+            })
+            .await;
+        if let Err(e) = &result {
+            *self.missed_end.lock().expect("not poisoned") = Some(e.to_string());
+        }
+        result
+    }
+
+    async fn finish_run_once(&self, report: &RunReport) -> Result<(), Fault> {
+        let mut tx = self.pool.begin().await?;
         // Tenants that ended alike share one statement per chunk: a run of a thousand
         // tenants at the target is a few statements, not a thousand.
         let mut alike: BTreeMap<(&str, Option<i64>), Vec<&str>> = BTreeMap::new();
@@ -303,21 +552,23 @@ impl Ledger {
                 for id in chunk {
                     update = update.bind(*id);
                 }
-                update
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.fail("recording the run's end", e))?;
+                if update.execute(&mut *tx).await?.rows_affected() < chunk.len() as u64 {
+                    return Err(Self::lost(&report.run_id));
+                }
             }
         }
-        sqlx::query("UPDATE fleetmig_runs SET finished_ms = $2, stop_reason = $3, report = $4 WHERE run_id = $1")
-            .bind(&report.run_id)
-            .bind(now_ms())
-            .bind(report.stop_reason.to_string())
-            .bind(serde_json::to_string(report).expect("reports serialize"))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.fail("recording the run's end", e))?;
-        tx.commit().await.map_err(|e| self.fail("recording the run's end", e))
+        let done =
+            sqlx::query("UPDATE fleetmig_runs SET finished_ms = $2, stop_reason = $3, report = $4 WHERE run_id = $1")
+                .bind(&report.run_id)
+                .bind(now_ms())
+                .bind(report.stop_reason.to_string())
+                .bind(serde_json::to_string(report).expect("reports serialize"))
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(Self::lost(&report.run_id));
+        }
+        Ok(tx.commit().await?)
     }
 
     /// Past runs, newest first.
@@ -436,6 +687,36 @@ impl Ledger {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Creates a new SQLite ledger at `path`, whole: its tables are written to a side file,
+/// which is then linked to `path` only if nothing is there yet (another runner may have
+/// created the ledger at the same moment: then that one is used).
+async fn create_sqlite(path: &Path, limit: Duration) -> Result<(), Fault> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Fault::Lost(format!("creating its folder: {e}")))?;
+    }
+    let name = path.file_name().map_or("ledger".into(), |n| n.to_string_lossy());
+    let side = path.with_file_name(format!(".{name}.{}.new", std::process::id()));
+    let _ = std::fs::remove_file(&side);
+    let write = async {
+        let mut conn = AnyConnection::connect(&format!("sqlite://{}?mode=rwc", side.display())).await?;
+        conn.execute(SCHEMA).await?;
+        conn.close().await
+    };
+    let result = match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => match std::fs::hard_link(&side, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            // A file system without hard links: a rename, which a racing creator could
+            // overwrite with its own new (and equally empty) ledger.
+            Err(_) => std::fs::rename(&side, path).map_err(|e| Fault::Lost(format!("moving it into place: {e}"))),
+        },
+        Ok(Err(e)) => Err(Fault::Sql(e)),
+        Err(_) => Err(Fault::Timeout(limit)),
+    };
+    let _ = std::fs::remove_file(&side);
+    result
 }
 
 /// Where the ledger lives when neither `--ledger` nor the fleet file's `ledger:` says:
@@ -561,7 +842,7 @@ impl Ledger {
     /// Claims the next tenant of the lowest wave that still has work: a pending one, or one
     /// whose runner's lease ran out. One statement; rows other runners are claiming are
     /// skipped, not waited for.
-    pub async fn claim(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<Claimed, LedgerError> {
+    async fn claim_unbounded(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<Claimed, LedgerError> {
         let sql = format!(
             "WITH pick AS (SELECT run_id, tenant, state AS was, owner AS prev FROM fleetmig_run_tenants \
                WHERE run_id = $1 \
@@ -613,7 +894,7 @@ impl Ledger {
     }
 
     /// The heartbeat: extends the lease on every tenant this runner holds.
-    pub async fn renew(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<(), LedgerError> {
+    async fn renew_unbounded(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<(), LedgerError> {
         sqlx::query(&format!(
             "UPDATE fleetmig_run_tenants SET lease_until_ms = {DB_NOW_MS} + $3 \
              WHERE run_id = $1 AND owner = $2 AND state = 'started'"
@@ -628,7 +909,10 @@ impl Ledger {
     }
 
     /// The run's stop marker, when a runner set it.
-    pub async fn stop_marker(&self, run_id: &str) -> Result<Option<crate::plan::policy::StopReason>, LedgerError> {
+    async fn stop_marker_unbounded(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<crate::plan::policy::StopReason>, LedgerError> {
         let marker: Option<Option<String>> =
             sqlx::query_scalar("SELECT shared_stop FROM fleetmig_runs WHERE run_id = $1")
                 .bind(run_id)
@@ -643,7 +927,7 @@ impl Ledger {
     /// counted against `limit` for the whole run, under a lock on the run's row so two
     /// failures finishing at once both count; the marker is set in the same transaction,
     /// so no claim sees the failure without the marker. Returns the marker when set.
-    pub async fn finish_claimed(
+    async fn finish_claimed_unbounded(
         &self,
         run_id: &str,
         owner: &str,
@@ -722,7 +1006,7 @@ impl Ledger {
     /// if no tenant is left in a live runner's hands, the run's report assembled from every
     /// tenant row by `assemble` (whoever finishes last writes it; a later one overwrites it
     /// with what it saw). Returns true when this runner wrote the run's report.
-    pub async fn conclude_shared(
+    async fn conclude_shared_unbounded(
         &self,
         run_id: &str,
         owner: &str,
@@ -804,5 +1088,67 @@ impl Ledger {
         .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         Ok(true)
+    }
+}
+
+/// The shared-run operations, each bounded by the ledger's time limit: a ledger that stops
+/// answering stops this runner (its leases run out; the others carry on), never hangs it.
+impl Ledger {
+    async fn bounded<T>(&self, op: &str, work: impl Future<Output = Result<T, LedgerError>>) -> Result<T, LedgerError> {
+        match tokio::time::timeout(self.limit, work).await {
+            Ok(result) => result,
+            Err(_) => Err(self.fault(op, Fault::Timeout(self.limit))),
+        }
+    }
+
+    /// Claims the next tenant of the lowest wave that still has work: a pending one, or one
+    /// whose runner's lease ran out. One statement; rows other runners are claiming are
+    /// skipped, not waited for.
+    pub async fn claim(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<Claimed, LedgerError> {
+        self.bounded("claiming a tenant", self.claim_unbounded(run_id, owner, lease_ms))
+            .await
+    }
+
+    /// The heartbeat: extends the lease on every tenant this runner holds.
+    pub async fn renew(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<(), LedgerError> {
+        self.bounded("renewing leases", self.renew_unbounded(run_id, owner, lease_ms))
+            .await
+    }
+
+    /// The run's stop marker, when a runner set it.
+    pub async fn stop_marker(&self, run_id: &str) -> Result<Option<crate::plan::policy::StopReason>, LedgerError> {
+        self.bounded("reading the run's stop marker", self.stop_marker_unbounded(run_id))
+            .await
+    }
+
+    /// See [`Ledger::finish_claimed_unbounded`].
+    pub async fn finish_claimed(
+        &self,
+        run_id: &str,
+        owner: &str,
+        report: &TenantReport,
+        release: bool,
+        limit: crate::plan::policy::MaxFailures,
+        total: usize,
+    ) -> Result<Option<crate::plan::policy::StopReason>, LedgerError> {
+        let work = self.finish_claimed_unbounded(run_id, owner, report, release, limit, total);
+        self.bounded("recording a tenant's outcome", work).await
+    }
+
+    /// See [`Ledger::conclude_shared_unbounded`]. On failure the reason is also kept for
+    /// [`Ledger::missed_end`].
+    pub async fn conclude_shared(
+        &self,
+        run_id: &str,
+        owner: &str,
+        own: &RunReport,
+        assemble: impl FnOnce(SharedRun) -> RunReport,
+    ) -> Result<bool, LedgerError> {
+        let work = self.conclude_shared_unbounded(run_id, owner, own, assemble);
+        let result = self.bounded("recording the run's end", work).await;
+        if let Err(e) = &result {
+            *self.missed_end.lock().expect("not poisoned") = Some(e.to_string());
+        }
+        result
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::driver::connect::Access;
 use crate::driver::error::DbError;
+use crate::driver::ledger::LedgerError;
 use crate::exec::events::{Event, Events, Outcome, SkipReason, Summary, TenantReport};
 use crate::exec::run::{RunContext, host_caps, inspect_all};
 use crate::exec::tenant::{self, Action, Job};
@@ -179,6 +180,13 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         }
     }
 
+    /// The ledger could not take a write: stop, keeping the first cause.
+    fn ledger_lost(&mut self, e: &LedgerError) {
+        if !matches!(self.reason, StopReason::LedgerUnavailable { .. }) {
+            self.escalate(StopReason::LedgerUnavailable { detail: e.to_string() });
+        }
+    }
+
     fn total(&self) -> usize {
         self.slots.len()
     }
@@ -208,7 +216,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     if let Some(report) = done {
                         events.emit(Event::TenantStarted { tenant: t.id.clone() });
                         events.emit(Event::TenantFinished { report: report.clone() });
-                        return (i, report);
+                        return (i, report, None);
                     }
                     if let Some(limiter) = limiter {
                         limiter
@@ -217,12 +225,12 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     }
                     let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
                     if stop.load(Ordering::SeqCst) {
-                        return (i, not_started(t));
+                        return (i, not_started(t), None);
                     }
+                    // A tenant the ledger cannot record as started does not start.
                     if let Some(ledger) = &ctx.ledger {
                         if let Err(e) = ledger.tenant_started(&ctx.run_id, t.id.as_str()).await {
-                            tracing::warn!("{e}; tenant `{}` is not started", t.id);
-                            return (i, not_started(t));
+                            return (i, not_started(t), Some(e));
                         }
                     }
                     started.lock().expect("no task panics holding it").insert(i);
@@ -236,13 +244,12 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         stop: &stop,
                     };
                     let report = tenant::run(t, &ctx.connector, job).await;
+                    let mut fault = None;
                     if let Some(ledger) = &ctx.ledger {
-                        if let Err(e) = ledger.tenant_finished(&ctx.run_id, &report).await {
-                            tracing::warn!("{e}");
-                        }
+                        fault = ledger.tenant_finished(&ctx.run_id, &report).await.err();
                     }
                     events.emit(Event::TenantFinished { report: report.clone() });
-                    (i, report)
+                    (i, report, fault)
                 }
             })
             .buffer_unordered(self.ctx.concurrency.max(1));
@@ -250,7 +257,12 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         loop {
             tokio::select! {
                 next = stream.next() => match next {
-                    Some((i, report)) => self.record(i, report),
+                    Some((i, report, fault)) => {
+                        if let Some(e) = fault {
+                            self.ledger_lost(&e);
+                        }
+                        self.record(i, report);
+                    }
                     None => break,
                 },
                 Some(()) = self.interrupts.recv() => {
@@ -544,10 +556,6 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 }
             })
             .collect();
-        self.events.emit(Event::RunFinished {
-            summary: summary.clone(),
-            stop_reason: reason.clone(),
-        });
         RunReport {
             run_id: self.ctx.run_id.clone(),
             command: command.to_owned(),
@@ -768,13 +776,35 @@ pub async fn dispatch(
         d.rollback(stop_wave).await;
     }
     d.read_untouched().await;
-    let report = d.finish(started, waves, command);
+    let mut report = d.finish(started, waves, command);
     if let Some(ledger) = &ctx.ledger {
         if let Err(e) = ledger.finish_run(&report).await {
-            tracing::warn!("{e}");
+            missed_end(&mut report, &e, events);
         }
     }
+    announce(&report, events);
     report
+}
+
+/// The ledger did not take the run's end: the report (on the terminal, `--report`) is
+/// the run's only full record, and its stop reason says so unless a graver one stands.
+pub(crate) fn missed_end(report: &mut RunReport, e: &LedgerError, events: &Events) {
+    let reason = StopReason::LedgerUnavailable {
+        detail: format!("{e} (the ledger missed the run's end)"),
+    };
+    let ledger_already = matches!(report.stop_reason, StopReason::LedgerUnavailable { .. });
+    if !ledger_already && reason > report.stop_reason {
+        events.emit(Event::Stopping { reason: reason.clone() });
+        report.stop_reason = reason;
+    }
+}
+
+/// The run's last event, once its report is final.
+pub(crate) fn announce(report: &RunReport, events: &Events) {
+    events.emit(Event::RunFinished {
+        summary: report.summary.clone(),
+        stop_reason: report.stop_reason.clone(),
+    });
 }
 
 /// The end of a runner's part in a shared run (see `join`): the tenants it ran, in the

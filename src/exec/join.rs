@@ -17,7 +17,9 @@ use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::driver::ledger::{Claimed, Ledger, SharedRun};
-use crate::exec::dispatch::{FinalTenant, Policy, RunReport, Status, WaveReport, conclude, summarize};
+use crate::exec::dispatch::{
+    FinalTenant, Policy, RunReport, Status, WaveReport, announce, conclude, missed_end, summarize,
+};
 use crate::exec::events::{Event, Events, Outcome, Summary, TenantReport};
 use crate::exec::run::{RunContext, host_caps};
 use crate::exec::tenant::{self, Action, Job};
@@ -90,6 +92,14 @@ impl<'r, 'a> Runner<'r, 'a> {
         }
     }
 
+    /// The ledger, which owns this shared run, did not answer: this runner stops (its
+    /// leases run out and other runners carry on), keeping the first cause.
+    fn ledger_lost(&mut self, e: &crate::driver::ledger::LedgerError) {
+        if !matches!(self.reason, StopReason::LedgerUnavailable { .. }) {
+            self.escalate(StopReason::LedgerUnavailable { detail: e.to_string() });
+        }
+    }
+
     fn wave_finished(&self, wave: usize) {
         let reports: Vec<TenantReport> = self
             .ran
@@ -138,7 +148,7 @@ impl<'r, 'a> Runner<'r, 'a> {
         {
             Ok(Some(reason)) => self.escalate(reason),
             Ok(None) => {}
-            Err(e) => tracing::warn!("{e}"),
+            Err(e) => self.ledger_lost(&e),
         }
         self.events.emit(Event::TenantFinished { report: report.clone() });
         self.ran.push((t, wave, report));
@@ -240,7 +250,7 @@ pub async fn cooperate(
                 Ok(Claimed::Done) => done = true,
                 Ok(Claimed::Stopped(reason)) => r.escalate(reason),
                 Err(e) => {
-                    tracing::warn!("{e}");
+                    r.ledger_lost(&e);
                     break;
                 }
             }
@@ -255,7 +265,7 @@ pub async fn cooperate(
                     match ledger.stop_marker(&ctx.run_id).await {
                         Ok(Some(reason)) => r.escalate(reason),
                         Ok(None) => {}
-                        Err(e) => tracing::warn!("{e}"),
+                        Err(e) => r.ledger_lost(&e),
                     }
                 }
             }
@@ -283,7 +293,7 @@ pub async fn cooperate(
     let rollback = reason.is_failure() && reason != StopReason::Interrupted;
     let stop_wave = if reason.is_early() { wave } else { None };
     let own_reason = reason.clone();
-    let report = conclude(
+    let mut report = conclude(
         ctx, waves, action, policy, command, events, interrupts, started, ran, reason, stop_wave, rollback,
     )
     .await;
@@ -297,8 +307,9 @@ pub async fn cooperate(
             ctx.run_id
         ),
         Ok(false) => {}
-        Err(e) => tracing::warn!("{e}"),
+        Err(e) => missed_end(&mut report, &e, events),
     }
+    announce(&report, events);
     report
 }
 

@@ -169,6 +169,11 @@ pub enum StopReason {
     MaxSkipped { skipped: usize, limit: usize },
     /// The failure limit was reached.
     MaxFailures { failed: usize, limit: usize },
+    /// The ledger could not record the run (unreachable after retries, its file deleted or
+    /// replaced, the run's rows gone): no tenant may start unrecorded, so the run stops at
+    /// safe points. Not a failure of the migrations: nothing beyond the failed and stopped
+    /// tenants is rolled back for it.
+    LedgerUnavailable { detail: String },
     /// Ctrl-C: stopped at safe points.
     Interrupted,
     /// Ctrl-C twice: in-flight work abandoned.
@@ -183,7 +188,7 @@ impl StopReason {
 
     /// True for reasons that call for a rollback (a pause or a run whose every wave ran do not).
     pub fn is_failure(&self) -> bool {
-        self.is_early() && !matches!(self, StopReason::Paused { .. })
+        self.is_early() && !matches!(self, StopReason::Paused { .. } | StopReason::LedgerUnavailable { .. })
     }
 
     /// The reason a run ends with, once it is known that `short` selected tenants did not
@@ -230,6 +235,12 @@ impl fmt::Display for StopReason {
             StopReason::Paused { wave } => write!(f, "paused after wave {wave} (--pause-after)"),
             StopReason::GateFailed { wave, detail } => write!(f, "gate after wave {wave} failed: {detail}"),
             StopReason::MaxFailures { failed, limit } => write!(f, "{failed} tenant(s) failed, limit {limit}"),
+            StopReason::LedgerUnavailable { detail } => {
+                write!(
+                    f,
+                    "the ledger could not record the run, stopped at safe points: {detail}"
+                )
+            }
             StopReason::Interrupted => f.write_str("interrupted (Ctrl-C): stopped at safe points"),
             StopReason::Abandoned => f.write_str("interrupted twice (Ctrl-C): in-flight work abandoned"),
         }
@@ -270,5 +281,9 @@ mod tests {
         assert!(skipped < StopReason::MaxFailures { failed: 1, limit: 1 });
         assert!(StopReason::MaxFailures { failed: 1, limit: 1 } < StopReason::Interrupted);
         assert!(StopReason::Interrupted < StopReason::Abandoned);
+        let ledger = StopReason::LedgerUnavailable { detail: "x".into() };
+        assert!(StopReason::MaxFailures { failed: 1, limit: 1 } < ledger);
+        assert!(ledger < StopReason::Interrupted);
+        assert!(!ledger.is_failure() && ledger.is_early());
     }
 }

@@ -2,7 +2,16 @@
 //! run's policy, a ledger that goes away mid-run (PostgreSQL outage, SQLite file deleted),
 //! ledgers that are not ledgers, and unreachable ledgers bounded by `--connect-timeout`.
 
-use crate::support::{self, My, Pg, Project, sqlite_column};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{self, My, Pg, Project, Run, sqlite_column};
 
 /// A MySQL tenant under `--tx per-tenant` is refused before the ledger hears of the run:
 /// no run is recorded, so `--resume` finds nothing to run.
@@ -56,4 +65,338 @@ fn a_refused_shared_per_tenant_run_is_not_created_in_the_ledger() {
     if runs == ["1"] {
         assert_eq!(ledger.column("SELECT COUNT(*)::text FROM fleetmig_runs"), ["0"]);
     }
+}
+
+/// A TCP proxy to a server, in the test process, that can be cut: every open connection
+/// is shut down and new ones are closed as soon as they are accepted.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: &'static str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut: Arc<AtomicBool> = Arc::default();
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut2, conns2) = (cut.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let mut held = conns2.lock().unwrap();
+                held.push(client.try_clone().unwrap());
+                held.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, cut, conns }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// SQLite tenants: `c1` a canary (wave 1), then `t1`..`t3` (wave 2).
+fn two_wave_fleet() -> Project {
+    let p = Project::new();
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id INTEGER);");
+    p.migration("0002_u.up.sql", "CREATE TABLE u (id INTEGER);");
+    p.fleet(
+        "defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: c1, canary: true }\n  - { id: t1 }\n  - { id: t2 }\n  - { id: t3 }\n",
+    );
+    p
+}
+
+fn applied(p: &Project, id: &str) -> Vec<String> {
+    let path = p.db_path(id);
+    if !path.exists()
+        || sqlite_column(&path, "SELECT name FROM sqlite_master WHERE name = 'fleetmig_history'").is_empty()
+    {
+        return vec![];
+    }
+    sqlite_column(
+        &path,
+        "SELECT CAST(version AS TEXT) FROM fleetmig_history ORDER BY version",
+    )
+}
+
+/// Runs `up` with JSON Lines on stdout, calls `between` once wave 1 has finished (the
+/// run then bakes 2 s before wave 2), and returns the run and its events. Bounded: a run
+/// that does not end within 90 s is killed and fails the test.
+fn run_cutting_after_wave_1(p: &Project, args: &[&str], between: impl FnOnce()) -> (Run, Vec<Value>) {
+    let mut cmd = p.command(&[&["up", "--format", "json", "--bake", "2s"], args].concat());
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = tx.send((child.wait().map(|s| s.code().unwrap_or(-1)), text));
+    });
+    let mut between = Some(between);
+    let mut events = vec![];
+    let mut lines = vec![];
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        lines.push(line.clone());
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["event"] == "wave_finished" && event["wave"] == 1 {
+            if let Some(f) = between.take() {
+                f();
+            }
+        }
+        events.push(event);
+    }
+    let (code, stderr) = match rx.recv_timeout(Duration::from_secs(90)) {
+        Ok((code, stderr)) => (code.unwrap(), stderr),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!(
+                "fleetmig up hung after the ledger went away; output so far:\n{}",
+                lines.join("\n")
+            );
+        }
+    };
+    assert!(between.is_none(), "wave 1 never finished:\n{}", lines.join("\n"));
+    let run = Run {
+        code,
+        stdout: lines.join("\n"),
+        stderr,
+    };
+    (run, events)
+}
+
+fn stop_reason(events: &[Value]) -> Value {
+    events
+        .iter()
+        .find(|e| e["event"] == "run_finished")
+        .map(|e| e["stop_reason"].clone())
+        .unwrap_or_else(|| panic!("no run_finished in {events:?}"))
+}
+
+fn tenant_status(events: &[Value], id: &str) -> String {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "tenant_finished" && e["report"]["id"] == id)
+        .map(|e| e["report"]["status"].as_str().unwrap_or("?").to_owned())
+        .unwrap_or_else(|| "none".into())
+}
+
+/// A PostgreSQL ledger cut off between two waves: the run starts no tenant it cannot
+/// record, stops with a reason that names the ledger, exits 1, and still prints and
+/// writes its report, saying on stderr that the ledger missed the run's end.
+#[test]
+fn a_ledger_outage_mid_run_stops_the_run_and_the_report_still_tells_it() {
+    let Some(ledger) = Pg::create("outage") else { return };
+    let proxy = Proxy::start("127.0.0.1:5432");
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, ledger.name);
+    let p = two_wave_fleet();
+    let report = p.path().join("report.json");
+    let started = Instant::now();
+    let (run, events) = run_cutting_after_wave_1(
+        &p,
+        &[
+            "--ledger",
+            &url,
+            "--connect-timeout",
+            "2s",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        || proxy.cut(),
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    let reason = stop_reason(&events);
+    assert_eq!(reason["kind"], "ledger_unavailable", "{reason}");
+    assert!(
+        reason["detail"].as_str().unwrap().contains("ledger `postgres://"),
+        "{reason}"
+    );
+    assert!(
+        run.stderr.contains("the ledger missed the end of run"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(tenant_status(&events, "c1"), "succeeded");
+    for t in ["t1", "t2", "t3"] {
+        assert!(applied(&p, t).is_empty(), "tenant `{t}` ran without a ledger record");
+    }
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(written["stop_reason"]["kind"], "ledger_unavailable", "{written}");
+    let statuses: Vec<&str> = written["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["succeeded", "not_started", "not_started", "not_started"]);
+    // What the ledger holds: the canary's outcome, and the run not finished.
+    let rows = ledger.column("SELECT state FROM fleetmig_run_tenants ORDER BY wave, tenant");
+    assert_eq!(rows, ["succeeded", "pending", "pending", "pending"]);
+    assert_eq!(
+        ledger.column("SELECT COALESCE(stop_reason, 'NULL') FROM fleetmig_runs"),
+        ["NULL"]
+    );
+}
+
+/// The SQLite ledger deleted between two waves: detected at the next write, the run
+/// says its records were lost, stops, exits 1, and the report is still printed.
+#[test]
+fn a_sqlite_ledger_deleted_mid_run_is_reported_as_lost() {
+    let p = two_wave_fleet();
+    let ledger = p.path().join("tenants.ledger.db");
+    let report = p.path().join("report.json");
+    let (run, events) = run_cutting_after_wave_1(&p, &["--report", report.to_str().unwrap()], || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", ledger.display()));
+        }
+    });
+    assert_eq!(run.code, 1, "{run:#?}");
+    let reason = stop_reason(&events);
+    assert_eq!(reason["kind"], "ledger_unavailable", "{reason}");
+    let detail = reason["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("tenants.ledger.db` was deleted during the run"),
+        "{detail}"
+    );
+    assert!(detail.contains("are lost"), "{detail}");
+    assert!(
+        run.stderr.contains("the ledger missed the end of run"),
+        "{}",
+        run.stderr
+    );
+    for t in ["t1", "t2", "t3"] {
+        assert!(applied(&p, t).is_empty(), "tenant `{t}` ran unrecorded");
+    }
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(written["stop_reason"], reason, "{written}");
+    let statuses: Vec<&str> = written["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["succeeded", "not_started", "not_started", "not_started"]);
+    assert!(!ledger.exists(), "fleetmig made a new ledger behind the run's back");
+}
+
+/// A SQLite ledger cut to 0 bytes is not taken for a new, empty one: the command is
+/// refused naming the file, and no tenant is touched.
+#[test]
+fn an_emptied_sqlite_ledger_is_refused_not_recreated() {
+    let p = two_wave_fleet();
+    let first = p.run(&["up", "--to", "1"]);
+    assert_eq!(first.code, 0, "{first:#?}");
+    let ledger = p.path().join("tenants.ledger.db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", ledger.display()));
+    }
+    std::fs::write(&ledger, b"").unwrap();
+    for args in [&["up"][..], &["runs"], &["up", "--resume"]] {
+        let run = p.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {run:#?}");
+        assert!(run.stderr.contains("tenants.ledger.db"), "{}", run.stderr);
+        assert!(run.stderr.contains("empty (0 bytes)"), "{}", run.stderr);
+    }
+    assert_eq!(
+        std::fs::metadata(&ledger).unwrap().len(),
+        0,
+        "the emptied ledger was written to"
+    );
+    assert_eq!(applied(&p, "t1"), ["1"], "a refused run touched a tenant");
+}
+
+/// A ledger path holding a SQLite database of something else, or no database at all,
+/// is refused naming the file, at once.
+#[test]
+fn a_file_that_is_not_a_ledger_is_refused_naming_it() {
+    let p = two_wave_fleet();
+    let other = p.path().join("other.db");
+    support::sqlite_exec(&other, "CREATE TABLE customers (id INTEGER);");
+    let garbage = p.path().join("garbage.db");
+    std::fs::write(
+        &garbage,
+        "this is not a database, only some text long enough to look like one. ".repeat(20),
+    )
+    .unwrap();
+    for (file, why) in [(&other, "not a fleetmig ledger"), (&garbage, "not a database")] {
+        let url = format!("sqlite://{}", file.display());
+        let started = Instant::now();
+        let run = p.run(&["up", "--ledger", &url, "--connect-timeout", "2s"]);
+        assert_eq!(run.code, 2, "{run:#?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(run.stderr.contains(&file.display().to_string()), "{}", run.stderr);
+        assert!(run.stderr.contains(why), "{}", run.stderr);
+    }
+    assert!(applied(&p, "c1").is_empty());
+    assert_eq!(
+        sqlite_column(&other, "SELECT name FROM sqlite_master ORDER BY name"),
+        ["customers"],
+        "fleetmig added its tables to another program's database"
+    );
+}
+
+/// An unreachable PostgreSQL ledger fails within `--connect-timeout`, saying why: the
+/// refusal of a closed port, or no answer from a server that accepts and stays silent.
+#[test]
+fn an_unreachable_ledger_fails_within_the_connect_timeout_naming_the_cause() {
+    let p = two_wave_fleet();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for c in silent.incoming() {
+            held.push(c);
+        }
+    });
+    for (port, why) in [(closed, "refused"), (silent_port, "no answer within 2s")] {
+        let url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/ledger");
+        let started = Instant::now();
+        let run = p.run(&["up", "--ledger", &url, "--connect-timeout", "2s"]);
+        assert_eq!(run.code, 2, "{run:#?}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "took {took:?}: {}", run.stderr);
+        assert!(run.stderr.contains(why), "{}", run.stderr);
+        assert!(!run.stderr.contains("pool timed out"), "{}", run.stderr);
+        assert!(!run.all().contains("hunter2"), "{}", run.all());
+    }
+    assert!(applied(&p, "c1").is_empty());
 }
