@@ -7,7 +7,12 @@ use fleetmig::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FLEETMIG_LOG"))
+        .with_env_filter(
+            // sqlx logs an unrecognized PostgreSQL URL parameter with its value, which may be
+            // a credential (`?sslpassword=...`): that one line never shows.
+            tracing_subscriber::EnvFilter::from_env("FLEETMIG_LOG")
+                .add_directive("sqlx_postgres::options::parse=off".parse().expect("a valid directive")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");

@@ -36,7 +36,8 @@ impl DbError {
         }
     }
 
-    /// Wraps a sqlx error; `secret` (a password) is scrubbed from the message.
+    /// Wraps a sqlx error; `secret` (a password, as written in the URL or decoded) and any
+    /// URL credential the message echoes are scrubbed from it.
     pub fn sqlx(kind: ErrorKind, op: impl Into<String>, err: &sqlx::Error, secret: Option<&str>) -> Self {
         let (code, message) = match (err.as_database_error(), err) {
             (Some(db), _) => (db.code().map(|c| c.into_owned()), db.message().to_owned()),
@@ -44,10 +45,17 @@ impl DbError {
             (None, sqlx::Error::Protocol(own)) => (None, own.clone()),
             (None, _) => (None, err.to_string()),
         };
-        let message = match secret {
-            Some(secret) if !secret.is_empty() => message.replace(secret, "***"),
-            _ => message,
-        };
+        let mut message = crate::model::secret::scrub(&message);
+        if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+            message = message.replace(secret, "***");
+            let decoded = url::form_urlencoded::parse(format!("x={secret}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            if !decoded.is_empty() {
+                message = message.replace(&decoded, "***");
+            }
+        }
         DbError {
             kind,
             op: op.into(),

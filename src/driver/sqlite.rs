@@ -82,6 +82,13 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
     }
     if let Some(query) = tenant.url.url().query() {
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            if !crate::model::fleet::is_sqlite_pragma(&key, &value) {
+                return Err(DbError::new(
+                    ErrorKind::Unreachable,
+                    "reading the URL",
+                    format!("`{}` is not a PRAGMA name and plain value", key.escape_debug()),
+                ));
+            }
             options = options.pragma(key.into_owned(), value.into_owned());
         }
     }

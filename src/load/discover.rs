@@ -24,7 +24,10 @@ pub fn merge(file: FleetFile, rows: Vec<RegistryRow>) -> Result<Fleet, FleetErro
         let mut names = HashSet::new();
         let mut id = None;
         let mut canary = None;
-        let mut entry = Entry::default();
+        let mut entry = Entry {
+            registry: true,
+            ..Entry::default()
+        };
         for (column, value) in row {
             if !names.insert(column.clone()) {
                 return Err(rules.invalid(row_context, format!("the query gives two columns named `{column}`")));

@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::model::bounds;
 use crate::model::fleet::{Discover, Engine, Fleet, Host, Ident, Namespace, RolloutDefaults, Tenant, TenantId};
-use crate::model::secret::{DbUrl, redact};
+use crate::model::secret::{DbUrl, redact, scrub};
 use crate::plan::policy::RollbackPolicy;
 
 /// Sessions per host when the fleet file does not say.
@@ -295,7 +295,7 @@ fn shown(text: &str) -> String {
     match Url::parse(text) {
         Ok(url) => redact(&url),
         Err(_) if text.contains('@') => "<a URL that does not parse>".to_owned(),
-        Err(_) => text.to_owned(),
+        Err(_) => scrub(text),
     }
 }
 
@@ -337,6 +337,9 @@ pub(super) struct Entry {
     pub labels: BTreeMap<String, String>,
     pub canary: bool,
     pub init_sql: Vec<String>,
+    /// True for a `discover:` row: its `url` may carry only the parameters its engine
+    /// allows a registry ([`Engine::registry_params`]).
+    pub registry: bool,
 }
 
 /// `defaults:` with its `${VAR}`s expanded; `{id}` is filled in per tenant. An unset
@@ -412,6 +415,9 @@ impl Rules {
             }
             Place::Url(text) => {
                 let (engine, url) = parse_url(&text, &self.base).map_err(|m| self.invalid(at("url"), m))?;
+                if entry.registry {
+                    registry_params(engine, &url).map_err(|m| self.invalid(at("url"), m))?;
+                }
                 (None, engine, url, Vec::new())
             }
         };
@@ -588,6 +594,7 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
             canary: entry.canary,
             init_sql: expand_all(entry.init_sql.into_vec(), env)
                 .map_err(|m| invalid(format!("{context} init_sql"), m))?,
+            registry: false,
         };
         tenants.push(rules.tenant(id, own, &context)?);
     }
@@ -707,31 +714,9 @@ fn discover_section(
     })
 }
 
-/// `text` with the password of every `scheme://user:password@` in it replaced by `***`.
-/// Errs on the side of hiding: everything from the first `:` after `://` up to the last `@`
-/// before white space or a quote goes.
+/// `text` with every credential of a URL in it hidden: see [`scrub`].
 fn hide_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (head, tail) = rest.split_at(at + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`'))
-            .unwrap_or(tail.len());
-        let word = &tail[..end];
-        match (word.find(':'), word.rfind('@')) {
-            (Some(colon), Some(at)) if colon < at => {
-                out.push_str(&word[..=colon]);
-                out.push_str("***");
-                out.push_str(&word[at..]);
-            }
-            _ => out.push_str(word),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
+    scrub(text)
 }
 
 fn rollout_defaults(doc: RolloutDoc) -> Result<RolloutDefaults, (&'static str, String)> {
@@ -777,7 +762,44 @@ fn engine_of(url: &DbUrl) -> Engine {
     Engine::from_scheme(url.scheme()).expect("host URLs are checked when loaded")
 }
 
+/// Checks a registry row's URL parameters against what its engine allows a registry.
+fn registry_params(engine: Engine, url: &DbUrl) -> Result<(), String> {
+    let allowed = engine.registry_params();
+    let names = || {
+        allowed
+            .iter()
+            .map(|(k, _)| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (key, value) in url.url().query_pairs() {
+        let Some((_, values)) = allowed.iter().find(|(k, _)| *k == key) else {
+            return Err(format!(
+                "URL parameter `{}` is not one a registry row may give; for {engine} only {}",
+                scrub(&key).escape_debug(),
+                names()
+            ));
+        };
+        let ok = match values {
+            Some(values) => values.iter().any(|v| v.eq_ignore_ascii_case(&value)),
+            None => crate::model::fleet::is_plain_word(&value),
+        };
+        if !ok {
+            let expected = match values {
+                Some(values) => format!("one of {}", values.join(", ")),
+                None => "1 to 63 letters, digits, `_`, `.`, `+` or `-`".into(),
+            };
+            return Err(format!(
+                "URL parameter `{key}` is `{}`: expected {expected}",
+                value.escape_debug()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Parses a database URL, naming its engine. A relative SQLite path is taken from `base`.
+/// A SQLite URL's parameters are PRAGMAs: each must be a name and a plain value.
 fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
     let scheme = text.split_once(':').map(|(s, _)| s).unwrap_or("");
     let engine = Engine::from_scheme(scheme).ok_or_else(|| {
@@ -796,7 +818,7 @@ fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
             None => (rest, None),
         };
         if file.is_empty() {
-            return Err(format!("`{text}` names no file"));
+            return Err(format!("`{}` names no file", scrub(text)));
         }
         let path = if Path::new(file).is_absolute() {
             PathBuf::from(file)
@@ -804,6 +826,17 @@ fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
             base.join(file)
         };
         let path = std::path::absolute(&path).map_err(|e| format!("resolving `{}`: {e}", path.display()))?;
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if !crate::model::fleet::is_sqlite_pragma(&key, &value) {
+                return Err(format!(
+                    "`{}`: SQLite URL parameters are PRAGMAs, and `{}={}` is not a name (letters \
+                     and `_`) with a plain value (letters, digits, `_`, `.`, `+`, `-`)",
+                    scrub(text),
+                    key.escape_debug(),
+                    scrub(&value).escape_debug()
+                ));
+            }
+        }
         let mut url = Url::parse("sqlite://").map_err(|e| e.to_string())?;
         url.set_path(&path.to_string_lossy());
         url.set_query(query);

@@ -35,6 +35,52 @@ impl Engine {
     pub fn has_transactional_ddl(self) -> bool {
         !matches!(self, Engine::MySql)
     }
+
+    /// The URL query parameters a `discover:` registry row may give for this engine, each
+    /// with the values it may take (`None`: a plain name, see [`is_plain_word`]). Anything
+    /// else in a row's URL is refused: a registry is data, and must not be able to set
+    /// what a session runs (a SQLite parameter is a PRAGMA; PostgreSQL's `options` sets any
+    /// server setting).
+    pub fn registry_params(self) -> &'static [(&'static str, Option<&'static [&'static str]>)] {
+        match self {
+            Engine::Postgres => &[
+                (
+                    "sslmode",
+                    Some(&["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+                ),
+                ("application_name", None),
+            ],
+            Engine::MySql => &[(
+                "ssl-mode",
+                Some(&["disabled", "preferred", "required", "verify_ca", "verify_identity"]),
+            )],
+            Engine::Sqlite => &[
+                (
+                    "journal_mode",
+                    Some(&["delete", "truncate", "persist", "memory", "wal", "off"]),
+                ),
+                (
+                    "synchronous",
+                    Some(&["off", "normal", "full", "extra", "0", "1", "2", "3"]),
+                ),
+            ],
+        }
+    }
+}
+
+/// 1 to 63 ASCII letters, digits, `_`, `.`, `+` or `-`: a value that can be pasted into a
+/// statement without quoting (a SQLite PRAGMA value) and carries no SQL.
+pub fn is_plain_word(text: &str) -> bool {
+    (1..=63).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'+' | b'-'))
+}
+
+/// A SQLite URL parameter, which fleetmig runs as `PRAGMA key = value`: the key a name of
+/// ASCII letters and `_`, the value a plain word. Nothing else is ever pasted into SQL.
+pub fn is_sqlite_pragma(key: &str, value: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_') && is_plain_word(value)
 }
 
 impl fmt::Display for Engine {

@@ -346,3 +346,87 @@ fn fleet_file_numbers_and_durations_out_of_range_are_refused_naming_the_key() {
     assert_eq!(r.code, 0, "a byte-order mark is no content: {r:?}");
     assert_eq!(history(&p.db_path("a")), ["1", "2"]);
 }
+
+/// A SQLite registry at `registry.db` whose `tenants` table holds `rows` of (id, url).
+fn registry(p: &Project, rows: &[(&str, &str)]) {
+    let db = p.path().join("registry.db");
+    let _ = std::fs::remove_file(&db);
+    let mut sql = "CREATE TABLE tenants (id TEXT, url TEXT);".to_owned();
+    for (id, url) in rows {
+        sql.push_str(&format!(
+            "INSERT INTO tenants VALUES ('{id}', '{}');",
+            url.replace('\'', "''")
+        ));
+    }
+    sqlite_exec(&db, &sql);
+    p.fleet("discover: {url: \"sqlite://registry.db\", query: \"SELECT id, url FROM tenants\"}\n");
+}
+
+#[test]
+fn registry_rows_cannot_run_sql_through_url_parameters() {
+    let p = Project::new();
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (x INT);\n");
+    let pwned = p.path().join("pwned.db");
+    let attach = format!(
+        "sqlite://data/evil.db?journal_mode=wal;ATTACH DATABASE '{}' AS p;CREATE TABLE p.x(y)",
+        pwned.display()
+    );
+    let cases: Vec<(String, String)> = vec![
+        (
+            attach,
+            "discover row 2 (id `evil`) url: `sqlite://data/evil.db?journal_mode=wal;ATTACH".into(),
+        ),
+        (
+            "sqlite://data/evil.db?foreign_keys=off".into(),
+            "discover row 2 (id `evil`) url: URL parameter `foreign_keys` is not one a registry row may give; \
+             for sqlite only `journal_mode`, `synchronous`"
+                .into(),
+        ),
+        (
+            "sqlite://data/evil.db?journal_mode=banana".into(),
+            "discover row 2 (id `evil`) url: URL parameter `journal_mode` is `banana`: expected one of delete".into(),
+        ),
+        (
+            "postgres://postgres@127.0.0.1:5432/postgres?options=-c%20search_path%3Dx".into(),
+            "discover row 2 (id `evil`) url: URL parameter `options` is not one a registry row may give; \
+             for postgres only `sslmode`, `application_name`"
+                .into(),
+        ),
+        (
+            "mysql://root@127.0.0.1:3306/?init_command=DROP%20DATABASE%20x".into(),
+            "URL parameter `init_command` is not one a registry row may give; for mysql only `ssl-mode`".into(),
+        ),
+    ];
+    for (url, expected) in &cases {
+        registry(&p, &[("good", "sqlite://data/good.db?journal_mode=wal"), ("evil", url)]);
+        for args in [&["status"][..], &["up"]] {
+            let r = run(&p, args);
+            assert_refused(url, &r, &["fleet file `tenants.yaml`", expected]);
+        }
+        assert!(!pwned.exists(), "{url}: the row's SQL ran");
+        assert!(!p.path().join("data").exists(), "{url}: a tenant was touched");
+    }
+    registry(
+        &p,
+        &[("good", "sqlite://data/good.db?journal_mode=wal&synchronous=NORMAL")],
+    );
+    let r = run(&p, &["up"]);
+    assert_eq!(r.code, 0, "known parameters with good values pass: {r:?}");
+}
+
+#[test]
+fn sqlite_url_parameters_in_the_fleet_file_are_pragma_names_and_plain_values() {
+    let p = project_at_v1();
+    p.fleet("tenants:\n  - {id: a, url: \"sqlite://data/a.db?journal_mode=wal;DROP TABLE t1\"}\n");
+    let r = run(&p, &["up"]);
+    assert_refused(
+        "pragma value with SQL",
+        &r,
+        &["tenant `a` url: `sqlite://data/a.db?journal_mode=wal;DROP TABLE t1`: SQLite URL parameters are PRAGMAs"],
+    );
+    assert_eq!(history(&p.db_path("a")), ["1"]);
+    assert_eq!(
+        sqlite_column(&p.db_path("a"), "SELECT name FROM sqlite_master WHERE name = 't1'"),
+        ["t1"]
+    );
+}

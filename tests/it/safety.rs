@@ -468,12 +468,16 @@ fn schema_tenants_in_one_database_migrate_at_the_same_time() {
     assert_eq!(pg_counter(&pg, "t_a"), ["1", "2"]);
 }
 
-const SECRETS: [&str; 5] = [
+const SECRETS: [&str; 9] = [
     "PlantedSecret1",
     "PlantedSecret2",
     "PlantedSecret3",
     "PlantedSecret4",
     "PlantedSecret5",
+    "PlantedSecret6",
+    "PlantedSecret7",
+    "PlantedSecret8",
+    "PlantedSecret9",
 ];
 
 fn assert_no_secret(what: &str, run: &Run) {
@@ -503,6 +507,7 @@ fn planted_passwords_appear_in_no_output() {
   dead: {{url: \"postgres://postgres:PlantedSecret1@127.0.0.1:1/x\"}}
   live: {{url: \"postgres://postgres:${{FM_TEST_PW}}@127.0.0.1:5432/{db}\"}}
   odd: {{url: \"postgres://postgres:PlantedSecret5%21@127.0.0.1:1/x\"}}
+  query: {{url: \"postgres://postgres@127.0.0.1:1/x?sslmode=disable&password=PlantedSecret6&sslpassword=PlantedSecret7\"}}
 {my_host}",
         db = pg.name
     );
@@ -511,6 +516,7 @@ fn planted_passwords_appear_in_no_output() {
   - {{id: dead, host: dead, schema: s_dead}}
   - {{id: live, host: live, schema: s_live}}
   - {{id: odd, host: odd, schema: s_odd}}
+  - {{id: query, host: query, schema: s_query}}
 {my_tenant}"
     );
     p.fleet(&format!("{hosts}{tenants}"));
@@ -607,6 +613,40 @@ fn planted_passwords_appear_in_no_output() {
             assert_eq!(run.code, 2, "{what}: {args:?}: {run:?}");
             assert!(run.stderr.contains("tenants.yaml"), "{what}: {run:?}");
             assert_no_secret(&format!("{what}: {}", args.join(" ")), &run);
+        }
+    }
+
+    // Passwords as URL query parameters of a ledger (flag and environment) or a registry
+    // that cannot be used: unreachable, misconfigured, or naming a missing database.
+    p.fleet(&format!("{hosts}{tenants}"));
+    for ledger in [
+        "postgres://postgres@127.0.0.1:1/x?password=PlantedSecret8".to_owned(),
+        "postgres://postgres@127.0.0.1:5432/x?sslmode=bogus&password=PlantedSecret8".to_owned(),
+        format!(
+            "postgres://postgres@127.0.0.1:5432/{}_none?password=PlantedSecret8&sslpassword=PlantedSecret9",
+            pg.name
+        ),
+    ] {
+        let run = p.run(&["up", "--ledger", &ledger, "--connect-timeout", "1s"]);
+        assert_ne!(run.code, 0, "{run:?}");
+        assert_no_secret("up --ledger", &run);
+        let run = p.run_env(&with_timeout(&["runs"]), &[("FLEETMIG_LEDGER", &ledger)]);
+        assert_ne!(run.code, 0, "{run:?}");
+        assert_no_secret("FLEETMIG_LEDGER runs", &run);
+    }
+    for registry in [
+        "postgres://postgres@127.0.0.1:1/x?password=PlantedSecret8",
+        "postgres://postgres@127.0.0.1:5432/x?sslmode=bogus&password=PlantedSecret8",
+        "mysql://root@127.0.0.1:1/x?password=PlantedSecret9",
+    ] {
+        p.fleet(&format!(
+            "discover: {{url: \"{registry}\", query: \"SELECT 'a' AS id\"}}\n"
+        ));
+        for args in [&["status"][..], &["up"]] {
+            let run = p.run(&with_timeout(args));
+            assert_eq!(run.code, 2, "{registry}: {run:?}");
+            assert!(run.stderr.contains("discover"), "{run:?}");
+            assert_no_secret(&format!("discover {registry}"), &run);
         }
     }
 }
