@@ -441,25 +441,57 @@ async fn open_ledger(g: &Global, fleet: &Fleet) -> Result<Ledger, Error> {
     Ok(Ledger::open(&url, g.connect_timeout).await?)
 }
 
-/// `--tx per-tenant` needs transactional DDL and migrations that may run in a transaction.
-fn check_per_tenant_tx(set: &MigrationSet, tenants: &[&Tenant], action: Action) -> Result<(), Error> {
+/// `--tx per-tenant` needs transactional DDL, and no step a tenant would run marked
+/// `no-transaction`. Only steps still to run matter: a no-transaction migration a tenant
+/// applied long ago does not stand in the way. When the set has such a migration within
+/// reach, each tenant's history is read to tell; the first tenant that would run one is
+/// named, with the migration, and nothing runs.
+async fn check_per_tenant_tx(
+    g: &Global,
+    fleet: &Fleet,
+    set: &MigrationSet,
+    tenants: &[&Tenant],
+    action: Action,
+) -> Result<(), Error> {
     if let Some(t) = tenants.iter().find(|t| !t.engine.has_transactional_ddl()) {
         return Err(Error::Usage(format!(
             "--tx per-tenant: tenant `{}` is on MySQL, which commits DDL implicitly; use PostgreSQL or SQLite tenants, or --tx per-migration",
             t.id
         )));
     }
-    let offending = match action {
-        Action::Migrate(Target::Up { to }) => set.iter().find(|m| m.version <= to && !m.up.transactional),
-        Action::Migrate(_) => set.iter().find(|m| m.down.as_ref().is_some_and(|d| !d.transactional)),
-        Action::Stamp(_) => None,
+    let Action::Migrate(target) = action else { return Ok(()) };
+    let in_reach = match target {
+        Target::Up { to } => set.iter().any(|m| m.version <= to && !m.up.transactional),
+        Target::Down { .. } | Target::DownSteps { .. } => {
+            set.iter().any(|m| m.down.as_ref().is_some_and(|d| !d.transactional))
+        }
     };
-    if let Some(m) = offending {
-        return Err(Error::Usage(format!(
-            "--tx per-tenant: migration {} (`{}`) is marked `-- fleetmig: no-transaction` and cannot join a tenant's transaction",
-            m.version,
-            m.path.display()
-        )));
+    if !in_reach {
+        return Ok(());
+    }
+    let ctx = context(g, fleet, set);
+    let states = inspect_all(&ctx, tenants).await;
+    ctx.connector.close().await;
+    // A tenant that cannot be read or is refused is skipped by the run; should it come
+    // back in between, its one transaction refuses the step (see `exec::tenant`).
+    for (tenant, rows) in states {
+        let Ok(rows) = rows else { continue };
+        let Ok(p) = plan::plan(set, &rows, target) else {
+            continue;
+        };
+        let step = p.steps.iter().find(|s| {
+            s.migration
+                .script(s.direction)
+                .is_some_and(|script| !script.transactional)
+        });
+        if let Some(s) = step {
+            return Err(Error::Usage(format!(
+                "--tx per-tenant: tenant `{}` would run migration {} (`{}`), which is marked `-- fleetmig: no-transaction` and cannot join a tenant's transaction; use --tx per-migration, or take that tenant past it first",
+                tenant.id,
+                s.migration.version,
+                s.migration.path.display()
+            )));
+        }
     }
     Ok(())
 }
@@ -571,7 +603,7 @@ async fn execute(
     if let Some(r) = rollout {
         ctx.retries = r.retries;
         if r.tx == TxMode::PerTenant {
-            check_per_tenant_tx(set, tenants, action)?;
+            check_per_tenant_tx(g, fleet, set, tenants, action).await?;
             ctx.per_tenant_tx = true;
         }
     }

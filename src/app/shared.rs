@@ -103,7 +103,7 @@ pub(super) async fn up(
             let (waves, policy) = rollout_plan(&fleet, &tenants, Some(rollout))?;
             // Refused here, before the run exists in the ledger, not by `execute` after.
             if rollout.tx == crate::cli::TxMode::PerTenant {
-                check_per_tenant_tx(&set, &tenants, Action::Migrate(Target::Up { to }))?;
+                check_per_tenant_tx(g, &fleet, &set, &tenants, Action::Migrate(Target::Up { to })).await?;
             }
             let run_id = new_run_id();
             let plan = RunPlan {

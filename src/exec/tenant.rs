@@ -206,6 +206,25 @@ async fn migrate(
             report.outcome = Outcome::NotStarted;
             return report;
         }
+        // `app` refuses such a run before it starts; a tenant moved back in between fails
+        // here, before anything runs on it.
+        let outside = tenant_plan.steps.iter().find(|s| {
+            s.migration
+                .script(s.direction)
+                .is_some_and(|script| !script.transactional)
+        });
+        if let Some(step) = outside {
+            report.outcome = Outcome::Failed {
+                version: step.migration.version,
+                error: DbError::new(
+                    ErrorKind::Sql,
+                    format!("migrating {}", step.migration.label()),
+                    "marked `-- fleetmig: no-transaction`: it cannot join the tenant's transaction (--tx per-tenant); nothing ran",
+                ),
+                dirty: false,
+            };
+            return report;
+        }
         // The steps travel together; the events say so by starting them together.
         for (index, step) in tenant_plan.steps.iter().enumerate() {
             job.events.emit(started_event(index, step));

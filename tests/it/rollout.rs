@@ -540,10 +540,14 @@ fn per_tenant_transactions_are_refused_where_they_cannot_hold() {
     );
     let run = p.run(&["up", "--tx", "per-tenant"]);
     assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stderr.contains("migration 5 (`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("tenant `a` would run migration 5 (`"),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr
-            .contains("0005_idx.up.sql`) is marked `-- fleetmig: no-transaction`"),
+            .contains("0005_idx.up.sql`), which is marked `-- fleetmig: no-transaction`"),
         "{}",
         run.stderr
     );

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{Project, Run, sqlite_column, sqlite_exec};
+use crate::support::{Pg, Project, Run, sqlite_column, sqlite_exec};
 
 /// Four SQLite migrations; `bad` tenants already hold a table `t3`, so their migration 3
 /// fails.
@@ -370,4 +370,56 @@ fn down_refuses_a_rollback_policy_it_cannot_honour() {
     let none = p.run(&["down", "--steps", "1", "--rollback", "none"]);
     assert_eq!(none.code, 0, "`none` is what a down does: {}", none.all());
     assert_eq!(version(&p, "a1"), 3);
+}
+
+/// The versions a PostgreSQL schema's history holds, none without a history table.
+fn pg_versions(pg: &Pg, schema: &str) -> Vec<String> {
+    let has = pg.column(&format!(
+        "SELECT (to_regclass('{schema}.fleetmig_history') IS NOT NULL)::text"
+    ));
+    if has[0] != "true" {
+        return vec![];
+    }
+    pg.column(&format!(
+        "SELECT version::text FROM {schema}.fleetmig_history ORDER BY version"
+    ))
+}
+
+#[test]
+fn per_tenant_tx_minds_only_the_no_transaction_steps_still_to_run() {
+    let Some(pg) = Pg::create("pertx") else { return };
+    let p = Project::new();
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id int);")
+        .migration(
+            "0002_idx.up.sql",
+            "-- fleetmig: no-transaction\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n",
+        )
+        .migration("0003_u.up.sql", "CREATE TABLE u (id int);")
+        .migration("0004_v.up.sql", "CREATE TABLE v (id int);")
+        .fleet(&format!(
+            "hosts: {{ pg: {{ url: \"{}\" }} }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\n\
+             tenants:\n  - {{ id: old1 }}\n  - {{ id: old2 }}\n  - {{ id: fresh }}\n",
+            pg.url()
+        ));
+    let first = p.run(&["up", "--to", "2", "--select", "id=old*"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+
+    // `fresh` would run the no-transaction migration 2: refused, naming it, before anything.
+    let refused = p.run(&["up", "--tx", "per-tenant", "--to", "3"]);
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        refused.stderr.contains("tenant `fresh` would run migration 2 (`")
+            && refused.stderr.contains("0002_idx.up.sql"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(pg_versions(&pg, "s_old1"), ["1", "2"], "nothing ran");
+    assert!(pg_versions(&pg, "s_fresh").is_empty(), "nothing ran");
+
+    // The tenants that applied it long ago go through in one transaction each.
+    let run = p.run(&["up", "--tx", "per-tenant", "--select", "id=old*"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for schema in ["s_old1", "s_old2"] {
+        assert_eq!(pg_versions(&pg, schema), ["1", "2", "3", "4"], "{schema}");
+    }
 }
