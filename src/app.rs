@@ -690,7 +690,8 @@ async fn execute(
     };
     let (report, written) = tokio::join!(running, reporting);
     listener.abort();
-    if let Some(why) = ctx.ledger.as_ref().and_then(Ledger::missed_end) {
+    let missed_end = ctx.ledger.as_ref().and_then(Ledger::missed_end);
+    if let Some(why) = &missed_end {
         eprintln!(
             "warning: the ledger missed the end of run `{}`: {why}. The report printed here (and --report) is the run's only full record; `fleetmig report` cannot show it.",
             report.run_id
@@ -723,6 +724,11 @@ async fn execute(
                 crate::report::text::summary_line(&report.summary).trim_end_matches('.')
             ),
             target,
+            kept: if missed_end.is_some() {
+                "and the ledger missed its end (see the warning above)".to_owned()
+            } else {
+                format!("the ledger keeps it: `fleetmig report {}`", report.run_id)
+            },
             source,
         }),
     }

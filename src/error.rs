@@ -33,15 +33,15 @@ pub enum Error {
     #[error("writing output")]
     Output(#[from] std::io::Error),
     /// A run ran (tenants may have changed) but its output could not be written.
-    #[error(
-        "run `{run_id}` ran ({outcome}), but its report could not be written to {target}; the ledger keeps it: `fleetmig report {run_id}`"
-    )]
+    #[error("run `{run_id}` ran ({outcome}), but its report could not be written to {target}; {kept}")]
     Unreported {
         run_id: String,
         /// The stop reason and the counts, for stderr.
         outcome: String,
         /// Standard output, or the `--report` file.
         target: String,
+        /// Where the report can still be found.
+        kept: String,
         #[source]
         source: std::io::Error,
     },
