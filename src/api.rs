@@ -25,6 +25,7 @@ use crate::plan::tenant::Target;
 use crate::plan::waves::waves;
 
 pub use crate::exec::dispatch::{RunReport, Status};
+pub use crate::exec::tenant::Retry;
 pub use crate::exec::wait::{WaitOptions, WaitOutcome};
 pub use crate::plan::select::Selector;
 pub use crate::plan::status::{Condition, FleetStatus, Standing};
@@ -58,8 +59,9 @@ impl Default for Options {
 /// people watching a rollout and are not run.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
-    /// Attempts after a transient error (connection lost, lock timeout, ...).
-    pub retries: u32,
+    /// When a tenant is tried again after a transient error (connection lost, lock
+    /// timeout, ...): by default for up to a minute.
+    pub retry: Retry,
     pub max_failures: Option<MaxFailures>,
     pub rollback: Option<RollbackPolicy>,
     /// Record the run in this ledger (created if missing); `None`: no ledger.
@@ -69,7 +71,7 @@ pub struct UpOptions {
 impl Default for UpOptions {
     fn default() -> Self {
         UpOptions {
-            retries: 2,
+            retry: Retry::DEFAULT,
             max_failures: None,
             rollback: None,
             ledger: None,
@@ -144,7 +146,7 @@ fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, opts: &Options) -> RunCo
         connector: Connector::new(fleet, opts.limits.clone()),
         concurrency: opts.concurrency.max(1),
         per_tenant_tx: false,
-        retries: 0,
+        retry: Retry::NEVER,
         ledger: None,
         run_id: run_id(),
     }
@@ -218,7 +220,7 @@ pub async fn up(fleet: &Fleet, set: &MigrationSet, opts: &Options, up: &UpOption
         rate: None,
     };
     let mut ctx = context(fleet, set, opts);
-    ctx.retries = up.retries;
+    ctx.retry = up.retry;
     if let Some(url) = &up.ledger {
         let ledger = Ledger::open(url, opts.limits.connect_timeout).await?;
         let plan = RunPlan {

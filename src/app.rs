@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::exec::dispatch::{Gates, Policy, Rate, RunReport, Status, can_confirm, dispatch};
 use crate::exec::events::Events;
 use crate::exec::run::{Inspected, RunContext, inspect_all};
-use crate::exec::tenant::Action;
+use crate::exec::tenant::{Action, Retry};
 use crate::load;
 use crate::model::fleet::{Engine, Fleet, Ident, Tenant};
 use crate::model::migration::{MigrationSet, Version};
@@ -395,7 +395,7 @@ fn context<'a>(g: &Global, fleet: &'a Fleet, set: &'a MigrationSet) -> RunContex
         connector: Connector::new(fleet, limits(g)),
         concurrency: g.concurrency,
         per_tenant_tx: false,
-        retries: 0,
+        retry: Retry::NEVER,
         ledger: None,
         run_id: new_run_id(),
     }
@@ -601,7 +601,10 @@ async fn execute(
     // Every refusal comes before the ledger hears of the run: a refused run leaves no run
     // behind for `--resume` to pick up.
     if let Some(r) = rollout {
-        ctx.retries = r.retries;
+        ctx.retry = Retry {
+            within: r.retry_for,
+            attempts: r.retries,
+        };
         if r.tx == TxMode::PerTenant {
             check_per_tenant_tx(g, fleet, set, tenants, action).await?;
             ctx.per_tenant_tx = true;

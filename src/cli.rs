@@ -109,10 +109,15 @@ pub struct Rollout {
     /// tenant's pending migrations commit together or not at all.
     #[arg(long, value_enum, default_value_t = TxMode::PerMigration)]
     pub tx: TxMode,
-    /// Attempts after a transient error (connection lost, lock timeout, serialization
-    /// failure, too many connections), with backoff. SQL errors are never retried.
-    #[arg(long, default_value_t = 2, value_parser = |s: &str| bounds::number(s, 0u32, 100))]
-    pub retries: u32,
+    /// Keep trying a tenant this long after its first transient error (connection lost or
+    /// refused, lock timeout, serialization failure, deadlock, too many connections), with
+    /// capped, jittered backoff: a server restart or failover is ridden out. `0s`: never
+    /// retry. SQL errors in a migration are never retried.
+    #[arg(long, value_parser = |s: &str| bounds::duration(s, Duration::ZERO, DAY), default_value = "60s", value_name = "DURATION")]
+    pub retry_for: Duration,
+    /// At most this many retries per tenant within --retry-for [default: no count limit].
+    #[arg(long, value_name = "N", value_parser = |s: &str| bounds::number(s, 0u32, 100_000))]
+    pub retries: Option<u32>,
     /// Also write the final report here: `.json` or `.md`.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

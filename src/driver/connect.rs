@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::driver::error::{DbError, ErrorKind};
-use crate::driver::session::Session;
+use crate::driver::session::{Session, StepFailed, Undo};
 use crate::driver::{mysql, postgres, sqlite};
 use crate::model::fleet::{Engine, Fleet, Tenant, TenantId};
 use crate::model::migration::Applied;
@@ -176,8 +176,12 @@ impl AnySession {
         each!(self, s => s.applied().await)
     }
 
-    pub async fn run_step(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, DbError> {
+    pub async fn run_step(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, StepFailed> {
         each!(self, s => s.run_step(step, run_id).await)
+    }
+
+    pub async fn undo(&mut self, undo: &Undo) -> Result<(), DbError> {
+        each!(self, s => s.undo(undo).await)
     }
 
     pub async fn run_in_one_tx(&mut self, steps: &[Step<'_>], run_id: &str) -> Result<Vec<Duration>, (usize, DbError)> {

@@ -6,7 +6,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// No session could be opened: refused, timed out, bad credentials, TLS.
+    /// No session could be opened (refused, timed out, bad credentials, TLS), or the one
+    /// open was lost (the connection broke): the database did not refuse anything.
     Unreachable,
     /// Another runner holds the tenant's lock.
     Locked,
@@ -44,6 +45,16 @@ impl DbError {
             // fleetmig's own refusals, worded for the report already.
             (None, sqlx::Error::Protocol(own)) => (None, own.clone()),
             (None, _) => (None, err.to_string()),
+        };
+        // A broken connection is not the database refusing a statement, whatever was being
+        // done: it says nothing about the SQL, and another attempt may well succeed.
+        let kind = match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => ErrorKind::Unreachable,
+            _ => kind,
         };
         let mut message = crate::model::secret::scrub(&message);
         if let Some(secret) = secret.filter(|s| !s.is_empty()) {

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::str::FromStr;
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use sqlx::pool::PoolConnection;
@@ -186,8 +187,15 @@ pub async fn open(
     };
     match prepare(&mut wire, tenant, limits, access).await {
         Ok(()) => Ok(Session::new(wire, secret)),
-        Err((kind, op, e)) => {
-            let err = fail(kind, &op, e);
+        Err(failure) => {
+            let err = match failure {
+                PrepareError::Db((kind, op, e)) => fail(kind, &op, e),
+                PrepareError::LockWait(waited) => DbError::new(
+                    ErrorKind::Locked,
+                    "waiting for the tenant lock held by another runner",
+                    format!("still held after {waited:?} (--lock-wait)"),
+                ),
+            };
             wire.finish(false).await;
             Err(err)
         }
@@ -196,7 +204,62 @@ pub async fn open(
 
 type Failure = (ErrorKind, String, sqlx::Error);
 
-async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Access) -> Result<(), Failure> {
+/// Why a session could not be set up.
+enum PrepareError {
+    Db(Failure),
+    /// Another runner held the tenant's lock for all of `--lock-wait`.
+    LockWait(Duration),
+}
+
+impl From<Failure> for PrepareError {
+    fn from(f: Failure) -> Self {
+        PrepareError::Db(f)
+    }
+}
+
+/// The longest pause between two tries for a tenant lock another runner holds.
+const LOCK_POLL_MAX: Duration = Duration::from_millis(500);
+
+/// Waits up to `wait` for the tenant lock by trying for it again and again, idle in
+/// between. A session blocked in `pg_advisory_lock` runs a statement that holds a snapshot,
+/// and the other runner's `CREATE INDEX CONCURRENTLY` on this tenant waits for every such
+/// snapshot while this session waits for its lock: a deadlock (40P01) that leaves an
+/// INVALID index. Between tries this session holds nothing a concurrent build waits for.
+async fn wait_for_lock(wire: &mut PgWire, key: &str, wait: Duration) -> Result<(), PrepareError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let try_lock = format!("SELECT pg_try_advisory_lock({key})");
+    let mut pause = Duration::from_millis(25);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(PrepareError::LockWait(wait));
+        }
+        tokio::time::sleep(jitter(pause).min(left)).await;
+        let rows = wire
+            .fetch(&try_lock)
+            .await
+            .map_err(|e| (ErrorKind::Locked, "waiting for the tenant lock".to_owned(), e))?;
+        let got: bool = rows
+            .first()
+            .ok_or(sqlx::Error::RowNotFound)
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| (ErrorKind::Locked, "waiting for the tenant lock".to_owned(), e))?;
+        if got {
+            return Ok(());
+        }
+        pause = (pause * 2).min(LOCK_POLL_MAX);
+    }
+}
+
+/// Somewhere between half of `d` and all of it, so runners waiting on one lock spread out.
+fn jitter(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let half = d / 2;
+    half + Duration::from_nanos(random % (half.as_nanos() as u64 + 1))
+}
+
+async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Access) -> Result<(), PrepareError> {
     for statement in &tenant.init_sql {
         wire.batch(statement)
             .await
@@ -222,18 +285,7 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
             .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
         if !got {
-            let wait = format!(
-                "SET lock_timeout = {}; SELECT pg_advisory_lock({key}); SET lock_timeout = {};",
-                literal(&format!("{}ms", limits.lock_wait.as_millis())),
-                literal(&format!("{}ms", limits.lock_timeout.as_millis())),
-            );
-            wire.batch(&wait).await.map_err(|e| {
-                (
-                    ErrorKind::Locked,
-                    "waiting for the tenant lock held by another runner".to_owned(),
-                    e,
-                )
-            })?;
+            wait_for_lock(wire, &key, limits.lock_wait).await?;
         }
         wire.locked = true;
         // Seen before the lock was ours, so only a hint: IF NOT EXISTS stays.
@@ -267,6 +319,59 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
             .map_err(|e| (ErrorKind::Sql, "setting search_path".to_owned(), e))?;
     }
     Ok(())
+}
+
+/// The tenant's schema (the session's `search_path`) as an oid expression.
+const SCHEMA_OID: &str = "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())";
+
+impl PgWire {
+    /// The INVALID indexes of the tenant's schema that no session is building right now,
+    /// each with its schema-qualified, quoted name.
+    async fn invalid_indexes(&mut self) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        let sql = format!(
+            "SELECT i.indexrelid::bigint, format('%I.%I', n.nspname, c.relname) FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relnamespace = {SCHEMA_OID} AND NOT i.indisvalid AND NOT EXISTS \
+             (SELECT FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)"
+        );
+        let rows = self.fetch(&sql).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+}
+
+/// The script's text without its comments, lowercased, white space collapsed.
+fn bare_sql(script: &str) -> String {
+    let mut out = String::new();
+    for line in script.lines() {
+        let code = line.split("--").next().unwrap_or_default();
+        out.push_str(code);
+        out.push(' ');
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// True for a script that is a single `CREATE [UNIQUE] INDEX CONCURRENTLY`, `REINDEX ...
+/// CONCURRENTLY` or `DROP INDEX CONCURRENTLY`: when it fails, nothing of it stays but an
+/// INVALID index. Anything with a second statement (or a `/* */` comment) is not.
+fn is_lone_concurrent_index_statement(script: &str) -> bool {
+    let sql = bare_sql(script);
+    let sql = sql.trim_end_matches([';', ' ']);
+    if sql.contains(';') || sql.contains("/*") {
+        return false;
+    }
+    sql.starts_with("create index concurrently ")
+        || sql.starts_with("create unique index concurrently ")
+        || sql.starts_with("drop index concurrently ")
+        || sql.starts_with("reindex ") && sql.contains(" concurrently ")
+}
+
+/// The words of a script that could name a relation, lowercased (quotes dropped).
+fn identifiers(script: &str) -> Vec<String> {
+    bare_sql(script)
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn history_query(table: &str) -> String {
@@ -442,6 +547,89 @@ impl Wire for PgWire {
     async fn delete_row(&mut self, version: Version) -> Result<(), sqlx::Error> {
         self.batch(&format!("DELETE FROM {} WHERE version = {}", self.table, version.0))
             .await
+    }
+
+    async fn loose_mark(&mut self) -> Result<Vec<(i64, bool)>, sqlx::Error> {
+        let sql = format!(
+            "SELECT i.indexrelid::bigint, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relnamespace = {SCHEMA_OID}"
+        );
+        let rows = self.fetch(&sql).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// A failed script sent as one simple query leaves nothing behind (PostgreSQL runs a
+    /// multi-statement text as one implicit transaction) except what a concurrent index
+    /// build left: its INVALID index. Those the script created are dropped. Only for a
+    /// script that is one concurrent index statement is the database then as it was: a
+    /// `DO` block or a procedure may have committed part of its work.
+    async fn undo_loose(&mut self, mark: &[(i64, bool)], script: &str) -> Result<bool, sqlx::Error> {
+        let invalid = self.invalid_indexes().await?;
+        let mut made = Vec::new();
+        for (oid, name) in invalid {
+            match mark.iter().find(|(o, _)| *o == oid) {
+                // Invalid before the script: not ours.
+                Some((_, false)) => {}
+                // Valid before, invalid now (a failed `DROP INDEX CONCURRENTLY`): part way.
+                Some((_, true)) => return Ok(false),
+                None => made.push(name),
+            }
+        }
+        if made.is_empty() && !is_lone_concurrent_index_statement(script) {
+            return Ok(false);
+        }
+        // A concurrent build's INVALID index exists only because the script was that one
+        // statement (PostgreSQL refuses it in a multi-statement text or a function).
+        for name in made {
+            self.batch(&format!("DROP INDEX IF EXISTS {name}")).await?;
+        }
+        Ok(true)
+    }
+
+    async fn before_rerun(&mut self, script: &str) -> Result<(), sqlx::Error> {
+        let words = identifiers(script);
+        for (_, name) in self.invalid_indexes().await? {
+            let bare = name
+                .rsplit('.')
+                .next()
+                .unwrap_or(&name)
+                .trim_matches('"')
+                .to_lowercase();
+            if words.contains(&bare) {
+                self.batch(&format!("DROP INDEX IF EXISTS {name}")).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// For a lock or statement timeout, or a deadlock: the oldest open transaction in the
+    /// database that holds a snapshot or a transaction id (a concurrent index build waits
+    /// for every one of them, in every schema), other sessions of fleetmig last.
+    async fn blocker(&mut self, error: &DbError) -> Option<String> {
+        if !matches!(error.code.as_deref(), Some("55P03" | "57014" | "40P01")) {
+            return None;
+        }
+        let sql = "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), \
+             to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+             coalesce(to_char(query_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') \
+             FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND xact_start IS NOT NULL AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL) \
+             ORDER BY application_name = 'fleetmig', xact_start LIMIT 1";
+        let row = self.fetch(sql).await.ok()?.into_iter().next()?;
+        let pid: i32 = row.try_get(0).ok()?;
+        let app: String = row.try_get(1).ok()?;
+        let state: String = row.try_get(2).ok()?;
+        let xact: String = row.try_get(3).ok()?;
+        let query: String = row.try_get(4).ok()?;
+        let app = if app.is_empty() {
+            String::new()
+        } else {
+            format!(" `{app}`")
+        };
+        Some(format!(
+            "the oldest open transaction in the database, which a concurrent index build waits for: \
+             pid {pid}{app} ({state}), transaction started {xact}, query started {query}"
+        ))
     }
 
     async fn check(&mut self, sql: &str) -> Result<bool, sqlx::Error> {

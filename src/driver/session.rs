@@ -87,12 +87,77 @@ pub trait Wire: Send {
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     fn update_row(&mut self, row: &Applied, run_id: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     fn delete_row(&mut self, version: Version) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// Before a script that runs outside a transaction: what the engine needs to tell later
+    /// what a failed one left behind (PostgreSQL: the ids of the indexes in the tenant's
+    /// schema, each with whether it is valid).
+    fn loose_mark(&mut self) -> impl Future<Output = Result<Vec<(i64, bool)>, sqlx::Error>> + Send {
+        async { Ok(Vec::new()) }
+    }
+    /// After such a script failed: drops what it left that is of no use, and says whether
+    /// the database is now as it was before the script. `false` when the engine cannot tell.
+    fn undo_loose(
+        &mut self,
+        _mark: &[(i64, bool)],
+        _script: &str,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send {
+        async { Ok(false) }
+    }
+    /// Before running a dirty step's script again: drops what an earlier failed run left that
+    /// would make the new run skip its work (PostgreSQL: INVALID indexes the script names).
+    fn before_rerun(&mut self, _script: &str) -> impl Future<Output = Result<(), sqlx::Error>> + Send {
+        async { Ok(()) }
+    }
+    /// For an error that means a wait ran out: who the statement was most likely waiting
+    /// for, as words for the error message, when the engine can tell.
+    fn blocker(&mut self, _error: &DbError) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
     /// Runs a gate query; true when its first column of its first row is true (or non-zero).
     fn check(&mut self, sql: &str) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
     /// Releases the tenant lock and resets the session, ready for reuse.
     fn unlock(&mut self) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     /// Ends the session: back to its pool when `clean`, closed otherwise.
     fn finish(self, clean: bool) -> impl Future<Output = ()> + Send;
+}
+
+/// A step that did not complete: why, and what it left in the history table.
+#[derive(Debug, Clone)]
+pub struct StepFailed {
+    pub error: DbError,
+    /// The step's history row is left marked dirty: the database may be part way through it.
+    pub dirty: bool,
+    /// Set when the step's leftovers are known and could be undone, only not now (the undo
+    /// itself waited too long): a later session may finish the undo with `undo`.
+    pub undo: Option<Undo>,
+}
+
+/// How to undo a failed step outside a transaction, from another session: what the engine
+/// noted before its script ran.
+#[derive(Debug, Clone)]
+pub struct Undo {
+    pub version: Version,
+    direction: Direction,
+    mark: Vec<(i64, bool)>,
+    script: String,
+}
+
+/// Where in a step an error happened, for its message.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// The bookkeeping before the script: the script did not run.
+    Before,
+    Script,
+    /// The bookkeeping after the script.
+    After,
+}
+
+impl Phase {
+    fn op(self, op: &str) -> String {
+        match self {
+            Phase::Script => op.to_owned(),
+            Phase::Before | Phase::After => format!("{op}: recording history"),
+        }
+    }
 }
 
 /// An open, locked session on one tenant.
@@ -126,9 +191,10 @@ impl<W: Wire> Session<W> {
     }
 
     /// Runs one step and records it; returns how long the script took.
-    pub async fn run_step(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, DbError> {
+    pub async fn run_step(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, StepFailed> {
         let (script, op, row) = describe(step);
-        let in_tx = script.transactional && W::ENGINE.has_transactional_ddl();
+        // A dirty row to run over goes through the dirty protocol, which updates the row.
+        let in_tx = script.transactional && W::ENGINE.has_transactional_ddl() && !step.rerun;
         let started = Instant::now();
         let one_trip = if in_tx {
             self.wire.step_sql(&script.sql, &row, step.direction, run_id, true)
@@ -136,25 +202,24 @@ impl<W: Wire> Session<W> {
             None
         };
         let result = if let Some(sql) = one_trip {
-            self.wire.batch(&sql).await.map_err(|e| (true, e))
+            self.wire.batch(&sql).await.map_err(|e| (Phase::Script, e))
         } else if in_tx {
             self.step_in_transaction(&row, step.direction, &script.sql, run_id, started)
                 .await
         } else {
-            self.step_marked_dirty(&row, step.direction, &script.sql, run_id, started)
-                .await
+            return self
+                .step_marked_dirty(step, &row, &script.sql, &op, run_id, started)
+                .await;
         };
-        result.map_err(|(what, e)| {
-            self.fail(
-                ErrorKind::Sql,
-                if what { op } else { format!("{op}: recording history") },
-                e,
-            )
+        // In a transaction, whatever failed rolled back with it: nothing is left dirty.
+        result.map_err(|(phase, e)| StepFailed {
+            error: self.fail(ErrorKind::Sql, phase.op(&op), e),
+            dirty: false,
+            undo: None,
         })?;
         Ok(started.elapsed())
     }
 
-    /// `Err((true, e))` when the script failed, `Err((false, e))` when the bookkeeping did.
     async fn step_in_transaction(
         &mut self,
         row: &Applied,
@@ -162,54 +227,144 @@ impl<W: Wire> Session<W> {
         sql: &str,
         run_id: &str,
         started: Instant,
-    ) -> Result<(), (bool, sqlx::Error)> {
-        self.wire.before_steps().await.map_err(|e| (false, e))?;
-        self.wire.batch(W::BEGIN).await.map_err(|e| (false, e))?;
-        self.wire.batch(sql).await.map_err(|e| (true, e))?;
-        self.wire.verify_step().await.map_err(|e| (true, e))?;
+    ) -> Result<(), (Phase, sqlx::Error)> {
+        self.wire.before_steps().await.map_err(|e| (Phase::Before, e))?;
+        self.wire.batch(W::BEGIN).await.map_err(|e| (Phase::Before, e))?;
+        self.wire.batch(sql).await.map_err(|e| (Phase::Script, e))?;
+        self.wire.verify_step().await.map_err(|e| (Phase::Script, e))?;
         let ms = millis(started.elapsed());
         match direction {
             Direction::Up => self.wire.insert_row(row, ms, run_id).await,
             Direction::Down => self.wire.delete_row(row.version).await,
         }
-        .map_err(|e| (false, e))?;
-        self.wire.batch("COMMIT").await.map_err(|e| (true, e))
+        .map_err(|e| (Phase::After, e))?;
+        self.wire.batch("COMMIT").await.map_err(|e| (Phase::Script, e))
     }
 
+    /// A step outside a transaction: its row is marked dirty before the script and cleared
+    /// after. The failure says exactly what the history then holds: nothing changed when the
+    /// bookkeeping before the script failed, or when the engine could undo what a failed
+    /// script left (PostgreSQL: a failed concurrent index build's INVALID index); the row
+    /// marked dirty otherwise.
     async fn step_marked_dirty(
         &mut self,
+        step: Step<'_>,
         row: &Applied,
-        direction: Direction,
         sql: &str,
+        op: &str,
         run_id: &str,
         started: Instant,
-    ) -> Result<(), (bool, sqlx::Error)> {
-        match direction {
-            Direction::Up => {
+    ) -> Result<Duration, StepFailed> {
+        let before = |this: &mut Self, e| StepFailed {
+            error: this.fail(ErrorKind::Sql, Phase::Before.op(op), e),
+            dirty: step.rerun,
+            undo: None,
+        };
+        if step.rerun {
+            if let Err(e) = self.wire.before_rerun(sql).await {
+                return Err(before(self, e));
+            }
+        }
+        if let Err(e) = self.wire.before_steps().await {
+            return Err(before(self, e));
+        }
+        let mark = match self.wire.loose_mark().await {
+            Ok(mark) => mark,
+            Err(e) => return Err(before(self, e)),
+        };
+        let marked = match (step.direction, step.rerun) {
+            (Direction::Up, false) => {
                 let dirty = Applied {
                     dirty: true,
                     ..row.clone()
                 };
-                self.wire.before_steps().await.map_err(|e| (false, e))?;
-                self.wire.insert_row(&dirty, 0, run_id).await.map_err(|e| (false, e))?;
-                self.wire.batch(sql).await.map_err(|e| (true, e))?;
-                self.wire.verify_step().await.map_err(|e| (true, e))?;
-                let ms = millis(started.elapsed());
-                self.wire
-                    .mark_row(row.version, false, Some(ms))
-                    .await
-                    .map_err(|e| (false, e))
+                self.wire.insert_row(&dirty, 0, run_id).await
             }
-            Direction::Down => {
-                self.wire
-                    .mark_row(row.version, true, None)
-                    .await
-                    .map_err(|e| (false, e))?;
-                self.wire.before_steps().await.map_err(|e| (false, e))?;
-                self.wire.batch(sql).await.map_err(|e| (true, e))?;
-                self.wire.verify_step().await.map_err(|e| (true, e))?;
-                self.wire.delete_row(row.version).await.map_err(|e| (false, e))
+            _ => self.wire.mark_row(row.version, true, None).await,
+        };
+        if let Err(e) = marked {
+            return Err(before(self, e));
+        }
+        let ran = match self.wire.batch(sql).await {
+            Ok(()) => self.wire.verify_step().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ran {
+            let mut error = self.fail(ErrorKind::Sql, op, e);
+            if let Some(who) = self.wire.blocker(&error).await {
+                error.message = format!("{}; {who}", error.message);
             }
+            let undo = Undo {
+                version: row.version,
+                direction: step.direction,
+                mark,
+                script: sql.to_owned(),
+            };
+            return Err(match self.finish_undo(&undo).await {
+                Ok(true) => StepFailed {
+                    error,
+                    dirty: false,
+                    undo: None,
+                },
+                Ok(false) => StepFailed {
+                    error,
+                    dirty: true,
+                    undo: None,
+                },
+                // The database said why the script failed, so it ran no further; only the
+                // undo could not finish now (a lock wait): another session may.
+                Err(_) if error.code.is_some() => StepFailed {
+                    error,
+                    dirty: true,
+                    undo: Some(undo),
+                },
+                Err(_) => StepFailed {
+                    error,
+                    dirty: true,
+                    undo: None,
+                },
+            });
+        }
+        let ms = millis(started.elapsed());
+        let recorded = match step.direction {
+            Direction::Up => self.wire.mark_row(row.version, false, Some(ms)).await,
+            Direction::Down => self.wire.delete_row(row.version).await,
+        };
+        match recorded {
+            Ok(()) => Ok(started.elapsed()),
+            // The script ran; its row still says dirty, and that is what the report says.
+            Err(e) => Err(StepFailed {
+                error: self.fail(ErrorKind::Sql, Phase::After.op(op), e),
+                dirty: true,
+                undo: None,
+            }),
+        }
+    }
+
+    /// Drops what a failed script left and puts its history row back as it was before the
+    /// step; `Ok(false)` when the engine cannot tell that the database is as it was.
+    async fn finish_undo(&mut self, undo: &Undo) -> Result<bool, sqlx::Error> {
+        if !self.wire.undo_loose(&undo.mark, &undo.script).await? {
+            return Ok(false);
+        }
+        match undo.direction {
+            Direction::Up => self.wire.delete_row(undo.version).await?,
+            Direction::Down => self.wire.mark_row(undo.version, false, None).await?,
+        }
+        Ok(true)
+    }
+
+    /// Finishes the undo of a step an earlier session could not (see [`StepFailed::undo`]).
+    pub async fn undo(&mut self, undo: &Undo) -> Result<(), DbError> {
+        let op = format!("undoing the failed migration {}", undo.version);
+        match self.finish_undo(undo).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(DbError::new(
+                ErrorKind::Sql,
+                op,
+                "its leftovers are not what the failed script left",
+            )),
+            Err(e) => Err(self.fail(ErrorKind::Sql, op, e)),
         }
     }
 

@@ -183,6 +183,14 @@ pub enum Event {
         direction: Direction,
         duration_ms: u64,
     },
+    /// A tenant's attempt ended on a transient error; attempt `attempt` (2 for the first
+    /// retry) starts after `wait_ms`, from a fresh read of its history.
+    Retrying {
+        tenant: TenantId,
+        attempt: u32,
+        wait_ms: u64,
+        error: DbError,
+    },
     TenantFinished {
         report: TenantReport,
     },

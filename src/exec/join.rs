@@ -60,7 +60,7 @@ async fn run_one<'a>(
         set: ctx.set,
         action,
         per_tenant_tx: ctx.per_tenant_tx,
-        retries: ctx.retries,
+        retry: ctx.retry,
         run_id: &ctx.run_id,
         events,
         stop,

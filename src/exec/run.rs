@@ -25,8 +25,8 @@ pub struct RunContext<'a> {
     pub concurrency: usize,
     /// All of a tenant's steps in one transaction (`--tx per-tenant`).
     pub per_tenant_tx: bool,
-    /// Extra attempts for a tenant after a transient error.
-    pub retries: u32,
+    /// When a tenant is tried again after a transient error.
+    pub retry: tenant::Retry,
     /// Where the run is recorded, when it is.
     pub ledger: Option<Ledger>,
     /// Written to every history row this run adds.

@@ -2,13 +2,15 @@
 //! read when the trouble was transient.
 
 use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::driver::connect::{Access, AnySession, Connector};
 use crate::driver::error::{DbError, ErrorKind};
+use crate::driver::session::{StepFailed, Undo};
 use crate::exec::events::{Event, Events, Outcome, SkipReason, StepDone, TenantReport};
-use crate::model::fleet::Tenant;
+use crate::model::fleet::{Tenant, TenantId};
 use crate::model::migration::{Applied, Direction, MigrationSet, Version};
 use crate::plan::tenant::{self as plan, Target};
 
@@ -20,6 +22,36 @@ pub enum Action {
     Stamp(Version),
 }
 
+/// How a tenant is tried again after a transient error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// How long after its first transient error a tenant is still tried again (`--retry-for`):
+    /// long enough to ride out a server restart or a failover.
+    pub within: Duration,
+    /// At most this many more attempts (`--retries`); `None`: as many as `within` allows.
+    pub attempts: Option<u32>,
+}
+
+impl Retry {
+    /// One attempt only.
+    pub const NEVER: Retry = Retry {
+        within: Duration::ZERO,
+        attempts: Some(0),
+    };
+
+    /// The default: a minute of capped, jittered backoff, no cap on the count.
+    pub const DEFAULT: Retry = Retry {
+        within: Duration::from_secs(60),
+        attempts: None,
+    };
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry::DEFAULT
+    }
+}
+
 /// Everything a tenant task needs besides the tenant and the connector.
 #[derive(Clone, Copy)]
 pub struct Job<'a> {
@@ -27,8 +59,8 @@ pub struct Job<'a> {
     pub action: Action,
     /// All of a tenant's steps in one transaction (PostgreSQL, SQLite).
     pub per_tenant_tx: bool,
-    /// Extra attempts after a transient error.
-    pub retries: u32,
+    /// When to try again after a transient error.
+    pub retry: Retry,
     pub run_id: &'a str,
     pub events: &'a Events,
     /// Set by the dispatcher; read here at safe points only.
@@ -54,12 +86,15 @@ pub fn is_transient(e: &DbError) -> bool {
     }
 }
 
-/// The wait before attempt `attempt` (1-based): 200 ms doubling, with a jitter that differs
-/// per tenant so retried tenants do not come back in step.
-fn backoff(tenant: &Tenant, attempt: u32) -> Duration {
+/// The longest wait between two attempts on one tenant.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The wait before attempt `attempt` (1-based): 200 ms doubling up to 5 s, with a jitter
+/// that differs per tenant so retried tenants do not come back in step.
+fn backoff(tenant: &TenantId, attempt: u32) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (tenant.id.as_str(), attempt).hash(&mut h);
-    let base = 200u64 << attempt.saturating_sub(1).min(6);
+    (tenant.as_str(), attempt).hash(&mut h);
+    let base = (200u64 << attempt.saturating_sub(1).min(6)).min(BACKOFF_MAX.as_millis() as u64 * 2 / 3);
     Duration::from_millis(base + h.finish() % (base / 2 + 1))
 }
 
@@ -95,22 +130,110 @@ pub async fn run(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> Tenant
     job.events.emit(Event::TenantStarted {
         tenant: tenant.id.clone(),
     });
-    let mut report = attempt(tenant, connector, job).await;
-    for n in 1..=job.retries {
-        if retryable(&report).is_none() || job.stop.load(Ordering::SeqCst) {
+    // The undo a failed step's session could not finish, for the next attempt to finish first.
+    let pending: Mutex<Option<Undo>> = Mutex::default();
+    let undoing = |report: &TenantReport| match &report.outcome {
+        Outcome::Failed { error, dirty: true, .. }
+            if is_transient(error) && pending.lock().expect("not poisoned").is_some() =>
+        {
+            Some(error.clone())
+        }
+        _ => retryable(report).cloned(),
+    };
+    with_retries(&tenant.id, job.retry, job.events, job.stop, undoing, || {
+        attempt(tenant, connector, job, &pending)
+    })
+    .await
+}
+
+/// Tries a tenant, and again after each transient error while the retry budget lasts and
+/// the run is not stopping; each new try is announced. Every try starts from a fresh read
+/// of the tenant's history, and the reports of all tries are merged into one.
+async fn with_retries<F, Fut>(
+    id: &TenantId,
+    retry: Retry,
+    events: &Events,
+    stop: &AtomicBool,
+    retryable: impl Fn(&TenantReport) -> Option<DbError>,
+    mut attempt: F,
+) -> TenantReport
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = TenantReport>,
+{
+    let mut report = attempt().await;
+    let mut first_error: Option<tokio::time::Instant> = None;
+    for n in 1.. {
+        let Some(error) = retryable(&report) else { break };
+        let since = *first_error.get_or_insert_with(tokio::time::Instant::now);
+        let wait = backoff(id, n);
+        if retry.attempts.is_some_and(|max| n > max) || since.elapsed() + wait > retry.within {
             break;
         }
-        tokio::time::sleep(backoff(tenant, n)).await;
-        let next = attempt(tenant, connector, job).await;
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        events.emit(Event::Retrying {
+            tenant: id.clone(),
+            attempt: n + 1,
+            wait_ms: wait.as_millis() as u64,
+            error,
+        });
+        if !pause(wait, stop).await {
+            break;
+        }
+        let next = attempt().await;
         report = merge(report, next);
     }
     report
 }
 
-/// Joins a retry onto what earlier attempts did.
+/// Sleeps for `wait`, waking early when the run starts stopping; false then.
+async fn pause(wait: Duration, stop: &AtomicBool) -> bool {
+    const TICK: Duration = Duration::from_millis(50);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        tokio::time::sleep(left.min(TICK)).await;
+    }
+}
+
+/// Joins a retry onto what earlier attempts did. A tenant that earlier attempts changed is
+/// never skipped or not started: it failed (the later attempt could not reach it or read
+/// it) or stopped (the run stopped before the later attempt's first step), at the version
+/// its committed steps took it to when the later attempt could not read one.
 fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
     if earlier.start_version.is_some() {
         later.start_version = earlier.start_version;
+    }
+    if later.final_version.is_none() {
+        later.final_version = earlier.final_version;
+    }
+    if earlier.changed() {
+        let at = match &earlier.outcome {
+            Outcome::Failed { version, .. } => *version,
+            _ => later.final_version.unwrap_or(Version::ZERO),
+        };
+        later.outcome = match later.outcome {
+            Outcome::NotStarted => Outcome::Stopped,
+            Outcome::Skipped { reason } => Outcome::Failed {
+                version: at,
+                error: match reason {
+                    SkipReason::Unreachable { error } | SkipReason::Locked { error } => error,
+                    SkipReason::Refused { refusal } => {
+                        DbError::new(ErrorKind::Sql, "reading fleetmig_history", refusal.to_string())
+                    }
+                },
+                dirty: false,
+            },
+            other => other,
+        };
     }
     let mut steps = earlier.steps;
     steps.append(&mut later.steps);
@@ -133,7 +256,7 @@ fn failed_before_any_step(tenant: &Tenant, error: DbError) -> TenantReport {
     }
 }
 
-async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> TenantReport {
+async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>, pending: &Mutex<Option<Undo>>) -> TenantReport {
     let mut session = match connector.open(tenant, Access::Write).await {
         Ok(s) => s,
         // The database answered but refused to set up (init_sql, creating the history table).
@@ -142,9 +265,33 @@ async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> Tenant
         }
         Err(e) => return skipped(tenant, e, None),
     };
-    let report = match session.applied().await {
+    let mut applied = session.applied().await;
+    let undo = pending.lock().expect("not poisoned").take();
+    if let (Some(undo), Ok(rows)) = (undo, &applied) {
+        if rows.iter().any(|a| a.version == undo.version && a.dirty) {
+            if let Err(error) = session.undo(&undo).await {
+                let at = plan::version_of(rows);
+                let report = TenantReport {
+                    id: tenant.id.clone(),
+                    outcome: Outcome::Failed {
+                        version: undo.version,
+                        error,
+                        dirty: true,
+                    },
+                    start_version: Some(at),
+                    final_version: Some(at),
+                    steps: vec![],
+                };
+                *pending.lock().expect("not poisoned") = Some(undo);
+                session.release().await;
+                return report;
+            }
+            applied = session.applied().await;
+        }
+    }
+    let report = match applied {
         Ok(applied) => match job.action {
-            Action::Migrate(target) => migrate(&mut session, tenant, &applied, target, job).await,
+            Action::Migrate(target) => migrate(&mut session, tenant, &applied, target, job, pending).await,
             Action::Stamp(to) => stamp(&mut session, tenant, job.set, &applied, to, job.run_id).await,
         },
         Err(error) => failed_before_any_step(tenant, error),
@@ -159,6 +306,7 @@ async fn migrate(
     applied: &[Applied],
     target: Target,
     job: Job<'_>,
+    pending: &Mutex<Option<Undo>>,
 ) -> TenantReport {
     let start = plan::version_of(applied);
     let mut report = TenantReport {
@@ -262,13 +410,12 @@ async fn migrate(
         let started = Instant::now();
         match session.run_step(*step, job.run_id).await {
             Ok(_) => finished(&mut report, step, started.elapsed().as_millis() as u64),
-            Err(error) => {
-                let in_tx =
-                    m.script(step.direction).is_some_and(|s| s.transactional) && tenant.engine.has_transactional_ddl();
+            Err(StepFailed { error, dirty, undo }) => {
+                *pending.lock().expect("not poisoned") = undo;
                 report.outcome = Outcome::Failed {
                     version: m.version,
                     error,
-                    dirty: !in_tx,
+                    dirty,
                 };
                 break;
             }
@@ -290,13 +437,22 @@ fn reached(tenant_plan: &plan::TenantPlan<'_>, report: &TenantReport, applied: &
             Direction::Down => versions.retain(|v| *v != step.version),
         }
     }
-    // A step that failed outside a transaction left its row behind, marked dirty: the
-    // tenant did not reach it either way, and the report names it as dirty.
-    if let Outcome::Failed {
-        version, dirty: true, ..
-    } = report.outcome
-    {
-        versions.retain(|v| *v != version);
+    // A step that failed outside a transaction and could not be undone left its row behind,
+    // marked dirty: the tenant did not reach it, and the report names it as dirty. Undone,
+    // the row is as before the step: gone going up (a rerun's dirty row too), there going
+    // down.
+    if let Outcome::Failed { version, dirty, .. } = report.outcome {
+        let failed_down = tenant_plan
+            .steps
+            .iter()
+            .any(|s| s.migration.version == version && s.direction == Direction::Down);
+        if !dirty && failed_down {
+            if !versions.contains(&version) {
+                versions.push(version);
+            }
+        } else {
+            versions.retain(|v| *v != version);
+        }
     }
     versions.into_iter().max().unwrap_or(Version::ZERO)
 }
@@ -362,5 +518,184 @@ mod tests {
         assert!(is_transient(&err(ErrorKind::Sql, Some("08006"))));
         assert!(!is_transient(&err(ErrorKind::Sql, Some("42P01"))));
         assert!(!is_transient(&err(ErrorKind::Sql, None)));
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn id() -> TenantId {
+        TenantId::new("acme").unwrap()
+    }
+
+    fn report(outcome: Outcome, steps: &[i64], start: Option<i64>, end: Option<i64>) -> TenantReport {
+        TenantReport {
+            id: id(),
+            outcome,
+            start_version: start.map(Version),
+            final_version: end.map(Version),
+            steps: steps
+                .iter()
+                .map(|v| StepDone {
+                    version: Version(*v),
+                    name: format!("m{v}"),
+                    direction: Direction::Up,
+                    duration_ms: 1,
+                })
+                .collect(),
+        }
+    }
+
+    fn lost() -> DbError {
+        DbError::new(ErrorKind::Unreachable, "connecting", "connection refused")
+    }
+
+    fn transient_failure(at: i64) -> Outcome {
+        Outcome::Failed {
+            version: Version(at),
+            error: DbError {
+                kind: ErrorKind::Sql,
+                op: "applying".into(),
+                code: Some("57P01".into()),
+                message: "terminating connection due to administrator command".into(),
+            },
+            dirty: false,
+        }
+    }
+
+    /// Runs `with_retries` over attempts that are refused until `down_for` has passed on the
+    /// (paused) clock; returns the report, the number of attempts and the retry events.
+    async fn outage(retry: Retry, down_for: Duration, stop: &AtomicBool) -> (TenantReport, u32, Vec<u32>) {
+        let (events, mut rx) = Events::channel();
+        let began = tokio::time::Instant::now();
+        let tries = Cell::new(0);
+        let report = with_retries(
+            &id(),
+            retry,
+            &events,
+            stop,
+            |r| retryable(r).cloned(),
+            || {
+                tries.set(tries.get() + 1);
+                let up = began.elapsed() >= down_for;
+                async move {
+                    if up {
+                        report(Outcome::Succeeded, &[1], Some(0), Some(1))
+                    } else {
+                        report(
+                            Outcome::Skipped {
+                                reason: SkipReason::Unreachable { error: lost() },
+                            },
+                            &[],
+                            None,
+                            None,
+                        )
+                    }
+                }
+            },
+        )
+        .await;
+        let mut retries = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let Event::Retrying { attempt, wait_ms, .. } = e.event {
+                assert!(wait_ms <= BACKOFF_MAX.as_millis() as u64, "{wait_ms}");
+                retries.push(attempt);
+            }
+        }
+        (report, tries.get(), retries)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_shorter_than_the_retry_budget_is_ridden_out() {
+        let never = AtomicBool::new(false);
+        let (r, tries, retries) = outage(Retry::DEFAULT, Duration::from_secs(3), &never).await;
+        assert!(matches!(r.outcome, Outcome::Succeeded), "{r:?}");
+        assert!(tries >= 3, "{tries}");
+        assert_eq!(retries, (2..=tries).collect::<Vec<_>>(), "each retry is announced");
+
+        // A failover of tens of seconds: waits stay capped, so the tenant comes back soon after.
+        let began = tokio::time::Instant::now();
+        let (r, _, _) = outage(Retry::DEFAULT, Duration::from_secs(40), &never).await;
+        assert!(matches!(r.outcome, Outcome::Succeeded), "{r:?}");
+        assert!(began.elapsed() < Duration::from_secs(46), "{:?}", began.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_longer_than_the_budget_ends_the_retries_within_it() {
+        let never = AtomicBool::new(false);
+        let began = tokio::time::Instant::now();
+        let retry = Retry {
+            within: Duration::from_secs(10),
+            attempts: None,
+        };
+        let (r, _, _) = outage(retry, Duration::from_secs(3600), &never).await;
+        assert!(matches!(r.outcome, Outcome::Skipped { .. }), "{r:?}");
+        assert!(began.elapsed() <= Duration::from_secs(10), "{:?}", began.elapsed());
+
+        let capped = Retry {
+            within: Duration::from_secs(60),
+            attempts: Some(2),
+        };
+        let (_, tries, _) = outage(capped, Duration::from_secs(3600), &never).await;
+        assert_eq!(tries, 3, "--retries caps the count");
+        let (_, tries, _) = outage(Retry::NEVER, Duration::from_secs(3600), &never).await;
+        assert_eq!(tries, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopping_run_ends_the_backoff_at_once() {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        let began = tokio::time::Instant::now();
+        let (r, _, _) = outage(Retry::DEFAULT, Duration::from_secs(3600), &stop).await;
+        assert!(matches!(r.outcome, Outcome::Skipped { .. }), "{r:?}");
+        let took = began.elapsed();
+        assert!(took < Duration::from_millis(2100), "{took:?}");
+    }
+
+    #[test]
+    fn a_tenant_that_changed_is_never_skipped_or_not_started() {
+        // Migration 1 committed, 2 lost its connection; the retry could not reconnect.
+        let earlier = report(transient_failure(2), &[1], Some(0), Some(1));
+        let later = report(
+            Outcome::Skipped {
+                reason: SkipReason::Unreachable { error: lost() },
+            },
+            &[],
+            None,
+            None,
+        );
+        let r = merge(earlier.clone(), later);
+        assert!(
+            matches!(&r.outcome, Outcome::Failed { version: Version(2), dirty: false, error } if error.kind == ErrorKind::Unreachable),
+            "{r:?}"
+        );
+        assert_eq!((r.start_version, r.final_version), (Some(Version(0)), Some(Version(1))));
+        assert_eq!(r.steps.len(), 1);
+
+        // The retry began after the run started stopping: stopped, at its real version.
+        let later = report(Outcome::NotStarted, &[], Some(1), Some(1));
+        let r = merge(earlier, later);
+        assert!(matches!(r.outcome, Outcome::Stopped), "{r:?}");
+        assert_eq!((r.start_version, r.final_version), (Some(Version(0)), Some(Version(1))));
+
+        // A tenant nothing had changed stays as the retry found it.
+        let earlier = report(
+            Outcome::Skipped {
+                reason: SkipReason::Unreachable { error: lost() },
+            },
+            &[],
+            None,
+            None,
+        );
+        let r = merge(earlier, report(Outcome::NotStarted, &[], Some(0), Some(0)));
+        assert!(matches!(r.outcome, Outcome::NotStarted), "{r:?}");
     }
 }

@@ -75,15 +75,33 @@ pub struct Script {
     pub sql: String,
     /// False when the script opts out with `-- fleetmig: no-transaction` on its first line.
     pub transactional: bool,
+    /// True when it declares itself safe to run again (`rerun-if-dirty` in the marker): a
+    /// tenant left dirty at it is run again instead of refused.
+    pub rerun_if_dirty: bool,
 }
 
 /// The marker, on a script's first line, that runs it outside a transaction.
 pub const NO_TRANSACTION_MARKER: &str = "-- fleetmig: no-transaction";
 
+/// What the first line's `-- fleetmig: a, b` marker may say.
+const MARKER_PREFIX: &str = "-- fleetmig:";
+
 impl Script {
     pub fn new(sql: String) -> Self {
-        let transactional = sql.lines().next().map(str::trim) != Some(NO_TRANSACTION_MARKER);
-        Script { sql, transactional }
+        let first = sql.lines().next().map(str::trim).unwrap_or_default();
+        let options: Vec<&str> = first
+            .strip_prefix(MARKER_PREFIX)
+            .map(|rest| rest.split(',').map(str::trim).collect())
+            .unwrap_or_default();
+        let known = options
+            .iter()
+            .all(|o| matches!(*o, "no-transaction" | "rerun-if-dirty"));
+        let has = |o: &str| known && options.contains(&o);
+        Script {
+            transactional: !has("no-transaction"),
+            rerun_if_dirty: has("rerun-if-dirty"),
+            sql,
+        }
     }
 
     /// True when the script holds nothing but white space and SQL comments.
@@ -288,6 +306,12 @@ mod tests {
     fn no_transaction_marker_is_read_from_the_first_line_only() {
         assert!(!Script::new("-- fleetmig: no-transaction\ncreate index concurrently i on t(a);".into()).transactional);
         assert!(Script::new("select 1;\n-- fleetmig: no-transaction".into()).transactional);
+        let rerun = Script::new(
+            "-- fleetmig: no-transaction, rerun-if-dirty\ncreate index concurrently if not exists i on t(a);".into(),
+        );
+        assert!(!rerun.transactional && rerun.rerun_if_dirty);
+        let plain = Script::new("-- fleetmig: no-transaction\nselect 1".into());
+        assert!(!plain.rerun_if_dirty);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::model::migration::{Applied, MigrationSet, Version};
+use crate::model::migration::{Applied, Direction, MigrationSet, Version};
 use crate::plan::tenant::{self as plan, State};
 
 /// A tenant's condition, as `status` names it.
@@ -95,6 +95,26 @@ pub fn ledger_notes(rows: &[LedgerRow]) -> HashMap<String, LedgerNote> {
     notes
 }
 
+/// What a dirty tenant needs: nothing when its migration may run again, else a look by hand
+/// and a `stamp` to the version it turns out to be at.
+fn dirty_advice(set: &MigrationSet, rows: &[Applied], version: Version) -> String {
+    let row = rows.iter().find(|r| r.dirty && r.version == version);
+    if row.is_some_and(|r| plan::rerunnable(set, r, Direction::Up)) {
+        return format!(
+            "migration {version} failed part way; it is marked rerun-if-dirty, so the next `up` runs it again"
+        );
+    }
+    let before = set
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| *v < version)
+        .max()
+        .unwrap_or(Version::ZERO);
+    format!(
+        "migration {version} failed part way: check by hand whether it took effect, then `fleetmig stamp {version}` (it did) or `fleetmig stamp {before}` (it did not)"
+    )
+}
+
 /// One tenant's standing against the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
@@ -142,7 +162,7 @@ impl Standing {
                 Some(format!("applied {newest} is newer than the target")),
             ),
             State::Drifted { reason } => (Condition::Drifted, Some(reason.to_string())),
-            State::Dirty { version } => (Condition::Dirty, Some(format!("migration {version} failed part way"))),
+            State::Dirty { version } => (Condition::Dirty, Some(dirty_advice(set, rows, *version))),
         };
         Standing {
             id,
@@ -351,7 +371,12 @@ mod tests {
         assert_eq!(laggards, ["c", "d", "e", "f", "g"], "a tenant ahead has arrived");
         assert_eq!(s.tenants[2].pending(), 2);
         assert_eq!(s.tenants[4].pending(), 0, "pending counts for behind tenants only");
-        assert_eq!(s.tenants[5].detail.as_deref(), Some("migration 3 failed part way"));
+        assert_eq!(
+            s.tenants[5].detail.as_deref(),
+            Some(
+                "migration 3 failed part way: check by hand whether it took effect, then `fleetmig stamp 3` (it did) or `fleetmig stamp 2` (it did not)"
+            )
+        );
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum Refusal {
 pub struct Step<'a> {
     pub migration: &'a Migration,
     pub direction: Direction,
+    /// The tenant's history holds this migration's row marked dirty, and its script says it
+    /// may be run again (`rerun-if-dirty`): it runs again over that row.
+    pub rerun: bool,
 }
 
 /// What to run on one tenant.
@@ -175,8 +178,40 @@ fn verify_known(set: &MigrationSet, applied: &[Applied]) -> bool {
     verify(set, &known).is_ok()
 }
 
+/// True when a dirty row may be run again going `direction`: its migration's script there
+/// says `rerun-if-dirty`, and the file is the one that was applied.
+pub fn rerunnable(set: &MigrationSet, row: &Applied, direction: Direction) -> bool {
+    set.get(row.version)
+        .is_some_and(|m| m.checksum.to_hex() == row.checksum && m.script(direction).is_some_and(|s| s.rerun_if_dirty))
+}
+
 /// What to run on a tenant to reach `target`, or why nothing may run.
 pub fn plan<'a>(set: &'a MigrationSet, applied: &[Applied], target: Target) -> Result<TenantPlan<'a>, Refusal> {
+    let direction = match target {
+        Target::Up { .. } => Direction::Up,
+        Target::Down { .. } | Target::DownSteps { .. } => Direction::Down,
+    };
+    // Dirty rows whose script may run again: going up, they are pending again; going down,
+    // they are applied and revert again. Any other dirty row refuses the tenant.
+    let rerun: Vec<Version> = applied
+        .iter()
+        .filter(|a| a.dirty && rerunnable(set, a, direction))
+        .map(|a| a.version)
+        .collect();
+    let cleared: Vec<Applied>;
+    let applied = if rerun.is_empty() {
+        applied
+    } else {
+        cleared = applied
+            .iter()
+            .filter(|a| direction == Direction::Down || !rerun.contains(&a.version))
+            .map(|a| Applied {
+                dirty: a.dirty && !rerun.contains(&a.version),
+                ..a.clone()
+            })
+            .collect();
+        &cleared
+    };
     let from = verify(set, applied)?;
     let is_applied = |v: Version| applied.iter().any(|a| a.version == v);
     let (steps, to) = match target {
@@ -199,6 +234,7 @@ pub fn plan<'a>(set: &'a MigrationSet, applied: &[Applied], target: Target) -> R
                     .map(|m| Step {
                         migration: m,
                         direction: Direction::Up,
+                        rerun: rerun.contains(&m.version),
                     })
                     .collect(),
                 to,
@@ -230,6 +266,7 @@ pub fn plan<'a>(set: &'a MigrationSet, applied: &[Applied], target: Target) -> R
                     .map(|m| Step {
                         migration: m,
                         direction: Direction::Down,
+                        rerun: rerun.contains(&m.version),
                     })
                     .collect(),
                 to,
@@ -381,6 +418,72 @@ mod tests {
                 version: Version(2),
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn a_dirty_migration_that_may_run_again_is_run_again_and_others_are_refused() {
+        let rerun =
+            "-- fleetmig: no-transaction, rerun-if-dirty\ncreate index concurrently if not exists i on t1 (id);";
+        let s = MigrationSet::new(vec![
+            Migration::new(
+                Version(1),
+                "a".into(),
+                "create table t1 (id int);".into(),
+                None,
+                "1.up.sql".into(),
+            ),
+            Migration::new(
+                Version(2),
+                "idx".into(),
+                rerun.into(),
+                Some(format!(
+                    "{}\ndrop index concurrently if exists i;",
+                    rerun.lines().next().unwrap()
+                )),
+                "2.up.sql".into(),
+            ),
+            Migration::new(
+                Version(3),
+                "c".into(),
+                "create table t3 (id int);".into(),
+                None,
+                "3.up.sql".into(),
+            ),
+        ])
+        .unwrap();
+        let mut rows = applied(&s, &[1, 2]);
+        rows[1].dirty = true;
+        let p = plan(&s, &rows, Target::Up { to: s.head() }).unwrap();
+        assert_eq!((versions(&p), p.from, p.to), (vec![2, 3], Version(1), Version(3)));
+        assert!(p.steps[0].rerun && !p.steps[1].rerun);
+        let p = plan(&s, &rows, Target::Down { to: Version(1) }).unwrap();
+        assert_eq!(versions(&p), [2]);
+        assert!(p.steps[0].rerun);
+        // Going down past it needs its down script to say so too; an edited file is refused.
+        let p = plan(&s, &rows, Target::Down { to: Version::ZERO });
+        assert!(
+            matches!(
+                p,
+                Err(Refusal::Irreversible {
+                    version: Version(1),
+                    ..
+                })
+            ),
+            "{p:?}"
+        );
+        rows[1].checksum = "00".repeat(32);
+        assert!(matches!(
+            plan(&s, &rows, Target::Up { to: s.head() }),
+            Err(Refusal::Dirty { .. })
+        ));
+
+        let plain = set(&[true; 3]);
+        let mut rows = applied(&plain, &[1, 2]);
+        rows[1].dirty = true;
+        assert!(matches!(
+            plan(&plain, &rows, Target::Up { to: plain.head() }),
+            Err(Refusal::Dirty { .. })
         ));
     }
 

@@ -218,6 +218,15 @@ impl ProgressReporter {
                 }
                 self.draw_status();
             }
+            Event::Retrying { tenant, attempt, .. } => {
+                if let Some(flight) = self.in_flight.get_mut(tenant) {
+                    flight.doing = format!("retrying (attempt {attempt})");
+                    if let Some(bar) = &flight.line {
+                        bar.set_message(tenant_line(tenant, &flight.doing, self.options.id_width));
+                    }
+                }
+                self.print(line);
+            }
             Event::RunFinished { .. } => self.print(line),
             Event::StepFinished { .. } | Event::WaveFinished { .. } => {}
         }

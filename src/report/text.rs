@@ -69,6 +69,17 @@ impl TextReporter {
                 Some(format!("  {:width$}  started", tenant.as_str(), width = self.id_width))
             }
             Event::TenantFinished { report } => Some(self.tenant_line(report)),
+            Event::Retrying {
+                tenant,
+                attempt,
+                wait_ms,
+                error,
+            } => Some(format!(
+                "  {:width$}  retrying in {:.1}s (attempt {attempt}): {error}",
+                tenant.as_str(),
+                *wait_ms as f64 / 1000.0,
+                width = self.id_width
+            )),
             Event::RunFinished { summary, .. } if self.stamping => Some(format!(
                 "{} tenant(s) stamped, {} failed, {} skipped.",
                 summary.succeeded, summary.failed, summary.skipped

@@ -339,7 +339,8 @@ tenants:
     .migration("0001_one.up.sql", "CREATE TABLE t1 (x INT);\n");
 
     let mut child = p
-        .command(&["up", "--connect-timeout", "1s"])
+        // Retries off: a tenant down from the start would otherwise be tried for a minute.
+        .command(&["up", "--connect-timeout", "1s", "--retry-for", "0s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

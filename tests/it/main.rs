@@ -9,6 +9,7 @@ mod bad_input2;
 mod cli;
 mod discover;
 mod engines;
+mod faults_pg;
 mod join;
 mod ledger;
 mod ledger_faults;
