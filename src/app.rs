@@ -30,6 +30,7 @@ use crate::report::tables::{self, PlanRow};
 use crate::report::text::TextReporter;
 
 mod shared;
+mod signals;
 
 /// Exit codes, derived from a command's result.
 pub mod exit {
@@ -649,14 +650,7 @@ async fn execute(
         }
     };
     let (events, mut rx) = Events::channel();
-    let (interrupt_tx, interrupts) = tokio::sync::mpsc::unbounded_channel();
-    let listener = tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            if interrupt_tx.send(()).is_err() {
-                break;
-            }
-        }
-    });
+    let (interrupts, listener) = signals::listen();
     let id_width = tenants.iter().map(|t| t.id.as_str().len()).max().unwrap_or(0);
     let format = g.format;
     let running = async {
@@ -666,7 +660,8 @@ async fn execute(
             }
             None => dispatch(&ctx, &waves, action, &policy, command, &events, interrupts).await,
         };
-        ctx.connector.close().await;
+        // Bounded: after an abandon, a pool may still wait on a server that stopped answering.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ctx.connector.close()).await;
         drop(events);
         report
     };
@@ -692,7 +687,7 @@ async fn execute(
         out.flush()
     };
     let (report, written) = tokio::join!(running, reporting);
-    listener.abort();
+    drop(listener);
     let missed_end = ctx.ledger.as_ref().and_then(Ledger::missed_end);
     if let Some(why) = &missed_end {
         eprintln!(

@@ -1,4 +1,5 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use fleetmig::app::{self, exit};
@@ -17,7 +18,11 @@ fn main() -> ExitCode {
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     let mut stdout = std::io::stdout();
-    match runtime.block_on(app::run(cli, &mut stdout)) {
+    let result = runtime.block_on(app::run(cli, &mut stdout));
+    // Tasks still blocked (a `--confirm` read of stdin, a connection to a server that no
+    // longer answers) must not keep the process alive once the command is done.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {}", fleetmig::error::render(&err));

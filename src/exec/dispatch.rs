@@ -16,14 +16,14 @@ use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::driver::connect::Access;
+use crate::driver::connect::{Access, Connector, Limits};
 use crate::driver::error::DbError;
 use crate::driver::ledger::LedgerError;
 use crate::exec::events::{Event, Events, Outcome, SkipReason, Summary, TenantReport};
 use crate::exec::run::{RunContext, host_caps, inspect_all};
 use crate::exec::tenant::{self, Action, Job};
 use crate::model::fleet::Tenant;
-use crate::model::migration::Version;
+use crate::model::migration::{Applied, MigrationSet, Version};
 use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::plan::tenant::{Refusal, Target};
 use crate::plan::waves::Wave;
@@ -277,32 +277,36 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         drop(stream);
         if abandoned {
             self.escalate(StopReason::Abandoned);
-            let in_flight: Vec<usize> = started.lock().expect("not poisoned").iter().copied().collect();
-            for i in in_flight {
-                if self.slots[i].report.is_none() {
-                    let t = self.slots[i].tenant;
-                    let now = read_version(self.ctx, t).await.ok();
-                    let error = DbError::new(
-                        crate::driver::error::ErrorKind::Sql,
-                        "migrating",
-                        "abandoned by a second Ctrl-C; the database rolled back the open transaction",
-                    );
-                    let report = TenantReport {
-                        id: t.id.clone(),
-                        outcome: Outcome::Failed {
-                            // For `up`, the migration after the one the history shows was in flight.
-                            version: now
-                                .and_then(|v| self.ctx.set.iter().map(|m| m.version).find(|m| *m > v))
-                                .unwrap_or(Version::ZERO),
-                            error,
-                            dirty: false,
-                        },
-                        start_version: None,
-                        final_version: now,
-                        steps: vec![],
-                    };
-                    self.events.emit(Event::TenantFinished { report: report.clone() });
-                    self.slots[i].report = Some(report);
+            let in_flight: Vec<usize> = {
+                let started = started.lock().expect("not poisoned");
+                let mut ids: Vec<usize> = started
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.slots[i].report.is_none())
+                    .collect();
+                ids.sort_unstable();
+                ids
+            };
+            let tenants: Vec<&Tenant> = in_flight.iter().map(|&i| self.slots[i].tenant).collect();
+            let settled = settled_history(self.ctx, &tenants, AFTER_ABANDON).await;
+            let mut reports = Vec::with_capacity(in_flight.len());
+            for (i, read) in in_flight.into_iter().zip(settled) {
+                let report = abandoned_report(self.slots[i].tenant, self.ctx.set, self.action, read);
+                self.events.emit(Event::TenantFinished { report: report.clone() });
+                self.slots[i].report = Some(report.clone());
+                reports.push(report);
+            }
+            if let Some(ledger) = &self.ctx.ledger {
+                let ctx = self.ctx;
+                let writes = async {
+                    for report in &reports {
+                        if let Err(e) = ledger.tenant_finished(&ctx.run_id, report).await {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                };
+                if tokio::time::timeout(AFTER_ABANDON, writes).await.is_err() {
+                    tracing::warn!("the ledger did not record the abandoned tenants within {AFTER_ABANDON:?}");
                 }
             }
         }
@@ -413,12 +417,17 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         }
         if gates.confirm && !gates.assume_yes {
             let question = format!("Start wave {} ({} tenant(s))? [y/N] ", next.number, next.tenants.len());
-            let answer = tokio::task::spawn_blocking(move || {
+            let asking = tokio::task::spawn_blocking(move || {
                 eprint!("{question}");
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line).map(|_| line)
-            })
-            .await;
+            });
+            // An interrupt answers for the operator; the read is left behind (the runtime's
+            // shutdown does not wait for it).
+            let answer = tokio::select! {
+                answer = asking => answer,
+                Some(()) = self.interrupts.recv() => return self.escalate(StopReason::Interrupted),
+            };
             let yes = matches!(answer, Ok(Ok(line)) if matches!(line.trim(), "y" | "Y" | "yes"));
             if !yes {
                 let detail = "not confirmed".to_owned();
@@ -473,7 +482,8 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 (i, self.slots[i].tenant, start)
             })
             .collect();
-        let results: Vec<(usize, TenantReport)> = futures::stream::iter(work)
+        let starts: HashMap<usize, Version> = work.iter().map(|(i, _, start)| (*i, *start)).collect();
+        let mut stream = futures::stream::iter(work)
             .map(|(i, t, start)| {
                 let cap = caps[&t.server_key()].clone();
                 async move {
@@ -505,16 +515,59 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     (i, report)
                 }
             })
-            .buffer_unordered(self.ctx.concurrency.max(1))
-            .collect()
-            .await;
-        for (i, report) in results {
+            .buffer_unordered(self.ctx.concurrency.max(1));
+        let mut abandoned = false;
+        loop {
+            tokio::select! {
+                next = stream.next() => match next {
+                    Some((i, report)) => self.slots[i].rollback = Some(report),
+                    None => break,
+                },
+                Some(()) = self.interrupts.recv() => {
+                    if self.reason >= StopReason::Interrupted {
+                        abandoned = true;
+                        break;
+                    }
+                    self.escalate(StopReason::Interrupted);
+                }
+            }
+        }
+        drop(stream);
+        if !abandoned {
+            return;
+        }
+        self.escalate(StopReason::Abandoned);
+        let cut: Vec<usize> = chosen
+            .into_iter()
+            .filter(|&i| self.slots[i].rollback.is_none())
+            .collect();
+        let tenants: Vec<&Tenant> = cut.iter().map(|&i| self.slots[i].tenant).collect();
+        let settled = settled_history(self.ctx, &tenants, AFTER_ABANDON).await;
+        for (i, read) in cut.into_iter().zip(settled) {
+            let action = Action::Migrate(Target::Down { to: starts[&i] });
+            let report = abandoned_report(self.slots[i].tenant, self.ctx.set, action, read);
+            if report.final_version.is_none() {
+                // Unknown, not where the run left it before the rollback began.
+                if let Some(r) = self.slots[i].report.as_mut() {
+                    r.final_version = None;
+                }
+            }
+            self.events.emit(Event::TenantRolledBack {
+                tenant: report.id.clone(),
+                from: None,
+                to: report.final_version,
+                error: match &report.outcome {
+                    Outcome::Failed { error, .. } => Some(error.to_string()),
+                    _ => None,
+                },
+            });
             self.slots[i].rollback = Some(report);
         }
     }
 
     /// Reads the version of every tenant the run never reached, so the report says where
-    /// each one really is.
+    /// each one really is. A second interrupt while it reads, or the time after an abandon
+    /// running out, leaves those versions unknown.
     async fn read_untouched(&mut self) {
         let untouched: Vec<usize> = (0..self.slots.len())
             .filter(|&i| {
@@ -528,11 +581,36 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             return;
         }
         let tenants: Vec<&Tenant> = untouched.iter().map(|&i| self.slots[i].tenant).collect();
-        for (i, (_, rows)) in untouched.into_iter().zip(inspect_all(self.ctx, &tenants).await) {
+        let reading = inspect_all(self.ctx, &tenants);
+        let read = if self.reason == StopReason::Abandoned {
+            tokio::time::timeout(AFTER_ABANDON, reading).await.ok()
+        } else {
+            self.interruptible(reading).await
+        };
+        let Some(read) = read else { return };
+        for (i, (_, rows)) in untouched.into_iter().zip(read) {
             if let (Some(report), Ok(rows)) = (self.slots[i].report.as_mut(), rows) {
                 let v = crate::plan::tenant::version_of(&rows);
                 report.start_version = Some(v);
                 report.final_version = Some(v);
+            }
+        }
+    }
+
+    /// Runs `work` while listening for interrupts: the first escalates to `Interrupted`,
+    /// one after that abandons `work` (`None`).
+    async fn interruptible<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return Some(done),
+                Some(()) = self.interrupts.recv() => {
+                    if self.reason >= StopReason::Interrupted {
+                        self.escalate(StopReason::Abandoned);
+                        return None;
+                    }
+                    self.escalate(StopReason::Interrupted);
+                }
             }
         }
     }
@@ -620,7 +698,8 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
     out.status = match &report.outcome {
         Outcome::Succeeded => Status::Succeeded,
         Outcome::Failed { version, error, .. } => {
-            out.failed_migration = Some(*version);
+            // Version 0 names no migration: it failed before any, or it is unknown which.
+            out.failed_migration = Some(*version).filter(|v| *v != Version::ZERO);
             out.error = Some(error.to_string());
             out.error_code = error.code.clone();
             Status::Failed
@@ -670,11 +749,120 @@ fn dirty_at(outcome: &Outcome) -> Option<Version> {
     }
 }
 
-/// The tenant's version as its history table says now.
-async fn read_version(ctx: &RunContext<'_>, t: &Tenant) -> Result<Version, DbError> {
-    tenant::inspect(t, &ctx.connector)
-        .await
-        .map(|rows| crate::plan::tenant::version_of(&rows))
+/// How long the dispatcher keeps at its own work after a second interrupt, for each of:
+/// reading where the abandoned tenants really are, and recording it in the ledger.
+pub const AFTER_ABANDON: Duration = Duration::from_secs(2);
+
+/// Each tenant's history once the sessions abandoned on it have ended, read under the
+/// tenant's lock (the abandoned session holds it until the database has finished with
+/// it: committed or rolled back). All at once, each within `within`; an `Err` when it
+/// could not be read in time.
+async fn settled_history(
+    ctx: &RunContext<'_>,
+    tenants: &[&Tenant],
+    within: Duration,
+) -> Vec<Result<Vec<Applied>, String>> {
+    if tenants.is_empty() {
+        return Vec::new();
+    }
+    let deadline = tokio::time::Instant::now() + within;
+    let limits = Limits {
+        connect_timeout: within,
+        lock_wait: within,
+        ..ctx.connector.limits.clone()
+    };
+    // Pools of its own: the run's may hold connections that no longer answer.
+    let connector = Connector::new(ctx.fleet, limits);
+    let reads = tenants.iter().map(|t| {
+        let connector = &connector;
+        async move {
+            let read = tokio::time::timeout_at(deadline, async {
+                let mut session = connector.open(t, Access::Write).await?;
+                let rows = session.applied().await;
+                Ok::<_, DbError>((session, rows))
+            })
+            .await;
+            match read {
+                Ok(Ok((session, rows))) => {
+                    let _ = tokio::time::timeout_at(deadline, session.release()).await;
+                    rows.map_err(|e| e.to_string())
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {within:?}")),
+            }
+        }
+    });
+    let out = futures::future::join_all(reads).await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), connector.close()).await;
+    out
+}
+
+/// What a tenant abandoned in flight reports: where its history says it is once its
+/// session ended, or that this is unknown. Never a guess.
+fn abandoned_report(
+    t: &Tenant,
+    set: &MigrationSet,
+    action: Action,
+    read: Result<Vec<Applied>, String>,
+) -> TenantReport {
+    const WHY: &str = "abandoned by a second interrupt (Ctrl-C or SIGTERM)";
+    let failed = |version, message: String, dirty| Outcome::Failed {
+        version,
+        error: DbError::new(crate::driver::error::ErrorKind::Sql, "migrating", message),
+        dirty,
+    };
+    let (outcome, final_version) = match read {
+        Err(e) => (
+            failed(
+                Version::ZERO,
+                format!(
+                    "{WHY}; its version is unknown: its history could not be read once its session ended ({e}); \
+                     `fleetmig status` reads it"
+                ),
+                false,
+            ),
+            None,
+        ),
+        Ok(rows) => {
+            let now = crate::plan::tenant::version_of(&rows);
+            let target = match action {
+                Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => Some(to),
+                Action::Migrate(Target::DownSteps { .. }) => None,
+            };
+            let outcome = if let Some(row) = rows.iter().find(|r| r.dirty) {
+                failed(
+                    row.version,
+                    format!(
+                        "{WHY} during migration {}, which runs outside a transaction: its history marks it dirty",
+                        row.version
+                    ),
+                    true,
+                )
+            } else if target == Some(now) {
+                Outcome::Succeeded
+            } else {
+                // The migration it was in, or about to start: the next one from where it is.
+                let next = match action {
+                    Action::Migrate(Target::Up { .. }) => set.iter().map(|m| m.version).find(|m| *m > now),
+                    Action::Migrate(_) => Some(now),
+                    Action::Stamp(_) => None,
+                };
+                failed(
+                    next.unwrap_or(Version::ZERO),
+                    format!("{WHY}; read once its session ended, its history shows version {now}"),
+                    false,
+                )
+            };
+            (outcome, Some(now))
+        }
+    };
+    TenantReport {
+        id: t.id.clone(),
+        outcome,
+        start_version: None,
+        final_version,
+        steps: vec![],
+    }
 }
 
 async fn check(ctx: &RunContext<'_>, t: &Tenant, sql: &str) -> Result<bool, DbError> {
@@ -778,8 +966,16 @@ pub async fn dispatch(
     d.read_untouched().await;
     let mut report = d.finish(started, waves, command);
     if let Some(ledger) = &ctx.ledger {
-        if let Err(e) = ledger.finish_run(&report).await {
-            missed_end(&mut report, &e, events);
+        let recording = ledger.finish_run(&report);
+        let recorded = if report.stop_reason == StopReason::Abandoned {
+            tokio::time::timeout(AFTER_ABANDON, recording).await
+        } else {
+            Ok(recording.await)
+        };
+        match recorded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => missed_end(&mut report, &e, events),
+            Err(_) => tracing::warn!("the ledger did not record the run's end within {AFTER_ABANDON:?}"),
         }
     }
     announce(&report, events);

@@ -174,9 +174,9 @@ pub enum StopReason {
     /// safe points. Not a failure of the migrations: nothing beyond the failed and stopped
     /// tenants is rolled back for it.
     LedgerUnavailable { detail: String },
-    /// Ctrl-C: stopped at safe points.
+    /// Ctrl-C or SIGTERM: stopped at safe points.
     Interrupted,
-    /// Ctrl-C twice: in-flight work abandoned.
+    /// Ctrl-C or SIGTERM twice: in-flight work abandoned.
     Abandoned,
 }
 
@@ -241,8 +241,8 @@ impl fmt::Display for StopReason {
                     "the ledger could not record the run, stopped at safe points: {detail}"
                 )
             }
-            StopReason::Interrupted => f.write_str("interrupted (Ctrl-C): stopped at safe points"),
-            StopReason::Abandoned => f.write_str("interrupted twice (Ctrl-C): in-flight work abandoned"),
+            StopReason::Interrupted => f.write_str("interrupted (Ctrl-C or SIGTERM): stopped at safe points"),
+            StopReason::Abandoned => f.write_str("interrupted twice (Ctrl-C or SIGTERM): in-flight work abandoned"),
         }
     }
 }
