@@ -46,6 +46,45 @@ impl Default for Limits {
     }
 }
 
+/// What a server gets beyond `--statement-timeout` to answer: its cancel, the error, the
+/// network.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(2);
+
+/// The start of the message of a round trip given up on.
+pub const NO_ANSWER: &str = "no answer within";
+
+impl Limits {
+    /// How long to wait for any one answer of a PostgreSQL or MySQL server: the statement
+    /// timeout and `ANSWER_MARGIN`, when there is one. sqlx offers no TCP keepalive on the
+    /// client's socket, so this is what bounds a session whose server vanished mid-statement.
+    pub fn answer_within(&self) -> Option<Duration> {
+        (!self.statement_timeout.is_zero()).then(|| self.statement_timeout + ANSWER_MARGIN)
+    }
+}
+
+/// Awaits one round trip for at most `limit`. Past it the server is presumed gone: the
+/// trip fails, and its session (broken by the error) is closed, never reused.
+pub async fn answered<T>(
+    limit: Option<Duration>,
+    trip: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    let Some(limit) = limit else { return trip.await };
+    match tokio::time::timeout(limit, trip).await {
+        Ok(result) => result,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "{NO_ANSWER} {limit:?} (--statement-timeout and {ANSWER_MARGIN:?}): the connection is presumed lost"
+            ),
+        ))),
+    }
+}
+
+/// True for a round trip given up on: the server may or may not have done it.
+pub fn is_no_answer(e: &DbError) -> bool {
+    e.code.is_none() && e.message.contains(NO_ANSWER)
+}
+
 /// A session on a tenant of any engine.
 pub enum AnySession {
     Postgres(Session<postgres::PgWire>),

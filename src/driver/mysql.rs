@@ -6,7 +6,7 @@ use std::str::FromStr;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Executor, Row};
 
-use crate::driver::connect::{Access, Limits};
+use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, answered};
 use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::quote::backtick;
 use crate::driver::session::{Session, Wire};
@@ -27,6 +27,16 @@ pub struct MySqlWire {
     /// The tenant's database does not exist yet (read-only sessions only).
     absent: bool,
     locked: bool,
+    /// The longest any one round trip may wait for its answer (`Limits::answer_within`).
+    answer_within: Option<std::time::Duration>,
+}
+
+impl MySqlWire {
+    /// `GET_LOCK` waits up to `--lock-wait` on the server, which `--statement-timeout` does
+    /// not bound here: its answer gets that long and the margin.
+    fn lock_within(&self, limits: &Limits) -> Option<std::time::Duration> {
+        self.answer_within.map(|_| limits.lock_wait + ANSWER_MARGIN)
+    }
 }
 
 pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Session<MySqlWire>, DbError> {
@@ -55,6 +65,7 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
         database,
         absent: false,
         locked: false,
+        answer_within: limits.answer_within(),
     };
     match prepare(&mut wire, tenant, limits, access).await {
         Ok(()) => Ok(Session::new(wire, secret)),
@@ -75,12 +86,15 @@ async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access:
             .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
     }
     if access == Access::Write {
-        let got: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({LOCK_NAME}, ?)"))
-            .bind(&wire.database)
-            .bind(limits.lock_wait.as_secs_f64().ceil() as i64)
-            .fetch_one(&mut wire.conn)
-            .await
-            .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
+        let got: Option<i64> = answered(
+            wire.lock_within(limits),
+            sqlx::query_scalar(&format!("SELECT GET_LOCK({LOCK_NAME}, ?)"))
+                .bind(&wire.database)
+                .bind(limits.lock_wait.as_secs_f64().ceil() as i64)
+                .fetch_one(&mut wire.conn),
+        )
+        .await
+        .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
         if got != Some(1) {
             let e = sqlx::Error::Protocol(format!("GET_LOCK gave up after {:?}", limits.lock_wait));
             return Err((
@@ -102,12 +116,14 @@ async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access:
         .await
         .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history".to_owned(), e))?;
     } else if let Some(db) = &wire.database {
-        let found: Option<String> =
+        let found: Option<String> = answered(
+            wire.answer_within,
             sqlx::query_scalar("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?")
                 .bind(db)
-                .fetch_optional(&mut wire.conn)
-                .await
-                .map_err(|e| (ErrorKind::Sql, "looking for the database".to_owned(), e))?;
+                .fetch_optional(&mut wire.conn),
+        )
+        .await
+        .map_err(|e| (ErrorKind::Sql, "looking for the database".to_owned(), e))?;
         wire.absent = found.is_none();
     }
     if let (Some(db), false) = (&wire.database, wire.absent) {
@@ -123,27 +139,32 @@ impl Wire for MySqlWire {
     const BEGIN: &'static str = "BEGIN";
 
     async fn batch(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        self.conn.execute(sqlx::raw_sql(sql)).await.map(drop)
+        answered(self.answer_within, self.conn.execute(sqlx::raw_sql(sql)))
+            .await
+            .map(drop)
     }
 
     async fn read_history(&mut self) -> Result<Vec<Applied>, sqlx::Error> {
         if self.absent {
             return Ok(Vec::new());
         }
-        let exists: i64 = sqlx::query_scalar(
+        let exists: i64 = answered(self.answer_within, sqlx::query_scalar(
             "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = 'fleetmig_history'",
         )
         .bind(&self.database)
-        .fetch_one(&mut self.conn)
+        .fetch_one(&mut self.conn))
         .await?;
         if exists == 0 {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(&format!(
-            "SELECT version, name, checksum, CAST(dirty AS SIGNED) FROM {} ORDER BY version",
-            self.table
-        ))
-        .fetch_all(&mut self.conn)
+        let rows = answered(
+            self.answer_within,
+            sqlx::query(&format!(
+                "SELECT version, name, checksum, CAST(dirty AS SIGNED) FROM {} ORDER BY version",
+                self.table
+            ))
+            .fetch_all(&mut self.conn),
+        )
         .await?;
         rows.iter()
             .map(|r| {
@@ -158,59 +179,71 @@ impl Wire for MySqlWire {
     }
 
     async fn insert_row(&mut self, row: &Applied, duration_ms: i64, run_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!(
-            "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES (?, ?, ?, ?, ?, ?)",
-            self.table
-        ))
-        .bind(row.version.0)
-        .bind(&row.name)
-        .bind(&row.checksum)
-        .bind(duration_ms)
-        .bind(run_id)
-        .bind(row.dirty)
-        .execute(&mut self.conn)
+        answered(
+            self.answer_within,
+            sqlx::query(&format!(
+                "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES (?, ?, ?, ?, ?, ?)",
+                self.table
+            ))
+            .bind(row.version.0)
+            .bind(&row.name)
+            .bind(&row.checksum)
+            .bind(duration_ms)
+            .bind(run_id)
+            .bind(row.dirty)
+            .execute(&mut self.conn),
+        )
         .await
         .map(drop)
     }
 
     async fn mark_row(&mut self, version: Version, dirty: bool, duration_ms: Option<i64>) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!(
-            "UPDATE {} SET dirty = ?, duration_ms = COALESCE(?, duration_ms) WHERE version = ?",
-            self.table
-        ))
-        .bind(dirty)
-        .bind(duration_ms)
-        .bind(version.0)
-        .execute(&mut self.conn)
+        answered(
+            self.answer_within,
+            sqlx::query(&format!(
+                "UPDATE {} SET dirty = ?, duration_ms = COALESCE(?, duration_ms) WHERE version = ?",
+                self.table
+            ))
+            .bind(dirty)
+            .bind(duration_ms)
+            .bind(version.0)
+            .execute(&mut self.conn),
+        )
         .await
         .map(drop)
     }
 
     async fn update_row(&mut self, row: &Applied, run_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!(
-            "UPDATE {} SET name = ?, checksum = ?, dirty = ?, run_id = ? WHERE version = ?",
-            self.table
-        ))
-        .bind(&row.name)
-        .bind(&row.checksum)
-        .bind(row.dirty)
-        .bind(run_id)
-        .bind(row.version.0)
-        .execute(&mut self.conn)
+        answered(
+            self.answer_within,
+            sqlx::query(&format!(
+                "UPDATE {} SET name = ?, checksum = ?, dirty = ?, run_id = ? WHERE version = ?",
+                self.table
+            ))
+            .bind(&row.name)
+            .bind(&row.checksum)
+            .bind(row.dirty)
+            .bind(run_id)
+            .bind(row.version.0)
+            .execute(&mut self.conn),
+        )
         .await
         .map(drop)
     }
 
     async fn delete_row(&mut self, version: Version) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!("DELETE FROM {} WHERE version = ?", self.table))
-            .bind(version.0)
-            .execute(&mut self.conn)
-            .await
-            .map(drop)
+        answered(
+            self.answer_within,
+            sqlx::query(&format!("DELETE FROM {} WHERE version = ?", self.table))
+                .bind(version.0)
+                .execute(&mut self.conn),
+        )
+        .await
+        .map(drop)
     }
 
     async fn check(&mut self, sql: &str) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query(sql).fetch_optional(&mut self.conn).await?;
+        let row = answered(self.answer_within, sqlx::query(sql).fetch_optional(&mut self.conn)).await?;
         Ok(row.is_some_and(|r| {
             r.try_get::<bool, _>(0)
                 .or_else(|_| r.try_get::<i64, _>(0).map(|v| v != 0))
@@ -220,10 +253,13 @@ impl Wire for MySqlWire {
 
     async fn unlock(&mut self) -> Result<(), sqlx::Error> {
         if self.locked {
-            sqlx::query(&format!("SELECT RELEASE_LOCK({LOCK_NAME})"))
-                .bind(&self.database)
-                .execute(&mut self.conn)
-                .await?;
+            answered(
+                self.answer_within,
+                sqlx::query(&format!("SELECT RELEASE_LOCK({LOCK_NAME})"))
+                    .bind(&self.database)
+                    .execute(&mut self.conn),
+            )
+            .await?;
             self.locked = false;
         }
         Ok(())

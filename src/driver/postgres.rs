@@ -16,7 +16,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Column, Connection, Either, Executor, Row};
 
-use crate::driver::connect::{Access, Limits};
+use crate::driver::connect::{Access, Limits, answered};
 use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::quote::double;
 use crate::driver::session::{Session, Wire};
@@ -42,6 +42,9 @@ fn lock_key(schema: Option<&str>) -> String {
 }
 
 /// The connection options every fleetmig session uses.
+/// sqlx sets no TCP keepalive on its sockets; the server's keepalives at least make it
+/// notice a client cut off by the network within about a minute, roll back and release
+/// the tenant lock. The client side is bounded by `Limits::answer_within`.
 pub fn connect_options(url: &str, limits: &Limits) -> Result<PgConnectOptions, sqlx::Error> {
     Ok(PgConnectOptions::from_str(url)?.application_name("fleetmig").options([
         ("lock_timeout", format!("{}ms", limits.lock_timeout.as_millis())),
@@ -49,6 +52,9 @@ pub fn connect_options(url: &str, limits: &Limits) -> Result<PgConnectOptions, s
             "statement_timeout",
             format!("{}ms", limits.statement_timeout.as_millis()),
         ),
+        ("tcp_keepalives_idle", "30".to_owned()),
+        ("tcp_keepalives_interval", "10".to_owned()),
+        ("tcp_keepalives_count", "3".to_owned()),
     ]))
 }
 
@@ -86,6 +92,8 @@ pub struct PgWire {
     clean: bool,
     /// The history as read while the session was opened, for the first `read_history`.
     history: Option<Vec<Applied>>,
+    /// The longest any one round trip may wait for its answer (`Limits::answer_within`).
+    answer_within: Option<std::time::Duration>,
 }
 
 impl Drop for PgWire {
@@ -127,7 +135,8 @@ impl PgWire {
 
     /// The rows of SQL text sent whole (simple-query protocol, nothing prepared).
     async fn fetch(&mut self, sql: &str) -> Result<Vec<PgRow>, sqlx::Error> {
-        self.conn().fetch_all(sqlx::raw_sql(sql)).await
+        let limit = self.answer_within;
+        answered(limit, self.conn().fetch_all(sqlx::raw_sql(sql))).await
     }
 }
 
@@ -184,6 +193,7 @@ pub async fn open(
         locked: false,
         clean: false,
         history: None,
+        answer_within: limits.answer_within(),
     };
     match prepare(&mut wire, tenant, limits, access).await {
         Ok(()) => Ok(Session::new(wire, secret)),
@@ -447,7 +457,8 @@ impl Wire for PgWire {
     const BEGIN: &'static str = "BEGIN";
 
     async fn batch(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        self.conn().execute(sqlx::raw_sql(sql)).await.map(drop)
+        let limit = self.answer_within;
+        answered(limit, self.conn().execute(sqlx::raw_sql(sql))).await.map(drop)
     }
 
     async fn read_history(&mut self) -> Result<Vec<Applied>, sqlx::Error> {
@@ -495,23 +506,27 @@ impl Wire for PgWire {
 
     async fn batch_steps(&mut self, sql: &str) -> (Vec<(i64, i64)>, Result<(), sqlx::Error>) {
         let mut done = Vec::new();
+        let limit = self.answer_within;
         let mut rows = self.conn().fetch_many(sqlx::raw_sql(sql));
-        let result = loop {
-            match rows.try_next().await {
-                Ok(Some(Either::Right(row))) => {
-                    let ours = row.columns().first().is_some_and(|c| c.name() == "fleetmig_step");
-                    if ours {
-                        match (row.try_get::<i64, _>(0), row.try_get::<i64, _>(1)) {
-                            (Ok(v), Ok(ms)) => done.push((v, ms)),
-                            (Err(e), _) | (_, Err(e)) => break Err(e),
+        let result = answered(limit, async {
+            loop {
+                match rows.try_next().await {
+                    Ok(Some(Either::Right(row))) => {
+                        let ours = row.columns().first().is_some_and(|c| c.name() == "fleetmig_step");
+                        if ours {
+                            match (row.try_get::<i64, _>(0), row.try_get::<i64, _>(1)) {
+                                (Ok(v), Ok(ms)) => done.push((v, ms)),
+                                (Err(e), _) | (_, Err(e)) => break Err(e),
+                            }
                         }
                     }
+                    Ok(Some(Either::Left(_))) => {}
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
                 }
-                Ok(Some(Either::Left(_))) => {}
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
             }
-        };
+        })
+        .await;
         (done, result)
     }
 

@@ -75,6 +75,9 @@ const TRANSIENT_CODES: &[&str] = &[
 /// True when trying the tenant again may succeed: no connection, a lock or serialization
 /// conflict, too many connections. An error in a migration's SQL is not.
 pub fn is_transient(e: &DbError) -> bool {
+    if crate::driver::connect::is_no_answer(e) {
+        return true;
+    }
     match e.kind {
         ErrorKind::Unreachable | ErrorKind::Locked => true,
         ErrorKind::Sql => {
@@ -385,6 +388,10 @@ async fn migrate(
                 report.final_version = Some(tenant_plan.to);
             }
             Err((at, error)) => {
+                if crate::driver::connect::is_no_answer(&error) {
+                    // The commit may have happened with its answer lost: unknown.
+                    report.final_version = None;
+                }
                 let failed = tenant_plan.steps.get(at).or(tenant_plan.steps.last());
                 // Nothing of the transaction stays: the session is closed, the database rolls back.
                 report.outcome = Outcome::Failed {
@@ -422,6 +429,12 @@ async fn migrate(
         }
     }
     report.final_version = Some(reached(&tenant_plan, &report, applied));
+    if let Outcome::Failed { error, .. } = &report.outcome {
+        if crate::driver::connect::is_no_answer(error) {
+            // The server may have committed the step whose answer never came: unknown.
+            report.final_version = None;
+        }
+    }
     report
 }
 

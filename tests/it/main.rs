@@ -15,6 +15,7 @@ mod ledger;
 mod ledger_faults;
 mod rollout;
 mod safety;
+mod signals;
 mod sqlite_fk;
 mod status;
 mod truth;

@@ -356,3 +356,221 @@ pub fn sqlite_exec(path: &Path, sql: &str) {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     });
 }
+
+/// A fleetmig process running in the background: its stdout lines (JSON Lines with
+/// `--format json`) and stderr read as they come, every wait bounded.
+pub struct Spawned {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+    /// Every stdout line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Spawned {
+    pub fn new(mut cmd: Command) -> Spawned {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (tx, stderr) = std::sync::mpsc::channel();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            let _ = tx.send(text);
+        });
+        Spawned {
+            child,
+            lines,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits at most `within` for a JSON line that `pred` accepts, and returns it; fails
+    /// the test (killing the process) when none comes.
+    pub fn wait_for(
+        &mut self,
+        within: std::time::Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let until = std::time::Instant::now() + within;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                        if pred(&v) {
+                            return v;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.kill();
+                    panic!(
+                        "no awaited line within {within:?} ({e}); lines so far:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits at most `within` for the process to end: its exit code (`None` when a signal
+    /// ended it), the rest of its stdout, its stderr. Fails the test (killing the process)
+    /// when it does not end in time.
+    pub fn finish(mut self, within: std::time::Duration) -> (Option<i32>, Vec<String>, String) {
+        let until = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let rest: Vec<String> = self.lines.iter().collect();
+                self.seen.extend(rest.iter().cloned());
+                let err = self
+                    .stderr
+                    .recv_timeout(std::time::Duration::from_secs(5))
+                    .unwrap_or_default();
+                return (status.code(), rest, err);
+            }
+            if std::time::Instant::now() >= until {
+                self.kill();
+                let err = self
+                    .stderr
+                    .recv_timeout(std::time::Duration::from_secs(5))
+                    .unwrap_or_default();
+                panic!(
+                    "fleetmig still running after {within:?}; killed. stdout:\n{}\nstderr:\n{err}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a server (`127.0.0.1:5432`, `127.0.0.1:3306`),
+/// to play a network partition: `blackhole` keeps every connection open but lets no byte
+/// through in either direction, as a cut cable does. Stops with the test.
+pub struct Proxy {
+    pub port: u16,
+    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub fn new(target: &str) -> Proxy {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let blackhole = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let target = target.to_owned();
+        let (hole, halt) = (blackhole.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = std::net::TcpStream::connect(&target) else {
+                            continue;
+                        };
+                        for (from, to) in [
+                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                            (server, client),
+                        ] {
+                            let (hole, halt) = (hole.clone(), halt.clone());
+                            std::thread::spawn(move || pump(from, to, &hole, &halt));
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Proxy { port, blackhole, stop }
+    }
+
+    /// From now on nothing passes, and nothing is closed.
+    pub fn blackhole(&self) {
+        self.blackhole.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes one way until either side closes or the proxy stops; in a blackhole,
+/// reads them and drops them.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    hole: &std::sync::atomic::AtomicBool,
+    halt: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read, Write};
+    from.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+        .unwrap();
+    let mut buf = [0u8; 16 * 1024];
+    while !halt.load(Ordering::SeqCst) {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if !hole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    if !hole.load(Ordering::SeqCst) {
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    }
+}

@@ -1,0 +1,325 @@
+//! Stopping from outside: SIGTERM, two interrupts, a server that stops answering. Real
+//! signals to the fleetmig process, a real blocked socket (a proxy that stops forwarding),
+//! and every wait bounded.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Pg, Project, Proxy, Spawned, sqlite_rows};
+
+/// How long anything here may take before the test calls it hung.
+const BOUND: Duration = Duration::from_secs(60);
+
+/// Schema-tenants `x00..` on `url` (a pooled host), with `migrations` as (file, SQL).
+fn pg_project(url: &str, n: usize, migrations: &[(&str, &str)]) -> Project {
+    let p = Project::new();
+    for (file, sql) in migrations {
+        p.migration(file, sql);
+    }
+    let tenants: String = (0..n).map(|i| format!("  - {{ id: x{i:02} }}\n")).collect();
+    p.fleet(&format!(
+        "hosts: {{ pg: {{ url: \"{url}\", max_connections: 4 }} }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\ntenants:\n{tenants}"
+    ));
+    p
+}
+
+fn event_is(v: &Value, name: &str) -> bool {
+    v["event"] == name
+}
+
+fn report(p: &Project) -> Value {
+    let text = std::fs::read_to_string(p.path().join("report.json")).expect("the report was written");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// (max clean version, any dirty row) of a schema-tenant's history; (0, false) without one.
+fn pg_history(pg: &Pg, schema: &str) -> (i64, bool) {
+    let exists = pg.column(&format!(
+        "SELECT (to_regclass('{schema}.fleetmig_history') IS NOT NULL)::text"
+    ))[0]
+        == "true";
+    if !exists {
+        return (0, false);
+    }
+    let row = &pg.rows(&format!(
+        "SELECT COALESCE(max(version), 0)::text, bool_or(dirty)::text FROM {schema}.fleetmig_history"
+    ))[0];
+    (
+        row[0].as_deref().unwrap().parse().unwrap(),
+        row[1].as_deref() == Some("true"),
+    )
+}
+
+/// (tenant, state, final version) rows of a run in the project's SQLite ledger.
+fn ledger_rows(p: &Project, run: &str) -> Vec<(String, String, Option<i64>)> {
+    sqlite_rows(
+        &p.path().join("tenants.ledger.db"),
+        &format!(
+            "SELECT tenant, state, CAST(final_version AS TEXT) FROM fleetmig_run_tenants WHERE run_id = '{run}' ORDER BY tenant"
+        ),
+    )
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].clone().unwrap(),
+            r[1].clone().unwrap(),
+            r[2].as_ref().map(|v| v.parse().unwrap()),
+        )
+    })
+    .collect()
+}
+
+/// Waits (bounded) until no fleetmig session is left on the database: whatever the
+/// server was still doing for an abandoned session has committed or rolled back.
+fn settle(pg: &Pg) {
+    let sql = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fleetmig' AND datname = '{}'",
+        pg.name
+    );
+    let until = Instant::now() + BOUND;
+    while pg.column(&sql)[0] != "0" {
+        assert!(Instant::now() < until, "fleetmig sessions still open after {BOUND:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The report, the ledger and every history table say the same of every tenant: the
+/// report's final version is the history's (or unknown, and then it says so), and the
+/// ledger holds the report's state and version.
+fn all_agree(pg: &Pg, p: &Project, r: &Value) {
+    let run = r["run_id"].as_str().unwrap();
+    let ledger = ledger_rows(p, run);
+    let tenants = r["tenants"].as_array().unwrap();
+    assert_eq!(ledger.len(), tenants.len(), "{r}");
+    for t in tenants {
+        let id = t["id"].as_str().unwrap();
+        let (version, dirty) = pg_history(pg, &format!("s_{id}"));
+        if t["final_version"].is_null() {
+            let error = t["error"].as_str().unwrap_or_default();
+            let unknown = error.contains("unknown") || error.contains("no answer");
+            let untouched = t["status"] == "skipped" && error.contains("unreachable");
+            assert!(unknown || untouched, "{id}: {t}");
+        } else {
+            assert_eq!(t["final_version"], version, "{id}: report and history disagree: {t}");
+        }
+        if dirty {
+            assert!(t["error"].as_str().unwrap_or_default().contains("dirty"), "{id}: {t}");
+        }
+        let row = ledger.iter().find(|(tenant, ..)| tenant == id).unwrap();
+        assert_eq!(row.1, t["status"].as_str().unwrap(), "{id}: ledger state");
+        assert_eq!(row.2, t["final_version"].as_i64(), "{id}: ledger final version");
+    }
+}
+
+#[test]
+fn sigterm_stops_at_safe_points_like_ctrl_c_and_leaves_nothing_dirty() {
+    let Some(pg) = Pg::create("sigterm") else { return };
+    let p = pg_project(
+        &pg.url(),
+        6,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int); SELECT pg_sleep(0.1);"),
+            ("0002_b.up.sql", "-- fleetmig: no-transaction\nSELECT pg_sleep(0.5)"),
+            ("0003_c.up.sql", "CREATE TABLE t3 (id int);"),
+        ],
+    );
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "-j",
+        "2",
+        "--rollback",
+        "none",
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    // Mid-way through the step that runs outside a transaction: a kill here leaves it dirty.
+    run.wait_for(BOUND, |v| event_is(v, "step_started") && v["version"] == 2);
+    run.signal("TERM");
+    let (code, rest, stderr) = run.finish(BOUND);
+    assert_eq!(code, Some(1), "SIGTERM stops the run like Ctrl-C, exit 1\n{stderr}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("\"event\":\"stopping\"") && l.contains("interrupted")),
+        "{rest:?}"
+    );
+    let r = report(&p);
+    assert_eq!(r["stop_reason"]["kind"], "interrupted", "{r}");
+    settle(&pg);
+    all_agree(&pg, &p, &r);
+    for t in r["tenants"].as_array().unwrap() {
+        let id = t["id"].as_str().unwrap();
+        assert!(!pg_history(&pg, &format!("s_{id}")).1, "{id} left dirty");
+        assert!(
+            ["succeeded", "stopped", "not_started"].contains(&t["status"].as_str().unwrap()),
+            "{id}: {t}"
+        );
+    }
+    let run_id = r["run_id"].as_str().unwrap();
+    assert!(
+        ledger_rows(&p, run_id).iter().all(|(_, state, _)| state != "started"),
+        "the ledger holds an end for every tenant"
+    );
+    let resumed = p.run(&["up", "--resume"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.all());
+    for i in 0..6 {
+        assert_eq!(pg_history(&pg, &format!("s_x{i:02}")), (3, false));
+    }
+}
+
+#[test]
+fn two_interrupts_report_the_version_the_database_really_reached() {
+    let Some(pg) = Pg::create("abandon") else { return };
+    // One tenant's three migrations travel as one transaction of about 1.2 s, which the
+    // server finishes (and commits) even after the client has gone.
+    let p = pg_project(
+        &pg.url(),
+        2,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int); SELECT pg_sleep(0.4);"),
+            ("0002_b.up.sql", "CREATE TABLE t2 (id int); SELECT pg_sleep(0.4);"),
+            ("0003_c.up.sql", "CREATE TABLE t3 (id int); SELECT pg_sleep(0.4);"),
+        ],
+    );
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "-j",
+        "2",
+        "--tx",
+        "per-tenant",
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| event_is(v, "step_started") && v["index"] == 3);
+    // The transactions are on the server, sleeping.
+    let busy = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fleetmig' AND datname = '{}' AND query LIKE '%pg_sleep%' AND state = 'active'",
+        pg.name
+    );
+    let until = Instant::now() + BOUND;
+    while pg.column(&busy)[0] == "0" {
+        assert!(Instant::now() < until, "no migration ever ran on the server");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run.signal("INT");
+    run.wait_for(BOUND, |v| event_is(v, "stopping"));
+    run.signal("INT");
+    let second = Instant::now();
+    let (code, _, stderr) = run.finish(BOUND);
+    assert!(
+        second.elapsed() < Duration::from_secs(8),
+        "the process lived {:?} after the second interrupt",
+        second.elapsed()
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let r = report(&p);
+    assert_eq!(r["stop_reason"]["kind"], "abandoned", "{r}");
+    settle(&pg);
+    all_agree(&pg, &p, &r);
+    for t in r["tenants"].as_array().unwrap() {
+        let error = t["error"].as_str().unwrap_or_default();
+        assert!(
+            !error.contains("rolled back"),
+            "no guess about what the database did: {t}"
+        );
+    }
+}
+
+#[test]
+fn a_server_that_stops_answering_mid_statement_fails_the_tenant_within_the_statement_timeout() {
+    let Some(pg) = Pg::create("partition") else { return };
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, pg.name);
+    let p = pg_project(
+        &url,
+        2,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int);"),
+            ("0002_b.up.sql", "CREATE TABLE t2 (id int); SELECT pg_sleep(0.3);"),
+        ],
+    );
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "-j",
+        "2",
+        "--statement-timeout",
+        "1s",
+        "--connect-timeout",
+        "1s",
+        "--retries",
+        "0",
+        "--rollback",
+        "none",
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| event_is(v, "step_started") && v["version"] == 2);
+    proxy.blackhole();
+    let cut = Instant::now();
+    let (code, _, stderr) = run.finish(BOUND);
+    assert!(
+        cut.elapsed() < Duration::from_secs(15),
+        "a statement timeout of 1s, and the run took {:?} to end",
+        cut.elapsed()
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let r = report(&p);
+    let lost: Vec<&Value> = r["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "failed")
+        .collect();
+    assert!(!lost.is_empty(), "{r}");
+    for t in lost {
+        assert!(t["error"].as_str().unwrap().contains("no answer within"), "{t}");
+        assert!(
+            t["final_version"].is_null(),
+            "whether the commit happened is unknown: {t}"
+        );
+    }
+    drop(proxy);
+    settle(&pg);
+    all_agree(&pg, &p, &r);
+}
+
+#[test]
+fn two_interrupts_end_a_run_whose_server_stopped_answering() {
+    let Some(pg) = Pg::create("partition2") else { return };
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, pg.name);
+    let p = pg_project(
+        &url,
+        2,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int);"),
+            ("0002_b.up.sql", "CREATE TABLE t2 (id int); SELECT pg_sleep(0.3);"),
+        ],
+    );
+    // No --statement-timeout: nothing bounds the wait for the server but the operator.
+    let mut run = Spawned::new(p.command(&["up", "-j", "2", "--format", "json", "--report", "report.json"]));
+    run.wait_for(BOUND, |v| event_is(v, "step_started") && v["version"] == 2);
+    proxy.blackhole();
+    run.signal("INT");
+    run.wait_for(BOUND, |v| event_is(v, "stopping"));
+    run.signal("TERM");
+    let second = Instant::now();
+    let (code, _, stderr) = run.finish(BOUND);
+    assert!(
+        second.elapsed() < Duration::from_secs(8),
+        "the process lived {:?} after the second interrupt\n{stderr}",
+        second.elapsed()
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let r = report(&p);
+    assert_eq!(r["stop_reason"]["kind"], "abandoned", "{r}");
+    drop(proxy);
+    settle(&pg);
+    all_agree(&pg, &p, &r);
+}
