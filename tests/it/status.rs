@@ -46,6 +46,8 @@ fn mix(p: &Project, block: impl Fn(&str), drift: impl Fn(&str)) {
         "all",
         "--connect-timeout",
         "2s",
+        "--retry-for",
+        "0s",
     ]);
     assert_code(&run, 1);
     drift("drifted");
