@@ -684,3 +684,37 @@ impl Wire for PgWire {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lone_concurrent_index_statement_is_known_to_leave_nothing_but_its_index() {
+        for lone in [
+            "-- fleetmig: no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
+            "-- fleetmig: no-transaction, rerun-if-dirty\ncreate unique index  concurrently if not exists i on t(a)",
+            "-- why\nDROP INDEX CONCURRENTLY IF EXISTS i; -- done\n",
+            "REINDEX INDEX CONCURRENTLY i;",
+        ] {
+            assert!(is_lone_concurrent_index_statement(lone), "{lone}");
+        }
+        for other in [
+            "-- fleetmig: no-transaction\nCREATE INDEX i ON t (a);",
+            "CREATE INDEX CONCURRENTLY i ON t (a); UPDATE t SET a = 1;",
+            "DO $$ BEGIN PERFORM 1; COMMIT; END $$;",
+            "/* x */ CREATE INDEX CONCURRENTLY i ON t (a);",
+            "ALTER TYPE mood ADD VALUE 'meh';",
+        ] {
+            assert!(!is_lone_concurrent_index_statement(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn identifiers_are_the_scripts_words_without_comments() {
+        let words =
+            identifiers("-- drop old_idx\nCREATE INDEX CONCURRENTLY IF NOT EXISTS \"Users_Email\" ON users (email);");
+        assert!(words.contains(&"users_email".to_owned()) && words.contains(&"users".to_owned()));
+        assert!(!words.contains(&"old_idx".to_owned()), "{words:?}");
+    }
+}
