@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::support::{Project, sqlite_column, sqlite_rows};
+use crate::support::{Project, Spawned, sqlite_column, sqlite_rows};
 
 fn fleet(n: usize) -> Project {
     let p = Project::new();
@@ -240,6 +240,165 @@ fn a_run_of_hundreds_of_tenants_keeps_one_row_each() {
             assert_eq!(row[1].as_deref(), Some(wave), "{ledger:?}: {id}");
             assert_eq!(row[2].as_deref(), Some(state), "{ledger:?}: {id}");
             assert_eq!(row[3].as_deref(), version, "{ledger:?}: {id}");
+        }
+    }
+}
+
+/// A fleet whose migrations include two that run outside a transaction (safe to re-run,
+/// as an operator marks an `IF NOT EXISTS` statement), each with its down script.
+fn fleet_with_no_transaction_steps(n: usize) -> Project {
+    let p = Project::new();
+    let steps = [
+        ("0001_t1", "CREATE TABLE t1 (id INTEGER);", "DROP TABLE t1;"),
+        (
+            "0002_i1",
+            "-- fleetmig: no-transaction, rerun-if-dirty\nCREATE INDEX IF NOT EXISTS i1 ON t1 (id);",
+            "-- fleetmig: no-transaction\nDROP INDEX IF EXISTS i1;",
+        ),
+        ("0003_t3", "CREATE TABLE t3 (id INTEGER);", "DROP TABLE t3;"),
+        (
+            "0004_t4",
+            "-- fleetmig: no-transaction, rerun-if-dirty\nCREATE TABLE IF NOT EXISTS t4 (id INTEGER);",
+            "-- fleetmig: no-transaction\nDROP TABLE IF EXISTS t4;",
+        ),
+    ];
+    for (name, up, down) in steps {
+        p.migration(&format!("{name}.up.sql"), up);
+        p.migration(&format!("{name}.down.sql"), down);
+    }
+    let tenants: String = (0..n)
+        .map(|i| format!("  - {{ id: x{i:03}{} }}\n", if i < 2 { ", canary: true" } else { "" }))
+        .collect();
+    p.fleet(&format!(
+        "defaults: {{ url: \"sqlite://data/{{id}}.db?synchronous=OFF\" }}\ntenants:\n{tenants}"
+    ));
+    p
+}
+
+/// (clean versions, dirty versions) in a tenant's history, as numbers.
+fn history_marks(p: &Project, id: &str) -> (Vec<i64>, Vec<i64>) {
+    let path = p.db_path(id);
+    if !path.exists()
+        || sqlite_column(&path, "SELECT name FROM sqlite_master WHERE name = 'fleetmig_history'").is_empty()
+    {
+        return (vec![], vec![]);
+    }
+    let rows = sqlite_rows(
+        &path,
+        "SELECT CAST(version AS TEXT), CAST(dirty AS TEXT) FROM fleetmig_history ORDER BY version",
+    );
+    let mut clean = vec![];
+    let mut dirty = vec![];
+    for r in rows {
+        let v: i64 = r[0].as_deref().unwrap().parse().unwrap();
+        if r[1].as_deref() == Some("1") {
+            dirty.push(v);
+        } else {
+            clean.push(v);
+        }
+    }
+    (clean, dirty)
+}
+
+/// SIGTERM, or two interrupts, at random moments of runs with no-transaction steps (and
+/// the rollback an interrupt starts): after each, the report, the ledger and every
+/// tenant's history agree, and `up --resume` takes the fleet to the target.
+#[test]
+fn sigterm_and_two_interrupts_at_random_moments_leave_the_truth_and_resume_finishes() {
+    use std::time::Duration;
+    let wait = Duration::from_secs(60);
+    let mut seed = 20261201;
+    for round in 0..10 {
+        let twice = round % 2 == 1;
+        let n = 60;
+        let p = fleet_with_no_transaction_steps(n);
+        let mut run = Spawned::new(p.command(&["up", "--format", "json", "-j", "4", "--max-failures", "all"]));
+        let signal_after = (lcg(&mut seed) % n as u64) as usize;
+        let mut run_id = String::new();
+        let mut finished = 0;
+        while let Some(event) = run.next_event(wait) {
+            match event["event"].as_str().unwrap() {
+                "run_started" => run_id = event["run_id"].as_str().unwrap().to_owned(),
+                "tenant_finished" => finished += 1,
+                _ => {}
+            }
+            if finished >= signal_after && !run_id.is_empty() {
+                break;
+            }
+        }
+        if twice {
+            run.try_signal("INT");
+            // The second lands a random few events after the first was taken in: in the
+            // tenants still in flight, or in the rollback the first one started.
+            let mut after = lcg(&mut seed) % 4;
+            let mut stopping = false;
+            while let Some(event) = run.next_event(wait) {
+                stopping |= event["event"] == "stopping";
+                if stopping {
+                    if after == 0 {
+                        break;
+                    }
+                    after -= 1;
+                }
+            }
+            run.try_signal("INT");
+        } else {
+            run.try_signal("TERM");
+        }
+        let (code, _, stderr) = run.finish(wait);
+        assert!(matches!(code, Some(0 | 1)), "round {round}: exit {code:?}\n{stderr}");
+
+        let report = p.run(&["report", &run_id, "--format", "json"]);
+        assert_eq!(report.code, code.unwrap(), "round {round}: {}", report.all());
+        let report: Value = serde_json::from_str(&report.stdout).unwrap();
+        let tenants = report["tenants"].as_array().unwrap();
+        assert_eq!(tenants.len(), n, "round {round}: every tenant once");
+        let ledger = ledger_rows(&p, &run_id);
+        for t in tenants {
+            let id = t["id"].as_str().unwrap();
+            let (clean, dirty) = history_marks(&p, id);
+            if !twice {
+                assert!(dirty.is_empty(), "round {round}: SIGTERM left {id} dirty: {t}");
+            }
+            if t["final_version"].is_null() {
+                let error = t["error"].as_str().unwrap_or_default();
+                assert!(error.contains("unknown"), "round {round}: {id}: {t}");
+            } else {
+                assert_eq!(
+                    t["final_version"],
+                    clean.last().copied().unwrap_or(0),
+                    "round {round}: {id}: report and history disagree: {t}"
+                );
+            }
+            assert_eq!(
+                t["dirty"].as_i64(),
+                dirty.first().copied(),
+                "round {round}: {id}: the dirty mark, report and history: {t}"
+            );
+            let row = ledger.iter().find(|(tenant, ..)| tenant == id).unwrap();
+            assert_eq!(
+                row.1,
+                t["status"].as_str().unwrap(),
+                "round {round}: {id}: ledger state"
+            );
+            assert_eq!(
+                row.2,
+                t["final_version"].as_i64(),
+                "round {round}: {id}: ledger version"
+            );
+        }
+
+        if report["stop_reason"]["kind"] != "completed" {
+            let resumed = p.run(&["up", "--resume"]);
+            assert_eq!(resumed.code, 0, "round {round}: {}", resumed.all());
+        }
+        for i in 0..n {
+            let id = format!("x{i:03}");
+            assert_eq!(
+                history_marks(&p, &id),
+                (vec![1, 2, 3, 4], vec![]),
+                "round {round}: {id} after resume"
+            );
         }
     }
 }

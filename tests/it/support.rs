@@ -434,6 +434,38 @@ impl Spawned {
         }
     }
 
+    /// The next JSON line within `within`; `None` once the process closed its stdout.
+    /// Fails the test (killing the process) when nothing comes in time.
+    pub fn next_event(&mut self, within: std::time::Duration) -> Option<serde_json::Value> {
+        loop {
+            match self.lines.recv_timeout(within) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if let Ok(v) = serde_json::from_str(&line) {
+                        return Some(v);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(e) => {
+                    self.kill();
+                    panic!(
+                        "no line within {within:?} ({e}); lines so far:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends a signal by name, if the process is still there to take it.
+    pub fn try_signal(&mut self, name: &str) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args([&format!("-{name}"), &self.child.id().to_string()])
+                .status();
+        }
+    }
+
     /// Sends a signal by name (`TERM`, `INT`, `KILL`) with the `kill` command.
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
