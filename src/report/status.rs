@@ -199,6 +199,14 @@ fn trim_lines(text: &str) -> String {
         .join("\n")
 }
 
+/// A tenant's version, and the migration it is dirty at, as the run's report shows them.
+fn version_text(t: &Standing) -> String {
+    match t.dirty {
+        Some(d) => format!("{} (dirty at {d})", opt(t.version)),
+        None => opt(t.version),
+    }
+}
+
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or("?".to_owned(), |v| v.to_string())
 }
@@ -217,10 +225,7 @@ pub fn status_text(status: &FleetStatus, lagging_only: bool, ledger_error: Optio
         for r in rows {
             t.add_row(vec![
                 r.id.clone(),
-                match r.dirty {
-                    Some(d) => format!("{} (dirty at {d})", opt(r.version)),
-                    None => opt(r.version),
-                },
+                version_text(r),
                 opt(r.behind_by),
                 r.condition.name().to_owned(),
                 r.note.since_ms.map(rfc3339).unwrap_or_default(),
@@ -259,6 +264,9 @@ pub struct LaggardRow {
     pub version: Option<Version>,
     pub state: &'static str,
     pub behind_by: Option<usize>,
+    /// The migration it is dirty at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<Version>,
     pub detail: Option<String>,
 }
 
@@ -288,6 +296,7 @@ pub fn wait_doc(outcome: &WaitOutcome) -> WaitDoc {
                 version: t.version,
                 state: t.condition.name(),
                 behind_by: t.behind_by,
+                dirty: t.dirty,
                 detail: t.detail.clone(),
             })
             .collect(),
@@ -344,7 +353,7 @@ pub fn wait_text(outcome: &WaitOutcome) -> String {
     for r in &laggards {
         t.add_row(vec![
             r.id.clone(),
-            opt(r.version),
+            version_text(r),
             opt(r.behind_by),
             r.condition.name().to_owned(),
             r.detail.as_deref().map(one_line).unwrap_or_default(),
