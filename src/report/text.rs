@@ -409,6 +409,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_retry_is_a_line_naming_the_attempt_the_wait_and_the_error() {
+        let mut text = TextReporter::new(6);
+        let error = DbError {
+            kind: ErrorKind::Unreachable,
+            op: "connecting".into(),
+            code: None,
+            message: "connection refused".into(),
+        };
+        let line = text.line(&Event::Retrying {
+            tenant: id("acme"),
+            attempt: 2,
+            wait_ms: 1250,
+            error,
+        });
+        assert_eq!(
+            line.as_deref(),
+            Some("  acme    retrying in 1.2s (attempt 2): connecting: connection refused")
+        );
+    }
+
+    #[test]
     fn lines_with_timestamps() {
         insta::assert_snapshot!("lines_with_timestamps", render(TextReporter::with_timestamps(13)));
     }
