@@ -231,6 +231,7 @@ pub async fn up(fleet: &Fleet, set: &MigrationSet, opts: &Options, up: &UpOption
                 .map(|w| w.tenants.iter().map(|t| t.id.to_string()).collect())
                 .collect(),
             canary_waves: planned.iter().filter(|w| w.canary).map(|w| w.number).collect(),
+            policy: None,
         };
         ledger
             .begin_run(&ctx.run_id, &fleet.path.display().to_string(), &plan)

@@ -29,6 +29,7 @@ use crate::report::run as run_report;
 use crate::report::tables::{self, PlanRow};
 use crate::report::text::TextReporter;
 
+mod resume;
 mod shared;
 mod signals;
 
@@ -234,12 +235,10 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             together,
         } if together.is_shared() => shared::up(g, *to, rollout, together, out).await,
         Command::Up {
-            to,
             resume: Some(run),
             rollout,
             ..
         } => {
-            let _ = to;
             let set = load_migrations(&g.migrations)?;
             let fleet = load_fleet(g).await?;
             if !g.select.is_empty() {
@@ -265,6 +264,15 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                     plan.command
                 )));
             }
+            // Runs recorded before the ledger kept the policy go on under today's flags.
+            let kept;
+            let rollout = match &plan.policy {
+                Some(recorded) => {
+                    kept = resume::resumed(&run_id, recorded, rollout)?;
+                    &kept
+                }
+                None => rollout,
+            };
             let to = check_target(&set, Version(plan.target), "--resume: the run's target")?;
             let mut waves = Vec::new();
             for (k, ids) in plan.waves.iter().enumerate() {
@@ -603,10 +611,10 @@ async fn execute(
     // behind for `--resume` to pick up.
     if let Some(r) = rollout {
         ctx.retry = Retry {
-            within: r.retry_for,
+            within: r.retry_within(),
             attempts: r.retries,
         };
-        if r.tx == TxMode::PerTenant {
+        if r.tx_mode() == TxMode::PerTenant {
             check_per_tenant_tx(g, fleet, set, tenants, action).await?;
             ctx.per_tenant_tx = true;
         }
@@ -641,6 +649,7 @@ async fn execute(
                     .map(|w| w.tenants.iter().map(|t| t.id.to_string()).collect())
                     .collect(),
                 canary_waves: planned.iter().filter(|w| w.canary).map(|w| w.number).collect(),
+                policy: rollout.map(|r| resume::record(fleet, r, &policy)),
             };
             ledger
                 .begin_run(&ctx.run_id, &fleet.path.display().to_string(), &plan)

@@ -63,7 +63,7 @@ pub struct Global {
 }
 
 /// How `up` and `down` roll out: waves, gates, limits, stop and rollback.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Rollout {
     /// Tenants that form the first wave, besides those marked `canary: true`.
     #[arg(long, value_name = "EXPR")]
@@ -105,16 +105,16 @@ pub struct Rollout {
     /// Tenant starts allowed at once under --rate (default: the rate).
     #[arg(long, value_name = "N", requires = "rate", value_parser = per_second)]
     pub burst: Option<NonZeroU32>,
-    /// One transaction per migration (default), or one per tenant (PostgreSQL, SQLite): a
-    /// tenant's pending migrations commit together or not at all.
-    #[arg(long, value_enum, default_value_t = TxMode::PerMigration)]
-    pub tx: TxMode,
+    /// One transaction per migration, or one per tenant (PostgreSQL, SQLite): a tenant's
+    /// pending migrations commit together or not at all. [default: per-migration]
+    #[arg(long, value_enum)]
+    pub tx: Option<TxMode>,
     /// Keep trying a tenant this long after its first transient error (connection lost or
     /// refused, lock timeout, serialization failure, deadlock, too many connections), with
     /// capped, jittered backoff: a server restart or failover is ridden out. `0s`: never
-    /// retry. SQL errors in a migration are never retried.
-    #[arg(long, value_parser = |s: &str| bounds::duration(s, Duration::ZERO, DAY), default_value = "60s", value_name = "DURATION")]
-    pub retry_for: Duration,
+    /// retry. SQL errors in a migration are never retried. [default: 60s]
+    #[arg(long, value_parser = |s: &str| bounds::duration(s, Duration::ZERO, DAY), value_name = "DURATION")]
+    pub retry_for: Option<Duration>,
     /// At most this many retries per tenant within --retry-for [default: no count limit].
     #[arg(long, value_name = "N", value_parser = |s: &str| bounds::number(s, 0u32, 100_000))]
     pub retries: Option<u32>,
@@ -127,6 +127,18 @@ pub struct Rollout {
 pub enum TxMode {
     PerMigration,
     PerTenant,
+}
+
+impl Rollout {
+    /// `--tx`, or its default.
+    pub fn tx_mode(&self) -> TxMode {
+        self.tx.unwrap_or(TxMode::PerMigration)
+    }
+
+    /// `--retry-for`, or its default.
+    pub fn retry_within(&self) -> Duration {
+        self.retry_for.unwrap_or(Duration::from_secs(60))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

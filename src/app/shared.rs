@@ -102,7 +102,7 @@ pub(super) async fn up(
             let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
             let (waves, policy) = rollout_plan(&fleet, &tenants, Some(rollout))?;
             // Refused here, before the run exists in the ledger, not by `execute` after.
-            if rollout.tx == crate::cli::TxMode::PerTenant {
+            if rollout.tx_mode() == crate::cli::TxMode::PerTenant {
                 check_per_tenant_tx(g, &fleet, &set, &tenants, Action::Migrate(Target::Up { to })).await?;
             }
             let run_id = new_run_id();
@@ -114,6 +114,7 @@ pub(super) async fn up(
                     .map(|w| w.tenants.iter().map(|t| t.id.to_string()).collect())
                     .collect(),
                 canary_waves: waves.iter().filter(|w| w.canary).map(|w| w.number).collect(),
+                policy: Some(super::resume::record(&fleet, rollout, &policy)),
             };
             ledger
                 .begin_run(&run_id, &fleet.path.display().to_string(), &plan)

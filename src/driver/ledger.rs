@@ -65,6 +65,34 @@ pub struct RunPlan {
     pub waves: Vec<Vec<String>>,
     /// Waves marked as canary waves.
     pub canary_waves: Vec<usize>,
+    /// The rollout policy the run was started with, which `--resume` keeps. Absent in
+    /// runs recorded before fleetmig kept it, and for `stamp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RecordedPolicy>,
+}
+
+/// A run's rollout policy as the ledger keeps it: every value as its flag writes it, so a
+/// later fleetmig reads it back and an operator can read it in the plan's JSON.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RecordedPolicy {
+    /// `--waves` (or the fleet file's `rollout.waves`); `None`: one wave after the canaries.
+    pub waves: Option<String>,
+    /// `--canary` selectors.
+    pub canary: Vec<String>,
+    pub max_failures: String,
+    pub max_skipped: String,
+    pub rollback: String,
+    pub bake_ms: Option<u64>,
+    pub check: Option<String>,
+    pub rate: Option<u32>,
+    pub burst: Option<u32>,
+    /// `per-migration` or `per-tenant`.
+    pub tx: String,
+    /// `--retry-for`, in milliseconds (`None`: the default).
+    pub retry_for_ms: Option<u64>,
+    /// `--retries` (`None`: no count limit).
+    pub retries: Option<u32>,
 }
 
 /// One line of `fleetmig runs`.
@@ -1150,5 +1178,21 @@ impl Ledger {
             *self.missed_end.lock().expect("not poisoned") = Some(e.to_string());
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_recorded_before_the_policy_was_kept_still_read() {
+        let old = r#"{"command":"up","target":3,"waves":[["a"],["b","c"]],"canary_waves":[1]}"#;
+        let plan: RunPlan = serde_json::from_str(old).unwrap();
+        assert_eq!(plan.policy, None);
+        assert_eq!(plan.waves.len(), 2);
+        let partial = r#"{"command":"up","target":3,"waves":[],"canary_waves":[],"policy":{"retries":4}}"#;
+        let plan: RunPlan = serde_json::from_str(partial).unwrap();
+        assert_eq!(plan.policy.unwrap().retries, Some(4));
     }
 }

@@ -400,3 +400,88 @@ fn an_unreachable_ledger_fails_within_the_connect_timeout_naming_the_cause() {
     }
     assert!(applied(&p, "c1").is_empty());
 }
+
+/// `c1` (canary), then `t1`, then `t2` and `t3` (`--waves 1`): `t1` already has a table
+/// `u`, so it fails at migration 2.
+fn resumable_fleet() -> Project {
+    let p = two_wave_fleet();
+    p.migration("0001_t.down.sql", "DROP TABLE t;");
+    p.migration("0002_u.down.sql", "DROP TABLE u;");
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    support::sqlite_exec(&p.db_path("t1"), "CREATE TABLE u (id INTEGER);");
+    p
+}
+
+/// `up --resume` runs under the policy the run was started with: its waves, failure limit
+/// and rollback, not today's defaults; a flag that disagrees with the recorded policy is
+/// refused naming the flag and the recorded value, the same value is accepted.
+#[test]
+fn resume_keeps_the_runs_policy_and_refuses_conflicting_flags() {
+    let p = resumable_fleet();
+    let first = p.run(&[
+        "up",
+        "--waves",
+        "1",
+        "--max-failures",
+        "all",
+        "--rollback",
+        "none",
+        "--bake",
+        "1ms",
+        "--pause-after",
+        "1",
+    ]);
+    assert_eq!(first.code, 0, "{first:#?}");
+    assert_eq!(applied(&p, "c1"), ["1", "2"]);
+    assert!(applied(&p, "t2").is_empty());
+    for (args, named) in [
+        (&["--waves", "2"][..], "--waves 2: run `"),
+        (&["--max-failures", "1"], "was started with --max-failures all"),
+        (&["--rollback", "failed"], "was started with --rollback none"),
+        (&["--bake", "5s"], "was started with --bake 1ms"),
+        (&["--check", "SELECT true"], "was started without --check"),
+        (&["--tx", "per-tenant"], "was started with --tx per-migration"),
+        (&["--retries", "5"], "was started without --retries"),
+        (&["--retry-for", "5s"], "was started with --retry-for 1m"),
+    ] {
+        let run = p.run(&[&["up", "--resume"], args].concat());
+        assert_eq!(run.code, 2, "{args:?}: {run:#?}");
+        assert!(run.stderr.contains(named), "{args:?}: {}", run.stderr);
+    }
+    assert!(applied(&p, "t2").is_empty(), "a refused resume touched a tenant");
+    let resumed = p.run(&[
+        "up",
+        "--resume",
+        "--waves",
+        "1",
+        "--max-failures",
+        "all",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(resumed.code, 1, "{resumed:#?}");
+    // The recorded limit (all) lets wave 3 run after t1 failed in wave 2; the recorded
+    // rollback (none) leaves t1 where it failed.
+    assert_eq!(applied(&p, "t1"), ["1"], "{}", resumed.stdout);
+    assert_eq!(applied(&p, "t2"), ["1", "2"], "{}", resumed.stdout);
+    assert_eq!(applied(&p, "t3"), ["1", "2"], "{}", resumed.stdout);
+    assert!(!resumed.stdout.contains("rollback_started"), "{}", resumed.stdout);
+}
+
+/// The recorded `--check` gate runs again on resume: a run stopped by its gate does not
+/// sail past it when resumed without the flag.
+#[test]
+fn resume_runs_the_recorded_check_gate() {
+    let p = two_wave_fleet();
+    let first = p.run(&["up", "--check", "SELECT 1 = 0"]);
+    assert_eq!(first.code, 1, "{first:#?}");
+    assert!(applied(&p, "t1").is_empty());
+    let resumed = p.run(&["up", "--resume", "--format", "json"]);
+    assert_eq!(resumed.code, 1, "{resumed:#?}");
+    assert!(
+        resumed.stdout.contains("\"kind\":\"gate_failed\""),
+        "{}",
+        resumed.stdout
+    );
+    assert!(applied(&p, "t1").is_empty(), "the resumed run went past its gate");
+}

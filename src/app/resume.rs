@@ -1,0 +1,161 @@
+//! `up --resume`: a run goes on under the rollout policy it was started with, kept in the
+//! ledger; a flag that disagrees with it is refused, never silently dropped or obeyed.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use crate::cli::{Rollout, TxMode};
+use crate::driver::ledger::RecordedPolicy;
+use crate::error::Error;
+use crate::exec::dispatch::Policy;
+use crate::model::fleet::Fleet;
+use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
+use crate::plan::waves::WaveSpec;
+
+fn spec_text(spec: &WaveSpec) -> String {
+    spec.0.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn value_name<V: ValueEnum>(v: V) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// What the ledger keeps of a new run's rollout: the values in force, flags or the fleet
+/// file's `rollout:` defaults.
+pub(super) fn record(fleet: &Fleet, r: &Rollout, policy: &Policy) -> RecordedPolicy {
+    RecordedPolicy {
+        waves: r.waves.as_ref().or(fleet.rollout.waves.as_ref()).map(spec_text),
+        canary: r.canary.iter().map(|s| s.to_string()).collect(),
+        max_failures: policy.max_failures.to_string(),
+        max_skipped: policy.max_skipped.to_string(),
+        rollback: value_name(policy.rollback),
+        bake_ms: policy.gates.bake.map(|d| d.as_millis() as u64),
+        check: policy.gates.check.clone(),
+        rate: policy.rate.map(|r| r.per_second.get()),
+        burst: policy.rate.map(|r| r.burst.get()),
+        tx: value_name(r.tx_mode()),
+        retry_for_ms: Some(r.retry_within().as_millis() as u64),
+        retries: r.retries,
+    }
+}
+
+/// The rollout of a resumed run: the recorded policy, with what belongs to this invocation
+/// (`--pause-after`, `--confirm`, `--yes`, `--report`) from the command line. A policy flag
+/// given with another value than the recorded one is refused, naming both.
+pub(super) fn resumed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Result<Rollout, Error> {
+    let refuse = |flag: &str, given: String, recorded: Option<String>| {
+        let was = match recorded {
+            Some(v) => format!("with {flag} {v}"),
+            None => format!("without {flag}"),
+        };
+        Err(Error::Usage(format!(
+            "{flag} {given}: run `{run_id}` was started {was}, and --resume keeps the run's policy; \
+             drop {flag} (or give the recorded value), or start a new run"
+        )))
+    };
+    let unreadable = |what: &str, e: String| {
+        Error::Usage(format!(
+            "run `{run_id}`: the ledger's recorded {what} cannot be read: {e}"
+        ))
+    };
+    if let Some(spec) = &given.waves {
+        let text = spec_text(spec);
+        if Some(&text) != rec.waves.as_ref() {
+            return refuse("--waves", text, rec.waves.clone());
+        }
+    }
+    let canary: Vec<String> = given.canary.iter().map(|s| s.to_string()).collect();
+    if !canary.is_empty() && canary != rec.canary {
+        let recorded = (!rec.canary.is_empty()).then(|| rec.canary.join(" --canary "));
+        return refuse("--canary", canary.join(" --canary "), recorded);
+    }
+    if let Some(m) = given.max_failures {
+        if m.to_string() != rec.max_failures {
+            return refuse("--max-failures", m.to_string(), Some(rec.max_failures.clone()));
+        }
+    }
+    if let Some(m) = given.max_skipped {
+        if m.to_string() != rec.max_skipped {
+            return refuse("--max-skipped", m.to_string(), Some(rec.max_skipped.clone()));
+        }
+    }
+    if let Some(p) = given.rollback {
+        if value_name(p) != rec.rollback {
+            return refuse("--rollback", value_name(p), Some(rec.rollback.clone()));
+        }
+    }
+    let shown = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
+    if let Some(bake) = given.bake {
+        let ms = bake.as_millis() as u64;
+        if Some(ms) != rec.bake_ms {
+            return refuse("--bake", shown(ms), rec.bake_ms.map(shown));
+        }
+    }
+    if let Some(check) = &given.check {
+        if Some(check) != rec.check.as_ref() {
+            let quoted = |s: &String| format!("\"{s}\"");
+            return refuse("--check", quoted(check), rec.check.as_ref().map(quoted));
+        }
+    }
+    if let Some(rate) = given.rate {
+        if Some(rate.get()) != rec.rate {
+            return refuse("--rate", rate.to_string(), rec.rate.map(|r| r.to_string()));
+        }
+    }
+    if let Some(burst) = given.burst {
+        if Some(burst.get()) != rec.burst {
+            return refuse("--burst", burst.to_string(), rec.burst.map(|b| b.to_string()));
+        }
+    }
+    if let Some(tx) = given.tx {
+        if value_name(tx) != rec.tx {
+            return refuse("--tx", value_name(tx), Some(rec.tx.clone()));
+        }
+    }
+    if let Some(within) = given.retry_for {
+        let ms = within.as_millis() as u64;
+        if rec.retry_for_ms.is_some_and(|r| r != ms) {
+            return refuse("--retry-for", shown(ms), rec.retry_for_ms.map(shown));
+        }
+    }
+    if let Some(n) = given.retries {
+        if Some(n) != rec.retries {
+            return refuse("--retries", n.to_string(), rec.retries.map(|r| r.to_string()));
+        }
+    }
+    let mut r = given.clone();
+    r.waves = rec
+        .waves
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| unreadable("waves", e))?;
+    r.canary = rec
+        .canary
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e: String| unreadable("canary", e))?;
+    r.max_failures = Some(
+        rec.max_failures
+            .parse::<MaxFailures>()
+            .map_err(|e| unreadable("failure limit", e))?,
+    );
+    r.max_skipped = Some(match rec.max_skipped.as_str() {
+        "canary" | "" => MaxSkipped::Canary,
+        s => s.parse().map_err(|e| unreadable("skip limit", e))?,
+    });
+    r.rollback = Some(RollbackPolicy::from_str(&rec.rollback, false).map_err(|e| unreadable("rollback", e))?);
+    r.bake = rec.bake_ms.map(Duration::from_millis);
+    r.check = rec.check.clone();
+    r.rate = rec.rate.and_then(NonZeroU32::new);
+    r.burst = rec.burst.and_then(NonZeroU32::new);
+    r.tx = Some(TxMode::from_str(&rec.tx, false).map_err(|e| unreadable("--tx", e))?);
+    r.retry_for = rec.retry_for_ms.map(Duration::from_millis).or(given.retry_for);
+    r.retries = rec.retries;
+    Ok(r)
+}
