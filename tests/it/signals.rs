@@ -323,3 +323,66 @@ fn two_interrupts_end_a_run_whose_server_stopped_answering() {
     settle(&pg);
     all_agree(&pg, &p, &r);
 }
+
+#[test]
+fn a_mysql_server_that_stops_answering_fails_the_tenant_within_the_statement_timeout() {
+    let Some(my) = crate::support::My::create("partition") else {
+        return;
+    };
+    let proxy = Proxy::new("127.0.0.1:3306");
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE t1 (id INT);");
+    p.migration("0002_b.up.sql", "CREATE TABLE t2 (id INT); SELECT SLEEP(2);");
+    p.fleet(&format!(
+        "hosts: {{ my: {{ url: \"mysql://root@127.0.0.1:{}/\" }} }}\ndefaults: {{ host: my, database: \"{}_{{id}}\" }}\ntenants:\n  - {{ id: x00 }}\n",
+        proxy.port, my.prefix
+    ));
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "--statement-timeout",
+        "1s",
+        "--connect-timeout",
+        "1s",
+        "--retries",
+        "0",
+        "--rollback",
+        "none",
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| event_is(v, "step_started") && v["version"] == 2);
+    // Cut while the script runs on the server (its dirty row written and answered).
+    let until = Instant::now() + BOUND;
+    while my
+        .column("SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%SLEEP(2)%' AND INFO NOT LIKE '%PROCESSLIST%'")[0]
+        == "0"
+    {
+        assert!(Instant::now() < until, "the script never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    proxy.blackhole();
+    let cut = Instant::now();
+    let (code, _, stderr) = run.finish(BOUND);
+    assert!(
+        cut.elapsed() < Duration::from_secs(15),
+        "a statement timeout of 1s, and the run took {:?} to end",
+        cut.elapsed()
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let r = report(&p);
+    let t = &r["tenants"][0];
+    assert_eq!(t["status"], "failed", "{r}");
+    assert!(t["error"].as_str().unwrap().contains("no answer within"), "{t}");
+    assert!(t["final_version"].is_null(), "{t}");
+    drop(proxy);
+    // The script ran on: the history says where it is, marked dirty at the step cut off.
+    let rows = my.rows(&format!(
+        "SELECT CAST(version AS CHAR), CAST(dirty AS CHAR) FROM `{}_x00`.fleetmig_history ORDER BY version",
+        my.prefix
+    ));
+    assert_eq!(rows.last().unwrap()[0].as_deref(), Some("2"), "{rows:?}");
+    assert_eq!(rows.last().unwrap()[1].as_deref(), Some("1"), "{rows:?}");
+    assert_eq!(t["dirty"], 2, "report and history agree on the dirty mark: {t}");
+}
