@@ -10,6 +10,7 @@ mod cli;
 mod discover;
 mod engines;
 mod faults_pg;
+mod fuzz;
 mod join;
 mod ledger;
 mod ledger_faults;
