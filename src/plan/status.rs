@@ -97,7 +97,7 @@ pub fn ledger_notes(rows: &[LedgerRow]) -> HashMap<String, LedgerNote> {
 
 /// What a dirty tenant needs: nothing when its migration may run again, else a look by hand
 /// and a `stamp` to the version it turns out to be at.
-fn dirty_advice(set: &MigrationSet, rows: &[Applied], version: Version) -> String {
+fn dirty_advice(set: &MigrationSet, rows: &[Applied], version: Version, id: &str) -> String {
     let row = rows.iter().find(|r| r.dirty && r.version == version);
     if row.is_some_and(|r| plan::rerunnable(set, r, Direction::Up)) {
         return format!(
@@ -111,7 +111,7 @@ fn dirty_advice(set: &MigrationSet, rows: &[Applied], version: Version) -> Strin
         .max()
         .unwrap_or(Version::ZERO);
     format!(
-        "migration {version} failed part way: check by hand whether it took effect, then `fleetmig stamp {version}` (it did) or `fleetmig stamp {before}` (it did not)"
+        "migration {version} failed part way: check by hand whether it took effect, then `fleetmig stamp {version} --select id={id}` (it did) or `fleetmig stamp {before} --select id={id}` (it did not)"
     )
 }
 
@@ -162,7 +162,7 @@ impl Standing {
                 Some(format!("applied {newest} is newer than the target")),
             ),
             State::Drifted { reason } => (Condition::Drifted, Some(reason.to_string())),
-            State::Dirty { version } => (Condition::Dirty, Some(dirty_advice(set, rows, *version))),
+            State::Dirty { version } => (Condition::Dirty, Some(dirty_advice(set, rows, *version, &id))),
         };
         Standing {
             id,
@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(
             s.tenants[5].detail.as_deref(),
             Some(
-                "migration 3 failed part way: check by hand whether it took effect, then `fleetmig stamp 3` (it did) or `fleetmig stamp 2` (it did not)"
+                "migration 3 failed part way: check by hand whether it took effect, then `fleetmig stamp 3 --select id=f` (it did) or `fleetmig stamp 2 --select id=f` (it did not)"
             )
         );
     }

@@ -523,7 +523,8 @@ fn mariadb_failure_leaves_a_dirty_tenant_until_stamped() {
         assert_eq!(row["state"], "dirty", "{row}");
         let detail = row["detail"].as_str().unwrap();
         assert!(
-            detail.starts_with("migration 2 failed part way: check by hand") && detail.contains("`fleetmig stamp 1`"),
+            detail.starts_with("migration 2 failed part way: check by hand")
+                && detail.contains("`fleetmig stamp 1 --select id="),
             "{row}"
         );
         assert_eq!(row["version"], 1, "the run said `left at 1`: {row}");

@@ -758,7 +758,7 @@ fn a_dirty_migration_marked_rerun_if_dirty_is_run_again_and_status_says_what_to_
     );
     assert!(
         detail(1).contains(
-            "check by hand whether it took effect, then `fleetmig stamp 3` (it did) or `fleetmig stamp 2` (it did not)"
+            "check by hand whether it took effect, then `fleetmig stamp 3 --select id=b` (it did) or `fleetmig stamp 2 --select id=b` (it did not)"
         ),
         "{doc}"
     );
