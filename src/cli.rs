@@ -76,8 +76,8 @@ pub struct Rollout {
     #[arg(long)]
     pub max_failures: Option<MaxFailures>,
     /// Stop after this many skipped tenants (drifted, dirty, locked, unreachable): `3`,
-    /// `10%`, or never (`all`). [default: the fleet file's `rollout.max_skipped`, else a
-    /// skipped canary stops the run and other skipped tenants do not]
+    /// `10%`, or never (`all`); `canary`: a skipped canary stops the run, other skipped
+    /// tenants do not. [default: the fleet file's `rollout.max_skipped`, else `canary`]
     #[arg(long)]
     pub max_skipped: Option<MaxSkipped>,
     /// What to bring back to its start version when the run stops early.

@@ -104,9 +104,12 @@ impl MaxSkipped {
 impl FromStr for MaxSkipped {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse()
-            .map(MaxSkipped::Limit)
-            .map_err(|_| format!("`{s}` is not a skip limit: a count (3), a percentage (10%) or `all`"))
+        if s == "canary" {
+            return Ok(MaxSkipped::Canary);
+        }
+        s.parse().map(MaxSkipped::Limit).map_err(|_| {
+            format!("`{s}` is not a skip limit: a count (3), a percentage (10%), `all`, or `canary` (the default)")
+        })
     }
 }
 
@@ -260,6 +263,23 @@ mod tests {
         assert_eq!(ten.limit(5), Some(1));
         assert!(!"all".parse::<MaxFailures>().unwrap().is_exceeded(1000, 1000));
         assert!("0".parse::<MaxFailures>().is_err());
+    }
+
+    #[test]
+    fn skip_limits_read_back_what_they_print() {
+        for text in ["canary", "3", "10%", "all"] {
+            assert_eq!(text.parse::<MaxSkipped>().unwrap().to_string(), text);
+        }
+        assert!("0".parse::<MaxSkipped>().is_err());
+        let canary = MaxSkipped::Canary;
+        assert!(canary.stop(1, 10, "c", true, "drifted").is_some());
+        assert!(canary.stop(5, 10, "a", false, "drifted").is_none());
+        let two = MaxSkipped::Limit(MaxFailures::Count(2));
+        assert!(two.stop(1, 10, "c", true, "drifted").is_none());
+        assert_eq!(
+            two.stop(2, 10, "a", false, "locked"),
+            Some(StopReason::MaxSkipped { skipped: 2, limit: 2 })
+        );
     }
 
     #[test]
