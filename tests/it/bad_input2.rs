@@ -281,7 +281,7 @@ fn numbers_and_durations_out_of_range_are_usage_errors() {
         (&["up", "-j", "4294967296"], "is not a whole number from 1 to 1000"),
         (
             &["up", "--retries", "4294967295"],
-            "is not a whole number from 0 to 100",
+            "is not a whole number from 0 to 100000",
         ),
         (&["up", "--rate", "0"], "`0` is not a whole number from 1 to 100000"),
         (
