@@ -276,7 +276,9 @@ fn fleet_with_no_transaction_steps(n: usize) -> Project {
 }
 
 /// (clean versions, dirty versions) in a tenant's history, as numbers.
-fn history_marks(p: &Project, id: &str) -> (Vec<i64>, Vec<i64>) {
+type Marks = (Vec<i64>, Vec<i64>);
+
+fn history_marks(p: &Project, id: &str) -> Marks {
     let path = p.db_path(id);
     if !path.exists()
         || sqlite_column(&path, "SELECT name FROM sqlite_master WHERE name = 'fleetmig_history'").is_empty()
@@ -305,13 +307,104 @@ fn history_marks(p: &Project, id: &str) -> (Vec<i64>, Vec<i64>) {
 /// tenant's history agree, and `up --resume` takes the fleet to the target.
 #[test]
 fn sigterm_and_two_interrupts_at_random_moments_leave_the_truth_and_resume_finishes() {
+    let n = 60;
+    signal_rounds(10, n, 20261201, &|_| fleet_with_no_transaction_steps(n), &history_marks);
+}
+
+/// The same on PostgreSQL schema-tenants, where an abandoned transaction goes on to
+/// commit on the server, and the no-transaction steps are `CREATE INDEX CONCURRENTLY`.
+#[test]
+fn sigterm_and_two_interrupts_on_postgres_leave_the_truth_and_resume_finishes() {
+    let Some(pg) = crate::support::Pg::create("sigloop") else {
+        return;
+    };
+    let n = 12;
+    let make = |round: usize| {
+        let p = Project::new();
+        let steps = [
+            (
+                "0001_t1",
+                "CREATE TABLE t1 (id int); SELECT pg_sleep(0.05);",
+                "DROP TABLE t1;",
+            ),
+            (
+                "0002_i1",
+                "-- fleetmig: no-transaction, rerun-if-dirty\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i1 ON t1 (id)",
+                "-- fleetmig: no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS i1",
+            ),
+            (
+                "0003_t3",
+                "CREATE TABLE t3 (id int); SELECT pg_sleep(0.05);",
+                "DROP TABLE t3;",
+            ),
+            (
+                "0004_i3",
+                "-- fleetmig: no-transaction, rerun-if-dirty\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i3 ON t3 (id)",
+                "-- fleetmig: no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS i3",
+            ),
+        ];
+        for (name, up, down) in steps {
+            p.migration(&format!("{name}.up.sql"), up);
+            p.migration(&format!("{name}.down.sql"), down);
+        }
+        let tenants: String = (0..n).map(|i| format!("  - {{ id: x{i:03} }}\n")).collect();
+        p.fleet(&format!(
+            "hosts: {{ pg: {{ url: \"{}\", max_connections: 4 }} }}\ndefaults: {{ host: pg, schema: \"r{round}_{{id}}\" }}\ntenants:\n{tenants}",
+            pg.url()
+        ));
+        p
+    };
+    let marks = |schema: &str| -> Marks {
+        let exists = pg.column(&format!(
+            "SELECT (to_regclass('{schema}.fleetmig_history') IS NOT NULL)::text"
+        ))[0]
+            == "true";
+        if !exists {
+            return (vec![], vec![]);
+        }
+        let rows = pg.rows(&format!(
+            "SELECT version::text, dirty::text FROM {schema}.fleetmig_history ORDER BY version"
+        ));
+        let (mut clean, mut dirty) = (vec![], vec![]);
+        for r in rows {
+            let v: i64 = r[0].as_deref().unwrap().parse().unwrap();
+            if r[1].as_deref() == Some("true") {
+                dirty.push(v);
+            } else {
+                clean.push(v);
+            }
+        }
+        (clean, dirty)
+    };
+    // Schemas are `r<round>_<id>`: the rounds share one database.
+    let rounds = std::cell::Cell::new(0usize);
+    signal_rounds(
+        4,
+        n,
+        20261202,
+        &|round| {
+            rounds.set(round);
+            make(round)
+        },
+        &|_, id| marks(&format!("r{}_{id}", rounds.get())),
+    );
+}
+
+/// Runs `rounds` rounds, alternately SIGTERM and two interrupts, each at a random moment
+/// of an `up` over a fresh project of `n` tenants (`x000..`), and checks the truth after
+/// each; `marks` gives a tenant's (clean, dirty) history versions.
+fn signal_rounds(
+    rounds: usize,
+    n: usize,
+    mut seed: u64,
+    project: &dyn Fn(usize) -> Project,
+    marks: &dyn Fn(&Project, &str) -> Marks,
+) {
     use std::time::Duration;
     let wait = Duration::from_secs(60);
-    let mut seed = 20261201;
-    for round in 0..10 {
+    for round in 0..rounds {
         let twice = round % 2 == 1;
-        let n = 60;
-        let p = fleet_with_no_transaction_steps(n);
+        let p = project(round);
         let mut run = Spawned::new(p.command(&["up", "--format", "json", "-j", "4", "--max-failures", "all"]));
         let signal_after = (lcg(&mut seed) % n as u64) as usize;
         let mut run_id = String::new();
@@ -356,7 +449,7 @@ fn sigterm_and_two_interrupts_at_random_moments_leave_the_truth_and_resume_finis
         let ledger = ledger_rows(&p, &run_id);
         for t in tenants {
             let id = t["id"].as_str().unwrap();
-            let (clean, dirty) = history_marks(&p, id);
+            let (clean, dirty) = marks(&p, id);
             if !twice {
                 assert!(dirty.is_empty(), "round {round}: SIGTERM left {id} dirty: {t}");
             }
@@ -395,7 +488,7 @@ fn sigterm_and_two_interrupts_at_random_moments_leave_the_truth_and_resume_finis
         for i in 0..n {
             let id = format!("x{i:03}");
             assert_eq!(
-                history_marks(&p, &id),
+                marks(&p, &id),
                 (vec![1, 2, 3, 4], vec![]),
                 "round {round}: {id} after resume"
             );
