@@ -263,6 +263,25 @@ discover:
                 vec![row(&[ok, ("init_sql", Some("DROP TABLE x"))])],
                 "discover row 1: a registry row cannot give `init_sql`",
             ),
+            (
+                vec![row(&[
+                    ok,
+                    ("url", Some("sqlite://x.db?journal_mode=wal;ATTACH 'y' AS y")),
+                ])],
+                "discover row 1 (id `ok`) url: `sqlite://x.db?journal_mode=wal;ATTACH 'y' AS y`: SQLite URL parameters are PRAGMAs",
+            ),
+            (
+                vec![row(&[ok, ("url", Some("postgres://u:pw@h/db?options=-c%20role%3Dx"))])],
+                "discover row 1 (id `ok`) url: URL parameter `options` is not one a registry row may give",
+            ),
+            (
+                vec![row(&[ok, ("url", Some("postgres://u@h/db?sslmode=off"))])],
+                "discover row 1 (id `ok`) url: URL parameter `sslmode` is `off`: expected one of disable, allow",
+            ),
+            (
+                vec![row(&[ok, ("url", Some("postgres://u@h/db?password=hunter2"))])],
+                "discover row 1 (id `ok`) url: URL parameter `password` is not one a registry row may give",
+            ),
         ];
         for (rows, expected) in cases {
             let err = error(FLEET, rows);

@@ -27,7 +27,10 @@ impl FromStr for Version {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.parse::<i64>() {
             Ok(v) if v >= 0 => Ok(Version(v)),
-            _ => Err(format!("`{s}` is not a migration version (a number, 0 or more)")),
+            _ => Err(format!(
+                "`{s}` is not a migration version (a whole number from 0 to {})",
+                i64::MAX
+            )),
         }
     }
 }

@@ -277,6 +277,10 @@ fn numbers_and_durations_out_of_range_are_usage_errors() {
         (&["up", "--connect-timeout", "0s"], "give a duration from 1ms to 1h"),
         (&["up", "--lock-wait", "400days"], "give a duration from 0s to 1day"),
         (&["up", "--bake", "8days"], "give a duration from 0s to 7days"),
+        (
+            &["up", "--to", "99999999999999999999"],
+            "is not a migration version (a whole number from 0 to 9223372036854775807)",
+        ),
         (&["up", "-j", "0"], "`0` is not a whole number from 1 to 1000"),
         (&["up", "-j", "4294967296"], "is not a whole number from 1 to 1000"),
         (
