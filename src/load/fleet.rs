@@ -319,9 +319,16 @@ pub struct FleetFile {
 
 /// Reads and checks the fleet file, keeping what [`crate::load::discover::merge`] needs.
 pub fn load_file(path: &Path) -> Result<FleetFile, FleetError> {
-    let text = fs::read_to_string(path).map_err(|source| FleetError::Read {
+    let bytes = fs::read(path).map_err(|source| FleetError::Read {
         path: path.to_owned(),
         source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| FleetError::Syntax {
+        path: path.to_owned(),
+        message: format!(
+            "is not UTF-8 text: invalid byte at byte offset {}",
+            e.utf8_error().valid_up_to()
+        ),
     })?;
     parse_file(path, &text, &|name| std::env::var(name).ok())
 }
@@ -627,6 +634,11 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
 /// always (serde_yaml leaves them out of some messages) and no Rust type names.
 fn yaml_message(e: &serde_yaml::Error) -> String {
     let mut message = e.to_string();
+    if message.contains("control characters are not allowed") {
+        message.push_str(
+            " (a fleet file is text: remove the control character, or write it as an escape in a double-quoted string)",
+        );
+    }
     if message.contains("more than one document") {
         message = "holds more than one YAML document (a second `---` line): a fleet file is one document".into();
     }

@@ -343,6 +343,17 @@ fn fleet_file_numbers_and_durations_out_of_range_are_refused_naming_the_key() {
         assert_refused(extra, &r, &["fleet file `tenants.yaml`", expected]);
         assert_eq!(history(&p.db_path("a")), ["1"], "{extra}");
     }
+    std::fs::write(
+        p.path().join("tenants.yaml"),
+        b"tenants:\n  - {id: a, url: \"sqlite://data/\xff.db\"}\n",
+    )
+    .unwrap();
+    let r = run(&p, &["up"]);
+    assert_refused(
+        "not UTF-8",
+        &r,
+        &["fleet file `tenants.yaml`: is not UTF-8 text: invalid byte at byte offset 41"],
+    );
     let mut bom = "\u{feff}".to_owned();
     bom.push_str(FLEET);
     p.fleet(&bom);
