@@ -44,16 +44,11 @@ impl Engine {
     pub fn registry_params(self) -> &'static [(&'static str, Option<&'static [&'static str]>)] {
         match self {
             Engine::Postgres => &[
-                (
-                    "sslmode",
-                    Some(&["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
-                ),
+                ("sslmode", Some(PG_SSL_MODES)),
+                ("ssl-mode", Some(PG_SSL_MODES)),
                 ("application_name", None),
             ],
-            Engine::MySql => &[(
-                "ssl-mode",
-                Some(&["disabled", "preferred", "required", "verify_ca", "verify_identity"]),
-            )],
+            Engine::MySql => &[("ssl-mode", Some(MYSQL_SSL_MODES)), ("sslmode", Some(MYSQL_SSL_MODES))],
             Engine::Sqlite => &[
                 (
                     "journal_mode",
@@ -67,6 +62,9 @@ impl Engine {
         }
     }
 }
+
+const PG_SSL_MODES: &[&str] = &["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+const MYSQL_SSL_MODES: &[&str] = &["disabled", "preferred", "required", "verify_ca", "verify_identity"];
 
 /// 1 to 63 ASCII letters, digits, `_`, `.`, `+` or `-`: a value that can be pasted into a
 /// statement without quoting (a SQLite PRAGMA value) and carries no SQL.

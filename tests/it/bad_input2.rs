@@ -404,12 +404,13 @@ fn registry_rows_cannot_run_sql_through_url_parameters() {
         (
             "postgres://postgres@127.0.0.1:5432/postgres?options=-c%20search_path%3Dx".into(),
             "discover row 2 (id `evil`) url: URL parameter `options` is not one a registry row may give; \
-             for postgres only `sslmode`, `application_name`"
+             for postgres only `sslmode`, `ssl-mode`, `application_name`"
                 .into(),
         ),
         (
             "mysql://root@127.0.0.1:3306/?init_command=DROP%20DATABASE%20x".into(),
-            "URL parameter `init_command` is not one a registry row may give; for mysql only `ssl-mode`".into(),
+            "URL parameter `init_command` is not one a registry row may give; for mysql only `ssl-mode`, `sslmode`"
+                .into(),
         ),
     ];
     for (url, expected) in &cases {
