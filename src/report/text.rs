@@ -123,6 +123,12 @@ impl TextReporter {
                     v(r.start_version)
                 )
             }
+            // Abandoned in flight, found at the target once its session ended: what ran is
+            // not known, only where it is.
+            Outcome::Succeeded if r.steps.is_empty() && r.start_version.is_none() => format!(
+                "  {id}  at {} (abandoned in flight; read from its history)",
+                v(r.final_version)
+            ),
             Outcome::Succeeded if r.steps.is_empty() => format!("  {id}  at {}, nothing to do", v(r.final_version)),
             Outcome::Succeeded => {
                 let verb = if r.steps[0].direction == Direction::Up {
