@@ -858,6 +858,21 @@ fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("`{}` names no host", redact(&url)));
     }
+    // sqlx pastes a MySQL `timezone` into `SET time_zone = '...'`: a time zone name or
+    // offset only (`UTC`, `+00:00`, `Europe/Paris`).
+    for (key, value) in url.query_pairs() {
+        let zone = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b':' | b'/' | b'.');
+        if engine == Engine::MySql
+            && matches!(&*key, "timezone" | "time-zone")
+            && !(value.len() <= 64 && !value.is_empty() && value.bytes().all(zone))
+        {
+            return Err(format!(
+                "`{}`: URL parameter `{key}` is `{}`: expected a time zone such as UTC, +00:00 or Europe/Paris",
+                redact(&url),
+                value.escape_debug()
+            ));
+        }
+    }
     Ok((engine, DbUrl::new(url)))
 }
 
@@ -957,6 +972,10 @@ tenants:
             (
                 "tenants:\n  - {id: a, url: \"oracle://h/db\"}\n",
                 "unknown scheme `oracle`",
+            ),
+            (
+                "tenants:\n  - {id: a, url: \"mysql://h/db?timezone=x';DROP DATABASE y;--\"}\n",
+                "URL parameter `timezone` is `x\\';DROP DATABASE y;--`: expected a time zone",
             ),
             (
                 "tenants:\n  - {id: \"o'brien\", url: \"sqlite://a.db\"}\n",
