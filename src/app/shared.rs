@@ -116,10 +116,10 @@ pub(super) async fn up(
                 canary_waves: waves.iter().filter(|w| w.canary).map(|w| w.number).collect(),
                 policy: Some(super::resume::record(&fleet, rollout, &policy)),
             };
+            let limit = policy.max_failures.to_string();
             ledger
-                .begin_run(&run_id, &fleet.path.display().to_string(), &plan)
+                .begin_shared_run(&run_id, &fleet.path.display().to_string(), &plan, &limit)
                 .await?;
-            ledger.mark_shared(&run_id, &policy.max_failures.to_string()).await?;
             (run_id, (waves, to), policy.max_failures)
         }
     };

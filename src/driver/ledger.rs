@@ -413,15 +413,38 @@ impl Ledger {
     /// Records a new run and its plan, every tenant `pending`. Not retried: the insert
     /// may have committed before its answer was lost.
     pub async fn begin_run(&self, run_id: &str, fleet: &str, plan: &RunPlan) -> Result<(), LedgerError> {
+        self.begin(run_id, fleet, plan, None).await
+    }
+
+    /// Records a new shared run (see [`Ledger::begin_run`]) with the failure limit every
+    /// runner applies to the whole run, in the same transaction: a run is never left
+    /// behind half made.
+    pub async fn begin_shared_run(
+        &self,
+        run_id: &str,
+        fleet: &str,
+        plan: &RunPlan,
+        max_failures: &str,
+    ) -> Result<(), LedgerError> {
+        self.begin(run_id, fleet, plan, Some(max_failures)).await
+    }
+
+    async fn begin(&self, run_id: &str, fleet: &str, plan: &RunPlan, shared: Option<&str>) -> Result<(), LedgerError> {
         let op = "recording the run";
         self.check_file(run_id).map_err(|f| self.fault(op, f))?;
-        match tokio::time::timeout(self.limit, self.begin_run_once(run_id, fleet, plan)).await {
+        match tokio::time::timeout(self.limit, self.begin_run_once(run_id, fleet, plan, shared)).await {
             Ok(result) => result.map_err(|f| self.fault(op, f)),
             Err(_) => Err(self.fault(op, Fault::Timeout(self.limit))),
         }
     }
 
-    async fn begin_run_once(&self, run_id: &str, fleet: &str, plan: &RunPlan) -> Result<(), Fault> {
+    async fn begin_run_once(
+        &self,
+        run_id: &str,
+        fleet: &str,
+        plan: &RunPlan,
+        shared: Option<&str>,
+    ) -> Result<(), Fault> {
         let text = serde_json::to_string(plan).expect("plans serialize");
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -456,6 +479,13 @@ impl Ledger {
                 insert = insert.bind(*tenant).bind(*wave);
             }
             insert.execute(&mut *tx).await?;
+        }
+        if let Some(limit) = shared {
+            sqlx::query("UPDATE fleetmig_runs SET shared = $2 WHERE run_id = $1")
+                .bind(run_id)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await?;
         }
         Ok(tx.commit().await?)
     }
@@ -846,17 +876,6 @@ impl Ledger {
             .map_err(|e| self.fail("adding the shared-run columns", e))
     }
 
-    /// Marks a run as shared, with the failure limit every runner applies to the whole run.
-    pub async fn mark_shared(&self, run_id: &str, max_failures: &str) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE fleetmig_runs SET shared = $2 WHERE run_id = $1")
-            .bind(run_id)
-            .bind(max_failures)
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(|e| self.fail("marking the run shared", e))
-    }
-
     /// A shared run's failure limit; `None` when the run is not shared (or does not exist).
     pub async fn shared_limit(&self, run_id: &str) -> Result<Option<String>, LedgerError> {
         let found: Option<Option<String>> = sqlx::query_scalar("SELECT shared FROM fleetmig_runs WHERE run_id = $1")
@@ -870,7 +889,7 @@ impl Ledger {
     /// Claims the next tenant of the lowest wave that still has work: a pending one, or one
     /// whose runner's lease ran out. One statement; rows other runners are claiming are
     /// skipped, not waited for.
-    async fn claim_unbounded(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<Claimed, LedgerError> {
+    async fn claim_unbounded(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<Claimed, Fault> {
         let sql = format!(
             "WITH pick AS (SELECT run_id, tenant, state AS was, owner AS prev FROM fleetmig_run_tenants \
                WHERE run_id = $1 \
@@ -889,7 +908,7 @@ impl Ledger {
             .bind(lease_ms)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| self.fail("claiming a tenant", e))?;
+            .map_err(Fault::Sql)?;
         if let Some(r) = row {
             let read = || -> Result<Claimed, sqlx::Error> {
                 let was: String = r.try_get(2)?;
@@ -904,7 +923,7 @@ impl Ledger {
                     },
                 })
             };
-            return read().map_err(|e| self.fail("claiming a tenant", e));
+            return read().map_err(Fault::Sql);
         }
         let (open, marker): (i64, Option<String>) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM fleetmig_run_tenants WHERE run_id = $1 AND state IN ('pending', 'started')), \
@@ -913,7 +932,7 @@ impl Ledger {
         .bind(run_id)
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| self.fail("claiming a tenant", e))?;
+        .map_err(Fault::Sql)?;
         Ok(match marker.and_then(|m| serde_json::from_str(&m).ok()) {
             Some(reason) => Claimed::Stopped(reason),
             None if open == 0 => Claimed::Done,
@@ -922,7 +941,7 @@ impl Ledger {
     }
 
     /// The heartbeat: extends the lease on every tenant this runner holds.
-    async fn renew_unbounded(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<(), LedgerError> {
+    async fn renew_unbounded(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<(), Fault> {
         sqlx::query(&format!(
             "UPDATE fleetmig_run_tenants SET lease_until_ms = {DB_NOW_MS} + $3 \
              WHERE run_id = $1 AND owner = $2 AND state = 'started'"
@@ -933,20 +952,17 @@ impl Ledger {
         .execute(&self.pool)
         .await
         .map(drop)
-        .map_err(|e| self.fail("renewing leases", e))
+        .map_err(Fault::Sql)
     }
 
     /// The run's stop marker, when a runner set it.
-    async fn stop_marker_unbounded(
-        &self,
-        run_id: &str,
-    ) -> Result<Option<crate::plan::policy::StopReason>, LedgerError> {
+    async fn stop_marker_unbounded(&self, run_id: &str) -> Result<Option<crate::plan::policy::StopReason>, Fault> {
         let marker: Option<Option<String>> =
             sqlx::query_scalar("SELECT shared_stop FROM fleetmig_runs WHERE run_id = $1")
                 .bind(run_id)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(|e| self.fail("reading the run's stop marker", e))?;
+                .map_err(Fault::Sql)?;
         Ok(marker.flatten().and_then(|m| serde_json::from_str(&m).ok()))
     }
 
@@ -963,8 +979,7 @@ impl Ledger {
         release: bool,
         limit: crate::plan::policy::MaxFailures,
         total: usize,
-    ) -> Result<Option<crate::plan::policy::StopReason>, LedgerError> {
-        let fail = |e| self.fail("recording a tenant's outcome", e);
+    ) -> Result<Option<crate::plan::policy::StopReason>, Fault> {
         let failed = matches!(report.outcome, Outcome::Failed { .. });
         let (state, error) = match &report.outcome {
             _ if release => ("pending", None),
@@ -974,13 +989,13 @@ impl Ledger {
             Outcome::NotStarted => ("not_started", None),
             Outcome::Stopped => ("stopped", None),
         };
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.pool.begin().await.map_err(Fault::Sql)?;
         if failed {
             sqlx::query("SELECT run_id FROM fleetmig_runs WHERE run_id = $1 FOR UPDATE")
                 .bind(run_id)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(fail)?;
+                .map_err(Fault::Sql)?;
         }
         let steps = serde_json::to_string(&report.steps).expect("steps serialize");
         sqlx::query(&format!(
@@ -999,14 +1014,14 @@ impl Ledger {
         .bind(error)
         .execute(&mut *tx)
         .await
-        .map_err(fail)?;
+        .map_err(Fault::Sql)?;
         if failed {
             let count: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM fleetmig_run_tenants WHERE run_id = $1 AND state = 'failed'")
                     .bind(run_id)
                     .fetch_one(&mut *tx)
                     .await
-                    .map_err(fail)?;
+                    .map_err(Fault::Sql)?;
             let count = count as usize;
             if limit.is_exceeded(count, total) {
                 let reason = crate::plan::policy::StopReason::MaxFailures {
@@ -1018,15 +1033,15 @@ impl Ledger {
                     .bind(serde_json::to_string(&reason).expect("reasons serialize"))
                     .execute(&mut *tx)
                     .await
-                    .map_err(fail)?;
+                    .map_err(Fault::Sql)?;
             }
         }
         let marker: Option<String> = sqlx::query_scalar("SELECT shared_stop FROM fleetmig_runs WHERE run_id = $1")
             .bind(run_id)
             .fetch_one(&mut *tx)
             .await
-            .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
+            .map_err(Fault::Sql)?;
+        tx.commit().await.map_err(Fault::Sql)?;
         Ok(marker.and_then(|m| serde_json::from_str(&m).ok()))
     }
 
@@ -1119,8 +1134,9 @@ impl Ledger {
     }
 }
 
-/// The shared-run operations, each bounded by the ledger's time limit: a ledger that stops
-/// answering stops this runner (its leases run out; the others carry on), never hangs it.
+/// The shared-run operations, each bounded by the ledger's time limit and retried after a
+/// transient error while it lasts: a ledger that stops answering stops this runner (its
+/// leases run out; the others carry on), never hangs it.
 impl Ledger {
     async fn bounded<T>(&self, op: &str, work: impl Future<Output = Result<T, LedgerError>>) -> Result<T, LedgerError> {
         match tokio::time::timeout(self.limit, work).await {
@@ -1133,20 +1149,28 @@ impl Ledger {
     /// whose runner's lease ran out. One statement; rows other runners are claiming are
     /// skipped, not waited for.
     pub async fn claim(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<Claimed, LedgerError> {
-        self.bounded("claiming a tenant", self.claim_unbounded(run_id, owner, lease_ms))
-            .await
+        // A claim whose answer was lost leaves a tenant under this runner's lease, which
+        // runs out; another runner then takes it over from its real version. Safe to retry.
+        self.write("claiming a tenant", run_id, move || {
+            self.claim_unbounded(run_id, owner, lease_ms)
+        })
+        .await
     }
 
     /// The heartbeat: extends the lease on every tenant this runner holds.
     pub async fn renew(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<(), LedgerError> {
-        self.bounded("renewing leases", self.renew_unbounded(run_id, owner, lease_ms))
-            .await
+        self.write("renewing leases", run_id, move || {
+            self.renew_unbounded(run_id, owner, lease_ms)
+        })
+        .await
     }
 
     /// The run's stop marker, when a runner set it.
     pub async fn stop_marker(&self, run_id: &str) -> Result<Option<crate::plan::policy::StopReason>, LedgerError> {
-        self.bounded("reading the run's stop marker", self.stop_marker_unbounded(run_id))
-            .await
+        self.write("reading the run's stop marker", run_id, move || {
+            self.stop_marker_unbounded(run_id)
+        })
+        .await
     }
 
     /// See [`Ledger::finish_claimed_unbounded`].
@@ -1159,8 +1183,12 @@ impl Ledger {
         limit: crate::plan::policy::MaxFailures,
         total: usize,
     ) -> Result<Option<crate::plan::policy::StopReason>, LedgerError> {
-        let work = self.finish_claimed_unbounded(run_id, owner, report, release, limit, total);
-        self.bounded("recording a tenant's outcome", work).await
+        // One transaction, keyed on this runner's ownership: again after a lost answer, it
+        // writes the same row and counts the same failures.
+        self.write("recording a tenant's outcome", run_id, move || {
+            self.finish_claimed_unbounded(run_id, owner, report, release, limit, total)
+        })
+        .await
     }
 
     /// See [`Ledger::conclude_shared_unbounded`]. On failure the reason is also kept for

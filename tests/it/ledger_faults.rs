@@ -145,7 +145,14 @@ fn applied(p: &Project, id: &str) -> Vec<String> {
 /// run then bakes 2 s before wave 2), and returns the run and its events. Bounded: a run
 /// that does not end within 90 s is killed and fails the test.
 fn run_cutting_after_wave_1(p: &Project, args: &[&str], between: impl FnOnce()) -> (Run, Vec<Value>) {
-    let mut cmd = p.command(&[&["up", "--format", "json", "--bake", "2s"], args].concat());
+    let args = [&["up", "--format", "json", "--bake", "2s"], args].concat();
+    run_cutting(p, &args, |e| e["event"] == "wave_finished" && e["wave"] == 1, between)
+}
+
+/// Runs fleetmig with JSON Lines on stdout and calls `between` at the first event `when`
+/// picks; bounded as above.
+fn run_cutting(p: &Project, args: &[&str], when: impl Fn(&Value) -> bool, between: impl FnOnce()) -> (Run, Vec<Value>) {
+    let mut cmd = p.command(args);
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let stdout = child.stdout.take().unwrap();
@@ -165,7 +172,7 @@ fn run_cutting_after_wave_1(p: &Project, args: &[&str], between: impl FnOnce()) 
         let Ok(event) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        if event["event"] == "wave_finished" && event["wave"] == 1 {
+        if when(&event) {
             if let Some(f) = between.take() {
                 f();
             }
@@ -184,7 +191,7 @@ fn run_cutting_after_wave_1(p: &Project, args: &[&str], between: impl FnOnce()) 
             );
         }
     };
-    assert!(between.is_none(), "wave 1 never finished:\n{}", lines.join("\n"));
+    assert!(between.is_none(), "the moment to cut never came:\n{}", lines.join("\n"));
     let run = Run {
         code,
         stdout: lines.join("\n"),
@@ -484,4 +491,118 @@ fn resume_runs_the_recorded_check_gate() {
         resumed.stdout
     );
     assert!(applied(&p, "t1").is_empty(), "the resumed run went past its gate");
+}
+
+/// Holds a PostgreSQL advisory lock on `url`'s database until dropped: a migration that
+/// takes the same lock waits there, so a test can act while a tenant is mid-migration.
+struct Held {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    done: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Held {
+    fn lock(url: String, key: i64) -> Held {
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(key)
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                ready_tx.send(()).unwrap();
+                let _ = tokio::task::spawn_blocking(move || wait.recv_timeout(Duration::from_secs(90))).await;
+                let _ = c.close().await;
+            });
+        });
+        ready
+            .recv_timeout(Duration::from_secs(30))
+            .expect("taking the advisory lock");
+        Held {
+            release: Some(release),
+            done: Some(done),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(done) = self.done.take() {
+            let _ = done.join();
+        }
+    }
+}
+
+/// A shared run whose PostgreSQL ledger is cut while a tenant is mid-migration: the
+/// runner cannot record the tenant's outcome nor claim another, so it stops with the
+/// ledger's stop reason (exit 1), within bounded time, and says the ledger missed the
+/// run's end; the tenants it never claimed are untouched.
+#[test]
+fn a_shared_runner_stops_when_its_ledger_is_cut_mid_tenant() {
+    let Some(tenants) = Pg::create("shcut") else { return };
+    let Some(ledger) = Pg::create("shcutl") else { return };
+    let proxy = Proxy::start("127.0.0.1:5432");
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, ledger.name);
+    let p = Project::new();
+    p.migration(
+        "0001_t.up.sql",
+        "SELECT pg_advisory_lock(4242); SELECT pg_advisory_unlock(4242); CREATE TABLE t (id int);",
+    );
+    p.fleet(&format!(
+        "hosts:\n  pg: {{ url: \"{}\" }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\n\
+         tenants:\n  - {{ id: a }}\n  - {{ id: b }}\n  - {{ id: c }}\n",
+        tenants.url()
+    ));
+    let mut held = Some(Held::lock(tenants.url(), 4242));
+    let started = Instant::now();
+    let (run, events) = run_cutting(
+        &p,
+        &[
+            "up",
+            "--shared",
+            "--ledger",
+            &url,
+            "-j",
+            "1",
+            "--connect-timeout",
+            "2s",
+            "--format",
+            "json",
+        ],
+        |e| e["event"] == "step_started",
+        || {
+            proxy.cut();
+            drop(held.take());
+        },
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    let reason = stop_reason(&events);
+    assert_eq!(reason["kind"], "ledger_unavailable", "{reason}");
+    assert!(
+        run.stderr.contains("the ledger missed the end of run"),
+        "{}",
+        run.stderr
+    );
+    let migrated = tenants.column("SELECT count(*)::text FROM information_schema.tables WHERE table_name = 't'");
+    assert_eq!(
+        migrated,
+        ["1"],
+        "only the tenant in flight when the ledger went away ran"
+    );
+    // The ledger still says `started` for it: unknown, never a false "done".
+    let states = ledger.column("SELECT state FROM fleetmig_run_tenants ORDER BY tenant");
+    assert_eq!(states, ["started", "pending", "pending"]);
 }
