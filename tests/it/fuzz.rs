@@ -361,3 +361,41 @@ fn the_binary_refuses_bad_migrations_flags_and_selectors_with_exit_2_and_touches
         })
         .unwrap();
 }
+
+#[test]
+fn credentials_in_urls_never_survive_scrubbing_or_redaction() {
+    use fleetmig::model::secret::{DbUrl, redact, scrub};
+    let case = (
+        prop_oneof![
+            Just("password"),
+            Just("sslpassword"),
+            Just("PWD"),
+            Just("token"),
+            Just("Password")
+        ],
+        "Pw[A-Za-z0-9]{6,12}",
+        prop_oneof![Just("postgres"), Just("mysql"), Just("postgresql")],
+        "[a-z=&]{0,8}",
+        any::<bool>(),
+        "[ `'\"(]{0,2}",
+    );
+    runner(CASES)
+        .run(&case, |(key, secret, scheme, extra, userinfo, around)| {
+            let url = if userinfo {
+                format!("{scheme}://u:{secret}@h:5432/db?{extra}")
+            } else {
+                format!("{scheme}://u@h:5432/db?{extra}&{key}={secret}&sslmode=require")
+            };
+            let text = format!("error with{around}{url}{around}: refused");
+            prop_assert!(!scrub(&text).contains(&secret), "{text} -> {}", scrub(&text));
+            if let Ok(parsed) = url::Url::parse(&url) {
+                prop_assert!(!redact(&parsed).contains(&secret), "{url} -> {}", redact(&parsed));
+                let db = DbUrl::new(parsed);
+                let debug = format!("{db:?}");
+                prop_assert!(!db.to_string().contains(&secret), "{url}");
+                prop_assert!(!debug.contains(&secret), "{url}");
+            }
+            Ok(())
+        })
+        .unwrap();
+}
