@@ -5,7 +5,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::model::migration::{DuplicateVersion, Migration, MigrationSet, Version};
+use crate::model::migration::{DuplicateVersion, Migration, MigrationSet, Script, Version};
 
 /// What can be wrong with a migrations folder. Each names the file or folder.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,8 @@ pub enum MigrationsError {
     NulByte { path: PathBuf, offset: usize },
     #[error("`{}` is not UTF-8 text: invalid byte at byte offset {offset}", path.display())]
     NotUtf8 { path: PathBuf, offset: usize },
+    #[error("`{}`: {why}", path.display())]
+    BadMarker { path: PathBuf, why: String },
     #[error("down script `{}` has no up script beside it", path.display())]
     OrphanDown { path: PathBuf },
     #[error(transparent)]
@@ -113,6 +115,18 @@ fn read(path: &Path) -> Result<String, MigrationsError> {
     })
 }
 
+/// A script's text, its `-- fleetmig:` marker checked.
+fn read_script(path: &Path) -> Result<String, MigrationsError> {
+    let text = read(path)?;
+    match Script::marker_problem(&text) {
+        Some(why) => Err(MigrationsError::BadMarker {
+            path: path.to_owned(),
+            why,
+        }),
+        None => Ok(text),
+    }
+}
+
 /// What a directory entry is, following a symbolic link; `None` for a regular file.
 fn not_a_file(path: &Path) -> Result<Option<&'static str>, MigrationsError> {
     let meta = fs::metadata(path).map_err(|source| MigrationsError::Read {
@@ -194,9 +208,9 @@ pub fn load(dir: &Path) -> Result<MigrationSet, MigrationsError> {
     }
     let mut migrations = Vec::with_capacity(ups.len());
     for ((version, name), path) in ups {
-        let up = read(&path)?;
+        let up = read_script(&path)?;
         let down = match downs.get(&(version, name.clone())) {
-            Some(down_path) => Some(read(down_path)?),
+            Some(down_path) => Some(read_script(down_path)?),
             None => None,
         };
         migrations.push(Migration::new(version, name, up, down, path));
@@ -269,6 +283,71 @@ mod tests {
         assert_eq!(set.len(), 2);
         assert!(set.get(Version(1)).unwrap().is_reversible());
         assert!(!set.get(Version(2)).unwrap().is_reversible());
+    }
+
+    #[test]
+    fn markers_that_would_be_silently_ignored_are_refused_naming_file_and_line() {
+        for (text, expected) in [
+            (
+                "-- fleetmig: no-transactoin\nselect 1;",
+                "unknown fleetmig option `no-transactoin`",
+            ),
+            (
+                "-- fleetmig: rerun-if-dirty\nselect 1;",
+                "`rerun-if-dirty` goes with `no-transaction`",
+            ),
+            (
+                "--fleetmig: no-transaction\nselect 1;",
+                "write the marker as `-- fleetmig: no-transaction`",
+            ),
+            ("-- FleetMig no-transaction\nselect 1;", "write the marker as"),
+            (
+                "-- header\n-- fleetmig: no-transaction\nselect 1;",
+                "line 2: a `-- fleetmig:` marker counts only on the first line",
+            ),
+        ] {
+            let dir = dir_with(&[("0001_a.up.sql", text)]);
+            let err = load(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.contains("0001_a.up.sql`: ") && err.contains(expected),
+                "{text:?}: {err}"
+            );
+        }
+        let dir = dir_with(&[
+            ("0001_a.up.sql", "select 1;"),
+            ("0001_a.down.sql", "-- fleetmig: no-transactio\nselect 1;"),
+        ]);
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("0001_a.down.sql`: line 1: unknown fleetmig option"),
+            "{err}"
+        );
+
+        let dir = dir_with(&[
+            (
+                "0001_a.up.sql",
+                "-- fleetmig: no-transaction, rerun-if-dirty\nselect 1;",
+            ),
+            (
+                "0002_b.up.sql",
+                "select 1;\n-- fleetmigration notes, and fleetmig runs this\n--   fleetmig : no-transaction\n",
+            ),
+        ]);
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("0002_b.up.sql`: line 3"), "{err}");
+        let dir = dir_with(&[
+            (
+                "0001_a.up.sql",
+                "-- fleetmig: no-transaction, rerun-if-dirty\nselect 1;",
+            ),
+            (
+                "0002_b.up.sql",
+                "  -- fleetmig: no-transaction  \nselect 1;\n-- fleetmig runs this outside a transaction\n",
+            ),
+        ]);
+        let set = load(dir.path()).unwrap();
+        assert!(set.get(Version(1)).unwrap().up.rerun_if_dirty);
+        assert!(!set.get(Version(2)).unwrap().up.transactional);
     }
 
     #[test]

@@ -107,6 +107,56 @@ impl Script {
         }
     }
 
+    /// Why the script's `-- fleetmig:` marker would not do what it seems to, if it would not:
+    /// an unknown or misspelt option, `rerun-if-dirty` without `no-transaction`, a marker
+    /// written another way, or one below the first line. Each of these would otherwise run
+    /// the script as if it had no marker.
+    pub fn marker_problem(sql: &str) -> Option<String> {
+        for (n, line) in sql.lines().enumerate() {
+            let text = line.trim();
+            let Some(comment) = text.strip_prefix("--") else {
+                continue;
+            };
+            let lower = comment.trim_start().to_ascii_lowercase();
+            let Some(after) = lower.strip_prefix("fleetmig") else {
+                continue;
+            };
+            // `-- fleetmig: ...`, or the options without the colon; prose that mentions
+            // fleetmig is left alone.
+            let after = after.trim_start();
+            if !(after.starts_with(':') || after.starts_with("no-transaction") || after.starts_with("rerun-if-dirty")) {
+                continue;
+            }
+            if n > 0 {
+                return Some(format!(
+                    "line {}: a `{MARKER_PREFIX}` marker counts only on the first line",
+                    n + 1
+                ));
+            }
+            let Some(rest) = text.strip_prefix(MARKER_PREFIX) else {
+                return Some(format!(
+                    "line 1: `{text}`: write the marker as `{NO_TRANSACTION_MARKER}`"
+                ));
+            };
+            let options: Vec<&str> = rest.split(',').map(str::trim).collect();
+            if let Some(bad) = options
+                .iter()
+                .find(|o| !matches!(**o, "no-transaction" | "rerun-if-dirty"))
+            {
+                return Some(format!(
+                    "line 1: unknown fleetmig option `{bad}` (known: no-transaction, rerun-if-dirty)"
+                ));
+            }
+            if options.contains(&"rerun-if-dirty") && !options.contains(&"no-transaction") {
+                return Some(
+                    "line 1: `rerun-if-dirty` goes with `no-transaction`: a transactional migration never stays dirty"
+                        .into(),
+                );
+            }
+        }
+        None
+    }
+
     /// True when the script holds nothing but white space and SQL comments.
     pub fn is_blank(&self) -> bool {
         let mut rest = self.sql.as_str();
