@@ -156,7 +156,12 @@ fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, opts: &Options) -> RunCo
 /// each short, and its last error. Reads only: a ledger that does not exist yet gives
 /// nothing and is not created.
 pub async fn annotate(status: &mut FleetStatus, url: &DbUrl) -> Result<(), Error> {
-    if let Some(rows) = ledger_view::unsettled_rows(url).await? {
+    annotate_within(status, url, Limits::default().connect_timeout).await
+}
+
+/// [`annotate`], giving up on a ledger that does not answer within `limit`.
+pub async fn annotate_within(status: &mut FleetStatus, url: &DbUrl, limit: std::time::Duration) -> Result<(), Error> {
+    if let Some(rows) = ledger_view::unsettled_rows(url, limit).await? {
         status.annotate(&crate::plan::status::ledger_notes(&rows));
     }
     Ok(())
@@ -179,7 +184,7 @@ pub async fn status(fleet: &Fleet, set: &MigrationSet, opts: &Options) -> Result
             .map(|(t, rows)| (t.id.to_string(), rows.map_err(|e| e.to_string()))),
     );
     if let Ok(url) = ledger_view::ledger_url(None, fleet) {
-        if let Err(e) = annotate(&mut status, &url).await {
+        if let Err(e) = annotate_within(&mut status, &url, opts.limits.connect_timeout).await {
             tracing::warn!("{}", crate::error::render(&e));
         }
     }

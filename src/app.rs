@@ -851,7 +851,7 @@ async fn status_command(
         None
     } else {
         let annotated = match crate::driver::ledger_view::ledger_url(g.ledger.as_deref(), fleet) {
-            Ok(url) => crate::api::annotate(&mut status, &url).await,
+            Ok(url) => crate::api::annotate_within(&mut status, &url, g.connect_timeout).await,
             Err(e) => Err(Error::Usage(e)),
         };
         annotated.err().map(|e| crate::error::render(&e))

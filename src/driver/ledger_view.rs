@@ -2,6 +2,7 @@
 //! (nothing is created), and a SQLite ledger is opened read-only.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sqlx::any::install_default_drivers;
 use sqlx::{AnyConnection, Connection, Row};
@@ -41,7 +42,19 @@ const STREAKS: &str = "SELECT t.tenant, t.run_id, t.state, t.error, t.updated_ms
 
 /// The ledger's rows for tenants since their last success. `Ok(None)` when there is no
 /// ledger yet: no SQLite file, or a database without the ledger's tables.
-pub async fn unsettled_rows(url: &DbUrl) -> Result<Option<Vec<LedgerRow>>, LedgerError> {
+pub async fn unsettled_rows(url: &DbUrl, limit: Duration) -> Result<Option<Vec<LedgerRow>>, LedgerError> {
+    // Bounded as a whole: a ledger that does not answer must not hold up `status`.
+    match tokio::time::timeout(limit, read_unsettled(url)).await {
+        Ok(result) => result,
+        Err(_) => Err(LedgerError {
+            ledger: url.redacted(),
+            op: "opening".into(),
+            message: format!("no answer within {limit:?}"),
+        }),
+    }
+}
+
+async fn read_unsettled(url: &DbUrl) -> Result<Option<Vec<LedgerRow>>, LedgerError> {
     install_default_drivers();
     let fail = |op: &str, e: sqlx::Error| LedgerError {
         ledger: url.redacted(),

@@ -606,3 +606,25 @@ fn a_shared_runner_stops_when_its_ledger_is_cut_mid_tenant() {
     let states = ledger.column("SELECT state FROM fleetmig_run_tenants ORDER BY tenant");
     assert_eq!(states, ["started", "pending", "pending"]);
 }
+
+/// `status` reads the ledger only for notes; a ledger that accepts connections and never
+/// answers holds it up no longer than `--connect-timeout`, and the note says why.
+#[test]
+fn status_gives_up_on_a_silent_ledger_within_the_connect_timeout() {
+    let p = two_wave_fleet();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for c in silent.incoming() {
+            held.push(c);
+        }
+    });
+    let url = format!("postgres://postgres@127.0.0.1:{port}/ledger");
+    let started = Instant::now();
+    let run = p.run(&["status", "--ledger", &url, "--connect-timeout", "2s"]);
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(run.all().contains("no answer within 2s"), "{}", run.all());
+}
