@@ -669,8 +669,14 @@ async fn execute(
             }
             None => dispatch(&ctx, &waves, action, &policy, command, &events, interrupts).await,
         };
-        // Bounded: after an abandon, a pool may still wait on a server that stopped answering.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ctx.connector.close()).await;
+        // Bounded: after an abandon, a pool may still wait on a server that stopped answering,
+        // and the report must be out before the process's deadline (`signals::GRACE`).
+        let closing = if report.stop_reason == crate::plan::policy::StopReason::Abandoned {
+            std::time::Duration::from_millis(300)
+        } else {
+            std::time::Duration::from_secs(2)
+        };
+        let _ = tokio::time::timeout(closing, ctx.connector.close()).await;
         drop(events);
         report
     };

@@ -410,6 +410,12 @@ impl Ledger {
         self.missed_end.lock().expect("not poisoned").clone()
     }
 
+    /// Notes that the run's end was not recorded for a reason of the caller's (its write
+    /// was given up on after a second interrupt), for [`Ledger::missed_end`].
+    pub fn gave_up_on_end(&self, why: String) {
+        self.missed_end.lock().expect("not poisoned").get_or_insert(why);
+    }
+
     /// Records a new run and its plan, every tenant `pending`. Not retried: the insert
     /// may have committed before its answer was lost.
     pub async fn begin_run(&self, run_id: &str, fleet: &str, plan: &RunPlan) -> Result<(), LedgerError> {

@@ -169,10 +169,16 @@ struct Dispatcher<'r, 'a> {
     /// Ctrl-C presses, from the caller (`None` once the sender is gone).
     interrupts: mpsc::UnboundedReceiver<()>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    /// Set when the run is abandoned: all the dispatcher still does (reads, ledger writes)
+    /// ends by then, so the report is out before the process's own deadline.
+    last_word: Option<tokio::time::Instant>,
 }
 
 impl<'r, 'a> Dispatcher<'r, 'a> {
     fn escalate(&mut self, reason: StopReason) {
+        if reason == StopReason::Abandoned && self.last_word.is_none() {
+            self.last_word = Some(tokio::time::Instant::now() + LAST_WORD);
+        }
         if reason > self.reason {
             self.events.emit(Event::Stopping { reason: reason.clone() });
             self.reason = reason;
@@ -189,6 +195,18 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
 
     fn total(&self) -> usize {
         self.slots.len()
+    }
+
+    /// When work that may take `cap` must end: within `cap`, and after an abandon not
+    /// past the run's last word.
+    fn until(&self, cap: Duration) -> tokio::time::Instant {
+        let at = tokio::time::Instant::now() + cap;
+        self.last_word.map_or(at, |last| at.min(last))
+    }
+
+    /// What is left of `cap` (see [`Dispatcher::until`]).
+    fn within(&self, cap: Duration) -> Duration {
+        self.until(cap).saturating_duration_since(tokio::time::Instant::now())
     }
 
     /// Runs one wave; returns false when the run was abandoned.
@@ -288,7 +306,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 ids
             };
             let tenants: Vec<&Tenant> = in_flight.iter().map(|&i| self.slots[i].tenant).collect();
-            let settled = settled_history(self.ctx, &tenants, AFTER_ABANDON).await;
+            let settled = settled_history(self.ctx, &tenants, self.within(AFTER_ABANDON)).await;
             let mut reports = Vec::with_capacity(in_flight.len());
             for (i, read) in in_flight.into_iter().zip(settled) {
                 let report = abandoned_report(self.slots[i].tenant, self.ctx.set, self.action, read);
@@ -305,8 +323,11 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         }
                     }
                 };
-                if tokio::time::timeout(AFTER_ABANDON, writes).await.is_err() {
-                    tracing::warn!("the ledger did not record the abandoned tenants within {AFTER_ABANDON:?}");
+                // The run's end records each tenant's state and version again: these writes
+                // must leave it time.
+                let cap = AFTER_ABANDON / 2;
+                if tokio::time::timeout_at(self.until(cap), writes).await.is_err() {
+                    tracing::warn!("the ledger did not record the abandoned tenants within {cap:?}");
                 }
             }
         }
@@ -542,7 +563,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             .filter(|&i| self.slots[i].rollback.is_none())
             .collect();
         let tenants: Vec<&Tenant> = cut.iter().map(|&i| self.slots[i].tenant).collect();
-        let settled = settled_history(self.ctx, &tenants, AFTER_ABANDON).await;
+        let settled = settled_history(self.ctx, &tenants, self.within(AFTER_ABANDON)).await;
         for (i, read) in cut.into_iter().zip(settled) {
             let action = Action::Migrate(Target::Down { to: starts[&i] });
             let report = abandoned_report(self.slots[i].tenant, self.ctx.set, action, read);
@@ -583,7 +604,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         let tenants: Vec<&Tenant> = untouched.iter().map(|&i| self.slots[i].tenant).collect();
         let reading = inspect_all(self.ctx, &tenants);
         let read = if self.reason == StopReason::Abandoned {
-            tokio::time::timeout(AFTER_ABANDON, reading).await.ok()
+            tokio::time::timeout_at(self.until(AFTER_ABANDON), reading).await.ok()
         } else {
             self.interruptible(reading).await
         };
@@ -752,6 +773,12 @@ fn dirty_at(outcome: &Outcome) -> Option<Version> {
 /// How long the dispatcher keeps at its own work after a second interrupt, for each of:
 /// reading where the abandoned tenants really are, and recording it in the ledger.
 pub const AFTER_ABANDON: Duration = Duration::from_secs(2);
+
+/// How long all of the dispatcher's work after an abandon may take together (the reads
+/// of where tenants are and the ledger's records): well inside the process's deadline
+/// after a second interrupt (`app::signals::GRACE`), so the report is always printed
+/// and written, whatever stopped answering.
+pub const LAST_WORD: Duration = Duration::from_secs(4);
 
 /// Each tenant's history once the sessions abandoned on it have ended, read under the
 /// tenant's lock (the abandoned session holds it until the database has finished with
@@ -928,6 +955,7 @@ pub async fn dispatch(
         skipped: 0,
         interrupts,
         limiter,
+        last_word: None,
     };
     let mut offset = 0;
     let mut stop_wave = None;
@@ -964,18 +992,23 @@ pub async fn dispatch(
         d.rollback(stop_wave).await;
     }
     d.read_untouched().await;
+    let last_word = d.until(AFTER_ABANDON);
     let mut report = d.finish(started, waves, command);
     if let Some(ledger) = &ctx.ledger {
         let recording = ledger.finish_run(&report);
         let recorded = if report.stop_reason == StopReason::Abandoned {
-            tokio::time::timeout(AFTER_ABANDON, recording).await
+            tokio::time::timeout_at(last_word, recording).await
         } else {
             Ok(recording.await)
         };
         match recorded {
             Ok(Ok(())) => {}
             Ok(Err(e)) => missed_end(&mut report, &e, events),
-            Err(_) => tracing::warn!("the ledger did not record the run's end within {AFTER_ABANDON:?}"),
+            // Not only a log line: the operator is told on stderr that the report is the
+            // run's only full record.
+            Err(_) => ledger.gave_up_on_end(format!(
+                "it did not record the run's end within {LAST_WORD:?} of the second interrupt"
+            )),
         }
     }
     announce(&report, events);
@@ -1046,6 +1079,7 @@ pub(crate) async fn conclude<'a>(
         skipped: 0,
         interrupts,
         limiter: None,
+        last_word: None,
     };
     if rollback && d.reason != StopReason::Abandoned {
         d.rollback(stop_wave).await;

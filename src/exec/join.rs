@@ -298,10 +298,24 @@ pub async fn cooperate(
     )
     .await;
     let assemble = |run: SharedRun| assemble(&ctx.run_id, run, &own_reason);
-    match ledger
-        .conclude_shared(&ctx.run_id, &shared.owner, &report, assemble)
-        .await
-    {
+    let concluding = ledger.conclude_shared(&ctx.run_id, &shared.owner, &report, assemble);
+    // After an abandon the report must be out before the process's deadline: a ledger that
+    // does not answer in time missed the run's end, and stderr says so.
+    let concluded = if own_reason == StopReason::Abandoned {
+        match tokio::time::timeout(crate::exec::dispatch::LAST_WORD, concluding).await {
+            Ok(done) => done,
+            Err(_) => {
+                ledger.gave_up_on_end(format!(
+                    "it did not record the run's end within {:?} of the second interrupt",
+                    crate::exec::dispatch::LAST_WORD
+                ));
+                Ok(false)
+            }
+        }
+    } else {
+        concluding.await
+    };
+    match concluded {
         Ok(true) => tracing::info!(
             "run `{}`: this runner ended last and wrote the run's report",
             ctx.run_id

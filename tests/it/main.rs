@@ -4,6 +4,7 @@
 
 mod support;
 
+mod aftermath;
 mod bad_input;
 mod bad_input2;
 mod cli;

@@ -1,0 +1,127 @@
+//! What the operator is told after faults that strike while a run is ending: a ledger that
+//! stops answering once the run was abandoned, a lost answer to a step's bookkeeping.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Pg, Project, Proxy, Spawned};
+
+/// How long anything here may take before the test calls it hung.
+const BOUND: Duration = Duration::from_secs(60);
+
+fn pg_project(url: &str, n: usize, migrations: &[(&str, &str)]) -> Project {
+    let p = Project::new();
+    for (file, sql) in migrations {
+        p.migration(file, sql);
+    }
+    let tenants: String = (0..n).map(|i| format!("  - {{ id: x{i:02} }}\n")).collect();
+    p.fleet(&format!(
+        "hosts: {{ pg: {{ url: \"{url}\", max_connections: 4 }} }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\ntenants:\n{tenants}"
+    ));
+    p
+}
+
+#[test]
+fn two_interrupts_with_a_ledger_that_stopped_answering_say_so_on_stderr_and_still_write_the_report() {
+    let Some(pg) = Pg::create("abandonledger") else { return };
+    let Some(ledger_db) = Pg::create("abandonledger_l") else {
+        return;
+    };
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let ledger = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, ledger_db.name);
+    let p = pg_project(
+        &pg.url(),
+        2,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int);"),
+            ("0002_b.up.sql", "CREATE TABLE t2 (id int); SELECT pg_sleep(0.5);"),
+        ],
+    );
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "-j",
+        "2",
+        "--ledger",
+        &ledger,
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == 2);
+    proxy.blackhole();
+    run.signal("INT");
+    run.wait_for(BOUND, |v| v["event"] == "stopping");
+    run.signal("INT");
+    let second = Instant::now();
+    let (code, _, stderr) = run.finish(BOUND);
+    assert!(
+        second.elapsed() < Duration::from_secs(8),
+        "the process lived {:?} after the second interrupt\n{stderr}",
+        second.elapsed()
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = std::fs::read_to_string(p.path().join("report.json"))
+        .unwrap_or_else(|e| panic!("the report was not written ({e}); stderr:\n{stderr}"));
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["stop_reason"]["kind"], "abandoned", "{r}");
+    assert!(
+        stderr.contains("the ledger missed the end of run"),
+        "the operator is told the ledger has not got the run's end:\n{stderr}"
+    );
+}
+
+#[test]
+fn two_interrupts_when_tenants_and_ledger_stopped_answering_still_write_the_report_in_time() {
+    let Some(pg) = Pg::create("abandonall") else { return };
+    let Some(ledger_db) = Pg::create("abandonall_l") else {
+        return;
+    };
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let ledger = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, ledger_db.name);
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, pg.name);
+    let p = pg_project(
+        &url,
+        6,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int);"),
+            ("0002_b.up.sql", "CREATE TABLE t2 (id int); SELECT pg_sleep(0.5);"),
+        ],
+    );
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "-j",
+        "2",
+        "--ledger",
+        &ledger,
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == 2);
+    proxy.blackhole();
+    run.signal("INT");
+    run.wait_for(BOUND, |v| v["event"] == "stopping");
+    run.signal("INT");
+    let second = Instant::now();
+    let (code, _, stderr) = run.finish(BOUND);
+    // Before the process's own deadline (6 s), which would end it with no report at all.
+    assert!(
+        second.elapsed() < Duration::from_millis(5500),
+        "the process lived {:?} after the second interrupt\n{stderr}",
+        second.elapsed()
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = std::fs::read_to_string(p.path().join("report.json"))
+        .unwrap_or_else(|e| panic!("the report was not written ({e}); stderr:\n{stderr}"));
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["stop_reason"]["kind"], "abandoned", "{r}");
+    assert_eq!(
+        r["tenants"].as_array().unwrap().len(),
+        6,
+        "every tenant accounted for: {r}"
+    );
+    assert!(stderr.contains("the ledger missed the end of run"), "{stderr}");
+}
