@@ -19,7 +19,7 @@ use crate::load;
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::secret::DbUrl;
-use crate::plan::policy::{MaxFailures, RollbackPolicy};
+pub use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::plan::select::select;
 use crate::plan::tenant::Target;
 use crate::plan::waves::waves;
@@ -55,7 +55,7 @@ impl Default for Options {
 }
 
 /// How [`up`] rolls out, beyond [`Options`]. The fleet file's `rollout:` section gives the
-/// waves, failure limit and rollback unless set here; its gates (`bake`, `check`) are for
+/// waves, failure and skip limits and rollback unless set here; its gates (`bake`, `check`) are for
 /// people watching a rollout and are not run.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -63,6 +63,9 @@ pub struct UpOptions {
     /// timeout, ...): by default for up to a minute.
     pub retry: Retry,
     pub max_failures: Option<MaxFailures>,
+    /// How many skipped tenants (drifted, dirty, locked, unreachable) stop the run; `None`:
+    /// the fleet file's `rollout.max_skipped`, else a skipped canary stops it.
+    pub max_skipped: Option<MaxSkipped>,
     pub rollback: Option<RollbackPolicy>,
     /// Record the run in this ledger (created if missing); `None`: no ledger.
     pub ledger: Option<DbUrl>,
@@ -73,6 +76,7 @@ impl Default for UpOptions {
         UpOptions {
             retry: Retry::DEFAULT,
             max_failures: None,
+            max_skipped: None,
             rollback: None,
             ledger: None,
         }
@@ -218,7 +222,7 @@ pub async fn up(fleet: &Fleet, set: &MigrationSet, opts: &Options, up: &UpOption
     let planned = waves(&tenants, &|t: &Tenant| t.canary, &spec);
     let policy = Policy {
         max_failures: up.max_failures.or(fleet.rollout.max_failures).unwrap_or_default(),
-        max_skipped: fleet.rollout.max_skipped.unwrap_or_default(),
+        max_skipped: up.max_skipped.or(fleet.rollout.max_skipped).unwrap_or_default(),
         rollback: up.rollback.or(fleet.rollout.rollback).unwrap_or_default(),
         pause_after: None,
         gates: Gates::default(),

@@ -125,3 +125,43 @@ fn two_interrupts_when_tenants_and_ledger_stopped_answering_still_write_the_repo
     );
     assert!(stderr.contains("the ledger missed the end of run"), "{stderr}");
 }
+
+#[test]
+fn the_library_sets_the_skip_limit() {
+    use fleetmig::api::{self, MaxSkipped, Options, StopReason, UpOptions};
+
+    let p = Project::new();
+    p.migration("0001_t1.up.sql", "CREATE TABLE t1 (id INTEGER);");
+    p.fleet(
+        "defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: c1, canary: true }\n  - { id: a1 }\n  - { id: a2 }\n",
+    );
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    // The canary applied a migration whose file was then edited: drifted, so skipped.
+    let first = p.run(&["up", "--select", "canary=true"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    p.migration("0001_t1.up.sql", "CREATE TABLE t1 (id INTEGER, edited INTEGER);");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let fleet = api::load_fleet(p.path().join("tenants.yaml"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let set = api::load_migrations(p.path().join("migrations")).unwrap();
+        let report = api::up(&fleet, &set, &Options::default(), &UpOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            matches!(report.stop_reason, StopReason::CanarySkipped { .. }),
+            "{report:#?}"
+        );
+        let all = UpOptions {
+            max_skipped: Some("all".parse::<MaxSkipped>().unwrap()),
+            ..UpOptions::default()
+        };
+        let report = api::up(&fleet, &set, &Options::default(), &all).await.unwrap();
+        assert!(
+            matches!(report.stop_reason, StopReason::Incomplete { skipped: 1, .. }),
+            "{report:#?}"
+        );
+        assert_eq!(report.summary.succeeded, 2, "{report:#?}");
+    });
+}
