@@ -196,6 +196,11 @@ impl Fault {
     }
 }
 
+/// The least time a ledger statement is given, whatever `--connect-timeout` says: that
+/// flag is about reaching servers, and a tiny one (to give up on unreachable tenants fast)
+/// must not fail a healthy ledger's every write.
+pub const MIN_ANSWER: Duration = Duration::from_secs(5);
+
 /// Pauses between attempts at a ledger write that met a transient error; attempts stop
 /// once the next pause would end past the ledger's time limit.
 const RETRY_PAUSES: [Duration; 3] = [
@@ -210,7 +215,8 @@ pub struct Ledger {
     pool: AnyPool,
     /// The ledger's URL with any password hidden, for messages.
     shown: String,
-    /// Bounds opening and every statement: the command's `--connect-timeout`.
+    /// Bounds every statement and the retries of a write: `--connect-timeout`, at least
+    /// [`MIN_ANSWER`].
     limit: Duration,
     /// SQLite only: the file, checked before every write.
     file: Option<LedgerFile>,
@@ -222,14 +228,17 @@ pub struct Ledger {
 const TABLES: &str = "('fleetmig_runs', 'fleetmig_run_tenants')";
 
 impl Ledger {
-    /// Opens (and creates, the first time) the ledger at `url`, within `limit`.
+    /// Opens (and creates, the first time) the ledger at `url`: connecting to a server
+    /// within `connect` (the command's `--connect-timeout`); a SQLite file, and every
+    /// statement later, within `connect` but never less than [`MIN_ANSWER`].
     ///
     /// A SQLite ledger is created whole (its tables written to a side file that is then
     /// linked into place), so a file at the ledger's path that is empty or lacks the
     /// tables was not made by fleetmig, or was truncated: it is refused, never
     /// overwritten with a new ledger.
-    pub async fn open(url: &DbUrl, limit: Duration) -> Result<Ledger, LedgerError> {
+    pub async fn open(url: &DbUrl, connect: Duration) -> Result<Ledger, LedgerError> {
         install_default_drivers();
+        let limit = connect.max(MIN_ANSWER);
         let shown = url.redacted();
         let fail = |op: &str, message: String| LedgerError {
             ledger: shown.clone(),
@@ -297,10 +306,11 @@ impl Ledger {
             conn.close().await?;
             Ok::<_, sqlx::Error>(tables)
         };
-        let tables = match tokio::time::timeout(limit, direct).await {
+        let open_within = if sqlite { limit } else { connect };
+        let tables = match tokio::time::timeout(open_within, direct).await {
             Ok(Ok(tables)) => tables,
             Ok(Err(e)) => return Err(sql_fail("opening", e)),
-            Err(_) => return Err(fail("opening", format!("no answer within {limit:?}"))),
+            Err(_) => return Err(fail("opening", format!("no answer within {open_within:?}"))),
         };
         if tables < 2 {
             return Err(fail(
@@ -312,10 +322,10 @@ impl Ledger {
         }
         let options = AnyPoolOptions::new()
             .max_connections(if sqlite { 1 } else { 4 })
-            .acquire_timeout(limit);
+            .acquire_timeout(if sqlite { limit } else { connect });
         let options = if sqlite {
             // Waits for another runner's write no longer than the command's time limit.
-            let busy = limit.as_millis().clamp(1000, i32::MAX as u128);
+            let busy = limit.as_millis().min(i32::MAX as u128);
             options.after_connect(move |conn, _| {
                 Box::pin(async move {
                     conn.execute(

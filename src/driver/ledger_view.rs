@@ -8,7 +8,7 @@ use sqlx::any::install_default_drivers;
 use sqlx::{AnyConnection, Connection, Row};
 
 use crate::driver::error::{DbError, ErrorKind};
-use crate::driver::ledger::{LedgerError, default_ledger_path};
+use crate::driver::ledger::{LedgerError, MIN_ANSWER, default_ledger_path};
 use crate::model::fleet::Fleet;
 use crate::model::secret::DbUrl;
 use crate::plan::status::LedgerRow;
@@ -42,20 +42,17 @@ const STREAKS: &str = "SELECT t.tenant, t.run_id, t.state, t.error, t.updated_ms
 
 /// The ledger's rows for tenants since their last success. `Ok(None)` when there is no
 /// ledger yet: no SQLite file, or a database without the ledger's tables.
-pub async fn unsettled_rows(url: &DbUrl, limit: Duration) -> Result<Option<Vec<LedgerRow>>, LedgerError> {
-    // Bounded as a whole: a ledger that does not answer must not hold up `status`.
-    match tokio::time::timeout(limit, read_unsettled(url)).await {
-        Ok(result) => result,
-        Err(_) => Err(LedgerError {
-            ledger: url.redacted(),
-            op: "opening".into(),
-            message: format!("no answer within {limit:?}"),
-        }),
-    }
-}
-
-async fn read_unsettled(url: &DbUrl) -> Result<Option<Vec<LedgerRow>>, LedgerError> {
+/// Bounded: a ledger server must answer the connection within `connect` (the command's
+/// `--connect-timeout`), the reads within it too but never less than [`MIN_ANSWER`], so a
+/// silent ledger cannot hold up `status`.
+pub async fn unsettled_rows(url: &DbUrl, connect: Duration) -> Result<Option<Vec<LedgerRow>>, LedgerError> {
     install_default_drivers();
+    let answer = connect.max(MIN_ANSWER);
+    let late = |op: &str, within: Duration| LedgerError {
+        ledger: url.redacted(),
+        op: op.into(),
+        message: format!("no answer within {within:?}"),
+    };
     let fail = |op: &str, e: sqlx::Error| LedgerError {
         ledger: url.redacted(),
         op: op.into(),
@@ -77,8 +74,12 @@ async fn read_unsettled(url: &DbUrl) -> Result<Option<Vec<LedgerRow>>, LedgerErr
             "SELECT COUNT(*) FROM pg_catalog.pg_class WHERE oid = to_regclass('fleetmig_run_tenants')",
         )
     };
-    let mut conn = AnyConnection::connect(&text).await.map_err(|e| fail("opening", e))?;
-    let result = async {
+    let within = if sqlite { answer } else { connect };
+    let mut conn = match tokio::time::timeout(within, AnyConnection::connect(&text)).await {
+        Ok(conn) => conn.map_err(|e| fail("opening", e))?,
+        Err(_) => return Err(late("opening", within)),
+    };
+    let read = async {
         let tables: i64 = sqlx::query_scalar(has_tables).fetch_one(&mut conn).await?;
         if tables == 0 {
             return Ok(None);
@@ -96,9 +97,11 @@ async fn read_unsettled(url: &DbUrl) -> Result<Option<Vec<LedgerRow>>, LedgerErr
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map(Some)
-    }
-    .await
-    .map_err(|e| fail("reading tenants' last runs", e));
+    };
+    let result = match tokio::time::timeout(answer, read).await {
+        Ok(rows) => rows.map_err(|e| fail("reading tenants' last runs", e)),
+        Err(_) => Err(late("reading tenants' last runs", answer)),
+    };
     let _ = conn.close().await;
     result
 }

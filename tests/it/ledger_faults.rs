@@ -628,3 +628,28 @@ fn status_gives_up_on_a_silent_ledger_within_the_connect_timeout() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(run.all().contains("no answer within 2s"), "{}", run.all());
 }
+
+/// The SQLite ledger replaced between two waves (a copy moved over it, as a restore from
+/// backup would): its device and inode differ, so the run's later records would go to a
+/// file that is not the run's ledger. Detected at the next write and reported.
+#[test]
+fn a_sqlite_ledger_replaced_mid_run_is_reported() {
+    let p = two_wave_fleet();
+    let ledger = p.path().join("tenants.ledger.db");
+    let (run, events) = run_cutting_after_wave_1(&p, &[], || {
+        let copy = p.path().join("copy.db");
+        std::fs::copy(&ledger, &copy).unwrap();
+        std::fs::rename(&copy, &ledger).unwrap();
+    });
+    assert_eq!(run.code, 1, "{run:#?}");
+    let reason = stop_reason(&events);
+    assert_eq!(reason["kind"], "ledger_unavailable", "{reason}");
+    let detail = reason["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("tenants.ledger.db` was replaced during the run"),
+        "{detail}"
+    );
+    for t in ["t1", "t2", "t3"] {
+        assert!(applied(&p, t).is_empty(), "tenant `{t}` ran unrecorded");
+    }
+}
