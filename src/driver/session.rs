@@ -283,7 +283,16 @@ impl<W: Wire> Session<W> {
             _ => self.wire.mark_row(row.version, true, None).await,
         };
         if let Err(e) = marked {
-            return Err(before(self, e));
+            let mut failed = before(self, e);
+            if crate::driver::connect::is_no_answer(&failed.error) {
+                // The server may have written the mark and lost only its answer.
+                failed.error.message = format!(
+                    "{}; the server may have written migration {}'s dirty mark before the answer was lost: \
+                     whether the history marks it dirty is unknown (`fleetmig status` reads it)",
+                    failed.error.message, row.version
+                );
+            }
+            return Err(failed);
         }
         let ran = match self.wire.batch(sql).await {
             Ok(()) => self.wire.verify_step().await,
@@ -333,11 +342,21 @@ impl<W: Wire> Session<W> {
         match recorded {
             Ok(()) => Ok(started.elapsed()),
             // The script ran; its row still says dirty, and that is what the report says.
-            Err(e) => Err(StepFailed {
-                error: self.fail(ErrorKind::Sql, Phase::After.op(op), e),
-                dirty: true,
-                undo: None,
-            }),
+            Err(e) => {
+                let mut error = self.fail(ErrorKind::Sql, Phase::After.op(op), e);
+                if crate::driver::connect::is_no_answer(&error) {
+                    error.message = format!(
+                        "{}; the script ran, and the server may have cleared migration {}'s dirty mark before the \
+                         answer was lost: whether the history still marks it dirty is unknown (`fleetmig status` reads it)",
+                        error.message, row.version
+                    );
+                }
+                Err(StepFailed {
+                    error,
+                    dirty: true,
+                    undo: None,
+                })
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use crate::driver::session::{StepFailed, Undo};
 use crate::exec::events::{Event, Events, Outcome, SkipReason, StepDone, TenantReport};
 use crate::model::fleet::{Tenant, TenantId};
 use crate::model::migration::{Applied, Direction, MigrationSet, Version};
-use crate::plan::tenant::{self as plan, Target};
+use crate::plan::tenant::{self as plan, Refusal, Target};
 
 /// What a run does to each tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,24 +207,54 @@ async fn pause(wait: Duration, stop: &AtomicBool) -> bool {
     }
 }
 
-/// Joins a retry onto what earlier attempts did. A tenant that earlier attempts changed is
-/// never skipped or not started: it failed (the later attempt could not reach it or read
-/// it) or stopped (the run stopped before the later attempt's first step), at the version
-/// its committed steps took it to when the later attempt could not read one.
+/// Joins a retry onto what earlier attempts did. A tenant that earlier attempts changed, or
+/// may have changed (a statement whose answer was lost), is never skipped or not started:
+/// it failed (the later attempt could not reach it or read it, or found it dirty) or
+/// stopped (the run stopped before the later attempt's first step), at the version its
+/// committed steps took it to when the later attempt could not read one, and unknown when
+/// a lost answer left it so.
 fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
     if earlier.start_version.is_some() {
         later.start_version = earlier.start_version;
     }
-    if later.final_version.is_none() {
+    let lost = match &earlier.outcome {
+        Outcome::Failed { error, .. } if crate::driver::connect::is_no_answer(error) => Some(error.clone()),
+        _ => None,
+    };
+    if later.final_version.is_none() && lost.is_none() {
         later.final_version = earlier.final_version;
     }
-    if earlier.changed() {
+    if earlier.changed() || lost.is_some() {
         let at = match &earlier.outcome {
             Outcome::Failed { version, .. } => *version,
             _ => later.final_version.unwrap_or(Version::ZERO),
         };
         later.outcome = match later.outcome {
-            Outcome::NotStarted => Outcome::Stopped,
+            Outcome::NotStarted if earlier.changed() || later.final_version != later.start_version => Outcome::Stopped,
+            // Read again: the step whose answer was lost had not happened.
+            Outcome::NotStarted => Outcome::NotStarted,
+            Outcome::Skipped {
+                reason:
+                    SkipReason::Refused {
+                        refusal: refusal @ Refusal::Dirty { version },
+                    },
+            } => Outcome::Failed {
+                version,
+                error: DbError::new(ErrorKind::Sql, "reading fleetmig_history", refusal.to_string()),
+                dirty: true,
+            },
+            // Not read again: what the lost answer left stays unknown.
+            Outcome::Skipped {
+                reason: SkipReason::Unreachable { error } | SkipReason::Locked { error },
+            } if lost.is_some() => {
+                let mut first = lost.expect("matched");
+                first.message = format!("{}; tried again: {error}", first.message);
+                Outcome::Failed {
+                    version: at,
+                    error: first,
+                    dirty: false,
+                }
+            }
             Outcome::Skipped { reason } => Outcome::Failed {
                 version: at,
                 error: match reason {
@@ -710,5 +740,97 @@ mod retry_tests {
         );
         let r = merge(earlier, report(Outcome::NotStarted, &[], Some(0), Some(0)));
         assert!(matches!(r.outcome, Outcome::NotStarted), "{r:?}");
+    }
+
+    fn no_answer() -> DbError {
+        DbError {
+            kind: ErrorKind::Sql,
+            op: "applying 0002_b: recording history".into(),
+            code: None,
+            message: format!(
+                "{} 5s: the connection is presumed lost",
+                crate::driver::connect::NO_ANSWER
+            ),
+        }
+    }
+
+    #[test]
+    fn a_tenant_a_lost_answer_may_have_changed_is_never_skipped_and_a_dirty_one_read_again_is_dirty() {
+        let cut = || {
+            report(
+                Outcome::Failed {
+                    version: Version(2),
+                    error: no_answer(),
+                    dirty: false,
+                },
+                &[],
+                Some(1),
+                None,
+            )
+        };
+        let unreachable = report(
+            Outcome::Skipped {
+                reason: SkipReason::Unreachable { error: lost() },
+            },
+            &[],
+            None,
+            None,
+        );
+        let r = merge(cut(), unreachable);
+        assert!(
+            matches!(&r.outcome, Outcome::Failed { version: Version(2), dirty: false, error } if crate::driver::connect::is_no_answer(error)),
+            "{r:?}"
+        );
+        assert_eq!(
+            (r.start_version, r.final_version),
+            (Some(Version(1)), None),
+            "unknown, never a guess"
+        );
+
+        // Read again, the history shows what the lost answer left: a dirty mark.
+        let dirty = report(
+            Outcome::Skipped {
+                reason: SkipReason::Refused {
+                    refusal: Refusal::Dirty { version: Version(2) },
+                },
+            },
+            &[],
+            Some(1),
+            Some(1),
+        );
+        let r = merge(cut(), dirty.clone());
+        assert!(
+            matches!(
+                r.outcome,
+                Outcome::Failed {
+                    version: Version(2),
+                    dirty: true,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        assert_eq!(r.final_version, Some(Version(1)));
+        // Likewise after earlier steps committed.
+        let r = merge(report(transient_failure(2), &[1], Some(0), Some(1)), dirty);
+        assert!(
+            matches!(
+                r.outcome,
+                Outcome::Failed {
+                    version: Version(2),
+                    dirty: true,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+
+        // Read again after the run began stopping: where the history says, stopped only if moved.
+        let r = merge(cut(), report(Outcome::NotStarted, &[], Some(1), Some(1)));
+        assert!(matches!(r.outcome, Outcome::NotStarted), "{r:?}");
+        assert_eq!(r.final_version, Some(Version(1)));
+        let r = merge(cut(), report(Outcome::NotStarted, &[], Some(2), Some(2)));
+        assert!(matches!(r.outcome, Outcome::Stopped), "{r:?}");
+        assert_eq!(r.final_version, Some(Version(2)));
     }
 }

@@ -165,3 +165,118 @@ fn the_library_sets_the_skip_limit() {
         assert_eq!(report.summary.succeeded, 2, "{report:#?}");
     });
 }
+
+/// Waits (bounded) until `done` holds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + BOUND;
+    while !done() {
+        assert!(Instant::now() < until, "{what} did not happen within {BOUND:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (max clean version, dirty versions) of a schema-tenant's history.
+fn pg_history(pg: &Pg, schema: &str) -> (i64, Vec<i64>) {
+    let clean = pg.column(&format!(
+        "SELECT COALESCE(max(version), 0)::text FROM {schema}.fleetmig_history WHERE NOT dirty"
+    ));
+    let dirty = pg.column(&format!(
+        "SELECT version::text FROM {schema}.fleetmig_history WHERE dirty ORDER BY version"
+    ));
+    (
+        clean[0].parse().unwrap(),
+        dirty.iter().map(|v| v.parse().unwrap()).collect(),
+    )
+}
+
+/// A no-transaction step's dirty mark is written, and its answer lost: the server was cut off
+/// while the insert waited for a lock an application held, and did it once the lock went.
+fn lost_answer_to_the_dirty_mark(retry_for: &str) -> (Pg, Value, String) {
+    let pg = Pg::create("lostmark").unwrap();
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, pg.name);
+    let p = pg_project(
+        &url,
+        1,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int);"),
+            ("0002_b.up.sql", "-- fleetmig: no-transaction\nSELECT 1"),
+        ],
+    );
+    let first = p.run(&["up", "--to", "1"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    // The application's lock: reads go on, the history insert waits.
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            &pg.url(),
+            "-c",
+            "BEGIN; LOCK TABLE s_x00.fleetmig_history IN SHARE MODE; SELECT pg_sleep(60);",
+        ])
+        .env("PGAPPNAME", "holder")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let granted =
+        "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'holder' AND query LIKE '%pg_sleep%'";
+    wait_until("the application's lock", || pg.column(granted)[0] == "1");
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "--statement-timeout",
+        "3s",
+        "--lock-timeout",
+        "0s",
+        "--retry-for",
+        retry_for,
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == 2);
+    let waiting = "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fleetmig' \
+                   AND wait_event_type = 'Lock' AND query LIKE '%fleetmig_history%'";
+    wait_until("the dirty mark waiting for the lock", || pg.column(waiting)[0] == "1");
+    proxy.blackhole();
+    pg.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder'");
+    let _ = holder.wait();
+    let (code, _, stderr) = run.finish(BOUND);
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = std::fs::read_to_string(p.path().join("report.json")).unwrap();
+    drop(proxy);
+    let r: Value = serde_json::from_str(&text).unwrap();
+    (pg, r["tenants"][0].clone(), stderr)
+}
+
+#[test]
+fn a_lost_answer_to_a_dirty_mark_is_never_reported_as_not_dirty() {
+    if Pg::create("probe").is_none() {
+        return;
+    }
+    for retry_for in ["0s", "2s"] {
+        let (pg, t, stderr) = lost_answer_to_the_dirty_mark(retry_for);
+        let settled = format!(
+            "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fleetmig' AND datname = '{}'",
+            pg.name
+        );
+        wait_until("the abandoned session's end", || pg.column(&settled)[0] == "0");
+        let (version, dirty) = pg_history(&pg, "s_x00");
+        assert_eq!(
+            (version, dirty.as_slice()),
+            (1, [2].as_slice()),
+            "the server did the insert"
+        );
+        assert!(stderr.is_empty() || !stderr.contains("panicked"), "{stderr}");
+        assert_eq!(
+            t["status"], "failed",
+            "a tenant that may have changed is never skipped: {t}"
+        );
+        let error = t["error"].as_str().unwrap();
+        assert!(
+            t["dirty"] == 2 || (t["final_version"].is_null() && error.contains("dirty")),
+            "--retry-for {retry_for}: the history holds a dirty mark the report denies: {t}"
+        );
+    }
+}
