@@ -187,10 +187,9 @@ pub async fn status(fleet: &Fleet, set: &MigrationSet, opts: &Options) -> Result
             .into_iter()
             .map(|(t, rows)| (t.id.to_string(), rows.map_err(|e| e.to_string()))),
     );
-    if let Ok(url) = ledger_view::ledger_url(None, fleet) {
-        if let Err(e) = annotate_within(&mut status, &url, opts.limits.connect_timeout).await {
-            tracing::warn!("{}", crate::error::render(&e));
-        }
+    let url = ledger_view::fleet_ledger_url(fleet);
+    if let Err(e) = annotate_within(&mut status, &url, opts.limits.connect_timeout).await {
+        tracing::warn!("{}", crate::error::render(&e));
     }
     Ok(status)
 }

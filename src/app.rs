@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::{Cli, Command, Format, Global, Rollout, TxMode};
 use crate::driver::connect::{Connector, Limits};
-use crate::driver::ledger::{Ledger, RunPlan, default_ledger_path};
+use crate::driver::ledger::{Ledger, RunPlan};
 use crate::driver::offline;
 use crate::error::Error;
 use crate::exec::dispatch::{Gates, Policy, Rate, RunReport, Status, can_confirm, dispatch};
@@ -434,20 +434,17 @@ struct Resume<'f> {
 
 /// The ledger: `--ledger`, else the fleet file's `ledger:`, else a SQLite file beside it.
 async fn open_ledger(g: &Global, fleet: &Fleet) -> Result<Ledger, Error> {
-    let url = match (&g.ledger, &fleet.ledger) {
-        (Some(text), _) => {
-            let url = url::Url::parse(text).map_err(|e| Error::Usage(format!("--ledger: not a URL: {e}")))?;
-            DbUrl::new(url)
-        }
-        (None, Some(url)) => url.clone(),
-        (None, None) => {
-            let path = std::path::absolute(default_ledger_path(&fleet.path))?;
-            let mut url = url::Url::parse("sqlite://").expect("a constant URL");
-            url.set_path(&path.to_string_lossy());
-            DbUrl::new(url)
-        }
-    };
+    let url = ledger_location(g, fleet)?;
     Ok(Ledger::open(&url, g.connect_timeout).await?)
+}
+
+/// Where the ledger is: `--ledger` (or `FLEETMIG_LEDGER`), read like the fleet file's
+/// `ledger:` (a relative SQLite path from the current folder), else the fleet file's.
+fn ledger_location(g: &Global, fleet: &Fleet) -> Result<DbUrl, Error> {
+    match &g.ledger {
+        Some(text) => load::fleet::ledger_url(text, Path::new(".")).map_err(|m| Error::Usage(format!("--ledger: {m}"))),
+        None => Ok(crate::driver::ledger_view::fleet_ledger_url(fleet)),
+    }
 }
 
 /// `--tx per-tenant` needs transactional DDL, and no step a tenant would run marked
@@ -856,9 +853,9 @@ async fn status_command(
     let ledger_error = if status.all_current() {
         None
     } else {
-        let annotated = match crate::driver::ledger_view::ledger_url(g.ledger.as_deref(), fleet) {
+        let annotated = match ledger_location(g, fleet) {
             Ok(url) => crate::api::annotate_within(&mut status, &url, g.connect_timeout).await,
-            Err(e) => Err(Error::Usage(e)),
+            Err(e) => Err(e),
         };
         annotated.err().map(|e| crate::error::render(&e))
     };

@@ -13,15 +13,12 @@ use crate::model::fleet::Fleet;
 use crate::model::secret::DbUrl;
 use crate::plan::status::LedgerRow;
 
-/// Where the ledger is: `--ledger`, else the fleet file's `ledger:`, else a SQLite file
-/// beside the fleet file.
-pub fn ledger_url(flag: Option<&str>, fleet: &Fleet) -> Result<DbUrl, String> {
-    match (flag, &fleet.ledger) {
-        (Some(text), _) => url::Url::parse(text)
-            .map(DbUrl::new)
-            .map_err(|e| format!("--ledger: not a URL: {e}")),
-        (None, Some(url)) => Ok(url.clone()),
-        (None, None) => Ok(sqlite_url(&default_ledger_path(&fleet.path))),
+/// Where the fleet's ledger is: the fleet file's `ledger:`, else a SQLite file beside the
+/// fleet file. (`--ledger` is the command line's, read by the app.)
+pub fn fleet_ledger_url(fleet: &Fleet) -> DbUrl {
+    match &fleet.ledger {
+        Some(url) => url.clone(),
+        None => sqlite_url(&default_ledger_path(&fleet.path)),
     }
 }
 

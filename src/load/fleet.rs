@@ -610,10 +610,7 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
         .ledger
         .map(|text| {
             let text = expand_vars(&text, env)?;
-            parse_url(&text, base).and_then(|(engine, url)| match engine {
-                Engine::Postgres | Engine::Sqlite => Ok(url),
-                Engine::MySql => Err("the ledger lives in PostgreSQL or SQLite".to_owned()),
-            })
+            ledger_url(&text, base)
         })
         .transpose()
         .map_err(|m| invalid("ledger".into(), m))?;
@@ -812,6 +809,14 @@ fn registry_params(engine: Engine, url: &DbUrl) -> Result<(), String> {
 
 /// Parses a database URL, naming its engine. A relative SQLite path is taken from `base`.
 /// A SQLite URL's parameters are PRAGMAs: each must be a name and a plain value.
+/// A ledger's URL: PostgreSQL, or SQLite with a relative path taken from `base`.
+pub fn ledger_url(text: &str, base: &Path) -> Result<DbUrl, String> {
+    match parse_url(text, base)? {
+        (Engine::Postgres | Engine::Sqlite, url) => Ok(url),
+        (Engine::MySql, _) => Err("the ledger lives in PostgreSQL or SQLite".to_owned()),
+    }
+}
+
 fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
     let scheme = text.split_once(':').map(|(s, _)| s).unwrap_or("");
     let engine = Engine::from_scheme(scheme).ok_or_else(|| {

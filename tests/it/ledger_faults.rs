@@ -653,3 +653,34 @@ fn a_sqlite_ledger_replaced_mid_run_is_reported() {
         assert!(applied(&p, t).is_empty(), "tenant `{t}` ran unrecorded");
     }
 }
+
+/// `--ledger` (and `FLEETMIG_LEDGER`) read a SQLite URL as the fleet file's `ledger:` does:
+/// `sqlite://runs.db` is the file `runs.db` in the current folder, and a MySQL ledger is
+/// refused naming the flag.
+#[test]
+fn a_relative_sqlite_ledger_flag_is_a_file_in_the_current_folder() {
+    let p = Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n");
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id INT);");
+    let up = p.run(&["up", "--ledger", "sqlite://runs.db"]);
+    assert_eq!(up.code, 0, "{up:#?}");
+    let ledger = p.path().join("runs.db");
+    assert_eq!(
+        sqlite_column(&ledger, "SELECT command FROM fleetmig_runs"),
+        ["up"],
+        "the run is in ./runs.db"
+    );
+    assert!(!p.path().join("tenants.ledger.db").exists());
+    let runs = p.run_env(&["runs"], &[("FLEETMIG_LEDGER", "sqlite:runs.db")]);
+    assert_eq!(runs.code, 0, "{runs:#?}");
+    assert!(runs.stdout.contains("up"), "{}", runs.stdout);
+    let mysql = p.run(&["runs", "--ledger", "mysql://root@127.0.0.1:3306/x"]);
+    assert_eq!(mysql.code, 2, "{mysql:#?}");
+    assert!(
+        mysql
+            .stderr
+            .contains("--ledger: the ledger lives in PostgreSQL or SQLite"),
+        "{}",
+        mysql.stderr
+    );
+}
