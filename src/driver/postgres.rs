@@ -47,15 +47,21 @@ fn lock_key(schema: Option<&str>) -> String {
 /// the tenant lock. The client side is bounded by `Limits::answer_within`.
 pub fn connect_options(url: &str, limits: &Limits) -> Result<PgConnectOptions, sqlx::Error> {
     Ok(PgConnectOptions::from_str(url)?.application_name("fleetmig").options([
-        ("lock_timeout", format!("{}ms", limits.lock_timeout.as_millis())),
-        (
-            "statement_timeout",
-            format!("{}ms", limits.statement_timeout.as_millis()),
-        ),
+        ("lock_timeout", server_ms(limits.lock_timeout)),
+        ("statement_timeout", server_ms(limits.statement_timeout)),
         ("tcp_keepalives_idle", "30".to_owned()),
         ("tcp_keepalives_interval", "10".to_owned()),
         ("tcp_keepalives_count", "3".to_owned()),
     ]))
+}
+
+/// A timeout as PostgreSQL takes it, in whole milliseconds. `Limits` built by a library
+/// user are not range-checked as flags are: a nonzero duration under 1 ms rounds up to
+/// `1ms` (never to `0ms`, which PostgreSQL reads as "no timeout"), and one past the
+/// server's largest (`i32::MAX` ms, about 24.8 days) is that largest.
+fn server_ms(timeout: Duration) -> String {
+    let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128);
+    format!("{ms}ms")
 }
 
 /// A pool for the schema-tenants of one host.
@@ -688,6 +694,23 @@ impl Wire for PgWire {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_timeouts_never_round_to_none_and_stay_in_range() {
+        assert_eq!(server_ms(Duration::ZERO), "0ms");
+        assert_eq!(server_ms(Duration::from_micros(500)), "1ms");
+        assert_eq!(server_ms(Duration::from_nanos(1)), "1ms");
+        assert_eq!(server_ms(Duration::from_micros(1500)), "2ms");
+        assert_eq!(server_ms(Duration::from_secs(10)), "10000ms");
+        assert_eq!(server_ms(Duration::MAX), "2147483647ms");
+        let limits = Limits {
+            lock_timeout: Duration::from_micros(500),
+            ..Limits::default()
+        };
+        let options = connect_options("postgres://u@h/d", &limits).unwrap();
+        let sent = format!("{options:?}");
+        assert!(sent.contains("lock_timeout=1ms"), "{sent}");
+    }
 
     #[test]
     fn only_a_lone_concurrent_index_statement_is_known_to_leave_nothing_but_its_index() {
