@@ -60,7 +60,8 @@ pub fn is_secret_param(key: &str) -> bool {
 }
 
 /// The URL's text with its password and every credential-bearing query parameter's value,
-/// if any, replaced by `***`.
+/// if any, replaced by `***`; also one a mistyped URL hides in another parameter's value
+/// or the fragment (`?sslmode=disable?password=...`, `;password=...`, `#password=...`).
 pub fn redact(url: &Url) -> String {
     let mut shown = url.clone();
     if shown.password().is_some() {
@@ -76,7 +77,7 @@ pub fn redact(url: &Url) -> String {
             .collect();
         shown.set_query(Some(&hidden.join("&")));
     }
-    shown.to_string()
+    hide_secret_params(shown.as_str())
 }
 
 /// `text` with every credential in it hidden, wherever a URL or connection string may have
@@ -185,5 +186,24 @@ mod tests {
             "ledger `mysql://u:***@h/?ssl-mode=required&password=***` and password=***, pwd=*** \"token=***\""
         );
         assert_eq!(scrub("a = b, x==y, é=1"), "a = b, x==y, é=1");
+    }
+
+    #[test]
+    fn a_credential_in_a_mistyped_query_is_hidden_too() {
+        for (text, shown) in [
+            (
+                "postgres://u@h/d?sslmode=disable?sslpassword=s3cr3t",
+                "postgres://u@h/d?sslmode=disable?sslpassword=***",
+            ),
+            (
+                "postgres://u@h/d?x=1;password=s3cr3t",
+                "postgres://u@h/d?x=1;password=***",
+            ),
+            ("mysql://u@h/d#password=s3cr3t", "mysql://u@h/d#password=***"),
+        ] {
+            let url = DbUrl::new(Url::parse(text).unwrap());
+            assert_eq!(url.to_string(), shown);
+            assert!(!format!("{url:?}").contains("s3cr3t"));
+        }
     }
 }
