@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::load::fleet::{Entry, FleetError, FleetFile};
-use crate::model::fleet::{Fleet, RegistryRow, TenantId};
+use crate::model::fleet::{Fleet, RegistryRow, TenantId, quoted};
 
 /// Adds the tenants of `rows` (the `discover:` query's answer, in its order) after the
 /// listed ones. Columns `id`, `schema`, `database`, `url`, `host` and `canary` are fields,
@@ -63,7 +63,7 @@ pub fn merge(file: FleetFile, rows: Vec<RegistryRow>) -> Result<Fleet, FleetErro
             Some(Some(raw)) => raw,
         };
         let id = TenantId::new(&raw_id)
-            .map_err(|m| rules.invalid(format!("{row_context} (id `{}`)", raw_id.escape_debug()), m))?;
+            .map_err(|m| rules.invalid(format!("{row_context} (id `{}`)", quoted(&raw_id)), m))?;
         let context = format!("{row_context} (id `{id}`)");
         if listed.contains(&id) {
             return Err(rules.invalid(context, format!("tenant `{id}` is listed in `tenants:` too")));
@@ -76,7 +76,7 @@ pub fn merge(file: FleetFile, rows: Vec<RegistryRow>) -> Result<Fleet, FleetErro
                 parse_bool(&text).ok_or_else(|| {
                     rules.invalid(
                         format!("{context} canary"),
-                        format!("`{}` is not true or false", text.escape_debug()),
+                        format!("`{}` is not true or false", quoted(&text)),
                     )
                 })
             })

@@ -91,6 +91,20 @@ impl fmt::Display for Engine {
     }
 }
 
+/// A value for a message: escaped, and cut after 80 characters so that a runaway value (a
+/// whole file pasted into an id) does not become a message nobody can read.
+pub fn quoted(text: &str) -> String {
+    const SHOWN: usize = 80;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!(
+            "{}... ({} characters)",
+            text[..cut].escape_debug(),
+            text.chars().count()
+        ),
+        None => text.escape_debug().to_string(),
+    }
+}
+
 /// The longest identifier accepted: PostgreSQL's limit (MySQL's is 64).
 pub const MAX_IDENT_LEN: usize = 63;
 
@@ -105,7 +119,7 @@ impl Ident {
         if name.is_empty() || name.len() > MAX_IDENT_LEN {
             return Err(format!(
                 "`{}` must be 1 to {MAX_IDENT_LEN} characters long",
-                name.escape_debug()
+                quoted(name)
             ));
         }
         if let Some(bad) = name
@@ -114,7 +128,7 @@ impl Ident {
         {
             return Err(format!(
                 "`{}` holds `{}`; only ASCII letters, digits, `_` and `-` are allowed",
-                name.escape_debug(),
+                quoted(name),
                 bad.escape_debug()
             ));
         }
@@ -142,7 +156,7 @@ impl TenantId {
         if id.is_empty() || id.len() > MAX_IDENT_LEN {
             return Err(format!(
                 "tenant id `{}` must be 1 to {MAX_IDENT_LEN} characters long",
-                id.escape_debug()
+                quoted(id)
             ));
         }
         if let Some(bad) = id
@@ -151,7 +165,7 @@ impl TenantId {
         {
             return Err(format!(
                 "tenant id `{}` holds `{}`; only ASCII letters, digits, `_`, `-` and `.` are allowed",
-                id.escape_debug(),
+                quoted(id),
                 bad.escape_debug()
             ));
         }
@@ -296,5 +310,14 @@ mod tests {
         assert!(Ident::new(&"x".repeat(64)).is_err());
         assert!(TenantId::new("o'brien").unwrap_err().contains("holds `\\'`"));
         assert!(TenantId::new("acme.eu-1").is_ok());
+    }
+
+    #[test]
+    fn a_runaway_name_is_cut_in_its_message() {
+        let long = "a".repeat(1_000_000);
+        let err = TenantId::new(&long).unwrap_err();
+        assert!(err.len() < 200 && err.contains("(1000000 characters)"), "{err}");
+        let err = Ident::new(&long).unwrap_err();
+        assert!(err.len() < 200 && err.contains("must be 1 to 63"), "{err}");
     }
 }
