@@ -83,10 +83,17 @@ fn parse_name(file: &str) -> Result<(Version, &str, Kind), String> {
 
 /// True for a name fleetmig must either take as a migration or refuse: anything that looks
 /// like one, in any case and with any suffix after `.up`/`.down` (`.up.SQL`, `.up.sq-`,
-/// `x.up.sql `). Other files (`README.md`) are left alone.
+/// `x.up.sql `, `0002_b.up`), and anything that begins with a version (`0002_b.upsql`,
+/// `0002_b.txt`). Other files (`README.md`) are left alone.
 fn looks_like_migration(file: &str) -> bool {
     let lower = file.to_ascii_lowercase();
-    lower.contains(".sql") || lower.contains(".up.") || lower.contains(".down.")
+    let digits = lower.bytes().take_while(u8::is_ascii_digit).count();
+    lower.contains(".sql")
+        || lower.contains(".up.")
+        || lower.contains(".down.")
+        || lower.ends_with(".up")
+        || lower.ends_with(".down")
+        || (digits > 0 && lower.as_bytes().get(digits) == Some(&b'_'))
 }
 
 fn is_name(name: &str) -> bool {
@@ -158,9 +165,9 @@ fn not_a_file(path: &Path) -> Result<Option<&'static str>, MigrationsError> {
 
 /// Reads every migration in `dir`. Hidden files and files that do not look like
 /// migrations (`README.md`) are left alone; a file that looks like one (`.sql`, `.up.`,
-/// `.down.` in its name, in any case) but does not fit the name exactly is an error, and
-/// so is anything but a regular file under a migration's name (a named pipe would block
-/// the load). Two files with one version (`0002_b.up.sql`, `002_b.up.sql`) are an error
+/// `.down.` in its name, in any case, or a leading `NNNN_`) but does not fit the name
+/// exactly is an error, and so is anything but a regular file under a migration's name (a
+/// named pipe would block the load; a folder would be a missing migration). Two files with one version (`0002_b.up.sql`, `002_b.up.sql`) are an error
 /// naming both.
 pub fn load(dir: &Path) -> Result<MigrationSet, MigrationsError> {
     if !dir.is_dir() {
@@ -183,10 +190,13 @@ pub fn load(dir: &Path) -> Result<MigrationSet, MigrationsError> {
             continue;
         }
         let kind_of_file = not_a_file(&path)?;
-        if kind_of_file == Some("a folder") {
+        let parsed = parse_name(&file);
+        // A folder is left alone unless it has a migration's very name: then the migration
+        // would be silently missing.
+        if kind_of_file == Some("a folder") && parsed.is_err() {
             continue;
         }
-        let (version, name, kind) = parse_name(&file).map_err(|why| MigrationsError::Misnamed {
+        let (version, name, kind) = parsed.map_err(|why| MigrationsError::Misnamed {
             path: path.clone(),
             why,
         })?;

@@ -118,6 +118,39 @@ fn files_that_are_almost_migrations_are_refused_saying_why() {
     }
 }
 
+#[test]
+fn a_folder_or_a_version_prefixed_file_that_is_not_a_migration_is_refused() {
+    let cases: &[(&str, &str)] = &[
+        ("0002_two.up.sql/", "is not a regular file (a folder)"),
+        ("0002_two.up", "does not fit the name"),
+        ("0002_two.up-sql", "does not fit the name"),
+        ("0002_two.upsql", "does not fit the name"),
+        ("0002_two.txt", "does not fit the name"),
+    ];
+    for (file, why) in cases {
+        let p = project_at_v1();
+        let path = p.path().join("migrations").join(file.trim_end_matches('/'));
+        if file.ends_with('/') {
+            std::fs::create_dir(&path).unwrap();
+        } else {
+            std::fs::write(&path, "CREATE TABLE t2 (x INT);\n").unwrap();
+        }
+        let r = run(&p, &["up"]);
+        let file = file.trim_end_matches('/');
+        assert_refused(file, &r, &[&format!("`migrations/{file}`"), why]);
+        assert_eq!(history(&p.db_path("a")), ["1"], "{file}");
+    }
+    // Still left alone: hidden files, other files, and folders that are not named like a
+    // migration.
+    let p = project_at_v1();
+    let dir = p.path().join("migrations");
+    std::fs::write(dir.join("README.md"), "notes\n").unwrap();
+    std::fs::write(dir.join(".0002_two.up.sql.swp"), "x").unwrap();
+    std::fs::create_dir(dir.join("archive")).unwrap();
+    let r = run(&p, &["status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
 #[cfg(unix)]
 #[test]
 fn a_named_pipe_called_like_a_migration_is_refused_without_blocking() {
