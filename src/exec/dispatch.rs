@@ -784,7 +784,7 @@ pub const LAST_WORD: Duration = Duration::from_secs(4);
 /// tenant's lock (the abandoned session holds it until the database has finished with
 /// it: committed or rolled back). All at once, each within `within`; an `Err` when it
 /// could not be read in time.
-async fn settled_history(
+pub(crate) async fn settled_history(
     ctx: &RunContext<'_>,
     tenants: &[&Tenant],
     within: Duration,
@@ -826,7 +826,7 @@ async fn settled_history(
 
 /// What a tenant abandoned in flight reports: where its history says it is once its
 /// session ended, or that this is unknown. Never a guess.
-fn abandoned_report(
+pub(crate) fn abandoned_report(
     t: &Tenant,
     set: &MigrationSet,
     action: Action,

@@ -18,7 +18,8 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::driver::ledger::{Claimed, Ledger, SharedRun};
 use crate::exec::dispatch::{
-    FinalTenant, Policy, RunReport, Status, WaveReport, announce, conclude, missed_end, summarize,
+    AFTER_ABANDON, FinalTenant, LAST_WORD, Policy, RunReport, Status, WaveReport, abandoned_report, announce, conclude,
+    missed_end, settled_history, summarize,
 };
 use crate::exec::events::{Event, Events, Outcome, Summary, TenantReport};
 use crate::exec::run::{RunContext, host_caps};
@@ -222,6 +223,9 @@ pub async fn cooperate(
     };
     let stop = r.stop.clone();
     let mut in_flight = FuturesUnordered::new();
+    // The tenants of `in_flight`, with their waves: abandoned, they are read once their
+    // sessions ended, for this runner's report.
+    let mut flying: Vec<(&Tenant, usize)> = Vec::new();
     let mut done = false;
     let mut abandoned = false;
     let mut tick = tokio::time::interval(POLL);
@@ -244,6 +248,7 @@ pub async fn cooperate(
                     }
                     r.enter_wave(wave, waves);
                     let cap = caps[&t.server_key()].clone();
+                    flying.push((t, wave));
                     in_flight.push(run_one(ctx, t, wave, action, events, &stop, cap));
                 }
                 Ok(Claimed::Wait) => break,
@@ -259,7 +264,10 @@ pub async fn cooperate(
             break;
         }
         tokio::select! {
-            Some((t, wave, report)) = in_flight.next() => r.record(t, wave, report).await,
+            Some((t, wave, report)) = in_flight.next() => {
+                flying.retain(|(f, _)| f.id != t.id);
+                r.record(t, wave, report).await;
+            }
             _ = tick.tick() => {
                 if !stop.load(Ordering::SeqCst) {
                     match ledger.stop_marker(&ctx.run_id).await {
@@ -282,8 +290,18 @@ pub async fn cooperate(
     // another runner takes them over from their real versions.
     drop(in_flight);
     heartbeat.abort();
+    let last_word = tokio::time::Instant::now() + LAST_WORD;
     if abandoned {
         r.escalate(StopReason::Abandoned);
+        // Where each abandoned tenant really is goes in this runner's report; the ledger
+        // keeps them claimed, for the runner that takes them over to read again.
+        let tenants: Vec<&Tenant> = flying.iter().map(|(t, _)| *t).collect();
+        let settled = settled_history(ctx, &tenants, AFTER_ABANDON).await;
+        for ((t, wave), read) in flying.into_iter().zip(settled) {
+            let report = abandoned_report(t, ctx.set, action, read);
+            events.emit(Event::TenantFinished { report: report.clone() });
+            r.ran.push((t, wave, report));
+        }
     }
     if let Some(w) = r.wave {
         r.wave_finished(w);
@@ -302,12 +320,11 @@ pub async fn cooperate(
     // After an abandon the report must be out before the process's deadline: a ledger that
     // does not answer in time missed the run's end, and stderr says so.
     let concluded = if own_reason == StopReason::Abandoned {
-        match tokio::time::timeout(crate::exec::dispatch::LAST_WORD, concluding).await {
+        match tokio::time::timeout_at(last_word, concluding).await {
             Ok(done) => done,
             Err(_) => {
                 ledger.gave_up_on_end(format!(
-                    "it did not record the run's end within {:?} of the second interrupt",
-                    crate::exec::dispatch::LAST_WORD
+                    "it did not record the run's end within {LAST_WORD:?} of the second interrupt"
                 ));
                 Ok(false)
             }

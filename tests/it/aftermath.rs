@@ -280,3 +280,67 @@ fn a_lost_answer_to_a_dirty_mark_is_never_reported_as_not_dirty() {
         );
     }
 }
+
+#[test]
+fn a_shared_runner_interrupted_twice_reports_its_tenants_in_flight_where_they_are() {
+    let Some(pg) = Pg::create("sharedabandon") else { return };
+    let Some(ledger_db) = Pg::create("sharedabandon_l") else {
+        return;
+    };
+    let p = pg_project(
+        &pg.url(),
+        4,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int);"),
+            ("0002_b.up.sql", "CREATE TABLE t2 (id int); SELECT pg_sleep(1);"),
+        ],
+    );
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "--shared",
+        "--ledger",
+        &ledger_db.url(),
+        "-j",
+        "2",
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == 2);
+    run.signal("INT");
+    run.wait_for(BOUND, |v| v["event"] == "stopping");
+    run.signal("INT");
+    let (code, _, stderr) = run.finish(BOUND);
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = std::fs::read_to_string(p.path().join("report.json")).unwrap();
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["stop_reason"]["kind"], "abandoned", "{r}");
+    let settled = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fleetmig' AND datname = '{}'",
+        pg.name
+    );
+    wait_until("the abandoned sessions' end", || pg.column(&settled)[0] == "0");
+    let tenants = r["tenants"].as_array().unwrap();
+    let changed: Vec<String> = (0..4)
+        .map(|i| format!("x{i:02}"))
+        .filter(|id| {
+            pg.column(&format!(
+                "SELECT (to_regclass('s_{id}.fleetmig_history') IS NOT NULL)::text"
+            ))[0]
+                == "true"
+        })
+        .collect();
+    assert!(!changed.is_empty(), "the runner had tenants in flight");
+    for id in &changed {
+        let t = tenants
+            .iter()
+            .find(|t| t["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id}, which this runner changed, is missing from its report: {r}"));
+        let (version, _) = pg_history(&pg, &format!("s_{id}"));
+        assert!(
+            t["final_version"] == version || t["final_version"].is_null(),
+            "{id}: report and history disagree: {t}"
+        );
+    }
+}
