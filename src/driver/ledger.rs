@@ -647,8 +647,9 @@ impl Ledger {
 
     /// Past runs, newest first.
     pub async fn runs(&self, limit: i64) -> Result<Vec<RunRow>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT r.run_id, r.command, r.target, r.runner, r.started_ms, r.finished_ms, r.stop_reason, \
+        self.bounded("listing runs", async {
+            let rows = sqlx::query(
+                "SELECT r.run_id, r.command, r.target, r.runner, r.started_ms, r.finished_ms, r.stop_reason, \
              (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id), \
              (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'succeeded'), \
              (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'failed'), \
@@ -658,104 +659,126 @@ impl Ledger {
              (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'not_started'), \
              (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'stopped') \
              FROM fleetmig_runs r ORDER BY r.started_ms DESC, r.run_id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.fail("listing runs", e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunRow {
-                    run_id: r.try_get(0)?,
-                    command: r.try_get(1)?,
-                    target: r.try_get(2)?,
-                    runner: r.try_get(3)?,
-                    started_ms: r.try_get(4)?,
-                    finished_ms: r.try_get(5)?,
-                    stop_reason: r.try_get(6)?,
-                    tenants: r.try_get(7)?,
-                    succeeded: r.try_get(8)?,
-                    failed: r.try_get(9)?,
-                    rolled_back: r.try_get(10)?,
-                    rollback_failed: r.try_get(11)?,
-                    skipped: r.try_get(12)?,
-                    not_started: r.try_get(13)?,
-                    stopped: r.try_get(14)?,
+            )
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.fail("listing runs", e))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(RunRow {
+                        run_id: r.try_get(0)?,
+                        command: r.try_get(1)?,
+                        target: r.try_get(2)?,
+                        runner: r.try_get(3)?,
+                        started_ms: r.try_get(4)?,
+                        finished_ms: r.try_get(5)?,
+                        stop_reason: r.try_get(6)?,
+                        tenants: r.try_get(7)?,
+                        succeeded: r.try_get(8)?,
+                        failed: r.try_get(9)?,
+                        rolled_back: r.try_get(10)?,
+                        rollback_failed: r.try_get(11)?,
+                        skipped: r.try_get(12)?,
+                        not_started: r.try_get(13)?,
+                        stopped: r.try_get(14)?,
+                    })
                 })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| self.fail("listing runs", e))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(|e| self.fail("listing runs", e))
+        })
+        .await
     }
 
     /// A run's final report, if it finished.
     pub async fn report(&self, run_id: &str) -> Result<Option<RunReport>, LedgerError> {
-        let text: Option<Option<String>> = sqlx::query_scalar("SELECT report FROM fleetmig_runs WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.fail("reading a run", e))?;
-        Ok(text.flatten().and_then(|t| serde_json::from_str(&t).ok()))
+        self.bounded("reading a run", async {
+            let text: Option<Option<String>> = sqlx::query_scalar("SELECT report FROM fleetmig_runs WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.fail("reading a run", e))?;
+            text.flatten()
+                .map(|t| serde_json::from_str(&t))
+                .transpose()
+                .map_err(|e| self.fail("reading a run's report", sqlx::Error::Decode(Box::new(e))))
+        })
+        .await
     }
 
     /// A run's plan; `None` when no run has that id.
     pub async fn plan(&self, run_id: &str) -> Result<Option<RunPlan>, LedgerError> {
-        let text: Option<String> = sqlx::query_scalar("SELECT plan FROM fleetmig_runs WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.fail("reading a run", e))?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        self.bounded("reading a run", async {
+            let text: Option<String> = sqlx::query_scalar("SELECT plan FROM fleetmig_runs WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.fail("reading a run", e))?;
+            text.map(|t| serde_json::from_str(&t))
+                .transpose()
+                .map_err(|e| self.fail("reading a run's plan", sqlx::Error::Decode(Box::new(e))))
+        })
+        .await
     }
 
     /// The newest `up` or `down` run that did not finish, or stopped early.
     pub async fn last_unfinished(&self) -> Result<Option<String>, LedgerError> {
-        sqlx::query_scalar(
-            "SELECT run_id FROM fleetmig_runs WHERE command IN ('up', 'down') \
+        self.bounded("looking for an unfinished run", async {
+            sqlx::query_scalar(
+                "SELECT run_id FROM fleetmig_runs WHERE command IN ('up', 'down') \
              AND (finished_ms IS NULL OR stop_reason <> 'completed') ORDER BY started_ms DESC, run_id DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
+            )
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail("looking for an unfinished run", e))
+        })
         .await
-        .map_err(|e| self.fail("looking for an unfinished run", e))
     }
 
     /// Per tenant, the last error any run recorded for it (and not cleared by a later success).
     pub async fn last_errors(&self) -> Result<Vec<(String, LastError)>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT t.tenant, t.run_id, t.updated_ms, t.error FROM fleetmig_run_tenants t \
+        self.bounded("reading last errors", async {
+            let rows = sqlx::query(
+                "SELECT t.tenant, t.run_id, t.updated_ms, t.error FROM fleetmig_run_tenants t \
              WHERE t.error IS NOT NULL AND NOT EXISTS (SELECT 1 FROM fleetmig_run_tenants u WHERE u.tenant = t.tenant \
              AND u.updated_ms > t.updated_ms AND (u.state = 'succeeded' OR u.error IS NOT NULL)) ORDER BY t.tenant",
-        )
-        .fetch_all(&self.pool)
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.fail("reading last errors", e))?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get(0)?,
+                        LastError {
+                            run_id: r.try_get(1)?,
+                            at_ms: r.try_get(2)?,
+                            error: r.try_get(3)?,
+                        },
+                    ))
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(|e| self.fail("reading last errors", e))
+        })
         .await
-        .map_err(|e| self.fail("reading last errors", e))?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    LastError {
-                        run_id: r.try_get(1)?,
-                        at_ms: r.try_get(2)?,
-                        error: r.try_get(3)?,
-                    },
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| self.fail("reading last errors", e))
     }
 
     /// Every tenant row of a run: (tenant, state, final version).
     pub async fn tenants(&self, run_id: &str) -> Result<Vec<(String, String, Option<i64>)>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT tenant, state, final_version FROM fleetmig_run_tenants WHERE run_id = $1 ORDER BY wave, tenant",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
+        self.bounded("reading a run's tenants", async {
+            let rows = sqlx::query(
+                "SELECT tenant, state, final_version FROM fleetmig_run_tenants WHERE run_id = $1 ORDER BY wave, tenant",
+            )
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.fail("reading a run's tenants", e))?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(|e| self.fail("reading a run's tenants", e))
+        })
         .await
-        .map_err(|e| self.fail("reading a run's tenants", e))?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| self.fail("reading a run's tenants", e))
     }
 
     pub async fn close(&self) {
@@ -862,6 +885,7 @@ impl Ledger {
 
     /// Refuses a SQLite ledger and adds the columns shared runs need to an older ledger.
     pub async fn prepare_sharing(&self) -> Result<(), LedgerError> {
+        self.bounded("adding the shared-run columns", async {
         if !self.is_postgres() {
             return Err(LedgerError {
                 ledger: self.shown.clone(),
@@ -890,16 +914,22 @@ impl Ledger {
             .await
             .map(drop)
             .map_err(|e| self.fail("adding the shared-run columns", e))
+        })
+        .await
     }
 
     /// A shared run's failure limit; `None` when the run is not shared (or does not exist).
     pub async fn shared_limit(&self, run_id: &str) -> Result<Option<String>, LedgerError> {
-        let found: Option<Option<String>> = sqlx::query_scalar("SELECT shared FROM fleetmig_runs WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.fail("reading a run", e))?;
-        Ok(found.flatten())
+        self.bounded("reading a run", async {
+            let found: Option<Option<String>> =
+                sqlx::query_scalar("SELECT shared FROM fleetmig_runs WHERE run_id = $1")
+                    .bind(run_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| self.fail("reading a run", e))?;
+            Ok(found.flatten())
+        })
+        .await
     }
 
     /// Claims the next tenant of the lowest wave that still has work: a pending one, or one
@@ -1154,6 +1184,8 @@ impl Ledger {
 /// transient error while it lasts: a ledger that stops answering stops this runner (its
 /// leases run out; the others carry on), never hangs it.
 impl Ledger {
+    /// `work` within the ledger's time limit; the reads (`runs`, `report`, `plan`, ...) go
+    /// through it too, so a ledger that opened and then went silent fails them, never hangs.
     async fn bounded<T>(&self, op: &str, work: impl Future<Output = Result<T, LedgerError>>) -> Result<T, LedgerError> {
         match tokio::time::timeout(self.limit, work).await {
             Ok(result) => result,

@@ -684,3 +684,63 @@ fn a_relative_sqlite_ledger_flag_is_a_file_in_the_current_folder() {
         mysql.stderr
     );
 }
+
+/// A ledger that opens but then does not answer a read (here: a session holds its runs
+/// table locked) fails `runs` within the ledger's time limit, naming what it was doing,
+/// instead of hanging.
+#[test]
+fn ledger_reads_give_up_when_the_ledger_stops_answering() {
+    let Some(ledger) = Pg::create("silentread") else { return };
+    let p = Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n");
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id INT);");
+    let url = ledger.url();
+    assert_eq!(p.run(&["up", "--ledger", &url]).code, 0);
+    let mut holder = std::process::Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("psql");
+    {
+        use std::io::Write;
+        let stdin = holder.stdin.as_mut().unwrap();
+        writeln!(stdin, "BEGIN; LOCK TABLE fleetmig_runs IN ACCESS EXCLUSIVE MODE;").unwrap();
+        stdin.flush().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ledger.column(
+        "SELECT count(*)::text FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'fleetmig_runs'::regclass",
+    ) != ["1"]
+    {
+        assert!(Instant::now() < deadline, "psql never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let runs = p.run(&["runs", "--ledger", &url, "--connect-timeout", "1s"]);
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(runs.code, 2, "{runs:#?}");
+    assert!(runs.stderr.contains("listing runs"), "{}", runs.stderr);
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+/// A run whose recorded report or plan cannot be read is said to be unreadable, not
+/// missing ("holds no finished run" would send the operator looking elsewhere).
+#[test]
+fn an_unreadable_report_or_plan_is_named_not_taken_for_a_missing_run() {
+    let p = Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n");
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id INT);");
+    assert_eq!(p.run(&["up"]).code, 0);
+    let ledger = p.path().join("tenants.ledger.db");
+    let run_id = sqlite_column(&ledger, "SELECT run_id FROM fleetmig_runs").remove(0);
+    support::sqlite_exec(&ledger, "UPDATE fleetmig_runs SET report = '{\"run_id\": 7}', plan = 'not json'");
+    let report = p.run(&["report", &run_id]);
+    assert_eq!(report.code, 2, "{report:#?}");
+    assert!(report.stderr.contains("reading a run's report"), "{}", report.stderr);
+    let resume = p.run(&["up", "--resume", &run_id]);
+    assert_eq!(resume.code, 2, "{resume:#?}");
+    assert!(resume.stderr.contains("reading a run's plan"), "{}", resume.stderr);
+}
