@@ -216,6 +216,8 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             host_caps(self.ctx, &tenants)
         };
         let started: Arc<Mutex<HashSet<usize>>> = Arc::default();
+        let progress = tenant::Tracker::default();
+        let tracker = &progress;
         let ctx = self.ctx;
         let action = self.action;
         let events = self.events;
@@ -260,6 +262,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         run_id: &ctx.run_id,
                         events,
                         stop: &stop,
+                        progress: Some(tracker),
                     };
                     let report = tenant::run(t, &ctx.connector, job).await;
                     let mut fault = None;
@@ -309,7 +312,9 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             let settled = settled_history(self.ctx, &tenants, self.within(AFTER_ABANDON)).await;
             let mut reports = Vec::with_capacity(in_flight.len());
             for (i, read) in in_flight.into_iter().zip(settled) {
-                let report = abandoned_report(self.slots[i].tenant, self.ctx.set, self.action, read);
+                let tenant = self.slots[i].tenant;
+                let known = progress.lock().expect("not poisoned").remove(&tenant.id);
+                let report = abandoned_report(tenant, self.ctx.set, self.action, read, known);
                 self.events.emit(Event::TenantFinished { report: report.clone() });
                 self.slots[i].report = Some(report.clone());
                 reports.push(report);
@@ -519,6 +524,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         run_id: &ctx.run_id,
                         events: &quiet,
                         stop: never,
+                        progress: None,
                     };
                     let report = tenant::run(t, &ctx.connector, job).await;
                     let error = match &report.outcome {
@@ -566,7 +572,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         let settled = settled_history(self.ctx, &tenants, self.within(AFTER_ABANDON)).await;
         for (i, read) in cut.into_iter().zip(settled) {
             let action = Action::Migrate(Target::Down { to: starts[&i] });
-            let report = abandoned_report(self.slots[i].tenant, self.ctx.set, action, read);
+            let report = abandoned_report(self.slots[i].tenant, self.ctx.set, action, read, None);
             if report.final_version.is_none() {
                 // Unknown, not where the run left it before the rollback began.
                 if let Some(r) = self.slots[i].report.as_mut() {
@@ -825,13 +831,16 @@ pub(crate) async fn settled_history(
 }
 
 /// What a tenant abandoned in flight reports: where its history says it is once its
-/// session ended, or that this is unknown. Never a guess.
+/// session ended, or that this is unknown. Never a guess. `known`: what its task noted
+/// before it was dropped (where it started, where its plan went, the steps it completed).
 pub(crate) fn abandoned_report(
     t: &Tenant,
     set: &MigrationSet,
     action: Action,
     read: Result<Vec<Applied>, String>,
+    known: Option<tenant::Progress>,
 ) -> TenantReport {
+    let known = known.unwrap_or_default();
     const WHY: &str = "abandoned by a second interrupt (Ctrl-C or SIGTERM)";
     let failed = |version, message: String, dirty| Outcome::Failed {
         version,
@@ -854,7 +863,7 @@ pub(crate) fn abandoned_report(
             let now = crate::plan::tenant::version_of(&rows);
             let target = match action {
                 Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => Some(to),
-                Action::Migrate(Target::DownSteps { .. }) => None,
+                Action::Migrate(Target::DownSteps { .. }) => known.to,
             };
             let outcome = if let Some(row) = rows.iter().find(|r| r.dirty) {
                 failed(
@@ -886,9 +895,9 @@ pub(crate) fn abandoned_report(
     TenantReport {
         id: t.id.clone(),
         outcome,
-        start_version: None,
+        start_version: known.start,
         final_version,
-        steps: vec![],
+        steps: known.steps,
     }
 }
 

@@ -47,6 +47,10 @@ pub struct Shared {
 }
 
 /// Runs one claimed tenant: under its host's cap, then the ordinary tenant job.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the claim loop's own state, handed over for each tenant it claims"
+)]
 async fn run_one<'a>(
     ctx: &RunContext<'a>,
     t: &'a Tenant,
@@ -55,6 +59,7 @@ async fn run_one<'a>(
     events: &Events,
     stop: &AtomicBool,
     cap: Arc<Semaphore>,
+    progress: &tenant::Tracker,
 ) -> (&'a Tenant, usize, TenantReport) {
     let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
     let job = Job {
@@ -65,6 +70,7 @@ async fn run_one<'a>(
         run_id: &ctx.run_id,
         events,
         stop,
+        progress: Some(progress),
     };
     (t, wave, tenant::run(t, &ctx.connector, job).await)
 }
@@ -222,6 +228,8 @@ pub async fn cooperate(
         wave: None,
     };
     let stop = r.stop.clone();
+    // What each task in flight has done, for its report should it be abandoned.
+    let progress = tenant::Tracker::default();
     let mut in_flight = FuturesUnordered::new();
     // The tenants of `in_flight`, with their waves: abandoned, they are read once their
     // sessions ended, for this runner's report.
@@ -249,7 +257,7 @@ pub async fn cooperate(
                     r.enter_wave(wave, waves);
                     let cap = caps[&t.server_key()].clone();
                     flying.push((t, wave));
-                    in_flight.push(run_one(ctx, t, wave, action, events, &stop, cap));
+                    in_flight.push(run_one(ctx, t, wave, action, events, &stop, cap, &progress));
                 }
                 Ok(Claimed::Wait) => break,
                 Ok(Claimed::Done) => done = true,
@@ -298,7 +306,8 @@ pub async fn cooperate(
         let tenants: Vec<&Tenant> = flying.iter().map(|(t, _)| *t).collect();
         let settled = settled_history(ctx, &tenants, AFTER_ABANDON).await;
         for ((t, wave), read) in flying.into_iter().zip(settled) {
-            let report = abandoned_report(t, ctx.set, action, read);
+            let known = progress.lock().expect("not poisoned").remove(&t.id);
+            let report = abandoned_report(t, ctx.set, action, read, known);
             events.emit(Event::TenantFinished { report: report.clone() });
             r.ran.push((t, wave, report));
         }

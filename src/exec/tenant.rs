@@ -52,6 +52,21 @@ impl Default for Retry {
     }
 }
 
+/// What a tenant's task has done so far, kept outside it: a task abandoned mid-step (a
+/// second interrupt drops it) is reported from this and a fresh read of its history.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The version its first attempt found.
+    pub start: Option<Version>,
+    /// Where its plan goes.
+    pub to: Option<Version>,
+    /// The steps that completed, in order.
+    pub steps: Vec<StepDone>,
+}
+
+/// The progress of each tenant of a run in flight.
+pub type Tracker = Mutex<std::collections::HashMap<TenantId, Progress>>;
+
 /// Everything a tenant task needs besides the tenant and the connector.
 #[derive(Clone, Copy)]
 pub struct Job<'a> {
@@ -65,6 +80,8 @@ pub struct Job<'a> {
     pub events: &'a Events,
     /// Set by the dispatcher; read here at safe points only.
     pub stop: &'a AtomicBool,
+    /// Where the task notes its progress, when the caller may abandon it.
+    pub progress: Option<&'a Tracker>,
 }
 
 /// SQLSTATEs (and MySQL codes) worth another attempt: the database, not the migration, said no.
@@ -359,6 +376,12 @@ async fn migrate(
         }
     };
     let total = tenant_plan.steps.len();
+    if let Some(tracker) = job.progress {
+        let mut all = tracker.lock().expect("not poisoned");
+        let known = all.entry(tenant.id.clone()).or_default();
+        known.start.get_or_insert(start);
+        known.to = Some(tenant_plan.to);
+    }
     let started_event = |index: usize, step: &plan::Step<'_>| Event::StepStarted {
         tenant: tenant.id.clone(),
         version: step.migration.version,
@@ -374,12 +397,17 @@ async fn migrate(
             direction: step.direction,
             duration_ms,
         });
-        report.steps.push(StepDone {
+        let done = StepDone {
             version: step.migration.version,
             name: step.migration.name.clone(),
             direction: step.direction,
             duration_ms,
-        });
+        };
+        if let Some(tracker) = job.progress {
+            let mut all = tracker.lock().expect("not poisoned");
+            all.entry(tenant.id.clone()).or_default().steps.push(done.clone());
+        }
+        report.steps.push(done);
     };
     if job.per_tenant_tx && total > 0 {
         // One unit: it runs whole or not at all, so the only safe point is before it.

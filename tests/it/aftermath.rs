@@ -344,3 +344,56 @@ fn a_shared_runner_interrupted_twice_reports_its_tenants_in_flight_where_they_ar
         );
     }
 }
+
+/// Runs `args` (with `--format json --report report.json`), interrupts it twice once a step
+/// of `version` started, and returns its report once the abandoned sessions ended.
+fn abandon_at(pg: &Pg, p: &Project, args: &[&str], version: i64) -> Value {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--format", "json", "--report", "report.json"]);
+    let mut run = Spawned::new(p.command(&all));
+    run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == version);
+    run.signal("INT");
+    run.wait_for(BOUND, |v| v["event"] == "stopping");
+    run.signal("INT");
+    let (code, _, stderr) = run.finish(BOUND);
+    assert_eq!(code, Some(1), "{stderr}");
+    let settled = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fleetmig' AND datname = '{}'",
+        pg.name
+    );
+    wait_until("the abandoned sessions' end", || pg.column(&settled)[0] == "0");
+    let text = std::fs::read_to_string(p.path().join("report.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_tenant_abandoned_in_flight_keeps_its_start_its_steps_and_a_down_by_steps_that_arrived_succeeds() {
+    let Some(pg) = Pg::create("abandonknown") else { return };
+    let p = pg_project(
+        &pg.url(),
+        1,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int);"),
+            ("0001_a.down.sql", "DROP TABLE t1; SELECT pg_sleep(1);"),
+            ("0002_b.up.sql", "CREATE TABLE t2 (id int); SELECT pg_sleep(1);"),
+            ("0002_b.down.sql", "DROP TABLE t2;"),
+        ],
+    );
+    let r = abandon_at(&pg, &p, &["up"], 2);
+    let t = &r["tenants"][0];
+    assert_eq!(pg_history(&pg, "s_x00"), (2, vec![]), "the server committed the step");
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["start_version"], 0, "the run read where it started: {t}");
+    assert_eq!(t["final_version"], 2, "{t}");
+    assert!(
+        t["migrations_run"].as_u64().unwrap() >= 1,
+        "migration 1 ran in this run: {t}"
+    );
+
+    let r = abandon_at(&pg, &p, &["down", "--steps", "2"], 1);
+    let t = &r["tenants"][0];
+    assert_eq!(pg_history(&pg, "s_x00"), (0, vec![]), "the server committed the step");
+    assert_eq!(t["start_version"], 2, "{t}");
+    assert_eq!(t["final_version"], 0, "{t}");
+    assert_eq!(t["status"], "succeeded", "two steps down from 2 is where it is: {t}");
+}
