@@ -11,7 +11,27 @@ use crate::driver::session::{Session, StepFailed, Undo};
 use crate::driver::{mysql, postgres, sqlite};
 use crate::model::fleet::{Engine, Fleet, Tenant, TenantId};
 use crate::model::migration::Applied;
+use crate::model::secret::DbUrl;
 use crate::plan::tenant::Step;
+
+/// What the PostgreSQL or MySQL client would refuse in `url` when connecting (an unknown
+/// `sslmode`, a port or cache size that is not a number), found when the URL is read
+/// instead: at connect time every tenant on it would read as unreachable, retried for the
+/// whole retry budget. The message holds no credential.
+pub fn url_problem(engine: Engine, url: &DbUrl) -> Option<String> {
+    use std::str::FromStr;
+    let err = match engine {
+        Engine::Postgres => sqlx::postgres::PgConnectOptions::from_str(url.expose()).err(),
+        Engine::MySql => sqlx::mysql::MySqlConnectOptions::from_str(url.expose()).err(),
+        Engine::Sqlite => None,
+    }?;
+    let message = DbError::sqlx(ErrorKind::Unreachable, "", &err, url.password()).message;
+    let mut why = message.as_str();
+    while let Some(rest) = why.strip_prefix("error with configuration: ") {
+        why = rest;
+    }
+    Some(why.to_owned())
+}
 
 /// What a session is opened for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -421,10 +421,14 @@ impl Rules {
                 (Some(name), engine_of(&host.url), host.url.clone(), init)
             }
             Place::Url(text) => {
-                let (engine, url) = parse_url(&text, &self.base).map_err(|m| self.invalid(at("url"), m))?;
-                if entry.registry {
-                    registry_params(engine, &url).map_err(|m| self.invalid(at("url"), m))?;
-                }
+                let (engine, url) = parse_url_unchecked(&text, &self.base)
+                    .and_then(|(engine, url)| {
+                        if entry.registry {
+                            registry_params(engine, &url)?;
+                        }
+                        client_takes(engine, url)
+                    })
+                    .map_err(|m| self.invalid(at("url"), m))?;
                 (None, engine, url, Vec::new())
             }
         };
@@ -807,8 +811,6 @@ fn registry_params(engine: Engine, url: &DbUrl) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses a database URL, naming its engine. A relative SQLite path is taken from `base`.
-/// A SQLite URL's parameters are PRAGMAs: each must be a name and a plain value.
 /// A ledger's URL: PostgreSQL, or SQLite with a relative path taken from `base`.
 pub fn ledger_url(text: &str, base: &Path) -> Result<DbUrl, String> {
     match parse_url(text, base)? {
@@ -817,7 +819,15 @@ pub fn ledger_url(text: &str, base: &Path) -> Result<DbUrl, String> {
     }
 }
 
+/// Parses a database URL, naming its engine. A relative SQLite path is taken from `base`.
+/// A SQLite URL's parameters are PRAGMAs: each must be a name and a plain value. A
+/// PostgreSQL or MySQL URL must be one its client takes (`sslmode=bogus` is refused here).
 fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
+    parse_url_unchecked(text, base).and_then(|(engine, url)| client_takes(engine, url))
+}
+
+/// [`parse_url`] but for the client's own checks.
+fn parse_url_unchecked(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
     let scheme = text.split_once(':').map(|(s, _)| s).unwrap_or("");
     let engine = Engine::from_scheme(scheme).ok_or_else(|| {
         format!(
@@ -879,6 +889,14 @@ fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
         }
     }
     Ok((engine, DbUrl::new(url)))
+}
+
+/// `url` if its client would take it: see [`crate::driver::connect::url_problem`].
+fn client_takes(engine: Engine, url: DbUrl) -> Result<(Engine, DbUrl), String> {
+    match crate::driver::connect::url_problem(engine, &url) {
+        Some(why) => Err(format!("`{url}`: {why}")),
+        None => Ok((engine, url)),
+    }
 }
 
 #[cfg(test)]
@@ -1013,6 +1031,31 @@ tenants:
             !err.contains("hunter2") && err.contains("postgres://u:***@h/db"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn urls_the_database_client_would_refuse_are_refused_when_loaded() {
+        for (text, expected) in [
+            (
+                "tenants:\n  - {id: a, url: \"postgres://u:hunter2@h/db?sslmode=bogus\", schema: s}\n",
+                "tenant `a` url: `postgres://u:***@h/db?sslmode=bogus`: unknown value \"bogus\" for `ssl_mode`",
+            ),
+            (
+                "hosts:\n  m: {url: \"mysql://u@h/?ssl-mode=no&password=hunter2\"}\ntenants: []\n",
+                "host `m` url: `mysql://u@h/?ssl-mode=no&password=***`: unknown value \"no\" for `ssl_mode`",
+            ),
+            (
+                "ledger: \"postgres://u@h/db?port=x&password=hunter2\"\ntenants: []\n",
+                "ledger: `postgres://u@h/db?port=x&password=***`: invalid digit found in string",
+            ),
+            (
+                "discover: {url: \"postgres://u:hunter2@h/db?statement-cache-capacity=-1\", query: q}\n",
+                "discover url: `postgres://u:***@h/db?statement-cache-capacity=-1`: invalid digit",
+            ),
+        ] {
+            let err = message(parse_str(text).unwrap_err());
+            assert!(err.contains(expected) && !err.contains("hunter2"), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -151,6 +151,26 @@ fn a_folder_or_a_version_prefixed_file_that_is_not_a_migration_is_refused() {
     assert_eq!(r.code, 0, "{r:?}");
 }
 
+#[test]
+fn a_url_its_database_client_would_refuse_is_a_fleet_file_error_not_an_unreachable_fleet() {
+    let p = Project::new();
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (x INT);\n").fleet(
+        "hosts:\n  main: {url: \"postgres://postgres:PlantedSecret@127.0.0.1:5432/postgres?sslmode=bogus\"}\n\
+         defaults: {host: main, schema: \"s_{id}\"}\ntenants:\n  - {id: a}\n  - {id: b}\n",
+    );
+    for args in [&["up"][..], &["status"], &["plan"]] {
+        let r = run_within(&p, args, Duration::from_secs(20));
+        assert_refused(
+            "sslmode=bogus",
+            &r,
+            &[
+                "host `main` url: `postgres://postgres:***@127.0.0.1:5432/postgres?sslmode=bogus`: unknown value \"bogus\"",
+            ],
+        );
+        assert!(!r.stderr.contains("PlantedSecret"), "{r:?}");
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn a_named_pipe_called_like_a_migration_is_refused_without_blocking() {
