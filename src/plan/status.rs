@@ -54,6 +54,9 @@ pub struct LedgerNote {
     /// last success (milliseconds since the Unix epoch).
     pub since_ms: Option<i64>,
     pub last_error: Option<Failure>,
+    /// The run whose newest row holds the tenant `started`: in flight in that run now, or
+    /// left so by a run that died.
+    pub in_flight: Option<String>,
 }
 
 /// One tenant's row of one run, as the ledger holds it.
@@ -75,6 +78,13 @@ pub fn ledger_notes(rows: &[LedgerRow]) -> HashMap<String, LedgerNote> {
         let at = last_ok.entry(&r.tenant).or_insert(r.updated_ms);
         *at = (*at).max(r.updated_ms);
     }
+    let mut newest: HashMap<&str, &LedgerRow> = HashMap::new();
+    for r in rows {
+        let at = newest.entry(&r.tenant).or_insert(r);
+        if r.updated_ms >= at.updated_ms {
+            *at = r;
+        }
+    }
     let mut notes: HashMap<String, LedgerNote> = HashMap::new();
     for r in rows {
         if r.state == "succeeded" || last_ok.get(r.tenant.as_str()).is_some_and(|ok| r.updated_ms <= *ok) {
@@ -90,6 +100,9 @@ pub fn ledger_notes(rows: &[LedgerRow]) -> HashMap<String, LedgerNote> {
                     error: error.clone(),
                 });
             }
+        }
+        if std::ptr::eq(newest[r.tenant.as_str()], r) && r.state == "started" {
+            note.in_flight = Some(r.run_id.clone());
         }
     }
     notes
@@ -226,6 +239,15 @@ impl FleetStatus {
         for t in self.tenants.iter_mut().filter(|t| !t.is_current()) {
             if let Some(note) = notes.get(&t.id) {
                 t.note = note.clone();
+                // A dirty mark is also what a no-transaction step in progress looks like:
+                // no advice to stamp without saying so.
+                if let (Some(run), Some(version), Some(advice)) = (&note.in_flight, t.dirty, &t.detail) {
+                    t.detail = Some(format!(
+                        "run `{run}` holds this tenant in flight (its ledger row says started): while that run goes on \
+                         (`fleetmig runs` shows it unfinished), migration {version} may be running now and its dirty mark \
+                         is that step's, so change nothing; if that run died: {advice}"
+                    ));
+                }
             }
         }
     }
@@ -425,7 +447,8 @@ mod tests {
                     run_id: "r4".into(),
                     at_ms: 400,
                     error: "syntax error".into()
-                })
+                }),
+                in_flight: None,
             }
         );
         assert!(!notes.contains_key("b"));
@@ -434,12 +457,25 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_whose_newest_ledger_row_is_started_is_in_flight() {
+        let rows = [
+            row("a", "r1", "failed", Some("old error"), 100),
+            row("a", "r2", "started", None, 200),
+            row("b", "r1", "started", None, 100),
+            row("b", "r2", "failed", Some("x"), 200),
+        ];
+        let notes = ledger_notes(&rows);
+        assert_eq!(notes["a"].in_flight.as_deref(), Some("r2"));
+        assert_eq!(notes["b"].in_flight, None);
+    }
+
+    #[test]
     fn annotate_leaves_current_tenants_alone() {
         let set = set(5);
         let mut s = fleet(&set, 5);
         let note = LedgerNote {
             since_ms: Some(1),
-            last_error: None,
+            ..LedgerNote::default()
         };
         let notes: HashMap<String, LedgerNote> =
             [("a".to_owned(), note.clone()), ("c".to_owned(), note.clone())].into();

@@ -397,6 +397,7 @@ mod tests {
                 at_ms: 1_700_000_100_000,
                 error: "applying 0006_x: syntax error\nat line 2".into(),
             }),
+            in_flight: None,
         };
         tenants.push(behind);
         let mut drifted = standing("edited", Condition::Drifted, Some(3), Some(4));

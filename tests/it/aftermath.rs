@@ -397,3 +397,32 @@ fn a_tenant_abandoned_in_flight_keeps_its_start_its_steps_and_a_down_by_steps_th
     assert_eq!(t["final_version"], 0, "{t}");
     assert_eq!(t["status"], "succeeded", "two steps down from 2 is where it is: {t}");
 }
+
+#[test]
+fn status_during_a_no_transaction_step_does_not_advise_a_stamp_without_saying_it_may_be_running() {
+    let Some(pg) = Pg::create("statusinflight") else { return };
+    let p = pg_project(
+        &pg.url(),
+        1,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int);"),
+            ("0002_b.up.sql", "-- fleetmig: no-transaction\nSELECT pg_sleep(2)"),
+        ],
+    );
+    let mut run = Spawned::new(p.command(&["up", "--format", "json"]));
+    run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == 2);
+    let dirty = "SELECT count(*)::text FROM s_x00.fleetmig_history WHERE dirty";
+    wait_until("the step's dirty mark", || pg.column(dirty)[0] == "1");
+    let status = p.run(&["status", "--format", "json"]);
+    let s: Value = serde_json::from_str(&status.stdout).unwrap();
+    let t = &s["tenants"][0];
+    assert_eq!(t["state"], "dirty", "{s}");
+    let detail = t["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("in flight") && detail.contains("may be running now"),
+        "a step in progress looks dirty; the advice must say so: {detail}"
+    );
+    let (code, _, stderr) = run.finish(BOUND);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(p.run(&["status"]).code, 0);
+}

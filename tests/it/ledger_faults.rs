@@ -736,7 +736,10 @@ fn an_unreadable_report_or_plan_is_named_not_taken_for_a_missing_run() {
     assert_eq!(p.run(&["up"]).code, 0);
     let ledger = p.path().join("tenants.ledger.db");
     let run_id = sqlite_column(&ledger, "SELECT run_id FROM fleetmig_runs").remove(0);
-    support::sqlite_exec(&ledger, "UPDATE fleetmig_runs SET report = '{\"run_id\": 7}', plan = 'not json'");
+    support::sqlite_exec(
+        &ledger,
+        "UPDATE fleetmig_runs SET report = '{\"run_id\": 7}', plan = 'not json'",
+    );
     let report = p.run(&["report", &run_id]);
     assert_eq!(report.code, 2, "{report:#?}");
     assert!(report.stderr.contains("reading a run's report"), "{}", report.stderr);
