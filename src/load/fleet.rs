@@ -666,6 +666,10 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         ("struct DiscoverDoc", "a map with `url`, `query` and optionally `host`"),
         ("field identifier", "a key name"),
+        (
+            "invalid type: enum",
+            "invalid type: a tagged value (`!name`; a fleet file takes no YAML tags)",
+        ),
         ("unit value", "nothing (null)"),
     ] {
         message = message.replace(name, shown);
@@ -674,6 +678,9 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         if let Some(at) = e.location() {
             message.push_str(&format!(" at line {} column {}", at.line(), at.column()));
         }
+    }
+    if message.contains("found character that cannot start any token") {
+        message.push_str(" (YAML indents with spaces, never tabs; quote a value that begins with `@`, `` ` `` or `%`)");
     }
     message
 }
@@ -1177,6 +1184,19 @@ tenants:
             ),
             ("? [a]\n: b\n", "expected a key name at line 1 column 3"),
         ];
+        for (text, expected) in [
+            (
+                "tenants:\n  - {id: !foo a, url: 'sqlite://a.db'}\n",
+                "tenants[0].id: invalid type: a tagged value (`!name`; a fleet file takes no YAML tags), expected",
+            ),
+            (
+                "tenants:\n\t- {id: a, url: 'sqlite://a.db'}\n",
+                "line 2 column 1, while scanning for the next token (YAML indents with spaces, never tabs",
+            ),
+        ] {
+            let err = message(parse_str(text).unwrap_err());
+            assert!(err.contains(expected) && !err.contains("enum"), "{text}: {err}");
+        }
         assert!(parse_str("\u{feff}tenants:\n  - {id: a, url: 'sqlite://a.db'}\n").is_ok());
         for (text, expected) in cases {
             let got = parse_str(text).err().map(message).unwrap_or_default();
