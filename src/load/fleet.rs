@@ -870,6 +870,22 @@ fn parse_url_unchecked(text: &str, base: &Path) -> Result<(Engine, DbUrl), Strin
                     scrub(&value).escape_debug()
                 ));
             }
+            let pragma = key.to_ascii_lowercase();
+            if !crate::model::fleet::SQLITE_PRAGMAS.contains(&pragma.as_str()) {
+                let hint = match pragma.as_str() {
+                    "mode" | "immutable" | "vfs" | "cache" => {
+                        " (a sqlx URL option, which fleetmig does not take: it opens every tenant file to write)"
+                    }
+                    _ => "",
+                };
+                return Err(format!(
+                    "`{}`: `{}` is not a SQLite PRAGMA a URL may set{hint}; SQLite would silently ignore it. \
+                     Known: {}",
+                    scrub(text),
+                    key.escape_debug(),
+                    crate::model::fleet::SQLITE_PRAGMAS.join(", ")
+                ));
+            }
         }
         let mut url = Url::parse("sqlite://").map_err(|e| e.to_string())?;
         url.set_path(&path.to_string_lossy());
@@ -1038,6 +1054,34 @@ tenants:
             !err.contains("hunter2") && err.contains("postgres://u:***@h/db"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_sqlite_url_sets_only_pragmas_sqlite_knows() {
+        for (param, expected) in [
+            (
+                "mode=ro",
+                "`mode` is not a SQLite PRAGMA a URL may set (a sqlx URL option",
+            ),
+            (
+                "immutable=1",
+                "`immutable` is not a SQLite PRAGMA a URL may set (a sqlx URL option",
+            ),
+            (
+                "jornal_mode=wal",
+                "`jornal_mode` is not a SQLite PRAGMA a URL may set; SQLite would silently",
+            ),
+        ] {
+            let text = format!("tenants:\n  - {{id: a, url: \"sqlite://a.db?{param}\"}}\n");
+            let err = message(parse_str(&text).unwrap_err());
+            assert!(
+                err.contains("tenant `a` url: `sqlite://a.db?") && err.contains(expected),
+                "{err}"
+            );
+        }
+        let text =
+            "tenants:\n  - {id: a, url: \"sqlite://a.db?journal_mode=wal&Synchronous=normal&busy_timeout=500\"}\n";
+        assert!(parse_str(text).is_ok());
     }
 
     #[test]

@@ -75,6 +75,48 @@ pub fn is_plain_word(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'+' | b'-'))
 }
 
+/// The PRAGMAs a SQLite URL may set (`sqlite://a.db?journal_mode=wal`): SQLite ignores a
+/// PRAGMA it does not know, so a misspelt one, or sqlx's own URL options (`mode=ro`,
+/// `immutable=1`, `vfs=...`, `cache=shared`, which fleetmig does not take), would silently
+/// do nothing.
+pub const SQLITE_PRAGMAS: &[&str] = &[
+    "analysis_limit",
+    "application_id",
+    "auto_vacuum",
+    "automatic_index",
+    "busy_timeout",
+    "cache_size",
+    "cache_spill",
+    "case_sensitive_like",
+    "cell_size_check",
+    "checkpoint_fullfsync",
+    "defer_foreign_keys",
+    "encoding",
+    "foreign_keys",
+    "fullfsync",
+    "hard_heap_limit",
+    "ignore_check_constraints",
+    "journal_mode",
+    "journal_size_limit",
+    "legacy_alter_table",
+    "locking_mode",
+    "max_page_count",
+    "mmap_size",
+    "page_size",
+    "query_only",
+    "read_uncommitted",
+    "recursive_triggers",
+    "reverse_unordered_selects",
+    "secure_delete",
+    "soft_heap_limit",
+    "synchronous",
+    "temp_store",
+    "threads",
+    "trusted_schema",
+    "user_version",
+    "wal_autocheckpoint",
+];
+
 /// A SQLite URL parameter, which fleetmig runs as `PRAGMA key = value`: the key a name of
 /// ASCII letters and `_`, the value a plain word. Nothing else is ever pasted into SQL.
 pub fn is_sqlite_pragma(key: &str, value: &str) -> bool {

@@ -484,6 +484,22 @@ fn registry_rows_cannot_run_sql_through_url_parameters() {
 }
 
 #[test]
+fn a_sqlite_url_option_sqlite_would_ignore_is_refused_not_silently_dropped() {
+    let p = Project::new();
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (x INT);\n")
+        .fleet("tenants:\n  - {id: a, url: \"sqlite://data/a.db?mode=ro\"}\n");
+    for args in [&["up"][..], &["plan"]] {
+        let r = run(&p, args);
+        assert_refused(
+            "mode=ro",
+            &r,
+            &["tenant `a` url: `sqlite://data/a.db?mode=ro`: `mode` is not a SQLite PRAGMA a URL may set"],
+        );
+    }
+    assert!(!p.path().join("data").exists(), "the read-only tenant was written");
+}
+
+#[test]
 fn sqlite_url_parameters_in_the_fleet_file_are_pragma_names_and_plain_values() {
     let p = project_at_v1();
     p.fleet("tenants:\n  - {id: a, url: \"sqlite://data/a.db?journal_mode=wal;DROP TABLE t1\"}\n");
