@@ -610,7 +610,10 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         let tenants: Vec<&Tenant> = untouched.iter().map(|&i| self.slots[i].tenant).collect();
         let reading = inspect_all(self.ctx, &tenants);
         let read = if self.reason == StopReason::Abandoned {
-            tokio::time::timeout_at(self.until(AFTER_ABANDON), reading).await.ok()
+            // The run's end is recorded after this read: it keeps its share of the time.
+            let end = self.until(AFTER_ABANDON);
+            let end = self.last_word.map_or(end, |last| end.min(last - END_SHARE));
+            tokio::time::timeout_at(end, reading).await.ok()
         } else {
             self.interruptible(reading).await
         };
@@ -785,6 +788,9 @@ pub const AFTER_ABANDON: Duration = Duration::from_secs(2);
 /// after a second interrupt (`app::signals::GRACE`), so the report is always printed
 /// and written, whatever stopped answering.
 pub const LAST_WORD: Duration = Duration::from_secs(4);
+
+/// The part of `LAST_WORD` kept for recording the run's end in the ledger.
+const END_SHARE: Duration = Duration::from_secs(1);
 
 /// Each tenant's history once the sessions abandoned on it have ended, read under the
 /// tenant's lock (the abandoned session holds it until the database has finished with

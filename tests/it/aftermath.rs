@@ -426,3 +426,33 @@ fn status_during_a_no_transaction_step_does_not_advise_a_stamp_without_saying_it
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(p.run(&["status"]).code, 0);
 }
+
+#[test]
+fn two_interrupts_when_only_the_tenants_stopped_answering_leave_the_ledger_time_for_the_runs_end() {
+    let Some(pg) = Pg::create("abandontenants") else { return };
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, pg.name);
+    let p = pg_project(
+        &url,
+        6,
+        &[
+            ("0001_a.up.sql", "CREATE TABLE t1 (id int);"),
+            ("0002_b.up.sql", "CREATE TABLE t2 (id int); SELECT pg_sleep(0.5);"),
+        ],
+    );
+    let mut run = Spawned::new(p.command(&["up", "-j", "2", "--format", "json", "--report", "report.json"]));
+    run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == 2);
+    proxy.blackhole();
+    run.signal("INT");
+    run.wait_for(BOUND, |v| v["event"] == "stopping");
+    run.signal("INT");
+    let (code, _, stderr) = run.finish(BOUND);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("the ledger missed"),
+        "the SQLite ledger answers; it must be given the time to record the end:\n{stderr}"
+    );
+    let runs = p.run(&["runs", "--format", "json"]);
+    let runs: Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert!(runs["runs"][0]["finished_ms"].is_i64(), "{runs}");
+}
