@@ -282,10 +282,15 @@ discover:
                 vec![row(&[ok, ("url", Some("postgres://u@h/db?password=hunter2"))])],
                 "discover row 1 (id `ok`) url: URL parameter `password` is not one a registry row may give",
             ),
+            (
+                vec![row(&[("id", Some("postgres://u:hunter2@h/db?password=hunter2"))])],
+                "discover row 1 (id `postgres://u:***@h/db?password=***`): tenant id",
+            ),
         ];
         for (rows, expected) in cases {
             let err = error(FLEET, rows);
             assert!(err.contains(expected), "`{err}` lacks `{expected}`");
+            assert!(!err.contains("hunter2"), "{err}");
         }
     }
 

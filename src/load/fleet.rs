@@ -374,9 +374,10 @@ pub(super) struct Rules {
 
 impl Rules {
     pub fn invalid(&self, context: String, message: String) -> FleetError {
+        // The context may quote a registry row's value (an id column holding a URL).
         FleetError::Invalid {
             path: self.path.clone(),
-            context,
+            context: hide_passwords(&context),
             message: hide_passwords(&message),
         }
     }

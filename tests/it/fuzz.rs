@@ -399,3 +399,109 @@ fn credentials_in_urls_never_survive_scrubbing_or_redaction() {
         })
         .unwrap();
 }
+
+/// A registry row's value for a column: a URL with known, unknown and hostile parameters,
+/// an id or flag, or anything.
+fn registry_value() -> impl Strategy<Value = Option<String>> {
+    let url = (
+        prop_oneof![
+            Just("sqlite://data/x.db"),
+            Just("sqlite:///abs/x.db"),
+            Just("postgres://u:pw@127.0.0.1:5432/db"),
+            Just("mysql://u@127.0.0.1:3306/"),
+            Just("oracle://h/x"),
+        ],
+        prop::collection::vec(
+            (
+                prop_oneof![
+                    Just("journal_mode"),
+                    Just("synchronous"),
+                    Just("sslmode"),
+                    Just("ssl-mode"),
+                    Just("application_name"),
+                    Just("options"),
+                    Just("password"),
+                    Just("mode"),
+                    Just("foreign_keys"),
+                    Just("init_command"),
+                ],
+                prop_oneof![
+                    Just("wal".to_owned()),
+                    Just("off".to_owned()),
+                    Just("disable".to_owned()),
+                    Just("required".to_owned()),
+                    Just("x;ATTACH 'y' AS y".to_owned()),
+                    Just("-c%20search_path%3Dx".to_owned()),
+                    "[a-zA-Z0-9;'%=&_-]{0,8}",
+                ],
+            ),
+            0..3,
+        ),
+    )
+        .prop_map(|(base, params)| {
+            let query: Vec<String> = params.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+            if query.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{}", query.join("&"))
+            }
+        });
+    prop::option::of(prop_oneof![
+        url,
+        Just("a".to_owned()),
+        Just("true".to_owned()),
+        Just("s_1".to_owned()),
+        any::<String>(),
+    ])
+}
+
+#[test]
+fn registry_rows_become_tenants_with_allowed_url_parameters_or_are_refused_naming_the_row() {
+    use fleetmig::load::discover;
+    let path = Path::new("/fleet/tenants.yaml");
+    let text = "hosts:\n  main: {url: \"postgres://u@127.0.0.1:5432/db\"}\n\
+                discover: {url: \"sqlite://registry.db\", query: \"SELECT 1\"}\n";
+    let column = prop_oneof![
+        Just("id"),
+        Just("url"),
+        Just("host"),
+        Just("schema"),
+        Just("database"),
+        Just("canary"),
+        Just("init_sql"),
+        Just("tier"),
+    ];
+    let rows = prop::collection::vec(prop::collection::vec((column, registry_value()), 0..5), 0..4);
+    runner(CASES)
+        .run(&rows, |rows| {
+            let rows: Vec<fleetmig::model::fleet::RegistryRow> = rows
+                .into_iter()
+                .map(|row| row.into_iter().map(|(c, v)| (c.to_owned(), v)).collect())
+                .collect();
+            let file = fleet::parse_file(path, text, &|_| None).unwrap();
+            match discover::merge(file, rows.clone()) {
+                Ok(fleet) => {
+                    for tenant in &fleet.tenants {
+                        let allowed = tenant.engine.registry_params();
+                        for (key, value) in tenant.url.url().query_pairs() {
+                            let known = allowed.iter().find(|(k, _)| *k == key);
+                            prop_assert!(known.is_some(), "{rows:?}: `{key}` reached a tenant");
+                            prop_assert!(
+                                !value.contains([';', '\'', ' ']),
+                                "{rows:?}: `{key}={value}` reached a tenant"
+                            );
+                        }
+                        prop_assert!(tenant.init_sql.is_empty(), "{rows:?}: a row gave init_sql");
+                    }
+                }
+                Err(e) => {
+                    let message = fleetmig::error::render(&e);
+                    assert_message(&format!("{rows:?}"), &message);
+                    prop_assert!(message.contains("discover row"), "{rows:?}: {message}");
+                    prop_assert!(!message.contains(":pw@"), "{rows:?}: {message}");
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
