@@ -17,6 +17,9 @@ pub struct TextReporter {
     stamping: bool,
     /// Tenants in the run, to leave out the wave line of a run that is one wave.
     total: usize,
+    /// The run was abandoned (a second interrupt): tenants finishing from here on were read
+    /// from their history, not seen through.
+    abandoned: bool,
 }
 
 impl TextReporter {
@@ -26,6 +29,7 @@ impl TextReporter {
             timestamps: false,
             stamping: false,
             total: 0,
+            abandoned: false,
         }
     }
 
@@ -92,7 +96,10 @@ impl TextReporter {
                 "wave {wave}{}: {tenants} tenant(s)",
                 if *canary { " (canary)" } else { "" }
             )),
-            Event::Stopping { reason } => Some(format!("stopping: {reason}")),
+            Event::Stopping { reason } => {
+                self.abandoned |= *reason == crate::plan::policy::StopReason::Abandoned;
+                Some(format!("stopping: {reason}"))
+            }
             Event::RollbackStarted { tenants } => Some(format!("rolling back {tenants} tenant(s)")),
             Event::TenantRolledBack {
                 tenant,
@@ -125,9 +132,16 @@ impl TextReporter {
             }
             // Abandoned in flight, found at the target once its session ended: what ran is
             // not known, only where it is.
-            Outcome::Succeeded if r.steps.is_empty() && r.start_version.is_none() => format!(
+            Outcome::Succeeded if r.steps.is_empty() && (r.start_version.is_none() || self.abandoned) => format!(
                 "  {id}  at {} (abandoned in flight; read from its history)",
                 v(r.final_version)
+            ),
+            // Only the steps seen through before the abandon are known to have run.
+            Outcome::Succeeded if self.abandoned => format!(
+                "  {id}  {} -> {} (abandoned in flight; read from its history; {} seen through before)",
+                v(r.start_version),
+                v(r.final_version),
+                r.steps.len()
             ),
             Outcome::Succeeded if r.steps.is_empty() => format!("  {id}  at {}, nothing to do", v(r.final_version)),
             Outcome::Succeeded => {
@@ -280,6 +294,28 @@ pub(crate) mod tests {
             direction: Direction::Up,
             duration_ms,
         }
+    }
+
+    #[test]
+    fn a_tenant_abandoned_in_flight_says_its_steps_were_not_all_seen() {
+        let mut text = TextReporter::new(4);
+        let finished = |steps| Event::TenantFinished {
+            report: report("acme", Outcome::Succeeded, Some(0), Some(2), steps),
+        };
+        assert!(text.line(&finished(vec![step(1, 3)])).unwrap().contains("1 applied"));
+        text.line(&Event::Stopping {
+            reason: StopReason::Abandoned,
+        });
+        let line = text.line(&finished(vec![step(1, 3)])).unwrap();
+        assert!(
+            line.contains("0 -> 2 (abandoned in flight; read from its history; 1 seen through before)"),
+            "{line}"
+        );
+        let line = text.line(&finished(vec![])).unwrap();
+        assert!(
+            line.contains("at 2 (abandoned in flight; read from its history)"),
+            "{line}"
+        );
     }
 
     /// A canary wave that succeeds, then a wave with a failure (with a database code), a
