@@ -15,11 +15,35 @@ use crate::model::secret::DbUrl;
 use crate::plan::tenant::Step;
 
 /// What the PostgreSQL or MySQL client would refuse in `url` when connecting (an unknown
-/// `sslmode`, a port or cache size that is not a number), found when the URL is read
-/// instead: at connect time every tenant on it would read as unreachable, retried for the
+/// `sslmode`, a port or cache size that is not a number) or silently ignore (a parameter
+/// it does not read: `connect_timeout`, libpq's `sslpassword`, MySQL's `password`), found
+/// when the URL is read instead: at connect time every tenant on it would read as unreachable, retried for the
 /// whole retry budget. The message holds no credential.
 pub fn url_problem(engine: Engine, url: &DbUrl) -> Option<String> {
     use std::str::FromStr;
+    let known: &[&str] = match engine {
+        Engine::Postgres => PG_URL_PARAMS,
+        Engine::MySql => MYSQL_URL_PARAMS,
+        Engine::Sqlite => &[],
+    };
+    if engine != Engine::Sqlite {
+        for (key, _) in url.url().query_pairs() {
+            let pg_option = engine == Engine::Postgres && key.starts_with("options[") && key.ends_with(']');
+            if !known.contains(&&*key) && !pg_option {
+                let hint = if engine == Engine::MySql && key == "password" {
+                    " (give the password in the user info: mysql://user:password@host/)"
+                } else {
+                    ""
+                };
+                return Some(format!(
+                    "URL parameter `{}` is not one the {engine} client takes, and would be silently \
+                     ignored{hint}; it takes {}",
+                    key.escape_debug(),
+                    known.join(", ")
+                ));
+            }
+        }
+    }
     let err = match engine {
         Engine::Postgres => sqlx::postgres::PgConnectOptions::from_str(url.expose()).err(),
         Engine::MySql => sqlx::mysql::MySqlConnectOptions::from_str(url.expose()).err(),
@@ -32,6 +56,48 @@ pub fn url_problem(engine: Engine, url: &DbUrl) -> Option<String> {
     }
     Some(why.to_owned())
 }
+
+/// The URL parameters sqlx's PostgreSQL client reads (sqlx-postgres `options/parse.rs`);
+/// it ignores any other, with a log line fleetmig silences because it shows the value.
+const PG_URL_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// The URL parameters sqlx's MySQL client reads (sqlx-mysql `options/parse.rs`); it
+/// silently ignores any other.
+const MYSQL_URL_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslca",
+    "ssl-ca",
+    "charset",
+    "collation",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "socket",
+    "timezone",
+    "time-zone",
+];
 
 /// What a session is opened for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1093,12 +1093,24 @@ tenants:
                 "tenant `a` url: `postgres://u:***@h/db?sslmode=bogus`: unknown value \"bogus\" for `ssl_mode`",
             ),
             (
-                "hosts:\n  m: {url: \"mysql://u@h/?ssl-mode=no&password=hunter2\"}\ntenants: []\n",
-                "host `m` url: `mysql://u@h/?ssl-mode=no&password=***`: unknown value \"no\" for `ssl_mode`",
+                "hosts:\n  m: {url: \"mysql://u:hunter2@h/?ssl-mode=no\"}\ntenants: []\n",
+                "host `m` url: `mysql://u:***@h/?ssl-mode=no`: unknown value \"no\" for `ssl_mode`",
             ),
             (
                 "ledger: \"postgres://u@h/db?port=x&password=hunter2\"\ntenants: []\n",
                 "ledger: `postgres://u@h/db?port=x&password=***`: invalid digit found in string",
+            ),
+            (
+                "tenants:\n  - {id: a, url: \"postgres://u@h/db?sslpassword=hunter2\", schema: s}\n",
+                "tenant `a` url: `postgres://u@h/db?sslpassword=***`: URL parameter `sslpassword` is not one the postgres client takes",
+            ),
+            (
+                "tenants:\n  - {id: a, url: \"mysql://u@h/db?password=hunter2\"}\n",
+                "URL parameter `password` is not one the mysql client takes, and would be silently ignored (give the password in the user info",
+            ),
+            (
+                "tenants:\n  - {id: a, url: \"postgres://u@h/db?connect_timeout=5&options[search_path]=x\", schema: s}\n",
+                "URL parameter `connect_timeout` is not one the postgres client takes",
             ),
             (
                 "discover: {url: \"postgres://u:hunter2@h/db?statement-cache-capacity=-1\", query: q}\n",

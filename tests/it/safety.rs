@@ -507,7 +507,7 @@ fn planted_passwords_appear_in_no_output() {
   dead: {{url: \"postgres://postgres:PlantedSecret1@127.0.0.1:1/x\"}}
   live: {{url: \"postgres://postgres:${{FM_TEST_PW}}@127.0.0.1:5432/{db}\"}}
   odd: {{url: \"postgres://postgres:PlantedSecret5%21@127.0.0.1:1/x\"}}
-  query: {{url: \"postgres://postgres@127.0.0.1:1/x?sslmode=disable&password=PlantedSecret6&sslpassword=PlantedSecret7\"}}
+  query: {{url: \"postgres://postgres@127.0.0.1:1/x?sslmode=disable&password=PlantedSecret6\"}}
 {my_host}",
         db = pg.name
     );
@@ -602,6 +602,12 @@ fn planted_passwords_appear_in_no_output() {
         (
             "YAML syntax error",
             format!("{hosts}{tenants}  - {{id: extra, url: \"postgres://postgres:PlantedSecret4@127.0.0.1:1/x\"\n"),
+        ),
+        (
+            "a parameter the client would ignore, holding a password",
+            format!(
+                "{hosts}{tenants}  - {{id: extra, url: \"postgres://postgres@127.0.0.1:1/x?sslpassword=PlantedSecret7\", schema: s}}\n"
+            ),
         ),
         (
             "unset variable beside a password",
