@@ -17,7 +17,7 @@ use crate::exec::run::{Inspected, RunContext, inspect_all};
 use crate::exec::tenant::{Action, Retry};
 use crate::load;
 use crate::model::fleet::{Engine, Fleet, Ident, Tenant};
-use crate::model::migration::{MigrationSet, Version};
+use crate::model::migration::{Direction, Migration, MigrationSet, Version};
 use crate::model::secret::DbUrl;
 use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::plan::select::select;
@@ -495,11 +495,24 @@ async fn check_per_tenant_tx(
                 "--tx per-tenant: tenant `{}` would run migration {} (`{}`), which is marked `-- fleetmig: no-transaction` and cannot join a tenant's transaction; use --tx per-migration, or take that tenant past it first",
                 tenant.id,
                 s.migration.version,
-                s.migration.path.display()
+                script_path(s.migration, s.direction).display()
             )));
         }
     }
     Ok(())
+}
+
+/// The file of a migration's script in `direction`: its down script sits beside its up
+/// script, named alike.
+fn script_path(m: &Migration, direction: Direction) -> std::path::PathBuf {
+    let up = &m.path;
+    match (direction, up.file_name().and_then(|n| n.to_str())) {
+        (Direction::Down, Some(name)) => match name.strip_suffix(".up.sql") {
+            Some(stem) => up.with_file_name(format!("{stem}.down.sql")),
+            None => up.clone(),
+        },
+        _ => up.clone(),
+    }
 }
 
 /// The waves and policy a command line asks for.

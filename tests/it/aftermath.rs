@@ -456,3 +456,21 @@ fn two_interrupts_when_only_the_tenants_stopped_answering_leave_the_ledger_time_
     let runs: Value = serde_json::from_str(&runs.stdout).unwrap();
     assert!(runs["runs"][0]["finished_ms"].is_i64(), "{runs}");
 }
+
+#[test]
+fn per_tenant_tx_going_down_names_the_down_script_that_cannot_join() {
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE t1 (id INTEGER);");
+    p.migration("0001_a.down.sql", "DROP TABLE t1;");
+    p.migration(
+        "0002_b.up.sql",
+        "-- fleetmig: no-transaction\nCREATE INDEX i1 ON t1 (id);",
+    );
+    p.migration("0002_b.down.sql", "-- fleetmig: no-transaction\nDROP INDEX i1;");
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: a }\n");
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    assert_eq!(p.run(&["up"]).code, 0);
+    let down = p.run(&["down", "--to", "0", "--tx", "per-tenant"]);
+    assert_eq!(down.code, 2, "{}", down.all());
+    assert!(down.stderr.contains("0002_b.down.sql"), "{}", down.stderr);
+}
