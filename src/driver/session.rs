@@ -345,9 +345,13 @@ impl<W: Wire> Session<W> {
             Err(e) => {
                 let mut error = self.fail(ErrorKind::Sql, Phase::After.op(op), e);
                 if crate::driver::connect::is_no_answer(&error) {
+                    let what = match step.direction {
+                        Direction::Up => "cleared its dirty mark",
+                        Direction::Down => "removed its history row",
+                    };
                     error.message = format!(
-                        "{}; the script ran, and the server may have cleared migration {}'s dirty mark before the \
-                         answer was lost: whether the history still marks it dirty is unknown (`fleetmig status` reads it)",
+                        "{}; the script of migration {} ran, and the server may have {what} before the answer was \
+                         lost: whether the history still marks it dirty is unknown (`fleetmig status` reads it)",
                         error.message, row.version
                     );
                 }
