@@ -108,7 +108,9 @@ fn kill_9_at_random_moments_then_resume_reaches_the_target_every_time() {
             }
         }
 
-        let resumed = p.run(&["up", "--resume"]);
+        // By its id: a kill that landed after the run's end leaves nothing unfinished, and
+        // resuming a finished run is harmless.
+        let resumed = p.run(&["up", "--resume", &run_id]);
         assert_eq!(resumed.code, 0, "round {round}: {}", resumed.all());
         let report: Value = serde_json::from_str(&p.run(&["report", &run_id, "--format", "json"]).stdout).unwrap();
         assert_eq!(report["stop_reason"]["kind"], "completed", "round {round}");
