@@ -494,10 +494,60 @@ impl Rules {
     }
 }
 
+/// The deepest `[`/`{` nesting a fleet file may have: the YAML reader refuses deeper
+/// documents anyway, but only after a time that grows with the square of the depth
+/// (100,000 levels took 17 s).
+const MAX_NESTING: usize = 128;
+
+/// Where `text` first nests `[` and `{` deeper than `limit` (line and column from 1),
+/// outside quotes and comments; approximate in the safe direction: a quote it misreads
+/// only hides brackets from the count.
+fn nested_deeper_than(text: &str, limit: usize) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut column) = (0usize, 1, 0);
+    let mut quote = None;
+    let mut comment = false;
+    let mut after_space = true;
+    for c in text.chars() {
+        column += 1;
+        if c == '\n' {
+            (line, column, comment, after_space) = (line + 1, 0, false, true);
+            continue;
+        }
+        match quote {
+            _ if comment => {}
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '#' if after_space => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return Some((line, column));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        after_space = c.is_whitespace();
+    }
+    None
+}
+
 /// Parses fleet-file text, keeping what discovered tenants are built against.
 pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<FleetFile, FleetError> {
     // A byte-order mark is no content: editors on Windows write one.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some((line, column)) = nested_deeper_than(text, MAX_NESTING) {
+        return Err(FleetError::Syntax {
+            path: path.to_owned(),
+            message: format!(
+                "nests `[` and `{{` more than {MAX_NESTING} levels deep at line {line} column {column}: \
+                 a fleet file needs a few"
+            ),
+        });
+    }
     let doc: FileDoc = serde_yaml::from_str(text).map_err(|e| FleetError::Syntax {
         path: path.to_owned(),
         message: hide_passwords(&yaml_message(&e)),
@@ -1055,6 +1105,27 @@ tenants:
             !err.contains("hunter2") && err.contains("postgres://u:***@h/db"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_file_nested_past_any_use_is_refused_at_once() {
+        let deep = format!("tenants: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let err = message(parse_str(&deep).unwrap_err());
+        assert!(
+            err.contains("nests `[` and `{` more than 128 levels deep at line 1 column 138"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let quoted = format!(
+            "tenants:\n  - {{id: a, url: 'sqlite://a.db', labels: {{x: \"{0}\", y: '{0}'}}}} # {0}\n",
+            "[".repeat(500)
+        );
+        assert!(parse_str(&quoted).is_ok());
     }
 
     #[test]
