@@ -238,10 +238,16 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         events.emit(Event::TenantFinished { report: report.clone() });
                         return (i, report, None);
                     }
+                    if stop.load(Ordering::SeqCst) {
+                        return (i, not_started(t), None);
+                    }
+                    // A stop ends the wait for a start slot at once: with a low `--rate`, every
+                    // tenant left waiting its turn made a stop take one slot per tenant.
                     if let Some(limiter) = limiter {
-                        limiter
-                            .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20)))
-                            .await;
+                        tokio::select! {
+                            _ = limiter.until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20))) => {}
+                            () = stopped(&stop) => return (i, not_started(t), None),
+                        }
                     }
                     let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
                     if stop.load(Ordering::SeqCst) {
@@ -672,6 +678,13 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             tenants,
             summary,
         }
+    }
+}
+
+/// Resolves once the run is stopping (checked every 50 ms).
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

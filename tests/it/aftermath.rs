@@ -474,3 +474,27 @@ fn per_tenant_tx_going_down_names_the_down_script_that_cannot_join() {
     assert_eq!(down.code, 2, "{}", down.all());
     assert!(down.stderr.contains("0002_b.down.sql"), "{}", down.stderr);
 }
+
+#[test]
+fn ctrl_c_under_a_low_rate_stops_at_once_not_one_start_slot_per_tenant() {
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE t1 (id INTEGER);");
+    let tenants: String = (0..20).map(|i| format!("  - {{ id: t{i:02} }}\n")).collect();
+    p.fleet(&format!(
+        "defaults: {{ url: \"sqlite://data/{{id}}.db\" }}\ntenants:\n{tenants}"
+    ));
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    let mut run = Spawned::new(p.command(&["up", "--rate", "1", "--burst", "1", "--format", "json"]));
+    run.wait_for(BOUND, |v| v["event"] == "tenant_finished");
+    run.signal("INT");
+    let stopped = Instant::now();
+    let (code, rest, stderr) = run.finish(BOUND);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "the stop took {:?}: the tenants waiting for a start slot each waited their turn",
+        stopped.elapsed()
+    );
+    let last: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert!(last["summary"]["not_started"].as_u64().unwrap() >= 15, "{last}");
+}
