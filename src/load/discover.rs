@@ -208,8 +208,22 @@ discover:
     }
 
     #[test]
+    fn a_row_may_name_a_listed_server_by_url() {
+        let rows = vec![
+            row(&[
+                ("id", Some("a")),
+                ("url", Some("postgres://other:pw@DB:5432/elsewhere")),
+            ]),
+            row(&[("id", Some("b")), ("url", Some("mysql://root@my/b"))]),
+            row(&[("id", Some("c")), ("url", Some("sqlite:///srv/tenants/c.db"))]),
+        ];
+        let fleet = merge(file(FLEET), rows).unwrap();
+        assert_eq!(fleet.tenant("b").unwrap().engine, Engine::MySql);
+    }
+
+    #[test]
     fn values_are_not_expanded() {
-        let rows = vec![row(&[("id", Some("a")), ("url", Some("postgres://u:${PW}@h/db"))])];
+        let rows = vec![row(&[("id", Some("a")), ("url", Some("postgres://u:${PW}@db/db"))])];
         let fleet = merge(file(FLEET), rows).unwrap();
         assert_eq!(fleet.tenant("a").unwrap().url.password(), Some("$%7BPW%7D"));
     }
@@ -281,6 +295,15 @@ discover:
             (
                 vec![row(&[ok, ("url", Some("postgres://u@h/db?password=hunter2"))])],
                 "discover row 1 (id `ok`) url: URL parameter `password` is not one a registry row may give",
+            ),
+            (
+                vec![row(&[ok, ("url", Some("postgres://u:hunter2@evil.example/db"))])],
+                "discover row 1 (id `ok`) url: `postgres://u:***@evil.example/db` names server evil.example:5432, \
+                 which no host in `hosts:` names",
+            ),
+            (
+                vec![row(&[ok, ("url", Some("mysql://root@my:3307/x"))])],
+                "names server my:3307, which no host",
             ),
             (
                 vec![row(&[("id", Some("postgres://u:hunter2@h/db?password=hunter2"))])],

@@ -382,6 +382,39 @@ impl Rules {
         }
     }
 
+    /// A registry row's PostgreSQL or MySQL URL must name a server (host and port) that a
+    /// host of the fleet file names: the client fills what a URL leaves out from this
+    /// machine's environment (`PGPASSWORD`, `PGUSER`, `PGSSLKEY`), and a row must not be
+    /// able to send those to a server of its choosing.
+    fn listed_server(&self, engine: Engine, url: &DbUrl) -> Result<(), String> {
+        let default_port = match engine {
+            Engine::Postgres => 5432,
+            Engine::MySql => 3306,
+            Engine::Sqlite => return Ok(()),
+        };
+        let server = |u: &Url| {
+            (
+                u.host_str().unwrap_or_default().to_ascii_lowercase(),
+                u.port().unwrap_or(default_port),
+            )
+        };
+        let wanted = server(url.url());
+        if self
+            .hosts
+            .values()
+            .any(|h| engine_of(&h.url) == engine && server(h.url.url()) == wanted)
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "`{url}` names server {}:{}, which no host in `hosts:` names: a registry row may \
+             only place a tenant on a server the fleet file lists (its session would get this \
+             machine's PGPASSWORD, PGUSER and client certificate); list the server under \
+             `hosts:` or give the row a `host` column instead",
+            wanted.0, wanted.1
+        ))
+    }
+
     /// Builds a tenant from its entry and the defaults, checking it. `context` names the
     /// entry in messages ("tenant `acme`", "discover row 3 (id `acme`)").
     pub fn tenant(&self, id: TenantId, entry: Entry, context: &str) -> Result<Tenant, FleetError> {
@@ -426,6 +459,7 @@ impl Rules {
                     .and_then(|(engine, url)| {
                         if entry.registry {
                             registry_params(engine, &url)?;
+                            self.listed_server(engine, &url)?;
                         }
                         client_takes(engine, url)
                     })

@@ -431,6 +431,38 @@ fn registry(p: &Project, rows: &[(&str, &str)]) {
 }
 
 #[test]
+fn registry_rows_place_tenants_only_on_servers_the_fleet_file_lists() {
+    let Some(pg) = Pg::create("regsrv") else { return };
+    let p = Project::new();
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (x INT);\n");
+    // The row names a server by URL, with no password: the client would fill in this
+    // machine's PGPASSWORD.
+    let row_url = format!("postgres://postgres@localhost:5432/{}", pg.name);
+    registry(&p, &[("evil", &row_url)]);
+    let discover = "discover: {url: \"sqlite://registry.db\", query: \"SELECT id, url FROM tenants\"}\n";
+    for args in [&["status"][..], &["up"]] {
+        let r = p.run_env(args, &[("PGPASSWORD", "PlantedSecret")]);
+        assert_refused(
+            "unlisted server",
+            &r,
+            &[&format!(
+                "discover row 1 (id `evil`) url: `{row_url}` names server localhost:5432, which no host in `hosts:` names"
+            )],
+        );
+    }
+    let histories = "SELECT count(*)::text FROM pg_tables WHERE tablename = 'fleetmig_history'";
+    assert_eq!(pg.column(histories), ["0"], "the unlisted server was touched");
+    // Listed under `hosts:`, the same row is taken.
+    p.fleet(&format!(
+        "hosts:\n  main: {{url: \"postgres://postgres@localhost:5432/{}\"}}\n{discover}",
+        pg.name
+    ));
+    let r = p.run(&["up", "--retry-for", "0s"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(pg.column(histories), ["1"]);
+}
+
+#[test]
 fn registry_rows_cannot_run_sql_through_url_parameters() {
     let p = Project::new();
     p.migration("0001_one.up.sql", "CREATE TABLE t1 (x INT);\n");
