@@ -44,6 +44,8 @@ pub enum MigrationsError {
     },
     #[error("`{name}` is not a migration name: use letters, digits and `_`")]
     BadName { name: String },
+    #[error("the newest migration, `{}`, has the largest version there is: no migration can follow it", path.display())]
+    NoNextVersion { path: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +236,10 @@ pub fn create(dir: &Path, set: &MigrationSet, name: &str) -> Result<(PathBuf, Pa
     if !is_name(&name) {
         return Err(MigrationsError::BadName { name });
     }
-    let next = set.head().0 + 1;
+    let Some(next) = set.head().0.checked_add(1) else {
+        let path = set.iter().last().map(|m| m.path.clone()).unwrap_or_default();
+        return Err(MigrationsError::NoNextVersion { path });
+    };
     let width = set
         .iter()
         .filter_map(|m| m.path.file_name()?.to_str()?.split_once('_').map(|(d, _)| d.len()))
@@ -279,6 +284,18 @@ mod tests {
             fs::write(dir.path().join(name), text).unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn no_migration_is_created_past_the_largest_version() {
+        let dir = dir_with(&[("9223372036854775807_last.up.sql", "select 1;")]);
+        let set = load(dir.path()).unwrap();
+        let err = create(dir.path(), &set, "next").unwrap_err().to_string();
+        assert!(
+            err.contains("9223372036854775807_last.up.sql`, has the largest version"),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
