@@ -90,7 +90,14 @@ pub const NO_TRANSACTION_MARKER: &str = "-- fleetmig: no-transaction";
 const MARKER_PREFIX: &str = "-- fleetmig:";
 
 impl Script {
+    /// A script from its file's text. A leading byte-order mark (which editors on Windows
+    /// write) is no SQL: it is dropped here, so the marker on the first line counts and
+    /// PostgreSQL (which refuses one) gets the script; the checksum stays that of the file.
     pub fn new(sql: String) -> Self {
+        let sql = match sql.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_owned(),
+            None => sql,
+        };
         let first = sql.lines().next().map(str::trim).unwrap_or_default();
         let options: Vec<&str> = first
             .strip_prefix(MARKER_PREFIX)
@@ -112,6 +119,7 @@ impl Script {
     /// written another way, or one below the first line. Each of these would otherwise run
     /// the script as if it had no marker.
     pub fn marker_problem(sql: &str) -> Option<String> {
+        let sql = sql.strip_prefix('\u{feff}').unwrap_or(sql);
         for (n, line) in sql.lines().enumerate() {
             let text = line.trim();
             let Some(comment) = text.strip_prefix("--") else {
@@ -365,6 +373,26 @@ mod tests {
         assert!(!rerun.transactional && rerun.rerun_if_dirty);
         let plain = Script::new("-- fleetmig: no-transaction\nselect 1".into());
         assert!(!plain.rerun_if_dirty);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_no_sql_but_stays_in_the_checksum() {
+        let text = "\u{feff}-- fleetmig: no-transaction, rerun-if-dirty\nCREATE INDEX CONCURRENTLY i ON t (a);\n";
+        let m = Migration::new(
+            Version(1),
+            "i".into(),
+            text.into(),
+            Some(text.into()),
+            PathBuf::from("x"),
+        );
+        assert!(!m.up.transactional && m.up.rerun_if_dirty, "{:?}", m.up);
+        assert!(m.up.sql.starts_with("-- fleetmig:"));
+        assert_eq!(m.checksum, Checksum::of(text));
+        assert!(!m.down.unwrap().transactional);
+        assert_eq!(
+            Script::marker_problem("\u{feff}-- fleetmig: no-transactoin\n"),
+            Some("line 1: unknown fleetmig option `no-transactoin` (known: no-transaction, rerun-if-dirty)".into())
+        );
     }
 
     #[test]

@@ -171,6 +171,35 @@ fn a_url_its_database_client_would_refuse_is_a_fleet_file_error_not_an_unreachab
     }
 }
 
+#[test]
+fn a_migration_saved_with_a_byte_order_mark_keeps_its_marker_and_runs_on_postgres() {
+    let Some(pg) = Pg::create("bom") else { return };
+    let p = Project::new();
+    p.fleet(&format!(
+        "tenants:\n  - {{id: a, url: \"{}\", schema: s_bom}}\n",
+        pg.url()
+    ))
+    .migration("0001_t.up.sql", "\u{feff}CREATE TABLE t (a INT);\n")
+    .migration(
+        "0002_i.up.sql",
+        "\u{feff}-- fleetmig: no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
+    );
+    let r = run(&p, &["up", "--retry-for", "0s"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        pg.column("SELECT indexname::text FROM pg_indexes WHERE schemaname = 's_bom' AND tablename = 't'"),
+        ["i"]
+    );
+    let history = run(&p, &["history"]);
+    assert!(
+        history
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("2 ") && l.contains(" no ")),
+        "{history:?}"
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn a_named_pipe_called_like_a_migration_is_refused_without_blocking() {
