@@ -317,12 +317,30 @@ pub struct FleetFile {
     pub(super) rules: Rules,
 }
 
+/// The largest fleet file read: `/dev/zero` or a runaway generator must not fill memory.
+const MAX_FLEET_FILE: u64 = 64 << 20;
+
 /// Reads and checks the fleet file, keeping what [`crate::load::discover::merge`] needs.
 pub fn load_file(path: &Path) -> Result<FleetFile, FleetError> {
-    let bytes = fs::read(path).map_err(|source| FleetError::Read {
+    let read = |source| FleetError::Read {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(
+        &mut io::Read::take(fs::File::open(path).map_err(read)?, MAX_FLEET_FILE + 1),
+        &mut bytes,
+    )
+    .map_err(read)?;
+    if bytes.len() as u64 > MAX_FLEET_FILE {
+        return Err(FleetError::Syntax {
+            path: path.to_owned(),
+            message: format!(
+                "is larger than {} MiB: a fleet file of 100,000 tenants takes a few; for more, use `discover:`",
+                MAX_FLEET_FILE >> 20
+            ),
+        });
+    }
     let text = String::from_utf8(bytes).map_err(|e| FleetError::Syntax {
         path: path.to_owned(),
         message: format!(
@@ -1138,6 +1156,16 @@ tenants:
         assert!(
             !err.contains("hunter2") && err.contains("postgres://u:***@h/db"),
             "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_endless_fleet_file_is_refused_not_read_to_the_end() {
+        let err = load(Path::new("/dev/zero")).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "fleet file `/dev/zero`: is larger than 64 MiB: a fleet file of 100,000 tenants takes a few; for more, use `discover:`"
         );
     }
 
