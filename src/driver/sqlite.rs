@@ -26,6 +26,9 @@ pub struct SqliteWire {
     /// Rows breaking a foreign key before the current step, per (table, parent): a step
     /// fails only on rows it adds, not on what the application left with enforcement off.
     known_violations: Violations,
+    /// Set once `before_steps` turned the keys off and took `known_violations`: once per
+    /// session is enough, since every step before the current one passed its check.
+    keys_off: bool,
 }
 
 /// `PRAGMA foreign_key_check`, counted per (child table, parent table).
@@ -55,6 +58,7 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
             SqliteWire {
                 conn: None,
                 known_violations: Violations::new(),
+                keys_off: false,
             },
             None,
         ));
@@ -106,6 +110,7 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
     let mut wire = SqliteWire {
         conn: Some(conn),
         known_violations: Violations::new(),
+        keys_off: false,
     };
     let prepared = async {
         for statement in &tenant.init_sql {
@@ -201,8 +206,11 @@ impl Wire for SqliteWire {
     /// drop the old one, rename) does not cascade into its children; `verify_step` checks
     /// the keys before the commit instead.
     async fn before_steps(&mut self) -> Result<(), sqlx::Error> {
-        self.batch("PRAGMA foreign_keys = OFF").await?;
-        self.known_violations = self.violations().await?;
+        if !self.keys_off {
+            self.batch("PRAGMA foreign_keys = OFF").await?;
+            self.known_violations = self.violations().await?;
+            self.keys_off = true;
+        }
         Ok(())
     }
 
