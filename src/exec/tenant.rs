@@ -208,6 +208,13 @@ where
     report
 }
 
+/// Resolves once the run is stopping (checked every 50 ms).
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Sleeps for `wait`, waking early when the run starts stopping; false then.
 async fn pause(wait: Duration, stop: &AtomicBool) -> bool {
     const TICK: Duration = Duration::from_millis(50);
@@ -231,6 +238,20 @@ async fn pause(wait: Duration, stop: &AtomicBool) -> bool {
 /// committed steps took it to when the later attempt could not read one, and unknown when
 /// a lost answer left it so.
 fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
+    // A later attempt that saw the stop before it could read anything adds nothing: a tenant
+    // that changed and whose failed step left nothing behind stopped between migrations, at
+    // the version its committed steps reached; any other stays as the earlier attempt left it.
+    if matches!(later.outcome, Outcome::NotStarted) && later.start_version.is_none() && later.final_version.is_none() {
+        let clean = matches!(&earlier.outcome, Outcome::Failed { dirty: false, error, .. }
+            if !crate::driver::connect::is_no_answer(error));
+        if earlier.changed() && clean {
+            return TenantReport {
+                outcome: Outcome::Stopped,
+                ..earlier
+            };
+        }
+        return earlier;
+    }
     if earlier.start_version.is_some() {
         later.start_version = earlier.start_version;
     }
@@ -307,7 +328,22 @@ fn failed_before_any_step(tenant: &Tenant, error: DbError) -> TenantReport {
 }
 
 async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>, pending: &Mutex<Option<Undo>>) -> TenantReport {
-    let mut session = match connector.open(tenant, Access::Write).await {
+    // Opening waits for the tenant's lock (up to --lock-wait) and for the server (up to
+    // --connect-timeout): a stop ends the wait, as nothing has run yet. A session dropped
+    // part way is closed, never reused, and whatever lock it took goes with it.
+    let opened = tokio::select! {
+        opened = connector.open(tenant, Access::Write) => opened,
+        () = stopped(job.stop) => {
+            return TenantReport {
+                id: tenant.id.clone(),
+                outcome: Outcome::NotStarted,
+                start_version: None,
+                final_version: None,
+                steps: vec![],
+            };
+        }
+    };
+    let mut session = match opened {
         Ok(s) => s,
         // The database answered but refused to set up (init_sql, creating the history table).
         Err(error) if error.kind == ErrorKind::Sql => {
@@ -860,5 +896,13 @@ mod retry_tests {
         let r = merge(cut(), report(Outcome::NotStarted, &[], Some(2), Some(2)));
         assert!(matches!(r.outcome, Outcome::Stopped), "{r:?}");
         assert_eq!(r.final_version, Some(Version(2)));
+
+        // The stop came before the retry read anything: the earlier attempt's truth stands.
+        let unread = || report(Outcome::NotStarted, &[], None, None);
+        let r = merge(cut(), unread());
+        assert!(matches!(r.outcome, Outcome::Failed { .. }) && r.final_version.is_none(), "{r:?}");
+        let r = merge(report(transient_failure(2), &[1], Some(0), Some(1)), unread());
+        assert!(matches!(r.outcome, Outcome::Stopped), "{r:?}");
+        assert_eq!((r.final_version, r.steps.len()), (Some(Version(1)), 1));
     }
 }

@@ -498,3 +498,49 @@ fn ctrl_c_under_a_low_rate_stops_at_once_not_one_start_slot_per_tenant() {
     let last: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
     assert!(last["summary"]["not_started"].as_u64().unwrap() >= 15, "{last}");
 }
+
+#[test]
+fn ctrl_c_while_a_tenant_waits_for_another_runners_lock_stops_at_once() {
+    let Some(pg) = Pg::create("lockstop") else { return };
+    let p = pg_project(&pg.url(), 1, &[("0001_a.up.sql", "CREATE TABLE t1 (id int);")]);
+    // Another runner holds the tenant's lock (the key fleetmig takes: database and schema).
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            &pg.url(),
+            "-c",
+            &format!(
+                "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_x00', 0)); SELECT pg_sleep(60);",
+                pg.name
+            ),
+        ])
+        .env("PGAPPNAME", "holder")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let held =
+        "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'holder' AND query LIKE '%pg_sleep%'";
+    wait_until("the other runner's lock", || pg.column(held)[0] == "1");
+    let mut run = Spawned::new(p.command(&["up", "--lock-wait", "60s", "--format", "json"]));
+    run.wait_for(BOUND, |v| v["event"] == "tenant_started");
+    std::thread::sleep(Duration::from_millis(300));
+    run.signal("INT");
+    let stopped = Instant::now();
+    let (code, rest, stderr) = run.finish(BOUND);
+    pg.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder'");
+    let _ = holder.wait();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "the stop waited {:?} for a lock (--lock-wait 60s) on a tenant where nothing had run",
+        stopped.elapsed()
+    );
+    let finished: Value = rest
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "tenant_finished")
+        .unwrap();
+    assert_eq!(finished["report"]["status"], "not_started", "{finished}");
+}
