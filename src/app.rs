@@ -246,7 +246,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                     "--resume runs the run's own tenants: drop --select".into(),
                 ));
             }
-            let ledger = open_ledger(g, &fleet).await?;
+            let Some(ledger) = open_ledger_if_any(g, &fleet).await? else {
+                return Err(Error::Usage(
+                    "there is no ledger yet, so no run to resume (no run has been recorded)".into(),
+                ));
+            };
             let run_id = match run.as_str() {
                 "" => ledger
                     .last_unfinished()
@@ -330,8 +334,10 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
         }
         Command::Runs { limit } => {
             let fleet = load_fleet(g).await?;
-            let ledger = open_ledger(g, &fleet).await?;
-            let runs = ledger.runs(*limit).await?;
+            let runs = match open_ledger_if_any(g, &fleet).await? {
+                Some(ledger) => ledger.runs(*limit).await?,
+                None => Vec::new(),
+            };
             match g.format {
                 Format::Json => writeln!(out, "{}", serde_json::json!({ "runs": runs }))?,
                 Format::Text => write!(out, "{}", tables::runs_text(&runs))?,
@@ -340,8 +346,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
         }
         Command::Report { run } => {
             let fleet = load_fleet(g).await?;
-            let ledger = open_ledger(g, &fleet).await?;
-            let Some(report) = ledger.report(run).await? else {
+            let report = match open_ledger_if_any(g, &fleet).await? {
+                Some(ledger) => ledger.report(run).await?,
+                None => None,
+            };
+            let Some(report) = report else {
                 return Err(Error::Usage(format!(
                     "the ledger holds no finished run `{run}` (see `fleetmig runs`)"
                 )));
@@ -436,6 +445,16 @@ struct Resume<'f> {
 async fn open_ledger(g: &Global, fleet: &Fleet) -> Result<Ledger, Error> {
     let url = ledger_location(g, fleet)?;
     Ok(Ledger::open(&url, g.connect_timeout).await?)
+}
+
+/// The ledger for a command that only reads it (`runs`, `report`, `up --resume`): `None`
+/// when it is a SQLite file that does not exist yet, which such a command does not create.
+async fn open_ledger_if_any(g: &Global, fleet: &Fleet) -> Result<Option<Ledger>, Error> {
+    let url = ledger_location(g, fleet)?;
+    if url.scheme() == "sqlite" && !Path::new(url.url().path()).exists() {
+        return Ok(None);
+    }
+    Ok(Some(Ledger::open(&url, g.connect_timeout).await?))
 }
 
 /// Where the ledger is: `--ledger` (or `FLEETMIG_LEDGER`), read like the fleet file's

@@ -747,3 +747,28 @@ fn an_unreadable_report_or_plan_is_named_not_taken_for_a_missing_run() {
     assert_eq!(resume.code, 2, "{resume:#?}");
     assert!(resume.stderr.contains("reading a run's plan"), "{}", resume.stderr);
 }
+
+/// Commands that only read the ledger (`runs`, `report`, `up --resume`) create no SQLite
+/// ledger, nor its folders, where there is none: they say there is no run.
+#[test]
+fn reading_commands_create_no_ledger() {
+    let p = Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n");
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id INT);");
+    let ledger = p.path().join("new").join("l.db");
+    let flag = format!("sqlite://{}", ledger.display());
+    let runs = p.run(&["runs", "--ledger", &flag, "--format", "json"]);
+    assert_eq!(runs.code, 0, "{runs:#?}");
+    assert_eq!(runs.stdout.trim(), r#"{"runs":[]}"#);
+    let report = p.run(&["report", "x", "--ledger", &flag]);
+    assert_eq!(report.code, 2, "{report:#?}");
+    assert!(report.stderr.contains("holds no finished run `x`"), "{}", report.stderr);
+    let resume = p.run(&["up", "--resume", "--ledger", &flag]);
+    assert_eq!(resume.code, 2, "{resume:#?}");
+    assert!(resume.stderr.contains("no run to resume"), "{}", resume.stderr);
+    assert!(
+        !p.path().join("new").exists(),
+        "a reading command created the ledger's folder"
+    );
+    assert!(!p.path().join("tenants.ledger.db").exists());
+}
