@@ -408,33 +408,47 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
 
     /// The gates after a wave; escalates on failure.
     async fn gates(&mut self, wave: &Wave<'_>, range: std::ops::Range<usize>, next: Option<&Wave<'_>>) {
-        let gates = &self.policy.gates;
+        let policy = self.policy;
+        let gates = &policy.gates;
         if let Some(sql) = &gates.check {
-            for i in range {
-                let t = self.slots[i].tenant;
-                if !matches!(
-                    self.slots[i].report.as_ref().map(|r| &r.outcome),
-                    Some(Outcome::Succeeded)
-                ) {
-                    continue;
-                }
-                match check(self.ctx, t, sql).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let detail = format!("check returned false on tenant `{}`", t.id);
-                        return self.escalate(StopReason::GateFailed {
-                            wave: wave.number,
-                            detail,
-                        });
-                    }
-                    Err(e) => {
-                        let detail = format!("check failed on tenant `{}`: {e}", t.id);
-                        return self.escalate(StopReason::GateFailed {
-                            wave: wave.number,
-                            detail,
-                        });
+            let ctx = self.ctx;
+            let tenants: Vec<&Tenant> = range
+                .filter(|&i| {
+                    matches!(
+                        self.slots[i].report.as_ref().map(|r| &r.outcome),
+                        Some(Outcome::Succeeded)
+                    )
+                })
+                .map(|i| self.slots[i].tenant)
+                .collect();
+            let checking = async move {
+                for t in tenants {
+                    match check(ctx, t, sql).await {
+                        Ok(true) => {}
+                        Ok(false) => return Some(format!("check returned false on tenant `{}`", t.id)),
+                        Err(e) => return Some(format!("check failed on tenant `{}`: {e}", t.id)),
                     }
                 }
+                None
+            };
+            // A check only reads: an interrupt ends it at once (a slow check made the first
+            // wait for it, and the second end the process with no report).
+            let failed = tokio::select! {
+                failed = checking => failed,
+                Some(()) = self.interrupts.recv() => {
+                    let reason = if self.reason >= StopReason::Interrupted {
+                        StopReason::Abandoned
+                    } else {
+                        StopReason::Interrupted
+                    };
+                    return self.escalate(reason);
+                }
+            };
+            if let Some(detail) = failed {
+                return self.escalate(StopReason::GateFailed {
+                    wave: wave.number,
+                    detail,
+                });
             }
         }
         if self.policy.pause_after == Some(wave.number) {

@@ -900,7 +900,10 @@ mod retry_tests {
         // The stop came before the retry read anything: the earlier attempt's truth stands.
         let unread = || report(Outcome::NotStarted, &[], None, None);
         let r = merge(cut(), unread());
-        assert!(matches!(r.outcome, Outcome::Failed { .. }) && r.final_version.is_none(), "{r:?}");
+        assert!(
+            matches!(r.outcome, Outcome::Failed { .. }) && r.final_version.is_none(),
+            "{r:?}"
+        );
         let r = merge(report(transient_failure(2), &[1], Some(0), Some(1)), unread());
         assert!(matches!(r.outcome, Outcome::Stopped), "{r:?}");
         assert_eq!((r.final_version, r.steps.len()), (Some(Version(1)), 1));

@@ -544,3 +544,38 @@ fn ctrl_c_while_a_tenant_waits_for_another_runners_lock_stops_at_once() {
         .unwrap();
     assert_eq!(finished["report"]["status"], "not_started", "{finished}");
 }
+
+#[test]
+fn ctrl_c_during_a_slow_check_gate_stops_at_once_with_the_report() {
+    let Some(pg) = Pg::create("slowcheck") else { return };
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE t1 (id int);");
+    p.fleet(&format!(
+        "hosts: {{ pg: {{ url: \"{}\" }} }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\ntenants:\n  - {{ id: a, canary: true }}\n  - {{ id: b }}\n",
+        pg.url()
+    ));
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "--check",
+        "SELECT pg_sleep(30) IS NOT NULL",
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| v["event"] == "wave_finished");
+    std::thread::sleep(Duration::from_millis(300));
+    run.signal("INT");
+    let stopped = Instant::now();
+    let (code, _, stderr) = run.finish(BOUND);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "the stop waited {:?} for a check that only reads",
+        stopped.elapsed()
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = std::fs::read_to_string(p.path().join("report.json")).unwrap();
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["stop_reason"]["kind"], "interrupted", "{r}");
+    assert_eq!(r["summary"]["not_started"], 1, "{r}");
+}
