@@ -224,7 +224,23 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         let stop = self.stop.clone();
         let limiter = self.limiter.clone();
         let tenants: Vec<(usize, &Tenant)> = range.clone().map(|i| (i, self.slots[i].tenant)).collect();
-        let mut already_there = self.already_at_target(&tenants).await;
+        // Only a shortcut: an interrupt ends it (it may wait up to --connect-timeout on a
+        // host that stopped answering), and the tenants then see the stop.
+        let mut already_there = {
+            let surveying = already_at_target(self.ctx, self.action, &tenants);
+            tokio::select! {
+                found = surveying => found,
+                Some(()) = self.interrupts.recv() => {
+                    let reason = if self.reason >= StopReason::Interrupted {
+                        StopReason::Abandoned
+                    } else {
+                        StopReason::Interrupted
+                    };
+                    self.escalate(reason);
+                    HashMap::new()
+                }
+            }
+        };
         let mut stream = futures::stream::iter(tenants)
             .map(|(i, t)| {
                 let cap = caps[&t.server_key()].clone();
@@ -348,34 +364,6 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             }
         }
         !abandoned
-    }
-
-    /// Tenants a survey shows at the target already, with their (empty) reports: they need
-    /// no session at all. Only for `up` and `down` to a version; anything else, and any
-    /// tenant the survey does not cover, takes the ordinary path.
-    async fn already_at_target(&self, tenants: &[(usize, &Tenant)]) -> HashMap<usize, TenantReport> {
-        let Action::Migrate(target @ (Target::Up { .. } | Target::Down { .. })) = self.action else {
-            return HashMap::new();
-        };
-        let refs: Vec<&Tenant> = tenants.iter().map(|(_, t)| *t).collect();
-        let mut surveyed = self.ctx.connector.survey(&refs).await;
-        let mut out = HashMap::new();
-        for (i, t) in tenants {
-            let Some(rows) = surveyed.remove(&t.id) else { continue };
-            if let Ok(p) = crate::plan::tenant::plan(self.ctx.set, &rows, target) {
-                if p.steps.is_empty() {
-                    let report = TenantReport {
-                        id: t.id.clone(),
-                        outcome: Outcome::Succeeded,
-                        start_version: Some(p.from),
-                        final_version: Some(p.to),
-                        steps: vec![],
-                    };
-                    out.insert(*i, report);
-                }
-            }
-        }
-        out
     }
 
     fn record(&mut self, i: usize, report: TenantReport) {
@@ -693,6 +681,38 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             summary,
         }
     }
+}
+
+/// Tenants a survey shows at the target already, with their (empty) reports: they need
+/// no session at all. Only for `up` and `down` to a version; anything else, and any
+/// tenant the survey does not cover, takes the ordinary path.
+async fn already_at_target(
+    ctx: &RunContext<'_>,
+    action: Action,
+    tenants: &[(usize, &Tenant)],
+) -> HashMap<usize, TenantReport> {
+    let Action::Migrate(target @ (Target::Up { .. } | Target::Down { .. })) = action else {
+        return HashMap::new();
+    };
+    let refs: Vec<&Tenant> = tenants.iter().map(|(_, t)| *t).collect();
+    let mut surveyed = ctx.connector.survey(&refs).await;
+    let mut out = HashMap::new();
+    for (i, t) in tenants {
+        let Some(rows) = surveyed.remove(&t.id) else { continue };
+        if let Ok(p) = crate::plan::tenant::plan(ctx.set, &rows, target) {
+            if p.steps.is_empty() {
+                let report = TenantReport {
+                    id: t.id.clone(),
+                    outcome: Outcome::Succeeded,
+                    start_version: Some(p.from),
+                    final_version: Some(p.to),
+                    steps: vec![],
+                };
+                out.insert(*i, report);
+            }
+        }
+    }
+    out
 }
 
 /// Resolves once the run is stopping (checked every 50 ms).

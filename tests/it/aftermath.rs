@@ -579,3 +579,41 @@ fn ctrl_c_during_a_slow_check_gate_stops_at_once_with_the_report() {
     assert_eq!(r["stop_reason"]["kind"], "interrupted", "{r}");
     assert_eq!(r["summary"]["not_started"], 1, "{r}");
 }
+
+#[test]
+fn two_interrupts_while_a_wave_surveys_a_host_that_stopped_answering_still_write_the_report() {
+    let Some(pg) = Pg::create("surveycut") else { return };
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, pg.name);
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE t1 (id int);");
+    p.fleet(&format!(
+        "hosts: {{ pg: {{ url: \"{url}\" }} }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\ntenants:\n  - {{ id: a, canary: true }}\n  - {{ id: b }}\n  - {{ id: c }}\n"
+    ));
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "--bake",
+        "1s",
+        "--connect-timeout",
+        "20s",
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| v["event"] == "wave_finished");
+    proxy.blackhole();
+    // The bake ends and the next wave surveys the host, which no longer answers.
+    run.wait_for(BOUND, |v| v["event"] == "wave_started" && v["wave"] == 2);
+    std::thread::sleep(Duration::from_millis(300));
+    run.signal("INT");
+    std::thread::sleep(Duration::from_millis(300));
+    run.signal("INT");
+    let (code, _, stderr) = run.finish(BOUND);
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = std::fs::read_to_string(p.path().join("report.json"))
+        .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{stderr}"));
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["summary"]["succeeded"], 1, "{r}");
+    assert_eq!(r["tenants"].as_array().unwrap().len(), 3, "{r}");
+}
