@@ -990,6 +990,11 @@ fn parse_url_unchecked(text: &str, base: &Path) -> Result<(Engine, DbUrl), Strin
                 ));
             }
         }
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if let Some(why) = crate::model::fleet::sqlite_pragma_conflict(&key, &value) {
+                return Err(format!("`{}`: `{key}={value}` is not taken: {why}", scrub(text)));
+            }
+        }
         let mut url = Url::parse("sqlite://").map_err(|e| e.to_string())?;
         url.set_path(&path.to_string_lossy());
         url.set_query(query);
@@ -1213,8 +1218,7 @@ tenants:
                 "{err}"
             );
         }
-        let text =
-            "tenants:\n  - {id: a, url: \"sqlite://a.db?journal_mode=wal&Synchronous=normal&busy_timeout=500\"}\n";
+        let text = "tenants:\n  - {id: a, url: \"sqlite://a.db?journal_mode=wal&Synchronous=normal&cache_size=500\"}\n";
         assert!(parse_str(text).is_ok());
     }
 

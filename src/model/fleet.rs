@@ -117,6 +117,28 @@ pub const SQLITE_PRAGMAS: &[&str] = &[
     "wal_autocheckpoint",
 ];
 
+/// Why a SQLite URL may not set this PRAGMA, when it would undercut what fleetmig relies
+/// on: its tenant lock (exclusive locking mode, its own wait), rolling a failed migration
+/// back, and its handling of foreign keys during a migration.
+pub fn sqlite_pragma_conflict(pragma: &str, value: &str) -> Option<&'static str> {
+    match (
+        pragma.to_ascii_lowercase().as_str(),
+        value.to_ascii_lowercase().as_str(),
+    ) {
+        ("locking_mode", _) => {
+            Some("fleetmig holds each tenant file in exclusive locking mode: that is how a second runner is kept out")
+        }
+        ("busy_timeout", _) => Some("fleetmig waits for another runner's lock itself: use --lock-wait"),
+        ("journal_mode", "off") => {
+            Some("without a journal SQLite cannot roll a failed migration back, and the report would say it did")
+        }
+        ("foreign_keys", _) => Some(
+            "fleetmig turns foreign keys off while a migration runs (SQLite's way to change a schema) and checks them before the commit",
+        ),
+        _ => None,
+    }
+}
+
 /// A SQLite URL parameter, which fleetmig runs as `PRAGMA key = value`: the key a name of
 /// ASCII letters and `_`, the value a plain word. Nothing else is ever pasted into SQL.
 pub fn is_sqlite_pragma(key: &str, value: &str) -> bool {

@@ -54,6 +54,10 @@ impl DbUrl {
 /// hiding.
 pub fn is_secret_param(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
+    // Settings whose names only look like it (SQLite's `foreign_keys`).
+    if key == "foreign_keys" {
+        return false;
+    }
     ["pass", "pwd", "secret", "token", "key", "auth", "credential"]
         .iter()
         .any(|word| key.contains(word))

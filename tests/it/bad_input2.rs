@@ -506,8 +506,8 @@ fn registry_rows_cannot_run_sql_through_url_parameters() {
             "discover row 2 (id `evil`) url: `sqlite://data/evil.db?journal_mode=wal;ATTACH".into(),
         ),
         (
-            "sqlite://data/evil.db?foreign_keys=off".into(),
-            "discover row 2 (id `evil`) url: URL parameter `foreign_keys` is not one a registry row may give; \
+            "sqlite://data/evil.db?cache_size=10".into(),
+            "discover row 2 (id `evil`) url: URL parameter `cache_size` is not one a registry row may give; \
              for sqlite only `journal_mode`, `synchronous`"
                 .into(),
         ),
@@ -575,4 +575,36 @@ fn sqlite_url_parameters_in_the_fleet_file_are_pragma_names_and_plain_values() {
         sqlite_column(&p.db_path("a"), "SELECT name FROM sqlite_master WHERE name = 't1'"),
         ["t1"]
     );
+}
+
+/// A SQLite URL may not set the PRAGMAs fleetmig's guarantees rest on: the tenant lock
+/// (`locking_mode`, `busy_timeout`), rolling a failed migration back (`journal_mode=off`)
+/// and foreign keys during a migration.
+#[test]
+fn sqlite_url_pragmas_that_undercut_the_lock_or_the_rollback_are_refused() {
+    for (param, expected) in [
+        ("locking_mode=normal", "exclusive locking mode"),
+        ("busy_timeout=5000", "use --lock-wait"),
+        ("journal_mode=OFF", "cannot roll a failed migration back"),
+        ("foreign_keys=on", "checks them before the commit"),
+    ] {
+        let p = project_at_v1();
+        p.fleet(&format!(
+            "tenants:\n  - {{id: a, url: \"sqlite://data/a.db?{param}\"}}\n"
+        ));
+        let r = run(&p, &["up"]);
+        assert_refused(
+            param,
+            &r,
+            &[
+                &format!("tenant `a` url: `sqlite://data/a.db?{param}`: `{param}` is not taken: "),
+                expected,
+            ],
+        );
+        assert_eq!(history(&p.db_path("a")), ["1"], "{param}");
+    }
+    let p = project_at_v1();
+    p.fleet("tenants:\n  - {id: a, url: \"sqlite://data/a.db?journal_mode=wal&synchronous=normal\"}\n");
+    let r = run(&p, &["up"]);
+    assert_eq!(r.code, 0, "{r:#?}");
 }
