@@ -1055,22 +1055,45 @@ pub async fn dispatch(
     }
     d.read_untouched().await;
     let last_word = d.until(AFTER_ABANDON);
+    // Still listened to while the run's end is recorded: a ledger that does not answer must
+    // not keep a second interrupt from ending the run with its report.
+    let mut interrupts = std::mem::replace(&mut d.interrupts, mpsc::unbounded_channel().1);
     let mut report = d.finish(started, waves, command);
     if let Some(ledger) = &ctx.ledger {
-        let recording = ledger.finish_run(&report);
-        let recorded = if report.stop_reason == StopReason::Abandoned {
-            tokio::time::timeout_at(last_word, recording).await
+        if report.stop_reason == StopReason::Abandoned {
+            match tokio::time::timeout_at(last_word, ledger.finish_run(&report)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => missed_end(&mut report, &e, events),
+                // Not only a log line: the operator is told on stderr that the report is the
+                // run's only full record.
+                Err(_) => ledger.gave_up_on_end(format!(
+                    "it did not record the run's end within {LAST_WORD:?} of the second interrupt"
+                )),
+            }
         } else {
-            Ok(recording.await)
-        };
-        match recorded {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => missed_end(&mut report, &e, events),
-            // Not only a log line: the operator is told on stderr that the report is the
-            // run's only full record.
-            Err(_) => ledger.gave_up_on_end(format!(
-                "it did not record the run's end within {LAST_WORD:?} of the second interrupt"
-            )),
+            let mut presses = usize::from(report.stop_reason >= StopReason::Interrupted);
+            let recorded = {
+                let recording = ledger.finish_run(&report);
+                tokio::pin!(recording);
+                loop {
+                    tokio::select! {
+                        done = &mut recording => break Some(done),
+                        Some(()) = interrupts.recv() => {
+                            presses += 1;
+                            if presses >= 2 {
+                                break None;
+                            }
+                        }
+                    }
+                }
+            };
+            match recorded {
+                Some(Ok(())) => {}
+                Some(Err(e)) => missed_end(&mut report, &e, events),
+                None => {
+                    ledger.gave_up_on_end("it had not recorded the run's end when a second interrupt came".to_owned())
+                }
+            }
         }
     }
     announce(&report, events);

@@ -617,3 +617,47 @@ fn two_interrupts_while_a_wave_surveys_a_host_that_stopped_answering_still_write
     assert_eq!(r["summary"]["succeeded"], 1, "{r}");
     assert_eq!(r["tenants"].as_array().unwrap().len(), 3, "{r}");
 }
+
+#[test]
+fn two_interrupts_while_the_ledger_does_not_record_the_runs_end_still_write_the_report() {
+    let Some(pg) = Pg::create("endcut") else { return };
+    let Some(ledger_db) = Pg::create("endcut_l") else {
+        return;
+    };
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let ledger = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, ledger_db.name);
+    let p = pg_project(&pg.url(), 1, &[("0001_a.up.sql", "CREATE TABLE t1 (id int);")]);
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "--ledger",
+        &ledger,
+        "--connect-timeout",
+        "30s",
+        "--check",
+        "SELECT pg_sleep(30) IS NOT NULL",
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| v["event"] == "wave_finished");
+    proxy.blackhole();
+    // The first ends the check; the run's end then waits on the ledger.
+    run.signal("INT");
+    run.wait_for(BOUND, |v| v["event"] == "stopping");
+    std::thread::sleep(Duration::from_millis(500));
+    run.signal("INT");
+    let second = Instant::now();
+    let (code, _, stderr) = run.finish(BOUND);
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "{:?}\n{stderr}",
+        second.elapsed()
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = std::fs::read_to_string(p.path().join("report.json"))
+        .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{stderr}"));
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["summary"]["succeeded"], 1, "{r}");
+    assert!(stderr.contains("the ledger missed the end of run"), "{stderr}");
+}
