@@ -135,30 +135,53 @@ impl<'r, 'a> Runner<'r, 'a> {
         self.events.emit(Event::WaveStarted { wave, canary, tenants });
     }
 
-    /// Writes a tenant's outcome and applies the run's marker, if it is set now.
-    async fn record(&mut self, t: &'a Tenant, wave: usize, report: TenantReport) {
+    /// Writes a tenant's outcome and applies the run's marker, if it is set now. Listens to
+    /// interrupts meanwhile: true when a second one came (the write is given up on; the
+    /// tenant stays claimed until its lease runs out).
+    async fn record(
+        &mut self,
+        t: &'a Tenant,
+        wave: usize,
+        report: TenantReport,
+        interrupts: &mut mpsc::UnboundedReceiver<()>,
+    ) -> bool {
         // Stopped here by a local Ctrl-C, not by the run: the tenant goes back to the pool.
         let release =
             matches!(report.outcome, Outcome::NotStarted | Outcome::Stopped) && self.reason == StopReason::Interrupted;
         let shared = self.shared;
-        match self
-            .ledger
-            .finish_claimed(
+        let ledger = self.ledger;
+        let mut abandon = false;
+        let written = {
+            let writing = ledger.finish_claimed(
                 &self.ctx.run_id,
                 &shared.owner,
                 &report,
                 release,
                 shared.max_failures,
                 shared.total,
-            )
-            .await
-        {
-            Ok(Some(reason)) => self.escalate(reason),
-            Ok(None) => {}
-            Err(e) => self.ledger_lost(&e),
+            );
+            tokio::pin!(writing);
+            loop {
+                tokio::select! {
+                    written = &mut writing => break Some(written),
+                    Some(()) = interrupts.recv() => {
+                        if self.reason >= StopReason::Interrupted {
+                            abandon = true;
+                            break None;
+                        }
+                        self.escalate(StopReason::Interrupted);
+                    }
+                }
+            }
+        };
+        match written {
+            Some(Ok(Some(reason))) => self.escalate(reason),
+            Some(Ok(None)) | None => {}
+            Some(Err(e)) => self.ledger_lost(&e),
         }
         self.events.emit(Event::TenantFinished { report: report.clone() });
         self.ran.push((t, wave, report));
+        abandon
     }
 }
 
@@ -238,14 +261,26 @@ pub async fn cooperate(
     let mut abandoned = false;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    'claiming: loop {
         while !done && !stop.load(Ordering::SeqCst) && in_flight.len() < ctx.concurrency.max(1) {
             if let Some(limiter) = &limiter {
                 limiter
                     .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20)))
                     .await;
             }
-            match ledger.claim(&ctx.run_id, &shared.owner, lease_ms).await {
+            // A ledger that does not answer must not keep interrupts from being heard.
+            let claimed = tokio::select! {
+                claimed = ledger.claim(&ctx.run_id, &shared.owner, lease_ms) => claimed,
+                Some(()) = interrupts.recv() => {
+                    if r.reason >= StopReason::Interrupted {
+                        abandoned = true;
+                        break 'claiming;
+                    }
+                    r.escalate(StopReason::Interrupted);
+                    break;
+                }
+            };
+            match claimed {
                 Ok(Claimed::Tenant { id, wave, from }) => {
                     let t = by_id
                         .get(id.as_str())
@@ -274,7 +309,10 @@ pub async fn cooperate(
         tokio::select! {
             Some((t, wave, report)) = in_flight.next() => {
                 flying.retain(|(f, _)| f.id != t.id);
-                r.record(t, wave, report).await;
+                if r.record(t, wave, report, &mut interrupts).await {
+                    abandoned = true;
+                    break;
+                }
             }
             _ = tick.tick() => {
                 if !stop.load(Ordering::SeqCst) {

@@ -661,3 +661,51 @@ fn two_interrupts_while_the_ledger_does_not_record_the_runs_end_still_write_the_
     assert_eq!(r["summary"]["succeeded"], 1, "{r}");
     assert!(stderr.contains("the ledger missed the end of run"), "{stderr}");
 }
+
+#[test]
+fn a_shared_runner_whose_ledger_stopped_answering_still_ends_with_its_report_on_two_interrupts() {
+    let Some(pg) = Pg::create("sharedcut") else { return };
+    let Some(ledger_db) = Pg::create("sharedcut_l") else {
+        return;
+    };
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let ledger = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, ledger_db.name);
+    let p = pg_project(
+        &pg.url(),
+        3,
+        &[("0001_a.up.sql", "CREATE TABLE t1 (id int); SELECT pg_sleep(0.5);")],
+    );
+    let mut run = Spawned::new(p.command(&[
+        "up",
+        "--shared",
+        "--ledger",
+        &ledger,
+        "--connect-timeout",
+        "30s",
+        "-j",
+        "1",
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    run.wait_for(BOUND, |v| v["event"] == "step_started");
+    proxy.blackhole();
+    run.signal("INT");
+    // The tenant in flight finishes its step; recording it waits on the ledger.
+    std::thread::sleep(Duration::from_millis(1200));
+    run.signal("INT");
+    let second = Instant::now();
+    let (code, _, stderr) = run.finish(BOUND);
+    assert!(
+        second.elapsed() < Duration::from_secs(8),
+        "{:?}\n{stderr}",
+        second.elapsed()
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let text = std::fs::read_to_string(p.path().join("report.json"))
+        .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{stderr}"));
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["stop_reason"]["kind"], "abandoned", "{r}");
+    assert_eq!(r["summary"]["succeeded"], 1, "{r}");
+}
