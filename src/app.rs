@@ -779,6 +779,15 @@ async fn execute(
 /// `--report FILE` is checked before anything runs, so a run is refused rather than found
 /// unreportable after its work. A file the check had to create is removed again.
 pub(crate) fn check_report_path(path: &Path) -> Result<(), Error> {
+    // Opening a named pipe would wait for a reader, before anything has run.
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(Error::Usage(format!(
+                "--report `{}`: not a regular file; give a file path for the report",
+                path.display()
+            )));
+        }
+    }
     let existed = std::fs::symlink_metadata(path).is_ok();
     match std::fs::OpenOptions::new().append(true).create(true).open(path) {
         Ok(_) => {

@@ -341,6 +341,20 @@ fn an_unwritable_report_path_is_refused_before_anything_runs() {
         !p.path().join("report.json").exists(),
         "a refused run left an empty report file"
     );
+    // A named pipe would wait for a reader before anything ran.
+    let fifo = p.path().join("pipe.json");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let piped = p.run(&["up", "--report", "pipe.json"]);
+    assert_eq!(piped.code, 2, "{}", piped.all());
+    assert!(piped.stderr.contains("not a regular file"), "{}", piped.stderr);
+    assert_eq!(version(&p, "a1"), 0, "nothing ran");
+
     let ok = p.run(&["up", "--report", "report.json"]);
     assert_eq!(ok.code, 0, "{}", ok.all());
     assert_eq!(file_json(&p, "report.json")["stop_reason"]["kind"], "completed");
