@@ -152,6 +152,8 @@ struct Slot<'a> {
     canary: bool,
     report: Option<TenantReport>,
     rollback: Option<TenantReport>,
+    /// Why a tenant the run never started has no version in the report.
+    unread: Option<String>,
 }
 
 /// The dispatcher's state.
@@ -625,12 +627,22 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         } else {
             self.interruptible(reading).await
         };
-        let Some(read) = read else { return };
+        let Some(read) = read else {
+            for i in untouched {
+                self.slots[i].unread =
+                    Some("never started; its version was not read before the run had to end (unknown)".into());
+            }
+            return;
+        };
         for (i, (_, rows)) in untouched.into_iter().zip(read) {
-            if let (Some(report), Ok(rows)) = (self.slots[i].report.as_mut(), rows) {
-                let v = crate::plan::tenant::version_of(&rows);
-                report.start_version = Some(v);
-                report.final_version = Some(v);
+            match (self.slots[i].report.as_mut(), rows) {
+                (Some(report), Ok(rows)) => {
+                    let v = crate::plan::tenant::version_of(&rows);
+                    report.start_version = Some(v);
+                    report.final_version = Some(v);
+                }
+                (_, Err(e)) => self.slots[i].unread = Some(format!("never started; its version is unknown: {e}")),
+                (None, Ok(_)) => {}
             }
         }
     }
@@ -785,7 +797,12 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
             out.error = Some(format!("{}: {}", reason.name(), reason.message()));
             Status::Skipped
         }
-        Outcome::NotStarted => Status::NotStarted,
+        Outcome::NotStarted => {
+            if report.final_version.is_none() {
+                out.error = slot.unread.clone();
+            }
+            Status::NotStarted
+        }
         Outcome::Stopped => Status::Stopped,
     };
     if let Some(rb) = &slot.rollback {
@@ -987,6 +1004,7 @@ pub async fn dispatch(
                 canary: w.canary,
                 report: None,
                 rollback: None,
+                unread: None,
             })
         })
         .collect();
@@ -1081,7 +1099,9 @@ pub async fn dispatch(
                         Some(()) = interrupts.recv() => {
                             presses += 1;
                             if presses >= 2 {
-                                break None;
+                                // A healthy ledger takes the end in milliseconds: it gets its
+                                // last second; one that does not answer is given up on then.
+                                break tokio::time::timeout(END_SHARE, &mut recording).await.ok();
                             }
                         }
                     }
@@ -1090,9 +1110,9 @@ pub async fn dispatch(
             match recorded {
                 Some(Ok(())) => {}
                 Some(Err(e)) => missed_end(&mut report, &e, events),
-                None => {
-                    ledger.gave_up_on_end("it had not recorded the run's end when a second interrupt came".to_owned())
-                }
+                None => ledger.gave_up_on_end(format!(
+                    "it had not recorded the run's end {END_SHARE:?} after a second interrupt"
+                )),
             }
         }
     }
@@ -1150,6 +1170,7 @@ pub(crate) async fn conclude<'a>(
             canary: waves.iter().any(|w| w.number == wave && w.canary),
             report: Some(report),
             rollback: None,
+            unread: None,
         })
         .collect();
     let mut d = Dispatcher {

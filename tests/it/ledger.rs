@@ -444,7 +444,12 @@ fn signal_rounds(
         assert!(matches!(code, Some(0 | 1)), "round {round}: exit {code:?}\n{stderr}");
 
         let report = p.run(&["report", &run_id, "--format", "json"]);
-        assert_eq!(report.code, code.unwrap(), "round {round}: {}", report.all());
+        assert_eq!(
+            report.code,
+            code.unwrap(),
+            "round {round}: {}\nthe run's stderr:\n{stderr}",
+            report.all()
+        );
         let report: Value = serde_json::from_str(&report.stdout).unwrap();
         let tenants = report["tenants"].as_array().unwrap();
         assert_eq!(tenants.len(), n, "round {round}: every tenant once");
