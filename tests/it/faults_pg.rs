@@ -4,119 +4,14 @@
 //! a migration declares safe to run again, and a second runner waiting for a tenant's lock.
 
 use std::io::{BufRead, BufReader};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, Row};
 
-use crate::support::{Pg, Project, Run, tenant_line};
-
-/// What the proxy does with connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Forward each connection to PostgreSQL on 127.0.0.1:5432.
-    Forward,
-    /// Accept and close at once: a server that is down (restarting).
-    Refuse,
-    /// Accept and keep new connections waiting, unanswered, until the mode changes.
-    Hold,
-}
-
-/// A TCP proxy in front of the test server, so a test can take "the server" away and bring
-/// it back without touching the shared server.
-struct Proxy {
-    port: u16,
-    state: Arc<(Mutex<Mode>, Condvar)>,
-    /// Both ends of every forwarded connection, for cutting them all at once.
-    live: Arc<Mutex<Vec<TcpStream>>>,
-    /// Connections accepted so far.
-    accepted: Arc<AtomicUsize>,
-    /// Connections waiting in `Hold` right now.
-    held: Arc<AtomicUsize>,
-}
-
-impl Proxy {
-    fn start() -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let proxy = Proxy {
-            port,
-            state: Arc::new((Mutex::new(Mode::Forward), Condvar::new())),
-            live: Arc::default(),
-            accepted: Arc::default(),
-            held: Arc::default(),
-        };
-        let (state, live, accepted, held) = (
-            proxy.state.clone(),
-            proxy.live.clone(),
-            proxy.accepted.clone(),
-            proxy.held.clone(),
-        );
-        // The listener lives as long as the test process; one per test is cheap.
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                accepted.fetch_add(1, Ordering::SeqCst);
-                let (state, live, held) = (state.clone(), live.clone(), held.clone());
-                std::thread::spawn(move || serve(client, &state, &live, &held));
-            }
-        });
-        proxy
-    }
-
-    fn set(&self, mode: Mode) {
-        let (lock, cvar) = &*self.state;
-        *lock.lock().unwrap() = mode;
-        cvar.notify_all();
-    }
-
-    /// Breaks every forwarded connection, as a server restart does.
-    fn cut(&self) {
-        for s in self.live.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
-    }
-}
-
-fn serve(client: TcpStream, state: &(Mutex<Mode>, Condvar), live: &Mutex<Vec<TcpStream>>, held: &AtomicUsize) {
-    let (lock, cvar) = state;
-    let mut mode = lock.lock().unwrap();
-    if *mode == Mode::Hold {
-        held.fetch_add(1, Ordering::SeqCst);
-        while *mode == Mode::Hold {
-            mode = cvar.wait(mode).unwrap();
-        }
-        held.fetch_sub(1, Ordering::SeqCst);
-    }
-    if *mode == Mode::Refuse {
-        let _ = client.shutdown(Shutdown::Both);
-        return;
-    }
-    drop(mode);
-    let Ok(server) = TcpStream::connect("127.0.0.1:5432") else {
-        return;
-    };
-    live.lock()
-        .unwrap()
-        .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-    let pipe = |mut from: TcpStream, mut to: TcpStream| {
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut from, &mut to);
-            let _ = to.shutdown(Shutdown::Both);
-            let _ = from.shutdown(Shutdown::Both);
-        })
-    };
-    pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-    pipe(server, client);
-}
+use crate::support::{Pg, Project, Proxy, ProxyMode, Run, tenant_line};
 
 /// A fleetmig process in the background whose stdout lines arrive as it prints them.
 struct Bg {
@@ -325,9 +220,9 @@ fn at_gate(pg: &Pg) -> usize {
 fn a_server_restart_mid_run_is_ridden_out_and_each_retry_is_an_event() {
     let Some(pg) = Pg::create("restart") else { return };
     pg.exec("CREATE TABLE public.gate (x INT)");
-    let proxy = Proxy::start();
+    let proxy = Proxy::new("127.0.0.1:5432");
     let p = Project::new();
-    p.fleet(&fleet(&proxy.url(&pg.name), &["a", "b", "c"]));
+    p.fleet(&fleet(&proxy.pg_url(&pg.name), &["a", "b", "c"]));
     gated_migrations(&p);
 
     let mut gate = Holder::open(&pg);
@@ -337,7 +232,7 @@ fn a_server_restart_mid_run_is_ridden_out_and_each_retry_is_an_event() {
 
     // The server goes away: every session is cut, new connections are refused, for about
     // as long as a PostgreSQL restart takes; then it is back.
-    proxy.set(Mode::Refuse);
+    proxy.set(ProxyMode::Refuse);
     proxy.cut();
     terminate_fleetmig(&pg);
     gate.exec("COMMIT");
@@ -346,7 +241,7 @@ fn a_server_restart_mid_run_is_ridden_out_and_each_retry_is_an_event() {
     while began.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    proxy.set(Mode::Forward);
+    proxy.set(ProxyMode::Forward);
     let run = up.finish();
 
     assert_eq!(run.code, 0, "{run:?}");
@@ -383,9 +278,9 @@ fn a_server_restart_mid_run_is_ridden_out_and_each_retry_is_an_event() {
 fn a_tenant_that_migrated_then_lost_its_server_is_failed_at_its_version_not_skipped() {
     let Some(pg) = Pg::create("lost") else { return };
     pg.exec("CREATE TABLE public.gate (x INT)");
-    let proxy = Proxy::start();
+    let proxy = Proxy::new("127.0.0.1:5432");
     let p = Project::new();
-    p.fleet(&fleet(&proxy.url(&pg.name), &["a"]));
+    p.fleet(&fleet(&proxy.pg_url(&pg.name), &["a"]));
     gated_migrations(&p);
 
     let mut gate = Holder::open(&pg);
@@ -406,7 +301,7 @@ fn a_tenant_that_migrated_then_lost_its_server_is_failed_at_its_version_not_skip
     );
     wait_until("tenant a waits in migration 2", || at_gate(&pg) == 1);
     // Gone for longer than the retry budget.
-    proxy.set(Mode::Refuse);
+    proxy.set(ProxyMode::Refuse);
     proxy.cut();
     terminate_fleetmig(&pg);
     gate.exec("COMMIT");
@@ -445,13 +340,13 @@ fn a_tenant_that_migrated_then_lost_its_server_is_failed_at_its_version_not_skip
 fn a_retry_that_starts_after_the_run_began_stopping_leaves_the_tenant_stopped_and_rolled_back() {
     let Some(pg) = Pg::create("late") else { return };
     pg.exec("CREATE TABLE public.gate (x INT)");
-    let proxy = Proxy::start();
+    let proxy = Proxy::new("127.0.0.1:5432");
     let p = Project::new();
     // Tenant a goes through the proxy; b directly, and its migration 2 fails on purpose once
     // the test lets it past an advisory lock.
     p.fleet(&format!(
         "tenants:\n  - {{id: a, url: \"{}\", schema: t_a}}\n  - {{id: b, url: \"{}\", schema: t_b}}\n",
-        proxy.url(&pg.name),
+        proxy.pg_url(&pg.name),
         pg.url()
     ));
     p.migration("0001_one.up.sql", "CREATE TABLE t1 (id INT);\n")
@@ -478,7 +373,7 @@ fn a_retry_that_starts_after_the_run_began_stopping_leaves_the_tenant_stopped_an
         ) == ["2"]
     });
     // a loses its connection; its retry's connection is kept waiting at the proxy.
-    proxy.set(Mode::Hold);
+    proxy.set(ProxyMode::Hold);
     proxy.cut();
     pg.exec(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() \
@@ -489,7 +384,7 @@ fn a_retry_that_starts_after_the_run_began_stopping_leaves_the_tenant_stopped_an
     // b fails: the run stops while a's retry is under way.
     gate.exec("COMMIT");
     up.wait_line("stopping", |l| is_event(l, "stopping"));
-    proxy.set(Mode::Forward);
+    proxy.set(ProxyMode::Forward);
     let run = up.finish();
 
     assert_eq!(run.code, 1, "{run:?}");

@@ -3,15 +3,13 @@
 //! ledgers that are not ledgers, and unreachable ledgers bounded by `--connect-timeout`.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{self, My, Pg, Project, Run, sqlite_column};
+use crate::support::{self, My, Pg, Project, Proxy, ProxyMode, Run, sqlite_column};
 
 /// A MySQL tenant under `--tx per-tenant` is refused before the ledger hears of the run:
 /// no run is recorded, so `--resume` finds nothing to run.
@@ -69,56 +67,6 @@ fn a_refused_shared_per_tenant_run_is_not_created_in_the_ledger() {
     let runs = ledger.column("SELECT COUNT(*)::text FROM pg_catalog.pg_class WHERE oid = to_regclass('fleetmig_runs')");
     if runs == ["1"] {
         assert_eq!(ledger.column("SELECT COUNT(*)::text FROM fleetmig_runs"), ["0"]);
-    }
-}
-
-/// A TCP proxy to a server, in the test process, that can be cut: every open connection
-/// is shut down and new ones are closed as soon as they are accepted.
-struct Proxy {
-    port: u16,
-    cut: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Proxy {
-    fn start(upstream: &'static str) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut: Arc<AtomicBool> = Arc::default();
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (cut2, conns2) = (cut.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                if cut2.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    continue;
-                };
-                let mut held = conns2.lock().unwrap();
-                held.push(client.try_clone().unwrap());
-                held.push(server.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Proxy { port, cut, conns }
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
     }
 }
 
@@ -228,8 +176,8 @@ fn tenant_status(events: &[Value], id: &str) -> String {
 #[test]
 fn a_ledger_outage_mid_run_stops_the_run_and_the_report_still_tells_it() {
     let Some(ledger) = Pg::create("outage") else { return };
-    let proxy = Proxy::start("127.0.0.1:5432");
-    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, ledger.name);
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let url = proxy.pg_url(&ledger.name);
     let p = two_wave_fleet();
     let report = p.path().join("report.json");
     let started = Instant::now();
@@ -243,7 +191,10 @@ fn a_ledger_outage_mid_run_stops_the_run_and_the_report_still_tells_it() {
             "--report",
             report.to_str().unwrap(),
         ],
-        || proxy.cut(),
+        || {
+            proxy.set(ProxyMode::Refuse);
+            proxy.cut();
+        },
     );
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(
@@ -554,8 +505,8 @@ impl Drop for Held {
 fn a_shared_runner_stops_when_its_ledger_is_cut_mid_tenant() {
     let Some(tenants) = Pg::create("shcut") else { return };
     let Some(ledger) = Pg::create("shcutl") else { return };
-    let proxy = Proxy::start("127.0.0.1:5432");
-    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, ledger.name);
+    let proxy = Proxy::new("127.0.0.1:5432");
+    let url = proxy.pg_url(&ledger.name);
     let p = Project::new();
     p.migration(
         "0001_t.up.sql",
@@ -584,6 +535,7 @@ fn a_shared_runner_stops_when_its_ledger_is_cut_mid_tenant() {
         ],
         |e| e["event"] == "step_started",
         || {
+            proxy.set(ProxyMode::Refuse);
             proxy.cut();
             drop(held.take());
         },

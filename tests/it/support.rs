@@ -520,11 +520,28 @@ impl Drop for Spawned {
     }
 }
 
-/// A TCP proxy on 127.0.0.1 in front of a server (`127.0.0.1:5432`, `127.0.0.1:3306`),
-/// to play a network partition: `blackhole` keeps every connection open but lets no byte
-/// through in either direction, as a cut cable does. Stops with the test.
+/// What a [`Proxy`] does with a connection it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forward it to the server.
+    Forward,
+    /// Close it at once: a server that is down (restarting).
+    Refuse,
+    /// Keep it waiting, unanswered, until the mode changes.
+    Hold,
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a server (`127.0.0.1:5432`, `127.0.0.1:3306`), so
+/// a test can take "the server" away without touching the shared one: `set` refuses or
+/// holds new connections, `cut` breaks every open one (a restart), `blackhole` keeps them
+/// open but lets no byte through in either direction (a partition). Stops with the test.
 pub struct Proxy {
     pub port: u16,
+    state: std::sync::Arc<(std::sync::Mutex<ProxyMode>, std::sync::Condvar)>,
+    /// Both ends of every forwarded connection, for cutting them all at once.
+    live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    /// Connections waiting in `Hold` right now.
+    pub held: std::sync::Arc<AtomicUsize>,
     blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -532,29 +549,27 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(target: &str) -> Proxy {
         use std::sync::Arc;
-        use std::sync::atomic::AtomicBool;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let blackhole = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
+        let proxy = Proxy {
+            port: listener.local_addr().unwrap().port(),
+            state: Arc::new((std::sync::Mutex::new(ProxyMode::Forward), std::sync::Condvar::new())),
+            live: Arc::default(),
+            held: Arc::default(),
+            blackhole: Arc::default(),
+            stop: Arc::default(),
+        };
         let target = target.to_owned();
-        let (hole, halt) = (blackhole.clone(), stop.clone());
+        let (state, live, held) = (proxy.state.clone(), proxy.live.clone(), proxy.held.clone());
+        let (hole, halt) = (proxy.blackhole.clone(), proxy.stop.clone());
         std::thread::spawn(move || {
             while !halt.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         client.set_nonblocking(false).unwrap();
-                        let Ok(server) = std::net::TcpStream::connect(&target) else {
-                            continue;
-                        };
-                        for (from, to) in [
-                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                            (server, client),
-                        ] {
-                            let (hole, halt) = (hole.clone(), halt.clone());
-                            std::thread::spawn(move || pump(from, to, &hole, &halt));
-                        }
+                        let (state, live, held) = (state.clone(), live.clone(), held.clone());
+                        let (hole, halt, target) = (hole.clone(), halt.clone(), target.clone());
+                        std::thread::spawn(move || serve(client, &target, &state, &live, &held, hole, halt));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -563,18 +578,76 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, blackhole, stop }
+        proxy
+    }
+
+    /// What happens to connections accepted from now on.
+    pub fn set(&self, mode: ProxyMode) {
+        let (lock, cvar) = &*self.state;
+        *lock.lock().unwrap() = mode;
+        cvar.notify_all();
+    }
+
+    /// Breaks every forwarded connection, as a server restart does.
+    pub fn cut(&self) {
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// From now on nothing passes, and nothing is closed.
     pub fn blackhole(&self) {
         self.blackhole.store(true, Ordering::SeqCst);
     }
+
+    /// A PostgreSQL URL for database `db` through the proxy.
+    pub fn pg_url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.set(ProxyMode::Refuse);
+    }
+}
+
+/// One accepted connection: held, refused or forwarded as the mode says when it arrives.
+fn serve(
+    client: std::net::TcpStream,
+    target: &str,
+    (lock, cvar): &(std::sync::Mutex<ProxyMode>, std::sync::Condvar),
+    live: &std::sync::Mutex<Vec<std::net::TcpStream>>,
+    held: &AtomicUsize,
+    hole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    halt: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut mode = lock.lock().unwrap();
+    if *mode == ProxyMode::Hold {
+        held.fetch_add(1, Ordering::SeqCst);
+        while *mode == ProxyMode::Hold {
+            mode = cvar.wait(mode).unwrap();
+        }
+        held.fetch_sub(1, Ordering::SeqCst);
+    }
+    if *mode == ProxyMode::Refuse {
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        return;
+    }
+    drop(mode);
+    let Ok(server) = std::net::TcpStream::connect(target) else {
+        return;
+    };
+    live.lock()
+        .unwrap()
+        .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+    for (from, to) in [
+        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+        (server, client),
+    ] {
+        let (hole, halt) = (hole.clone(), halt.clone());
+        std::thread::spawn(move || pump(from, to, &hole, &halt));
     }
 }
 
