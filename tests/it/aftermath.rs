@@ -22,6 +22,24 @@ fn pg_project(url: &str, n: usize, migrations: &[(&str, &str)]) -> Project {
     p
 }
 
+/// Two interrupts, the second once the run says it is stopping: the exit code, stderr,
+/// and how long the process lived after the second.
+fn interrupt_twice(mut run: Spawned) -> (Option<i32>, String, Duration) {
+    run.signal("INT");
+    run.wait_for(BOUND, |v| v["event"] == "stopping");
+    run.signal("INT");
+    let second = Instant::now();
+    let (code, _, stderr) = run.finish(BOUND);
+    (code, stderr, second.elapsed())
+}
+
+/// The `--report report.json` a run wrote, or a failure that shows the run's stderr.
+fn written_report(p: &Project, stderr: &str) -> Value {
+    let text = std::fs::read_to_string(p.path().join("report.json"))
+        .unwrap_or_else(|e| panic!("the report was not written ({e}); stderr:\n{stderr}"));
+    serde_json::from_str(&text).unwrap()
+}
+
 #[test]
 fn two_interrupts_with_a_ledger_that_stopped_answering_say_so_on_stderr_and_still_write_the_report() {
     let Some(pg) = Pg::create("abandonledger") else { return };
@@ -51,20 +69,14 @@ fn two_interrupts_with_a_ledger_that_stopped_answering_say_so_on_stderr_and_stil
     ]));
     run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == 2);
     proxy.blackhole();
-    run.signal("INT");
-    run.wait_for(BOUND, |v| v["event"] == "stopping");
-    run.signal("INT");
-    let second = Instant::now();
-    let (code, _, stderr) = run.finish(BOUND);
+    let (code, stderr, lived) = interrupt_twice(run);
     assert!(
-        second.elapsed() < Duration::from_secs(8),
+        lived < Duration::from_secs(8),
         "the process lived {:?} after the second interrupt\n{stderr}",
-        second.elapsed()
+        lived
     );
     assert_eq!(code, Some(1), "{stderr}");
-    let text = std::fs::read_to_string(p.path().join("report.json"))
-        .unwrap_or_else(|e| panic!("the report was not written ({e}); stderr:\n{stderr}"));
-    let r: Value = serde_json::from_str(&text).unwrap();
+    let r = written_report(&p, &stderr);
     assert_eq!(r["stop_reason"]["kind"], "abandoned", "{r}");
     assert!(
         stderr.contains("the ledger missed the end of run"),
@@ -102,21 +114,15 @@ fn two_interrupts_when_tenants_and_ledger_stopped_answering_still_write_the_repo
     ]));
     run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == 2);
     proxy.blackhole();
-    run.signal("INT");
-    run.wait_for(BOUND, |v| v["event"] == "stopping");
-    run.signal("INT");
-    let second = Instant::now();
-    let (code, _, stderr) = run.finish(BOUND);
+    let (code, stderr, lived) = interrupt_twice(run);
     // Before the process's own deadline (6 s), which would end it with no report at all.
     assert!(
-        second.elapsed() < Duration::from_millis(5500),
+        lived < Duration::from_millis(5500),
         "the process lived {:?} after the second interrupt\n{stderr}",
-        second.elapsed()
+        lived
     );
     assert_eq!(code, Some(1), "{stderr}");
-    let text = std::fs::read_to_string(p.path().join("report.json"))
-        .unwrap_or_else(|e| panic!("the report was not written ({e}); stderr:\n{stderr}"));
-    let r: Value = serde_json::from_str(&text).unwrap();
+    let r = written_report(&p, &stderr);
     assert_eq!(r["stop_reason"]["kind"], "abandoned", "{r}");
     assert_eq!(
         r["tenants"].as_array().unwrap().len(),
@@ -308,10 +314,7 @@ fn a_shared_runner_interrupted_twice_reports_its_tenants_in_flight_where_they_ar
         "report.json",
     ]));
     run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == 2);
-    run.signal("INT");
-    run.wait_for(BOUND, |v| v["event"] == "stopping");
-    run.signal("INT");
-    let (code, _, stderr) = run.finish(BOUND);
+    let (code, stderr, _) = interrupt_twice(run);
     assert_eq!(code, Some(1), "{stderr}");
     let text = std::fs::read_to_string(p.path().join("report.json")).unwrap();
     let r: Value = serde_json::from_str(&text).unwrap();
@@ -352,10 +355,7 @@ fn abandon_at(pg: &Pg, p: &Project, args: &[&str], version: i64) -> Value {
     all.extend(["--format", "json", "--report", "report.json"]);
     let mut run = Spawned::new(p.command(&all));
     run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == version);
-    run.signal("INT");
-    run.wait_for(BOUND, |v| v["event"] == "stopping");
-    run.signal("INT");
-    let (code, _, stderr) = run.finish(BOUND);
+    let (code, stderr, _) = interrupt_twice(run);
     assert_eq!(code, Some(1), "{stderr}");
     let settled = format!(
         "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fleetmig' AND datname = '{}'",
@@ -443,10 +443,7 @@ fn two_interrupts_when_only_the_tenants_stopped_answering_leave_the_ledger_time_
     let mut run = Spawned::new(p.command(&["up", "-j", "2", "--format", "json", "--report", "report.json"]));
     run.wait_for(BOUND, |v| v["event"] == "step_started" && v["version"] == 2);
     proxy.blackhole();
-    run.signal("INT");
-    run.wait_for(BOUND, |v| v["event"] == "stopping");
-    run.signal("INT");
-    let (code, _, stderr) = run.finish(BOUND);
+    let (code, stderr, _) = interrupt_twice(run);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         !stderr.contains("the ledger missed"),
@@ -611,9 +608,7 @@ fn two_interrupts_while_a_wave_surveys_a_host_that_stopped_answering_still_write
     run.signal("INT");
     let (code, _, stderr) = run.finish(BOUND);
     assert_eq!(code, Some(1), "{stderr}");
-    let text = std::fs::read_to_string(p.path().join("report.json"))
-        .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{stderr}"));
-    let r: Value = serde_json::from_str(&text).unwrap();
+    let r = written_report(&p, &stderr);
     assert_eq!(r["summary"]["succeeded"], 1, "{r}");
     assert_eq!(r["tenants"].as_array().unwrap().len(), 3, "{r}");
 }
@@ -655,9 +650,7 @@ fn two_interrupts_while_the_ledger_does_not_record_the_runs_end_still_write_the_
         second.elapsed()
     );
     assert_eq!(code, Some(1), "{stderr}");
-    let text = std::fs::read_to_string(p.path().join("report.json"))
-        .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{stderr}"));
-    let r: Value = serde_json::from_str(&text).unwrap();
+    let r = written_report(&p, &stderr);
     assert_eq!(r["summary"]["succeeded"], 1, "{r}");
     assert!(stderr.contains("the ledger missed the end of run"), "{stderr}");
 }
@@ -703,9 +696,7 @@ fn a_shared_runner_whose_ledger_stopped_answering_still_ends_with_its_report_on_
         second.elapsed()
     );
     assert_eq!(code, Some(1), "{stderr}");
-    let text = std::fs::read_to_string(p.path().join("report.json"))
-        .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{stderr}"));
-    let r: Value = serde_json::from_str(&text).unwrap();
+    let r = written_report(&p, &stderr);
     assert_eq!(r["stop_reason"]["kind"], "abandoned", "{r}");
     assert_eq!(r["summary"]["succeeded"], 1, "{r}");
 }
