@@ -20,8 +20,9 @@ use crate::driver::connect::{Access, Connector, Limits};
 use crate::driver::error::DbError;
 use crate::driver::ledger::LedgerError;
 use crate::exec::events::{Event, Events, Outcome, SkipReason, Summary, TenantReport};
-use crate::exec::run::{RunContext, host_caps, inspect_all};
+use crate::exec::run::{RunContext, host_caps, host_limit, inspect_all};
 use crate::exec::tenant::{self, Action, Job};
+use crate::exec::turns::Turns;
 use crate::model::fleet::Tenant;
 use crate::model::migration::{Applied, MigrationSet, Version};
 use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
@@ -213,10 +214,11 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
 
     /// Runs one wave; returns false when the run was abandoned.
     async fn run_wave(&mut self, range: std::ops::Range<usize>) -> bool {
-        let caps = {
-            let tenants: Vec<&Tenant> = self.slots.iter().map(|s| s.tenant).collect();
-            host_caps(self.ctx, &tenants)
-        };
+        let caps: HashMap<String, usize> = self
+            .slots
+            .iter()
+            .map(|s| (s.tenant.server_key(), host_limit(self.ctx, s.tenant)))
+            .collect();
         let started: Arc<Mutex<HashSet<usize>>> = Arc::default();
         let progress = tenant::Tracker::default();
         let tracker = &progress;
@@ -243,21 +245,36 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 }
             }
         };
+        // Every tenant waits for its turn at once; the turns let them start in fleet order
+        // under the concurrency and per-host caps.
+        let turns = Turns::new(
+            self.ctx.concurrency,
+            caps,
+            tenants.iter().map(|(i, t)| {
+                let server = (!already_there.contains_key(i)).then(|| t.server_key());
+                (*i, server)
+            }),
+        );
+        let turns = &turns;
         let mut stream = futures::stream::iter(tenants)
             .map(|(i, t)| {
-                let cap = caps[&t.server_key()].clone();
                 let started = started.clone();
                 let stop = stop.clone();
                 let limiter = limiter.clone();
                 let done = already_there.remove(&i);
                 async move {
+                    if stop.load(Ordering::SeqCst) && done.is_none() {
+                        return (i, not_started(t), None);
+                    }
+                    let mut turn = tokio::select! {
+                        turn = turns.take(i) => turn,
+                        () = stopped(&stop), if done.is_none() => return (i, not_started(t), None),
+                    };
                     if let Some(report) = done {
                         events.emit(Event::TenantStarted { tenant: t.id.clone() });
+                        turn.started();
                         events.emit(Event::TenantFinished { report: report.clone() });
                         return (i, report, None);
-                    }
-                    if stop.load(Ordering::SeqCst) {
-                        return (i, not_started(t), None);
                     }
                     // A stop ends the wait for a start slot at once: with a low `--rate`, every
                     // tenant left waiting its turn made a stop take one slot per tenant.
@@ -267,7 +284,6 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                             () = stopped(&stop) => return (i, not_started(t), None),
                         }
                     }
-                    let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
                     if stop.load(Ordering::SeqCst) {
                         return (i, not_started(t), None);
                     }
@@ -278,6 +294,8 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         }
                     }
                     started.lock().expect("no task panics holding it").insert(i);
+                    events.emit(Event::TenantStarted { tenant: t.id.clone() });
+                    turn.started();
                     let job = Job {
                         set: ctx.set,
                         action,
@@ -288,7 +306,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         stop: &stop,
                         progress: Some(tracker),
                     };
-                    let report = tenant::run(t, &ctx.connector, job).await;
+                    let report = tenant::run_announced(t, &ctx.connector, job).await;
                     let mut fault = None;
                     if let Some(ledger) = &ctx.ledger {
                         fault = ledger.tenant_finished(&ctx.run_id, &report).await.err();
@@ -297,7 +315,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     (i, report, fault)
                 }
             })
-            .buffer_unordered(self.ctx.concurrency.max(1));
+            .buffer_unordered(usize::MAX);
         let mut abandoned = false;
         loop {
             tokio::select! {

@@ -5,4 +5,5 @@ pub mod events;
 pub mod join;
 pub mod run;
 pub mod tenant;
+pub mod turns;
 pub mod wait;

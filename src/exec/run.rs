@@ -37,16 +37,20 @@ pub struct RunContext<'a> {
 pub fn host_caps(ctx: &RunContext<'_>, tenants: &[&Tenant]) -> HashMap<String, Arc<Semaphore>> {
     let mut caps = HashMap::new();
     for t in tenants {
-        caps.entry(t.server_key()).or_insert_with(|| {
-            let cap = t
-                .host
-                .as_ref()
-                .and_then(|h| ctx.fleet.hosts.get(h))
-                .map_or(ctx.concurrency, |h| h.max_connections as usize);
-            Arc::new(Semaphore::new(cap.max(1)))
-        });
+        caps.entry(t.server_key())
+            .or_insert_with(|| Arc::new(Semaphore::new(host_limit(ctx, t))));
     }
     caps
+}
+
+/// How many sessions a tenant's server may have at once: its host's `max_connections`, else
+/// the run's concurrency.
+pub fn host_limit(ctx: &RunContext<'_>, t: &Tenant) -> usize {
+    t.host
+        .as_ref()
+        .and_then(|h| ctx.fleet.hosts.get(h))
+        .map_or(ctx.concurrency, |h| h.max_connections as usize)
+        .max(1)
 }
 
 /// A tenant and its history rows, or why they could not be read.

@@ -150,6 +150,11 @@ pub async fn run(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> Tenant
     job.events.emit(Event::TenantStarted {
         tenant: tenant.id.clone(),
     });
+    run_announced(tenant, connector, job).await
+}
+
+/// [`run`], for a caller that has emitted the tenant's start itself (in its turn).
+pub async fn run_announced(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> TenantReport {
     // The undo a failed step's session could not finish, for the next attempt to finish first.
     let pending: Mutex<Option<Undo>> = Mutex::default();
     let undoing = |report: &TenantReport| match &report.outcome {

@@ -17,6 +17,7 @@ mod ledger;
 mod ledger_faults;
 mod rollout;
 mod safety;
+mod seat;
 mod signals;
 mod sqlite_fk;
 mod status;

@@ -1,0 +1,224 @@
+//! The order the tenants of a wave start in: fleet order, subject to the run's concurrency
+//! and the per-host caps. The next tenant to start is always the first waiting one that
+//! has room, so a full host holds back only its own tenants, and `plan`'s order is the
+//! order tenants start in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+/// Who may start next. Tenants wait in fleet order; one start happens at a time, from
+/// taking a turn until [`Turn::started`], so the start events come out in that order too.
+#[derive(Debug)]
+pub struct Turns {
+    state: Mutex<State>,
+    /// Woken on every change: a start finished, a tenant finished or gave up waiting.
+    changed: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Tenants not started yet, by their place in the wave; `None` for one that needs no
+    /// connection (already at its target), `Some(server)` for one that needs a slot there.
+    waiting: BTreeMap<usize, Option<String>>,
+    /// A tenant is between taking its turn and [`Turn::started`].
+    starting: bool,
+    /// Tenants holding a slot, in all and per server.
+    running: usize,
+    per_server: HashMap<String, usize>,
+    concurrency: usize,
+    caps: HashMap<String, usize>,
+}
+
+impl State {
+    fn has_room(&self, server: Option<&String>) -> bool {
+        server.is_none_or(|s| {
+            self.running < self.concurrency
+                && self.per_server.get(s).copied().unwrap_or(0) < self.caps.get(s).copied().unwrap_or(1)
+        })
+    }
+
+    fn release(&mut self, server: &str) {
+        self.running -= 1;
+        if let Some(n) = self.per_server.get_mut(server) {
+            *n -= 1;
+        }
+    }
+}
+
+/// Where a tenant stands with its turn; leaving it (dropping) gives back what it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Waiting,
+    Starting,
+    Running,
+    Done,
+}
+
+/// One tenant's turn: while held, its slot (if it needed one).
+#[derive(Debug)]
+pub struct Turn<'a> {
+    turns: &'a Turns,
+    place: usize,
+    server: Option<String>,
+    held: Held,
+}
+
+impl Turns {
+    /// `tenants`: every tenant of the wave in fleet order, with the server whose cap it
+    /// counts against, or `None` when it needs no connection. `caps`: each server's cap.
+    pub fn new(
+        concurrency: usize,
+        caps: HashMap<String, usize>,
+        tenants: impl IntoIterator<Item = (usize, Option<String>)>,
+    ) -> Turns {
+        Turns {
+            state: Mutex::new(State {
+                waiting: tenants.into_iter().collect(),
+                starting: false,
+                running: 0,
+                per_server: HashMap::new(),
+                concurrency: concurrency.max(1),
+                caps,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Waits until the tenant at `place` is the first waiting tenant with room, and no other
+    /// start is under way; then it holds its slot until the turn is dropped.
+    pub async fn take(&self, place: usize) -> Turn<'_> {
+        let server = self
+            .state
+            .lock()
+            .expect("not poisoned")
+            .waiting
+            .get(&place)
+            .cloned()
+            .flatten();
+        let mut turn = Turn {
+            turns: self,
+            place,
+            server,
+            held: Held::Waiting,
+        };
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.try_take(place) {
+                turn.held = Held::Starting;
+                return turn;
+            }
+            notified.await;
+        }
+    }
+
+    fn try_take(&self, place: usize) -> bool {
+        let mut s = self.state.lock().expect("not poisoned");
+        if s.starting {
+            return false;
+        }
+        let first = s
+            .waiting
+            .iter()
+            .find(|(_, server)| s.has_room(server.as_ref()))
+            .map(|(p, _)| *p);
+        if first != Some(place) {
+            return false;
+        }
+        if let Some(server) = s.waiting.remove(&place).flatten() {
+            s.running += 1;
+            *s.per_server.entry(server).or_insert(0) += 1;
+        }
+        s.starting = true;
+        true
+    }
+}
+
+impl Turn<'_> {
+    /// The tenant has started (its start is recorded and announced): the next may start.
+    pub fn started(&mut self) {
+        if self.held == Held::Starting {
+            self.turns.state.lock().expect("not poisoned").starting = false;
+            self.held = Held::Running;
+            self.turns.changed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut s = self.turns.state.lock().expect("not poisoned");
+        match self.held {
+            Held::Waiting => {
+                s.waiting.remove(&self.place);
+            }
+            Held::Starting | Held::Running => {
+                if self.held == Held::Starting {
+                    s.starting = false;
+                }
+                if let Some(server) = &self.server {
+                    s.release(server);
+                }
+            }
+            Held::Done => return,
+        }
+        self.held = Held::Done;
+        drop(s);
+        self.turns.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Starts whoever may start, in the order they do, until no one can.
+    async fn starts(turns: &Arc<Turns>, places: &[usize]) -> Vec<usize> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut held = Vec::new();
+        for &p in places.iter().rev() {
+            let turns = turns.clone();
+            let tx = tx.clone();
+            held.push(tokio::spawn(async move {
+                let mut turn = turns.take(p).await;
+                turn.started();
+                tx.send(p).unwrap();
+                // Holds its slot until the test ends.
+                std::future::pending::<()>().await;
+                drop(turn);
+            }));
+        }
+        drop(tx);
+        tokio::task::yield_now().await;
+        let mut order = Vec::new();
+        while let Ok(Some(p)) = tokio::time::timeout(std::time::Duration::from_millis(50), rx.recv()).await {
+            order.push(p);
+        }
+        for h in held {
+            h.abort();
+        }
+        order
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tenants_start_in_fleet_order_and_a_full_host_holds_back_only_its_own() {
+        let caps: HashMap<String, usize> = [("a".to_owned(), 1), ("b".to_owned(), 2)].into();
+        let tenants = [
+            (0, Some("a".to_owned())),
+            (1, Some("a".to_owned())),
+            (2, None),
+            (3, Some("b".to_owned())),
+            (4, Some("b".to_owned())),
+            (5, Some("b".to_owned())),
+        ];
+        let turns = Arc::new(Turns::new(8, caps.clone(), tenants.clone()));
+        // Host a has room for one, host b for two: 1 and 5 wait, the rest start in order.
+        assert_eq!(starts(&turns, &[0, 1, 2, 3, 4, 5]).await, [0, 2, 3, 4]);
+        let turns = Arc::new(Turns::new(2, caps, tenants));
+        assert_eq!(starts(&turns, &[0, 1, 2, 3, 4, 5]).await, [0, 2, 3]);
+    }
+}
