@@ -44,13 +44,25 @@ pub mod exit {
     /// A run ran, but its output (stdout, or the `--report` file) could not be written:
     /// tenants may have changed; the ledger keeps the report (`fleetmig report RUN`).
     pub const UNREPORTED: u8 = 3;
+    /// A command that only reads (`status`, `plan`, `history`, `sql`, `runs`, ...) found its
+    /// standard output closed (`fleetmig history | head`): it ends quietly, with the code a
+    /// shell shows for a program SIGPIPE ended (128 + 13). A run (`up`, `down`, `stamp`)
+    /// whose output closes goes on to its end and exits `UNREPORTED`.
+    pub const CLOSED_OUTPUT: u8 = 141;
 
     /// The exit code for a command that ended in `err`.
     pub fn of_error(err: &crate::error::Error) -> u8 {
         match err {
             crate::error::Error::Unreported { .. } => UNREPORTED,
+            e if is_closed_output(e) => CLOSED_OUTPUT,
             _ => USAGE,
         }
+    }
+
+    /// True when `err` is only that the reader of standard output went away: nothing to say
+    /// on stderr about it.
+    pub fn is_closed_output(err: &crate::error::Error) -> bool {
+        matches!(err, crate::error::Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 
@@ -128,15 +140,21 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
     }
     match &cli.command {
         Command::New { name } => {
+            let folder_error = |source| Error::Migrations {
+                dir: g.migrations.display().to_string(),
+                source,
+            };
             if !g.migrations.exists() {
-                std::fs::create_dir_all(&g.migrations)?;
-            }
-            let set = load_migrations(&g.migrations)?;
-            let (up, down) =
-                load::migrations::create(&g.migrations, &set, name).map_err(|source| Error::Migrations {
-                    dir: g.migrations.display().to_string(),
-                    source,
+                std::fs::create_dir_all(&g.migrations).map_err(|source| {
+                    folder_error(load::migrations::MigrationsError::Write {
+                        path: g.migrations.clone(),
+                        source,
+                    })
                 })?;
+            }
+            let set = load::migrations::load_unwritten(&g.migrations).map_err(folder_error)?;
+            let (up, down) =
+                load::migrations::create(&g.migrations, &set, name, SystemTime::now()).map_err(folder_error)?;
             writeln!(out, "{}\n{}", up.display(), down.display())?;
             Ok(exit::OK)
         }

@@ -17,7 +17,8 @@ use crate::plan::waves::WaveSpec;
 #[command(
     name = "fleetmig",
     version,
-    about = "Apply versioned SQL migrations across a fleet of tenant databases or schemas"
+    about = "Apply versioned SQL migrations across a fleet of tenant databases or schemas",
+    after_help = ENVIRONMENT
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -26,44 +27,78 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Shown below every command's options: what the environment changes.
+const ENVIRONMENT: &str = "\
+Environment:
+  FLEETMIG_LOG     Diagnostic log on stderr, as tracing filter directives: `debug`,
+                   `fleetmig=debug`, `sqlx=info,fleetmig=trace` [default: off]
+  NO_COLOR         When set (and not empty), the log is never coloured; it is coloured only
+                   when stderr is a terminal
+  FLEETMIG_FLEET, FLEETMIG_MIGRATIONS, FLEETMIG_LEDGER: --fleet, --migrations, --ledger
+
+Exit codes: 0 success or nothing to do; 1 a tenant failed, was skipped or is not current;
+2 usage or configuration error, nothing touched; 3 a run ran but its report could not be
+written; 141 standard output closed early (`| head`) by a command that only reads.";
+
+/// Options every command takes, shown under their own heading.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Where runs are recorded [default: the fleet file's `ledger:`, else a SQLite file
     /// beside the fleet file, `<name>.ledger.db`].
-    #[arg(long, global = true, env = "FLEETMIG_LEDGER", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "FLEETMIG_LEDGER",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub ledger: Option<String>,
     /// The fleet file.
-    #[arg(long, global = true, default_value = "tenants.yaml", env = "FLEETMIG_FLEET")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "tenants.yaml",
+        env = "FLEETMIG_FLEET",
+        value_name = "FILE"
+    )]
     pub fleet: PathBuf,
     /// The migrations folder.
-    #[arg(long, global = true, default_value = "migrations", env = "FLEETMIG_MIGRATIONS")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "migrations",
+        env = "FLEETMIG_MIGRATIONS",
+        value_name = "DIR"
+    )]
     pub migrations: PathBuf,
     /// Pick tenants: `id=acme`, `tier=free,region=eu` (all terms), `key!=value`, `*` wildcards.
     /// Repeat to pick tenants matching any.
     #[arg(long = "select", global = true, value_name = "EXPR")]
     pub select: Vec<Selector>,
     /// Tenants in flight at once.
-    #[arg(short = 'j', long, global = true, default_value_t = 8, value_parser = |s: &str| bounds::number(s, 1usize, 1000))]
+    #[arg(short = 'j', long, global = true, value_name = "N", default_value_t = 8, value_parser = |s: &str| bounds::number(s, 1usize, 1000))]
     pub concurrency: usize,
     /// Output: text for people, json for machines.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Give up on a tenant that does not answer within this time (1ms to 1h).
-    #[arg(long, global = true, value_parser = |s: &str| bounds::duration(s, MS, HOUR), default_value = "10s")]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = |s: &str| bounds::duration(s, MS, HOUR), default_value = "10s")]
     pub connect_timeout: Duration,
     /// Wait this long for another runner's lock on a tenant (up to 1 day).
-    #[arg(long, global = true, value_parser = |s: &str| bounds::duration(s, Duration::ZERO, DAY), default_value = "60s")]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = |s: &str| bounds::duration(s, Duration::ZERO, DAY), default_value = "60s")]
     pub lock_wait: Duration,
     /// PostgreSQL lock_timeout for migration statements (0s: none; up to 24 days).
-    #[arg(long, global = true, value_parser = pg_timeout, default_value = "10s")]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = pg_timeout, default_value = "10s")]
     pub lock_timeout: Duration,
     /// PostgreSQL statement_timeout for migration statements (0s: none; up to 24 days).
-    #[arg(long, global = true, value_parser = pg_timeout, default_value = "0s")]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = pg_timeout, default_value = "0s")]
     pub statement_timeout: Duration,
 }
 
 /// How `up` and `down` roll out: waves, gates, limits, stop and rollback.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rollout options")]
 pub struct Rollout {
     /// Tenants that form the first wave, besides those marked `canary: true`.
     #[arg(long, value_name = "EXPR")]
@@ -85,7 +120,7 @@ pub struct Rollout {
     #[arg(long, value_enum)]
     pub rollback: Option<RollbackPolicy>,
     /// Wait this long after each wave before the next (up to 7 days).
-    #[arg(long, value_parser = bake)]
+    #[arg(long, value_name = "DURATION", value_parser = bake)]
     pub bake: Option<Duration>,
     /// A query run on every tenant of a finished wave; each must return true to go on.
     #[arg(long, value_name = "SQL")]
@@ -166,11 +201,18 @@ impl From<EngineArg> for Engine {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write the next NNNN_name.up.sql and .down.sql.
-    New { name: String },
+    /// Write the next migration's NNNN_name.up.sql and .down.sql, to be filled in.
+    ///
+    /// The version is the newest one plus one, or, when the newest is a UTC time stamp
+    /// (`20240101120000`), the time now in the same form.
+    New {
+        /// The migration's name: letters, digits and `_` (spaces and `-` become `_`).
+        name: String,
+    },
     /// Show, per tenant, where it is and what would run. Touches nothing.
     Plan {
-        #[arg(long)]
+        /// Plan to this version instead of head (below a tenant's version: the down steps).
+        #[arg(long, value_name = "VERSION")]
         to: Option<Version>,
         /// Tenants that form the first wave, besides those marked `canary: true`.
         #[arg(long, value_name = "EXPR")]
@@ -181,7 +223,8 @@ pub enum Command {
     },
     /// Apply pending migrations up to head, or to --to.
     Up {
-        #[arg(long)]
+        /// Apply migrations up to this version instead of head.
+        #[arg(long, value_name = "VERSION")]
         to: Option<Version>,
         /// Continue an interrupted run (the newest unfinished one, or RUN) with its target
         /// and waves; each tenant's real version is read from its history table.
@@ -194,16 +237,27 @@ pub enum Command {
     },
     /// List past runs from the ledger, newest first.
     Runs {
-        #[arg(long, default_value_t = 20, value_parser = |s: &str| bounds::number(s, 1i64, 1_000_000))]
+        /// Show at most this many runs.
+        #[arg(long, value_name = "N", default_value_t = 20, value_parser = |s: &str| bounds::number(s, 1i64, 1_000_000))]
         limit: i64,
     },
     /// Print a past run's report from the ledger (text, or --format json).
-    Report { run: String },
+    Report {
+        /// The run's id, as `runs` lists it.
+        run: String,
+    },
     /// Revert migrations with their down scripts, newest first.
     Down {
-        #[arg(long, required_unless_present = "steps", conflicts_with = "steps")]
+        /// Revert every migration above this version (0: all of them).
+        #[arg(
+            long,
+            value_name = "VERSION",
+            required_unless_present = "steps",
+            conflicts_with = "steps"
+        )]
         to: Option<Version>,
-        #[arg(long, value_parser = |s: &str| bounds::number(s, 1usize, 1_000_000))]
+        /// Revert this many of each tenant's newest migrations.
+        #[arg(long, value_name = "N", value_parser = |s: &str| bounds::number(s, 1usize, 1_000_000))]
         steps: Option<usize>,
         #[command(flatten)]
         rollout: Rollout,
@@ -212,7 +266,7 @@ pub enum Command {
     /// since when and its last error (from the ledger). Exit 1 unless all are current.
     Status {
         /// Measure against this version instead of head.
-        #[arg(long)]
+        #[arg(long, value_name = "VERSION")]
         to: Option<Version>,
         /// List only the tenants that are not current.
         #[arg(long)]
@@ -221,22 +275,25 @@ pub enum Command {
     /// Block until every selected tenant has every migration up to head (or --to); exit 0
     /// when they do, 1 with the tenants still short when the time is up.
     Wait {
-        #[arg(long)]
+        /// Wait for this version instead of head.
+        #[arg(long, value_name = "VERSION")]
         to: Option<Version>,
         /// Give up after this long (up to 30 days).
-        #[arg(long, value_parser = |s: &str| bounds::duration(s, Duration::ZERO, 30 * DAY), default_value = "60s")]
+        #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::duration(s, Duration::ZERO, 30 * DAY), default_value = "60s")]
         timeout: Duration,
         /// Time between two reads of the fleet (10ms to 1h).
-        #[arg(long, value_parser = |s: &str| bounds::duration(s, 10 * MS, HOUR), default_value = "1s")]
+        #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::duration(s, 10 * MS, HOUR), default_value = "1s")]
         interval: Duration,
     },
     /// The migration set: version, name, reversible or not, checksum.
     History,
     /// Print the SQL an offline DBA would run, history writes included. Connects to nothing.
     Sql {
-        #[arg(long, default_value = "0")]
+        /// The version the database is at; the script starts after it.
+        #[arg(long, value_name = "VERSION", default_value = "0")]
         from: Version,
-        #[arg(long)]
+        /// The version the script ends at, instead of head.
+        #[arg(long, value_name = "VERSION")]
         to: Option<Version>,
         /// The SQL dialect; by default the selected tenants' engine.
         #[arg(long, value_enum)]
@@ -246,11 +303,15 @@ pub enum Command {
         schema: Option<String>,
     },
     /// Record tenants as being at VERSION without running SQL (adopt a fleet, clear a dirty tenant).
-    Stamp { version: Version },
+    Stamp {
+        /// The version to record: migrations 1..VERSION applied, none above.
+        version: Version,
+    },
 }
 
 /// Several runners on one `up` run, through a PostgreSQL ledger.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Several runners")]
 pub struct Together {
     /// Create the run for several runners: this one and any `up --join RUN` claim its
     /// tenants from the ledger, one at a time, under leases.
@@ -261,7 +322,7 @@ pub struct Together {
     pub join: Option<String>,
     /// How long a claimed tenant stays this runner's without a heartbeat (renewed every
     /// third of it); after that another runner takes it over.
-    #[arg(long, value_parser = |s: &str| bounds::duration(s, SECOND, HOUR), default_value = "30s")]
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::duration(s, SECOND, HOUR), default_value = "30s")]
     pub lease: Duration,
 }
 

@@ -57,6 +57,7 @@ pub mod driver;
 pub mod error;
 pub mod exec;
 pub mod load;
+pub mod logging;
 pub mod model;
 pub mod plan;
 pub mod report;

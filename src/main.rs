@@ -7,15 +7,7 @@ use fleetmig::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // sqlx logs an unrecognized PostgreSQL URL parameter with its value, which may be
-            // a credential (`?sslpassword=...`): that one line never shows.
-            tracing_subscriber::EnvFilter::from_env("FLEETMIG_LOG")
-                .add_directive("sqlx_postgres::options::parse=off".parse().expect("a valid directive")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    fleetmig::logging::init();
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     let mut stdout = std::io::stdout();
     let result = runtime.block_on(app::run(cli, &mut stdout));
@@ -25,7 +17,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {}", fleetmig::error::render(&err));
+            if !exit::is_closed_output(&err) {
+                eprintln!("error: {}", fleetmig::error::render(&err));
+            }
             ExitCode::from(exit::of_error(&err))
         }
     }

@@ -130,9 +130,12 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Who runs fleetmig and where, for the ledger.
+/// Who runs fleetmig and where, for the ledger. The user is the operating system's name
+/// for this process's user (cron, systemd units and containers often set no `$USER`);
+/// `$USER` or `$USERNAME` only when the system has no name for it.
 pub fn runner() -> String {
-    let user = std::env::var("USER")
+    let user = whoami::fallible::username()
+        .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "?".into());
     let host = std::fs::read_to_string("/etc/hostname")

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::model::migration::{DuplicateVersion, Migration, MigrationSet, Script, Version};
 
@@ -32,6 +33,11 @@ pub enum MigrationsError {
     NotUtf8 { path: PathBuf, offset: usize },
     #[error("`{}`: {why}", path.display())]
     BadMarker { path: PathBuf, why: String },
+    #[error(
+        "`{}` holds no SQL statement, only comments: write the migration in it (or remove the file). An empty migration would be recorded as applied, and writing it afterwards would leave every tenant that applied it drifted",
+        path.display()
+    )]
+    NoStatement { path: PathBuf },
     #[error("down script `{}` has no up script beside it", path.display())]
     OrphanDown { path: PathBuf },
     #[error(transparent)]
@@ -171,7 +177,20 @@ fn not_a_file(path: &Path) -> Result<Option<&'static str>, MigrationsError> {
 /// exactly is an error, and so is anything but a regular file under a migration's name (a
 /// named pipe would block the load; a folder would be a missing migration). Two files with one version (`0002_b.up.sql`, `002_b.up.sql`) are an error
 /// naming both.
+/// An up script that holds no statement (only comments, as `new` writes it) is an error: it
+/// would apply as a successful no-op, and the migration written into it afterwards would
+/// never run on the tenants that recorded it, which would be drifted.
 pub fn load(dir: &Path) -> Result<MigrationSet, MigrationsError> {
+    load_with(dir, false)
+}
+
+/// As [`load`], but an up script with no statement yet is taken: for `new`, which needs only
+/// the versions, so several migrations can be created before they are written.
+pub fn load_unwritten(dir: &Path) -> Result<MigrationSet, MigrationsError> {
+    load_with(dir, true)
+}
+
+fn load_with(dir: &Path, unwritten_ok: bool) -> Result<MigrationSet, MigrationsError> {
     if !dir.is_dir() {
         return Err(MigrationsError::MissingDir { dir: dir.to_owned() });
     }
@@ -221,6 +240,9 @@ pub fn load(dir: &Path) -> Result<MigrationSet, MigrationsError> {
     let mut migrations = Vec::with_capacity(ups.len());
     for ((version, name), path) in ups {
         let up = read_script(&path)?;
+        if !unwritten_ok && Script::new(up.clone()).is_blank() {
+            return Err(MigrationsError::NoStatement { path });
+        }
         let down = match downs.get(&(version, name.clone())) {
             Some(down_path) => Some(read_script(down_path)?),
             None => None,
@@ -230,19 +252,67 @@ pub fn load(dir: &Path) -> Result<MigrationSet, MigrationsError> {
     Ok(MigrationSet::new(migrations)?)
 }
 
-/// Writes the next migration's up and down files; returns their paths.
-pub fn create(dir: &Path, set: &MigrationSet, name: &str) -> Result<(PathBuf, PathBuf), MigrationsError> {
+/// The digits of a file's version, as written (`0007`, `20240101120000`).
+fn version_digits(path: &Path) -> Option<&str> {
+    path.file_name()?.to_str()?.split_once('_').map(|(d, _)| d)
+}
+
+/// The length of `digits` when they read as a UTC time stamp, `YYYYMMDDHHMMSS` (sqlx,
+/// Rails, golang-migrate) or `YYYYMMDDHHMM`; `None` for a sequence number.
+fn timestamp_len(digits: &str) -> Option<usize> {
+    if !matches!(digits.len(), 12 | 14) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let part = |at: usize| digits[at..at + 2].parse::<u32>().unwrap_or(99);
+    let year = digits[..4].parse::<u32>().unwrap_or(0);
+    let second_ok = digits.len() == 12 || part(12) < 60;
+    let plausible = (1970..=9999).contains(&year)
+        && (1..=12).contains(&part(4))
+        && (1..=31).contains(&part(6))
+        && part(8) < 24
+        && part(10) < 60
+        && second_ok;
+    plausible.then_some(digits.len())
+}
+
+/// `now` in UTC as the first `len` digits of `YYYYMMDDHHMMSS`.
+fn timestamp(now: SystemTime, len: usize) -> Option<i64> {
+    let digits: String = humantime::format_rfc3339_seconds(now)
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(len)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Writes the next migration's up and down files, to be filled in; returns their paths.
+/// The version follows the newest one's kind: where that is a time stamp, `now` (UTC, as
+/// many digits), or one past the newest if the clock is behind it; otherwise the newest
+/// plus one, zero-padded as wide as the folder's widest.
+pub fn create(
+    dir: &Path,
+    set: &MigrationSet,
+    name: &str,
+    now: SystemTime,
+) -> Result<(PathBuf, PathBuf), MigrationsError> {
     let name = name.trim().replace([' ', '-'], "_").to_lowercase();
     if !is_name(&name) {
         return Err(MigrationsError::BadName { name });
     }
-    let Some(next) = set.head().0.checked_add(1) else {
+    let Some(after_head) = set.head().0.checked_add(1) else {
         let path = set.iter().last().map(|m| m.path.clone()).unwrap_or_default();
         return Err(MigrationsError::NoNextVersion { path });
     };
+    let stamp = set
+        .iter()
+        .last()
+        .and_then(|m| timestamp_len(version_digits(&m.path)?))
+        .and_then(|len| timestamp(now, len));
+    let next = stamp.map_or(after_head, |s| s.max(after_head));
     let width = set
         .iter()
-        .filter_map(|m| m.path.file_name()?.to_str()?.split_once('_').map(|(d, _)| d.len()))
+        .filter_map(|m| version_digits(&m.path).map(str::len))
         .max()
         .unwrap_or(4);
     let stem = format!("{next:0width$}_{name}");
@@ -262,13 +332,19 @@ pub fn create(dir: &Path, set: &MigrationSet, name: &str) -> Result<(PathBuf, Pa
     write(
         &up,
         format!(
-            "-- {stem}: up\n-- Add a first line `-- fleetmig: no-transaction` to run it outside a transaction.\n\n"
+            "-- {stem}: up\n\
+             -- TODO: write this migration's SQL below. Until this script holds a statement,\n\
+             -- fleetmig refuses to load the migrations folder: an empty migration would be\n\
+             -- recorded as applied. To run it outside a transaction, make the first line\n\
+             -- `-- fleetmig: no-transaction`.\n\n"
         ),
     )?;
     write(
         &down,
         format!(
-            "-- {stem}: down\n-- Undo the up script here. A down script with only comments makes the migration irreversible.\n"
+            "-- {stem}: down\n\
+             -- TODO: write the SQL that undoes the up script below. Left with only comments,\n\
+             -- the migration is irreversible: `down` refuses to go past it.\n\n"
         ),
     )?;
     Ok((up, down))
@@ -290,7 +366,9 @@ mod tests {
     fn no_migration_is_created_past_the_largest_version() {
         let dir = dir_with(&[("9223372036854775807_last.up.sql", "select 1;")]);
         let set = load(dir.path()).unwrap();
-        let err = create(dir.path(), &set, "next").unwrap_err().to_string();
+        let err = create(dir.path(), &set, "next", SystemTime::now())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("9223372036854775807_last.up.sql`, has the largest version"),
             "{err}"
@@ -387,7 +465,7 @@ mod tests {
         let err = load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("0001_b.down.sql` has no up script"), "{err}");
 
-        let dir = dir_with(&[("0001_a.up.sql", ""), ("001_b.up.sql", "")]);
+        let dir = dir_with(&[("0001_a.up.sql", "select 1;"), ("001_b.up.sql", "select 1;")]);
         let err = load(dir.path()).unwrap_err().to_string();
         assert!(err.starts_with("version 1 is used by both"), "{err}");
 
@@ -468,11 +546,57 @@ mod tests {
     fn create_writes_the_next_pair() {
         let dir = dir_with(&[("0001_a.up.sql", "select 1;")]);
         let set = load(dir.path()).unwrap();
-        let (up, down) = create(dir.path(), &set, "Add email").unwrap();
+        let (up, down) = create(dir.path(), &set, "Add email", SystemTime::now()).unwrap();
         assert!(up.ends_with("0002_add_email.up.sql"));
         assert!(down.ends_with("0002_add_email.down.sql"));
-        let set = load(dir.path()).unwrap();
+        let set = load_unwritten(dir.path()).unwrap();
         assert_eq!(set.head(), Version(2));
         assert!(!set.get(Version(2)).unwrap().is_reversible());
+        let (up, _) = create(dir.path(), &set, "more", SystemTime::now()).unwrap();
+        assert!(up.ends_with("0003_more.up.sql"), "{}", up.display());
+    }
+
+    #[test]
+    fn an_up_script_with_no_statement_is_refused_naming_the_file() {
+        for text in [
+            "",
+            "-- to do\n",
+            " ;\n-- x\n/* y */ ;",
+            "\u{feff}-- fleetmig: no-transaction\n",
+        ] {
+            let dir = dir_with(&[("0001_a.up.sql", "select 1;"), ("0002_b.up.sql", text)]);
+            let err = load(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.contains("0002_b.up.sql` holds no SQL statement") && err.contains("write the migration in it"),
+                "{text:?}: {err}"
+            );
+            assert_eq!(load_unwritten(dir.path()).unwrap().head(), Version(2));
+        }
+        // A down script with no statement is allowed: it makes the migration irreversible.
+        let dir = dir_with(&[("0001_a.up.sql", "select 1;"), ("0001_a.down.sql", "-- cannot undo\n;")]);
+        assert!(!load(dir.path()).unwrap().get(Version(1)).unwrap().is_reversible());
+        let dir = dir_with(&[("0001_a.up.sql", "-- set up\nselect 1; -- done")]);
+        assert_eq!(load(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn timestamp_versions_get_a_timestamp_of_the_same_length() {
+        let at = |t: &str| humantime::parse_rfc3339(t).unwrap();
+        let now = at("2024-06-01T08:30:15Z");
+        for (newest, expected) in [
+            ("20240101120000_a.up.sql", "20240601083015_b.up.sql"),
+            ("202401011200_a.up.sql", "202406010830_b.up.sql"),
+            // The clock behind the newest: one past it, so the order holds.
+            ("20250101120000_a.up.sql", "20250101120001_b.up.sql"),
+            // A sequence number that is no time stamp (month 13).
+            ("20241301120000_a.up.sql", "20241301120001_b.up.sql"),
+            ("0007_a.up.sql", "0008_b.up.sql"),
+            ("7_a.up.sql", "0008_b.up.sql"),
+        ] {
+            let dir = dir_with(&[("0001_first.up.sql", "select 1;"), (newest, "select 1;")]);
+            let set = load(dir.path()).unwrap();
+            let (up, _) = create(dir.path(), &set, "b", now).unwrap();
+            assert_eq!(up.file_name().unwrap().to_str().unwrap(), expected, "after {newest}");
+        }
     }
 }

@@ -165,11 +165,12 @@ impl Script {
         None
     }
 
-    /// True when the script holds nothing but white space and SQL comments.
+    /// True when the script holds no statement: nothing but white space, SQL comments and
+    /// empty statements (`;`).
     pub fn is_blank(&self) -> bool {
         let mut rest = self.sql.as_str();
         loop {
-            rest = rest.trim_start();
+            rest = rest.trim_start().trim_start_matches(';').trim_start();
             if let Some(after) = rest.strip_prefix("--") {
                 rest = after.split_once('\n').map_or("", |(_, tail)| tail);
             } else if let Some(after) = rest.strip_prefix("/*") {

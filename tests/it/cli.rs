@@ -166,10 +166,223 @@ fn new_writes_the_next_numbered_pair() {
     assert!(listed[0].ends_with("0008_add_things.up.sql"), "{run:#?}");
     assert!(listed[1].ends_with("0008_add_things.down.sql"), "{run:#?}");
 
+    // Written as a template to fill in: until it holds a statement, nothing loads the folder,
+    // so it cannot be applied as an empty migration and be drifted once written.
+    let template = std::fs::read_to_string(&up).unwrap();
+    assert!(
+        template.contains("TODO: write this migration's SQL below"),
+        "{template}"
+    );
+    for command in [&["history"][..], &["plan"], &["up"]] {
+        let refused = p.run(command);
+        assert_eq!(refused.code, 2, "{command:?}: {refused:#?}");
+        assert!(
+            refused
+                .stderr
+                .contains("0008_add_things.up.sql` holds no SQL statement")
+                && refused.stderr.contains("write the migration in it"),
+            "{command:?}: {refused:#?}"
+        );
+    }
+    assert!(!p.path().join("data").exists(), "a refused `up` touched a tenant");
+    // Several can be created before they are written.
+    let next = p.run(&["new", "more"]);
+    assert_eq!(next.code, 0, "{next:#?}");
+    assert!(next.stdout.contains("0009_more.up.sql"), "{next:#?}");
+    std::fs::remove_file(p.path().join("migrations/0009_more.up.sql")).unwrap();
+    std::fs::remove_file(p.path().join("migrations/0009_more.down.sql")).unwrap();
+
+    std::fs::write(&up, format!("{template}CREATE TABLE things (id INTEGER);\n")).unwrap();
     let history = p.run(&["history", "--format", "json"]);
     assert_eq!(history.code, 0, "{history:#?}");
     let doc: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
     let newest = doc["migrations"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(newest["version"], 8, "{newest}");
     assert_eq!(newest["name"], "add_things", "{newest}");
+    // The down template left as it is: the migration is irreversible, as documented.
+    assert_eq!(newest["reversible"], false, "{newest}");
+}
+
+#[test]
+fn new_after_timestamp_versions_writes_a_timestamp() {
+    let p = Project::new();
+    p.migration("20240101120000_first.up.sql", "CREATE TABLE t (x INT);\n");
+    let utc_digits = || -> i64 {
+        let text = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        text.chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let before = utc_digits();
+    let run = p.run(&["new", "second"]);
+    let after = utc_digits();
+    assert_eq!(run.code, 0, "{run:#?}");
+    let file = Path::new(run.stdout.lines().next().unwrap())
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (digits, rest) = file.split_once('_').unwrap();
+    assert_eq!(rest, "second.up.sql", "{run:#?}");
+    assert_eq!(digits.len(), 14, "{file}");
+    let version: i64 = digits.parse().unwrap();
+    assert!(
+        (before..=after).contains(&version),
+        "{version} not between {before} and {after}"
+    );
+}
+
+/// Runs fleetmig with a stdout whose reader goes away after the first bytes, as `| head`
+/// does. The output must be larger than a pipe holds (64 KiB), so the process is still
+/// writing when the reader closes, whatever the timing.
+fn run_with_stdout_closed_early(mut cmd: std::process::Command) -> crate::support::Run {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut first = [0u8; 16];
+    let mut stdout = child.stdout.take().unwrap();
+    assert!(stdout.read(&mut first).unwrap() > 0, "no output at all");
+    drop(stdout);
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .unwrap_or_else(|_| {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!("fleetmig hung with its stdout closed");
+        })
+        .unwrap();
+    crate::support::Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&first).into_owned(),
+        stderr: reading.join().unwrap(),
+    }
+}
+
+#[test]
+fn a_read_only_command_whose_stdout_closes_ends_quietly() {
+    let p = Project::new();
+    for v in 1..=600 {
+        p.migration(
+            &format!("{v:04}_table_{v}.up.sql"),
+            &format!("CREATE TABLE t{v} (x INT);\n"),
+        );
+    }
+    for args in [&["history", "--format", "json"][..], &["sql", "--engine", "sqlite"]] {
+        let run = run_with_stdout_closed_early(p.command(args));
+        assert_eq!(run.code, 141, "{args:?}: {run:#?}");
+        assert_eq!(run.stderr, "", "{args:?}: {run:#?}");
+    }
+}
+
+#[test]
+fn a_run_whose_stdout_closes_goes_on_to_its_end_and_is_recorded() {
+    let p = Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants: [{id: a}, {id: b}, {id: c}, {id: d}, {id: e}, {id: f}]\n");
+    for v in 1..=60 {
+        p.migration(
+            &format!("{v:04}_table_{v}.up.sql"),
+            &format!("CREATE TABLE t{v} (x INT);\n"),
+        );
+    }
+    let run = run_with_stdout_closed_early(p.command(&["up", "--format", "json", "-j", "2"]));
+    assert_eq!(run.code, 3, "{run:#?}");
+    assert!(
+        run.stderr.contains("ran (stop reason: completed")
+            && run.stderr.contains("could not be written to standard output")
+            && run.stderr.contains("fleetmig report "),
+        "{run:#?}"
+    );
+    for id in ["a", "b", "c", "d", "e", "f"] {
+        let versions = sqlite_column(
+            &p.db_path(id),
+            "SELECT CAST(max(version) AS TEXT) FROM fleetmig_history",
+        );
+        assert_eq!(versions, ["60"], "tenant {id}");
+    }
+    let runs = p.run(&["runs", "--format", "json"]);
+    assert_eq!(runs.code, 0, "{runs:#?}");
+    let doc: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    let last = &doc["runs"][0];
+    assert_eq!(last["stop_reason"], "completed", "{last}");
+    assert_eq!(last["succeeded"], 6, "{last}");
+}
+
+#[test]
+fn the_log_writes_no_colours_into_a_pipe() {
+    let p = demo_project();
+    let run = p.run_env(&["up"], &[("FLEETMIG_LOG", "debug")]);
+    assert!(run.stderr.contains("DEBUG"), "the log is empty: {run:#?}");
+    assert!(!run.stderr.contains('\x1b'), "{run:#?}");
+}
+
+#[test]
+fn the_runner_is_the_system_user_without_user_in_the_environment() {
+    let p = Project::new();
+    p.fleet("tenants: [{id: a, url: \"sqlite://data/a.db\"}]\n");
+    p.migration("0001_t.up.sql", "CREATE TABLE t (x INT);\n");
+    let me = std::process::Command::new("id").arg("-un").output().unwrap();
+    let me = String::from_utf8(me.stdout).unwrap().trim().to_owned();
+    assert!(!me.is_empty());
+    let mut up = p.command(&["up"]);
+    up.env_remove("USER").env_remove("LOGNAME").env_remove("USERNAME");
+    assert!(up.status().unwrap().success());
+    let runs = p.run(&["runs", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    let runner = doc["runs"][0]["runner"].as_str().unwrap();
+    assert!(runner.starts_with(&format!("{me}@")), "{runner}");
+}
+
+#[test]
+fn every_command_and_argument_has_help() {
+    use clap::CommandFactory;
+    let mut missing = Vec::new();
+    let root = fleetmig::cli::Cli::command();
+    let mut commands = vec![(String::from("fleetmig"), &root)];
+    while let Some((path, command)) = commands.pop() {
+        if command.get_about().is_none_or(|a| a.to_string().trim().is_empty()) && path != "fleetmig" {
+            missing.push(path.clone());
+        }
+        for arg in command.get_arguments() {
+            if ["help", "version"].contains(&arg.get_id().as_str()) {
+                continue;
+            }
+            if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            commands.push((format!("{path} {}", sub.get_name()), sub));
+        }
+    }
+    assert!(missing.is_empty(), "no help text: {missing:?}");
+}
+
+#[test]
+fn help_groups_global_options_and_documents_the_environment() {
+    let p = Project::new();
+    for (name, args) in [("help_top", &["--help"][..]), ("help_up", &["up", "--help"])] {
+        let mut cmd = p.command(args);
+        cmd.env_remove("FLEETMIG_LEDGER");
+        let run: crate::support::Run = cmd.output().unwrap().into();
+        assert_eq!(run.code, 0, "{run:#?}");
+        insta::assert_snapshot!(name, run.stdout);
+    }
 }
