@@ -1,8 +1,9 @@
-//! The command line as a newcomer meets it: the demo fleet of a fresh clone, `history`, `new`.
+//! The command line as a newcomer meets it: the demo fleet of a fresh clone and the README's
+//! commands for it, `history`, `new`, `--help`, output into pipes.
 
 use std::path::Path;
 
-use crate::support::{Project, sqlite_column};
+use crate::support::{Pg, Project, sqlite_column, sqlite_exec};
 
 const DEMO_TENANTS: [&str; 12] = [
     "acme",
@@ -384,5 +385,93 @@ fn help_groups_global_options_and_documents_the_environment() {
         let run: crate::support::Run = cmd.output().unwrap().into();
         assert_eq!(run.code, 0, "{run:#?}");
         insta::assert_snapshot!(name, run.stdout);
+    }
+}
+
+/// The `fleetmig` arguments of every `cargo run` command in the README's Quick start, in
+/// order: in code blocks, and inline as `cargo run --release -- ARGS` or `... -- ARGS`.
+fn quick_start_commands() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find("## Quick start").unwrap();
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let mut commands = Vec::new();
+    let mut in_code = false;
+    for line in section.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        let spans: Vec<&str> = if in_code {
+            vec![line.split(" # ").next().unwrap()]
+        } else {
+            line.split('`').skip(1).step_by(2).collect()
+        };
+        for span in spans {
+            let span = span.trim();
+            if let Some(args) = span
+                .strip_prefix("cargo run --release -- ")
+                .or_else(|| span.strip_prefix("... -- "))
+            {
+                commands.push(args.split_whitespace().map(str::to_owned).collect());
+            }
+        }
+    }
+    commands
+}
+
+#[test]
+fn the_readme_quick_start_commands_work_on_the_demo() {
+    let commands = quick_start_commands();
+    let joined: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
+    assert_eq!(joined[0], "up", "{joined:?}");
+    for expected in ["status", "sql --engine sqlite", "sql --engine postgres"] {
+        assert!(joined.iter().any(|c| c.starts_with(expected)), "{expected}: {joined:?}");
+    }
+    let p = demo_project();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pg_example = p.path().join("examples/postgres");
+    std::fs::create_dir_all(pg_example.join("migrations")).unwrap();
+    std::fs::copy(
+        root.join("examples/postgres/tenants.yaml"),
+        pg_example.join("tenants.yaml"),
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(root.join("examples/postgres/migrations")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), pg_example.join("migrations").join(entry.file_name())).unwrap();
+    }
+    let pg = Pg::create("readme");
+    for (args, text) in commands.iter().zip(&joined) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let postgres = text.contains("postgres");
+        let run = match &pg {
+            Some(pg) if postgres => p.run_env(&args, &[("DEMO_PG_URL", &pg.url())]),
+            None if postgres => continue,
+            _ => p.run(&args),
+        };
+        assert_eq!(run.code, 0, "`{text}`: {run:#?}");
+        if text.starts_with("sql --engine sqlite") {
+            let file = p.path().join("offline.db");
+            sqlite_exec(&file, &run.stdout);
+            let versions = sqlite_column(&file, "SELECT CAST(count(*) AS TEXT) FROM fleetmig_history");
+            assert_eq!(versions, ["7"], "`{text}`");
+        }
+        if let (Some(pg), true) = (&pg, text.starts_with("sql --engine postgres")) {
+            pg.exec(&format!(
+                "CREATE SCHEMA offline; SET search_path TO offline;\n{}",
+                run.stdout
+            ));
+            assert_eq!(pg.column("SELECT count(*)::text FROM offline.fleetmig_history"), ["7"]);
+            assert_eq!(pg.column("SELECT display_name FROM offline.users"), ["owner"]);
+        }
+    }
+    if let Some(pg) = &pg {
+        let versions = pg.column(
+            "SELECT (SELECT max(version) FROM demo_acme.fleetmig_history)::text || ' ' || \
+             (SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'demo\\_%')::text",
+        );
+        assert_eq!(versions, ["7 12"], "the PostgreSQL demo fleet did not migrate");
+        assert_eq!(pg.column("SELECT display_name FROM demo_acme.users"), ["owner"]);
     }
 }
