@@ -34,7 +34,7 @@ pub enum MigrationsError {
     #[error("`{}`: {why}", path.display())]
     BadMarker { path: PathBuf, why: String },
     #[error(
-        "`{}` holds no SQL statement, only comments: write the migration in it (or remove the file). An empty migration would be recorded as applied, and writing it afterwards would leave every tenant that applied it drifted",
+        "`{}` holds no SQL statement, only comments: write the migration in it (or remove it and its down script). An empty migration would be recorded as applied, and writing it afterwards would leave every tenant that applied it drifted",
         path.display()
     )]
     NoStatement { path: PathBuf },
