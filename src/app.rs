@@ -594,6 +594,7 @@ fn rollout_plan<'f>(
             check: r.check.clone(),
             confirm: r.confirm,
             assume_yes: r.yes,
+            prompt: None,
         },
         rate: r.rate.map(|per_second| Rate {
             per_second,
@@ -652,7 +653,7 @@ async fn execute(
     if let Some(path) = report_path {
         check_report_path(path)?;
     }
-    let (planned, policy) = rollout_plan(fleet, tenants, rollout)?;
+    let (planned, mut policy) = rollout_plan(fleet, tenants, rollout)?;
     let mut ctx = context(g, fleet, set);
     // Every refusal comes before the ledger hears of the run: a refused run leaves no run
     // behind for `--resume` to pick up.
@@ -665,6 +666,16 @@ async fn execute(
             check_per_tenant_tx(g, fleet, set, tenants, action).await?;
             ctx.per_tenant_tx = true;
         }
+    }
+    if let (Some(sql), Some(first)) = (&policy.gates.check, planned.first().and_then(|w| w.tenants.first())) {
+        crate::exec::dispatch::rehearse_check(&ctx, first, sql)
+            .await
+            .map_err(|e| {
+                Error::Refused(format!(
+                    "--check `{sql}` cannot run: tried on tenant `{}` before wave 1: {e}",
+                    first.id
+                ))
+            })?;
     }
     let mut shared = None;
     let waves = match resume {
@@ -709,6 +720,17 @@ async fn execute(
     let (interrupts, listener) = signals::listen();
     let id_width = tenants.iter().map(|t| t.id.as_str().len()).max().unwrap_or(0);
     let format = g.format;
+    // Bars on a terminal (stderr, so stdout stays for the report); timestamped lines
+    // otherwise; JSON Lines on request.
+    let bars = format == Format::Text && std::io::stderr().is_terminal() && !ProgressDrawTarget::stderr().is_hidden();
+    let progress = bars.then(|| ProgressReporter::new(ProgressDrawTarget::stderr(), id_width));
+    if policy.gates.confirm {
+        policy.gates.prompt = Some(match &progress {
+            Some(bars) => std::sync::Arc::new(bars.prompt()),
+            None => std::sync::Arc::new(crate::report::gates::PlainPrompt),
+        });
+    }
+    let policy = policy;
     let running = async {
         let report = match &shared {
             Some(s) => {
@@ -727,12 +749,8 @@ async fn execute(
         drop(events);
         report
     };
-    // Bars on a terminal (stderr, so stdout stays for the report); timestamped lines
-    // otherwise; JSON Lines on request.
-    let bars = format == Format::Text && std::io::stderr().is_terminal() && !ProgressDrawTarget::stderr().is_hidden();
     let reporting = async {
-        if bars {
-            let mut progress = ProgressReporter::new(ProgressDrawTarget::stderr(), id_width);
+        if let Some(mut progress) = progress {
             while let Some(event) = rx.recv().await {
                 progress.handle(&event);
             }

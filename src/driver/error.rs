@@ -28,6 +28,21 @@ pub struct DbError {
 }
 
 impl DbError {
+    /// The statement named a table, column, function or schema that does not exist: one
+    /// a pending migration may still create.
+    pub fn is_missing_object(&self) -> bool {
+        match self.code.as_deref() {
+            // PostgreSQL: undefined table, column, function, object; invalid schema name.
+            Some("42P01" | "42703" | "42883" | "42704" | "3F000") => true,
+            // MySQL/MariaDB: no such table, unknown column (SQLSTATE and error number).
+            Some("42S02" | "42S22" | "1146" | "1054") => true,
+            // SQLite gives one code for every error; its message names the case.
+            _ => ["no such table", "no such column", "no such function"]
+                .iter()
+                .any(|m| self.message.starts_with(m)),
+        }
+    }
+
     pub fn new(kind: ErrorKind, op: impl Into<String>, message: impl Into<String>) -> Self {
         DbError {
             kind,

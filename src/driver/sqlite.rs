@@ -51,6 +51,13 @@ impl SqliteWire {
     }
 }
 
+/// A check's answer: its first column, true or non-zero.
+fn is_true(row: &sqlx::sqlite::SqliteRow) -> bool {
+    row.try_get::<bool, _>(0)
+        .or_else(|_| row.try_get::<i64, _>(0).map(|v| v != 0))
+        .unwrap_or(false)
+}
+
 pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Session<SqliteWire>, DbError> {
     let path = PathBuf::from(tenant.url.url().path());
     if access == Access::Read && !path.exists() {
@@ -310,12 +317,16 @@ impl Wire for SqliteWire {
     }
 
     async fn check(&mut self, sql: &str) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query(sql).fetch_optional(self.conn()).await?;
-        Ok(row.is_some_and(|r| {
-            r.try_get::<bool, _>(0)
-                .or_else(|_| r.try_get::<i64, _>(0).map(|v| v != 0))
-                .unwrap_or(false)
-        }))
+        // A file that does not exist yet reads as an empty database (the `--check` query is
+        // tried before wave 1 on a tenant that may be new): one in memory answers for it.
+        let Some(conn) = self.conn.as_mut() else {
+            let mut empty = SqliteConnection::connect("sqlite::memory:").await?;
+            let answer = sqlx::query(sql).fetch_optional(&mut empty).await;
+            let _ = empty.close().await;
+            return answer.map(|row| row.is_some_and(|r| is_true(&r)));
+        };
+        let row = sqlx::query(sql).fetch_optional(conn).await?;
+        Ok(row.is_some_and(|r| is_true(&r)))
     }
 
     async fn unlock(&mut self) -> Result<(), sqlx::Error> {

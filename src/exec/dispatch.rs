@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::driver::connect::{Access, Connector, Limits};
-use crate::driver::error::DbError;
+use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::ledger::LedgerError;
-use crate::exec::events::{Event, Events, Outcome, SkipReason, Summary, TenantReport};
+use crate::exec::events::{Event, Events, Gate, GateStart, NextWave, Outcome, SkipReason, Summary, TenantReport};
 use crate::exec::run::{RunContext, host_caps, host_limit, inspect_all};
 use crate::exec::tenant::{self, Action, Job};
 use crate::exec::turns::Turns;
@@ -36,6 +36,17 @@ pub struct Rate {
     pub burst: NonZeroU32,
 }
 
+/// Asks the operator whether to start the next wave. The app provides it, so that the
+/// executor never talks to the terminal: the terminal reporter's holds its progress bars
+/// while the question is up. Called on a blocking thread.
+pub trait Prompt: Send + Sync + std::fmt::Debug {
+    /// Shows what `next` holds and asks; true only for a yes.
+    fn confirm(&self, next: &NextWave) -> bool;
+    /// An interrupt answered for the operator: the question is no longer shown (the read
+    /// itself may still be waiting), and the display goes on.
+    fn abandon(&self) {}
+}
+
 /// What runs between waves.
 #[derive(Debug, Clone, Default)]
 pub struct Gates {
@@ -46,6 +57,8 @@ pub struct Gates {
     /// Ask on the terminal before each next wave (`--yes` answers for you).
     pub confirm: bool,
     pub assume_yes: bool,
+    /// Who asks for `confirm`; without one, the run stops at the first question.
+    pub prompt: Option<Arc<dyn Prompt>>,
 }
 
 /// How a run behaves across waves and failures.
@@ -414,10 +427,12 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         self.slots[i].report = Some(report);
     }
 
-    /// The gates after a wave; escalates on failure.
+    /// The gates after a wave; escalates on failure. Each gate is announced as it starts
+    /// and ends, so the display can show it as a gate rather than as slow work.
     async fn gates(&mut self, wave: &Wave<'_>, range: std::ops::Range<usize>, next: Option<&Wave<'_>>) {
         let policy = self.policy;
         let gates = &policy.gates;
+        let events = self.events;
         if let Some(sql) = &gates.check {
             let ctx = self.ctx;
             let tenants: Vec<&Tenant> = range
@@ -429,10 +444,24 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 })
                 .map(|i| self.slots[i].tenant)
                 .collect();
+            let total = tenants.len();
+            let began = Instant::now();
+            events.emit(Event::GateStarted {
+                wave: wave.number,
+                gate: GateStart::Check {
+                    query: sql.clone(),
+                    total,
+                },
+            });
             let checking = async move {
-                for t in tenants {
+                for (n, t) in tenants.into_iter().enumerate() {
                     match check(ctx, t, sql).await {
-                        Ok(true) => {}
+                        Ok(true) => events.emit(Event::GateProgress {
+                            wave: wave.number,
+                            gate: Gate::Check,
+                            passed: n + 1,
+                            total,
+                        }),
                         Ok(false) => return Some(format!("check returned false on tenant `{}`", t.id)),
                         Err(e) => return Some(format!("check failed on tenant `{}`: {e}", t.id)),
                     }
@@ -449,9 +478,12 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     } else {
                         StopReason::Interrupted
                     };
+                    gate_finished(events, wave.number, Gate::Check, false, Some("interrupted".into()), began);
                     return self.escalate(reason);
                 }
             };
+            let detail = failed.clone().or_else(|| Some(format!("passed on {total}/{total}")));
+            gate_finished(events, wave.number, Gate::Check, failed.is_none(), detail, began);
             if let Some(detail) = failed {
                 return self.escalate(StopReason::GateFailed {
                     wave: wave.number,
@@ -464,27 +496,60 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         }
         let Some(next) = next else { return };
         if let Some(bake) = gates.bake {
+            let began = Instant::now();
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            events.emit(Event::GateStarted {
+                wave: wave.number,
+                gate: GateStart::Bake {
+                    duration_ms: bake.as_millis() as u64,
+                    until_ms: now_ms + bake.as_millis() as u64,
+                },
+            });
             tokio::select! {
-                _ = tokio::time::sleep(bake) => {}
-                Some(()) = self.interrupts.recv() => return self.escalate(StopReason::Interrupted),
+                _ = tokio::time::sleep(bake) => {
+                    gate_finished(events, wave.number, Gate::Bake, true, None, began);
+                }
+                Some(()) = self.interrupts.recv() => {
+                    gate_finished(events, wave.number, Gate::Bake, false, Some("interrupted".into()), began);
+                    return self.escalate(StopReason::Interrupted);
+                }
             }
         }
         if gates.confirm && !gates.assume_yes {
-            let question = format!("Start wave {} ({} tenant(s))? [y/N] ", next.number, next.tenants.len());
-            let asking = tokio::task::spawn_blocking(move || {
-                eprint!("{question}");
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map(|_| line)
+            let began = Instant::now();
+            let next = next_wave(next);
+            events.emit(Event::GateStarted {
+                wave: wave.number,
+                gate: GateStart::Confirm { next: next.clone() },
             });
+            let Some(prompt) = gates.prompt.clone() else {
+                let detail = "not confirmed: there is no one to ask".to_owned();
+                gate_finished(events, wave.number, Gate::Confirm, false, Some(detail.clone()), began);
+                return self.escalate(StopReason::GateFailed {
+                    wave: wave.number,
+                    detail,
+                });
+            };
+            let asking = {
+                let prompt = prompt.clone();
+                tokio::task::spawn_blocking(move || prompt.confirm(&next))
+            };
             // An interrupt answers for the operator; the read is left behind (the runtime's
-            // shutdown does not wait for it).
+            // shutdown does not wait for it), and the prompt is told so the display goes on.
             let answer = tokio::select! {
                 answer = asking => answer,
-                Some(()) = self.interrupts.recv() => return self.escalate(StopReason::Interrupted),
+                Some(()) = self.interrupts.recv() => {
+                    prompt.abandon();
+                    gate_finished(events, wave.number, Gate::Confirm, false, Some("interrupted".into()), began);
+                    return self.escalate(StopReason::Interrupted);
+                }
             };
-            let yes = matches!(answer, Ok(Ok(line)) if matches!(line.trim(), "y" | "Y" | "yes"));
+            let yes = matches!(answer, Ok(true));
+            let detail = if yes { "confirmed" } else { "not confirmed" }.to_owned();
+            gate_finished(events, wave.number, Gate::Confirm, yes, Some(detail.clone()), began);
             if !yes {
-                let detail = "not confirmed".to_owned();
                 self.escalate(StopReason::GateFailed {
                     wave: wave.number,
                     detail,
@@ -995,6 +1060,64 @@ async fn check(ctx: &RunContext<'_>, t: &Tenant, sql: &str) -> Result<bool, DbEr
     session.release().await;
     result
 }
+
+fn gate_finished(events: &Events, wave: usize, gate: Gate, passed: bool, detail: Option<String>, began: Instant) {
+    events.emit(Event::GateFinished {
+        wave,
+        gate,
+        passed,
+        detail,
+        elapsed_ms: began.elapsed().as_millis() as u64,
+    });
+}
+
+/// What the operator is shown of the wave they are asked to start.
+fn next_wave(wave: &Wave<'_>) -> NextWave {
+    let hosts: HashSet<String> = wave
+        .tenants
+        .iter()
+        .filter(|t| t.engine != crate::model::fleet::Engine::Sqlite)
+        .map(|t| t.server_key())
+        .collect();
+    let engines: std::collections::BTreeSet<String> = wave.tenants.iter().map(|t| t.engine.to_string()).collect();
+    NextWave {
+        next_wave: wave.number,
+        canary: wave.canary,
+        tenants: wave.tenants.len(),
+        first_tenants: wave
+            .tenants
+            .iter()
+            .take(NextWave::FIRST)
+            .map(|t| t.id.clone())
+            .collect(),
+        hosts: hosts.len(),
+        engines: engines.into_iter().collect(),
+    }
+}
+
+/// Runs the `--check` query once on `t` before any wave, so that a query that cannot run
+/// stops the run before anything changes, not after the canaries. Its answer does not
+/// matter (nothing has been migrated yet). Not an error here: a tenant that cannot be
+/// reached (the run's own rules deal with it), and a query naming a table, column or
+/// function that does not exist, which a pending migration may create; nor a query still
+/// running after [`REHEARSAL`] (a database refuses a query it cannot parse at once).
+pub async fn rehearse_check(ctx: &RunContext<'_>, t: &Tenant, sql: &str) -> Result<(), DbError> {
+    let rehearsal = async {
+        let Ok(mut session) = ctx.connector.open(t, Access::Read).await else {
+            return Ok(());
+        };
+        let result = session.check(sql).await;
+        session.release().await;
+        match result {
+            Err(e) if e.kind == ErrorKind::Sql && !e.is_missing_object() => Err(e),
+            _ => Ok(()),
+        }
+    };
+    tokio::time::timeout(REHEARSAL, rehearsal).await.unwrap_or(Ok(()))
+}
+
+/// How long the `--check` query is given before wave 1 (see [`rehearse_check`]).
+pub const REHEARSAL: Duration = Duration::from_secs(2);
 
 /// True when `--confirm` can ask someone: standard input is a terminal.
 pub fn can_confirm() -> bool {

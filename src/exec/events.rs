@@ -220,6 +220,80 @@ pub enum Event {
         summary: Summary,
         stop_reason: StopReason,
     },
+    /// A gate after wave `wave` begins: the run waits on it before the next wave.
+    GateStarted {
+        wave: usize,
+        #[serde(flatten)]
+        gate: GateStart,
+    },
+    /// The check gate has passed on `passed` of the `total` tenants it runs on.
+    GateProgress {
+        wave: usize,
+        gate: Gate,
+        passed: usize,
+        total: usize,
+    },
+    /// A gate ended: `passed` lets the run go on; `detail` says why not (or, for a check,
+    /// on how many tenants it passed).
+    GateFinished {
+        wave: usize,
+        gate: Gate,
+        passed: bool,
+        detail: Option<String>,
+        elapsed_ms: u64,
+    },
+}
+
+/// The gates between waves, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    Bake,
+    Check,
+    Confirm,
+}
+
+/// A gate as it starts, with what it waits on.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "gate", rename_all = "snake_case")]
+pub enum GateStart {
+    /// The pause after a wave: `duration_ms` long, over at `until_ms` (Unix epoch ms).
+    Bake { duration_ms: u64, until_ms: u64 },
+    /// The `--check` query, run on each of the `total` tenants of the wave that succeeded.
+    Check { query: String, total: usize },
+    /// The operator is asked whether to start the next wave.
+    Confirm {
+        #[serde(flatten)]
+        next: NextWave,
+    },
+}
+
+impl GateStart {
+    pub fn gate(&self) -> Gate {
+        match self {
+            GateStart::Bake { .. } => Gate::Bake,
+            GateStart::Check { .. } => Gate::Check,
+            GateStart::Confirm { .. } => Gate::Confirm,
+        }
+    }
+}
+
+/// What the next wave holds, for the operator asked to start it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NextWave {
+    pub next_wave: usize,
+    pub canary: bool,
+    pub tenants: usize,
+    /// Its first tenants (at most [`NextWave::FIRST`]), in the order they start.
+    pub first_tenants: Vec<TenantId>,
+    /// Servers its tenants live on (SQLite files not counted).
+    pub hosts: usize,
+    /// Its engines, sorted.
+    pub engines: Vec<String>,
+}
+
+impl NextWave {
+    pub const FIRST: usize = 5;
 }
 
 /// An event and when it happened (milliseconds since the Unix epoch).

@@ -2,13 +2,18 @@
 //! tenant lines, with the lines worth keeping printed above them into scrollback.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::fmt;
+use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::exec::events::{Event, Outcome, Stamped};
+use crate::exec::dispatch::Prompt;
+use crate::exec::events::{Event, Gate, GateStart, NextWave, Outcome, Stamped};
 use crate::model::fleet::TenantId;
 use crate::model::migration::{Direction, Version};
+use crate::report::gates;
 use crate::report::text::TextReporter;
 
 /// How the live display looks and behaves.
@@ -65,6 +70,76 @@ enum Phase {
     },
 }
 
+/// A gate the status line shows instead of the wave's progress.
+enum GateShown {
+    Bake { wave: usize, until: Instant, until_ms: u64 },
+    Check { wave: usize, passed: usize, total: usize },
+    Confirm { wave: usize, next_wave: usize },
+}
+
+/// Migration time, for the rate and ETA: the run's time less the time spent in gates
+/// (bakes, checks, questions), which are waits, not work.
+#[derive(Debug, Default)]
+struct Clock {
+    started: Option<Instant>,
+    /// Time spent in gates that ended.
+    gated: Duration,
+    /// When the gate now under way began.
+    gate_since: Option<Instant>,
+}
+
+impl Clock {
+    fn start(&mut self, now: Instant) {
+        self.started.get_or_insert(now);
+    }
+
+    fn pause(&mut self, now: Instant) {
+        self.gate_since.get_or_insert(now);
+    }
+
+    fn resume(&mut self, now: Instant) {
+        if let Some(since) = self.gate_since.take() {
+            self.gated += now.saturating_duration_since(since);
+        }
+    }
+
+    /// Time spent migrating by `now`.
+    fn working(&self, now: Instant) -> Duration {
+        let Some(started) = self.started else {
+            return Duration::ZERO;
+        };
+        let gate = self
+            .gate_since
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        now.saturating_duration_since(started)
+            .saturating_sub(self.gated)
+            .saturating_sub(gate)
+    }
+
+    /// Time left for `total - done` tenants at the pace of the `done` so far.
+    fn eta(&self, done: u64, total: u64, now: Instant) -> Option<Duration> {
+        if done == 0 {
+            return None;
+        }
+        let left = total.saturating_sub(done) as f64;
+        Some(self.working(now).mul_f64(left / done as f64))
+    }
+
+    fn per_sec(&self, done: u64, now: Instant) -> f64 {
+        let secs = self.working(now).as_secs_f64();
+        if secs > 0.0 { done as f64 / secs } else { 0.0 }
+    }
+}
+
+/// Whether a question is on the screen, shared by the reporter and its [`BarPrompt`].
+#[derive(Debug, Default)]
+struct Hold {
+    /// The question on the screen: while set, the reporter keeps events for later and
+    /// draws nothing.
+    asking: Option<u64>,
+    asked: u64,
+}
+
 /// Renders run events as progress bars on a terminal.
 ///
 /// Lines printed above the bars (run header, waves, failed and skipped tenants, stop and
@@ -91,6 +166,13 @@ pub struct ProgressReporter {
     skipped: usize,
     phase: Phase,
     stopping: Option<String>,
+    gate: Option<GateShown>,
+    /// Migration time, read by the rate and ETA fields at each draw.
+    clock: Arc<Mutex<Clock>>,
+    /// Taken while an event is drawn and while a question goes up.
+    hold: Arc<Mutex<Hold>>,
+    /// Events that came while a question was on the screen.
+    deferred: Vec<Stamped>,
 }
 
 impl ProgressReporter {
@@ -104,14 +186,40 @@ impl ProgressReporter {
         options.id_width = options.id_width.max(6);
         let multi = MultiProgress::with_draw_target(target);
         let template = if options.timing {
-            "{elapsed:>4} [{bar:30}] {pos}/{len} tenants  {msg}  {per_sec:1}  ETA {eta}"
+            "{elapsed:>4} [{bar:30}] {pos}/{len} tenants  {msg}  {per_sec}  ETA {eta}"
         } else {
             "[{bar:30}] {pos}/{len} tenants  {msg}"
         };
+        let clock: Arc<Mutex<Clock>> = Arc::default();
         let overall = multi.add(ProgressBar::new(0));
+        // indicatif's own rate and ETA count a bake as slow work: a 24 s run with a 4 min
+        // bake showed an ETA of minutes. These count migration time only.
+        let eta = {
+            let clock = clock.clone();
+            move |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let eta =
+                    clock
+                        .lock()
+                        .expect("not poisoned")
+                        .eta(state.pos(), state.len().unwrap_or(0), Instant::now());
+                let _ = match eta {
+                    Some(eta) => write!(w, "{}", gates::short(eta)),
+                    None => write!(w, "-"),
+                };
+            }
+        };
+        let per_sec = {
+            let clock = clock.clone();
+            move |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let rate = clock.lock().expect("not poisoned").per_sec(state.pos(), Instant::now());
+                let _ = write!(w, "{rate:.1}/s");
+            }
+        };
         overall.set_style(
             ProgressStyle::with_template(template)
                 .expect("the template is valid")
+                .with_key("eta", eta)
+                .with_key("per_sec", per_sec)
                 .progress_chars("=> "),
         );
         if let Some(every) = options.refresh.filter(|_| !multi.is_hidden()) {
@@ -134,15 +242,44 @@ impl ProgressReporter {
             skipped: 0,
             phase: Phase::Idle,
             stopping: None,
+            gate: None,
+            clock,
+            hold: Arc::default(),
+            deferred: Vec::new(),
         };
         reporter.draw_overall();
         reporter
     }
 
+    /// The `--confirm` prompt that goes with these bars: it holds them while it asks.
+    pub fn prompt(&self) -> BarPrompt {
+        BarPrompt {
+            multi: self.multi.clone(),
+            overall: self.overall.clone(),
+            hold: self.hold.clone(),
+            refresh: self.options.refresh.filter(|_| !self.multi.is_hidden()),
+            io: Box::new(StdIo),
+        }
+    }
+
     pub fn handle(&mut self, stamped: &Stamped) {
+        let hold = self.hold.clone();
+        let held = hold.lock().expect("not poisoned");
+        if held.asking.is_some() {
+            self.deferred.push(stamped.clone());
+            return;
+        }
+        for stamped in std::mem::take(&mut self.deferred) {
+            self.draw(&stamped);
+        }
+        self.draw(stamped);
+    }
+
+    fn draw(&mut self, stamped: &Stamped) {
         let line = self.text.line(&stamped.event);
         match &stamped.event {
             Event::RunStarted { tenants, .. } => {
+                self.clock.lock().expect("not poisoned").start(Instant::now());
                 self.total = *tenants;
                 self.print(line);
                 self.draw_overall();
@@ -229,11 +366,53 @@ impl ProgressReporter {
             }
             Event::RunFinished { .. } => self.print(line),
             Event::StepFinished { .. } | Event::WaveFinished { .. } => {}
+            Event::GateStarted { wave, gate } => {
+                self.clock.lock().expect("not poisoned").pause(Instant::now());
+                let wave = *wave;
+                self.gate = Some(match gate {
+                    GateStart::Bake { duration_ms, until_ms } => {
+                        let left = Duration::from_millis(until_ms.saturating_sub(stamped.at_ms).min(*duration_ms));
+                        GateShown::Bake {
+                            wave,
+                            until: Instant::now() + left,
+                            until_ms: *until_ms,
+                        }
+                    }
+                    GateStart::Check { total, .. } => GateShown::Check {
+                        wave,
+                        passed: 0,
+                        total: *total,
+                    },
+                    GateStart::Confirm { next } => GateShown::Confirm {
+                        wave,
+                        next_wave: next.next_wave,
+                    },
+                });
+                self.draw_status();
+            }
+            Event::GateProgress { passed: n, .. } => {
+                if let Some(GateShown::Check { passed, .. }) = &mut self.gate {
+                    *passed = *n;
+                }
+                self.draw_status();
+            }
+            Event::GateFinished { gate, passed, .. } => {
+                self.clock.lock().expect("not poisoned").resume(Instant::now());
+                self.gate = None;
+                // The question and its answer are on the screen already.
+                if *gate != Gate::Confirm || !passed {
+                    self.print(line);
+                }
+                self.draw_status();
+            }
         }
     }
 
     /// Clears the bars; the printed lines stay. Dropping the reporter does the same.
-    pub fn finish(self) {
+    pub fn finish(mut self) {
+        for stamped in std::mem::take(&mut self.deferred) {
+            self.draw(&stamped);
+        }
         drop(self);
     }
 
@@ -327,6 +506,13 @@ impl ProgressReporter {
     }
 
     fn draw_status(&mut self) {
+        if self.gate.is_some() {
+            return self.draw_gate();
+        }
+        if let Some(bar) = &self.status {
+            bar.disable_steady_tick();
+            bar.set_style(plain_style());
+        }
         let mut text = match &self.phase {
             Phase::Wave {
                 wave,
@@ -364,6 +550,45 @@ impl ProgressReporter {
         }
     }
 
+    /// The status line during a gate: a bake with its time left, a check with its count.
+    fn draw_gate(&mut self) {
+        let Some(gate) = &self.gate else { return };
+        let bar = match &self.status {
+            Some(bar) => bar.clone(),
+            None => {
+                let bar = self.multi.insert_after(&self.overall, ProgressBar::new_spinner());
+                bar.set_style(plain_style());
+                self.status = Some(bar.clone());
+                bar
+            }
+        };
+        match gate {
+            GateShown::Bake { wave, until, until_ms } => {
+                let until = *until;
+                let left = move |_: &ProgressState, w: &mut dyn fmt::Write| {
+                    let _ = write!(w, "{}", gates::short(until.saturating_duration_since(Instant::now())));
+                };
+                bar.set_style(
+                    ProgressStyle::with_template("  {prefix}{left} left{wide_msg}")
+                        .expect("the template is valid")
+                        .with_key("left", left),
+                );
+                bar.set_prefix(format!("wave {wave} done; baking: "));
+                bar.set_message(format!(" (until {} UTC)", gates::hms(*until_ms)));
+                if let Some(every) = self.options.refresh.filter(|_| !self.multi.is_hidden()) {
+                    bar.enable_steady_tick(every);
+                }
+            }
+            GateShown::Check { wave, passed, total } => {
+                bar.set_message(format!("wave {wave} done; checking: passed on {passed}/{total}"));
+            }
+            GateShown::Confirm { wave, next_wave } => {
+                bar.set_message(format!("wave {wave} done; waiting for a yes to start wave {next_wave}"));
+            }
+        }
+        bar.tick();
+    }
+
     fn draw_more(&mut self) {
         let hidden = self.waiting.len();
         if hidden == 0 {
@@ -385,6 +610,94 @@ impl ProgressReporter {
                 bar.set_message(text);
                 self.more = Some(bar);
             }
+        }
+    }
+}
+
+/// Where a [`BarPrompt`] writes its question and reads the answer.
+pub trait PromptIo: Send + Sync {
+    fn write(&self, text: &str);
+    fn read_line(&self) -> std::io::Result<String>;
+}
+
+/// Standard error and standard input.
+struct StdIo;
+
+impl PromptIo for StdIo {
+    fn write(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        let _ = err.flush();
+    }
+
+    fn read_line(&self) -> std::io::Result<String> {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map(|_| line)
+    }
+}
+
+/// The `--confirm` prompt of a [`ProgressReporter`]: it clears the bars and keeps them from
+/// drawing while its question is up (a redraw erased it, and what was typed next became
+/// the answer), and lets them draw again once answered. Holding indicatif's own lock
+/// across the read would do the same, but an interrupt leaves the read behind, and the
+/// bars would then wait for it forever.
+pub struct BarPrompt {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    hold: Arc<Mutex<Hold>>,
+    refresh: Option<Duration>,
+    io: Box<dyn PromptIo>,
+}
+
+impl fmt::Debug for BarPrompt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BarPrompt").finish_non_exhaustive()
+    }
+}
+
+impl BarPrompt {
+    /// Asks through `io` instead of the standard streams.
+    pub fn with_io(mut self, io: Box<dyn PromptIo>) -> Self {
+        self.io = io;
+        self
+    }
+
+    /// Lets the bars draw again, unless another question has gone up since.
+    fn resume(&self, ticket: u64) {
+        let mut hold = self.hold.lock().expect("not poisoned");
+        if hold.asking != Some(ticket) {
+            return;
+        }
+        hold.asking = None;
+        if let Some(every) = self.refresh {
+            self.overall.enable_steady_tick(every);
+        }
+        self.overall.tick();
+    }
+}
+
+impl Prompt for BarPrompt {
+    fn confirm(&self, next: &NextWave) -> bool {
+        let ticket = {
+            let mut hold = self.hold.lock().expect("not poisoned");
+            hold.asked += 1;
+            hold.asking = Some(hold.asked);
+            self.overall.disable_steady_tick();
+            // Best effort, as every terminal write here.
+            let _ = self.multi.clear();
+            self.io.write(&gates::question(next));
+            hold.asked
+        };
+        let answer = self.io.read_line();
+        self.resume(ticket);
+        answer.is_ok_and(|a| gates::is_yes(&a))
+    }
+
+    fn abandon(&self) {
+        let ticket = self.hold.lock().expect("not poisoned").asking;
+        if let Some(ticket) = ticket {
+            self.io.write("\n");
+            self.resume(ticket);
         }
     }
 }
@@ -730,6 +1043,241 @@ mod tests {
         let text = screen.text();
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.contains("3000/3000 tenants"), "{text}");
+    }
+
+    /// The terminal side of a question: the prompt is written to the screen, the answer
+    /// comes from the test and is echoed as a terminal does.
+    struct ScreenIo {
+        screen: Screen,
+        answers: Mutex<std::sync::mpsc::Receiver<String>>,
+    }
+
+    impl PromptIo for ScreenIo {
+        fn write(&self, text: &str) {
+            self.screen.write_str(text).unwrap();
+        }
+
+        fn read_line(&self) -> io::Result<String> {
+            let answer = self.answers.lock().unwrap().recv().unwrap();
+            self.screen.write_str(&answer).unwrap();
+            Ok(answer)
+        }
+    }
+
+    fn next_wave(n: usize) -> NextWave {
+        NextWave {
+            next_wave: 2,
+            canary: false,
+            tenants: n,
+            first_tenants: (1..=n.min(NextWave::FIRST))
+                .map(|k| id(&format!("tenant-{k:02}")))
+                .collect(),
+            hosts: 2,
+            engines: vec!["postgres".into()],
+        }
+    }
+
+    /// A canary wave of two that succeeded, and then the given gate events.
+    fn after_canaries(reporter: &mut ProgressReporter, gate: impl IntoIterator<Item = Event>) {
+        feed(
+            reporter,
+            [
+                Event::RunStarted {
+                    run_id: "18b5c3a-2a".into(),
+                    command: "up".into(),
+                    target: Some(Version(7)),
+                    tenants: 14,
+                },
+                Event::WaveStarted {
+                    wave: 1,
+                    canary: true,
+                    tenants: 2,
+                },
+                started("canary-1"),
+                started("canary-2"),
+                succeeded("canary-1"),
+                succeeded("canary-2"),
+                Event::WaveFinished {
+                    wave: 1,
+                    summary: Summary::default(),
+                },
+            ],
+        );
+        feed(reporter, gate);
+    }
+
+    #[test]
+    fn a_question_holds_the_bars_until_it_is_answered() {
+        let (mut reporter, screen) = on_screen(options(3));
+        let next = next_wave(12);
+        after_canaries(
+            &mut reporter,
+            [Event::GateStarted {
+                wave: 1,
+                gate: GateStart::Confirm { next: next.clone() },
+            }],
+        );
+        let (answer, answers) = std::sync::mpsc::channel();
+        let prompt = reporter.prompt().with_io(Box::new(ScreenIo {
+            screen: screen.clone(),
+            answers: Mutex::new(answers),
+        }));
+        let asking = std::thread::spawn(move || prompt.confirm(&next));
+        while !screen.text().ends_with("[y/N]") {
+            std::thread::yield_now();
+        }
+        // An event that comes while the question is up (here one sent before it, drawn
+        // late) waits for the answer: drawing it would erase the question.
+        feed(
+            &mut reporter,
+            [Event::GateFinished {
+                wave: 1,
+                gate: Gate::Check,
+                passed: true,
+                detail: Some("passed on 2/2".into()),
+                elapsed_ms: 30,
+            }],
+        );
+        insta::assert_snapshot!("question_up", screen.text());
+        answer.send("y\n".to_owned()).unwrap();
+        assert!(asking.join().unwrap(), "a yes");
+        feed(
+            &mut reporter,
+            [
+                Event::GateFinished {
+                    wave: 1,
+                    gate: Gate::Confirm,
+                    passed: true,
+                    detail: Some("confirmed".into()),
+                    elapsed_ms: 5000,
+                },
+                Event::WaveStarted {
+                    wave: 2,
+                    canary: false,
+                    tenants: 12,
+                },
+                started("tenant-01"),
+            ],
+        );
+        insta::assert_snapshot!("question_answered", screen.text());
+    }
+
+    #[test]
+    fn an_interrupted_question_lets_the_bars_draw_again() {
+        let (mut reporter, screen) = on_screen(options(3));
+        let next = next_wave(3);
+        after_canaries(&mut reporter, []);
+        let (_answer, answers) = std::sync::mpsc::channel::<String>();
+        let prompt = Arc::new(reporter.prompt().with_io(Box::new(ScreenIo {
+            screen: screen.clone(),
+            answers: Mutex::new(answers),
+        })));
+        let asking = {
+            let prompt = prompt.clone();
+            std::thread::spawn(move || prompt.confirm(&next))
+        };
+        while !screen.text().ends_with("[y/N]") {
+            std::thread::yield_now();
+        }
+        prompt.abandon();
+        feed(
+            &mut reporter,
+            [Event::Stopping {
+                reason: crate::plan::policy::StopReason::Interrupted,
+            }],
+        );
+        let text = screen.text();
+        assert!(text.contains("Start wave 2? [y/N]\n"), "{text}");
+        assert!(text.contains("stopping: interrupted"), "{text}");
+        assert!(text.contains("2/14 tenants"), "{text}");
+        drop(_answer);
+        let _ = asking.join();
+    }
+
+    #[test]
+    fn a_bake_shows_its_time_left() {
+        let (mut reporter, screen) = on_screen(options(3));
+        after_canaries(
+            &mut reporter,
+            [Event::GateStarted {
+                wave: 1,
+                gate: GateStart::Bake {
+                    duration_ms: 240_000,
+                    until_ms: 240_000,
+                },
+            }],
+        );
+        insta::assert_snapshot!("baking", screen.text());
+        feed(
+            &mut reporter,
+            [Event::GateFinished {
+                wave: 1,
+                gate: Gate::Bake,
+                passed: true,
+                detail: None,
+                elapsed_ms: 240_000,
+            }],
+        );
+        insta::assert_snapshot!("baked", screen.text());
+    }
+
+    #[test]
+    fn a_check_shows_how_many_passed() {
+        let (mut reporter, screen) = on_screen(options(3));
+        after_canaries(
+            &mut reporter,
+            [
+                Event::GateStarted {
+                    wave: 1,
+                    gate: GateStart::Check {
+                        query: "SELECT count(*) > 0 FROM users".into(),
+                        total: 2,
+                    },
+                },
+                Event::GateProgress {
+                    wave: 1,
+                    gate: Gate::Check,
+                    passed: 1,
+                    total: 2,
+                },
+            ],
+        );
+        insta::assert_snapshot!("checking", screen.text());
+        feed(
+            &mut reporter,
+            [
+                Event::GateProgress {
+                    wave: 1,
+                    gate: Gate::Check,
+                    passed: 2,
+                    total: 2,
+                },
+                Event::GateFinished {
+                    wave: 1,
+                    gate: Gate::Check,
+                    passed: true,
+                    detail: Some("passed on 2/2".into()),
+                    elapsed_ms: 30,
+                },
+            ],
+        );
+        insta::assert_snapshot!("checked", screen.text());
+    }
+
+    #[test]
+    fn the_eta_counts_migration_time_not_gates() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut clock = Clock::default();
+        clock.start(t0);
+        // Two canaries in 2 s, then a 4 min bake, then one more tenant in 1 s.
+        clock.pause(t0 + s(2));
+        assert_eq!(clock.eta(2, 12, t0 + s(120)), Some(s(10)), "frozen during the bake");
+        clock.resume(t0 + s(242));
+        assert_eq!(clock.working(t0 + s(243)), s(3));
+        assert_eq!(clock.eta(3, 12, t0 + s(243)), Some(s(9)));
+        assert_eq!(clock.per_sec(3, t0 + s(243)), 1.0);
+        assert_eq!(clock.eta(0, 12, t0 + s(243)), None);
     }
 
     #[test]

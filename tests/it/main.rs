@@ -12,6 +12,7 @@ mod discover;
 mod engines;
 mod faults_pg;
 mod fuzz;
+mod gates;
 mod join;
 mod ledger;
 mod ledger_faults;

@@ -1,0 +1,163 @@
+//! The gates between waves at the operator's seat: a `--check` that cannot run stops the
+//! run before anything changes, and `--confirm` shows what the next wave holds, on a real
+//! terminal (a pseudo-terminal from `script`).
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::{Pg, Project, sqlite_column};
+
+/// Two SQLite migrations; a canary `c1` and five tenants `a1`..`a5`.
+fn sqlite_fleet() -> Project {
+    let p = Project::new();
+    p.migration("0001_users.up.sql", "CREATE TABLE users (id INTEGER);");
+    p.migration("0002_orders.up.sql", "CREATE TABLE orders (id INTEGER);");
+    let tenants: String = std::iter::once("  - { id: c1, canary: true }\n".to_owned())
+        .chain((1..=5).map(|i| format!("  - {{ id: a{i} }}\n")))
+        .collect();
+    p.fleet(&format!(
+        "defaults:\n  url: \"sqlite://data/{{id}}.db\"\ntenants:\n{tenants}"
+    ));
+    p
+}
+
+fn sqlite_version(p: &Project, id: &str) -> Option<String> {
+    let path = p.db_path(id);
+    if !path.exists() {
+        return None;
+    }
+    sqlite_column(&path, "SELECT CAST(max(version) AS TEXT) FROM fleetmig_history").pop()
+}
+
+#[test]
+fn a_check_that_cannot_run_stops_sqlite_before_wave_1() {
+    let p = sqlite_fleet();
+    let run = p.run(&["up", "--check", "SELEC count(*) > 0 FROM users"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        "error: nothing was run: --check `SELEC count(*) > 0 FROM users` cannot run: tried on tenant `c1` \
+         before wave 1: running the check query: near \"SELEC\": syntax error (code 1)",
+        "{}",
+        run.all()
+    );
+    for id in ["c1", "a1", "a5"] {
+        assert!(!p.db_path(id).exists(), "{id} was touched");
+    }
+    // A table the migrations create is no reason to stop: the check is false then, and the
+    // gate after wave 1 finds it.
+    let run = p.run(&["up", "--check", "SELECT count(*) >= 0 FROM orders"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("wave 1: check passed on 1/1"), "{}", run.stdout);
+    assert!(run.stdout.contains("wave 2: check passed on 5/5"), "{}", run.stdout);
+    assert_eq!(sqlite_version(&p, "a5").as_deref(), Some("2"));
+}
+
+#[test]
+fn a_check_that_cannot_run_stops_postgres_before_wave_1() {
+    let Some(pg) = Pg::create("gate_rehearsal") else { return };
+    let p = Project::new();
+    p.migration("0001_users.up.sql", "CREATE TABLE users (id int);");
+    p.fleet(&format!(
+        "hosts: {{ pg: {{ url: \"{}\" }} }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\ntenants:\n  - {{ id: c1, canary: true }}\n  - {{ id: a1 }}\n",
+        pg.url()
+    ));
+    let untouched = || pg.column("SELECT nspname FROM pg_namespace WHERE nspname LIKE 's\\_%' ORDER BY 1");
+    for (check, error) in [
+        ("SELECT count(*) > 0 FROM", "syntax error at end of input (code 42601)"),
+        ("SELECT 1 / 0 = 1", "division by zero (code 22012)"),
+    ] {
+        let run = p.run(&["up", "--check", check]);
+        assert_eq!(run.code, 2, "{check}: {}", run.all());
+        assert!(
+            run.stderr.contains(&format!(
+                "--check `{check}` cannot run: tried on tenant `c1` before wave 1: running the check query: {error}"
+            )),
+            "{check}: {}",
+            run.stderr
+        );
+        assert_eq!(untouched(), Vec::<String>::new(), "{check}: a schema was created");
+    }
+    let run = p.run(&["up", "--check", "SELECT count(*) >= 0 FROM users"]);
+    assert_eq!(run.code, 0, "a table the migrations create: {}", run.all());
+    assert_eq!(untouched(), ["s_a1", "s_c1"]);
+}
+
+/// fleetmig on a pseudo-terminal (stdin, stdout and stderr), answering `answer` once the
+/// question is on the screen; what the terminal showed, and the exit code.
+fn on_a_terminal(p: &Project, args: &str, answer: &str) -> Option<(String, Option<i32>)> {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: `script` (util-linux) is not installed");
+        return None;
+    }
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_fleetmig"));
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-f", "-c", &command, "/dev/null"])
+        .current_dir(p.path())
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let screen = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let screen = screen.clone();
+        let mut out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = out.read(&mut buf) {
+                screen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let bound = Instant::now() + Duration::from_secs(30);
+    while !screen.lock().unwrap().contains("[y/N]") {
+        assert!(Instant::now() < bound, "no question: {}", screen.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > bound {
+            let _ = child.kill();
+            panic!("no end: {}", screen.lock().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    reader.join().unwrap();
+    let text = screen.lock().unwrap().clone();
+    Some((text, code))
+}
+
+#[test]
+fn confirm_shows_the_next_wave_and_waits_for_the_answer() {
+    let p = sqlite_fleet();
+    let Some((screen, code)) = on_a_terminal(&p, "up --confirm", "n\n") else {
+        return;
+    };
+    assert!(
+        screen.contains("next: wave 2, 5 tenant(s) (sqlite): a1, a2, a3, a4, a5\r\nStart wave 2? [y/N] "),
+        "{screen}"
+    );
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains("not confirmed"), "{screen}");
+    assert_eq!(sqlite_version(&p, "c1").as_deref(), Some("2"));
+    assert_eq!(sqlite_version(&p, "a1"), None, "a `n` starts nothing");
+
+    let Some((screen, code)) = on_a_terminal(&p, "up --confirm", "y\n") else {
+        return;
+    };
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("Start wave 2? [y/N] "), "{screen}");
+    assert_eq!(sqlite_version(&p, "a5").as_deref(), Some("2"));
+}
