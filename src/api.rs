@@ -240,6 +240,7 @@ pub async fn up(fleet: &Fleet, set: &MigrationSet, opts: &Options, up: &UpOption
                 .collect(),
             canary_waves: planned.iter().filter(|w| w.canary).map(|w| w.number).collect(),
             policy: None,
+            steps: None,
         };
         ledger
             .begin_run(&ctx.run_id, &fleet.path.display().to_string(), &plan)

@@ -206,6 +206,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             to,
             canary,
             waves: spec,
+            verbose,
         } => {
             let set = load_migrations(&g.migrations)?;
             let fleet = load_fleet(g).await?;
@@ -219,7 +220,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let ctx = context(g, &fleet, &set);
             let states = inspect_all(&ctx, &ordered).await;
             ctx.connector.close().await;
-            plan_command(&set, to, states, &wave_of, g.format, out)
+            plan_command(&set, to, states, &wave_of, g.format, *verbose, out)
         }
         Command::Status { to, lagging } => {
             let set = load_migrations(&g.migrations)?;
@@ -399,6 +400,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 (None, None) => return Err(Error::Usage("give --to or --steps".into())),
             };
             refuse_irreversible(g, &fleet, &set, &tenants, target).await?;
+            confirm_down_to_zero(g, &fleet, &set, &tenants, target, rollout.yes).await?;
             let report = execute(
                 g,
                 &fleet,
@@ -634,6 +636,63 @@ async fn refuse_irreversible(
     Ok(())
 }
 
+/// A `down` that would revert every migration a tenant has (to version 0) goes on only when
+/// the operator says so: asked on a terminal, else with `--yes`. Refused otherwise, naming
+/// the tenants, before anything runs.
+async fn confirm_down_to_zero(
+    g: &Global,
+    fleet: &Fleet,
+    set: &MigrationSet,
+    tenants: &[&Tenant],
+    target: Target,
+    yes: bool,
+) -> Result<(), Error> {
+    if yes {
+        return Ok(());
+    }
+    let ctx = context(g, fleet, set);
+    let states = inspect_all(&ctx, tenants).await;
+    ctx.connector.close().await;
+    let to_zero: Vec<String> = states
+        .iter()
+        .filter(|(_, rows)| match rows {
+            Ok(rows) => plan::plan(set, rows, target).is_ok_and(|p| p.to == Version::ZERO && !p.steps.is_empty()),
+            // Unread now, but reverted to nothing should it answer during the run.
+            Err(_) => target == Target::Down { to: Version::ZERO },
+        })
+        .map(|(t, rows)| match rows {
+            Ok(rows) => format!("{} (at {})", t.id, plan::version_of(rows)),
+            Err(_) => format!("{} (unreachable now)", t.id),
+        })
+        .collect();
+    if to_zero.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = to_zero.iter().map(String::as_str).collect();
+    let what = format!(
+        "this `down` reverts every migration of {} tenant(s), leaving them at version 0: {}",
+        to_zero.len(),
+        crate::report::refusals::few(&names, 10)
+    );
+    if !can_confirm() {
+        return Err(Error::Refused(format!(
+            "{what}. Add --yes to go on without a terminal to ask on"
+        )));
+    }
+    let question = format!("{what}. Go on? [y/N] ");
+    let answer = tokio::task::spawn_blocking(move || {
+        eprint!("{question}");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await;
+    if matches!(answer, Ok(Ok(line)) if matches!(line.trim(), "y" | "Y" | "yes")) {
+        Ok(())
+    } else {
+        Err(Error::Refused("down to version 0 not confirmed".into()))
+    }
+}
+
 #[expect(
     clippy::too_many_arguments,
     reason = "one call site per command; a struct would only rename them"
@@ -708,6 +767,10 @@ async fn execute(
                     .collect(),
                 canary_waves: planned.iter().filter(|w| w.canary).map(|w| w.number).collect(),
                 policy: rollout.map(|r| resume::record(fleet, r, &policy)),
+                steps: match action {
+                    Action::Migrate(Target::DownSteps { steps }) => Some(steps),
+                    _ => None,
+                },
             };
             ledger
                 .begin_run(&ctx.run_id, &fleet.path.display().to_string(), &plan)
@@ -845,6 +908,7 @@ fn plan_command(
     states: Vec<Inspected<'_>>,
     wave_of: &[usize],
     format: Format,
+    verbose: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<u8, Error> {
     let mut any_bad = false;
@@ -903,7 +967,7 @@ fn plan_command(
         .collect();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::json!({ "target": to, "tenants": rows }))?,
-        Format::Text => write!(out, "{}", tables::plan_text(&rows))?,
+        Format::Text => write!(out, "{}", tables::plan_text(&rows, verbose))?,
     }
     Ok(if any_bad { exit::FAILED } else { exit::OK })
 }

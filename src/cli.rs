@@ -128,7 +128,8 @@ pub struct Rollout {
     /// Ask on the terminal before each next wave.
     #[arg(long)]
     pub confirm: bool,
-    /// Answer yes to --confirm (needed without a terminal).
+    /// Answer yes to --confirm, and to a `down` that takes tenants to version 0 (needed
+    /// without a terminal).
     #[arg(long)]
     pub yes: bool,
     /// Stop cleanly after this wave.
@@ -220,6 +221,9 @@ pub enum Command {
         /// Cumulative wave sizes, as for `up`.
         #[arg(long)]
         waves: Option<WaveSpec>,
+        /// List every migration a tenant would run, not their range and count.
+        #[arg(long, short = 'v')]
+        verbose: bool,
     },
     /// Apply pending migrations up to head, or to --to.
     Up {

@@ -115,6 +115,7 @@ pub(super) async fn up(
                     .collect(),
                 canary_waves: waves.iter().filter(|w| w.canary).map(|w| w.number).collect(),
                 policy: Some(super::resume::record(&fleet, rollout, &policy)),
+                steps: None,
             };
             let limit = policy.max_failures.to_string();
             ledger

@@ -69,6 +69,10 @@ pub struct RunPlan {
     /// runs recorded before fleetmig kept it, and for `stamp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<RecordedPolicy>,
+    /// `down --steps N`: how many migrations each tenant reverts (the run has no target
+    /// version then). Absent for every other run, and in runs recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
 }
 
 /// A run's rollout policy as the ledger keeps it: every value as its flag writes it, so a
@@ -100,7 +104,11 @@ pub struct RecordedPolicy {
 pub struct RunRow {
     pub run_id: String,
     pub command: String,
+    /// The version tenants were taken to; `null` for a `down --steps` run.
     pub target: Option<i64>,
+    /// `down --steps N`: the migrations each tenant reverts. Left out for other runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
     pub runner: String,
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
@@ -122,6 +130,17 @@ pub struct LastError {
     pub run_id: String,
     pub at_ms: i64,
     pub error: String,
+}
+
+/// The `--steps` a run's recorded plan holds; `None` for other runs, old runs, and a plan
+/// that does not read.
+fn steps_of(plan: &str) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct Steps {
+        #[serde(default)]
+        steps: Option<usize>,
+    }
+    serde_json::from_str::<Steps>(plan).ok().and_then(|p| p.steps)
 }
 
 fn now_ms() -> i64 {
@@ -660,7 +679,8 @@ impl Ledger {
              (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'rollback_failed'), \
              (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'skipped'), \
              (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'not_started'), \
-             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'stopped') \
+             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'stopped'), \
+             r.plan \
              FROM fleetmig_runs r ORDER BY r.started_ms DESC, r.run_id DESC LIMIT $1",
             )
             .bind(limit)
@@ -669,10 +689,12 @@ impl Ledger {
             .map_err(|e| self.fail("listing runs", e))?;
             rows.iter()
                 .map(|r| {
+                    let steps = steps_of(&r.try_get::<String, _>(15)?);
                     Ok(RunRow {
                         run_id: r.try_get(0)?,
                         command: r.try_get(1)?,
-                        target: r.try_get(2)?,
+                        target: if steps.is_some() { None } else { r.try_get(2)? },
+                        steps,
                         runner: r.try_get(3)?,
                         started_ms: r.try_get(4)?,
                         finished_ms: r.try_get(5)?,
@@ -1273,5 +1295,11 @@ mod tests {
         let partial = r#"{"command":"up","target":3,"waves":[],"canary_waves":[],"policy":{"retries":4}}"#;
         let plan: RunPlan = serde_json::from_str(partial).unwrap();
         assert_eq!(plan.policy.unwrap().retries, Some(4));
+        assert_eq!(plan.steps, None);
+        assert_eq!(steps_of(old), None);
+        assert_eq!(
+            steps_of(r#"{"command":"down","target":0,"waves":[],"canary_waves":[],"steps":2}"#),
+            Some(2)
+        );
     }
 }

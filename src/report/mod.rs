@@ -3,6 +3,7 @@
 pub mod gates;
 pub mod json;
 pub mod progress;
+pub mod refusals;
 pub mod run;
 pub mod status;
 pub mod tables;

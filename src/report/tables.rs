@@ -26,22 +26,47 @@ pub struct PlanRow {
     pub refused: Option<String>,
 }
 
-pub fn plan_text(rows: &[PlanRow]) -> String {
+/// What a tenant would run: a range and a count past two migrations (`0001..0285, 285
+/// migrations`), every migration with `verbose`.
+fn would_run(steps: &[String], verbose: bool) -> String {
+    let (Some(first), Some(last)) = (steps.first(), steps.last()) else {
+        return "nothing".to_owned();
+    };
+    if verbose || steps.len() <= 2 {
+        return steps.join(", ");
+    }
+    let version = |label: &str| label.split('_').next().unwrap_or(label).to_owned();
+    let down = if first.ends_with(" (down)") { " (down)" } else { "" };
+    format!(
+        "{}..{}{down}, {} migrations",
+        version(first),
+        version(last),
+        steps.len()
+    )
+}
+
+/// `plan` for people; `verbose` lists every migration a tenant would run.
+pub fn plan_text(rows: &[PlanRow], verbose: bool) -> String {
     let mut t = table(&["WAVE", "TENANT", "FROM", "TO", "WOULD RUN"]);
     let v = |v: Option<Version>| v.map_or("?".to_owned(), |v| v.to_string());
     for r in rows {
         let what = match &r.refused {
             Some(why) => format!("nothing: {why}"),
-            None if r.steps.is_empty() => "nothing".to_owned(),
-            None => r.steps.join(", "),
+            None => would_run(&r.steps, verbose),
         };
         t.add_row(vec![r.wave.to_string(), r.id.clone(), v(r.from), v(r.to), what]);
     }
     let steps: usize = rows.iter().map(|r| r.steps.len()).sum();
+    let ranges = !verbose && rows.iter().any(|r| r.refused.is_none() && r.steps.len() > 2);
     format!(
-        "{}\n{steps} step(s) over {} tenant(s); nothing was changed.\n",
+        "{}\n{steps} step(s) over {} tenant(s); nothing was changed.{}\n",
         trim_lines(&t.to_string()),
-        rows.len()
+        rows.len(),
+        if ranges {
+            " `plan --verbose` lists every migration."
+        } else {
+            ""
+        }
     )
 }
 
@@ -132,7 +157,11 @@ pub fn runs_text(runs: &[crate::driver::ledger::RunRow]) -> String {
         t.add_row(vec![
             r.run_id.clone(),
             r.command.clone(),
-            r.target.map_or(String::new(), |v| v.to_string()),
+            match (r.steps, r.target) {
+                (Some(n), _) => format!("-{n} step{}", if n == 1 { "" } else { "s" }),
+                (None, Some(v)) => v.to_string(),
+                (None, None) => String::new(),
+            },
             time(r.started_ms),
             r.finished_ms.map_or("unfinished".to_owned(), time),
             r.tenants.to_string(),
@@ -146,4 +175,67 @@ pub fn runs_text(runs: &[crate::driver::ledger::RunRow]) -> String {
         return "No runs in the ledger yet.\n".to_owned();
     }
     format!("{}\n", trim_lines(&t.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(wave: usize, id: &str, from: i64, to: i64, steps: &[&str]) -> PlanRow {
+        PlanRow {
+            id: id.into(),
+            wave,
+            from: Some(Version(from)),
+            to: Some(Version(to)),
+            steps: steps.iter().map(|s| (*s).to_owned()).collect(),
+            refused: None,
+        }
+    }
+
+    fn rows() -> Vec<PlanRow> {
+        let all: Vec<String> = (1..=285).map(|v| format!("{v:04}_m{v}")).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        vec![
+            row(1, "fresh", 0, 285, &all),
+            row(1, "late", 282, 285, &all[282..]),
+            row(2, "almost", 284, 285, &all[284..]),
+            row(
+                2,
+                "back",
+                285,
+                280,
+                &[
+                    "0285_m285 (down)",
+                    "0284_m284 (down)",
+                    "0283_m283 (down)",
+                    "0282_m282 (down)",
+                    "0281_m281 (down)",
+                ],
+            ),
+            row(2, "done", 285, 285, &[]),
+        ]
+    }
+
+    #[test]
+    fn plan_summarises_each_tenants_migrations_as_a_range() {
+        insta::assert_snapshot!(plan_text(&rows(), false), @r"
+        WAVE  TENANT  FROM  TO   WOULD RUN
+        1     fresh   0     285  0001..0285, 285 migrations
+        1     late    282   285  0283..0285, 3 migrations
+        2     almost  284   285  0285_m285
+        2     back    285   280  0285..0281 (down), 5 migrations
+        2     done    285   285  nothing
+        294 step(s) over 5 tenant(s); nothing was changed. `plan --verbose` lists every migration.
+        ");
+    }
+
+    #[test]
+    fn plan_verbose_lists_every_migration() {
+        let text = plan_text(&rows()[1..2], true);
+        insta::assert_snapshot!(text, @r"
+        WAVE  TENANT  FROM  TO   WOULD RUN
+        1     late    282   285  0283_m283, 0284_m284, 0285_m285
+        3 step(s) over 1 tenant(s); nothing was changed.
+        ");
+    }
 }

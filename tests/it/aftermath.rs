@@ -390,7 +390,7 @@ fn a_tenant_abandoned_in_flight_keeps_its_start_its_steps_and_a_down_by_steps_th
         "migration 1 ran in this run: {t}"
     );
 
-    let r = abandon_at(&pg, &p, &["down", "--steps", "2"], 1);
+    let r = abandon_at(&pg, &p, &["down", "--steps", "2", "--yes"], 1);
     let t = &r["tenants"][0];
     assert_eq!(pg_history(&pg, "s_x00"), (0, vec![]), "the server committed the step");
     assert_eq!(t["start_version"], 2, "{t}");
@@ -467,7 +467,7 @@ fn per_tenant_tx_going_down_names_the_down_script_that_cannot_join() {
     p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: a }\n");
     std::fs::create_dir_all(p.path().join("data")).unwrap();
     assert_eq!(p.run(&["up"]).code, 0);
-    let down = p.run(&["down", "--to", "0", "--tx", "per-tenant"]);
+    let down = p.run(&["down", "--to", "0", "--tx", "per-tenant", "--yes"]);
     assert_eq!(down.code, 2, "{}", down.all());
     assert!(down.stderr.contains("0002_b.down.sql"), "{}", down.stderr);
 }

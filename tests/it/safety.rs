@@ -549,7 +549,7 @@ fn planted_passwords_appear_in_no_output() {
         (&["stamp", "1"], 1),
         (&["stamp", "2", "--format", "json"], 1),
         (&["down", "--steps", "1"], 1),
-        (&["down", "--to", "0", "--format", "json"], 1),
+        (&["down", "--to", "0", "--format", "json", "--yes"], 1),
         (&["up", "--to", "7"], 2),
         (&["up", "--select", "id=nobody"], 2),
         (&["up", "--connect-timeout", "1ms"], 1),

@@ -75,3 +75,98 @@ fn a_full_host_holds_back_only_its_own_tenants() {
     // a2 waits for host a; b1 is the first tenant that can start, so it starts next.
     assert_eq!(started(&run.stdout), ["a1", "b1", "a2"]);
 }
+
+/// Three SQLite tenants on three reversible migrations.
+fn three_step_fleet(ids: &[&str]) -> Project {
+    let p = Project::new();
+    for i in 1..=3 {
+        p.migration(
+            &format!("000{i}_t{i}.up.sql"),
+            &format!("CREATE TABLE t{i} (id INTEGER);"),
+        );
+        p.migration(&format!("000{i}_t{i}.down.sql"), &format!("DROP TABLE t{i};"));
+    }
+    let tenants: String = ids.iter().map(|id| format!("  - {{ id: {id} }}\n")).collect();
+    p.fleet(&format!(
+        "defaults: {{ url: \"sqlite://data/{{id}}.db\" }}\ntenants:\n{tenants}"
+    ));
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    p
+}
+
+/// Runs fleetmig with no terminal on standard input.
+fn run_without_terminal(p: &Project, args: &[&str]) -> crate::support::Run {
+    p.command(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn versions(p: &Project) -> Value {
+    let run = p.run(&["status", "--format", "json"]);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|_| panic!("{}", run.all()));
+    doc["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_owned(), t["version"].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[test]
+fn a_down_to_version_0_needs_yes_without_a_terminal_and_runs_shows_its_steps() {
+    let p = three_step_fleet(&["a", "b", "c"]);
+    assert_eq!(p.run(&["up"]).code, 0);
+    assert_eq!(p.run(&["down", "--to", "1", "--select", "id=b", "--yes"]).code, 0);
+    assert_eq!(p.run(&["down", "--to", "2", "--select", "id=c", "--yes"]).code, 0);
+    let before = serde_json::json!({"a": 3, "b": 1, "c": 2});
+    assert_eq!(versions(&p), before);
+
+    // b and c have two migrations or fewer: two steps take them to 0.
+    let refused = run_without_terminal(&p, &["down", "--steps", "2"]);
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        refused.stderr.contains(
+            "this `down` reverts every migration of 2 tenant(s), leaving them at version 0: b (at 1), c (at 2). Add --yes"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("a (at"), "{}", refused.stderr);
+    assert_eq!(versions(&p), before, "nothing was touched");
+    let refused = run_without_terminal(&p, &["down", "--to", "0", "--select", "id=a"]);
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        refused
+            .stderr
+            .contains("1 tenant(s), leaving them at version 0: a (at 3)."),
+        "{}",
+        refused.stderr
+    );
+    // A down that leaves every tenant something is not asked about.
+    let one = run_without_terminal(&p, &["down", "--steps", "1", "--select", "id=a"]);
+    assert_eq!(one.code, 0, "{}", one.all());
+
+    let done = run_without_terminal(&p, &["down", "--steps", "2", "--yes"]);
+    assert_eq!(done.code, 0, "{}", done.all());
+    assert_eq!(versions(&p), serde_json::json!({"a": 0, "b": 0, "c": 0}));
+
+    let runs = p.run(&["runs"]);
+    let lines: Vec<&str> = runs.stdout.lines().collect();
+    assert!(lines[0].contains("TARGET"), "{}", runs.stdout);
+    let newest: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(newest[1..4], ["down", "-2", "steps"], "{}", runs.stdout);
+    let older: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(older[1..3], ["down", "-1"], "{}", runs.stdout);
+    assert!(
+        lines.iter().any(|l| l.split_whitespace().nth(2) == Some("2")),
+        "--to 2 shows its target: {}",
+        runs.stdout
+    );
+    let json: Value = serde_json::from_str(&p.run(&["runs", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["runs"][0]["steps"], 2);
+    assert_eq!(json["runs"][0]["target"], Value::Null);
+    assert_eq!(json["runs"][3].get("steps"), None);
+}
