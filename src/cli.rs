@@ -123,6 +123,9 @@ pub struct Rollout {
     #[arg(long, value_name = "DURATION", value_parser = bake)]
     pub bake: Option<Duration>,
     /// A query run on every tenant of a finished wave; each must return true to go on.
+    /// Tried once on the first tenant before wave 1: an error there (but for a missing
+    /// table, column or function, which a migration may create) stops the run before
+    /// anything changes.
     #[arg(long, value_name = "SQL")]
     pub check: Option<String>,
     /// Ask on the terminal before each next wave.

@@ -47,6 +47,12 @@ fn a_check_that_cannot_run_stops_sqlite_before_wave_1() {
     for id in ["c1", "a1", "a5"] {
         assert!(!p.db_path(id).exists(), "{id} was touched");
     }
+    let runs = p.run(&["runs"]);
+    assert!(
+        !runs.stdout.contains(" up "),
+        "the ledger heard of the run: {}",
+        runs.all()
+    );
     // A table the migrations create is no reason to stop: the check is false then, and the
     // gate after wave 1 finds it.
     let run = p.run(&["up", "--check", "SELECT count(*) >= 0 FROM orders"]);
