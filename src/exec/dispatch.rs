@@ -240,7 +240,10 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         let events = self.events;
         let stop = self.stop.clone();
         let limiter = self.limiter.clone();
-        let tenants: Vec<(usize, &Tenant)> = range.clone().map(|i| (i, self.slots[i].tenant)).collect();
+        let tenants: Vec<(usize, &Tenant, usize)> = range
+            .clone()
+            .map(|i| (i, self.slots[i].tenant, self.slots[i].wave))
+            .collect();
         // Only a shortcut: an interrupt ends it (it may wait up to --connect-timeout on a
         // host that stopped answering), and the tenants then see the stop.
         let mut already_there = {
@@ -263,14 +266,14 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         let turns = Turns::new(
             self.ctx.concurrency,
             caps,
-            tenants.iter().map(|(i, t)| {
+            tenants.iter().map(|(i, t, _)| {
                 let server = (!already_there.contains_key(i)).then(|| t.server_key());
                 (*i, server)
             }),
         );
         let turns = &turns;
         let mut stream = futures::stream::iter(tenants)
-            .map(|(i, t)| {
+            .map(|(i, t, wave)| {
                 let started = started.clone();
                 let stop = stop.clone();
                 let limiter = limiter.clone();
@@ -284,9 +287,15 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         () = stopped(&stop), if done.is_none() => return (i, not_started(t), None),
                     };
                     if let Some(report) = done {
-                        events.emit(Event::TenantStarted { tenant: t.id.clone() });
+                        events.emit(Event::TenantStarted {
+                            tenant: t.id.clone(),
+                            wave,
+                        });
                         turn.started();
-                        events.emit(Event::TenantFinished { report: report.clone() });
+                        events.emit(Event::TenantFinished {
+                            wave,
+                            report: report.clone(),
+                        });
                         return (i, report, None);
                     }
                     // A stop ends the wait for a start slot at once: with a low `--rate`, every
@@ -307,7 +316,10 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         }
                     }
                     started.lock().expect("no task panics holding it").insert(i);
-                    events.emit(Event::TenantStarted { tenant: t.id.clone() });
+                    events.emit(Event::TenantStarted {
+                        tenant: t.id.clone(),
+                        wave,
+                    });
                     turn.started();
                     let job = Job {
                         set: ctx.set,
@@ -315,6 +327,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         per_tenant_tx: ctx.per_tenant_tx,
                         retry: ctx.retry,
                         run_id: &ctx.run_id,
+                        wave,
                         events,
                         stop: &stop,
                         progress: Some(tracker),
@@ -324,7 +337,10 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     if let Some(ledger) = &ctx.ledger {
                         fault = ledger.tenant_finished(&ctx.run_id, &report).await.err();
                     }
-                    events.emit(Event::TenantFinished { report: report.clone() });
+                    events.emit(Event::TenantFinished {
+                        wave,
+                        report: report.clone(),
+                    });
                     (i, report, fault)
                 }
             })
@@ -370,7 +386,10 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 let tenant = self.slots[i].tenant;
                 let known = progress.lock().expect("not poisoned").remove(&tenant.id);
                 let report = abandoned_report(tenant, self.ctx.set, self.action, read, known);
-                self.events.emit(Event::TenantFinished { report: report.clone() });
+                self.events.emit(Event::TenantFinished {
+                    wave: self.slots[i].wave,
+                    report: report.clone(),
+                });
                 self.slots[i].report = Some(report.clone());
                 reports.push(report);
             }
@@ -590,7 +609,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         let ctx = self.ctx;
         let events = self.events;
         let never = &never;
-        let work: Vec<(usize, &Tenant, Version)> = chosen
+        let work: Vec<(usize, &Tenant, Version, usize)> = chosen
             .iter()
             .map(|&i| {
                 let start = self.slots[i]
@@ -598,12 +617,12 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     .as_ref()
                     .and_then(|r| r.start_version)
                     .unwrap_or(Version::ZERO);
-                (i, self.slots[i].tenant, start)
+                (i, self.slots[i].tenant, start, self.slots[i].wave)
             })
             .collect();
-        let starts: HashMap<usize, Version> = work.iter().map(|(i, _, start)| (*i, *start)).collect();
+        let starts: HashMap<usize, Version> = work.iter().map(|(i, _, start, _)| (*i, *start)).collect();
         let mut stream = futures::stream::iter(work)
-            .map(|(i, t, start)| {
+            .map(|(i, t, start, wave)| {
                 let cap = caps[&t.server_key()].clone();
                 async move {
                     let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
@@ -615,6 +634,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                         per_tenant_tx: false,
                         retry: ctx.retry,
                         run_id: &ctx.run_id,
+                        wave,
                         events: &quiet,
                         stop: never,
                         progress: None,
@@ -628,6 +648,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     };
                     events.emit(Event::TenantRolledBack {
                         tenant: t.id.clone(),
+                        wave,
                         from: report.start_version,
                         to: report.final_version,
                         error,
@@ -674,6 +695,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             }
             self.events.emit(Event::TenantRolledBack {
                 tenant: report.id.clone(),
+                wave: self.slots[i].wave,
                 from: None,
                 to: report.final_version,
                 error: match &report.outcome {
@@ -784,15 +806,15 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
 async fn already_at_target(
     ctx: &RunContext<'_>,
     action: Action,
-    tenants: &[(usize, &Tenant)],
+    tenants: &[(usize, &Tenant, usize)],
 ) -> HashMap<usize, TenantReport> {
     let Action::Migrate(target @ (Target::Up { .. } | Target::Down { .. })) = action else {
         return HashMap::new();
     };
-    let refs: Vec<&Tenant> = tenants.iter().map(|(_, t)| *t).collect();
+    let refs: Vec<&Tenant> = tenants.iter().map(|(_, t, _)| *t).collect();
     let mut surveyed = ctx.connector.survey(&refs).await;
     let mut out = HashMap::new();
-    for (i, t) in tenants {
+    for (i, t, _) in tenants {
         let Some(rows) = surveyed.remove(&t.id) else { continue };
         if let Ok(p) = crate::plan::tenant::plan(ctx.set, &rows, target) {
             if p.steps.is_empty() {
@@ -1194,11 +1216,12 @@ pub async fn dispatch(
             canary: wave.canary,
             tenants: wave.tenants.len(),
         });
+        let wave_began = Instant::now();
         let alive = d.run_wave(range.clone()).await;
         let reports: Vec<TenantReport> = range.clone().filter_map(|i| d.slots[i].report.clone()).collect();
         events.emit(Event::WaveFinished {
             wave: wave.number,
-            summary: Summary::of(&reports, Duration::ZERO),
+            summary: Summary::of(&reports, wave_began.elapsed()),
         });
         if !alive || d.reason.is_early() {
             stop_wave.get_or_insert(wave.number);

@@ -12,9 +12,11 @@ use crate::model::migration::{Direction, Version};
 use crate::plan::policy::StopReason;
 use crate::plan::tenant::Refusal;
 
-/// Why a tenant was left alone.
+/// Why a tenant was left alone. In JSON it sits flat in the tenant's outcome:
+/// `"reason": "refused"` with its `refusal`, or `"reason": "unreachable"`/`"locked"` with
+/// its `error`.
 #[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "reason", rename_all = "snake_case")]
 pub enum SkipReason {
     /// Its history disagrees with the files (edited, unknown, dirty, out of order).
     Refused {
@@ -55,12 +57,16 @@ pub enum Outcome {
     /// Reached the target (possibly with nothing to do).
     Succeeded,
     /// A step failed. `dirty`: it could not roll back and left a dirty history row.
+    /// `version`: the migration that failed (0: before any), `failed_migration` in JSON as
+    /// in the run report.
     Failed {
+        #[serde(rename = "failed_migration")]
         version: Version,
         error: DbError,
         dirty: bool,
     },
     Skipped {
+        #[serde(flatten)]
         reason: SkipReason,
     },
     /// The run stopped before this tenant's first step.
@@ -79,9 +85,11 @@ pub struct StepDone {
     pub duration_ms: u64,
 }
 
-/// Everything a run did to one tenant.
+/// Everything a run did to one tenant. In JSON its fields sit flat in `tenant_finished`,
+/// the id as `tenant` like every tenant event.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantReport {
+    #[serde(rename = "tenant")]
     pub id: TenantId,
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -156,7 +164,9 @@ impl Summary {
     }
 }
 
-/// A change of state in a run, in the order it happened.
+/// A change of state in a run, in the order it happened. Every event about one tenant
+/// carries the tenant's id (`tenant`) and its wave (`wave`), with the rest flat beside
+/// them; `docs/events.schema.json` documents each one as JSON Lines print it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -168,9 +178,11 @@ pub enum Event {
     },
     TenantStarted {
         tenant: TenantId,
+        wave: usize,
     },
     StepStarted {
         tenant: TenantId,
+        wave: usize,
         version: Version,
         name: String,
         direction: Direction,
@@ -179,19 +191,23 @@ pub enum Event {
     },
     StepFinished {
         tenant: TenantId,
+        wave: usize,
         version: Version,
         direction: Direction,
         duration_ms: u64,
     },
     /// A tenant's attempt ended on a transient error; attempt `attempt` (2 for the first
     /// retry) starts after `wait_ms`, from a fresh read of its history.
-    Retrying {
+    StepRetried {
         tenant: TenantId,
+        wave: usize,
         attempt: u32,
         wait_ms: u64,
         error: DbError,
     },
     TenantFinished {
+        wave: usize,
+        #[serde(flatten)]
         report: TenantReport,
     },
     WaveStarted {
@@ -212,6 +228,7 @@ pub enum Event {
     },
     TenantRolledBack {
         tenant: TenantId,
+        wave: usize,
         from: Option<Version>,
         to: Option<Version>,
         error: Option<String>,

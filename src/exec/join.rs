@@ -68,6 +68,7 @@ async fn run_one<'a>(
         per_tenant_tx: ctx.per_tenant_tx,
         retry: ctx.retry,
         run_id: &ctx.run_id,
+        wave,
         events,
         stop,
         progress: Some(progress),
@@ -88,6 +89,8 @@ struct Runner<'r, 'a> {
     ran: Vec<(&'a Tenant, usize, TenantReport)>,
     /// The wave this runner last claimed in, for wave events.
     wave: Option<usize>,
+    /// When this runner entered that wave, for its elapsed time.
+    wave_began: Instant,
 }
 
 impl<'r, 'a> Runner<'r, 'a> {
@@ -116,7 +119,7 @@ impl<'r, 'a> Runner<'r, 'a> {
             .collect();
         self.events.emit(Event::WaveFinished {
             wave,
-            summary: Summary::of(&reports, Duration::ZERO),
+            summary: Summary::of(&reports, self.wave_began.elapsed()),
         });
     }
 
@@ -128,6 +131,7 @@ impl<'r, 'a> Runner<'r, 'a> {
             self.wave_finished(w);
         }
         self.wave = Some(wave);
+        self.wave_began = Instant::now();
         let (canary, tenants) = waves
             .iter()
             .find(|w| w.number == wave)
@@ -179,7 +183,10 @@ impl<'r, 'a> Runner<'r, 'a> {
             Some(Ok(None)) | None => {}
             Some(Err(e)) => self.ledger_lost(&e),
         }
-        self.events.emit(Event::TenantFinished { report: report.clone() });
+        self.events.emit(Event::TenantFinished {
+            wave,
+            report: report.clone(),
+        });
         self.ran.push((t, wave, report));
         abandon
     }
@@ -249,6 +256,7 @@ pub async fn cooperate(
         reason: StopReason::Completed,
         ran: vec![],
         wave: None,
+        wave_began: Instant::now(),
     };
     let stop = r.stop.clone();
     // What each task in flight has done, for its report should it be abandoned.
@@ -346,7 +354,10 @@ pub async fn cooperate(
         for ((t, wave), read) in flying.into_iter().zip(settled) {
             let known = progress.lock().expect("not poisoned").remove(&t.id);
             let report = abandoned_report(t, ctx.set, action, read, known);
-            events.emit(Event::TenantFinished { report: report.clone() });
+            events.emit(Event::TenantFinished {
+                wave,
+                report: report.clone(),
+            });
             r.ran.push((t, wave, report));
         }
     }

@@ -77,6 +77,8 @@ pub struct Job<'a> {
     /// When to try again after a transient error.
     pub retry: Retry,
     pub run_id: &'a str,
+    /// The wave the tenant belongs to, for its events.
+    pub wave: usize,
     pub events: &'a Events,
     /// Set by the dispatcher; read here at safe points only.
     pub stop: &'a AtomicBool,
@@ -149,6 +151,7 @@ fn retryable(report: &TenantReport) -> Option<&DbError> {
 pub async fn run(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> TenantReport {
     job.events.emit(Event::TenantStarted {
         tenant: tenant.id.clone(),
+        wave: job.wave,
     });
     run_announced(tenant, connector, job).await
 }
@@ -165,7 +168,7 @@ pub async fn run_announced(tenant: &Tenant, connector: &Connector, job: Job<'_>)
         }
         _ => retryable(report).cloned(),
     };
-    with_retries(&tenant.id, job.retry, job.events, job.stop, undoing, || {
+    with_retries(&tenant.id, job.wave, job.retry, job.events, job.stop, undoing, || {
         attempt(tenant, connector, job, &pending)
     })
     .await
@@ -176,6 +179,7 @@ pub async fn run_announced(tenant: &Tenant, connector: &Connector, job: Job<'_>)
 /// of the tenant's history, and the reports of all tries are merged into one.
 async fn with_retries<F, Fut>(
     id: &TenantId,
+    wave: usize,
     retry: Retry,
     events: &Events,
     stop: &AtomicBool,
@@ -198,8 +202,9 @@ where
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        events.emit(Event::Retrying {
+        events.emit(Event::StepRetried {
             tenant: id.clone(),
+            wave,
             attempt: n + 1,
             wait_ms: wait.as_millis() as u64,
             error,
@@ -425,6 +430,7 @@ async fn migrate(
     }
     let started_event = |index: usize, step: &plan::Step<'_>| Event::StepStarted {
         tenant: tenant.id.clone(),
+        wave: job.wave,
         version: step.migration.version,
         name: step.migration.name.clone(),
         direction: step.direction,
@@ -434,6 +440,7 @@ async fn migrate(
     let finished = |report: &mut TenantReport, step: &plan::Step<'_>, duration_ms: u64| {
         job.events.emit(Event::StepFinished {
             tenant: tenant.id.clone(),
+            wave: job.wave,
             version: step.migration.version,
             direction: step.direction,
             duration_ms,
@@ -686,6 +693,7 @@ mod retry_tests {
         let tries = Cell::new(0);
         let report = with_retries(
             &id(),
+            1,
             retry,
             &events,
             stop,
@@ -712,7 +720,7 @@ mod retry_tests {
         .await;
         let mut retries = Vec::new();
         while let Ok(e) = rx.try_recv() {
-            if let Event::Retrying { attempt, wait_ms, .. } = e.event {
+            if let Event::StepRetried { attempt, wait_ms, .. } = e.event {
                 assert!(wait_ms <= BACKOFF_MAX.as_millis() as u64, "{wait_ms}");
                 retries.push(attempt);
             }

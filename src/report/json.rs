@@ -1,4 +1,6 @@
-//! JSON Lines: one event per line, each with the envelope `{"v": 1, "event": ...}`.
+//! JSON Lines: one event per line, each with the envelope `{"v": 2, "ts_ms": ..., "event": ...}`
+//! and the event's fields flat beside it. `docs/events.schema.json` documents every line;
+//! `tests/it/json_schema.rs` checks real runs against it.
 
 use std::io::Write;
 
@@ -6,8 +8,11 @@ use serde::Serialize;
 
 use crate::exec::events::{Event, Stamped};
 
-/// The version of the JSON Lines envelope; bumped on any incompatible change.
-pub const JSON_LINES_VERSION: u32 = 1;
+/// The version of the JSON Lines envelope; bumped on any incompatible change. 2: every
+/// tenant event is flat (`tenant`, `wave`, ...; `tenant_finished` no longer nests a
+/// `report`), `retrying` became `step_retried`, a failure's version is `failed_migration`
+/// and a skip's reason sits flat.
+pub const JSON_LINES_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Envelope<'a> {

@@ -284,7 +284,7 @@ impl ProgressReporter {
                 self.print(line);
                 self.draw_overall();
             }
-            Event::TenantStarted { tenant } => self.start(tenant),
+            Event::TenantStarted { tenant, .. } => self.start(tenant),
             Event::StepStarted {
                 tenant,
                 version,
@@ -292,6 +292,7 @@ impl ProgressReporter {
                 direction,
                 index,
                 total,
+                ..
             } => {
                 self.start(tenant);
                 let doing = step_label(*version, name, *direction, *index, *total);
@@ -302,7 +303,7 @@ impl ProgressReporter {
                     }
                 }
             }
-            Event::TenantFinished { report } => {
+            Event::TenantFinished { report, .. } => {
                 self.end(&report.id);
                 self.done += 1;
                 match report.outcome {
@@ -355,7 +356,7 @@ impl ProgressReporter {
                 }
                 self.draw_status();
             }
-            Event::Retrying { tenant, attempt, .. } => {
+            Event::StepRetried { tenant, attempt, .. } => {
                 if let Some(flight) = self.in_flight.get_mut(tenant) {
                     flight.doing = format!("retrying (attempt {attempt})");
                     if let Some(bar) = &flight.line {
@@ -888,11 +889,15 @@ mod tests {
     }
 
     fn started(tenant: &str) -> Event {
-        Event::TenantStarted { tenant: id(tenant) }
+        Event::TenantStarted {
+            wave: 1,
+            tenant: id(tenant),
+        }
     }
 
     fn succeeded(tenant: &str) -> Event {
         Event::TenantFinished {
+            wave: 1,
             report: report(
                 tenant,
                 Outcome::Succeeded,
@@ -940,6 +945,7 @@ mod tests {
                 step_started("tenant-02", 1, "init", 1, 7),
                 step_started("tenant-05", 6, "backfill_email", 6, 7),
                 Event::TenantFinished {
+                    wave: 1,
                     report: report(
                         "tenant-02",
                         Outcome::Failed {
@@ -1286,21 +1292,26 @@ mod tests {
             vec![
                 step_started("ghost", 3, "add_email", 3, 7),
                 Event::StepFinished {
+                    wave: 1,
                     tenant: id("ghost"),
                     version: Version(3),
                     direction: Direction::Down,
                     duration_ms: 1,
                 },
                 Event::TenantFinished {
+                    wave: 1,
                     report: report("never-started", Outcome::NotStarted, None, None, vec![]),
                 },
                 Event::TenantFinished {
+                    wave: 1,
                     report: report("ghost", Outcome::Stopped, None, None, vec![]),
                 },
                 Event::TenantFinished {
+                    wave: 1,
                     report: report("ghost", Outcome::Succeeded, None, None, vec![]),
                 },
                 Event::TenantRolledBack {
+                    wave: 1,
                     tenant: id("ghost"),
                     from: None,
                     to: None,
@@ -1308,6 +1319,7 @@ mod tests {
                 },
                 Event::RollbackStarted { tenants: 0 },
                 Event::TenantRolledBack {
+                    wave: 1,
                     tenant: id("ghost"),
                     from: None,
                     to: None,

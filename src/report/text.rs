@@ -69,15 +69,16 @@ impl TextReporter {
                     "fleetmig {command}: {tenants} tenant(s){target} (run {run_id})"
                 ))
             }
-            Event::TenantStarted { tenant } if self.timestamps => {
+            Event::TenantStarted { tenant, .. } if self.timestamps => {
                 Some(format!("  {:width$}  started", tenant.as_str(), width = self.id_width))
             }
-            Event::TenantFinished { report } => Some(self.tenant_line(report)),
-            Event::Retrying {
+            Event::TenantFinished { report, .. } => Some(self.tenant_line(report)),
+            Event::StepRetried {
                 tenant,
                 attempt,
                 wait_ms,
                 error,
+                ..
             } => Some(format!(
                 "  {:width$}  retrying in {:.1}s (attempt {attempt}): {error}",
                 tenant.as_str(),
@@ -106,6 +107,7 @@ impl TextReporter {
                 from,
                 to,
                 error,
+                ..
             } => {
                 let id = format!("{:width$}", tenant.as_str(), width = self.id_width);
                 Some(match error {
@@ -281,6 +283,7 @@ pub(crate) mod tests {
 
     pub(crate) fn step_started(tenant: &str, version: i64, name: &str, index: usize, total: usize) -> Event {
         Event::StepStarted {
+            wave: 1,
             tenant: id(tenant),
             version: Version(version),
             name: name.into(),
@@ -292,6 +295,7 @@ pub(crate) mod tests {
 
     fn step_finished(tenant: &str, version: i64, duration_ms: u64) -> Event {
         Event::StepFinished {
+            wave: 1,
             tenant: id(tenant),
             version: Version(version),
             direction: Direction::Up,
@@ -303,6 +307,7 @@ pub(crate) mod tests {
     fn a_tenant_abandoned_in_flight_says_its_steps_were_not_all_seen() {
         let mut text = TextReporter::new(4);
         let finished = |steps| Event::TenantFinished {
+            wave: 1,
             report: report("acme", Outcome::Succeeded, Some(0), Some(2), steps),
         };
         assert!(text.line(&finished(vec![step(1, 3)])).unwrap().contains("1 applied"));
@@ -324,7 +329,7 @@ pub(crate) mod tests {
     /// A canary wave that succeeds, then a wave with a failure (with a database code), a
     /// dirty tenant, a stop for the failure limit, and a rollback with one failure.
     pub(crate) fn scripted_run() -> Vec<Stamped> {
-        let started = |t: &str| Event::TenantStarted { tenant: id(t) };
+        let started = |t: &str| Event::TenantStarted { wave: 1, tenant: id(t) };
         let events = vec![
             Event::RunStarted {
                 run_id: "18b5c3a-2a".into(),
@@ -343,6 +348,7 @@ pub(crate) mod tests {
             step_started("acme", 3, "index_email", 2, 2),
             step_finished("acme", 3, 30),
             Event::TenantFinished {
+                wave: 1,
                 report: report(
                     "acme",
                     Outcome::Succeeded,
@@ -366,6 +372,7 @@ pub(crate) mod tests {
             step_started("globex", 2, "add_email", 1, 2),
             step_started("umbrella-corp", 2, "add_email", 1, 2),
             Event::TenantFinished {
+                wave: 1,
                 report: report(
                     "initech",
                     Outcome::Skipped {
@@ -379,6 +386,7 @@ pub(crate) mod tests {
                 ),
             },
             Event::TenantFinished {
+                wave: 1,
                 report: report(
                     "globex",
                     Outcome::Failed {
@@ -396,6 +404,7 @@ pub(crate) mod tests {
             },
             step_finished("umbrella-corp", 2, 8),
             Event::TenantFinished {
+                wave: 1,
                 report: report("umbrella-corp", Outcome::Stopped, Some(1), Some(2), vec![step(2, 8)]),
             },
             Event::WaveFinished {
@@ -404,12 +413,14 @@ pub(crate) mod tests {
             },
             Event::RollbackStarted { tenants: 2 },
             Event::TenantRolledBack {
+                wave: 1,
                 tenant: id("umbrella-corp"),
                 from: Some(Version(2)),
                 to: Some(Version(1)),
                 error: None,
             },
             Event::TenantRolledBack {
+                wave: 1,
                 tenant: id("acme"),
                 from: Some(Version(3)),
                 to: Some(Version(3)),
@@ -462,7 +473,8 @@ pub(crate) mod tests {
             code: None,
             message: "connection refused".into(),
         };
-        let line = text.line(&Event::Retrying {
+        let line = text.line(&Event::StepRetried {
+            wave: 1,
             tenant: id("acme"),
             attempt: 2,
             wait_ms: 1250,

@@ -539,7 +539,7 @@ fn ctrl_c_while_a_tenant_waits_for_another_runners_lock_stops_at_once() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|v| v["event"] == "tenant_finished")
         .unwrap();
-    assert_eq!(finished["report"]["status"], "not_started", "{finished}");
+    assert_eq!(finished["status"], "not_started", "{finished}");
 }
 
 #[test]

@@ -109,8 +109,7 @@ fn events(stdout: &str) -> Vec<serde_json::Value> {
 fn tenant_finished<'a>(events: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
     events
         .iter()
-        .find(|e| e["event"] == "tenant_finished" && e["report"]["id"] == id)
-        .map(|e| &e["report"])
+        .find(|e| e["event"] == "tenant_finished" && e["tenant"] == id)
         .unwrap_or_else(|| panic!("no tenant_finished for {id} in {events:#?}"))
 }
 
@@ -236,7 +235,7 @@ fn a_server_restart_mid_run_is_ridden_out_and_each_retry_is_an_event() {
     proxy.cut();
     terminate_fleetmig(&pg);
     gate.exec("COMMIT");
-    let first = up.wait_line("announcing a retry", |l| is_event(l, "retrying"));
+    let first = up.wait_line("announcing a retry", |l| is_event(l, "step_retried"));
     let began = Instant::now();
     while began.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(100));
@@ -256,12 +255,12 @@ fn a_server_restart_mid_run_is_ridden_out_and_each_retry_is_an_event() {
         assert_eq!(versions(&pg, &format!("t_{id}")), ["1", "2", "3"]);
         let retries = evs
             .iter()
-            .filter(|e| e["event"] == "retrying" && e["tenant"] == id)
+            .filter(|e| e["event"] == "step_retried" && e["tenant"] == id)
             .count();
         assert!(retries >= 1, "tenant {id} was retried: {evs:#?}");
     }
     let first: serde_json::Value = serde_json::from_str(&first).unwrap();
-    assert_eq!(first["v"], 1);
+    assert_eq!((&first["v"], &first["wave"]), (&2.into(), &1.into()), "{first}");
     assert!(
         first["ts_ms"].as_u64().is_some() && first["attempt"].as_u64() == Some(2),
         "{first}"
@@ -314,7 +313,7 @@ fn a_tenant_that_migrated_then_lost_its_server_is_failed_at_its_version_not_skip
         done["status"], "failed",
         "a tenant that changed is never skipped: {done}"
     );
-    assert_eq!(done["version"], 2, "{done}");
+    assert_eq!(done["failed_migration"], 2, "{done}");
     assert_eq!(
         (done["start_version"].as_i64(), done["final_version"].as_i64()),
         (Some(0), Some(1)),
@@ -379,7 +378,7 @@ fn a_retry_that_starts_after_the_run_began_stopping_leaves_the_tenant_stopped_an
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() \
          AND application_name = 'fleetmig' AND wait_event = 'relation'",
     );
-    up.wait_line("retrying tenant a", |l| is_event(l, "retrying"));
+    up.wait_line("retrying tenant a", |l| is_event(l, "step_retried"));
     wait_until("a's retry is connecting", || proxy.held.load(Ordering::SeqCst) == 1);
     // b fails: the run stops while a's retry is under way.
     gate.exec("COMMIT");
@@ -421,7 +420,7 @@ fn a_no_transaction_step_whose_history_write_timed_out_is_retried_and_never_repo
     let mut holder = Holder::open(&pg);
     holder.exec("BEGIN; LOCK TABLE t_a.fleetmig_history IN EXCLUSIVE MODE");
     let mut up = Bg::spawn(&p, &["up", "--format", "json", "--lock-timeout", "300ms"]);
-    let retry = up.wait_line("retrying", |l| is_event(l, "retrying"));
+    let retry = up.wait_line("step_retried", |l| is_event(l, "step_retried"));
     assert!(retry.contains("55P03"), "{retry}");
     assert_eq!(versions(&pg, "t_a"), ["1"]);
     holder.exec("COMMIT");
@@ -483,7 +482,7 @@ fn concurrent_index_builds_held_back_by_an_application_transaction_are_cleaned_u
     let mut retried = std::collections::HashSet::new();
     while retried.len() < 3 {
         let line = up.wait_line("a retry of each tenant", |l| {
-            is_event(l, "retrying")
+            is_event(l, "step_retried")
                 && !retried
                     .iter()
                     .any(|id: &String| l.contains(&format!("\"tenant\":\"{id}\"")))

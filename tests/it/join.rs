@@ -178,7 +178,7 @@ fn three_runners_one_killed_every_tenant_migrated_exactly_once() {
         events
             .iter()
             .filter(|e| e["event"] == "tenant_finished")
-            .map(|e| e["report"]["id"].as_str().unwrap().to_owned())
+            .map(|e| e["tenant"].as_str().unwrap().to_owned())
             .collect()
     };
     let mut seen = Vec::new();

@@ -165,8 +165,8 @@ fn tenant_status(events: &[Value], id: &str) -> String {
     events
         .iter()
         .rev()
-        .find(|e| e["event"] == "tenant_finished" && e["report"]["id"] == id)
-        .map(|e| e["report"]["status"].as_str().unwrap_or("?").to_owned())
+        .find(|e| e["event"] == "tenant_finished" && e["tenant"] == id)
+        .map(|e| e["status"].as_str().unwrap_or("?").to_owned())
         .unwrap_or_else(|| "none".into())
 }
 

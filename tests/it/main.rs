@@ -14,6 +14,7 @@ mod faults_pg;
 mod fuzz;
 mod gates;
 mod join;
+mod json_schema;
 mod ledger;
 mod ledger_faults;
 mod rollout;
