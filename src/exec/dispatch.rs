@@ -627,7 +627,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 async move {
                     let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
                     let action = Action::Migrate(Target::Down { to: start });
-                    let quiet = Events::none();
+                    let quiet = events.retries_only();
                     let job = Job {
                         set: ctx.set,
                         action,

@@ -197,7 +197,8 @@ pub enum Event {
         duration_ms: u64,
     },
     /// A tenant's attempt ended on a transient error; attempt `attempt` (2 for the first
-    /// retry) starts after `wait_ms`, from a fresh read of its history.
+    /// retry) starts after `wait_ms`, from a fresh read of its history. Every retry says
+    /// so, a rollback's too.
     StepRetried {
         tenant: TenantId,
         wave: usize,
@@ -325,20 +326,43 @@ pub struct Stamped {
 #[derive(Debug, Clone)]
 pub struct Events {
     tx: Option<mpsc::UnboundedSender<Stamped>>,
+    /// Only `step_retried` passes: a rollback's own steps are reported by the dispatcher as
+    /// `tenant_rolled_back`, but its retries must not be silent.
+    retries_only: bool,
 }
 
 impl Events {
     pub fn channel() -> (Events, mpsc::UnboundedReceiver<Stamped>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Events { tx: Some(tx) }, rx)
+        (
+            Events {
+                tx: Some(tx),
+                retries_only: false,
+            },
+            rx,
+        )
     }
 
     /// Events that go nowhere, for library callers that want only the result.
     pub fn none() -> Events {
-        Events { tx: None }
+        Events {
+            tx: None,
+            retries_only: false,
+        }
+    }
+
+    /// The same stream, passing only `step_retried`.
+    pub fn retries_only(&self) -> Events {
+        Events {
+            tx: self.tx.clone(),
+            retries_only: true,
+        }
     }
 
     pub fn emit(&self, event: Event) {
+        if self.retries_only && !matches!(event, Event::StepRetried { .. }) {
+            return;
+        }
         if let Some(tx) = &self.tx {
             let at_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

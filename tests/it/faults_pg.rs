@@ -668,3 +668,54 @@ fn a_dirty_migration_marked_rerun_if_dirty_is_run_again_and_status_says_what_to_
     assert!(tenant_line(&up.stdout, "b").contains("dirty"), "{up:?}");
     assert_eq!(versions(&pg, "t_b"), ["1", "2", "3 dirty"]);
 }
+
+#[test]
+fn a_rollback_step_that_times_out_on_a_lock_is_retried_and_each_retry_is_an_event() {
+    let Some(pg) = Pg::create("rbretry") else { return };
+    pg.exec("CREATE TABLE public.gate (x INT)");
+    let p = Project::new();
+    p.fleet(&fleet(&pg.url(), &["a"]));
+    // Migration 2 fails on its SQL, so migration 1 is rolled back; its down script needs
+    // the gate, which the test holds until the rollback's retry is announced.
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (id INT);\n")
+        .migration(
+            "0001_one.down.sql",
+            "LOCK TABLE public.gate IN ACCESS SHARE MODE;\nDROP TABLE t1;\n",
+        )
+        .migration("0002_two.up.sql", "CREATE TABLE t1 (id INT);\n")
+        .migration("0002_two.down.sql", "SELECT 1;\n");
+
+    let mut gate = Holder::open(&pg);
+    gate.exec("BEGIN; LOCK TABLE public.gate IN ACCESS EXCLUSIVE MODE");
+    let mut up = Bg::spawn(&p, &["up", "--format", "json", "--lock-timeout", "100ms"]);
+    let retry = up.wait_line("announcing the rollback's retry", |l| is_event(l, "step_retried"));
+    gate.exec("COMMIT");
+    let run = up.finish();
+
+    let evs = events(&run.stdout);
+    let retry: serde_json::Value = serde_json::from_str(&retry).unwrap();
+    assert_eq!(
+        (&retry["tenant"], &retry["wave"], &retry["attempt"]),
+        (&"a".into(), &1.into(), &2.into()),
+        "{retry}"
+    );
+    assert_eq!(retry["error"]["code"], "55P03", "{retry}");
+    let order: Vec<&str> = evs.iter().filter_map(|e| e["event"].as_str()).collect();
+    let at = |kind: &str| {
+        order
+            .iter()
+            .position(|e| *e == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {order:?}"))
+    };
+    assert!(
+        at("rollback_started") < at("step_retried"),
+        "the retry is the rollback's: {order:?}"
+    );
+    let rolled = evs.iter().find(|e| e["event"] == "tenant_rolled_back").unwrap();
+    assert_eq!(
+        (&rolled["to"], &rolled["error"]),
+        (&0.into(), &serde_json::Value::Null),
+        "{rolled}"
+    );
+    assert_eq!(versions(&pg, "t_a"), Vec::<String>::new());
+}
