@@ -161,6 +161,7 @@ fn sqlite_runs(events: &Events) -> BTreeSet<String> {
         wave_ms > 0 && wave_ms >= steps_ms,
         "wave 2 took {wave_ms} ms, its steps {steps_ms} ms"
     );
+    agrees_with_the_report(&p, &lines);
     let end = &lines.last().unwrap()["summary"];
     assert_eq!(
         (&end["rolled_back"], &end["not_started"]),
@@ -174,6 +175,47 @@ fn sqlite_runs(events: &Events) -> BTreeSet<String> {
     assert_eq!(down.code, 0, "{down:?}");
     seen.extend(events.check("down --steps 1", &down.stdout));
     seen
+}
+
+/// `report RUN --format json` (and `--report FILE.json`, the same document) lists each
+/// tenant as `id` in its `tenants` and shares `tenant_finished`'s other names: `wave`,
+/// `start_version`, `failed_migration`, `dirty`, and `status`, which there is the final
+/// one (a rolled-back tenant is `rolled_back`).
+fn agrees_with_the_report(p: &Project, lines: &[Value]) {
+    let run_id = lines[0]["run_id"].as_str().unwrap();
+    let report = p.run(&["report", run_id, "--format", "json"]);
+    let report: Value = serde_json::from_str(&report.stdout).unwrap_or_else(|e| panic!("{e}: {report:?}"));
+    let rolled_back: BTreeSet<&str> = lines
+        .iter()
+        .filter(|v| v["event"] == "tenant_rolled_back" && v["error"].is_null())
+        .map(|v| v["tenant"].as_str().unwrap())
+        .collect();
+    for event in lines.iter().filter(|v| v["event"] == "tenant_finished") {
+        let id = event["tenant"].as_str().unwrap();
+        let row = report["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap_or_else(|| panic!("no row for {id} in {report:#}"));
+        for key in ["wave", "start_version"] {
+            assert_eq!(row[key], event[key], "{key} of {id}: {row} vs {event}");
+        }
+        let status = if rolled_back.contains(id) {
+            "rolled_back"
+        } else {
+            event["status"].as_str().unwrap()
+        };
+        assert_eq!(row["status"], status, "{id}: {row} vs {event}");
+        if event["status"] == "failed" {
+            assert_eq!(
+                row["failed_migration"], event["failed_migration"],
+                "{id}: {row} vs {event}"
+            );
+        } else {
+            assert_eq!(row["final_version"], event["final_version"], "{id}: {row} vs {event}");
+        }
+    }
 }
 
 /// A PostgreSQL tenant whose server refuses connections at first: its attempt is retried
@@ -200,7 +242,39 @@ fn retried_run(events: &Events) -> BTreeSet<String> {
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(last["summary"]["succeeded"], 1, "retried until it succeeded: {stdout}");
-    events.check("up through a server that refused at first", &stdout)
+    let mut seen = events.check("up through a server that refused at first", &stdout);
+    seen.extend(shared_run(events, &pg));
+    seen
+}
+
+/// A shared run (`--shared`, the claim loop of `join`) emits the same events.
+fn shared_run(events: &Events, pg: &Pg) -> BTreeSet<String> {
+    let p = Project::new();
+    p.fleet(&format!(
+        "defaults: {{url: \"{}\", schema: \"s_{{id}}\"}}\ntenants:\n  - {{id: c, canary: true}}\n  - {{id: x}}\n  - {{id: y}}\n",
+        pg.url()
+    ));
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (id INT);\n");
+    p.migration("0002_two.up.sql", "CREATE TABLE t2 (id INT);\n");
+    let run = p.run(&["up", "--shared", "--ledger", &pg.url(), "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let seen = events.check("a shared run", &run.stdout);
+    let waves: BTreeSet<u64> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["event"] == "tenant_finished")
+        .map(|v| v["wave"].as_u64().unwrap())
+        .collect();
+    assert_eq!(waves, BTreeSet::from([1, 2]), "{}", run.stdout);
+    let timed = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["event"] == "wave_finished")
+        .all(|v| v["summary"]["elapsed_ms"].as_u64() > Some(0));
+    assert!(timed, "each wave says how long it took: {}", run.stdout);
+    seen
 }
 
 #[test]
