@@ -971,6 +971,55 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_is_a_printed_line_and_shows_on_the_tenants_line_until_its_next_step() {
+        let (mut reporter, screen) = on_screen(options(3));
+        let lost = crate::driver::error::DbError {
+            kind: crate::driver::error::ErrorKind::Unreachable,
+            op: "applying 0003_add_email".into(),
+            code: None,
+            message: "connection reset by peer".into(),
+        };
+        feed(
+            &mut reporter,
+            [
+                Event::RunStarted {
+                    run_id: "18b5c3a-2a".into(),
+                    command: "up".into(),
+                    target: Some(Version(7)),
+                    tenants: 2,
+                },
+                Event::WaveStarted {
+                    wave: 1,
+                    canary: false,
+                    tenants: 2,
+                },
+                started("tenant-01"),
+                started("tenant-02"),
+                step_started("tenant-01", 3, "add_email", 3, 7),
+                step_started("tenant-02", 3, "add_email", 3, 7),
+                Event::StepRetried {
+                    tenant: id("tenant-01"),
+                    wave: 1,
+                    attempt: 2,
+                    wait_ms: 240,
+                    error: lost,
+                },
+            ],
+        );
+        insta::assert_snapshot!("retrying", screen.text());
+        feed(&mut reporter, [step_started("tenant-01", 3, "add_email", 1, 5)]);
+        let after = screen.text();
+        assert!(
+            after.contains("retrying in 0.2s (attempt 2)"),
+            "the printed line stays:\n{after}"
+        );
+        assert!(
+            !after.contains("retrying (attempt 2)"),
+            "the tenant's line moved on:\n{after}"
+        );
+    }
+
+    #[test]
     fn stop_and_rollback_then_finish_leaves_only_printed_lines() {
         let (mut reporter, screen) = on_screen(options(2));
         for stamped in scripted_run() {
