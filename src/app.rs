@@ -26,6 +26,7 @@ use crate::plan::waves::{Wave, WaveSpec, waves};
 use crate::report::json::write_event;
 use crate::report::progress::ProgressReporter;
 use crate::report::run as run_report;
+use crate::report::run::Rows;
 use crate::report::tables::{self, PlanRow};
 use crate::report::text::TextReporter;
 
@@ -363,7 +364,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             }
             Ok(exit::OK)
         }
-        Command::Report { run } => {
+        Command::Report { run, all } => {
             let fleet = load_fleet(g).await?;
             let report = match open_ledger_if_any(g, &fleet).await? {
                 Some(ledger) => ledger.report(run).await?,
@@ -376,7 +377,15 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             };
             match g.format {
                 Format::Json => writeln!(out, "{}", run_report::json(&report))?,
-                Format::Text => write!(out, "{}", run_report::text(&report))?,
+                Format::Text => {
+                    let more = format!("{} lists every tenant", report_command(g, run));
+                    let rows = if *all {
+                        Rows::All
+                    } else {
+                        Rows::Screenful { more: &more }
+                    };
+                    write!(out, "{}", run_report::text(&report, rows))?
+                }
             }
             Ok(if report.is_success() { exit::OK } else { exit::FAILED })
         }
@@ -842,7 +851,14 @@ async fn execute(
     // never as a refusal, and every other output is still written.
     let mut unwritten = written.err().map(|e| ("standard output".to_owned(), e));
     if unwritten.is_none() && format == Format::Text && (report.stop_reason.is_early() || !report.is_success()) {
-        if let Err(e) = write!(out, "{}", run_report::text(&report)).and_then(|()| out.flush()) {
+        // Rows left out must be one command away; when the ledger cannot give them, all of
+        // them are printed here.
+        let more = format!("{} lists every tenant", report_command(g, &report.run_id));
+        let rows = match missed_end {
+            None => Rows::Screenful { more: &more },
+            Some(_) => Rows::All,
+        };
+        if let Err(e) = write!(out, "{}", run_report::text(&report, rows)).and_then(|()| out.flush()) {
             unwritten = Some(("standard output".to_owned(), e));
         }
     }
@@ -873,6 +889,20 @@ async fn execute(
             source,
         }),
     }
+}
+
+/// The `report --all` command for a run, with the fleet file this one used; a ledger named
+/// on the command line is only mentioned, as its URL may hold a password.
+fn report_command(g: &Global, run_id: &str) -> String {
+    let mut command = format!("`fleetmig report {run_id} --all");
+    if g.fleet != Path::new("tenants.yaml") {
+        command.push_str(&format!(" --fleet {}", g.fleet.display()));
+    }
+    command.push('`');
+    if g.ledger.is_some() {
+        command.push_str(" (with the same --ledger)");
+    }
+    command
 }
 
 /// `--report FILE` is checked before anything runs, so a run is refused rather than found

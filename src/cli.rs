@@ -248,10 +248,15 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 20, value_parser = |s: &str| bounds::number(s, 1i64, 1_000_000))]
         limit: i64,
     },
-    /// Print a past run's report from the ledger (text, or --format json).
+    /// Print a past run's report from the ledger (text, or --format json). The text lists
+    /// every tenant that needs a look; succeeded and not-started ones past a screenful are
+    /// counted unless --all.
     Report {
-        /// The run's id, as `runs` lists it.
+        /// The run's id, as `fleetmig runs` lists it.
         run: String,
+        /// List every tenant, however many.
+        #[arg(long)]
+        all: bool,
     },
     /// Revert migrations with their down scripts, newest first.
     Down {

@@ -19,7 +19,9 @@ use tokio::sync::mpsc;
 use crate::driver::connect::{Access, Connector, Limits};
 use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::ledger::LedgerError;
-use crate::exec::events::{Event, Events, Gate, GateStart, NextWave, Outcome, SkipReason, Summary, TenantReport};
+use crate::exec::events::{
+    Event, Events, Gate, GateStart, NextWave, Outcome, Phase, SkipReason, Summary, TenantReport,
+};
 use crate::exec::run::{RunContext, host_caps, host_limit, inspect_all};
 use crate::exec::tenant::{self, Action, Job};
 use crate::exec::turns::Turns;
@@ -118,6 +120,10 @@ pub struct FinalTenant {
     /// The migration that failed, for `failed` and rolled-back failures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_migration: Option<Version>,
+    /// Where it failed when that was not in a migration (connecting, locking, reading its
+    /// history). Reports recorded before this was kept have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during: Option<Phase>,
     /// The error: the database's code and message, or why the tenant was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -852,7 +858,10 @@ pub(crate) fn summarize(tenants: &[FinalTenant], elapsed: Duration) -> Summary {
                 s.succeeded += 1;
                 s.changed += usize::from(t.migrations_run > 0);
             }
-            Status::Failed => s.failed += 1,
+            Status::Failed => {
+                s.failed += 1;
+                s.failed_after_steps += usize::from(t.migrations_run > 0);
+            }
             Status::RolledBack => s.rolled_back += 1,
             Status::RollbackFailed => s.rollback_failed += 1,
             Status::Skipped => s.skipped += 1,
@@ -883,6 +892,7 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
         final_version: report.final_version,
         dirty: dirty_at(&report.outcome),
         failed_migration: None,
+        during: None,
         error: None,
         error_code: None,
         rollback: None,
@@ -891,9 +901,11 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
     };
     out.status = match &report.outcome {
         Outcome::Succeeded => Status::Succeeded,
-        Outcome::Failed { version, error, .. } => {
-            // Version 0 names no migration: it failed before any, or it is unknown which.
-            out.failed_migration = Some(*version).filter(|v| *v != Version::ZERO);
+        Outcome::Failed {
+            version, during, error, ..
+        } => {
+            out.failed_migration = *version;
+            out.during = Some(*during).filter(|d| *d != Phase::Migrating);
             out.error = Some(error.to_string());
             out.error_code = error.code.clone();
             Status::Failed
@@ -938,7 +950,7 @@ fn dirty_at(outcome: &Outcome) -> Option<Version> {
     match outcome {
         Outcome::Failed {
             version, dirty: true, ..
-        } => Some(*version),
+        } => *version,
         Outcome::Skipped {
             reason: SkipReason::Refused {
                 refusal: Refusal::Dirty { version },
@@ -1019,13 +1031,14 @@ pub(crate) fn abandoned_report(
     const WHY: &str = "abandoned by a second interrupt (Ctrl-C or SIGTERM)";
     let failed = |version, message: String, dirty| Outcome::Failed {
         version,
+        during: Phase::Migrating,
         error: DbError::new(crate::driver::error::ErrorKind::Sql, "migrating", message),
         dirty,
     };
     let (outcome, final_version) = match read {
         Err(e) => (
             failed(
-                Version::ZERO,
+                None,
                 format!(
                     "{WHY}; its version is unknown: its history could not be read once its session ended ({e}); \
                      `fleetmig status` reads it"
@@ -1042,7 +1055,7 @@ pub(crate) fn abandoned_report(
             };
             let outcome = if let Some(row) = rows.iter().find(|r| r.dirty) {
                 failed(
-                    row.version,
+                    Some(row.version),
                     format!(
                         "{WHY} during migration {}, which runs outside a transaction: its history marks it dirty",
                         row.version
@@ -1059,7 +1072,7 @@ pub(crate) fn abandoned_report(
                     Action::Stamp(_) => None,
                 };
                 failed(
-                    next.unwrap_or(Version::ZERO),
+                    next,
                     format!("{WHY}; read once its session ended, its history shows version {now}"),
                     false,
                 )

@@ -56,12 +56,15 @@ impl SkipReason {
 pub enum Outcome {
     /// Reached the target (possibly with nothing to do).
     Succeeded,
-    /// A step failed. `dirty`: it could not roll back and left a dirty history row.
-    /// `version`: the migration that failed (0: before any), `failed_migration` in JSON as
-    /// in the run report.
+    /// A step failed, or the tenant failed before one could run (`during` says where).
+    /// `dirty`: it could not roll back and left a dirty history row.
     Failed {
+        /// The migration that failed, or was to run when the failure came (a retry that
+        /// could not reconnect); `None` when no migration was concerned. `failed_migration`
+        /// in JSON as in the run report.
         #[serde(rename = "failed_migration")]
-        version: Version,
+        version: Option<Version>,
+        during: Phase,
         error: DbError,
         dirty: bool,
     },
@@ -74,6 +77,45 @@ pub enum Outcome {
     /// The run stopped between two of this tenant's steps: every step is whole, the
     /// target was not reached.
     Stopped,
+}
+
+/// Where in its part of a run a tenant failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Opening a session: reaching the server, running `init_sql`.
+    Connecting,
+    /// Taking the tenant's lock.
+    Locking,
+    /// Reading (or creating) its history table.
+    ReadingHistory,
+    /// Running or undoing a migration.
+    Migrating,
+    /// Writing history rows without running SQL (`stamp`).
+    Stamping,
+}
+
+impl Phase {
+    /// "connecting", for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Connecting => "connecting",
+            Phase::Locking => "locking",
+            Phase::ReadingHistory => "reading its history",
+            Phase::Migrating => "migrating",
+            Phase::Stamping => "stamping",
+        }
+    }
+
+    /// "while connecting: {error}", without saying "connecting" twice when the error's
+    /// own operation is the phase.
+    pub fn with_error(self, error: &str) -> String {
+        let error = error
+            .strip_prefix(self.name())
+            .and_then(|e| e.strip_prefix(": "))
+            .unwrap_or(error);
+        format!("while {}: {error}", self.name())
+    }
 }
 
 /// One step that ran to completion.
@@ -118,6 +160,9 @@ pub struct Summary {
     /// Succeeded tenants that ran at least one step.
     pub changed: usize,
     pub failed: usize,
+    /// Failed tenants that ran at least one step first: moved, but neither back where they
+    /// started nor at the target.
+    pub failed_after_steps: usize,
     pub rolled_back: usize,
     pub rollback_failed: usize,
     pub skipped: usize,
@@ -139,7 +184,10 @@ impl Summary {
                     s.succeeded += 1;
                     s.changed += usize::from(r.changed());
                 }
-                Outcome::Failed { .. } => s.failed += 1,
+                Outcome::Failed { .. } => {
+                    s.failed += 1;
+                    s.failed_after_steps += usize::from(r.changed());
+                }
                 Outcome::Skipped { .. } => s.skipped += 1,
                 Outcome::NotStarted => s.not_started += 1,
                 Outcome::Stopped => s.stopped += 1,

@@ -453,6 +453,7 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
                 final_version: row.final_version.map(Version),
                 dirty: None,
                 failed_migration: None,
+                during: None,
                 error,
                 error_code: None,
                 rollback: None,

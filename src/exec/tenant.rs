@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::driver::connect::{Access, AnySession, Connector};
 use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::session::{StepFailed, Undo};
-use crate::exec::events::{Event, Events, Outcome, SkipReason, StepDone, TenantReport};
+use crate::exec::events::{Event, Events, Outcome, Phase, SkipReason, StepDone, TenantReport};
 use crate::model::fleet::{Tenant, TenantId};
 use crate::model::migration::{Applied, Direction, MigrationSet, Version};
 use crate::plan::tenant::{self as plan, Refusal, Target};
@@ -273,9 +273,10 @@ fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
         later.final_version = earlier.final_version;
     }
     if earlier.changed() || lost.is_some() {
+        // The migration the earlier attempt failed at is the one the later did not get to.
         let at = match &earlier.outcome {
             Outcome::Failed { version, .. } => *version,
-            _ => later.final_version.unwrap_or(Version::ZERO),
+            _ => None,
         };
         later.outcome = match later.outcome {
             Outcome::NotStarted if earlier.changed() || later.final_version != later.start_version => Outcome::Stopped,
@@ -287,7 +288,8 @@ fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
                         refusal: refusal @ Refusal::Dirty { version },
                     },
             } => Outcome::Failed {
-                version,
+                version: Some(version),
+                during: Phase::Migrating,
                 error: DbError::new(ErrorKind::Sql, "reading fleetmig_history", refusal.to_string()),
                 dirty: true,
             },
@@ -299,20 +301,26 @@ fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
                 first.message = format!("{}; tried again: {error}", first.message);
                 Outcome::Failed {
                     version: at,
+                    during: Phase::Migrating,
                     error: first,
                     dirty: false,
                 }
             }
-            Outcome::Skipped { reason } => Outcome::Failed {
-                version: at,
-                error: match reason {
-                    SkipReason::Unreachable { error } | SkipReason::Locked { error } => error,
-                    SkipReason::Refused { refusal } => {
-                        DbError::new(ErrorKind::Sql, "reading fleetmig_history", refusal.to_string())
-                    }
-                },
-                dirty: false,
-            },
+            Outcome::Skipped { reason } => {
+                let (during, error) = match reason {
+                    SkipReason::Unreachable { error } | SkipReason::Locked { error } => (opening(&error), error),
+                    SkipReason::Refused { refusal } => (
+                        Phase::ReadingHistory,
+                        DbError::new(ErrorKind::Sql, "reading fleetmig_history", refusal.to_string()),
+                    ),
+                };
+                Outcome::Failed {
+                    version: at,
+                    during,
+                    error,
+                    dirty: false,
+                }
+            }
             other => other,
         };
     }
@@ -322,12 +330,24 @@ fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
     later
 }
 
+/// Where opening a session failed: the drivers' operations name it.
+fn opening(error: &DbError) -> Phase {
+    if error.kind == ErrorKind::Locked || error.op.contains("lock") {
+        Phase::Locking
+    } else if error.op.contains("fleetmig_history") {
+        Phase::ReadingHistory
+    } else {
+        Phase::Connecting
+    }
+}
+
 /// A tenant whose database answered but failed before any migration ran.
-fn failed_before_any_step(tenant: &Tenant, error: DbError) -> TenantReport {
+fn failed_before_any_step(tenant: &Tenant, error: DbError, during: Phase) -> TenantReport {
     TenantReport {
         id: tenant.id.clone(),
         outcome: Outcome::Failed {
-            version: Version::ZERO,
+            version: None,
+            during,
             error,
             dirty: false,
         },
@@ -357,7 +377,8 @@ async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>, pending: 
         Ok(s) => s,
         // The database answered but refused to set up (init_sql, creating the history table).
         Err(error) if error.kind == ErrorKind::Sql => {
-            return failed_before_any_step(tenant, error);
+            let during = opening(&error);
+            return failed_before_any_step(tenant, error, during);
         }
         Err(e) => return skipped(tenant, e, None),
     };
@@ -370,7 +391,8 @@ async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>, pending: 
                 let report = TenantReport {
                     id: tenant.id.clone(),
                     outcome: Outcome::Failed {
-                        version: undo.version,
+                        version: Some(undo.version),
+                        during: Phase::Migrating,
                         error,
                         dirty: true,
                     },
@@ -390,7 +412,7 @@ async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>, pending: 
             Action::Migrate(target) => migrate(&mut session, tenant, &applied, target, job, pending).await,
             Action::Stamp(to) => stamp(&mut session, tenant, job.set, &applied, to, job.run_id).await,
         },
-        Err(error) => failed_before_any_step(tenant, error),
+        Err(error) => failed_before_any_step(tenant, error, Phase::ReadingHistory),
     };
     session.release().await;
     report
@@ -472,7 +494,8 @@ async fn migrate(
         });
         if let Some(step) = outside {
             report.outcome = Outcome::Failed {
-                version: step.migration.version,
+                version: Some(step.migration.version),
+                during: Phase::Migrating,
                 error: DbError::new(
                     ErrorKind::Sql,
                     format!("migrating {}", step.migration.label()),
@@ -501,7 +524,8 @@ async fn migrate(
                 let failed = tenant_plan.steps.get(at).or(tenant_plan.steps.last());
                 // Nothing of the transaction stays: the session is closed, the database rolls back.
                 report.outcome = Outcome::Failed {
-                    version: failed.map_or(Version::ZERO, |s| s.migration.version),
+                    version: failed.map(|s| s.migration.version),
+                    during: Phase::Migrating,
                     error,
                     dirty: false,
                 };
@@ -526,7 +550,8 @@ async fn migrate(
             Err(StepFailed { error, dirty, undo }) => {
                 *pending.lock().expect("not poisoned") = undo;
                 report.outcome = Outcome::Failed {
-                    version: m.version,
+                    version: Some(m.version),
+                    during: Phase::Migrating,
                     error,
                     dirty,
                 };
@@ -560,7 +585,12 @@ fn reached(tenant_plan: &plan::TenantPlan<'_>, report: &TenantReport, applied: &
     // marked dirty: the tenant did not reach it, and the report names it as dirty. Undone,
     // the row is as before the step: gone going up (a rerun's dirty row too), there going
     // down.
-    if let Outcome::Failed { version, dirty, .. } = report.outcome {
+    if let Outcome::Failed {
+        version: Some(version),
+        dirty,
+        ..
+    } = report.outcome
+    {
         let failed_down = tenant_plan
             .steps
             .iter()
@@ -589,7 +619,8 @@ async fn stamp(
     let outcome = match session.stamp(&rows, run_id).await {
         Ok(()) => Outcome::Succeeded,
         Err(error) => Outcome::Failed {
-            version: to,
+            version: Some(to),
+            during: Phase::Stamping,
             error,
             dirty: false,
         },
@@ -674,7 +705,8 @@ mod retry_tests {
 
     fn transient_failure(at: i64) -> Outcome {
         Outcome::Failed {
-            version: Version(at),
+            version: Some(Version(at)),
+            during: Phase::Migrating,
             error: DbError {
                 kind: ErrorKind::Sql,
                 op: "applying".into(),
@@ -794,7 +826,7 @@ mod retry_tests {
         );
         let r = merge(earlier.clone(), later);
         assert!(
-            matches!(&r.outcome, Outcome::Failed { version: Version(2), dirty: false, error } if error.kind == ErrorKind::Unreachable),
+            matches!(&r.outcome, Outcome::Failed { version: Some(Version(2)), during: Phase::Connecting, dirty: false, error } if error.kind == ErrorKind::Unreachable),
             "{r:?}"
         );
         assert_eq!((r.start_version, r.final_version), (Some(Version(0)), Some(Version(1))));
@@ -836,7 +868,8 @@ mod retry_tests {
         let cut = || {
             report(
                 Outcome::Failed {
-                    version: Version(2),
+                    version: Some(Version(2)),
+                    during: Phase::Migrating,
                     error: no_answer(),
                     dirty: false,
                 },
@@ -855,7 +888,7 @@ mod retry_tests {
         );
         let r = merge(cut(), unreachable);
         assert!(
-            matches!(&r.outcome, Outcome::Failed { version: Version(2), dirty: false, error } if crate::driver::connect::is_no_answer(error)),
+            matches!(&r.outcome, Outcome::Failed { version: Some(Version(2)), dirty: false, error, .. } if crate::driver::connect::is_no_answer(error)),
             "{r:?}"
         );
         assert_eq!(
@@ -880,7 +913,7 @@ mod retry_tests {
             matches!(
                 r.outcome,
                 Outcome::Failed {
-                    version: Version(2),
+                    version: Some(Version(2)),
                     dirty: true,
                     ..
                 }
@@ -894,7 +927,7 @@ mod retry_tests {
             matches!(
                 r.outcome,
                 Outcome::Failed {
-                    version: Version(2),
+                    version: Some(Version(2)),
                     dirty: true,
                     ..
                 }

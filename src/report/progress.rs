@@ -949,7 +949,8 @@ mod tests {
                     report: report(
                         "tenant-02",
                         Outcome::Failed {
-                            version: Version(1),
+                            version: Some(Version(1)),
+                            during: crate::exec::events::Phase::Migrating,
                             error: duplicate_column(),
                             dirty: false,
                         },

@@ -5,41 +5,106 @@ use std::fmt::Write;
 use comfy_table::Table;
 use comfy_table::presets::NOTHING;
 
-use crate::exec::dispatch::{RunReport, Status};
+use crate::exec::dispatch::{FinalTenant, RunReport, Status};
 use crate::model::migration::Version;
 
 fn v(v: Option<Version>) -> String {
     v.map_or("?".to_owned(), |v| v.to_string())
 }
 
-/// Which tenants the table lists: all of them for small runs, otherwise those that need a look.
-fn listed(report: &RunReport, limit: usize) -> Vec<&crate::exec::dispatch::FinalTenant> {
-    if report.tenants.len() <= limit {
-        return report.tenants.iter().collect();
+/// How many rows the table may have before succeeded and not-started tenants are
+/// summarised as counts: about a screenful.
+pub const SCREENFUL: usize = 40;
+
+/// Which rows the text report lists.
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    /// Every tenant.
+    All,
+    /// Every tenant that needs a look; succeeded and not-started ones too while the table
+    /// stays within a screenful, else as counts. `more` says how to see every row.
+    Screenful { more: &'a str },
+}
+
+/// Where a row sorts: what needs a look first, in the order it needs it.
+fn rank(t: &FinalTenant) -> usize {
+    match t.status {
+        Status::Failed => 0,
+        Status::RolledBack => 1,
+        Status::RollbackFailed => 2,
+        Status::Stopped => 3,
+        Status::Skipped => 4,
+        Status::Succeeded if t.migrations_run > 0 => 5,
+        Status::Succeeded => 6,
+        Status::NotStarted => 7,
     }
-    report
-        .tenants
-        .iter()
-        .filter(|t| t.status != Status::Succeeded)
-        .take(limit)
-        .collect()
+}
+
+/// The groups that may be summarised as counts, by rank, and how they are named then.
+const SUMMARISED: [(usize, &str); 3] = [
+    (5, "succeeded (changed)"),
+    (6, "succeeded (already at the target)"),
+    (7, "not started"),
+];
+
+/// The rows to list, in order, and the groups left out: (name, count, first few ids).
+fn listed<'r>(report: &'r RunReport, rows: Rows<'_>) -> (Vec<&'r FinalTenant>, Vec<(&'static str, Vec<&'r str>)>) {
+    let mut sorted: Vec<&FinalTenant> = report.tenants.iter().collect();
+    sorted.sort_by_key(|t| rank(t));
+    if matches!(rows, Rows::All) || sorted.len() <= SCREENFUL {
+        return (sorted, Vec::new());
+    }
+    let group = |rank_of| sorted.iter().filter(move |t| rank(t) == rank_of).copied();
+    let mut room = SCREENFUL.saturating_sub(sorted.iter().filter(|t| rank(t) < 5).count());
+    let mut hidden = Vec::new();
+    let mut shown: Vec<usize> = vec![0, 1, 2, 3, 4];
+    for (r, name) in SUMMARISED {
+        let n = group(r).count();
+        if n <= room {
+            room -= n;
+            shown.push(r);
+        } else {
+            hidden.push((name, group(r).map(|t| t.id.as_str()).collect()));
+        }
+    }
+    let listed = sorted.into_iter().filter(|t| shown.contains(&rank(t))).collect();
+    (listed, hidden)
 }
 
 /// The final version, and the migration the tenant is left dirty at.
-fn final_version(t: &crate::exec::dispatch::FinalTenant) -> String {
+fn final_version(t: &FinalTenant) -> String {
     match t.dirty {
         Some(d) => format!("{} (dirty at {d})", v(t.final_version)),
         None => v(t.final_version),
     }
 }
 
-fn detail(t: &crate::exec::dispatch::FinalTenant) -> String {
+fn detail(t: &FinalTenant) -> String {
     let mut out = String::new();
-    if let Some(m) = t.failed_migration {
-        let _ = write!(out, "migration {m}: ");
-    }
-    if let Some(e) = &t.error {
-        out.push_str(e);
+    let error = t.error.as_deref().unwrap_or_default();
+    match (t.during, t.failed_migration) {
+        // Before any migration ran, or between two: where, and where it was left.
+        (Some(during), m) => {
+            let mut at = Vec::new();
+            if let Some(m) = m {
+                at.push(format!("before migration {m}"));
+            }
+            if t.final_version.is_none() {
+                at.push("version unknown".to_owned());
+            }
+            let at = if at.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", at.join(", "))
+            };
+            let text = during.with_error(error);
+            let (head, tail) = text.split_once(": ").unwrap_or((&text, ""));
+            let _ = write!(out, "{head}{at}: {tail}");
+        }
+        (None, Some(m)) => {
+            let _ = write!(out, "migration {m}: {error}");
+        }
+        (None, None) => out.push_str(error),
     }
     let sep = if out.is_empty() { "" } else { "; " };
     match (t.rollback, &t.rollback_error) {
@@ -54,13 +119,17 @@ fn detail(t: &crate::exec::dispatch::FinalTenant) -> String {
     out
 }
 
-/// The report as a text table, with counts per wave and the stop reason.
-pub fn text(report: &RunReport) -> String {
+/// How many ids a summarised group names.
+const NAMED: usize = 3;
+
+/// The report as a text table (failures first), with counts per wave and the stop reason.
+pub fn text(report: &RunReport, rows: Rows<'_>) -> String {
     let mut out = String::new();
     let mut t = Table::new();
     t.load_preset(NOTHING)
         .set_header(vec!["TENANT", "WAVE", "STATUS", "START", "FINAL", "DETAIL"]);
-    let rows = listed(report, 200);
+    let rows_kind = rows;
+    let (rows, hidden) = listed(report, rows);
     for r in &rows {
         t.add_row(vec![
             r.id.clone(),
@@ -79,12 +148,16 @@ pub fn text(report: &RunReport) -> String {
             .collect();
         let _ = writeln!(out, "{}", table.join("\n"));
     }
-    if rows.len() < report.tenants.len() {
-        let _ = writeln!(
-            out,
-            "({} more tenant(s) not listed; --report FILE has them all)",
-            report.tenants.len() - rows.len()
-        );
+    for (name, ids) in &hidden {
+        let named = ids.iter().take(NAMED).copied().collect::<Vec<_>>().join(", ");
+        let more = match ids.len().saturating_sub(NAMED) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        let _ = writeln!(out, "{} {name}: {named}{more}", ids.len());
+    }
+    if let (false, Rows::Screenful { more }) = (hidden.is_empty(), rows_kind) {
+        let _ = writeln!(out, "({more})");
     }
     for w in &report.waves {
         let counts: Vec<String> = w.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();

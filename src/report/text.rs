@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::exec::events::{Event, Outcome, Stamped, Summary, TenantReport};
+use crate::exec::events::{Event, Outcome, Phase, Stamped, Summary, TenantReport};
 use crate::model::migration::{Direction, Version};
 
 /// Renders run events as lines of text.
@@ -150,11 +150,7 @@ impl TextReporter {
             ),
             Outcome::Succeeded if r.steps.is_empty() => format!("  {id}  at {}, nothing to do", v(r.final_version)),
             Outcome::Succeeded => {
-                let verb = if r.steps[0].direction == Direction::Up {
-                    "applied"
-                } else {
-                    "reverted"
-                };
+                let verb = verb(r);
                 let ms: u64 = r.steps.iter().map(|s| s.duration_ms).sum();
                 format!(
                     "  {id}  {} -> {}  {} {verb} in {ms} ms",
@@ -163,13 +159,31 @@ impl TextReporter {
                     r.steps.len()
                 )
             }
-            Outcome::Failed { error, dirty, version } => {
-                let dirty = if *dirty {
-                    format!(", dirty at migration {version} [fix by hand, then `fleetmig stamp`]")
-                } else {
-                    String::new()
+            Outcome::Failed {
+                error,
+                dirty,
+                version,
+                during,
+            } => {
+                let dirty = match version {
+                    Some(version) if *dirty => {
+                        format!(", dirty at migration {version} [fix by hand, then `fleetmig stamp`]")
+                    }
+                    _ => String::new(),
                 };
-                format!("  {id}  FAILED {error}; left at {}{dirty}", v(r.final_version))
+                let error = match during {
+                    Phase::Migrating => error.to_string(),
+                    other => other.with_error(&error.to_string()),
+                };
+                let moved = match r.steps.len() {
+                    0 => String::new(),
+                    n => format!("{n} {}, ", verb(r)),
+                };
+                let left = match r.final_version {
+                    Some(at) => format!("left at {at}"),
+                    None => "its version is unknown".to_owned(),
+                };
+                format!("  {id}  FAILED {error}; {moved}{left}{dirty}")
             }
             Outcome::Skipped { reason } => {
                 format!("  {id}  SKIPPED ({}): {}", reason.name(), reason.message())
@@ -177,6 +191,14 @@ impl TextReporter {
             Outcome::NotStarted => format!("  {id}  not started"),
             Outcome::Stopped => format!("  {id}  stopped at {} (target not reached)", v(r.final_version)),
         }
+    }
+}
+
+/// What a tenant's steps did: "applied" going up, "reverted" going down.
+fn verb(r: &TenantReport) -> &'static str {
+    match r.steps.first() {
+        Some(s) if s.direction == Direction::Down => "reverted",
+        _ => "applied",
     }
 }
 
@@ -205,12 +227,15 @@ pub fn summary_line(s: &Summary) -> String {
             s.tenants
         );
     }
+    let failed = match s.failed_after_steps {
+        0 => format!("{} failed", s.failed),
+        n => format!("{} failed ({n} after running steps)", s.failed),
+    };
     let mut line = format!(
-        "{} tenant(s): {} changed, {} already at the target, {} failed, {} skipped",
+        "{} tenant(s): {} changed, {} already at the target, {failed}, {} skipped",
         s.tenants,
         s.changed,
         s.succeeded - s.changed,
-        s.failed,
         s.skipped
     );
     if s.rolled_back + s.rollback_failed > 0 {
@@ -235,7 +260,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::driver::error::{DbError, ErrorKind};
     use crate::exec::dispatch::{FinalTenant, RunReport, Status, WaveReport};
-    use crate::exec::events::{SkipReason, StepDone};
+    use crate::exec::events::{Phase, SkipReason, StepDone};
     use crate::model::fleet::TenantId;
     use crate::plan::policy::StopReason;
     use crate::plan::tenant::Refusal;
@@ -390,7 +415,8 @@ pub(crate) mod tests {
                 report: report(
                     "globex",
                     Outcome::Failed {
-                        version: Version(2),
+                        version: Some(Version(2)),
+                        during: Phase::Migrating,
                         error: duplicate_column(),
                         dirty: false,
                     },
@@ -507,6 +533,7 @@ pub(crate) mod tests {
             start_version: Some(Version(start)),
             final_version: Some(Version(end)),
             failed_migration: None,
+            during: None,
             error: None,
             error_code: None,
             rollback: None,
@@ -575,6 +602,158 @@ pub(crate) mod tests {
             ],
             summary: Summary::default(),
         };
-        insta::assert_snapshot!("final_report_table", crate::report::run::text(&report));
+        insta::assert_snapshot!(
+            "final_report_table",
+            crate::report::run::text(&report, crate::report::run::Rows::All)
+        );
+    }
+
+    /// 203 tenants: two failed (one after a step, one while connecting), one rolled back,
+    /// 23 changed, 177 not started.
+    fn large_run() -> RunReport {
+        let mut tenants: Vec<FinalTenant> = (1..=203)
+            .map(|n| {
+                let id = format!("tenant-{n:03}");
+                match n {
+                    1..=26 => FinalTenant {
+                        migrations_run: 2,
+                        ..final_tenant(&id, 1 + usize::from(n > 3), Status::Succeeded, 1, 3)
+                    },
+                    _ => FinalTenant {
+                        start_version: None,
+                        final_version: None,
+                        ..final_tenant(&id, 3, Status::NotStarted, 0, 0)
+                    },
+                }
+            })
+            .collect();
+        tenants[6] = FinalTenant {
+            failed_migration: Some(Version(3)),
+            error: Some("applying 0003_index_email: could not create unique index \"users_email\" (code 23505)".into()),
+            error_code: Some("23505".into()),
+            migrations_run: 1,
+            ..final_tenant("tenant-007", 2, Status::Failed, 1, 2)
+        };
+        tenants[12] = FinalTenant {
+            during: Some(Phase::Connecting),
+            error: Some("connecting: error communicating with database: Connection refused (os error 111)".into()),
+            start_version: None,
+            final_version: None,
+            ..final_tenant("tenant-013", 2, Status::Failed, 0, 0)
+        };
+        tenants[18] = FinalTenant {
+            rollback: Some([Some(Version(3)), Some(Version(1))]),
+            migrations_run: 2,
+            ..final_tenant("tenant-019", 2, Status::RolledBack, 1, 1)
+        };
+        let summary = crate::exec::dispatch::summarize(&tenants, std::time::Duration::from_millis(8_250));
+        let counts = |wave| {
+            let mut counts = BTreeMap::new();
+            for t in tenants.iter().filter(|t| t.wave == wave) {
+                *counts.entry(t.status.name().to_owned()).or_insert(0) += 1;
+            }
+            counts
+        };
+        RunReport {
+            run_id: "18b5c3a-2a".into(),
+            command: "up".into(),
+            stop_reason: StopReason::MaxFailures { failed: 2, limit: 2 },
+            waves: vec![
+                WaveReport {
+                    wave: 1,
+                    canary: true,
+                    tenants: 3,
+                    counts: counts(1),
+                },
+                WaveReport {
+                    wave: 2,
+                    canary: false,
+                    tenants: 23,
+                    counts: counts(2),
+                },
+                WaveReport {
+                    wave: 3,
+                    canary: false,
+                    tenants: 177,
+                    counts: counts(3),
+                },
+            ],
+            summary,
+            tenants,
+        }
+    }
+
+    #[test]
+    fn final_report_of_a_large_run_lists_failures_first_and_counts_the_rest() {
+        let report = large_run();
+        let more = "`fleetmig report 18b5c3a-2a --all` lists every tenant";
+        let text = crate::report::run::text(&report, crate::report::run::Rows::Screenful { more });
+        insta::assert_snapshot!(
+            "final_report_large_run",
+            format!("{}\n{text}", summary_line(&report.summary))
+        );
+    }
+
+    #[test]
+    fn final_report_with_every_row_lists_all_203() {
+        let report = large_run();
+        let text = crate::report::run::text(&report, crate::report::run::Rows::All);
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("tenant-")).collect();
+        assert_eq!(rows.len(), 203, "{text}");
+        assert!(
+            rows[0].starts_with("tenant-007") && rows[1].starts_with("tenant-013"),
+            "{text}"
+        );
+        assert!(
+            rows[2].starts_with("tenant-019") && rows[3].starts_with("tenant-001"),
+            "{text}"
+        );
+        assert!(
+            rows[202].starts_with("tenant-203") && !text.contains("lists every tenant"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tenants_that_moved_then_failed_are_counted_as_such() {
+        let moved = report(
+            "acme",
+            Outcome::Failed {
+                version: Some(Version(3)),
+                during: Phase::Migrating,
+                error: duplicate_column(),
+                dirty: false,
+            },
+            Some(1),
+            Some(2),
+            vec![step(2, 5)],
+        );
+        let unreached = report(
+            "globex",
+            Outcome::Failed {
+                version: None,
+                during: Phase::Connecting,
+                error: DbError::new(ErrorKind::Unreachable, "connecting", "connection refused"),
+                dirty: false,
+            },
+            None,
+            None,
+            vec![],
+        );
+        let summary = Summary::of(
+            &[moved.clone(), unreached.clone()],
+            std::time::Duration::from_millis(1500),
+        );
+        assert_eq!((summary.failed, summary.failed_after_steps), (2, 1));
+        let text = TextReporter::new(6);
+        insta::assert_snapshot!(
+            "moved_then_failed",
+            [
+                text.tenant_line(&moved),
+                text.tenant_line(&unreached),
+                summary_line(&summary)
+            ]
+            .join("\n")
+        );
     }
 }

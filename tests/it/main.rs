@@ -11,6 +11,7 @@ mod cli;
 mod discover;
 mod engines;
 mod faults_pg;
+mod final_report;
 mod fuzz;
 mod gates;
 mod join;

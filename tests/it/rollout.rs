@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::support::{Pg, Project, sqlite_column, sqlite_exec};
 
 /// Four migrations; `bad` tenants already hold a table `t3`, so their migration 3 fails.
-fn sqlite_fleet(ids: &[(&str, bool)], bad: &[&str]) -> Project {
+pub(crate) fn sqlite_fleet(ids: &[(&str, bool)], bad: &[&str]) -> Project {
     let p = Project::new();
     for i in 1..=4 {
         p.migration(
