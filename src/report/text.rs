@@ -715,6 +715,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn past_a_screenful_changed_tenants_are_counted_too_and_named_first() {
+        let mut report = large_run();
+        for t in report
+            .tenants
+            .iter_mut()
+            .filter(|t| t.status == Status::NotStarted)
+            .take(30)
+        {
+            *t = FinalTenant {
+                migrations_run: 1,
+                ..final_tenant(&t.id, 3, Status::Succeeded, 1, 3)
+            };
+        }
+        let more = "`fleetmig report 18b5c3a-2a --all` lists every tenant";
+        let text = crate::report::run::text(&report, crate::report::run::Rows::Screenful { more });
+        let rows = text.lines().filter(|l| l.starts_with("tenant-")).count();
+        assert_eq!(rows, 3, "{text}");
+        assert!(
+            text.contains("\n53 succeeded (changed): tenant-001, tenant-002, tenant-003 and 50 more\n147 not started: tenant-057, "),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn tenants_that_moved_then_failed_are_counted_as_such() {
         let moved = report(
             "acme",
