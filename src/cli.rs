@@ -248,9 +248,10 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 20, value_parser = |s: &str| bounds::number(s, 1i64, 1_000_000))]
         limit: i64,
     },
-    /// Print a past run's report from the ledger (text, or --format json). The text lists
-    /// every tenant that needs a look; succeeded and not-started ones past a screenful are
-    /// counted unless --all.
+    /// Print a past run's report from the ledger (text, or --format json).
+    ///
+    /// The text lists every tenant that needs a look; succeeded and not-started ones past a
+    /// screenful are counted unless --all.
     Report {
         /// The run's id, as `fleetmig runs` lists it.
         run: String,
