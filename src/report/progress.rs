@@ -1387,6 +1387,26 @@ mod tests {
                     canary: false,
                     tenants: 0,
                 },
+                Event::GateProgress {
+                    wave: 7,
+                    gate: Gate::Check,
+                    passed: 9,
+                    total: 1,
+                },
+                Event::GateFinished {
+                    wave: 7,
+                    gate: Gate::Bake,
+                    passed: false,
+                    detail: None,
+                    elapsed_ms: 0,
+                },
+                Event::GateStarted {
+                    wave: 7,
+                    gate: GateStart::Bake {
+                        duration_ms: 10,
+                        until_ms: 0,
+                    },
+                },
                 started("ghost"),
                 started("ghost"),
                 Event::RunFinished {
