@@ -174,7 +174,7 @@ pub fn text(report: &RunReport, rows: Rows<'_>) -> String {
     out
 }
 
-/// The report as Markdown.
+/// The report as Markdown: every tenant, failures first as in the text.
 pub fn markdown(report: &RunReport) -> String {
     let mut out = format!(
         "# fleetmig {} run {}\n\nStop reason: {}\n\n",
@@ -193,7 +193,7 @@ pub fn markdown(report: &RunReport) -> String {
         );
     }
     out.push_str("\n| tenant | wave | status | start | final | detail |\n| --- | --- | --- | --- | --- | --- |\n");
-    for r in &report.tenants {
+    for r in listed(report, Rows::All).0 {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} |",
@@ -211,4 +211,35 @@ pub fn markdown(report: &RunReport) -> String {
 /// The report as one JSON document.
 pub fn json(report: &RunReport) -> String {
     serde_json::to_string_pretty(report).expect("reports serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report as the ledger kept it before failures said where they happened and the
+    /// summary counted failed tenants that had run steps.
+    const RECORDED_BEFORE: &str = r#"{"run_id":"r1","command":"up","stop_reason":{"kind":"max_failures","failed":1,"limit":1},
+        "waves":[{"wave":1,"canary":false,"tenants":2,"counts":{"failed":1,"succeeded":1}}],
+        "tenants":[
+          {"id":"a","wave":1,"status":"succeeded","start_version":0,"final_version":2,"migrations_run":2},
+          {"id":"b","wave":1,"status":"failed","start_version":null,"final_version":null,
+           "error":"running init_sql: syntax error (code 42601)","error_code":"42601","migrations_run":0}],
+        "summary":{"tenants":2,"succeeded":1,"changed":1,"failed":1,"elapsed_ms":5}}"#;
+
+    #[test]
+    fn a_report_recorded_before_phases_loads_and_prints_failures_first() {
+        let report: RunReport = serde_json::from_str(RECORDED_BEFORE).unwrap();
+        assert_eq!(report.tenants[1].during, None);
+        assert_eq!(report.summary.failed_after_steps, 0);
+        let text = text(&report, Rows::All);
+        let rows: Vec<&str> = text.lines().skip(1).take(2).collect();
+        assert!(
+            rows[0].starts_with("b ") && rows[0].ends_with("running init_sql: syntax error (code 42601)"),
+            "{text}"
+        );
+        assert!(rows[1].starts_with("a "), "{text}");
+        let md = markdown(&report);
+        assert!(md.find("| b |").unwrap() < md.find("| a |").unwrap(), "{md}");
+    }
 }
