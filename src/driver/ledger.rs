@@ -151,14 +151,15 @@ fn now_ms() -> i64 {
 
 /// Who runs fleetmig and where, for the ledger. The user is the operating system's name
 /// for this process's user (cron, systemd units and containers often set no `$USER`);
-/// `$USER` or `$USERNAME` only when the system has no name for it.
+/// `$USER` or `$USERNAME` only when the system has no name for it. The host is the
+/// kernel's host name (`/etc/hostname` is missing in many containers).
 pub fn runner() -> String {
     let user = whoami::fallible::username()
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "?".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
+    let host = whoami::fallible::hostname()
+        .or_else(|_| std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()))
         .unwrap_or_else(|_| "?".into());
     format!("{user}@{host} pid {}", std::process::id())
 }

@@ -348,7 +348,9 @@ fn the_runner_is_the_system_user_without_user_in_the_environment() {
     let runs = p.run(&["runs", "--format", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
     let runner = doc["runs"][0]["runner"].as_str().unwrap();
-    assert!(runner.starts_with(&format!("{me}@")), "{runner}");
+    let host = std::process::Command::new("uname").arg("-n").output().unwrap();
+    let host = String::from_utf8(host.stdout).unwrap().trim().to_owned();
+    assert!(runner.starts_with(&format!("{me}@{host} pid ")), "{runner}");
 }
 
 #[test]
