@@ -955,6 +955,7 @@ fn plan_command(
                     to: None,
                     steps: vec![],
                     refused: Some(format!("unreachable: {e}")),
+                    refusal: None,
                 }
             }
             Ok(rows) => {
@@ -979,6 +980,7 @@ fn plan_command(
                             })
                             .collect(),
                         refused: None,
+                        refusal: None,
                     },
                     Err(r) => {
                         any_bad = true;
@@ -989,6 +991,7 @@ fn plan_command(
                             to: Some(from),
                             steps: vec![],
                             refused: Some(r.to_string()),
+                            refusal: Some(r),
                         }
                     }
                 }
@@ -997,7 +1000,7 @@ fn plan_command(
         .collect();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::json!({ "target": to, "tenants": rows }))?,
-        Format::Text => write!(out, "{}", tables::plan_text(&rows, verbose))?,
+        Format::Text => write!(out, "{}", tables::plan_text(set, &rows, verbose))?,
     }
     Ok(if any_bad { exit::FAILED } else { exit::OK })
 }
@@ -1036,7 +1039,7 @@ async fn status_command(
             writeln!(out, "{}", serde_json::to_string(&doc).map_err(std::io::Error::other)?)?
         }
         Format::Text => {
-            let text = report::status_text(&status, lagging, ledger_error.as_deref());
+            let text = report::status_text(set, &status, lagging, ledger_error.as_deref());
             write!(out, "{text}")?
         }
     }

@@ -124,6 +124,7 @@ pub async fn wait(
                 behind_by: None,
                 dirty: None,
                 detail: Some(format!("no answer within {}", humantime::format_duration(waited))),
+                refusal: None,
                 note: LedgerNote::default(),
             })
             .collect(),

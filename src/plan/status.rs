@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::model::migration::{Applied, Direction, MigrationSet, Version};
-use crate::plan::tenant::{self as plan, State};
+use crate::plan::tenant::{self as plan, Refusal, State};
 
 /// A tenant's condition, as `status` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -141,6 +141,9 @@ pub struct Standing {
     pub dirty: Option<Version>,
     /// Why it is drifted, dirty, ahead or unreachable.
     pub detail: Option<String>,
+    /// What keeps a drifted or dirty tenant from being migrated, for grouping tenants with
+    /// the same problem; `None` for a dirty tenant a run holds in flight (its own detail says why).
+    pub refusal: Option<Refusal>,
     pub note: LedgerNote,
 }
 
@@ -157,6 +160,7 @@ impl Standing {
                     behind_by: None,
                     dirty: None,
                     detail: Some(error),
+                    refusal: None,
                     note: LedgerNote::default(),
                 };
             }
@@ -184,6 +188,11 @@ impl Standing {
             behind_by: Some(behind_by),
             dirty: plan::dirty_of(rows),
             detail,
+            refusal: match state {
+                State::Drifted { reason } => Some(reason),
+                State::Dirty { version } => Some(Refusal::Dirty { version }),
+                _ => None,
+            },
             note: LedgerNote::default(),
         }
     }
@@ -242,6 +251,7 @@ impl FleetStatus {
                 // A dirty mark is also what a no-transaction step in progress looks like:
                 // no advice to stamp without saying so.
                 if let (Some(run), Some(version), Some(advice)) = (&note.in_flight, t.dirty, &t.detail) {
+                    t.refusal = None;
                     t.detail = Some(format!(
                         "run `{run}` holds this tenant in flight (its ledger row says started): while that run goes on \
                          (`fleetmig runs` shows it unfinished), migration {version} may be running now and its dirty mark \

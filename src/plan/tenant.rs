@@ -49,6 +49,56 @@ pub enum Refusal {
     Irreversible { version: Version, path: PathBuf },
 }
 
+impl Refusal {
+    /// One line for a person, without advice: checksums cut to 12 characters. `Display`
+    /// keeps them whole, for JSON and the ledger.
+    pub fn brief(&self) -> String {
+        match self {
+            Refusal::Dirty { version } => format!("migration {version} is dirty (it failed part way)"),
+            Refusal::Modified {
+                version,
+                path,
+                recorded,
+                file_checksum,
+            } => format!(
+                "migration {version} was edited after it was applied: `{}` is {}, the tenant recorded {}",
+                path.display(),
+                short_checksum(file_checksum),
+                short_checksum(recorded)
+            ),
+            Refusal::Unknown { version, name } => {
+                format!("applied migration {version} (`{name}`) has no file in the migrations folder")
+            }
+            Refusal::OutOfOrder { version, path, newest } => format!(
+                "migration {version} (`{}`) is pending but older than applied migration {newest}",
+                path.display()
+            ),
+            Refusal::Irreversible { version, path } => {
+                format!("migration {version} has no down script (`{}`)", path.display())
+            }
+        }
+    }
+}
+
+impl Refusal {
+    /// A few words that say which problem, for a table cell that points to the grouped
+    /// message below it.
+    pub fn tag(&self) -> String {
+        match self {
+            Refusal::Dirty { version } => format!("migration {version} dirty"),
+            Refusal::Modified { version, .. } => format!("migration {version} edited"),
+            Refusal::Unknown { version, .. } => format!("migration {version} has no file"),
+            Refusal::OutOfOrder { version, .. } => format!("migration {version} out of order"),
+            Refusal::Irreversible { version, .. } => format!("migration {version} has no down script"),
+        }
+    }
+}
+
+/// A checksum as people read it: its first 12 hex characters.
+pub fn short_checksum(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
+}
+
 /// One migration to run, one way.
 #[derive(Debug, Clone, Copy)]
 pub struct Step<'a> {

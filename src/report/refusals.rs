@@ -1,5 +1,15 @@
-//! Tenants with the same problem, told once: the count, a few ids, short checksums and
-//! what to do. For `status`, `plan` and a run's report; JSON keeps every tenant's own.
+//! Tenants with the same problem, told once: the problem with short checksums, how many
+//! tenants and a few of their ids, and what to do. For `status`, `plan` and a run's report;
+//! JSON keeps every tenant's own, with whole checksums.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::model::migration::{MigrationSet, Version};
+use crate::plan::tenant::{Refusal, short_checksum};
+
+/// How many ids a group names before it counts the rest.
+const SHOWN: usize = 3;
 
 /// Up to `shown` ids, then how many more: `acme, beta, gamma and 9 more`.
 pub fn few(ids: &[&str], shown: usize) -> String {
@@ -9,14 +19,273 @@ pub fn few(ids: &[&str], shown: usize) -> String {
     format!("{} and {} more", ids[..shown].join(", "), ids.len() - shown)
 }
 
+/// One refused tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'a> {
+    pub id: &'a str,
+    pub refusal: &'a Refusal,
+    /// Its version (highest migration held cleanly), when known.
+    pub at: Option<Version>,
+}
+
+/// The tenants that share one problem.
+struct Group<'a> {
+    refusal: &'a Refusal,
+    tenants: Vec<(&'a str, Option<Version>)>,
+}
+
+/// Groups by problem, in the order each problem first shows up.
+fn groups<'a>(items: &[Refused<'a>]) -> Vec<Group<'a>> {
+    let mut out: Vec<Group<'a>> = Vec::new();
+    for r in items {
+        match out.iter_mut().find(|g| g.refusal == r.refusal) {
+            Some(g) => g.tenants.push((r.id, r.at)),
+            None => out.push(Group {
+                refusal: r.refusal,
+                tenants: vec![(r.id, r.at)],
+            }),
+        }
+    }
+    out
+}
+
+/// `fleetmig stamp V` for the tenants of a group, one command per version they are at:
+/// stamp makes a tenant's history exactly the files up to V, so V must be where it is.
+fn stamp_at(tenants: &[(&str, Option<Version>)], to: Option<Version>) -> Vec<String> {
+    let mut by_version: BTreeMap<Option<Version>, Vec<&str>> = BTreeMap::new();
+    for (id, at) in tenants {
+        by_version.entry(to.or(*at)).or_default().push(id);
+    }
+    by_version
+        .into_iter()
+        .map(|(v, ids)| {
+            let v = v.map_or("VERSION".to_owned(), |v| v.to_string());
+            if ids.len() <= SHOWN {
+                let selects: Vec<String> = ids.iter().map(|id| format!("--select id={id}")).collect();
+                format!("`fleetmig stamp {v} {}`", selects.join(" "))
+            } else {
+                format!(
+                    "`fleetmig stamp {v} --select id=TENANT` for each of the {} tenants at {v}",
+                    ids.len()
+                )
+            }
+        })
+        .collect()
+}
+
+fn headline(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::Modified {
+            version,
+            path,
+            recorded,
+            file_checksum,
+        } => format!(
+            "migration {version} was edited after it was applied: `{}` is {} now, was {} when applied",
+            path.display(),
+            short_checksum(file_checksum),
+            short_checksum(recorded)
+        ),
+        other => other.brief(),
+    }
+}
+
+fn advice(set: &MigrationSet, g: &Group<'_>) -> Vec<String> {
+    let before = |version: Version| {
+        set.iter()
+            .map(|m| m.version)
+            .filter(|v| *v < version)
+            .max()
+            .unwrap_or(Version::ZERO)
+    };
+    match g.refusal {
+        Refusal::Modified { path, .. } => vec![
+            format!(
+                "an edit by mistake: restore the file, `git checkout -- {}`",
+                path.display()
+            ),
+            format!(
+                "a deliberate change: record the file as applied, {}",
+                stamp_at(&g.tenants, None).join("; ")
+            ),
+        ],
+        Refusal::Dirty { version } => {
+            if set.get(*version).is_some_and(|m| m.up.rerun_if_dirty) {
+                return vec!["it is marked rerun-if-dirty: the next `up` runs it again".to_owned()];
+            }
+            vec![
+                format!(
+                    "check by hand whether it took effect; if it did: {}",
+                    stamp_at(&g.tenants, Some(*version)).join("; ")
+                ),
+                format!(
+                    "if it did not: {}",
+                    stamp_at(&g.tenants, Some(before(*version))).join("; ")
+                ),
+            ]
+        }
+        Refusal::Unknown { .. } => {
+            let dir = set
+                .iter()
+                .next()
+                .and_then(|m| m.path.parent())
+                .map_or("migrations".to_owned(), |d| d.display().to_string());
+            vec![format!(
+                "its file was deleted or renamed: bring it back (`git log --diff-filter=DR --name-status -- {dir}` shows when), or run the fleetmig checkout that has it"
+            )]
+        }
+        Refusal::OutOfOrder { newest, .. } => vec![
+            format!("it should run: give it a version above {newest} (rename the file)"),
+            format!(
+                "its change is already in place: {}",
+                stamp_at(&g.tenants, Some(*newest)).join("; ")
+            ),
+        ],
+        Refusal::Irreversible { path, .. } => vec![format!(
+            "write its down script beside `{}`, or stop the down above it",
+            path.display()
+        )],
+    }
+}
+
+/// The refused tenants, one paragraph per problem; empty when there are none.
+pub fn grouped(set: &MigrationSet, items: &[Refused<'_>]) -> String {
+    let mut out = String::new();
+    for (k, g) in groups(items).into_iter().enumerate() {
+        if k > 0 {
+            out.push('\n');
+        }
+        let ids: Vec<&str> = g.tenants.iter().map(|(id, _)| *id).collect();
+        let n = ids.len();
+        let _ = writeln!(out, "{}", headline(g.refusal));
+        let _ = writeln!(
+            out,
+            "  {n} tenant{}: {}",
+            if n == 1 { "" } else { "s" },
+            few(&ids, SHOWN)
+        );
+        for line in advice(set, &g) {
+            let _ = writeln!(out, "  - {line}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::migration::Migration;
 
     #[test]
     fn few_names_a_few_and_counts_the_rest() {
         assert_eq!(few(&["a"], 3), "a");
         assert_eq!(few(&["a", "b", "c", "d"], 3), "a, b, c, d");
         assert_eq!(few(&["a", "b", "c", "d", "e"], 3), "a, b, c and 2 more");
+    }
+
+    fn set() -> MigrationSet {
+        MigrationSet::new(
+            (1..=7)
+                .map(|v| {
+                    Migration::new(
+                        Version(v),
+                        format!("m{v}"),
+                        format!("create table t{v} (id int);"),
+                        None,
+                        format!("migrations/{v:04}_m{v}.up.sql").into(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn tenants_with_the_same_problem_are_told_once() {
+        let edited = Refusal::Modified {
+            version: Version(3),
+            path: "migrations/0003_m3.up.sql".into(),
+            recorded: "9f8e7d6c5b4a".repeat(5) + "0123",
+            file_checksum: "1a2b3c4d5e6f".repeat(5) + "4567",
+        };
+        let other_edit = Refusal::Modified {
+            version: Version(3),
+            path: "migrations/0003_m3.up.sql".into(),
+            recorded: "77".repeat(32),
+            file_checksum: "1a2b3c4d5e6f".repeat(5) + "4567",
+        };
+        let dirty = Refusal::Dirty { version: Version(5) };
+        let unknown = Refusal::Unknown {
+            version: Version(4),
+            name: "gone".into(),
+        };
+        let late = Refusal::OutOfOrder {
+            version: Version(2),
+            path: "migrations/0002_m2.up.sql".into(),
+            newest: Version(6),
+        };
+        let ids: Vec<String> = (0..12).map(|i| format!("t{i:02}")).collect();
+        let mut items: Vec<Refused> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Refused {
+                id,
+                refusal: &edited,
+                at: Some(Version(if i < 10 { 7 } else { 5 })),
+            })
+            .collect();
+        items.insert(
+            2,
+            Refused {
+                id: "odd",
+                refusal: &other_edit,
+                at: Some(Version(7)),
+            },
+        );
+        items.push(Refused {
+            id: "d1",
+            refusal: &dirty,
+            at: Some(Version(4)),
+        });
+        items.push(Refused {
+            id: "d2",
+            refusal: &dirty,
+            at: Some(Version(4)),
+        });
+        items.push(Refused {
+            id: "u1",
+            refusal: &unknown,
+            at: Some(Version(7)),
+        });
+        items.push(Refused {
+            id: "o1",
+            refusal: &late,
+            at: Some(Version(6)),
+        });
+        insta::assert_snapshot!(grouped(&set(), &items), @r"
+            migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is 1a2b3c4d5e6f now, was 9f8e7d6c5b4a when applied
+              12 tenants: t00, t01, t02 and 9 more
+              - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`
+              - a deliberate change: record the file as applied, `fleetmig stamp 5 --select id=t10 --select id=t11`; `fleetmig stamp 7 --select id=TENANT` for each of the 10 tenants at 7
+
+            migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is 1a2b3c4d5e6f now, was 777777777777 when applied
+              1 tenant: odd
+              - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`
+              - a deliberate change: record the file as applied, `fleetmig stamp 7 --select id=odd`
+
+            migration 5 is dirty (it failed part way)
+              2 tenants: d1, d2
+              - check by hand whether it took effect; if it did: `fleetmig stamp 5 --select id=d1 --select id=d2`
+              - if it did not: `fleetmig stamp 4 --select id=d1 --select id=d2`
+
+            applied migration 4 (`gone`) has no file in the migrations folder
+              1 tenant: u1
+              - its file was deleted or renamed: bring it back (`git log --diff-filter=DR --name-status -- migrations` shows when), or run the fleetmig checkout that has it
+
+            migration 2 (`migrations/0002_m2.up.sql`) is pending but older than applied migration 6
+              1 tenant: o1
+              - it should run: give it a version above 6 (rename the file)
+              - its change is already in place: `fleetmig stamp 6 --select id=o1`
+        ");
     }
 }

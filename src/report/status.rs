@@ -10,8 +10,9 @@ use comfy_table::{Cell, Table};
 use serde::Serialize;
 
 use crate::exec::wait::WaitOutcome;
-use crate::model::migration::Version;
+use crate::model::migration::{MigrationSet, Version};
 use crate::plan::status::{Condition, FleetStatus, Standing};
+use crate::report::refusals::{Refused, grouped};
 
 /// The longest bar of the chart, in terminal cells.
 const BAR_WIDTH: usize = 40;
@@ -170,10 +171,14 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The DETAIL cell: a refused tenant's problem in a few words (the grouped message below the
+/// table says the rest), another's detail whole; then its last error.
 fn detail_text(t: &Standing) -> String {
     let mut parts = Vec::new();
-    if let Some(d) = &t.detail {
-        parts.push(one_line(d));
+    match (&t.refusal, &t.detail) {
+        (Some(r), _) => parts.push(format!("{} (see below)", r.tag())),
+        (None, Some(d)) => parts.push(one_line(d)),
+        (None, None) => {}
     }
     if let Some(e) = &t.note.last_error {
         parts.push(format!(
@@ -212,8 +217,8 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 /// `status` for people: the chart, the tenant table (only the lagging ones with
-/// `lagging_only`), and a summary.
-pub fn status_text(status: &FleetStatus, lagging_only: bool, ledger_error: Option<&str>) -> String {
+/// `lagging_only`), the refused tenants grouped by problem with what to do, and a summary.
+pub fn status_text(set: &MigrationSet, status: &FleetStatus, lagging_only: bool, ledger_error: Option<&str>) -> String {
     let mut out = histogram_text(status);
     let rows: Vec<&Standing> = status
         .tenants
@@ -233,6 +238,24 @@ pub fn status_text(status: &FleetStatus, lagging_only: bool, ledger_error: Optio
             ]);
         }
         let _ = writeln!(out, "\n{}", trim_lines(&t.to_string()));
+    }
+    let refused: Vec<Refused> = status
+        .tenants
+        .iter()
+        .filter_map(|t| {
+            t.refusal.as_ref().map(|refusal| Refused {
+                id: &t.id,
+                refusal,
+                at: t.version,
+            })
+        })
+        .collect();
+    if !refused.is_empty() {
+        let _ = write!(
+            out,
+            "\nNot migrated until their problem is solved:\n{}",
+            grouped(set, &refused)
+        );
     }
     let current = status.count(Condition::Current);
     let _ = write!(
@@ -381,6 +404,7 @@ mod tests {
             behind_by,
             dirty: None,
             detail: None,
+            refusal: None,
             note: LedgerNote::default(),
         }
     }
@@ -413,6 +437,103 @@ mod tests {
         }
     }
 
+    fn set(n: i64) -> MigrationSet {
+        MigrationSet::new(
+            (1..=n)
+                .map(|v| {
+                    crate::model::migration::Migration::new(
+                        Version(v),
+                        format!("m{v}"),
+                        format!("create table t{v} (id int);"),
+                        None,
+                        format!("migrations/{v:04}_m{v}.up.sql").into(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn rows(set: &MigrationSet, to: i64) -> Vec<crate::model::migration::Applied> {
+        set.iter()
+            .filter(|m| m.version.0 <= to)
+            .map(|m| crate::model::migration::Applied {
+                version: m.version,
+                name: m.name.clone(),
+                checksum: m.checksum.to_hex(),
+                dirty: false,
+            })
+            .collect()
+    }
+
+    /// Twelve tenants whose migration 3 was edited, two dirty at 5, and two current.
+    fn drifted_fleet(set: &MigrationSet) -> FleetStatus {
+        let mut tenants = Vec::new();
+        for i in 0..12 {
+            let mut r = rows(set, 7);
+            r[2].checksum = "9f8e7d6c5b4a".repeat(5) + "0123";
+            tenants.push((format!("shop{i:02}"), Ok(r)));
+        }
+        for id in ["d1", "d2"] {
+            let mut r = rows(set, 5);
+            r[4].dirty = true;
+            tenants.push((id.to_owned(), Ok(r)));
+        }
+        tenants.push(("ok1".to_owned(), Ok(rows(set, 7))));
+        tenants.push(("ok2".to_owned(), Ok(rows(set, 7))));
+        FleetStatus::assess(set, Version(7), tenants)
+    }
+
+    #[test]
+    fn status_groups_tenants_with_the_same_problem() {
+        let set = set(7);
+        let status = drifted_fleet(&set);
+        insta::assert_snapshot!(status_text(&set, &status, true, None), @r"
+            Tenants by version (target 7, head 7):
+              7 ████████████████████████████████████████ 14 target
+              4 █████▊                                    2
+
+            TENANT  VERSION         BEHIND  STATE    SINCE  DETAIL
+            shop00  7               0       drifted         migration 3 edited (see below)
+            shop01  7               0       drifted         migration 3 edited (see below)
+            shop02  7               0       drifted         migration 3 edited (see below)
+            shop03  7               0       drifted         migration 3 edited (see below)
+            shop04  7               0       drifted         migration 3 edited (see below)
+            shop05  7               0       drifted         migration 3 edited (see below)
+            shop06  7               0       drifted         migration 3 edited (see below)
+            shop07  7               0       drifted         migration 3 edited (see below)
+            shop08  7               0       drifted         migration 3 edited (see below)
+            shop09  7               0       drifted         migration 3 edited (see below)
+            shop10  7               0       drifted         migration 3 edited (see below)
+            shop11  7               0       drifted         migration 3 edited (see below)
+            d1      4 (dirty at 5)  3       dirty           migration 5 dirty (see below)
+            d2      4 (dirty at 5)  3       dirty           migration 5 dirty (see below)
+
+            Not migrated until their problem is solved:
+            migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is 491caedab863 now, was 9f8e7d6c5b4a when applied
+              12 tenants: shop00, shop01, shop02 and 9 more
+              - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`
+              - a deliberate change: record the file as applied, `fleetmig stamp 7 --select id=TENANT` for each of the 12 tenants at 7
+
+            migration 5 is dirty (it failed part way)
+              2 tenants: d1, d2
+              - check by hand whether it took effect; if it did: `fleetmig stamp 5 --select id=d1 --select id=d2`
+              - if it did not: `fleetmig stamp 4 --select id=d1 --select id=d2`
+
+            2 of 16 tenant(s) current at 7. Not current: 12 drifted, 2 dirty.
+        ");
+        let doc = serde_json::to_value(status_doc(&status, true, None)).unwrap();
+        let detail = doc["tenants"][0]["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&("9f8e7d6c5b4a".repeat(5) + "0123")),
+            "JSON keeps whole checksums: {detail}"
+        );
+        assert!(
+            detail.contains(&set.get(Version(3)).unwrap().checksum.to_hex()),
+            "{detail}"
+        );
+    }
+
     #[test]
     fn bars_scale_to_the_widest() {
         assert_eq!(bar(40, 40).trim_end(), "█".repeat(40));
@@ -427,7 +548,7 @@ mod tests {
 
     #[test]
     fn status_text_lagging_only() {
-        insta::assert_snapshot!(status_text(&fleet(), true, None), @r"
+        insta::assert_snapshot!(status_text(&set(7), &fleet(), true, None), @r"
         Tenants by version (target 7, head 7):
           7 ████████████████████████████████████████ 30 target
           5 █▍                                        1

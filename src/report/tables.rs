@@ -5,6 +5,8 @@ use comfy_table::{Cell, Table};
 use serde::Serialize;
 
 use crate::model::migration::{MigrationSet, Version};
+use crate::plan::tenant::Refusal;
+use crate::report::refusals::{Refused, grouped};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -24,6 +26,9 @@ pub struct PlanRow {
     pub steps: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// Why a readable tenant is refused, for the grouped message under the table.
+    #[serde(skip)]
+    pub refusal: Option<Refusal>,
 }
 
 /// What a tenant would run: a range and a count past two migrations (`0001..0285, 285
@@ -45,21 +50,41 @@ fn would_run(steps: &[String], verbose: bool) -> String {
     )
 }
 
-/// `plan` for people; `verbose` lists every migration a tenant would run.
-pub fn plan_text(rows: &[PlanRow], verbose: bool) -> String {
+/// `plan` for people; `verbose` lists every migration a tenant would run. Refused tenants
+/// are grouped by problem under the table, with what to do.
+pub fn plan_text(set: &MigrationSet, rows: &[PlanRow], verbose: bool) -> String {
     let mut t = table(&["WAVE", "TENANT", "FROM", "TO", "WOULD RUN"]);
     let v = |v: Option<Version>| v.map_or("?".to_owned(), |v| v.to_string());
     for r in rows {
-        let what = match &r.refused {
-            Some(why) => format!("nothing: {why}"),
-            None => would_run(&r.steps, verbose),
+        let what = match (&r.refusal, &r.refused) {
+            (Some(refusal), _) => format!("nothing: {} (see below)", refusal.tag()),
+            (None, Some(why)) => format!("nothing: {why}"),
+            (None, None) => would_run(&r.steps, verbose),
         };
         t.add_row(vec![r.wave.to_string(), r.id.clone(), v(r.from), v(r.to), what]);
     }
     let steps: usize = rows.iter().map(|r| r.steps.len()).sum();
     let ranges = !verbose && rows.iter().any(|r| r.refused.is_none() && r.steps.len() > 2);
+    let refused: Vec<Refused> = rows
+        .iter()
+        .filter_map(|r| {
+            r.refusal.as_ref().map(|refusal| Refused {
+                id: &r.id,
+                refusal,
+                at: r.from,
+            })
+        })
+        .collect();
+    let problems = if refused.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\nNot migrated until their problem is solved:\n{}\n",
+            grouped(set, &refused)
+        )
+    };
     format!(
-        "{}\n{steps} step(s) over {} tenant(s); nothing was changed.{}\n",
+        "{}\n{problems}{steps} step(s) over {} tenant(s); nothing was changed.{}\n",
         trim_lines(&t.to_string()),
         rows.len(),
         if ranges {
@@ -189,6 +214,7 @@ mod tests {
             to: Some(Version(to)),
             steps: steps.iter().map(|s| (*s).to_owned()).collect(),
             refused: None,
+            refusal: None,
         }
     }
 
@@ -213,25 +239,60 @@ mod tests {
                 ],
             ),
             row(2, "done", 285, 285, &[]),
+            edited("edit1"),
+            edited("edit2"),
         ]
+    }
+
+    /// A tenant whose applied migration 3 differs from its file.
+    fn edited(id: &str) -> PlanRow {
+        let refusal = Refusal::Modified {
+            version: Version(3),
+            path: "migrations/0003_m3.up.sql".into(),
+            recorded: "ab".repeat(32),
+            file_checksum: "cd".repeat(32),
+        };
+        PlanRow {
+            refused: Some(refusal.to_string()),
+            refusal: Some(refusal),
+            ..row(2, id, 280, 280, &[])
+        }
     }
 
     #[test]
     fn plan_summarises_each_tenants_migrations_as_a_range() {
-        insta::assert_snapshot!(plan_text(&rows(), false), @r"
-        WAVE  TENANT  FROM  TO   WOULD RUN
-        1     fresh   0     285  0001..0285, 285 migrations
-        1     late    282   285  0283..0285, 3 migrations
-        2     almost  284   285  0285_m285
-        2     back    285   280  0285..0281 (down), 5 migrations
-        2     done    285   285  nothing
-        294 step(s) over 5 tenant(s); nothing was changed. `plan --verbose` lists every migration.
+        let rows = rows();
+        insta::assert_snapshot!(plan_text(&MigrationSet::new(vec![]).unwrap(), &rows, false), @r"
+            WAVE  TENANT  FROM  TO   WOULD RUN
+            1     fresh   0     285  0001..0285, 285 migrations
+            1     late    282   285  0283..0285, 3 migrations
+            2     almost  284   285  0285_m285
+            2     back    285   280  0285..0281 (down), 5 migrations
+            2     done    285   285  nothing
+            2     edit1   280   280  nothing: migration 3 edited (see below)
+            2     edit2   280   280  nothing: migration 3 edited (see below)
+
+            Not migrated until their problem is solved:
+            migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is cdcdcdcdcdcd now, was abababababab when applied
+              2 tenants: edit1, edit2
+              - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`
+              - a deliberate change: record the file as applied, `fleetmig stamp 280 --select id=edit1 --select id=edit2`
+
+            294 step(s) over 7 tenant(s); nothing was changed. `plan --verbose` lists every migration.
         ");
+        let json = serde_json::to_value(&rows[5]).unwrap();
+        assert_eq!(
+            json["refused"],
+            rows[5].refused.as_deref().unwrap(),
+            "JSON keeps the whole message"
+        );
+        assert!(json["refused"].as_str().unwrap().contains(&"ab".repeat(32)));
+        assert_eq!(json.get("refusal"), None);
     }
 
     #[test]
     fn plan_verbose_lists_every_migration() {
-        let text = plan_text(&rows()[1..2], true);
+        let text = plan_text(&MigrationSet::new(vec![]).unwrap(), &rows()[1..2], true);
         insta::assert_snapshot!(text, @r"
         WAVE  TENANT  FROM  TO   WOULD RUN
         1     late    282   285  0283_m283, 0284_m284, 0285_m285
