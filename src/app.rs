@@ -858,7 +858,8 @@ async fn execute(
             None => Rows::Screenful { more: &more },
             Some(_) => Rows::All,
         };
-        if let Err(e) = write!(out, "{}", run_report::text(&report, rows)).and_then(|()| out.flush()) {
+        let grouped = crate::report::refusals::run_text(set, &report);
+        if let Err(e) = write!(out, "{}{grouped}", run_report::text(&report, rows)).and_then(|()| out.flush()) {
             unwritten = Some(("standard output".to_owned(), e));
         }
     }

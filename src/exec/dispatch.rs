@@ -124,6 +124,10 @@ pub struct FinalTenant {
     /// history). Reports recorded before this was kept have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub during: Option<Phase>,
+    /// Why a tenant was refused (drifted, dirty, ...), for the report that groups tenants
+    /// with the same problem; `error` says it in words. Not kept in JSON or the ledger.
+    #[serde(skip)]
+    pub refusal: Option<Refusal>,
     /// The error: the database's code and message, or why the tenant was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -898,6 +902,7 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
         rollback: None,
         rollback_error: None,
         migrations_run: report.steps.len(),
+        refusal: None,
     };
     out.status = match &report.outcome {
         Outcome::Succeeded => Status::Succeeded,
@@ -912,6 +917,9 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
         }
         Outcome::Skipped { reason } => {
             out.error = Some(format!("{}: {}", reason.name(), reason.message()));
+            if let SkipReason::Refused { refusal } = reason {
+                out.refusal = Some(refusal.clone());
+            }
             Status::Skipped
         }
         Outcome::NotStarted => {

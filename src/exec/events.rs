@@ -38,6 +38,14 @@ impl SkipReason {
         }
     }
 
+    /// [`SkipReason::message`] for a person's line: checksums cut short (JSON keeps them whole).
+    pub fn brief(&self) -> String {
+        match self {
+            SkipReason::Refused { refusal } => refusal.brief(),
+            other => other.message(),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             SkipReason::Refused {

@@ -459,6 +459,7 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
                 rollback: None,
                 rollback_error: None,
                 migrations_run,
+                refusal: None,
             }
         })
         .collect();

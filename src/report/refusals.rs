@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::exec::dispatch::RunReport;
 use crate::model::migration::{MigrationSet, Version};
 use crate::plan::tenant::{Refusal, short_checksum};
 
@@ -169,6 +170,28 @@ pub fn grouped(set: &MigrationSet, items: &[Refused<'_>]) -> String {
         }
     }
     out
+}
+
+/// The refused tenants of a run, grouped, under its report; empty when there are none.
+pub fn run_text(set: &MigrationSet, report: &RunReport) -> String {
+    let refused: Vec<Refused> = report
+        .tenants
+        .iter()
+        .filter_map(|t| {
+            t.refusal.as_ref().map(|refusal| Refused {
+                id: &t.id,
+                refusal,
+                at: t.start_version,
+            })
+        })
+        .collect();
+    if refused.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nNot migrated until their problem is solved:\n{}",
+        grouped(set, &refused)
+    )
 }
 
 #[cfg(test)]

@@ -104,7 +104,13 @@ fn detail(t: &FinalTenant) -> String {
         (None, Some(m)) => {
             let _ = write!(out, "migration {m}: {error}");
         }
-        (None, None) => out.push_str(error),
+        // A refused tenant: its problem in a few words, the grouped message says the rest.
+        (None, None) => match &t.refusal {
+            Some(r) => {
+                let _ = write!(out, "{} (see below)", r.tag());
+            }
+            None => out.push_str(error),
+        },
     }
     let sep = if out.is_empty() { "" } else { "; " };
     match (t.rollback, &t.rollback_error) {

@@ -180,7 +180,10 @@ fn detail_text(t: &Standing) -> String {
         (None, Some(d)) => parts.push(one_line(d)),
         (None, None) => {}
     }
-    if let Some(e) = &t.note.last_error {
+    // A run that skipped a refused tenant recorded the refusal as its error: the grouped
+    // message says it once, with the checksums cut short.
+    let repeats_refusal = |e: &str| t.refusal.is_some() && (e.starts_with("drifted: ") || e.starts_with("dirty: "));
+    if let Some(e) = t.note.last_error.as_ref().filter(|e| !repeats_refusal(&e.error)) {
         parts.push(format!(
             "last error (run {}, {}): {}",
             e.run_id,

@@ -186,7 +186,7 @@ impl TextReporter {
                 format!("  {id}  FAILED {error}; {moved}{left}{dirty}")
             }
             Outcome::Skipped { reason } => {
-                format!("  {id}  SKIPPED ({}): {}", reason.name(), reason.message())
+                format!("  {id}  SKIPPED ({}): {}", reason.name(), reason.brief())
             }
             Outcome::NotStarted => format!("  {id}  not started"),
             Outcome::Stopped => format!("  {id}  stopped at {} (target not reached)", v(r.final_version)),
@@ -539,6 +539,7 @@ pub(crate) mod tests {
             rollback: None,
             rollback_error: None,
             migrations_run: 0,
+            refusal: None,
             dirty: None,
         }
     }

@@ -145,7 +145,7 @@ fn edited_migration_is_refused_naming_tenant_version_and_file_on_sqlite() {
     let plan = p.run(&["plan"]);
     assert_code(&plan, 1);
     assert!(
-        line_of(&plan.stdout, "globex").contains("nothing: migration 2 was edited"),
+        line_of(&plan.stdout, "globex").contains("nothing: migration 2 edited (see below)"),
         "{plan:?}"
     );
 

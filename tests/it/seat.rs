@@ -170,3 +170,90 @@ fn a_down_to_version_0_needs_yes_without_a_terminal_and_runs_shows_its_steps() {
     assert_eq!(json["runs"][0]["target"], Value::Null);
     assert_eq!(json["runs"][3].get("steps"), None);
 }
+
+/// The part of a command's output from the grouped refusals on.
+fn grouped_part(out: &str) -> &str {
+    let at = out
+        .find("Not migrated until their problem is solved:")
+        .unwrap_or_else(|| panic!("no grouped refusals in:\n{out}"));
+    &out[at..]
+}
+
+#[test]
+fn drifted_tenants_are_grouped_with_short_checksums_and_a_stamp_command_that_works() {
+    let p = three_step_fleet(&["a", "b", "c", "d", "e"]);
+    assert_eq!(p.run(&["up"]).code, 0);
+    let edited = "CREATE TABLE t2 (id INTEGER, note TEXT);";
+    p.migration("0002_t2.up.sql", edited);
+    p.migration("0004_t4.up.sql", "CREATE TABLE t4 (id INTEGER);");
+    let whole = |text: &str| {
+        text.split(|c: char| !c.is_ascii_hexdigit())
+            .filter(|w| w.len() == 64)
+            .count()
+    };
+
+    let status = p.run(&["status", "--select", "id=a", "--select", "id=c", "--select", "id=e"]);
+    assert_eq!(status.code, 1, "{}", status.all());
+    assert_eq!(whole(&status.stdout), 0, "{}", status.stdout);
+    insta::assert_snapshot!("status_grouped_drift", grouped_part(&status.stdout));
+    let json = p.run(&["status", "--format", "json"]);
+    assert_eq!(
+        whole(&json.stdout),
+        20,
+        "each tenant's two whole checksums, in `tenants` and `lagging`: {}",
+        json.stdout
+    );
+
+    let plan = p.run(&["plan"]);
+    assert_eq!(
+        grouped_part(&plan.stdout).lines().nth(2),
+        Some("  5 tenants: a, b, c and 2 more"),
+        "{}",
+        plan.stdout
+    );
+
+    let run = p.run(&["up"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert_eq!(whole(&run.all()), 0, "{}", run.all());
+    insta::assert_snapshot!("up_grouped_drift", grouped_part(&run.stdout));
+    let again = p.run(&["status"]);
+    assert_eq!(
+        whole(&again.stdout),
+        0,
+        "the ledger's last error does not repeat the refusal: {}",
+        again.stdout
+    );
+    let json = p.run(&["up", "--format", "json"]);
+    let finished = events(&json.stdout, "tenant_finished");
+    assert_eq!(finished.len(), 5);
+    assert_eq!(whole(&json.stdout), 10, "whole checksums in JSON: {}", json.stdout);
+
+    // The stamp command the message gives records the edit for the tenants it names.
+    let advice = grouped_part(&status.stdout);
+    let command = advice
+        .split('`')
+        .find(|s| s.starts_with("fleetmig stamp"))
+        .unwrap_or_else(|| panic!("{advice}"));
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let stamp = p.run(&args);
+    assert_eq!(stamp.code, 0, "{command}: {}", stamp.all());
+    let after = p.run(&["status", "--format", "json"]);
+    let doc: Value = serde_json::from_str(&after.stdout).unwrap();
+    let states: Vec<(&str, &str)> = doc["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a", "behind"),
+            ("b", "drifted"),
+            ("c", "behind"),
+            ("d", "drifted"),
+            ("e", "behind")
+        ]
+    );
+    assert_eq!(p.run(&["up", "--select", "id=a"]).code, 0);
+}
