@@ -235,7 +235,12 @@ impl Connector {
     }
 
     pub async fn open(&self, tenant: &Tenant, access: Access) -> Result<AnySession, DbError> {
-        let limits = &self.limits;
+        self.open_within(tenant, access, &self.limits).await
+    }
+
+    /// Opens a session under `limits` instead of the run's: what is left of a tenant's
+    /// `--lock-wait` and `--retry-for` on a later attempt. Pools keep the run's limits.
+    pub async fn open_within(&self, tenant: &Tenant, access: Access, limits: &Limits) -> Result<AnySession, DbError> {
         Ok(match tenant.engine {
             Engine::Postgres => {
                 let pool = self.pool_for(tenant)?;

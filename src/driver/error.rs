@@ -1,4 +1,7 @@
-//! A database error as fleetmig reports it: what it was doing, the server's code and message.
+//! A database error as fleetmig reports it: what it was doing, the server's codes, message
+//! and whatever else it said (PostgreSQL's DETAIL and HINT, the object concerned).
+
+use std::fmt;
 
 use serde::Serialize;
 
@@ -9,7 +12,7 @@ pub enum ErrorKind {
     /// No session could be opened (refused, timed out, bad credentials, TLS), or the one
     /// open was lost (the connection broke): the database did not refuse anything.
     Unreachable,
-    /// Another runner holds the tenant's lock.
+    /// Another session holds the tenant's lock.
     Locked,
     /// The database refused a statement.
     Sql,
@@ -17,14 +20,70 @@ pub enum ErrorKind {
 
 /// An error from one tenant's database, free of secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{op}: {message}{}", code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
 pub struct DbError {
     pub kind: ErrorKind,
     /// What fleetmig was doing: "connecting", "applying 0003_add_email", ...
     pub op: String,
-    /// The database's error code (SQLSTATE, MySQL error number), when it gave one.
+    /// The database's SQLSTATE (for SQLite, its error code), when it gave one.
     pub code: Option<String>,
+    /// MySQL's and MariaDB's own error number (1205, 1213, ...): what their manuals and
+    /// the `mysql` client name an error by; their SQLSTATE is often only `HY000`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<u16>,
     pub message: String,
+    /// What else the server said, when it said more: boxed, as most errors carry none.
+    #[serde(flatten)]
+    pub said: Option<Box<Said>>,
+}
+
+/// The parts of a server's error besides its code and message (PostgreSQL's fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Said {
+    /// PostgreSQL's DETAIL: the facts behind the message ("Key (email)=(a@x) is duplicated.").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// PostgreSQL's HINT: what the server suggests doing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// The table, column or constraint the error concerns, when the server names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// The line of the migration's script the server placed the error on (from 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// Where in the text sent the server placed the error (characters from 1); only the
+    /// session knows what that text was, and turns it into `line`.
+    #[serde(skip)]
+    pub position: Option<usize>,
+}
+
+/// One line, as `psql` and `mysql` would put it: `op: message (code 42601) at line 3;
+/// DETAIL: ...; HINT: ...`, or `op: ERROR 1205 (HY000): message` for MySQL.
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        match (self.number, &self.code) {
+            (Some(n), Some(state)) => write!(f, "{}: ERROR {n} ({state}): {}", self.op, self.message)?,
+            (Some(n), None) => write!(f, "{}: ERROR {n}: {}", self.op, self.message)?,
+            (None, Some(code)) => write!(f, "{}: {} (code {code})", self.op, self.message)?,
+            (None, None) => write!(f, "{}: {}", self.op, self.message)?,
+        }
+        let Some(said) = &self.said else { return Ok(()) };
+        if let Some(line) = said.line {
+            write!(f, " at line {line}")?;
+        }
+        if let Some(detail) = &said.detail {
+            write!(f, "; DETAIL: {}", one_line(detail))?;
+        }
+        if let Some(hint) = &said.hint {
+            write!(f, "; HINT: {}", one_line(hint))?;
+        }
+        Ok(())
+    }
 }
 
 impl DbError {
@@ -48,45 +107,166 @@ impl DbError {
             kind,
             op: op.into(),
             code: None,
+            number: None,
             message: message.into(),
+            said: None,
+        }
+    }
+
+    /// Places the server's error position, given in the text `sent`, on a line of `script`,
+    /// the part of it that is the migration's. An error outside the script places nothing.
+    pub fn locate(&mut self, sent: &str, script: &str) {
+        let Some(said) = self.said.as_deref_mut() else { return };
+        let Some(at) = said.position.take() else { return };
+        let Some(byte) = sent.find(script) else { return };
+        let start = sent[..byte].chars().count();
+        let Some(index) = at.checked_sub(1 + start) else { return };
+        if index < script.chars().count() {
+            said.line = Some(script.chars().take(index).filter(|&c| c == '\n').count() + 1);
+        }
+    }
+
+    /// What else the server said, when it said any of it.
+    pub fn said(&self) -> &Said {
+        static NOTHING: Said = Said {
+            detail: None,
+            hint: None,
+            table: None,
+            column: None,
+            constraint: None,
+            line: None,
+            position: None,
+        };
+        self.said.as_deref().unwrap_or(&NOTHING)
+    }
+
+    /// With the database's code (SQLSTATE).
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// True when the server refused for a reason of the moment (a lock wait or deadlock,
+    /// too many connections, shutting down, the connection lost), not because of the SQL:
+    /// each engine names its own, MySQL by error number, PostgreSQL by SQLSTATE.
+    pub fn is_transient_code(&self) -> bool {
+        match (self.number, self.code.as_deref()) {
+            (Some(number), _) => crate::driver::mysql::is_transient_number(number),
+            (None, Some(state)) => crate::driver::postgres::is_transient_state(state),
+            (None, None) => false,
         }
     }
 
     /// Wraps a sqlx error; `secret` (a password, as written in the URL or decoded) and any
     /// URL credential the message echoes are scrubbed from it.
     pub fn sqlx(kind: ErrorKind, op: impl Into<String>, err: &sqlx::Error, secret: Option<&str>) -> Self {
-        let (code, message) = match (err.as_database_error(), err) {
-            (Some(db), _) => (db.code().map(|c| c.into_owned()), db.message().to_owned()),
+        let mut out = DbError::new(kind, op, String::new());
+        match (err.as_database_error(), err) {
+            (Some(db), _) => {
+                out.code = db.code().map(|c| c.into_owned());
+                out.message = db.message().to_owned();
+                if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    let said = Said {
+                        detail: pg.detail().map(str::to_owned),
+                        hint: pg.hint().map(str::to_owned),
+                        table: pg.table().map(str::to_owned),
+                        column: pg.column().map(str::to_owned),
+                        constraint: pg.constraint().map(str::to_owned),
+                        line: None,
+                        position: match pg.position() {
+                            Some(sqlx::postgres::PgErrorPosition::Original(at)) => Some(at),
+                            _ => None,
+                        },
+                    };
+                    out.said = (said != Said::default()).then(|| Box::new(said));
+                } else if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                    out.number = Some(my.number());
+                    out.code = my.code().map(str::to_owned);
+                }
+            }
             // fleetmig's own refusals, worded for the report already.
-            (None, sqlx::Error::Protocol(own)) => (None, own.clone()),
-            (None, _) => (None, err.to_string()),
-        };
+            (None, sqlx::Error::Protocol(own)) => out.message = own.clone(),
+            (None, _) => out.message = err.to_string(),
+        }
         // A broken connection is not the database refusing a statement, whatever was being
         // done: it says nothing about the SQL, and another attempt may well succeed.
-        let kind = match err {
+        if matches!(
+            err,
             sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => ErrorKind::Unreachable,
-            _ => kind,
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+        ) {
+            out.kind = ErrorKind::Unreachable;
+        }
+        out.message = scrubbed(&out.message, secret);
+        if let Some(said) = out.said.as_deref_mut() {
+            said.detail = said.detail.as_deref().map(|t| scrubbed(t, secret));
+            said.hint = said.hint.as_deref().map(|t| scrubbed(t, secret));
+        }
+        out
+    }
+}
+
+/// `text` without URL credentials or `secret` (as written in the URL, or decoded).
+fn scrubbed(text: &str, secret: Option<&str>) -> String {
+    let mut text = crate::model::secret::scrub(text);
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "***");
+        let decoded = url::form_urlencoded::parse(format!("x={secret}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if !decoded.is_empty() {
+            text = text.replace(&decoded, "***");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_in_the_text_sent_becomes_a_line_of_the_script() {
+        let script = "CREATE TABLE a (x int);\nCREATE TABLEE b (y int);";
+        let sent = format!("BEGIN;\n{script}\n;\nINSERT INTO h VALUES (1);\nCOMMIT;");
+        let at = sent.find("TABLEE").unwrap() + 1;
+        let placed = |at| DbError {
+            said: Some(Box::new(Said {
+                position: Some(at),
+                ..Said::default()
+            })),
+            ..DbError::new(ErrorKind::Sql, "applying 0001_a", "syntax error at or near \"TABLEE\"").with_code("42601")
         };
-        let mut message = crate::model::secret::scrub(&message);
-        if let Some(secret) = secret.filter(|s| !s.is_empty()) {
-            message = message.replace(secret, "***");
-            let decoded = url::form_urlencoded::parse(format!("x={secret}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            if !decoded.is_empty() {
-                message = message.replace(&decoded, "***");
-            }
-        }
-        DbError {
-            kind,
-            op: op.into(),
-            code,
-            message,
-        }
+        let mut e = placed(at);
+        e.locate(&sent, script);
+        assert_eq!(e.said().line, Some(2));
+        assert_eq!(
+            e.to_string(),
+            "applying 0001_a: syntax error at or near \"TABLEE\" (code 42601) at line 2"
+        );
+        let mut outside = placed(sent.find("INSERT").unwrap() + 1);
+        outside.locate(&sent, script);
+        assert_eq!(outside.said().line, None);
+    }
+
+    #[test]
+    fn mysql_errors_read_as_the_mysql_client_prints_them() {
+        let e = DbError {
+            number: Some(1205),
+            ..DbError::new(
+                ErrorKind::Sql,
+                "applying 0002_b",
+                "Lock wait timeout exceeded; try restarting transaction",
+            )
+            .with_code("HY000")
+        };
+        assert_eq!(
+            e.to_string(),
+            "applying 0002_b: ERROR 1205 (HY000): Lock wait timeout exceeded; try restarting transaction"
+        );
     }
 }

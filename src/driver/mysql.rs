@@ -20,6 +20,30 @@ pub const HISTORY_COLUMNS: &str = "version BIGINT NOT NULL PRIMARY KEY, name VAR
 /// Lock names are server-wide and at most 64 characters: hash the database name.
 const LOCK_NAME: &str = "CONCAT('fleetmig:', SHA1(COALESCE(?, DATABASE())))";
 
+/// Server error numbers worth another attempt: the statement was refused for a reason of the
+/// moment and had no effect.
+const TRANSIENT_NUMBERS: &[u16] = &[
+    1040, // ER_CON_COUNT_ERROR: too many connections
+    1053, // ER_SERVER_SHUTDOWN
+    1203, // ER_TOO_MANY_USER_CONNECTIONS
+    1205, // ER_LOCK_WAIT_TIMEOUT
+    1213, // ER_LOCK_DEADLOCK
+    1927, // ER_CONNECTION_KILLED (MariaDB)
+    2006, // CR_SERVER_GONE_ERROR
+    2013, // CR_SERVER_LOST
+    3572, // ER_LOCK_NOWAIT
+    4031, // ER_CLIENT_INTERACTION_TIMEOUT
+];
+
+/// True for a MySQL or MariaDB error number that another attempt may not meet.
+pub fn is_transient_number(number: u16) -> bool {
+    TRANSIENT_NUMBERS.contains(&number)
+}
+
+/// Errors after which the failed statement had no effect: a lock wait timeout rolls back
+/// the statement, a deadlock the whole transaction.
+const STATEMENT_UNDONE: &[u16] = &[1205, 1213, 3572];
+
 pub struct MySqlWire {
     conn: MySqlConnection,
     table: String,
@@ -29,6 +53,8 @@ pub struct MySqlWire {
     locked: bool,
     /// The longest any one round trip may wait for its answer (`Limits::answer_within`).
     answer_within: Option<std::time::Duration>,
+    /// The server's error number of the last `batch` that failed.
+    last_error: Option<u16>,
 }
 
 impl MySqlWire {
@@ -66,6 +92,7 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
         absent: false,
         locked: false,
         answer_within: limits.answer_within(),
+        last_error: None,
     };
     match prepare(&mut wire, tenant, limits, access).await {
         Ok(()) => Ok(Session::new(wire, secret)),
@@ -96,12 +123,13 @@ async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access:
         .await
         .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
         if got != Some(1) {
-            let e = sqlx::Error::Protocol(format!("GET_LOCK gave up after {:?}", limits.lock_wait));
-            return Err((
-                ErrorKind::Locked,
-                "waiting for the tenant lock held by another runner".to_owned(),
-                e,
+            let holder = lock_holder(wire).await;
+            let e = sqlx::Error::Protocol(format!(
+                "still held after {} (--lock-wait) by {}",
+                humantime::format_duration(limits.lock_wait),
+                holder.as_deref().unwrap_or("another session")
             ));
+            return Err((ErrorKind::Locked, "waiting for the tenant lock".to_owned(), e));
         }
         wire.locked = true;
         if let Some(db) = &wire.database {
@@ -134,14 +162,54 @@ async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access:
     Ok(())
 }
 
+/// Who holds the tenant's lock: its connection id, user, host and what it is doing; `None`
+/// when that cannot be read (released by now, or another user's session not visible).
+async fn lock_holder(wire: &mut MySqlWire) -> Option<String> {
+    let row = answered(
+        wire.answer_within,
+        sqlx::query(&format!(
+            "SELECT p.ID, CAST(p.USER AS CHAR), CAST(p.HOST AS CHAR), CAST(p.COMMAND AS CHAR), p.TIME \
+             FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK({LOCK_NAME})"
+        ))
+        .bind(&wire.database)
+        .fetch_optional(&mut wire.conn),
+    )
+    .await
+    .ok()??;
+    let id: u64 = row
+        .try_get::<u64, _>(0)
+        .or_else(|_| row.try_get::<i64, _>(0).map(|v| v as u64))
+        .ok()?;
+    let user: String = row.try_get(1).ok()?;
+    let host: String = row.try_get(2).ok()?;
+    let command: String = row.try_get(3).ok()?;
+    let time: i64 = row
+        .try_get::<i64, _>(4)
+        .or_else(|_| row.try_get::<i32, _>(4).map(i64::from))
+        .ok()?;
+    Some(format!("connection {id} ({user}@{host}, {command} for {time} s)"))
+}
+
 impl Wire for MySqlWire {
     const ENGINE: Engine = Engine::MySql;
     const BEGIN: &'static str = "BEGIN";
 
     async fn batch(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        answered(self.answer_within, self.conn.execute(sqlx::raw_sql(sql)))
-            .await
-            .map(drop)
+        let result = answered(self.answer_within, self.conn.execute(sqlx::raw_sql(sql))).await;
+        self.last_error = match &result {
+            Err(e) => e
+                .as_database_error()
+                .and_then(|db| db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+                .map(|my| my.number()),
+            Ok(_) => None,
+        };
+        result.map(drop)
+    }
+
+    /// A script of one statement that failed on a lock wait or a deadlock did nothing: the
+    /// server rolled the statement back. Anything else may have done part of its work.
+    async fn undo_loose(&mut self, _mark: &[(i64, bool)], script: &str) -> Result<bool, sqlx::Error> {
+        Ok(self.last_error.is_some_and(|n| STATEMENT_UNDONE.contains(&n)) && is_one_statement(script))
     }
 
     async fn read_history(&mut self) -> Result<Vec<Applied>, sqlx::Error> {
@@ -272,6 +340,91 @@ impl Wire for MySqlWire {
             // No graceful shutdown after an error: closing the socket is enough for the
             // server to roll back and release GET_LOCK, and cannot hang.
             drop(self.conn);
+        }
+    }
+}
+
+/// True when `script` holds exactly one statement: no `;` outside quotes and comments other
+/// than at its end.
+fn is_one_statement(script: &str) -> bool {
+    let mut chars = script.chars().peekable();
+    let mut statements = 0;
+    let mut in_statement = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '-' if chars.peek() == Some(&'-') => {
+                chars.find(|&c| c == '\n');
+            }
+            '#' => {
+                chars.find(|&c| c == '\n');
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+            }
+            '\'' | '"' | '`' => {
+                in_statement = true;
+                let mut escaped = false;
+                for d in chars.by_ref() {
+                    if escaped {
+                        escaped = false;
+                    } else if d == '\\' && c != '`' {
+                        escaped = true;
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            ';' => {
+                if in_statement {
+                    statements += 1;
+                }
+                in_statement = false;
+            }
+            c if c.is_whitespace() => {}
+            _ => in_statement = true,
+        }
+    }
+    statements + usize::from(in_statement) == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_statement_is_told_from_several() {
+        for one in [
+            "UPDATE t SET a = 1 WHERE id = 1;",
+            "-- why; because\nALTER TABLE t ADD COLUMN b INT; -- done;\n",
+            "INSERT INTO t VALUES ('a;b', \"c;\", `d;`) /* ; */",
+            "# note;\nUPDATE t SET a = 'it\\'s; fine';\n;",
+        ] {
+            assert!(is_one_statement(one), "{one}");
+        }
+        for several in [
+            "UPDATE t SET a = 1; UPDATE t SET a = 2;",
+            "",
+            "-- only a comment;",
+            "SELECT 1; SELECT 2",
+        ] {
+            assert!(!is_one_statement(several), "{several}");
+        }
+    }
+
+    #[test]
+    fn lock_waits_deadlocks_and_lost_connections_are_transient_syntax_errors_not() {
+        for n in [1205, 1213, 1040, 2006, 2013] {
+            assert!(is_transient_number(n), "{n}");
+        }
+        for n in [1005, 1064, 1146, 1062] {
+            assert!(!is_transient_number(n), "{n}");
         }
     }
 }

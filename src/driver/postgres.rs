@@ -41,6 +41,16 @@ fn lock_key(schema: Option<&str>) -> String {
     format!("hashtextextended('fleetmig/' || current_database() || '/' || {schema}, 0)")
 }
 
+/// SQLSTATEs worth another attempt: the server refused for a reason of the moment
+/// (serialization failure, deadlock, lock timeout, too many connections, shutting down,
+/// starting up), or any of class 08, connection exceptions.
+const TRANSIENT_STATES: &[&str] = &["40001", "40P01", "55P03", "53300", "57P01", "57P03"];
+
+/// True for a PostgreSQL SQLSTATE that another attempt may not meet.
+pub fn is_transient_state(state: &str) -> bool {
+    TRANSIENT_STATES.contains(&state) || state.starts_with("08")
+}
+
 /// The connection options every fleetmig session uses.
 /// sqlx sets no TCP keepalive on its sockets; the server's keepalives at least make it
 /// notice a client cut off by the network within about a minute, roll back and release
@@ -206,11 +216,18 @@ pub async fn open(
         Err(failure) => {
             let err = match failure {
                 PrepareError::Db((kind, op, e)) => fail(kind, &op, e),
-                PrepareError::LockWait(waited) => DbError::new(
-                    ErrorKind::Locked,
-                    "waiting for the tenant lock held by another runner",
-                    format!("still held after {waited:?} (--lock-wait)"),
-                ),
+                PrepareError::LockWait(waited) => {
+                    let holder = lock_holder(&mut wire).await;
+                    DbError::new(
+                        ErrorKind::Locked,
+                        "waiting for the tenant lock",
+                        format!(
+                            "still held after {} (--lock-wait) by {}",
+                            humantime::format_duration(waited),
+                            holder.as_deref().unwrap_or("another session")
+                        ),
+                    )
+                }
             };
             wire.finish(false).await;
             Err(err)
@@ -230,6 +247,57 @@ enum PrepareError {
 impl From<Failure> for PrepareError {
     fn from(f: Failure) -> Self {
         PrepareError::Db(f)
+    }
+}
+
+/// Who holds the tenant's lock, in words: "another fleetmig runner (...)" when the holder's
+/// `application_name` is fleetmig's, else its name or user; `None` when it cannot be read
+/// (gone by now, or not visible to this user).
+async fn lock_holder(wire: &mut PgWire) -> Option<String> {
+    let key = lock_key(wire.schema.as_deref());
+    // A bigint advisory key shows in pg_locks as its high and low 32 bits.
+    let sql = format!(
+        "WITH k AS (SELECT {key} AS k) \
+         SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
+         coalesce(host(a.client_addr), 'local socket'), coalesce(a.state, ''), \
+         coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') \
+         FROM k, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND l.classid = ((k.k >> 32) & 4294967295)::oid AND l.objid = (k.k & 4294967295)::oid \
+         AND l.objsubid = 1 LIMIT 1"
+    );
+    let row = wire.fetch(&sql).await.ok()?.into_iter().next()?;
+    let pid: i32 = row.try_get(0).ok()?;
+    let app: String = row.try_get(1).ok()?;
+    let user: String = row.try_get(2).ok()?;
+    let host: String = row.try_get(3).ok()?;
+    let state: String = row.try_get(4).ok()?;
+    let since: String = row.try_get(5).ok()?;
+    Some(describe_holder(pid, &app, &user, &host, &state, &since))
+}
+
+/// A session holding a lock, in words for an error message.
+fn describe_holder(pid: i32, app: &str, user: &str, host: &str, state: &str, since: &str) -> String {
+    let state = if state.is_empty() {
+        String::new()
+    } else {
+        format!(", {state}")
+    };
+    if app == "fleetmig" {
+        let since = if since.is_empty() {
+            String::new()
+        } else {
+            format!(", connected {since}")
+        };
+        format!("another fleetmig runner (pid {pid} on host {host}, user {user}{since}{state})")
+    } else {
+        let who = if app.is_empty() {
+            format!("{user}@{host}")
+        } else {
+            format!("`{app}` ({user}@{host})")
+        };
+        format!("{who}, pid {pid}{state}")
     }
 }
 
@@ -287,6 +355,8 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
     // catalog change of the whole run.
     let mut setup = String::new();
     if access == Access::Write {
+        // A pooled connection has the run's lock_timeout; a later attempt may have less left.
+        let _ = writeln!(setup, "SET lock_timeout TO '{}';", server_ms(limits.lock_timeout));
         let probe = format!(
             "SELECT pg_try_advisory_lock({key}), to_regclass({}) IS NOT NULL",
             literal(&wire.table)
@@ -352,6 +422,39 @@ impl PgWire {
         );
         let rows = self.fetch(&sql).await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+}
+
+impl PgWire {
+    /// After a lock timeout: the other sessions holding a lock on a table of the tenant's
+    /// schema (what a migration's statement waits for), at most three, oldest first. The
+    /// failed statement no longer waits, so `pg_blocking_pids` has nothing to say by now;
+    /// a session left in a failed transaction is rolled back first (it is closed after).
+    async fn relation_lock_holders(&mut self) -> Option<String> {
+        let sql = format!(
+            "ROLLBACK; SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
+             coalesce(host(a.client_addr), 'local socket'), coalesce(a.state, ''), \
+             string_agg(DISTINCT format('%s on %I', l.mode, c.relname), ', ') \
+             FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.granted AND l.pid <> pg_backend_pid() AND c.relnamespace = {SCHEMA_OID} \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             GROUP BY 1, 2, 3, 4, 5, a.xact_start ORDER BY a.xact_start NULLS LAST LIMIT 3"
+        );
+        let rows = self.fetch(&sql).await.ok()?;
+        let mut held = Vec::new();
+        for row in rows {
+            let pid: i32 = row.try_get(0).ok()?;
+            let app: String = row.try_get(1).ok()?;
+            let user: String = row.try_get(2).ok()?;
+            let host: String = row.try_get(3).ok()?;
+            let state: String = row.try_get(4).ok()?;
+            let locks: String = row.try_get(5).ok()?;
+            held.push(format!(
+                "{} holding {locks}",
+                describe_holder(pid, &app, &user, &host, &state, "")
+            ));
+        }
+        (!held.is_empty()).then(|| format!("the table is locked by {}", held.join("; ")))
     }
 }
 
@@ -629,6 +732,11 @@ impl Wire for PgWire {
     async fn blocker(&mut self, error: &DbError) -> Option<String> {
         if !matches!(error.code.as_deref(), Some("55P03" | "57014" | "40P01")) {
             return None;
+        }
+        if error.code.as_deref() == Some("55P03") {
+            if let Some(holders) = self.relation_lock_holders().await {
+                return Some(holders);
+            }
         }
         let sql = "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), \
              to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \

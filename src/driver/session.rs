@@ -201,6 +201,7 @@ impl<W: Wire> Session<W> {
         } else {
             None
         };
+        let sent = one_trip.as_deref().unwrap_or(&script.sql).to_owned();
         let result = if let Some(sql) = one_trip {
             self.wire.batch(&sql).await.map_err(|e| (Phase::Script, e))
         } else if in_tx {
@@ -212,11 +213,18 @@ impl<W: Wire> Session<W> {
                 .await;
         };
         // In a transaction, whatever failed rolled back with it: nothing is left dirty.
-        result.map_err(|(phase, e)| StepFailed {
-            error: self.fail(ErrorKind::Sql, phase.op(&op), e),
-            dirty: false,
-            undo: None,
-        })?;
+        if let Err((phase, e)) = result {
+            let mut error = self.fail(ErrorKind::Sql, phase.op(&op), e);
+            error.locate(&sent, &script.sql);
+            if let Some(who) = self.wire.blocker(&error).await {
+                error.message = format!("{}; {who}", error.message);
+            }
+            return Err(StepFailed {
+                error,
+                dirty: false,
+                undo: None,
+            });
+        }
         Ok(started.elapsed())
     }
 
@@ -300,6 +308,7 @@ impl<W: Wire> Session<W> {
         };
         if let Err(e) = ran {
             let mut error = self.fail(ErrorKind::Sql, op, e);
+            error.locate(sql, sql);
             if let Some(who) = self.wire.blocker(&error).await {
                 error.message = format!("{}; {who}", error.message);
             }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::driver::connect::{Access, AnySession, Connector};
+use crate::driver::connect::{Access, AnySession, Connector, Limits};
 use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::session::{StepFailed, Undo};
 use crate::exec::events::{Event, Events, Outcome, Phase, SkipReason, StepDone, TenantReport};
@@ -86,11 +86,6 @@ pub struct Job<'a> {
     pub progress: Option<&'a Tracker>,
 }
 
-/// SQLSTATEs (and MySQL codes) worth another attempt: the database, not the migration, said no.
-const TRANSIENT_CODES: &[&str] = &[
-    "40001", "40P01", "55P03", "53300", "57P01", "57P03", "1205", "1213", "1040",
-];
-
 /// True when trying the tenant again may succeed: no connection, a lock or serialization
 /// conflict, too many connections. An error in a migration's SQL is not.
 pub fn is_transient(e: &DbError) -> bool {
@@ -100,10 +95,10 @@ pub fn is_transient(e: &DbError) -> bool {
     match e.kind {
         ErrorKind::Unreachable | ErrorKind::Locked => true,
         ErrorKind::Sql => {
-            e.code
-                .as_deref()
-                .is_some_and(|c| TRANSIENT_CODES.contains(&c) || c.starts_with("08"))
-                || e.code.is_none() && (e.message.contains("Connection reset") || e.message.contains("Broken pipe"))
+            e.is_transient_code()
+                || e.code.is_none()
+                    && e.number.is_none()
+                    && (e.message.contains("Connection reset") || e.message.contains("Broken pipe"))
         }
     }
 }
@@ -160,18 +155,46 @@ pub async fn run(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> Tenant
 pub async fn run_announced(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> TenantReport {
     // The undo a failed step's session could not finish, for the next attempt to finish first.
     let pending: Mutex<Option<Undo>> = Mutex::default();
+    // `--lock-wait` is one budget for all of a tenant's attempts: a lock still held when it
+    // is spent ends the tenant, however much of `--retry-for` is left.
+    let lock_deadline = tokio::time::Instant::now() + connector.limits.lock_wait;
     let undoing = |report: &TenantReport| match &report.outcome {
         Outcome::Failed { error, dirty: true, .. }
             if is_transient(error) && pending.lock().expect("not poisoned").is_some() =>
         {
             Some(error.clone())
         }
+        Outcome::Skipped {
+            reason: SkipReason::Locked { .. },
+        } if tokio::time::Instant::now() >= lock_deadline => None,
         _ => retryable(report).cloned(),
     };
-    with_retries(&tenant.id, job.wave, job.retry, job.events, job.stop, undoing, || {
-        attempt(tenant, connector, job, &pending)
+    with_retries(&tenant.id, job.wave, job.retry, job.events, job.stop, undoing, |retry_deadline| {
+        let limits = attempt_limits(&connector.limits, lock_deadline, retry_deadline);
+        let pending = &pending;
+        async move { attempt(tenant, connector, job, pending, &limits).await }
     })
     .await
+}
+
+/// The limits of one attempt: what is left of the tenant's `--lock-wait`, and on a retry
+/// a `lock_timeout` no longer than what is left of `--retry-for`, so a table lock that
+/// outlasts the retries costs about `--retry-for` in all, not a `lock_timeout` more.
+fn attempt_limits(
+    run: &Limits,
+    lock_deadline: tokio::time::Instant,
+    retry_deadline: Option<tokio::time::Instant>,
+) -> Limits {
+    let now = tokio::time::Instant::now();
+    let mut limits = run.clone();
+    limits.lock_wait = lock_deadline.saturating_duration_since(now);
+    if let Some(deadline) = retry_deadline {
+        let left = deadline.saturating_duration_since(now).max(Duration::from_millis(1));
+        if !limits.lock_timeout.is_zero() {
+            limits.lock_timeout = limits.lock_timeout.min(left);
+        }
+    }
+    limits
 }
 
 /// Tries a tenant, and again after each transient error while the retry budget lasts and
@@ -187,16 +210,19 @@ async fn with_retries<F, Fut>(
     mut attempt: F,
 ) -> TenantReport
 where
-    F: FnMut() -> Fut,
+    F: FnMut(Option<tokio::time::Instant>) -> Fut,
     Fut: std::future::Future<Output = TenantReport>,
 {
-    let mut report = attempt().await;
+    let mut report = attempt(None).await;
     let mut first_error: Option<tokio::time::Instant> = None;
     for n in 1.. {
         let Some(error) = retryable(&report) else { break };
         let since = *first_error.get_or_insert_with(tokio::time::Instant::now);
         let wait = backoff(id, n);
         if retry.attempts.is_some_and(|max| n > max) || since.elapsed() + wait > retry.within {
+            if n > 1 {
+                gave_up(&mut report, n, since.elapsed(), retry);
+            }
             break;
         }
         if stop.load(Ordering::SeqCst) {
@@ -212,10 +238,31 @@ where
         if !pause(wait, stop).await {
             break;
         }
-        let next = attempt().await;
+        let next = attempt(Some(since + retry.within)).await;
         report = merge(report, next);
     }
     report
+}
+
+/// Says on the last error of a tenant given up on how many attempts it had, and in what time.
+fn gave_up(report: &mut TenantReport, attempts: u32, spent: Duration, retry: Retry) {
+    let error = match &mut report.outcome {
+        Outcome::Failed { error, .. }
+        | Outcome::Skipped {
+            reason: SkipReason::Unreachable { error } | SkipReason::Locked { error },
+        } => error,
+        _ => return,
+    };
+    let budget = match retry.attempts {
+        Some(max) if attempts > max => format!("--retries {max}"),
+        _ => format!("--retry-for {}", humantime::format_duration(retry.within)),
+    };
+    let spent = Duration::from_millis(spent.as_millis() as u64);
+    error.message = format!(
+        "{}; given up after {attempts} attempts over {} since the first error ({budget})",
+        error.message,
+        humantime::format_duration(spent)
+    );
 }
 
 /// Resolves once the run is stopping (checked every 50 ms).
@@ -357,12 +404,18 @@ fn failed_before_any_step(tenant: &Tenant, error: DbError, during: Phase) -> Ten
     }
 }
 
-async fn attempt(tenant: &Tenant, connector: &Connector, job: Job<'_>, pending: &Mutex<Option<Undo>>) -> TenantReport {
+async fn attempt(
+    tenant: &Tenant,
+    connector: &Connector,
+    job: Job<'_>,
+    pending: &Mutex<Option<Undo>>,
+    limits: &Limits,
+) -> TenantReport {
     // Opening waits for the tenant's lock (up to --lock-wait) and for the server (up to
     // --connect-timeout): a stop ends the wait, as nothing has run yet. A session dropped
     // part way is closed, never reused, and whatever lock it took goes with it.
     let opened = tokio::select! {
-        opened = connector.open(tenant, Access::Write) => opened,
+        opened = connector.open_within(tenant, Access::Write, limits) => opened,
         () = stopped(job.stop) => {
             return TenantReport {
                 id: tenant.id.clone(),
@@ -653,10 +706,15 @@ mod tests {
 
     fn err(kind: ErrorKind, code: Option<&str>) -> DbError {
         DbError {
-            kind,
-            op: "x".into(),
             code: code.map(str::to_owned),
-            message: "m".into(),
+            ..DbError::new(kind, "x", "m")
+        }
+    }
+
+    fn mysql(number: u16) -> DbError {
+        DbError {
+            number: Some(number),
+            ..err(ErrorKind::Sql, Some("HY000"))
         }
     }
 
@@ -668,6 +726,10 @@ mod tests {
         assert!(is_transient(&err(ErrorKind::Sql, Some("08006"))));
         assert!(!is_transient(&err(ErrorKind::Sql, Some("42P01"))));
         assert!(!is_transient(&err(ErrorKind::Sql, None)));
+        // MySQL by its error number: its SQLSTATE is HY000 for most.
+        assert!(is_transient(&mysql(1205)));
+        assert!(is_transient(&mysql(1213)));
+        assert!(!is_transient(&mysql(1005)));
     }
 }
 
@@ -707,12 +769,12 @@ mod retry_tests {
         Outcome::Failed {
             version: Some(Version(at)),
             during: Phase::Migrating,
-            error: DbError {
-                kind: ErrorKind::Sql,
-                op: "applying".into(),
-                code: Some("57P01".into()),
-                message: "terminating connection due to administrator command".into(),
-            },
+            error: DbError::new(
+                ErrorKind::Sql,
+                "applying",
+                "terminating connection due to administrator command",
+            )
+            .with_code("57P01"),
             dirty: false,
         }
     }
@@ -730,7 +792,7 @@ mod retry_tests {
             &events,
             stop,
             |r| retryable(r).cloned(),
-            || {
+            |_| {
                 tries.set(tries.get() + 1);
                 let up = began.elapsed() >= down_for;
                 async move {
@@ -852,15 +914,14 @@ mod retry_tests {
     }
 
     fn no_answer() -> DbError {
-        DbError {
-            kind: ErrorKind::Sql,
-            op: "applying 0002_b: recording history".into(),
-            code: None,
-            message: format!(
+        DbError::new(
+            ErrorKind::Sql,
+            "applying 0002_b: recording history",
+            format!(
                 "{} 5s: the connection is presumed lost",
                 crate::driver::connect::NO_ANSWER
             ),
-        }
+        )
     }
 
     #[test]

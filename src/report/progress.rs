@@ -974,12 +974,11 @@ mod tests {
     #[test]
     fn a_retry_is_a_printed_line_and_shows_on_the_tenants_line_until_its_next_step() {
         let (mut reporter, screen) = on_screen(options(3));
-        let lost = crate::driver::error::DbError {
-            kind: crate::driver::error::ErrorKind::Unreachable,
-            op: "applying 0003_add_email".into(),
-            code: None,
-            message: "connection reset by peer".into(),
-        };
+        let lost = crate::driver::error::DbError::new(
+            crate::driver::error::ErrorKind::Unreachable,
+            "applying 0003_add_email",
+            "connection reset by peer",
+        );
         feed(
             &mut reporter,
             [

@@ -298,12 +298,12 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn duplicate_column() -> DbError {
-        DbError {
-            kind: ErrorKind::Sql,
-            op: "applying 0002_add_email".into(),
-            code: Some("42701".into()),
-            message: "column \"email\" of relation \"users\" already exists".into(),
-        }
+        DbError::new(
+            ErrorKind::Sql,
+            "applying 0002_add_email",
+            "column \"email\" of relation \"users\" already exists",
+        )
+        .with_code("42701")
     }
 
     pub(crate) fn step_started(tenant: &str, version: i64, name: &str, index: usize, total: usize) -> Event {
@@ -493,12 +493,7 @@ pub(crate) mod tests {
     #[test]
     fn a_retry_is_a_line_naming_the_attempt_the_wait_and_the_error() {
         let mut text = TextReporter::new(6);
-        let error = DbError {
-            kind: ErrorKind::Unreachable,
-            op: "connecting".into(),
-            code: None,
-            message: "connection refused".into(),
-        };
+        let error = DbError::new(ErrorKind::Unreachable, "connecting", "connection refused");
         let line = text.line(&Event::StepRetried {
             wave: 1,
             tenant: id("acme"),

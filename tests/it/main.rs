@@ -10,6 +10,7 @@ mod bad_input2;
 mod cli;
 mod discover;
 mod engines;
+mod errors;
 mod faults_pg;
 mod final_report;
 mod fuzz;

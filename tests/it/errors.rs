@@ -1,0 +1,347 @@
+//! What a tenant's error says: PostgreSQL's DETAIL and HINT, MySQL's error number, who
+//! holds a lock, and how long lock waits and retries may take in all.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{self, My, Pg, Project, Run, tenant_line};
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < until, "{what} did not happen within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pg_project(pg: &Pg) -> Project {
+    let p = Project::new();
+    p.fleet(&format!(
+        "hosts: {{ pg: {{ url: \"{}\" }} }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\ntenants:\n  - {{ id: acme }}\n",
+        pg.url()
+    ));
+    p
+}
+
+/// The JSON lines of a run's stdout.
+fn json_lines(run: &Run) -> Vec<Value> {
+    run.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn finished(events: &[Value]) -> &Value {
+    events
+        .iter()
+        .find(|v| v["event"] == "tenant_finished")
+        .unwrap_or_else(|| panic!("no tenant_finished in {events:?}"))
+}
+
+/// The error of a finished tenant, wherever the JSON puts it.
+fn error_of(finished: &Value) -> &Value {
+    let report = if finished["report"].is_object() {
+        &finished["report"]
+    } else {
+        finished
+    };
+    if report["error"].is_object() {
+        &report["error"]
+    } else {
+        &report["reason"]["error"]
+    }
+}
+
+fn retries(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|v| v["event"] == "retrying" || v["event"] == "step_retried")
+        .collect()
+}
+
+fn run_id(events: &[Value]) -> String {
+    events
+        .iter()
+        .find_map(|v| v["run_id"].as_str())
+        .expect("a run id")
+        .to_owned()
+}
+
+/// A `psql` session of `application_name` `holder` running `sql` (it should end in a long
+/// sleep); ended by [`end_holder`].
+fn pg_holder(pg: &Pg, sql: &str) -> Child {
+    let child = Command::new("psql")
+        .args(["-X", "-q", &pg.url(), "-c", sql])
+        .env("PGAPPNAME", "holder")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'holder' \
+         AND datname = current_database() AND query LIKE '%pg_sleep%'";
+    wait_until("the holder's lock", || pg.column(sleeping)[0] == "1");
+    child
+}
+
+fn end_holder(pg: &Pg, mut holder: Child) {
+    pg.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder' \
+         AND datname = current_database()",
+    );
+    let _ = holder.wait();
+}
+
+#[test]
+fn postgres_detail_hint_and_line_reach_the_report_the_json_and_the_ledger() {
+    let Some(pg) = Pg::create("detail") else { return };
+    let p = pg_project(&pg);
+    p.migration(
+        "0001_users.up.sql",
+        "CREATE TABLE users (email text); INSERT INTO users VALUES ('a@x'), ('a@x');",
+    );
+    p.migration(
+        "0002_unique.up.sql",
+        "CREATE UNIQUE INDEX users_email ON users (email);",
+    );
+    let text = p.run(&["up"]);
+    assert_eq!(text.code, 1, "{}", text.all());
+    let line = tenant_line(&text.stdout, "acme");
+    insta::assert_snapshot!("postgres_detail_line", line);
+
+    let json = p.run(&["up", "--format", "json"]);
+    let events = json_lines(&json);
+    let error = error_of(finished(&events));
+    assert_eq!(error["code"], "23505", "{error}");
+    assert_eq!(error["detail"], "Key (email)=(a@x) is duplicated.", "{error}");
+    assert_eq!(error["table"], "users", "{error}");
+    let report = p.run(&["report", &run_id(&events)]);
+    assert!(
+        report.stdout.contains("DETAIL: Key (email)=(a@x) is duplicated."),
+        "the ledger keeps the DETAIL: {}",
+        report.all()
+    );
+
+    // A HINT, and the line of the script the server placed the error on.
+    p.migration(
+        "0002_unique.up.sql",
+        "-- counts\nSELECT count(*)\n  FROM users WHERE lenght(email) > 3;",
+    );
+    let json = p.run(&["up", "--format", "json"]);
+    let events = json_lines(&json);
+    let error = error_of(finished(&events));
+    assert_eq!(error["code"], "42883", "{error}");
+    assert!(
+        error["hint"].as_str().unwrap().contains("No function matches"),
+        "{error}"
+    );
+    assert_eq!(error["line"], 3, "{error}");
+    let report = p.run(&["report", &run_id(&events)]);
+    let line = tenant_line(&report.stdout, "acme");
+    assert!(
+        line.contains("(code 42883) at line 3; HINT: No function matches"),
+        "{}",
+        report.all()
+    );
+}
+
+/// A `mysql` session running `sql`, then sleeping in a statement this test can find.
+fn my_holder(my: &My, sql: &str) -> Child {
+    let child = Command::new("mysql")
+        .args([
+            "-h127.0.0.1",
+            "-uroot",
+            "-e",
+            &format!("{sql} SELECT SLEEP(60) AS {};", my.prefix),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the holder's lock", || !sleepers(my).is_empty());
+    child
+}
+
+fn sleepers(my: &My) -> Vec<String> {
+    my.column(&format!(
+        "SELECT CAST(ID AS CHAR) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(60) AS {}%' \
+         AND ID <> CONNECTION_ID()",
+        my.prefix
+    ))
+}
+
+/// Ends the session [`my_holder`] started.
+fn kill_sleeper(my: &My, mut holder: Child) {
+    for id in sleepers(my) {
+        my.exec(&format!("KILL {id}"));
+    }
+    let _ = holder.wait();
+}
+
+#[test]
+fn mariadb_lock_wait_timeout_shows_its_number_and_is_retried() {
+    let Some(my) = My::create("lockwait") else { return };
+    let p = Project::new();
+    let db = format!("{}_acme", my.prefix);
+    p.fleet(&format!(
+        "hosts:\n  my: {{ url: \"{}\" }}\n\
+         defaults: {{ host: my, database: \"{}_{{id}}\", init_sql: \"SET SESSION innodb_lock_wait_timeout = 1\" }}\n\
+         tenants:\n  - {{ id: acme }}\n",
+        support::MYSQL_ADMIN,
+        my.prefix
+    ));
+    p.migration(
+        "0001_t.up.sql",
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; INSERT INTO t VALUES (1, 0);",
+    );
+    p.migration("0002_v.up.sql", "-- set it\nUPDATE t SET v = 2 WHERE id = 1;");
+    let first = p.run(&["up", "--to", "1"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+
+    // Another connection holds the row.
+    let holder = my_holder(&my, &format!("BEGIN; SELECT v FROM `{db}`.t WHERE id = 1 FOR UPDATE;"));
+
+    let json = p.run(&["up", "--retry-for", "2s", "--format", "json"]);
+    let events = json_lines(&json);
+    let retried = retries(&events);
+    assert!(!retried.is_empty(), "a lock wait timeout is transient: {}", json.all());
+    assert_eq!(retried[0]["error"]["number"], 1205, "{}", retried[0]);
+    let finished = finished(&events);
+    let error = error_of(finished);
+    assert_eq!(error["number"], 1205, "{finished}");
+    assert_eq!(error["code"], "HY000", "{finished}");
+    let report = p.run(&["report", &run_id(&events)]);
+    let line = tenant_line(&report.stdout, "acme");
+    assert!(
+        line.contains("applying 0002_v: ERROR 1205 (HY000): Lock wait timeout exceeded"),
+        "{}",
+        report.all()
+    );
+    assert!(
+        !line.contains("dirty"),
+        "a statement the server rolled back leaves nothing dirty: {line}"
+    );
+
+    kill_sleeper(&my, holder);
+    let again = p.run(&["up"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+}
+
+#[test]
+fn a_held_tenant_lock_names_its_holder() {
+    let Some(pg) = Pg::create("holder") else { return };
+    let p = pg_project(&pg);
+    p.migration("0001_slow.up.sql", "SELECT pg_sleep(4);");
+
+    // Another application holds fleetmig's lock on the tenant.
+    let holder = pg_holder(
+        &pg,
+        &format!(
+            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
+            pg.name
+        ),
+    );
+    let run = p.run(&["up", "--lock-wait", "0s", "--retries", "0"]);
+    end_holder(&pg, holder);
+    let line = tenant_line(&run.stdout, "acme");
+    assert!(line.contains("by `holder` (postgres@127.0.0.1), pid "), "{}", run.all());
+
+    // Another fleetmig runner holds it.
+    let mut first = support::Spawned::new(p.command(&["up", "--format", "json"]));
+    first.wait_for(Duration::from_secs(30), |v| v["event"] == "step_started");
+    let second = p.run(&["up", "--lock-wait", "0s", "--retries", "0"]);
+    let line = tenant_line(&second.stdout, "acme");
+    assert!(
+        line.contains("by another fleetmig runner (pid ") && line.contains(" on host 127.0.0.1"),
+        "{}",
+        second.all()
+    );
+    let (code, _, stderr) = first.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn mariadb_held_tenant_lock_names_its_connection() {
+    let Some(my) = My::create("myholder") else { return };
+    let p = Project::new();
+    let db = format!("{}_acme", my.prefix);
+    p.fleet(&format!(
+        "hosts:\n  my: {{ url: \"{}\" }}\ndefaults: {{ host: my, database: \"{}_{{id}}\" }}\ntenants:\n  - {{ id: acme }}\n",
+        support::MYSQL_ADMIN,
+        my.prefix
+    ));
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id INT);");
+    let holder = my_holder(&my, &format!("SELECT GET_LOCK(CONCAT('fleetmig:', SHA1('{db}')), 0);"));
+    let run = p.run(&["up", "--lock-wait", "0s", "--retries", "0"]);
+    kill_sleeper(&my, holder);
+    let line = tenant_line(&run.stdout, "acme");
+    assert!(
+        line.contains("by connection ") && line.contains("(root@"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn lock_wait_is_one_deadline_for_all_of_a_tenants_attempts() {
+    let Some(pg) = Pg::create("lockdeadline") else { return };
+    let p = pg_project(&pg);
+    p.migration("0001_a.up.sql", "CREATE TABLE t1 (id int);");
+    let holder = pg_holder(
+        &pg,
+        &format!(
+            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
+            pg.name
+        ),
+    );
+    let began = Instant::now();
+    let run = p.run(&["up", "--lock-wait", "1s", "--retry-for", "30s", "--format", "json"]);
+    let took = began.elapsed();
+    end_holder(&pg, holder);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        took > Duration::from_secs(1) && took < Duration::from_millis(2500),
+        "--lock-wait 1s took {took:?}: {}",
+        run.all()
+    );
+    let events = json_lines(&run);
+    assert_eq!(error_of(finished(&events))["kind"], "locked", "{}", run.all());
+}
+
+#[test]
+fn a_locked_table_costs_one_retry_for_in_all_and_names_who_holds_it() {
+    let Some(pg) = Pg::create("tablelock") else { return };
+    let p = pg_project(&pg);
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id int);");
+    assert_eq!(p.run(&["up"]).code, 0);
+    p.migration("0002_c.up.sql", "ALTER TABLE t ADD COLUMN c int;");
+    let holder = pg_holder(
+        &pg,
+        "BEGIN; LOCK TABLE s_acme.t IN ACCESS SHARE MODE; SELECT pg_sleep(60);",
+    );
+    let began = Instant::now();
+    let run = p.run(&["up", "--lock-timeout", "4s", "--retry-for", "1s"]);
+    let took = began.elapsed();
+    end_holder(&pg, holder);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("acme") && l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("{}", run.all()));
+    // The first lock_timeout, then retries within --retry-for: not one more lock_timeout.
+    assert!(
+        took > Duration::from_secs(4) && took < Duration::from_millis(6500),
+        "took {took:?}: {}",
+        run.all()
+    );
+    assert!(line.contains("(code 55P03)"), "{line}");
+    assert!(
+        line.contains("the table is locked by `holder` (postgres@127.0.0.1), pid "),
+        "{line}"
+    );
+    assert!(line.contains("AccessShareLock on t"), "{line}");
+    assert!(line.contains("given up after "), "{line}");
+    assert!(line.contains("(--retry-for 1s)"), "{line}");
+}
