@@ -79,8 +79,10 @@ fn pg_holder(pg: &Pg, sql: &str) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let sleeping = "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'holder' \
-         AND datname = current_database() AND query LIKE '%pg_sleep%'";
+    // Its lock is taken: fleetmig's advisory lock, or one on the tenant's table.
+    let sleeping = "SELECT count(*)::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE a.application_name = 'holder' AND a.datname = current_database() AND l.granted \
+         AND (l.locktype = 'advisory' OR l.relation = to_regclass('s_acme.t'))";
     wait_until("the holder's lock", || pg.column(sleeping)[0] == "1");
     child
 }
