@@ -726,17 +726,20 @@ impl Wire for PgWire {
         Ok(())
     }
 
-    /// For a lock or statement timeout, or a deadlock: the oldest open transaction in the
-    /// database that holds a snapshot or a transaction id (a concurrent index build waits
-    /// for every one of them, in every schema), other sessions of fleetmig last.
-    async fn blocker(&mut self, error: &DbError) -> Option<String> {
+    /// In a transaction, for a lock timeout: the sessions holding locks on the tenant's
+    /// tables. Outside one, for a lock or statement timeout, or a deadlock: the oldest open
+    /// transaction in the database that holds a snapshot or a transaction id (a concurrent
+    /// index build waits for every one of them, in every schema), other sessions of
+    /// fleetmig last.
+    async fn blocker(&mut self, error: &DbError, in_transaction: bool) -> Option<String> {
+        if in_transaction {
+            if error.code.as_deref() != Some("55P03") {
+                return None;
+            }
+            return self.relation_lock_holders().await;
+        }
         if !matches!(error.code.as_deref(), Some("55P03" | "57014" | "40P01")) {
             return None;
-        }
-        if error.code.as_deref() == Some("55P03") {
-            if let Some(holders) = self.relation_lock_holders().await {
-                return Some(holders);
-            }
         }
         let sql = "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), \
              to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \

@@ -108,8 +108,9 @@ pub trait Wire: Send {
         async { Ok(()) }
     }
     /// For an error that means a wait ran out: who the statement was most likely waiting
-    /// for, as words for the error message, when the engine can tell.
-    fn blocker(&mut self, _error: &DbError) -> impl Future<Output = Option<String>> + Send {
+    /// for, as words for the error message, when the engine can tell. `in_transaction`:
+    /// the step ran in a transaction (else outside one, as a concurrent index build does).
+    fn blocker(&mut self, _error: &DbError, _in_transaction: bool) -> impl Future<Output = Option<String>> + Send {
         async { None }
     }
     /// Runs a gate query; true when its first column of its first row is true (or non-zero).
@@ -216,7 +217,7 @@ impl<W: Wire> Session<W> {
         if let Err((phase, e)) = result {
             let mut error = self.fail(ErrorKind::Sql, phase.op(&op), e);
             error.locate(&sent, &script.sql);
-            if let Some(who) = self.wire.blocker(&error).await {
+            if let Some(who) = self.wire.blocker(&error, true).await {
                 error.message = format!("{}; {who}", error.message);
             }
             return Err(StepFailed {
@@ -309,7 +310,7 @@ impl<W: Wire> Session<W> {
         if let Err(e) = ran {
             let mut error = self.fail(ErrorKind::Sql, op, e);
             error.locate(sql, sql);
-            if let Some(who) = self.wire.blocker(&error).await {
+            if let Some(who) = self.wire.blocker(&error, false).await {
                 error.message = format!("{}; {who}", error.message);
             }
             let undo = Undo {
