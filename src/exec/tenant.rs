@@ -169,11 +169,19 @@ pub async fn run_announced(tenant: &Tenant, connector: &Connector, job: Job<'_>)
         } if tokio::time::Instant::now() >= lock_deadline => None,
         _ => retryable(report).cloned(),
     };
-    with_retries(&tenant.id, job.wave, job.retry, job.events, job.stop, undoing, |retry_deadline| {
-        let limits = attempt_limits(&connector.limits, lock_deadline, retry_deadline);
-        let pending = &pending;
-        async move { attempt(tenant, connector, job, pending, &limits).await }
-    })
+    with_retries(
+        &tenant.id,
+        job.wave,
+        job.retry,
+        job.events,
+        job.stop,
+        undoing,
+        |retry_deadline| {
+            let limits = attempt_limits(&connector.limits, lock_deadline, retry_deadline);
+            let pending = &pending;
+            async move { attempt(tenant, connector, job, pending, &limits).await }
+        },
+    )
     .await
 }
 

@@ -69,29 +69,38 @@ fn run_id(events: &[Value]) -> String {
         .to_owned()
 }
 
-/// A `psql` session of `application_name` `holder` running `sql` (it should end in a long
-/// sleep); ended by [`end_holder`].
+/// The `application_name` of this test's lock holder: its own, as other tests (of other
+/// runs too) end sessions named `holder`.
+fn holder_name(pg: &Pg) -> String {
+    format!("{}_holder", pg.name)
+}
+
+/// A `psql` session running `sql` (it should end in a long sleep) once it holds its lock;
+/// ended by [`end_holder`].
 fn pg_holder(pg: &Pg, sql: &str) -> Child {
     let child = Command::new("psql")
         .args(["-X", "-q", &pg.url(), "-c", sql])
-        .env("PGAPPNAME", "holder")
+        .env("PGAPPNAME", holder_name(pg))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // Its lock is taken: fleetmig's advisory lock, or one on the tenant's table.
-    let sleeping = "SELECT count(*)::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-         WHERE a.application_name = 'holder' AND a.datname = current_database() AND l.granted \
-         AND (l.locktype = 'advisory' OR l.relation = to_regclass('s_acme.t'))";
-    wait_until("the holder's lock", || pg.column(sleeping)[0] == "1");
+    let holding = format!(
+        "SELECT count(*)::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE a.application_name = '{}' AND l.granted \
+         AND (l.locktype = 'advisory' OR l.relation = to_regclass('s_acme.t'))",
+        holder_name(pg)
+    );
+    wait_until("the holder's lock", || pg.column(&holding)[0] == "1");
     child
 }
 
 fn end_holder(pg: &Pg, mut holder: Child) {
-    pg.exec(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder' \
-         AND datname = current_database()",
-    );
+    pg.exec(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
+        holder_name(pg)
+    ));
     let _ = holder.wait();
 }
 
@@ -247,7 +256,8 @@ fn a_held_tenant_lock_names_its_holder() {
     let run = p.run(&["up", "--lock-wait", "0s", "--retries", "0"]);
     end_holder(&pg, holder);
     let line = tenant_line(&run.stdout, "acme");
-    assert!(line.contains("by `holder` (postgres@127.0.0.1), pid "), "{}", run.all());
+    let by = format!("by `{}` (postgres@127.0.0.1), pid ", holder_name(&pg));
+    assert!(line.contains(&by), "{}", run.all());
 
     // Another fleetmig runner holds it.
     let mut first = support::Spawned::new(p.command(&["up", "--format", "json"]));
@@ -339,10 +349,11 @@ fn a_locked_table_costs_one_retry_for_in_all_and_names_who_holds_it() {
         run.all()
     );
     assert!(line.contains("(code 55P03)"), "{line}");
-    assert!(
-        line.contains("the table is locked by `holder` (postgres@127.0.0.1), pid "),
-        "{line}"
+    let by = format!(
+        "the table is locked by `{}` (postgres@127.0.0.1), pid ",
+        holder_name(&pg)
     );
+    assert!(line.contains(&by), "{line}");
     assert!(line.contains("AccessShareLock on t"), "{line}");
     assert!(line.contains("given up after "), "{line}");
     assert!(line.contains("(--retry-for 1s)"), "{line}");

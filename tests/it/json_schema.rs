@@ -18,13 +18,13 @@ fn schema() -> Value {
 
 /// One validator per event kind (the definitions whose `event` is a constant), so a line
 /// that does not fit is reported against its own kind's definition.
-struct Events {
+pub(crate) struct Events {
     kinds: BTreeMap<String, jsonschema::Validator>,
     whole: jsonschema::Validator,
 }
 
 impl Events {
-    fn load() -> Events {
+    pub(crate) fn load() -> Events {
         let schema = schema();
         jsonschema::meta::validate(&schema).unwrap_or_else(|e| panic!("the schema is not valid JSON Schema: {e}"));
         let mut kinds = BTreeMap::new();
@@ -49,7 +49,7 @@ impl Events {
     }
 
     /// Checks every line of `stdout`; returns the event kinds seen.
-    fn check(&self, what: &str, stdout: &str) -> BTreeSet<String> {
+    pub(crate) fn check(&self, what: &str, stdout: &str) -> BTreeSet<String> {
         let mut seen = BTreeSet::new();
         for line in stdout.lines() {
             let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {line}"));
