@@ -189,7 +189,7 @@ pub fn run_text(set: &MigrationSet, report: &RunReport) -> String {
         return String::new();
     }
     format!(
-        "\nNot migrated until their problem is solved:\n{}",
+        "\nLeft alone until their problem is solved:\n{}",
         grouped(set, &refused)
     )
 }

@@ -256,7 +256,7 @@ pub fn status_text(set: &MigrationSet, status: &FleetStatus, lagging_only: bool,
     if !refused.is_empty() {
         let _ = write!(
             out,
-            "\nNot migrated until their problem is solved:\n{}",
+            "\nLeft alone until their problem is solved:\n{}",
             grouped(set, &refused)
         );
     }
@@ -512,7 +512,7 @@ mod tests {
             d1      4 (dirty at 5)  3       dirty           migration 5 dirty (see below)
             d2      4 (dirty at 5)  3       dirty           migration 5 dirty (see below)
 
-            Not migrated until their problem is solved:
+            Left alone until their problem is solved:
             migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is 491caedab863 now, was 9f8e7d6c5b4a when applied
               12 tenants: shop00, shop01, shop02 and 9 more
               - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`

@@ -79,7 +79,7 @@ pub fn plan_text(set: &MigrationSet, rows: &[PlanRow], verbose: bool) -> String 
         String::new()
     } else {
         format!(
-            "\nNot migrated until their problem is solved:\n{}\n",
+            "\nLeft alone until their problem is solved:\n{}\n",
             grouped(set, &refused)
         )
     };
@@ -272,7 +272,7 @@ mod tests {
             2     edit1   280   280  nothing: migration 3 edited (see below)
             2     edit2   280   280  nothing: migration 3 edited (see below)
 
-            Not migrated until their problem is solved:
+            Left alone until their problem is solved:
             migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is cdcdcdcdcdcd now, was abababababab when applied
               2 tenants: edit1, edit2
               - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`

@@ -174,7 +174,7 @@ fn a_down_to_version_0_needs_yes_without_a_terminal_and_runs_shows_its_steps() {
 /// The part of a command's output from the grouped refusals on.
 fn grouped_part(out: &str) -> &str {
     let at = out
-        .find("Not migrated until their problem is solved:")
+        .find("Left alone until their problem is solved:")
         .unwrap_or_else(|| panic!("no grouped refusals in:\n{out}"));
     &out[at..]
 }
