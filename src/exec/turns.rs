@@ -13,8 +13,9 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub struct Turns {
     state: Mutex<State>,
-    /// Woken on every change: a start finished, a tenant finished or gave up waiting.
-    changed: Notify,
+    /// One per tenant: woken when it becomes the next to start, so a change wakes one
+    /// waiting tenant, not all of them.
+    wake: HashMap<usize, Notify>,
 }
 
 #[derive(Debug)]
@@ -37,6 +38,17 @@ impl State {
             self.running < self.concurrency
                 && self.per_server.get(s).copied().unwrap_or(0) < self.caps.get(s).copied().unwrap_or(1)
         })
+    }
+
+    /// The tenant that starts next, if any may start now.
+    fn next(&self) -> Option<usize> {
+        if self.starting {
+            return None;
+        }
+        self.waiting
+            .iter()
+            .find(|(_, server)| self.has_room(server.as_ref()))
+            .map(|(p, _)| *p)
     }
 
     fn release(&mut self, server: &str) {
@@ -73,16 +85,27 @@ impl Turns {
         caps: HashMap<String, usize>,
         tenants: impl IntoIterator<Item = (usize, Option<String>)>,
     ) -> Turns {
+        let waiting: BTreeMap<usize, Option<String>> = tenants.into_iter().collect();
         Turns {
+            wake: waiting.keys().map(|p| (*p, Notify::new())).collect(),
             state: Mutex::new(State {
-                waiting: tenants.into_iter().collect(),
+                waiting,
                 starting: false,
                 running: 0,
                 per_server: HashMap::new(),
                 concurrency: concurrency.max(1),
                 caps,
             }),
-            changed: Notify::new(),
+        }
+    }
+
+    /// Wakes the tenant that may start now, if there is one. A wake before it waits is
+    /// kept for it (`notify_one`).
+    fn changed(&self, state: &State) {
+        if let Some(next) = state.next() {
+            if let Some(wake) = self.wake.get(&next) {
+                wake.notify_one();
+            }
         }
     }
 
@@ -104,28 +127,20 @@ impl Turns {
             held: Held::Waiting,
         };
         loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             if self.try_take(place) {
                 turn.held = Held::Starting;
                 return turn;
             }
-            notified.await;
+            match self.wake.get(&place) {
+                Some(wake) => wake.notified().await,
+                None => std::future::pending().await,
+            }
         }
     }
 
     fn try_take(&self, place: usize) -> bool {
         let mut s = self.state.lock().expect("not poisoned");
-        if s.starting {
-            return false;
-        }
-        let first = s
-            .waiting
-            .iter()
-            .find(|(_, server)| s.has_room(server.as_ref()))
-            .map(|(p, _)| *p);
-        if first != Some(place) {
+        if s.next() != Some(place) {
             return false;
         }
         if let Some(server) = s.waiting.remove(&place).flatten() {
@@ -141,9 +156,10 @@ impl Turn<'_> {
     /// The tenant has started (its start is recorded and announced): the next may start.
     pub fn started(&mut self) {
         if self.held == Held::Starting {
-            self.turns.state.lock().expect("not poisoned").starting = false;
+            let mut s = self.turns.state.lock().expect("not poisoned");
+            s.starting = false;
             self.held = Held::Running;
-            self.turns.changed.notify_waiters();
+            self.turns.changed(&s);
         }
     }
 }
@@ -166,8 +182,7 @@ impl Drop for Turn<'_> {
             Held::Done => return,
         }
         self.held = Held::Done;
-        drop(s);
-        self.turns.changed.notify_waiters();
+        self.turns.changed(&s);
     }
 }
 
