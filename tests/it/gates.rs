@@ -94,7 +94,7 @@ fn a_check_that_cannot_run_stops_postgres_before_wave_1() {
 
 /// fleetmig on a pseudo-terminal (stdin, stdout and stderr), answering `answer` once the
 /// question is on the screen; what the terminal showed, and the exit code.
-fn on_a_terminal(p: &Project, args: &str, answer: &str) -> Option<(String, Option<i32>)> {
+pub(crate) fn on_a_terminal(p: &Project, args: &str, answer: &str) -> Option<(String, Option<i32>)> {
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("SKIPPED: `script` (util-linux) is not installed");
         return None;

@@ -257,3 +257,24 @@ fn drifted_tenants_are_grouped_with_short_checksums_and_a_stamp_command_that_wor
     );
     assert_eq!(p.run(&["up", "--select", "id=a"]).code, 0);
 }
+
+#[test]
+fn on_a_terminal_a_down_to_version_0_asks_and_goes_on_only_on_yes() {
+    let p = three_step_fleet(&["a", "b"]);
+    assert_eq!(p.run(&["up"]).code, 0);
+    let Some((screen, code)) = crate::gates::on_a_terminal(&p, "down --steps 3 --select id=a", "n\n") else {
+        return;
+    };
+    assert_eq!(code, Some(2), "{screen}");
+    assert!(
+        screen.contains(
+            "this `down` reverts every migration of 1 tenant(s), leaving them at version 0: a (at 3). Go on? [y/N]"
+        ),
+        "{screen}"
+    );
+    assert!(screen.contains("down to version 0 not confirmed"), "{screen}");
+    assert_eq!(versions(&p), serde_json::json!({"a": 3, "b": 3}), "nothing was touched");
+    let (screen, code) = crate::gates::on_a_terminal(&p, "down --steps 3 --select id=a", "y\n").unwrap();
+    assert_eq!(code, Some(0), "{screen}");
+    assert_eq!(versions(&p), serde_json::json!({"a": 0, "b": 3}));
+}
