@@ -131,8 +131,13 @@ pub struct FinalTenant {
     /// The error: the database's code and message, or why the tenant was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The database's SQLSTATE (SQLite: its error code).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// MySQL's and MariaDB's error number (1205, ...), beside their often generic SQLSTATE.
+    /// Reports recorded before it was kept have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_number: Option<u16>,
     /// `[from, to]` when a rollback ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<[Option<Version>; 2]>,
@@ -899,6 +904,7 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
         during: None,
         error: None,
         error_code: None,
+        error_number: None,
         rollback: None,
         rollback_error: None,
         migrations_run: report.steps.len(),
@@ -913,6 +919,7 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
             out.during = Some(*during).filter(|d| *d != Phase::Migrating);
             out.error = Some(error.to_string());
             out.error_code = error.code.clone();
+            out.error_number = error.number;
             Status::Failed
         }
         Outcome::Skipped { reason } => {

@@ -456,6 +456,7 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
                 during: None,
                 error,
                 error_code: None,
+                error_number: None,
                 rollback: None,
                 rollback_error: None,
                 migrations_run,

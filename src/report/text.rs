@@ -531,6 +531,7 @@ pub(crate) mod tests {
             during: None,
             error: None,
             error_code: None,
+            error_number: None,
             rollback: None,
             rollback_error: None,
             migrations_run: 0,
@@ -545,6 +546,7 @@ pub(crate) mod tests {
             failed_migration: Some(Version(2)),
             error: Some(duplicate_column().to_string()),
             error_code: Some("42701".into()),
+            error_number: None,
             ..final_tenant("globex", 2, Status::Failed, 1, 1)
         };
         let skipped = FinalTenant {
@@ -627,6 +629,7 @@ pub(crate) mod tests {
             failed_migration: Some(Version(3)),
             error: Some("applying 0003_index_email: could not create unique index \"users_email\" (code 23505)".into()),
             error_code: Some("23505".into()),
+            error_number: None,
             migrations_run: 1,
             ..final_tenant("tenant-007", 2, Status::Failed, 1, 2)
         };

@@ -133,6 +133,25 @@ fn postgres_detail_hint_and_line_reach_the_report_the_json_and_the_ledger() {
         "the ledger keeps the DETAIL: {}",
         report.all()
     );
+    // A PostgreSQL ledger keeps it too, and the report files say it.
+    let ledger = pg.url();
+    let md = p.run(&["up", "--ledger", &ledger, "--format", "json", "--report", "r.md"]);
+    let md_text = std::fs::read_to_string(p.path().join("r.md")).unwrap();
+    assert!(
+        md_text.contains("DETAIL: Key (email)=(a@x) is duplicated."),
+        "{md_text}"
+    );
+    let id = run_id(&json_lines(&md));
+    let again = p.run(&["report", &id, "--ledger", &ledger]);
+    assert!(
+        again.stdout.contains("DETAIL: Key (email)=(a@x) is duplicated."),
+        "a PostgreSQL ledger keeps the DETAIL: {}",
+        again.all()
+    );
+    let doc = p.run(&["report", &id, "--ledger", &ledger, "--format", "json"]);
+    let doc: Value = serde_json::from_str(&doc.stdout).unwrap_or_else(|e| panic!("{e}: {}", doc.all()));
+    assert_eq!(doc["tenants"][0]["error_code"], "23505", "{doc}");
+    assert!(doc["tenants"][0].get("error_number").is_none(), "{doc}");
 
     // A HINT, and the line of the script the server placed the error on.
     p.migration(
@@ -229,6 +248,11 @@ fn mariadb_lock_wait_timeout_shows_its_number_and_is_retried() {
         "{}",
         report.all()
     );
+    // The run's report documents keep the number beside the SQLSTATE, as the events do.
+    let doc = p.run(&["report", &run_id(&events), "--format", "json"]);
+    let doc: Value = serde_json::from_str(&doc.stdout).unwrap_or_else(|e| panic!("{e}: {}", doc.all()));
+    assert_eq!(doc["tenants"][0]["error_code"], "HY000", "{doc}");
+    assert_eq!(doc["tenants"][0]["error_number"], 1205, "{doc}");
     assert!(
         !line.contains("dirty"),
         "a statement the server rolled back leaves nothing dirty: {line}"
