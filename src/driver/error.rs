@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::model::text::{printable, printable_bounded};
+
 /// What kind of trouble, for deciding what the tenant's outcome is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,15 +64,18 @@ pub struct Said {
 }
 
 /// One line, as `psql` and `mysql` would put it: `op: message (code 42601) at line 3;
-/// DETAIL: ...; HINT: ...`, or `op: ERROR 1205 (HY000): message` for MySQL.
+/// DETAIL: ...; HINT: ...`, or `op: ERROR 1205 (HY000): message` for MySQL. What the
+/// server said is printable and bounded (see [`printable_bounded`]): the text reports, the
+/// progress lines and the ledger keep this line; JSON keeps each field whole.
 impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let one_line = printable_bounded;
+        let (op, message) = (printable(&self.op), one_line(&self.message));
         match (self.number, &self.code) {
-            (Some(n), Some(state)) => write!(f, "{}: ERROR {n} ({state}): {}", self.op, self.message)?,
-            (Some(n), None) => write!(f, "{}: ERROR {n}: {}", self.op, self.message)?,
-            (None, Some(code)) => write!(f, "{}: {} (code {code})", self.op, self.message)?,
-            (None, None) => write!(f, "{}: {}", self.op, self.message)?,
+            (Some(n), Some(state)) => write!(f, "{op}: ERROR {n} ({}): {message}", printable(state))?,
+            (Some(n), None) => write!(f, "{op}: ERROR {n}: {message}")?,
+            (None, Some(code)) => write!(f, "{op}: {message} (code {})", printable(code))?,
+            (None, None) => write!(f, "{op}: {message}")?,
         }
         let Some(said) = &self.said else { return Ok(()) };
         if let Some(line) = said.line {

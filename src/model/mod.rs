@@ -4,3 +4,4 @@ pub mod bounds;
 pub mod fleet;
 pub mod migration;
 pub mod secret;
+pub mod text;

@@ -122,7 +122,8 @@ fn detail(t: &FinalTenant) -> String {
         }
         (None, _) => {}
     }
-    out
+    // Reports a ledger kept before errors were made printable may hold raw control bytes.
+    crate::model::text::printable(&out)
 }
 
 /// How many ids a summarised group names.

@@ -168,7 +168,7 @@ pub fn histogram_text(status: &FleetStatus) -> String {
 }
 
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::model::text::printable(text)
 }
 
 /// The DETAIL cell: a refused tenant's problem in a few words (the grouped message below the

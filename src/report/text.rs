@@ -5,6 +5,7 @@ use std::io::Write;
 
 use crate::exec::events::{Event, Outcome, Phase, Stamped, Summary, TenantReport};
 use crate::model::migration::{Direction, Version};
+use crate::model::text::escape_controls;
 
 /// Renders run events as lines of text.
 pub struct TextReporter {
@@ -54,7 +55,12 @@ impl TextReporter {
 
     /// The line an event prints, without its timestamp, if it prints one. Takes note of what
     /// later lines depend on (the command, the number of tenants), so every event must pass.
+    /// Control characters a database put in it are shown escaped (see [`escape_controls`]).
     pub fn line(&mut self, event: &Event) -> Option<String> {
+        self.raw_line(event).map(|line| escape_controls(&line))
+    }
+
+    fn raw_line(&mut self, event: &Event) -> Option<String> {
         match event {
             Event::RunStarted {
                 run_id,

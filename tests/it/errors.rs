@@ -382,3 +382,62 @@ fn a_locked_table_costs_one_retry_for_in_all_and_names_who_holds_it() {
     assert!(line.contains("given up after "), "{line}");
     assert!(line.contains("(--retry-for 1s)"), "{line}");
 }
+
+#[test]
+fn a_database_cannot_write_terminal_escapes_or_flood_the_report() {
+    let Some(pg) = Pg::create("badbytes") else { return };
+    let p = pg_project(&pg);
+    // A message that clears the screen and recolours it, over several lines, 100 KB long,
+    // with a DETAIL that retitles the terminal.
+    p.migration(
+        "0001_bad.up.sql",
+        "DO $$ BEGIN RAISE EXCEPTION '%', E'boom\\x1b[2J\\x1b[31mred\\nsecond\\r\\tline ' || repeat('x', 100000) \
+         USING DETAIL = E'det\\x1b]0;owned\\x07ail\\nmore', HINT = E'\\u202Egnp.exe'; END $$;",
+    );
+    let text = p.run(&["up"]);
+    assert_eq!(text.code, 1, "{}", text.all());
+    assert!(
+        !text.stdout.contains('\x1b') && !text.stdout.contains('\x07'),
+        "{}",
+        text.stdout
+    );
+    assert!(!text.stdout.contains('\u{202E}'), "{}", text.stdout);
+    let line = tenant_line(&text.stdout, "acme");
+    assert!(
+        line.contains("boom\\u{1b}[2J\\u{1b}[31mred second line xxx"),
+        "escapes are shown, newlines are spaces: {line}"
+    );
+    assert!(line.contains("more characters)"), "{line}");
+    assert!(line.len() < 3000, "the line is bounded: {} bytes", line.len());
+    assert!(line.contains("DETAIL: det\\u{1b}]0;owned\\u{7}ail more"), "{line}");
+    assert!(line.contains("HINT: \\u{202e}gnp.exe"), "{line}");
+    for table_row in text.stdout.lines().filter(|l| l.starts_with("acme ")) {
+        assert!(table_row.len() < 3000, "{table_row}");
+    }
+
+    // JSON keeps the whole message, escaped as JSON does.
+    let json = p.run(&["up", "--format", "json"]);
+    crate::json_schema::Events::load().check("bad bytes", &json.stdout);
+    let events = json_lines(&json);
+    let error = error_of(finished(&events));
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("boom\x1b[2J\x1b[31mred\nsecond\r\tline "),
+        "{message:.40}"
+    );
+    assert_eq!(message.len(), "boom\x1b[2J\x1b[31mred\nsecond\r\tline ".len() + 100_000);
+
+    // The ledger keeps the bounded line, and report RUN prints it safely.
+    let report = p.run(&["report", &run_id(&events)]);
+    assert!(!report.stdout.contains('\x1b'), "{}", report.stdout);
+    let line = tenant_line(&report.stdout, "acme");
+    assert!(line.contains("more characters)") && line.len() < 3000, "{line}");
+    let kept = support::sqlite_column(
+        &p.path().join("tenants.ledger.db"),
+        "SELECT CAST(length(error) AS TEXT) FROM fleetmig_run_tenants WHERE error IS NOT NULL",
+    );
+    assert!(
+        !kept.is_empty() && kept.iter().all(|n| n.parse::<usize>().unwrap() < 3000),
+        "{kept:?}"
+    );
+}
