@@ -260,7 +260,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             ..
         } => {
             let set = load_migrations(&g.migrations)?;
-            let fleet = load_fleet(g).await?;
+            let mut fleet = load_fleet(g).await?;
             if !g.select.is_empty() {
                 return Err(Error::Usage(
                     "--resume runs the run's own tenants: drop --select".into(),
@@ -293,6 +293,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let rollout = match &plan.policy {
                 Some(recorded) => {
                     kept = resume::resumed(&run_id, recorded, rollout)?;
+                    // The recorded policy is whole: a bake or check added to the fleet
+                    // file since the run started is not this run's.
+                    fleet.rollout = Default::default();
                     &kept
                 }
                 None => rollout,
@@ -601,8 +604,8 @@ fn rollout_plan<'f>(
         rollback: r.rollback.or(defaults.rollback).unwrap_or_default(),
         pause_after: r.pause_after,
         gates: Gates {
-            bake: r.bake,
-            check: r.check.clone(),
+            bake: r.bake.or(defaults.bake),
+            check: r.check.clone().or_else(|| defaults.check.clone()),
             confirm: r.confirm,
             assume_yes: r.yes,
             prompt: None,

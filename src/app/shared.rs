@@ -13,7 +13,7 @@ use crate::driver::ledger::{RunPlan, runner};
 use crate::error::Error;
 use crate::exec::join::Shared;
 use crate::exec::tenant::Action;
-use crate::model::fleet::Tenant;
+use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::Version;
 use crate::plan::policy::MaxFailures;
 use crate::plan::tenant::Target;
@@ -35,6 +35,24 @@ fn refuse_gates(r: &Rollout) -> Result<(), Error> {
     }
 }
 
+/// The fleet file's gates, refused as the flags are: `--shared` reads the file's `rollout:`
+/// defaults like any run, and a joining runner must not hold a gate its peers skip.
+fn refuse_file_gates(fleet: &Fleet) -> Result<(), Error> {
+    let given = [
+        (fleet.rollout.check.is_some(), "check"),
+        (fleet.rollout.bake.is_some(), "bake"),
+    ];
+    match given.iter().find(|(on, _)| *on) {
+        Some((_, key)) => Err(Error::Usage(format!(
+            "the fleet file `{}` sets rollout.{key}, which is not supported with --shared or --join: \
+             several runners have no one point between waves to hold it; remove it from the file \
+             for shared runs, or run without --shared",
+            fleet.path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub(super) async fn up(
     g: &Global,
     to: Option<Version>,
@@ -51,6 +69,7 @@ pub(super) async fn up(
     }
     let set = load_migrations(&g.migrations)?;
     let fleet = super::load_fleet(g).await?;
+    refuse_file_gates(&fleet)?;
     let ledger = open_ledger(g, &fleet).await?;
     ledger.prepare_sharing().await?;
     let (run_id, waves, max_failures) = match &together.join {

@@ -167,3 +167,109 @@ fn confirm_shows_the_next_wave_and_waits_for_the_answer() {
     assert!(screen.contains("Start wave 2? [y/N] "), "{screen}");
     assert_eq!(sqlite_version(&p, "a5").as_deref(), Some("2"));
 }
+
+/// [`sqlite_fleet`] with a `rollout:` section in its fleet file.
+fn sqlite_fleet_with_rollout(rollout: &str) -> Project {
+    let p = sqlite_fleet();
+    let yaml = std::fs::read_to_string(p.path().join("tenants.yaml")).unwrap();
+    p.fleet(&format!("rollout:\n{rollout}{yaml}"));
+    p
+}
+
+/// The fleet file's `rollout.bake` and `rollout.check` are defaults, as the README says:
+/// a run without the flags holds them, a flag overrides them.
+#[test]
+fn the_fleet_files_bake_and_check_are_defaults_that_flags_override() {
+    let p = sqlite_fleet_with_rollout("  bake: 1ms\n  check: \"SELECT count(*) > 0 FROM users\"\n");
+    let run = p.run(&["up"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("wave 1: check FAILED: check returned false on tenant `c1`"),
+        "the file's check did not run: {}",
+        run.stdout
+    );
+    assert_eq!(sqlite_version(&p, "c1").as_deref(), Some("2"));
+    assert_eq!(sqlite_version(&p, "a1"), None, "the run went past the file's check");
+    let bake = "\"gate\":\"bake\",\"duration_ms\":";
+    let run = p.run(&[
+        "up",
+        "--to",
+        "1",
+        "--check",
+        "SELECT count(*) >= 0 FROM users",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains(&format!("{bake}1,")),
+        "the file's bake: {}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("\"passed\":false"), "{}", run.stdout);
+    let run = p.run(&["up", "--check", "SELECT true", "--bake", "2ms", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains(&format!("{bake}2,")), "{}", run.stdout);
+    assert!(!run.stdout.contains(&format!("{bake}1,")), "{}", run.stdout);
+    assert_eq!(sqlite_version(&p, "a5").as_deref(), Some("2"));
+}
+
+/// `--resume` keeps the gates a run started with, from the file or the flags; a gate the
+/// fleet file gained since is not the run's.
+#[test]
+fn resume_keeps_the_fleet_files_gates_as_they_were() {
+    let p = sqlite_fleet_with_rollout("  check: \"SELECT count(*) > 0 FROM users\"\n");
+    let first = p.run(&["up"]);
+    assert_eq!(first.code, 1, "{}", first.all());
+    p.fleet(
+        &std::fs::read_to_string(p.path().join("tenants.yaml"))
+            .unwrap()
+            .replacen("  check: \"SELECT count(*) > 0 FROM users\"\n", "", 1),
+    );
+    let resumed = p.run(&["up", "--resume"]);
+    assert_eq!(resumed.code, 1, "{}", resumed.all());
+    assert!(resumed.stdout.contains("wave 1: check FAILED"), "{}", resumed.stdout);
+    assert_eq!(sqlite_version(&p, "a1"), None, "the resumed run dropped its check");
+    let refused = p.run(&["up", "--resume", "--check", "SELECT true"]);
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        refused
+            .stderr
+            .contains("was started with --check \"SELECT count(*) > 0 FROM users\""),
+        "{}",
+        refused.stderr
+    );
+
+    let p = sqlite_fleet();
+    let paused = p.run(&["up", "--pause-after", "1"]);
+    assert_eq!(paused.code, 0, "{}", paused.all());
+    let yaml = std::fs::read_to_string(p.path().join("tenants.yaml")).unwrap();
+    p.fleet(&format!("rollout:\n  check: \"SELECT 1 = 0\"\n  bake: 1h\n{yaml}"));
+    let resumed = p.run(&["up", "--resume"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.all());
+    assert!(!resumed.stdout.contains("check"), "{}", resumed.stdout);
+    assert!(!resumed.stdout.contains("baking"), "{}", resumed.stdout);
+    assert_eq!(sqlite_version(&p, "a5").as_deref(), Some("2"));
+}
+
+/// A shared run refuses the fleet file's gates as it refuses the flags, before the ledger
+/// is opened.
+#[test]
+fn a_shared_run_refuses_the_fleet_files_gates() {
+    for (rollout, key) in [("  bake: 1s\n", "bake"), ("  check: \"SELECT true\"\n", "check")] {
+        let p = sqlite_fleet_with_rollout(rollout);
+        for args in [&["up", "--shared"][..], &["up", "--join", "some-run"]] {
+            let run = p.run(args);
+            assert_eq!(run.code, 2, "{args:?}: {}", run.all());
+            assert!(
+                run.stderr.contains(&format!(
+                    "the fleet file `tenants.yaml` sets rollout.{key}, which is not supported with --shared or --join"
+                )),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+        assert!(!p.db_path("c1").exists(), "nothing ran");
+    }
+}
