@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 
-use crate::exec::dispatch::RunReport;
-use crate::exec::events::{Outcome, TenantReport};
+use crate::exec::dispatch::{FinalTenant, RunReport};
+use crate::exec::events::{Outcome, Phase, TenantReport};
+use crate::model::migration::Version;
 use crate::model::secret::DbUrl;
 
 /// A ledger error, free of secrets.
@@ -884,8 +885,71 @@ pub struct SharedRow {
     pub final_version: Option<i64>,
     pub steps: Option<String>,
     pub error: Option<String>,
+    /// Where and how it failed, and its rollback: `None` for rows written before the
+    /// ledger kept it (or that have nothing to say).
+    pub failure: Option<RowFailure>,
     /// True for a `started` row whose lease has run out: its runner is gone.
     pub expired: bool,
+}
+
+/// What a shared run's tenant row keeps besides its state and error (JSON in its `failure`
+/// column), so the run's report assembled from the ledger says what a runner's own report
+/// says: the failed migration, where it failed, the codes, the dirty mark, the rollback.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RowFailure {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_migration: Option<Version>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub during: Option<Phase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<Version>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_number: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<[Option<Version>; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_error: Option<String>,
+}
+
+impl RowFailure {
+    /// A tenant's line of a runner's final report, as the row keeps it.
+    pub fn of(t: &FinalTenant) -> Option<RowFailure> {
+        let f = RowFailure {
+            failed_migration: t.failed_migration,
+            during: t.during,
+            dirty: t.dirty,
+            error_code: t.error_code.clone(),
+            error_number: t.error_number,
+            rollback: t.rollback,
+            rollback_error: t.rollback_error.clone(),
+        };
+        (f != RowFailure::default()).then_some(f)
+    }
+
+    /// A tenant's outcome as it finished, before any rollback.
+    fn of_outcome(outcome: &Outcome) -> Option<RowFailure> {
+        let mut f = RowFailure {
+            dirty: crate::exec::dispatch::dirty_at(outcome),
+            ..RowFailure::default()
+        };
+        if let Outcome::Failed {
+            version, during, error, ..
+        } = outcome
+        {
+            f.failed_migration = *version;
+            f.during = Some(*during).filter(|d| *d != Phase::Migrating);
+            f.error_code = error.code.clone();
+            f.error_number = error.number;
+        }
+        (f != RowFailure::default()).then_some(f)
+    }
+
+    fn json(f: Option<RowFailure>) -> Option<String> {
+        f.map(|f| serde_json::to_string(&f).expect("failures serialize"))
+    }
 }
 
 /// A shared run as a whole, for its report.
@@ -921,7 +985,7 @@ impl Ledger {
         }
         let present: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() \
-             AND table_name = 'fleetmig_run_tenants' AND column_name = 'claimed_ms'",
+             AND table_name = 'fleetmig_run_tenants' AND column_name = 'failure'",
         )
         .fetch_one(&self.pool)
         .await
@@ -935,7 +999,8 @@ impl Ledger {
                 "ALTER TABLE fleetmig_runs ADD COLUMN IF NOT EXISTS shared TEXT, \
                  ADD COLUMN IF NOT EXISTS shared_stop TEXT; \
                  ALTER TABLE fleetmig_run_tenants ADD COLUMN IF NOT EXISTS owner TEXT, \
-                 ADD COLUMN IF NOT EXISTS lease_until_ms BIGINT, ADD COLUMN IF NOT EXISTS claimed_ms BIGINT;",
+                 ADD COLUMN IF NOT EXISTS lease_until_ms BIGINT, ADD COLUMN IF NOT EXISTS claimed_ms BIGINT, \
+                 ADD COLUMN IF NOT EXISTS failure TEXT;",
             )
             .await
             .map(drop)
@@ -1072,7 +1137,7 @@ impl Ledger {
         let steps = serde_json::to_string(&report.steps).expect("steps serialize");
         sqlx::query(&format!(
             "UPDATE fleetmig_run_tenants SET state = $4, start_version = COALESCE(start_version, $5), final_version = $6, \
-             steps = $7, error = $8, updated_ms = {DB_NOW_MS}, lease_until_ms = NULL, \
+             steps = $7, error = $8, failure = $9, updated_ms = {DB_NOW_MS}, lease_until_ms = NULL, \
              owner = CASE WHEN $4 = 'pending' THEN NULL ELSE owner END \
              WHERE run_id = $1 AND tenant = $2 AND owner = $3"
         ))
@@ -1084,6 +1149,7 @@ impl Ledger {
         .bind(report.final_version.map(|v| v.0))
         .bind(steps)
         .bind(error)
+        .bind(RowFailure::json(RowFailure::of_outcome(&report.outcome).filter(|_| !release)))
         .execute(&mut *tx)
         .await
         .map_err(Fault::Sql)?;
@@ -1139,7 +1205,7 @@ impl Ledger {
         .map_err(fail)?;
         for t in own.tenants.iter().filter(|t| t.rollback.is_some()) {
             sqlx::query(&format!(
-                "UPDATE fleetmig_run_tenants SET state = $4, final_version = $5, updated_ms = {DB_NOW_MS} \
+                "UPDATE fleetmig_run_tenants SET state = $4, final_version = $5, failure = $6, updated_ms = {DB_NOW_MS} \
                  WHERE run_id = $1 AND tenant = $2 AND owner = $3"
             ))
             .bind(run_id)
@@ -1147,13 +1213,14 @@ impl Ledger {
             .bind(owner)
             .bind(t.status.name())
             .bind(t.final_version.map(|v| v.0))
+            .bind(RowFailure::json(RowFailure::of(t)))
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
         }
         let rows = sqlx::query(&format!(
             "SELECT tenant, wave, state, start_version, final_version, steps, error, \
-             (state = 'started' AND (lease_until_ms IS NULL OR lease_until_ms < {DB_NOW_MS})) \
+             (state = 'started' AND (lease_until_ms IS NULL OR lease_until_ms < {DB_NOW_MS})), failure \
              FROM fleetmig_run_tenants WHERE run_id = $1 ORDER BY wave, tenant"
         ))
         .bind(run_id)
@@ -1172,6 +1239,11 @@ impl Ledger {
                     steps: r.try_get(5)?,
                     error: r.try_get(6)?,
                     expired: r.try_get(7)?,
+                    failure: r
+                        .try_get::<Option<String>, _>(8)?
+                        .map(|f| serde_json::from_str(&f))
+                        .transpose()
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -961,7 +961,7 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
 }
 
 /// The migration an outcome leaves (or found) the tenant dirty at.
-fn dirty_at(outcome: &Outcome) -> Option<Version> {
+pub(crate) fn dirty_at(outcome: &Outcome) -> Option<Version> {
     match outcome {
         Outcome::Failed {
             version, dirty: true, ..

@@ -445,20 +445,21 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
                 }
                 _ => row.error,
             };
+            let failure = row.failure.unwrap_or_default();
             FinalTenant {
                 id: row.tenant,
                 wave,
                 status,
                 start_version: row.start_version.map(Version),
                 final_version: row.final_version.map(Version),
-                dirty: None,
-                failed_migration: None,
-                during: None,
+                dirty: failure.dirty,
+                failed_migration: failure.failed_migration,
+                during: failure.during,
                 error,
-                error_code: None,
-                error_number: None,
-                rollback: None,
-                rollback_error: None,
+                error_code: failure.error_code,
+                error_number: failure.error_number,
+                rollback: failure.rollback,
+                rollback_error: failure.rollback_error,
                 migrations_run,
                 refusal: None,
             }

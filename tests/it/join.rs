@@ -311,6 +311,17 @@ fn the_failure_limit_stops_every_runner() {
     assert!(pending > 0, "the stop left tenants unstarted");
     let stop = ledger_db.column(&format!("SELECT stop_reason FROM fleetmig_runs WHERE run_id = '{run}'"));
     assert!(stop[0].starts_with("1 tenant(s) failed"), "{stop:?}");
+    // The assembled report says which migration failed and what the rollback did.
+    let doc = p.run(&["report", &run, "--ledger", &ledger, "--format", "json"]);
+    let doc: Value = serde_json::from_str(&doc.stdout).unwrap_or_else(|e| panic!("{e}: {}", doc.all()));
+    let x020 = doc["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "x020")
+        .unwrap();
+    assert_eq!(x020["failed_migration"], 2, "{x020}");
+    assert_eq!(x020["rollback"], serde_json::json!([1, 0]), "{x020}");
 }
 
 #[test]
@@ -332,4 +343,50 @@ fn sharing_needs_a_postgres_ledger_and_refuses_gates() {
         gated.stderr
     );
     assert!(!p.db_path("one").exists(), "nothing ran");
+}
+
+/// The report a shared run assembles from the ledger says what each runner's own report
+/// says of its failures: where (while connecting), which migration, the code, the rollback.
+#[test]
+fn the_assembled_report_keeps_where_and_how_tenants_failed() {
+    let Some(tenants_db) = Pg::create("join_at") else {
+        return;
+    };
+    let Some(ledger_db) = Pg::create("join_al") else { return };
+    let p = fleet(&tenants_db, 6, Some("x003"));
+    let yaml = std::fs::read_to_string(p.path().join("tenants.yaml"))
+        .unwrap()
+        .replace("{ id: x004 }", "{ id: x004, init_sql: \"SELEC 1\" }");
+    p.fleet(&yaml);
+    let ledger = ledger_db.url();
+    let (first, run) = create(&p, &ledger, &["--max-failures", "all"]);
+    let second = join(&p, &ledger, &run);
+    for runner in [first, second] {
+        let (code, _, stderr) = runner.finish();
+        assert_eq!(code, 1, "{stderr}");
+    }
+    let doc = p.run(&["report", &run, "--ledger", &ledger, "--format", "json"]);
+    let doc: Value = serde_json::from_str(&doc.stdout).unwrap_or_else(|e| panic!("{e}: {}", doc.all()));
+    let tenant = |id: &str| {
+        doc["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {doc}"))
+            .clone()
+    };
+    let raised = tenant("x003");
+    assert_eq!(raised["status"], "failed", "{raised}");
+    assert_eq!(raised["failed_migration"], 2, "{raised}");
+    assert_eq!(raised["error_code"], "P0001", "{raised}");
+    let connecting = tenant("x004");
+    assert_eq!(connecting["status"], "failed", "{connecting}");
+    assert_eq!(connecting["during"], "connecting", "{connecting}");
+    assert_eq!(connecting["error_code"], "42601", "{connecting}");
+    let text = p.run(&["report", &run, "--ledger", &ledger]);
+    let line = crate::support::tenant_line(&text.stdout, "x004");
+    assert!(line.contains("while connecting"), "{}", text.all());
+    let line = crate::support::tenant_line(&text.stdout, "x003");
+    assert!(line.contains("migration 2: applying 0002_two: boom"), "{}", text.all());
 }
