@@ -427,12 +427,18 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             .await?;
             Ok(exit_code(&report))
         }
-        Command::Stamp { version } => {
+        Command::Stamp { version, checksums } => {
             let set = load_migrations(&g.migrations)?;
             let fleet = load_fleet(g).await?;
             let tenants = selected(&fleet, g)?;
-            let to = check_target(&set, *version, "stamp")?;
-            let report = execute(g, &fleet, &set, &tenants, Action::Stamp(to), "stamp", None, None, out).await?;
+            let action = match (version, checksums) {
+                (_, Some(only)) => {
+                    Action::Checksums(only.map(|v| check_target(&set, v, "stamp --checksums")).transpose()?)
+                }
+                (Some(v), None) => Action::Stamp(check_target(&set, *v, "stamp")?),
+                (None, None) => unreachable!("clap requires VERSION or --checksums"),
+            };
+            let report = execute(g, &fleet, &set, &tenants, action, "stamp", None, None, out).await?;
             Ok(exit_code(&report))
         }
     }
@@ -768,7 +774,7 @@ async fn execute(
             let ledger = open_ledger(g, fleet).await?;
             let target = match action {
                 Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => to.0,
-                Action::Migrate(Target::DownSteps { .. }) => 0,
+                Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) => 0,
             };
             let plan = RunPlan {
                 command: command.to_owned(),

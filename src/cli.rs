@@ -315,10 +315,27 @@ pub enum Command {
         #[arg(long)]
         schema: Option<String>,
     },
-    /// Record tenants as being at VERSION without running SQL (adopt a fleet, clear a dirty tenant).
+    /// Record tenants as being at VERSION without running SQL (adopt a fleet, clear a dirty tenant)
+    ///
+    /// With --checksums instead of VERSION, keep each tenant's version and record the
+    /// migration files' checksums as they are now: accepts a deliberate edit of an applied
+    /// migration (drift), as Flyway's `repair` does.
     Stamp {
         /// The version to record: migrations 1..VERSION applied, none above.
-        version: Version,
+        #[arg(required_unless_present = "checksums")]
+        version: Option<Version>,
+        /// Keep each tenant's version and record the current files' checksums for the
+        /// migrations it has (after a deliberate edit of an applied migration); with
+        /// =VERSION, for that migration only. Refuses a tenant that is dirty, or (without
+        /// =VERSION) has a migration with no file.
+        #[arg(
+            long,
+            value_name = "VERSION",
+            num_args = 0..=1,
+            require_equals = true,
+            conflicts_with = "version"
+        )]
+        checksums: Option<Option<Version>>,
     },
 }
 

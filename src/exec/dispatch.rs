@@ -1067,6 +1067,7 @@ pub(crate) fn abandoned_report(
             let target = match action {
                 Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => Some(to),
                 Action::Migrate(Target::DownSteps { .. }) => known.to,
+                Action::Checksums(_) => Some(now),
             };
             let outcome = if let Some(row) = rows.iter().find(|r| r.dirty) {
                 failed(
@@ -1084,7 +1085,7 @@ pub(crate) fn abandoned_report(
                 let next = match action {
                     Action::Migrate(Target::Up { .. }) => set.iter().map(|m| m.version).find(|m| *m > now),
                     Action::Migrate(_) => Some(now),
-                    Action::Stamp(_) => None,
+                    Action::Stamp(_) | Action::Checksums(_) => None,
                 };
                 failed(
                     next,
@@ -1201,7 +1202,7 @@ pub async fn dispatch(
         .collect();
     let target = match action {
         Action::Migrate(Target::Up { to }) | Action::Migrate(Target::Down { to }) | Action::Stamp(to) => Some(to),
-        Action::Migrate(Target::DownSteps { .. }) => None,
+        Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) => None,
     };
     events.emit(Event::RunStarted {
         run_id: ctx.run_id.clone(),

@@ -214,7 +214,7 @@ pub async fn cooperate(
     let ledger = ctx.ledger.as_ref().expect("a shared run has a ledger");
     let target = match action {
         Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => Some(to),
-        Action::Migrate(Target::DownSteps { .. }) => None,
+        Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) => None,
     };
     events.emit(Event::RunStarted {
         run_id: ctx.run_id.clone(),

@@ -20,6 +20,9 @@ pub enum Action {
     Migrate(Target),
     /// Record the tenant as being at this version without running SQL.
     Stamp(Version),
+    /// Record the files' checksums for the migrations the tenant has (or only this one),
+    /// keeping its version.
+    Checksums(Option<Version>),
 }
 
 /// How a tenant is tried again after a transient error.
@@ -471,7 +474,25 @@ async fn attempt(
     let report = match applied {
         Ok(applied) => match job.action {
             Action::Migrate(target) => migrate(&mut session, tenant, &applied, target, job, pending).await,
-            Action::Stamp(to) => stamp(&mut session, tenant, job.set, &applied, to, job.run_id).await,
+            Action::Stamp(to) => stamp(&mut session, tenant, &applied, plan::stamp(job.set, to), to, job.run_id).await,
+            Action::Checksums(only) => match plan::with_checksums(job.set, &applied, only) {
+                Ok(rows) => {
+                    let at = plan::version_of(&applied);
+                    stamp(&mut session, tenant, &applied, rows, at, job.run_id).await
+                }
+                Err(refusal) => {
+                    let at = Some(plan::version_of(&applied));
+                    TenantReport {
+                        id: tenant.id.clone(),
+                        outcome: Outcome::Skipped {
+                            reason: SkipReason::Refused { refusal },
+                        },
+                        start_version: at,
+                        final_version: at,
+                        steps: vec![],
+                    }
+                }
+            },
         },
         Err(error) => failed_before_any_step(tenant, error, Phase::ReadingHistory),
     };
@@ -670,13 +691,12 @@ fn reached(tenant_plan: &plan::TenantPlan<'_>, report: &TenantReport, applied: &
 async fn stamp(
     session: &mut AnySession,
     tenant: &Tenant,
-    set: &MigrationSet,
     applied: &[Applied],
+    rows: Vec<Applied>,
     to: Version,
     run_id: &str,
 ) -> TenantReport {
     let start = plan::version_of(applied);
-    let rows = plan::stamp(set, to);
     let outcome = match session.stamp(&rows, run_id).await {
         Ok(()) => Outcome::Succeeded,
         Err(error) => Outcome::Failed {

@@ -340,6 +340,32 @@ pub fn stamp(set: &MigrationSet, to: Version) -> Vec<Applied> {
         .collect()
 }
 
+/// The history a `stamp --checksums` leaves: the same migrations, each (or only `only`)
+/// with its file's name and checksum now. A dirty tenant is refused (its state needs a
+/// person first), and so is one with a migration to realign that has no file (no checksum
+/// to take).
+pub fn with_checksums(set: &MigrationSet, applied: &[Applied], only: Option<Version>) -> Result<Vec<Applied>, Refusal> {
+    if let Some(row) = applied.iter().find(|a| a.dirty) {
+        return Err(Refusal::Dirty { version: row.version });
+    }
+    applied
+        .iter()
+        .map(|a| match set.get(a.version) {
+            _ if only.is_some_and(|v| v != a.version) => Ok(a.clone()),
+            Some(m) => Ok(Applied {
+                version: a.version,
+                name: m.name.clone(),
+                checksum: m.checksum.to_hex(),
+                dirty: false,
+            }),
+            None => Err(Refusal::Unknown {
+                version: a.version,
+                name: a.name.clone(),
+            }),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +407,56 @@ mod tests {
 
     fn versions(plan: &TenantPlan) -> Vec<i64> {
         plan.steps.iter().map(|s| s.migration.version.0).collect()
+    }
+
+    #[test]
+    fn with_checksums_realigns_edited_rows_keeps_the_version_and_refuses_dirty_or_unknown() {
+        let set = set(&[false, false, false]);
+        let mut rows = applied(&set, &[1, 2]);
+        rows[0].checksum = "old1".into();
+        rows[1].checksum = "old2".into();
+        rows[1].name = "renamed".into();
+        let all = with_checksums(&set, &rows, None).unwrap();
+        assert_eq!(
+            all,
+            applied(&set, &[1, 2]),
+            "every row takes its file's checksum and name"
+        );
+        let only = with_checksums(&set, &rows, Some(Version(2))).unwrap();
+        assert_eq!(only[0].checksum, "old1", "migration 1 is left as recorded");
+        assert_eq!(only[1], applied(&set, &[2])[0]);
+        assert_eq!(
+            with_checksums(&set, &rows, Some(Version(3))).unwrap(),
+            rows,
+            "a tenant without the migration is left alone"
+        );
+        let mut dirty = rows.clone();
+        dirty[1].dirty = true;
+        for only in [None, Some(Version(1))] {
+            assert_eq!(
+                with_checksums(&set, &dirty, only),
+                Err(Refusal::Dirty { version: Version(2) })
+            );
+        }
+        let mut unknown = applied(&set, &[1]);
+        unknown.push(Applied {
+            version: Version(9),
+            name: "gone".into(),
+            checksum: "x".into(),
+            dirty: false,
+        });
+        assert_eq!(
+            with_checksums(&set, &unknown, None),
+            Err(Refusal::Unknown {
+                version: Version(9),
+                name: "gone".into()
+            })
+        );
+        assert_eq!(
+            with_checksums(&set, &unknown, Some(Version(1))).unwrap(),
+            unknown,
+            "=VERSION looks only at that migration"
+        );
     }
 
     #[test]

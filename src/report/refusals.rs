@@ -100,16 +100,23 @@ fn advice(set: &MigrationSet, g: &Group<'_>) -> Vec<String> {
             .unwrap_or(Version::ZERO)
     };
     match g.refusal {
-        Refusal::Modified { path, .. } => vec![
-            format!(
-                "an edit by mistake: restore the file, `git checkout -- {}`",
-                path.display()
-            ),
-            format!(
-                "a deliberate change: record the file as applied, {}",
-                stamp_at(&g.tenants, None).join("; ")
-            ),
-        ],
+        // One command for the whole group, at whatever versions its tenants are: it records
+        // the file's checksum for that migration only, named tenants or every one that has it.
+        Refusal::Modified { version, path, .. } => {
+            let command = if g.tenants.len() <= SHOWN {
+                let selects: Vec<String> = g.tenants.iter().map(|(id, _)| format!("--select id={id}")).collect();
+                format!("`fleetmig stamp --checksums={version} {}`", selects.join(" "))
+            } else {
+                format!("`fleetmig stamp --checksums={version}` (every tenant that has migration {version})")
+            };
+            vec![
+                format!(
+                    "an edit by mistake: restore the file, `git checkout -- {}`",
+                    path.display()
+                ),
+                format!("a deliberate change: record the file as applied, {command}"),
+            ]
+        }
         Refusal::Dirty { version } => {
             if set.get(*version).is_some_and(|m| m.up.rerun_if_dirty) {
                 return vec!["it is marked rerun-if-dirty: the next `up` runs it again".to_owned()];
@@ -289,12 +296,12 @@ mod tests {
             migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is 1a2b3c4d5e6f now, was 9f8e7d6c5b4a when applied
               12 tenants: t00, t01, t02 and 9 more
               - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`
-              - a deliberate change: record the file as applied, `fleetmig stamp 5 --select id=t10 --select id=t11`; `fleetmig stamp 7 --select id=TENANT` for each of the 10 tenants at 7
+              - a deliberate change: record the file as applied, `fleetmig stamp --checksums=3` (every tenant that has migration 3)
 
             migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is 1a2b3c4d5e6f now, was 777777777777 when applied
               1 tenant: odd
               - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`
-              - a deliberate change: record the file as applied, `fleetmig stamp 7 --select id=odd`
+              - a deliberate change: record the file as applied, `fleetmig stamp --checksums=3 --select id=odd`
 
             migration 5 is dirty (it failed part way)
               2 tenants: d1, d2

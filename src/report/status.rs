@@ -516,7 +516,7 @@ mod tests {
             migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is 491caedab863 now, was 9f8e7d6c5b4a when applied
               12 tenants: shop00, shop01, shop02 and 9 more
               - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`
-              - a deliberate change: record the file as applied, `fleetmig stamp 7 --select id=TENANT` for each of the 12 tenants at 7
+              - a deliberate change: record the file as applied, `fleetmig stamp --checksums=3` (every tenant that has migration 3)
 
             migration 5 is dirty (it failed part way)
               2 tenants: d1, d2

@@ -276,7 +276,7 @@ mod tests {
             migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is cdcdcdcdcdcd now, was abababababab when applied
               2 tenants: edit1, edit2
               - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`
-              - a deliberate change: record the file as applied, `fleetmig stamp 280 --select id=edit1 --select id=edit2`
+              - a deliberate change: record the file as applied, `fleetmig stamp --checksums=3 --select id=edit1 --select id=edit2`
 
             294 step(s) over 7 tenant(s); nothing was changed. `plan --verbose` lists every migration.
         ");

@@ -278,3 +278,106 @@ fn on_a_terminal_a_down_to_version_0_asks_and_goes_on_only_on_yes() {
     assert_eq!(code, Some(0), "{screen}");
     assert_eq!(versions(&p), serde_json::json!({"a": 0, "b": 3}));
 }
+
+/// Drift on many tenants at different versions: the advice is one command, and run as
+/// printed it records the edited file for every tenant of the group, at each one's version,
+/// leaving alone another migration's drift, a tenant without that migration, a dirty
+/// tenant and one whose history has a migration with no file.
+#[test]
+fn the_grouped_drift_advice_is_one_stamp_command_that_fixes_the_whole_group() {
+    let ids = ["a", "b", "c", "d", "e", "f", "low", "other", "dirty"];
+    let p = three_step_fleet(&ids);
+    assert_eq!(
+        p.run(&["up", "--to", "2", "--select", "id=d", "--select", "id=e"]).code,
+        0
+    );
+    assert_eq!(p.run(&["up", "--to", "1", "--select", "id=low"]).code, 0);
+    let rest: Vec<String> = ["a", "b", "c", "f", "other", "dirty"]
+        .iter()
+        .flat_map(|id| ["--select".to_owned(), format!("id={id}")])
+        .collect();
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    assert_eq!(p.run(&[&["up"][..], &rest].concat()).code, 0);
+    let history = |id: &str| {
+        crate::support::sqlite_rows(
+            &p.db_path(id),
+            "SELECT CAST(version AS TEXT), checksum, CAST(dirty AS TEXT) FROM fleetmig_history ORDER BY version",
+        )
+    };
+    crate::support::sqlite_exec(
+        &p.db_path("other"),
+        "UPDATE fleetmig_history SET checksum = 'feed' WHERE version = 3",
+    );
+    crate::support::sqlite_exec(
+        &p.db_path("dirty"),
+        "UPDATE fleetmig_history SET dirty = 1 WHERE version = 3",
+    );
+    p.migration("0002_t2.up.sql", "CREATE TABLE t2 (id INTEGER, note TEXT);");
+    let (low, dirty) = (history("low"), history("dirty"));
+
+    let status = p.run(&["status"]);
+    assert_eq!(status.code, 1, "{}", status.all());
+    let advice = grouped_part(&status.stdout);
+    let command = advice
+        .split('`')
+        .find(|s| s.starts_with("fleetmig stamp --checksums=2"))
+        .unwrap_or_else(|| panic!("{advice}"));
+    assert_eq!(command, "fleetmig stamp --checksums=2", "{advice}");
+    assert!(
+        advice.contains("`fleetmig stamp --checksums=2` (every tenant that has migration 2)"),
+        "{advice}"
+    );
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let stamp = p.run(&args);
+    assert_eq!(stamp.code, 1, "the dirty tenant is refused: {}", stamp.all());
+    assert!(
+        crate::support::tenant_line(&stamp.stdout, "dirty").contains("dirty"),
+        "{}",
+        stamp.stdout
+    );
+
+    let doc: Value = serde_json::from_str(&p.run(&["status", "--format", "json"]).stdout).unwrap();
+    let states: Vec<(&str, &str, i64)> = doc["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap(),
+                t["state"].as_str().unwrap(),
+                t["version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a", "current", 3),
+            ("b", "current", 3),
+            ("c", "current", 3),
+            ("d", "behind", 2),
+            ("e", "behind", 2),
+            ("f", "current", 3),
+            ("low", "behind", 1),
+            ("other", "drifted", 3),
+            ("dirty", "dirty", 2),
+        ],
+        "{doc:#}"
+    );
+    assert_eq!(history("low"), low, "a tenant without migration 2 is untouched");
+    assert_eq!(history("dirty"), dirty, "the dirty tenant is untouched");
+    assert_eq!(
+        history("other")[2][1].as_deref(),
+        Some("feed"),
+        "migration 3's drift stays"
+    );
+    assert_eq!(history("other")[1][1], history("a")[1][1], "migration 2 was realigned");
+    let runs = p.run(&["runs"]);
+    assert!(
+        runs.stdout.lines().nth(1).is_some_and(|l| l.contains(" stamp ")),
+        "the stamp is a run in the ledger: {}",
+        runs.stdout
+    );
+    assert_eq!(p.run(&["up"]).code, 1, "only other and dirty are left alone");
+    assert_eq!(doc["tenants"][3]["version"], 2);
+}
