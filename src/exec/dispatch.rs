@@ -183,6 +183,10 @@ struct Slot<'a> {
     rollback: Option<TenantReport>,
     /// Why a tenant the run never started has no version in the report.
     unread: Option<String>,
+    /// The run stopped before it started: no event has named it yet. Its `tenant_finished`
+    /// (`not_started`) comes just before the run's end, so the events account for every
+    /// tenant `run_finished` counts.
+    unannounced: bool,
 }
 
 /// The dispatcher's state.
@@ -425,10 +429,17 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 }
             }
         }
+        let started = started.lock().expect("not poisoned");
         for i in range {
-            if self.slots[i].report.is_none() {
-                self.slots[i].report = Some(not_started(self.slots[i].tenant));
+            let slot = &mut self.slots[i];
+            if slot.report.is_none() {
+                slot.report = Some(not_started(slot.tenant));
             }
+            slot.unannounced = !started.contains(&i)
+                && slot
+                    .report
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.outcome, Outcome::NotStarted));
         }
         !abandoned
     }
@@ -1197,6 +1208,7 @@ pub async fn dispatch(
                 report: None,
                 rollback: None,
                 unread: None,
+                unannounced: false,
             })
         })
         .collect();
@@ -1237,6 +1249,7 @@ pub async fn dispatch(
         if d.reason.is_early() {
             for i in range {
                 d.slots[i].report = Some(not_started(d.slots[i].tenant));
+                d.slots[i].unannounced = true;
             }
             continue;
         }
@@ -1265,6 +1278,14 @@ pub async fn dispatch(
         d.rollback(stop_wave).await;
     }
     d.read_untouched().await;
+    for slot in d.slots.iter().filter(|s| s.unannounced) {
+        if let Some(report) = &slot.report {
+            events.emit(Event::TenantFinished {
+                wave: slot.wave,
+                report: report.clone(),
+            });
+        }
+    }
     let last_word = d.until(AFTER_ABANDON);
     // Still listened to while the run's end is recorded: a ledger that does not answer must
     // not keep a second interrupt from ending the run with its report.
@@ -1364,6 +1385,7 @@ pub(crate) async fn conclude<'a>(
             report: Some(report),
             rollback: None,
             unread: None,
+            unannounced: false,
         })
         .collect();
     let mut d = Dispatcher {

@@ -303,6 +303,9 @@ impl ProgressReporter {
                     }
                 }
             }
+            // A tenant the run never started, accounted for at the run's end: no bar had it.
+            Event::TenantFinished { report, .. }
+                if matches!(report.outcome, Outcome::NotStarted) && !self.in_flight.contains_key(&report.id) => {}
             Event::TenantFinished { report, .. } => {
                 self.end(&report.id);
                 self.done += 1;

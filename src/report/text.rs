@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use crate::exec::events::{Event, Outcome, Phase, Stamped, Summary, TenantReport};
+use crate::model::fleet::TenantId;
 use crate::model::migration::{Direction, Version};
 use crate::model::text::escape_controls;
 
@@ -21,6 +22,9 @@ pub struct TextReporter {
     /// The run was abandoned (a second interrupt): tenants finishing from here on were read
     /// from their history, not seen through.
     abandoned: bool,
+    /// Tenants seen starting: one the run never started prints no line when its
+    /// `tenant_finished` comes at the run's end (the final report counts it).
+    started: std::collections::HashSet<TenantId>,
 }
 
 impl TextReporter {
@@ -31,6 +35,7 @@ impl TextReporter {
             stamping: false,
             total: 0,
             abandoned: false,
+            started: std::collections::HashSet::new(),
         }
     }
 
@@ -61,6 +66,9 @@ impl TextReporter {
     }
 
     fn raw_line(&mut self, event: &Event) -> Option<String> {
+        if let Event::TenantStarted { tenant, .. } = event {
+            self.started.insert(tenant.clone());
+        }
         match event {
             Event::RunStarted {
                 run_id,
@@ -77,6 +85,11 @@ impl TextReporter {
             }
             Event::TenantStarted { tenant, .. } if self.timestamps => {
                 Some(format!("  {:width$}  started", tenant.as_str(), width = self.id_width))
+            }
+            Event::TenantFinished { report, .. }
+                if matches!(report.outcome, Outcome::NotStarted) && !self.started.contains(&report.id) =>
+            {
+                None
             }
             Event::TenantFinished { report, .. } => Some(self.tenant_line(report)),
             Event::StepRetried {
@@ -494,6 +507,48 @@ pub(crate) mod tests {
     #[test]
     fn lines() {
         insta::assert_snapshot!("lines", render(TextReporter::new(13)));
+    }
+
+    #[test]
+    fn a_tenant_the_run_never_started_prints_no_line_at_the_end() {
+        let mut text = TextReporter::new(6);
+        let finished = |tenant: &str| Event::TenantFinished {
+            wave: 2,
+            report: report(tenant, Outcome::NotStarted, Some(0), Some(0), vec![]),
+        };
+        assert_eq!(text.line(&finished("later")), None);
+        text.line(&Event::TenantStarted {
+            tenant: id("began"),
+            wave: 2,
+        });
+        assert_eq!(text.line(&finished("began")).as_deref(), Some("  began   not started"));
+    }
+
+    #[test]
+    fn a_database_error_prints_as_text_not_as_terminal_controls() {
+        let mut text = TextReporter::new(6);
+        let error = DbError::new(ErrorKind::Sql, "applying 0001_a", "boom\x1b[2J\nnext\u{202E}");
+        let line = text
+            .line(&Event::TenantFinished {
+                wave: 1,
+                report: report(
+                    "acme",
+                    Outcome::Failed {
+                        version: Some(Version(1)),
+                        during: Phase::Migrating,
+                        error,
+                        dirty: false,
+                    },
+                    Some(0),
+                    Some(0),
+                    vec![],
+                ),
+            })
+            .unwrap();
+        assert_eq!(
+            line,
+            "  acme    FAILED applying 0001_a: boom\\u{1b}[2J next\\u{202e}; left at 0"
+        );
     }
 
     #[test]

@@ -142,8 +142,39 @@ fn sqlite_runs(events: &Events) -> BTreeSet<String> {
         .collect();
     assert_eq!(
         statuses,
-        BTreeSet::from(["failed", "skipped", "succeeded"]),
+        BTreeSet::from(["failed", "not_started", "skipped", "succeeded"]),
         "{}",
+        run.stdout
+    );
+    // The events alone account for every tenant: the ones the stop left alone get their
+    // `tenant_finished` (`not_started`) before `run_finished`, each once.
+    let finished: Vec<&str> = lines
+        .iter()
+        .filter(|v| v["event"] == "tenant_finished")
+        .map(|v| v["tenant"].as_str().unwrap())
+        .collect();
+    let distinct: BTreeSet<&str> = finished.iter().copied().collect();
+    assert_eq!(distinct.len(), finished.len(), "{}", run.stdout);
+    assert_eq!(
+        distinct,
+        BTreeSet::from(["a1", "a2", "a3", "b1", "c1", "d1"]),
+        "{}",
+        run.stdout
+    );
+    let not_started = lines
+        .iter()
+        .position(|v| v["event"] == "tenant_finished" && v["status"] == "not_started")
+        .unwrap();
+    assert_eq!(
+        lines[not_started]["final_version"], 0,
+        "its version was read: {}",
+        run.stdout
+    );
+    assert!(
+        lines[not_started..]
+            .iter()
+            .all(|v| v["event"] == "tenant_finished" || v["event"] == "run_finished"),
+        "they come last, before run_finished: {}",
         run.stdout
     );
     // Wave 2 ran one tenant at a time: it took at least as long as its steps did.
