@@ -173,6 +173,9 @@ pub struct ProgressReporter {
     hold: Arc<Mutex<Hold>>,
     /// Events that came while a question was on the screen.
     deferred: Vec<Stamped>,
+    /// The status line while it redraws itself on a timer (a bake's countdown): a question
+    /// stops that too, or it would draw the bars over the question. Taken after `hold`.
+    ticking: Arc<Mutex<Option<ProgressBar>>>,
 }
 
 impl ProgressReporter {
@@ -246,6 +249,7 @@ impl ProgressReporter {
             clock,
             hold: Arc::default(),
             deferred: Vec::new(),
+            ticking: Arc::default(),
         };
         reporter.draw_overall();
         reporter
@@ -257,6 +261,7 @@ impl ProgressReporter {
             multi: self.multi.clone(),
             overall: self.overall.clone(),
             hold: self.hold.clone(),
+            ticking: self.ticking.clone(),
             refresh: self.options.refresh.filter(|_| !self.multi.is_hidden()),
             io: Box::new(StdIo),
         }
@@ -423,6 +428,7 @@ impl ProgressReporter {
     fn clear(&mut self) {
         self.overall.disable_steady_tick();
         let lines = self.in_flight.values_mut().filter_map(|f| f.line.take());
+        self.ticking.lock().expect("not poisoned").take();
         let bars: Vec<ProgressBar> = lines.chain(self.more.take()).chain(self.status.take()).collect();
         for bar in bars {
             self.remove_line(bar);
@@ -548,6 +554,7 @@ impl ProgressReporter {
             }
             (None, _) => {
                 if let Some(bar) = self.status.take() {
+                    self.ticking.lock().expect("not poisoned").take();
                     self.remove_line(bar);
                 }
             }
@@ -581,6 +588,7 @@ impl ProgressReporter {
                 bar.set_message(format!(" (until {} UTC)", gates::hms(*until_ms)));
                 if let Some(every) = self.options.refresh.filter(|_| !self.multi.is_hidden()) {
                     bar.enable_steady_tick(every);
+                    *self.ticking.lock().expect("not poisoned") = Some(bar.clone());
                 }
             }
             GateShown::Check { wave, passed, total } => {
@@ -649,6 +657,7 @@ pub struct BarPrompt {
     multi: MultiProgress,
     overall: ProgressBar,
     hold: Arc<Mutex<Hold>>,
+    ticking: Arc<Mutex<Option<ProgressBar>>>,
     refresh: Option<Duration>,
     io: Box<dyn PromptIo>,
 }
@@ -675,6 +684,9 @@ impl BarPrompt {
         hold.asking = None;
         if let Some(every) = self.refresh {
             self.overall.enable_steady_tick(every);
+            if let Some(bar) = &*self.ticking.lock().expect("not poisoned") {
+                bar.enable_steady_tick(every);
+            }
         }
         self.overall.tick();
     }
@@ -687,6 +699,9 @@ impl Prompt for BarPrompt {
             hold.asked += 1;
             hold.asking = Some(hold.asked);
             self.overall.disable_steady_tick();
+            if let Some(bar) = &*self.ticking.lock().expect("not poisoned") {
+                bar.disable_steady_tick();
+            }
             // Best effort, as every terminal write here.
             let _ = self.multi.clear();
             self.io.write(&gates::question(next));
@@ -1250,6 +1265,43 @@ mod tests {
         assert!(text.contains("2/14 tenants"), "{text}");
         drop(_answer);
         let _ = asking.join();
+    }
+
+    /// A bake's countdown redraws itself on a timer; the question that follows the bake
+    /// can come before the bake's end is drawn, and that timer must not draw over it.
+    #[test]
+    fn a_question_after_a_bake_is_not_drawn_over_by_its_countdown() {
+        let (mut reporter, screen) = on_screen(ProgressOptions {
+            refresh: Some(Duration::from_millis(2)),
+            ..options(3)
+        });
+        after_canaries(
+            &mut reporter,
+            [Event::GateStarted {
+                wave: 1,
+                gate: GateStart::Bake {
+                    duration_ms: 240_000,
+                    until_ms: 240_000,
+                },
+            }],
+        );
+        let (answer, answers) = std::sync::mpsc::channel();
+        let prompt = reporter.prompt().with_io(Box::new(ScreenIo {
+            screen: screen.clone(),
+            answers: Mutex::new(answers),
+        }));
+        let next = next_wave(12);
+        let asking = std::thread::spawn(move || prompt.confirm(&next));
+        while !screen.text().ends_with("[y/N]") {
+            std::thread::yield_now();
+        }
+        // Some twenty ticks of the countdown's timer.
+        std::thread::sleep(Duration::from_millis(40));
+        let text = screen.text();
+        assert!(text.ends_with("Start wave 2? [y/N]"), "drawn over:\n{text}");
+        assert!(!text.contains("baking"), "{text}");
+        answer.send("y\n".to_owned()).unwrap();
+        assert!(asking.join().unwrap());
     }
 
     #[test]
