@@ -387,7 +387,12 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                     } else {
                         Rows::Screenful { more: &more }
                     };
-                    write!(out, "{}", run_report::text(&report, rows))?
+                    // The grouped problems' advice reads the migrations folder when there is one.
+                    let set = load_migrations(&g.migrations)
+                        .or_else(|_| MigrationSet::new(Vec::new()))
+                        .expect("an empty set has no duplicates");
+                    let grouped = crate::report::refusals::run_text(&set, &report);
+                    write!(out, "{}{grouped}", run_report::text(&report, rows))?
                 }
             }
             Ok(if report.is_success() { exit::OK } else { exit::FAILED })

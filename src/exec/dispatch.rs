@@ -125,8 +125,9 @@ pub struct FinalTenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub during: Option<Phase>,
     /// Why a tenant was refused (drifted, dirty, ...), for the report that groups tenants
-    /// with the same problem; `error` says it in words. Not kept in JSON or the ledger.
-    #[serde(skip)]
+    /// with the same problem; `error` says it in words. Kept in the ledger so `report RUN`
+    /// groups them too; reports recorded before it was kept have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Refusal>,
     /// The error: the database's code and message, or why the tenant was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::migration::{Applied, Direction, Migration, MigrationSet, Version};
 
@@ -19,7 +19,7 @@ pub enum Target {
 }
 
 /// Why a tenant is not touched. Each names the version and, where there is one, the file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Refusal {
     #[error("migration {version} is dirty: it failed part way; fix the database by hand, then `fleetmig stamp`")]

@@ -381,3 +381,43 @@ fn the_grouped_drift_advice_is_one_stamp_command_that_fixes_the_whole_group() {
     assert_eq!(p.run(&["up"]).code, 1, "only other and dirty are left alone");
     assert_eq!(doc["tenants"][3]["version"], 2);
 }
+
+/// `report RUN` reads as the run's own report: a refused tenant's row names its problem
+/// in a few words, and the tenants with the same problem are grouped with what to do,
+/// not printed with two whole checksums each.
+#[test]
+fn report_run_groups_refused_tenants_as_the_run_did() {
+    let p = three_step_fleet(&["a", "b", "c", "d", "e"]);
+    assert_eq!(p.run(&["up", "--to", "2"]).code, 0);
+    p.migration("0002_t2.up.sql", "CREATE TABLE t2 (id INTEGER, note TEXT);");
+    let run = p.run(&["up", "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let started = events(&run.stdout, "run_started");
+    let run_id = started[0]["run_id"].as_str().unwrap();
+    let live = p.run(&["report", run_id]);
+    let whole = |text: &str| {
+        text.split(|c: char| !c.is_ascii_hexdigit())
+            .filter(|w| w.len() == 64)
+            .count()
+    };
+    assert_eq!(whole(&live.stdout), 0, "{}", live.stdout);
+    assert!(
+        crate::support::tenant_line(&live.stdout, "c").contains("migration 2 edited (see below)"),
+        "{}",
+        live.stdout
+    );
+    assert!(
+        grouped_part(&live.stdout)
+            .contains("  - a deliberate change: record the file as applied, `fleetmig stamp --checksums=2` (every tenant that has migration 2)"),
+        "{}",
+        live.stdout
+    );
+    let json = p.run(&["report", run_id, "--format", "json"]);
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["tenants"][0]["refusal"]["kind"], "modified", "{doc:#}");
+    assert_eq!(
+        whole(&json.stdout),
+        20,
+        "JSON keeps whole checksums, in each error and refusal"
+    );
+}
