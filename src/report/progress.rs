@@ -983,6 +983,39 @@ mod tests {
     }
 
     #[test]
+    fn tenants_the_run_never_started_change_nothing_on_screen_at_its_end() {
+        let (mut reporter, screen) = on_screen(options(3));
+        feed(
+            &mut reporter,
+            [
+                Event::RunStarted {
+                    run_id: "18b5c3a-2a".into(),
+                    command: "up".into(),
+                    target: Some(Version(7)),
+                    tenants: 3,
+                },
+                Event::WaveStarted {
+                    wave: 1,
+                    canary: true,
+                    tenants: 1,
+                },
+                started("canary-1"),
+                succeeded("canary-1"),
+            ],
+        );
+        let before = screen.text();
+        assert!(before.contains("1/3"), "{before}");
+        feed(
+            &mut reporter,
+            ["later-1", "later-2"].map(|t| Event::TenantFinished {
+                wave: 2,
+                report: report(t, Outcome::NotStarted, Some(0), Some(0), vec![]),
+            }),
+        );
+        assert_eq!(screen.text(), before);
+    }
+
+    #[test]
     fn lines_are_capped_and_freed_lines_go_to_the_longest_waiting() {
         let (mut reporter, screen) = on_screen(options(3));
         busy_wave(&mut reporter);
