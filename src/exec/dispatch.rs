@@ -528,7 +528,12 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     return self.escalate(reason);
                 }
             };
-            let detail = failed.clone().or_else(|| Some(format!("passed on {total}/{total}")));
+            // "passed on 0/0" read as a check that ran; nothing ran.
+            let passed = match total {
+                0 => "skipped: no tenant of the wave succeeded".to_owned(),
+                _ => format!("passed on {total}/{total}"),
+            };
+            let detail = failed.clone().or(Some(passed));
             gate_finished(events, wave.number, Gate::Check, failed.is_none(), detail, began);
             if let Some(detail) = failed {
                 return self.escalate(StopReason::GateFailed {

@@ -273,3 +273,21 @@ fn a_shared_run_refuses_the_fleet_files_gates() {
         assert!(!p.db_path("c1").exists(), "nothing ran");
     }
 }
+
+/// A wave whose tenants were all refused has nothing to check, and says so rather than
+/// "check passed on 0/0".
+#[test]
+fn a_check_after_a_wave_with_no_tenant_migrated_says_it_had_nothing_to_check() {
+    let p = sqlite_fleet();
+    assert_eq!(p.run(&["up", "--to", "1"]).code, 0);
+    p.migration("0001_users.up.sql", "CREATE TABLE users (id INTEGER, name TEXT);");
+    let run = p.run(&["up", "--max-skipped", "all", "--check", "SELECT true"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("wave 1: check skipped: no tenant of the wave succeeded"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("0/0"), "{}", run.stdout);
+}
