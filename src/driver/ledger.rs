@@ -912,6 +912,9 @@ pub struct RowFailure {
     pub rollback: Option<[Option<Version>; 2]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_error: Option<String>,
+    /// Why a skipped tenant was refused, for the report that groups tenants by problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<crate::plan::tenant::Refusal>,
 }
 
 impl RowFailure {
@@ -925,6 +928,7 @@ impl RowFailure {
             error_number: t.error_number,
             rollback: t.rollback,
             rollback_error: t.rollback_error.clone(),
+            refusal: t.refusal.clone(),
         };
         (f != RowFailure::default()).then_some(f)
     }
@@ -943,6 +947,12 @@ impl RowFailure {
             f.during = Some(*during).filter(|d| *d != Phase::Migrating);
             f.error_code = error.code.clone();
             f.error_number = error.number;
+        }
+        if let Outcome::Skipped {
+            reason: crate::exec::events::SkipReason::Refused { refusal },
+        } = outcome
+        {
+            f.refusal = Some(refusal.clone());
         }
         (f != RowFailure::default()).then_some(f)
     }

@@ -461,7 +461,7 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
                 rollback: failure.rollback,
                 rollback_error: failure.rollback_error,
                 migrations_run,
-                refusal: None,
+                refusal: failure.refusal,
             }
         })
         .collect();

@@ -358,7 +358,14 @@ fn the_assembled_report_keeps_where_and_how_tenants_failed() {
         .unwrap()
         .replace("{ id: x004 }", "{ id: x004, init_sql: \"SELEC 1\" }");
     p.fleet(&yaml);
+    // x005 applied migration 1, whose file was then edited: refused.
     let ledger = ledger_db.url();
+    let one = p.run(&["up", "--to", "1", "--select", "id=x005", "--ledger", &ledger]);
+    assert_eq!(one.code, 0, "{}", one.all());
+    p.migration(
+        "0001_applied.up.sql",
+        "CREATE TABLE applied (v int); INSERT INTO applied VALUES (1); SELECT pg_sleep(0.05); -- edited",
+    );
     let (first, run) = create(&p, &ledger, &["--max-failures", "all"]);
     let second = join(&p, &ledger, &run);
     // Each exits by its own tenants: one that ran no failing tenant exits 0.
@@ -390,7 +397,12 @@ fn the_assembled_report_keeps_where_and_how_tenants_failed() {
     assert_eq!(connecting["status"], "failed", "{connecting}");
     assert_eq!(connecting["during"], "connecting", "{connecting}");
     assert_eq!(connecting["error_code"], "42601", "{connecting}");
+    let refused = tenant("x005");
+    assert_eq!(refused["status"], "skipped", "{refused}");
+    assert_eq!(refused["refusal"]["kind"], "modified", "{refused}");
     let text = p.run(&["report", &run, "--ledger", &ledger]);
+    let line = crate::support::tenant_line(&text.stdout, "x005");
+    assert!(line.contains("migration 1 edited (see below)"), "{}", text.all());
     let line = crate::support::tenant_line(&text.stdout, "x004");
     assert!(line.contains("while connecting"), "{}", text.all());
     let line = crate::support::tenant_line(&text.stdout, "x003");
