@@ -782,7 +782,11 @@ async fn execute(
                 Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) => 0,
             };
             let plan = RunPlan {
-                command: command.to_owned(),
+                command: match action {
+                    Action::Checksums(None) => "stamp --checksums".to_owned(),
+                    Action::Checksums(Some(v)) => format!("stamp --checksums={v}"),
+                    _ => command.to_owned(),
+                },
                 target,
                 waves: planned
                     .iter()

@@ -692,10 +692,13 @@ impl Ledger {
             rows.iter()
                 .map(|r| {
                     let steps = steps_of(&r.try_get::<String, _>(15)?);
+                    let command: String = r.try_get(1)?;
+                    // `stamp --checksums` keeps each tenant's version: the run has no target.
+                    let untargeted = steps.is_some() || command.starts_with("stamp --checksums");
                     Ok(RunRow {
                         run_id: r.try_get(0)?,
-                        command: r.try_get(1)?,
-                        target: if steps.is_some() { None } else { r.try_get(2)? },
+                        target: if untargeted { None } else { r.try_get(2)? },
+                        command,
                         steps,
                         runner: r.try_get(3)?,
                         started_ms: r.try_get(4)?,

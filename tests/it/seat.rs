@@ -372,11 +372,24 @@ fn the_grouped_drift_advice_is_one_stamp_command_that_fixes_the_whole_group() {
         "migration 3's drift stays"
     );
     assert_eq!(history("other")[1][1], history("a")[1][1], "migration 2 was realigned");
-    let runs = p.run(&["runs"]);
+    let runs = p.run(&["runs", "--format", "json"]);
+    let runs: Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(
+        runs["runs"][0]["command"], "stamp --checksums=2",
+        "the stamp is a run in the ledger: {runs:#}"
+    );
+    assert_eq!(
+        runs["runs"][0]["target"],
+        Value::Null,
+        "it keeps each tenant's version: {runs:#}"
+    );
+    let table = p.run(&["runs"]);
+    let newest: Vec<&str> = table.stdout.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(newest[1..3], ["stamp", "--checksums=2"], "{}", table.stdout);
     assert!(
-        runs.stdout.lines().nth(1).is_some_and(|l| l.contains(" stamp ")),
-        "the stamp is a run in the ledger: {}",
-        runs.stdout
+        newest[3].starts_with("20"),
+        "no target, the start time follows: {}",
+        table.stdout
     );
     assert_eq!(p.run(&["up"]).code, 1, "only other and dirty are left alone");
     assert_eq!(doc["tenants"][3]["version"], 2);
