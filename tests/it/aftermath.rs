@@ -225,8 +225,7 @@ fn lost_answer_to_the_dirty_mark(retry_for: &str) -> (Pg, Value, String) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let granted =
-        "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'holder' AND query LIKE '%pg_sleep%'";
+    let granted = "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'holder' AND datname = current_database() AND query LIKE '%pg_sleep%'";
     wait_until("the application's lock", || pg.column(granted)[0] == "1");
     let mut run = Spawned::new(p.command(&[
         "up",
@@ -246,7 +245,9 @@ fn lost_answer_to_the_dirty_mark(retry_for: &str) -> (Pg, Value, String) {
                    AND wait_event_type = 'Lock' AND query LIKE '%fleetmig_history%'";
     wait_until("the dirty mark waiting for the lock", || pg.column(waiting)[0] == "1");
     proxy.blackhole();
-    pg.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder'");
+    pg.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder' AND datname = current_database()",
+    );
     let _ = holder.wait();
     let (code, _, stderr) = run.finish(BOUND);
     assert_eq!(code, Some(1), "{stderr}");
@@ -517,8 +518,7 @@ fn ctrl_c_while_a_tenant_waits_for_another_runners_lock_stops_at_once() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let held =
-        "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'holder' AND query LIKE '%pg_sleep%'";
+    let held = "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'holder' AND datname = current_database() AND query LIKE '%pg_sleep%'";
     wait_until("the other runner's lock", || pg.column(held)[0] == "1");
     let mut run = Spawned::new(p.command(&["up", "--lock-wait", "60s", "--format", "json"]));
     run.wait_for(BOUND, |v| v["event"] == "tenant_started");
@@ -526,7 +526,9 @@ fn ctrl_c_while_a_tenant_waits_for_another_runners_lock_stops_at_once() {
     run.signal("INT");
     let stopped = Instant::now();
     let (code, rest, stderr) = run.finish(BOUND);
-    pg.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder'");
+    pg.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder' AND datname = current_database()",
+    );
     let _ = holder.wait();
     assert_eq!(code, Some(1), "{stderr}");
     assert!(

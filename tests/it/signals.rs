@@ -355,10 +355,13 @@ fn a_mysql_server_that_stops_answering_fails_the_tenant_within_the_statement_tim
     run.wait_for(BOUND, |v| event_is(v, "step_started") && v["version"] == 2);
     // Cut while the script runs on the server (its dirty row written and answered).
     let until = Instant::now() + BOUND;
-    while my
-        .column("SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%SLEEP(2)%' AND INFO NOT LIKE '%PROCESSLIST%'")[0]
-        == "0"
-    {
+    // Only this test's database: other tests sleep on the same server.
+    let running = format!(
+        "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.PROCESSLIST WHERE DB = '{}_x00' \
+         AND INFO LIKE '%SLEEP(2)%' AND INFO NOT LIKE '%PROCESSLIST%'",
+        my.prefix
+    );
+    while my.column(&running)[0] == "0" {
         assert!(Instant::now() < until, "the script never ran");
         std::thread::sleep(Duration::from_millis(10));
     }
