@@ -123,6 +123,7 @@ fn limits(g: &Global) -> Limits {
     Limits {
         connect_timeout: g.connect_timeout,
         lock_wait: g.lock_wait,
+        lock_budget: g.lock_wait,
         lock_timeout: g.lock_timeout,
         statement_timeout: g.statement_timeout,
     }

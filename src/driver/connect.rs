@@ -113,8 +113,12 @@ pub enum Access {
 pub struct Limits {
     /// How long to wait for a connection before the tenant counts as unreachable.
     pub connect_timeout: Duration,
-    /// How long to wait for another runner's lock on the same tenant.
+    /// How long to wait for another runner's lock on the same tenant: in one attempt, what
+    /// is left of the tenant's `--lock-wait` (see `lock_budget`).
     pub lock_wait: Duration,
+    /// The whole `--lock-wait` of a tenant, for all its attempts: what a lock still held
+    /// at the end was waited for, as messages say it.
+    pub lock_budget: Duration,
     /// PostgreSQL `lock_timeout` for migration statements.
     pub lock_timeout: Duration,
     /// PostgreSQL `statement_timeout` for migration statements (0: none).
@@ -126,6 +130,7 @@ impl Default for Limits {
         Limits {
             connect_timeout: Duration::from_secs(10),
             lock_wait: Duration::from_secs(60),
+            lock_budget: Duration::from_secs(60),
             lock_timeout: Duration::from_secs(10),
             statement_timeout: Duration::ZERO,
         }

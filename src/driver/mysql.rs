@@ -126,7 +126,7 @@ async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access:
             let holder = lock_holder(wire).await;
             let e = sqlx::Error::Protocol(format!(
                 "still held after {} (--lock-wait) by {}",
-                humantime::format_duration(limits.lock_wait),
+                humantime::format_duration(limits.lock_budget),
                 holder.as_deref().unwrap_or("another session")
             ));
             return Err((ErrorKind::Locked, "waiting for the tenant lock".to_owned(), e));

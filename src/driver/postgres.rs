@@ -16,7 +16,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Column, Connection, Either, Executor, Row};
 
-use crate::driver::connect::{Access, Limits, answered};
+use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, NO_ANSWER, answered};
 use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::quote::double;
 use crate::driver::session::{Session, Wire};
@@ -216,14 +216,18 @@ pub async fn open(
         Err(failure) => {
             let err = match failure {
                 PrepareError::Db((kind, op, e)) => fail(kind, &op, e),
-                PrepareError::LockWait(waited) => {
-                    let holder = lock_holder(&mut wire).await;
+                PrepareError::LockWait => {
+                    // Only a courtesy: a connection gone silent does not hold up the error.
+                    let holder = tokio::time::timeout(ANSWER_MARGIN, lock_holder(&mut wire))
+                        .await
+                        .ok()
+                        .flatten();
                     DbError::new(
                         ErrorKind::Locked,
                         "waiting for the tenant lock",
                         format!(
                             "still held after {} (--lock-wait) by {}",
-                            humantime::format_duration(waited),
+                            humantime::format_duration(limits.lock_budget),
                             holder.as_deref().unwrap_or("another session")
                         ),
                     )
@@ -241,7 +245,7 @@ type Failure = (ErrorKind, String, sqlx::Error);
 enum PrepareError {
     Db(Failure),
     /// Another runner held the tenant's lock for all of `--lock-wait`.
-    LockWait(Duration),
+    LockWait,
 }
 
 impl From<Failure> for PrepareError {
@@ -316,13 +320,30 @@ async fn wait_for_lock(wire: &mut PgWire, key: &str, wait: Duration) -> Result<(
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
-            return Err(PrepareError::LockWait(wait));
+            return Err(PrepareError::LockWait);
         }
         tokio::time::sleep(jitter(pause).min(left)).await;
-        let rows = wire
-            .fetch(&try_lock)
-            .await
-            .map_err(|e| (ErrorKind::Locked, "waiting for the tenant lock".to_owned(), e))?;
+        // Bounded by the wait, whatever --statement-timeout says: a connection that went
+        // silent while waiting must not outlast --lock-wait by more than a margin.
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now()) + ANSWER_MARGIN;
+        let within = wire.answer_within.map_or(within, |limit| limit.min(within));
+        let rows = match tokio::time::timeout(within, wire.fetch(&try_lock)).await {
+            Ok(rows) => rows.map_err(|e| (ErrorKind::Locked, "waiting for the tenant lock".to_owned(), e))?,
+            Err(_) => {
+                let lost = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{NO_ANSWER} {within:?} (--lock-wait and {ANSWER_MARGIN:?}): the connection is presumed lost"
+                    ),
+                );
+                return Err((
+                    ErrorKind::Unreachable,
+                    "waiting for the tenant lock".to_owned(),
+                    sqlx::Error::Io(lost),
+                )
+                    .into());
+            }
+        };
         let got: bool = rows
             .first()
             .ok_or(sqlx::Error::RowNotFound)

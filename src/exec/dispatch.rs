@@ -1021,6 +1021,7 @@ pub(crate) async fn settled_history(
     let limits = Limits {
         connect_timeout: within,
         lock_wait: within,
+        lock_budget: within,
         ..ctx.connector.limits.clone()
     };
     // Pools of its own: the run's may hold connections that no longer answer.

@@ -342,7 +342,14 @@ fn lock_wait_is_one_deadline_for_all_of_a_tenants_attempts() {
         run.all()
     );
     let events = json_lines(&run);
-    assert_eq!(error_of(finished(&events))["kind"], "locked", "{}", run.all());
+    let error = error_of(finished(&events));
+    assert_eq!(error["kind"], "locked", "{}", run.all());
+    // The whole budget, not what was left of it when the last attempt began.
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("still held after 1s (--lock-wait) by "),
+        "{message}"
+    );
 }
 
 #[test]
@@ -440,4 +447,85 @@ fn a_database_cannot_write_terminal_escapes_or_flood_the_report() {
         !kept.is_empty() && kept.iter().all(|n| n.parse::<usize>().unwrap() < 3000),
         "{kept:?}"
     );
+}
+
+/// A fleet of one schema-tenant reached through `url`.
+fn pg_project_at(url: &str) -> Project {
+    let p = Project::new();
+    p.fleet(&format!(
+        "hosts: {{ pg: {{ url: \"{url}\" }} }}\ndefaults: {{ host: pg, schema: \"s_{{id}}\" }}\ntenants:\n  - {{ id: acme }}\n"
+    ));
+    p.migration("0001_a.up.sql", "CREATE TABLE t1 (id int);");
+    p
+}
+
+/// Sessions of fleetmig on the test's database that are polling for the tenant lock.
+fn polling_for_the_lock(pg: &Pg) -> bool {
+    pg.column(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'fleetmig' AND query LIKE '%pg_try_advisory_lock%'",
+    )[0] != "0"
+}
+
+#[test]
+fn a_tenant_whose_lock_holder_is_killed_mid_wait_goes_on_at_once() {
+    let Some(pg) = Pg::create("holderkilled") else { return };
+    let p = pg_project_at(&pg.url());
+    let holder = pg_holder(
+        &pg,
+        &format!(
+            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
+            pg.name
+        ),
+    );
+    let mut run = support::Spawned::new(p.command(&["up", "--lock-wait", "60s", "--format", "json"]));
+    run.wait_for(Duration::from_secs(30), |v| v["event"] == "tenant_started");
+    wait_until("fleetmig waiting for the lock", || polling_for_the_lock(&pg));
+    std::thread::sleep(Duration::from_millis(1200));
+    let killed = Instant::now();
+    end_holder(&pg, holder);
+    let (code, _, stderr) = run.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    // The lock is polled at least every 500 ms.
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "the run went on {:?} after the holder was killed",
+        killed.elapsed()
+    );
+    assert_eq!(pg.column("SELECT version::text FROM s_acme.fleetmig_history"), ["1"]);
+}
+
+#[test]
+fn a_connection_that_goes_silent_during_a_lock_wait_ends_with_the_lock_wait() {
+    let Some(pg) = Pg::create("lockblackhole") else { return };
+    let proxy = support::Proxy::new("127.0.0.1:5432");
+    let p = pg_project_at(&proxy.pg_url(&pg.name));
+    let holder = pg_holder(
+        &pg,
+        &format!(
+            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
+            pg.name
+        ),
+    );
+    // No --statement-timeout: nothing but the lock wait bounds the polls.
+    let mut run = support::Spawned::new(p.command(&["up", "--lock-wait", "3s", "--retries", "0", "--format", "json"]));
+    run.wait_for(Duration::from_secs(30), |v| v["event"] == "tenant_started");
+    wait_until("fleetmig waiting for the lock", || polling_for_the_lock(&pg));
+    let cut = Instant::now();
+    proxy.blackhole();
+    let (code, lines, stderr) = run.finish(Duration::from_secs(60));
+    let took = cut.elapsed();
+    end_holder(&pg, holder);
+    assert!(
+        took < Duration::from_secs(8),
+        "--lock-wait 3s, and the run took {took:?} to end: {stderr}"
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let finished: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "tenant_finished")
+        .collect();
+    assert_eq!(finished.len(), 1, "{lines:?}");
+    assert_ne!(finished[0]["status"], "succeeded", "{}", finished[0]);
 }
