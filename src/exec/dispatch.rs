@@ -299,13 +299,15 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 let limiter = limiter.clone();
                 let done = already_there.remove(&i);
                 async move {
+                    // Made first, so that leaving early gives up the tenant's place in the queue.
+                    let mut turn = turns.turn(i);
                     if stop.load(Ordering::SeqCst) && done.is_none() {
                         return (i, not_started(t), None);
                     }
-                    let mut turn = tokio::select! {
-                        turn = turns.take(i) => turn,
+                    tokio::select! {
+                        () = turn.ready() => {}
                         () = stopped(&stop), if done.is_none() => return (i, not_started(t), None),
-                    };
+                    }
                     if let Some(report) = done {
                         events.emit(Event::TenantStarted {
                             tenant: t.id.clone(),

@@ -109,9 +109,10 @@ impl Turns {
         }
     }
 
-    /// Waits until the tenant at `place` is the first waiting tenant with room, and no other
-    /// start is under way; then it holds its slot until the turn is dropped.
-    pub async fn take(&self, place: usize) -> Turn<'_> {
+    /// The turn of the tenant at `place`, not yet taken. Made before anything else the
+    /// tenant does, so a tenant that leaves early (the run stopped) gives up its place:
+    /// a place left in the queue with no one to take it would hold back every tenant after it.
+    pub fn turn(&self, place: usize) -> Turn<'_> {
         let server = self
             .state
             .lock()
@@ -120,22 +121,20 @@ impl Turns {
             .get(&place)
             .cloned()
             .flatten();
-        let mut turn = Turn {
+        Turn {
             turns: self,
             place,
             server,
             held: Held::Waiting,
-        };
-        loop {
-            if self.try_take(place) {
-                turn.held = Held::Starting;
-                return turn;
-            }
-            match self.wake.get(&place) {
-                Some(wake) => wake.notified().await,
-                None => std::future::pending().await,
-            }
         }
+    }
+
+    /// Waits until the tenant at `place` is the first waiting tenant with room, and no other
+    /// start is under way; then it holds its slot until the turn is dropped.
+    pub async fn take(&self, place: usize) -> Turn<'_> {
+        let mut turn = self.turn(place);
+        turn.ready().await;
+        turn
     }
 
     fn try_take(&self, place: usize) -> bool {
@@ -153,6 +152,21 @@ impl Turns {
 }
 
 impl Turn<'_> {
+    /// Waits until this tenant is the first waiting one with room and no other start is
+    /// under way; then it holds its slot until dropped. At once if it already does.
+    pub async fn ready(&mut self) {
+        while self.held == Held::Waiting {
+            if self.turns.try_take(self.place) {
+                self.held = Held::Starting;
+                return;
+            }
+            match self.turns.wake.get(&self.place) {
+                Some(wake) => wake.notified().await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     /// The tenant has started (its start is recorded and announced): the next may start.
     pub fn started(&mut self) {
         if self.held == Held::Starting {
@@ -217,6 +231,26 @@ mod tests {
             h.abort();
         }
         order
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tenant_that_leaves_before_its_turn_holds_back_no_one() {
+        let caps: HashMap<String, usize> = [("a".to_owned(), 1)].into();
+        let turns = Turns::new(
+            8,
+            caps,
+            [(0, Some("a".to_owned())), (1, None), (2, Some("a".to_owned()))],
+        );
+        // Tenant 0 saw the stop before it ever waited: its place is given up with its turn.
+        drop(turns.turn(0));
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            let mut one = turns.take(1).await;
+            one.started();
+            let mut two = turns.take(2).await;
+            two.started();
+        })
+        .await;
+        assert!(taken.is_ok(), "tenants 1 and 2 waited for tenant 0, which had left");
     }
 
     #[tokio::test(start_paused = true)]
