@@ -177,7 +177,11 @@ pub fn text(report: &RunReport, rows: Rows<'_>) -> String {
             counts.join(", ")
         );
     }
-    let _ = writeln!(out, "stop reason: {}", report.stop_reason);
+    let _ = writeln!(
+        out,
+        "stop reason: {}",
+        crate::model::text::printable(&report.stop_reason.to_string())
+    );
     out
 }
 
@@ -185,7 +189,9 @@ pub fn text(report: &RunReport, rows: Rows<'_>) -> String {
 pub fn markdown(report: &RunReport) -> String {
     let mut out = format!(
         "# fleetmig {} run {}\n\nStop reason: {}\n\n",
-        report.command, report.run_id, report.stop_reason
+        report.command,
+        report.run_id,
+        crate::model::text::printable(&report.stop_reason.to_string())
     );
     out.push_str("| wave | tenants | counts |\n| --- | --- | --- |\n");
     for w in &report.waves {
@@ -248,5 +254,24 @@ mod tests {
         assert!(rows[1].starts_with("a "), "{text}");
         let md = markdown(&report);
         assert!(md.find("| b |").unwrap() < md.find("| a |").unwrap(), "{md}");
+    }
+
+    /// A ledger written before errors were made printable, or a stop reason quoting what a
+    /// server said: the text and Markdown reports show control characters escaped, each
+    /// row on its line.
+    #[test]
+    fn raw_control_characters_in_a_kept_report_print_escaped() {
+        let raw = RECORDED_BEFORE
+            .replace("syntax error", r"syntax\u001b[2J\nerror")
+            .replace(
+                r#"{"kind":"max_failures","failed":1,"limit":1}"#,
+                r#"{"kind":"gate_failed","wave":1,"detail":"check: \u001b]0;owned\u0007\nno"}"#,
+            );
+        let report: RunReport = serde_json::from_str(&raw).unwrap();
+        for out in [text(&report, Rows::All), markdown(&report)] {
+            assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out}");
+            assert!(out.contains("syntax\\u{1b}[2J error"), "{out}");
+            assert!(out.contains("check: \\u{1b}]0;owned\\u{7} no"), "{out}");
+        }
     }
 }
