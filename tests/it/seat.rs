@@ -285,7 +285,7 @@ fn on_a_terminal_a_down_to_version_0_asks_and_goes_on_only_on_yes() {
 /// tenant and one whose history has a migration with no file.
 #[test]
 fn the_grouped_drift_advice_is_one_stamp_command_that_fixes_the_whole_group() {
-    let ids = ["a", "b", "c", "d", "e", "f", "low", "other", "dirty"];
+    let ids = ["a", "b", "c", "d", "e", "f", "low", "other", "dirty", "fresh"];
     let p = three_step_fleet(&ids);
     assert_eq!(
         p.run(&["up", "--to", "2", "--select", "id=d", "--select", "id=e"]).code,
@@ -361,10 +361,12 @@ fn the_grouped_drift_advice_is_one_stamp_command_that_fixes_the_whole_group() {
             ("low", "behind", 1),
             ("other", "drifted", 3),
             ("dirty", "dirty", 2),
+            ("fresh", "behind", 0),
         ],
         "{doc:#}"
     );
     assert_eq!(history("low"), low, "a tenant without migration 2 is untouched");
+    assert!(!p.db_path("fresh").exists(), "a tenant never migrated is not created");
     assert_eq!(history("dirty"), dirty, "the dirty tenant is untouched");
     assert_eq!(
         history("other")[2][1].as_deref(),
