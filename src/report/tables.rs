@@ -192,8 +192,8 @@ pub fn runs_text(runs: &[crate::driver::ledger::RunRow]) -> String {
             r.tenants.to_string(),
             r.succeeded.to_string(),
             not_ok(r),
-            r.stop_reason.clone().unwrap_or_default(),
-            r.runner.clone(),
+            crate::model::text::printable(r.stop_reason.as_deref().unwrap_or_default()),
+            crate::model::text::printable(&r.runner),
         ]);
     }
     if runs.is_empty() {
@@ -257,6 +257,32 @@ mod tests {
             refusal: Some(refusal),
             ..row(2, id, 280, 280, &[])
         }
+    }
+
+    #[test]
+    fn runs_show_a_stop_reasons_control_characters_escaped() {
+        let run = crate::driver::ledger::RunRow {
+            run_id: "r1".into(),
+            command: "up".into(),
+            target: Some(2),
+            steps: None,
+            runner: "ops@vm".into(),
+            started_ms: 0,
+            finished_ms: Some(1),
+            stop_reason: Some("wave 1: check failed: \x1b[2Jboom\nnext".into()),
+            tenants: 1,
+            succeeded: 0,
+            failed: 1,
+            rolled_back: 0,
+            rollback_failed: 0,
+            skipped: 0,
+            not_started: 0,
+            stopped: 0,
+        };
+        let out = runs_text(&[run]);
+        assert!(!out.contains('\x1b'), "{out}");
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(out.contains("check failed: \\u{1b}[2Jboom next"), "{out}");
     }
 
     #[test]
