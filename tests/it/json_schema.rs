@@ -348,3 +348,16 @@ fn undocumented_fields_and_the_old_shape_are_refused() {
         assert!(!events.whole.is_valid(&v), "accepted by the whole schema: {line}");
     }
 }
+
+/// The README's example events fit the schema too, so the example cannot drift from it.
+#[test]
+fn the_readmes_example_lines_fit_the_schema() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().filter(|l| l.starts_with("{\"v\":2,")).collect();
+    assert!(lines.len() >= 10, "the README shows a run's events");
+    let seen = Events::load().check("README.md", &lines.join("\n"));
+    assert!(
+        seen.contains("tenant_finished") && seen.contains("run_finished"),
+        "{seen:?}"
+    );
+}
