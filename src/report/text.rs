@@ -17,6 +17,8 @@ pub struct TextReporter {
     timestamps: bool,
     /// True for `stamp`, whose tenants change history rather than run steps.
     stamping: bool,
+    /// True for `stamp --checksums` (a stamp with no target): versions stay as they are.
+    checksums: bool,
     /// Tenants in the run, to leave out the wave line of a run that is one wave.
     total: usize,
     /// The run was abandoned (a second interrupt): tenants finishing from here on were read
@@ -33,6 +35,7 @@ impl TextReporter {
             id_width: id_width.max(6),
             timestamps: false,
             stamping: false,
+            checksums: false,
             total: 0,
             abandoned: false,
             started: std::collections::HashSet::new(),
@@ -77,6 +80,7 @@ impl TextReporter {
                 tenants,
             } => {
                 self.stamping = command == "stamp";
+                self.checksums = self.stamping && target.is_none();
                 self.total = *tenants;
                 let target = target.map(|t| format!(", target {t}")).unwrap_or_default();
                 Some(format!(
@@ -147,6 +151,9 @@ impl TextReporter {
     pub fn tenant_line(&self, r: &TenantReport) -> String {
         let id = format!("{:width$}", r.id.as_str(), width = self.id_width);
         match &r.outcome {
+            Outcome::Succeeded if self.checksums => {
+                format!("  {id}  checksums recorded, at {}", v(r.final_version))
+            }
             Outcome::Succeeded if self.stamping => {
                 format!(
                     "  {id}  stamped at {} (history said {})",

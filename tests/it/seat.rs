@@ -331,6 +331,11 @@ fn the_grouped_drift_advice_is_one_stamp_command_that_fixes_the_whole_group() {
     let stamp = p.run(&args);
     assert_eq!(stamp.code, 1, "the dirty tenant is refused: {}", stamp.all());
     assert!(
+        crate::support::tenant_line(&stamp.stdout, "d").ends_with("checksums recorded, at 2"),
+        "{}",
+        stamp.stdout
+    );
+    assert!(
         crate::support::tenant_line(&stamp.stdout, "dirty").contains("dirty"),
         "{}",
         stamp.stdout
