@@ -389,3 +389,77 @@ fn a_mysql_server_that_stops_answering_fails_the_tenant_within_the_statement_tim
     assert_eq!(rows.last().unwrap()[1].as_deref(), Some("1"), "{rows:?}");
     assert_eq!(t["dirty"], 2, "report and history agree on the dirty mark: {t}");
 }
+
+/// A `--check` that is true at once once `s_x00.t1` exists, and sleeps 100 s before.
+const SLOW_BEFORE_T1: &str =
+    "SELECT CASE WHEN to_regclass('s_x00.t1') IS NULL THEN (SELECT true FROM pg_sleep(100)) ELSE true END";
+
+#[test]
+fn a_check_that_hangs_before_wave_1_costs_its_two_seconds_and_delays_no_tenant() {
+    let Some(pg) = Pg::create("slowcheck") else { return };
+    let p = pg_project(&pg.url(), 1, &[("0001_a.up.sql", "CREATE TABLE t1 (id int);")]);
+    let began = Instant::now();
+    let run = Spawned::new(p.command(&["up", "--check", SLOW_BEFORE_T1, "--format", "json"]));
+    let (code, _, stderr) = run.finish(BOUND);
+    let took = began.elapsed();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        took < Duration::from_secs(8),
+        "the run took {took:?} (the rehearsal has 2 s)"
+    );
+    // The rehearsal's query does not live on in the server (it did, for its 100 s).
+    let sleeping = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep(100)%' \
+         AND pid <> pg_backend_pid()",
+        pg.name
+    );
+    let until = Instant::now() + Duration::from_secs(3);
+    while pg.column(&sleeping)[0] != "0" {
+        assert!(Instant::now() < until, "the rehearsal's check still runs in the server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Before the run begins (the rehearsal is one of its last checks, at most 2 s), Ctrl-C ends
+/// the process as any command's: nothing was changed and no run was recorded.
+#[test]
+fn ctrl_c_during_the_check_before_wave_1_ends_at_once_and_changes_nothing() {
+    let Some(pg) = Pg::create("checkint") else { return };
+    let p = pg_project(&pg.url(), 2, &[("0001_a.up.sql", "CREATE TABLE t1 (id int);")]);
+    let run = Spawned::new(p.command(&[
+        "up",
+        "--check",
+        SLOW_BEFORE_T1,
+        "--format",
+        "json",
+        "--report",
+        "report.json",
+    ]));
+    let sleeping = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep(100)%' \
+         AND pid <> pg_backend_pid()",
+        pg.name
+    );
+    let until = Instant::now() + BOUND;
+    while pg.column(&sleeping)[0] == "0" {
+        assert!(Instant::now() < until, "the check never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run.signal("INT");
+    let stopped = Instant::now();
+    let (code, lines, stderr) = run.finish(BOUND);
+    assert!(stopped.elapsed() < Duration::from_secs(3), "{:?}", stopped.elapsed());
+    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(pg_history(&pg, "s_x00"), (0, false), "{lines:?}");
+    assert_eq!(pg_history(&pg, "s_x01"), (0, false), "{lines:?}");
+    let started = lines.iter().filter(|l| l.contains("\"tenant_started\"")).count();
+    assert_eq!(started, 0, "{lines:?}");
+    // No run is left unfinished in the ledger.
+    let ledger = p.path().join("tenants.ledger.db");
+    let unfinished = if ledger.exists() {
+        sqlite_rows(&ledger, "SELECT run_id FROM fleetmig_runs WHERE finished_ms IS NULL")
+    } else {
+        vec![]
+    };
+    assert!(unfinished.is_empty(), "{unfinished:?}");
+}
