@@ -95,6 +95,19 @@ fn a_check_that_cannot_run_stops_postgres_before_wave_1() {
 /// fleetmig on a pseudo-terminal (stdin, stdout and stderr), answering `answer` once the
 /// question is on the screen; what the terminal showed, and the exit code.
 pub(crate) fn on_a_terminal(p: &Project, args: &str, answer: &str) -> Option<(String, Option<i32>)> {
+    on_a_terminal_then(p, args, |stdin| {
+        stdin.write_all(answer.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    })
+}
+
+/// [`on_a_terminal`], doing `act` (with the terminal's input) once the question is on the
+/// screen.
+pub(crate) fn on_a_terminal_then(
+    p: &Project,
+    args: &str,
+    act: impl FnOnce(&mut std::process::ChildStdin),
+) -> Option<(String, Option<i32>)> {
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("SKIPPED: `script` (util-linux) is not installed");
         return None;
@@ -127,8 +140,7 @@ pub(crate) fn on_a_terminal(p: &Project, args: &str, answer: &str) -> Option<(St
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(answer.as_bytes()).unwrap();
-    stdin.flush().unwrap();
+    act(&mut stdin);
     let code = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status.code();
@@ -290,4 +302,48 @@ fn a_check_after_a_wave_with_no_tenant_migrated_says_it_had_nothing_to_check() {
         run.stdout
     );
     assert!(!run.stdout.contains("0/0"), "{}", run.stdout);
+}
+
+/// The fleetmig process working in `dir` (under `script`, a shell may stand between).
+fn fleetmig_in(dir: &std::path::Path) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+        (comm.trim() == "fleetmig" && cwd == dir).then_some(pid)
+    })
+}
+
+/// Ctrl-C (typed: the terminal sends SIGINT) or SIGTERM while `--confirm` asks: the run
+/// stops there as interrupted, at once, and the next wave does not start.
+#[test]
+fn an_interrupt_while_the_question_is_up_stops_the_run_at_once() {
+    for how in ["ctrl-c", "TERM"] {
+        let p = sqlite_fleet();
+        let dir = p.path().canonicalize().unwrap();
+        let mut sent = None;
+        let Some((screen, code)) = on_a_terminal_then(&p, "up --confirm", |stdin| {
+            if how == "ctrl-c" {
+                stdin.write_all(b"\x03").unwrap();
+                stdin.flush().unwrap();
+            } else {
+                let pid = fleetmig_in(&dir).expect("fleetmig runs");
+                let ok = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+                assert!(ok.success());
+            }
+            sent = Some(Instant::now());
+        }) else {
+            return;
+        };
+        let took = sent.unwrap().elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "{how}: the run took {took:?} to end: {screen}"
+        );
+        assert_eq!(code, Some(1), "{how}: {screen}");
+        assert!(screen.contains("interrupted"), "{how}: {screen}");
+        assert!(!screen.contains("not confirmed"), "{how}: {screen}");
+        assert_eq!(sqlite_version(&p, "c1").as_deref(), Some("2"), "{how}");
+        assert_eq!(sqlite_version(&p, "a1"), None, "{how}: the next wave started: {screen}");
+    }
 }
