@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{Pg, Project, sqlite_column, sqlite_exec};
+use crate::support::{My, Pg, Project, sqlite_column, sqlite_exec};
 
 /// Four migrations; `bad` tenants already hold a table `t3`, so their migration 3 fails.
 pub(crate) fn sqlite_fleet(ids: &[(&str, bool)], bad: &[&str]) -> Project {
@@ -349,6 +349,41 @@ fn the_host_cap_holds_whatever_concurrency_says() {
     for i in 0..12 {
         assert_eq!(pg_state(&pg, &format!("s_x{i:02}")).1, ["1", "2", "3"]);
     }
+}
+
+/// Database-per-tenant on one MySQL host: each tenant has a connection of its own (no
+/// pool), so only the start order's per-host count keeps to `max_connections`.
+#[test]
+fn the_host_cap_holds_for_tenants_with_connections_of_their_own() {
+    let Some(my) = My::create("hostcapmy") else { return };
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE t1 (id INT); SELECT SLEEP(0.2);");
+    p.migration("0002_b.up.sql", "CREATE TABLE t2 (id INT); SELECT SLEEP(0.2);");
+    let tenants: String = (0..10).map(|i| format!("  - {{ id: x{i:02} }}\n")).collect();
+    p.fleet(&format!(
+        "hosts: {{ my: {{ url: \"mysql://root@127.0.0.1:3306/\", max_connections: 3 }} }}\n\
+         defaults: {{ host: my, database: \"{}_{{id}}\" }}\ntenants:\n{tenants}",
+        my.prefix
+    ));
+    let mut child = p
+        .command(&["up", "-j", "8"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sql = format!(
+        "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.PROCESSLIST WHERE DB LIKE '{}\\_%'",
+        my.prefix
+    );
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(my.column(&sql)[0].parse::<usize>().unwrap());
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(
+        peak >= 2,
+        "at most {peak} session(s) seen at once: the test saw no concurrency"
+    );
+    assert!(peak <= 3, "{peak} sessions at once on a host with max_connections 3");
 }
 
 #[test]
