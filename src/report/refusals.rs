@@ -165,7 +165,8 @@ pub fn grouped(set: &MigrationSet, items: &[Refused<'_>]) -> String {
         }
         let ids: Vec<&str> = g.tenants.iter().map(|(id, _)| *id).collect();
         let n = ids.len();
-        let _ = writeln!(out, "{}", headline(g.refusal));
+        // A history row's name and checksum are the database's: shown, never obeyed.
+        let _ = writeln!(out, "{}", crate::model::text::printable(&headline(g.refusal)));
         let _ = writeln!(
             out,
             "  {n} tenant{}: {}",
@@ -173,7 +174,7 @@ pub fn grouped(set: &MigrationSet, items: &[Refused<'_>]) -> String {
             few(&ids, SHOWN)
         );
         for line in advice(set, &g) {
-            let _ = writeln!(out, "  - {line}");
+            let _ = writeln!(out, "  - {}", crate::model::text::printable(&line));
         }
     }
     out
@@ -228,6 +229,22 @@ mod tests {
                 .collect(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_history_rows_name_cannot_drive_the_terminal() {
+        let unknown = Refusal::Unknown {
+            version: Version(4),
+            name: "gone\x1b[2J\nnext".into(),
+        };
+        let items = [Refused {
+            id: "t1",
+            refusal: &unknown,
+            at: Some(Version(4)),
+        }];
+        let out = grouped(&set(), &items);
+        assert!(!out.contains('\x1b'), "{out}");
+        assert!(out.contains("(`gone\\u{1b}[2J next`)"), "{out}");
     }
 
     #[test]
