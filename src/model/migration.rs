@@ -315,6 +315,29 @@ impl MigrationSet {
     }
 }
 
+/// A test set: migrations 1..=`reversible.len()`, each `create table tN`, with a down
+/// script where `reversible` says so.
+#[cfg(test)]
+pub(crate) fn test_set(reversible: &[bool]) -> MigrationSet {
+    MigrationSet::new(
+        reversible
+            .iter()
+            .enumerate()
+            .map(|(i, rev)| {
+                let v = i as i64 + 1;
+                Migration::new(
+                    Version(v),
+                    format!("m{v}"),
+                    format!("create table t{v} (id int);"),
+                    rev.then(|| format!("drop table t{v};")),
+                    format!("migrations/{v:04}_m{v}.up.sql").into(),
+                )
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -307,23 +307,9 @@ impl FleetStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::migration::Migration;
 
     fn set(n: i64) -> MigrationSet {
-        MigrationSet::new(
-            (1..=n)
-                .map(|v| {
-                    Migration::new(
-                        Version(v),
-                        format!("m{v}"),
-                        format!("create table t{v} (id int);"),
-                        None,
-                        format!("migrations/{v:04}_m{v}.up.sql").into(),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap()
+        crate::model::migration::test_set(&vec![false; n as usize])
     }
 
     fn rows(set: &MigrationSet, versions: &[i64]) -> Vec<Applied> {

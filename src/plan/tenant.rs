@@ -371,23 +371,7 @@ mod tests {
     use super::*;
 
     fn set(reversible: &[bool]) -> MigrationSet {
-        MigrationSet::new(
-            reversible
-                .iter()
-                .enumerate()
-                .map(|(i, rev)| {
-                    let v = i as i64 + 1;
-                    Migration::new(
-                        Version(v),
-                        format!("m{v}"),
-                        format!("create table t{v} (id int);"),
-                        rev.then(|| format!("drop table t{v};")),
-                        format!("migrations/{v:04}_m{v}.up.sql").into(),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap()
+        crate::model::migration::test_set(reversible)
     }
 
     fn applied(set: &MigrationSet, versions: &[i64]) -> Vec<Applied> {

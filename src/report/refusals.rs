@@ -205,7 +205,6 @@ pub fn run_text(set: &MigrationSet, report: &RunReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::migration::Migration;
 
     #[test]
     fn few_names_a_few_and_counts_the_rest() {
@@ -215,20 +214,7 @@ mod tests {
     }
 
     fn set() -> MigrationSet {
-        MigrationSet::new(
-            (1..=7)
-                .map(|v| {
-                    Migration::new(
-                        Version(v),
-                        format!("m{v}"),
-                        format!("create table t{v} (id int);"),
-                        None,
-                        format!("migrations/{v:04}_m{v}.up.sql").into(),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap()
+        crate::model::migration::test_set(&[false; 7])
     }
 
     #[test]

@@ -441,20 +441,7 @@ mod tests {
     }
 
     fn set(n: i64) -> MigrationSet {
-        MigrationSet::new(
-            (1..=n)
-                .map(|v| {
-                    crate::model::migration::Migration::new(
-                        Version(v),
-                        format!("m{v}"),
-                        format!("create table t{v} (id int);"),
-                        None,
-                        format!("migrations/{v:04}_m{v}.up.sql").into(),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap()
+        crate::model::migration::test_set(&vec![false; n as usize])
     }
 
     fn rows(set: &MigrationSet, to: i64) -> Vec<crate::model::migration::Applied> {

@@ -2,7 +2,7 @@
 //! needs a look first, the rest counted past a screenful, every row one flag away, and
 //! failures before any migration saying where they happened.
 
-use crate::rollout::sqlite_fleet;
+use crate::support::sqlite_fleet;
 use crate::support::{Pg, Project};
 
 /// The run id from the run's first line (`... (run ID)`).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Pg, Project, Proxy, ProxyMode, Spawned, sqlite_exec};
+use crate::support::{Pg, Project, Proxy, ProxyMode, Spawned};
 
 fn schema() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/events.schema.json");
@@ -79,36 +79,11 @@ impl Events {
     }
 }
 
-/// Four reversible migrations; tenants listed in `bad` already hold `t3`, so migration 3
-/// fails on them.
-fn sqlite_project(tenants: &[(&str, bool)], bad: &[&str]) -> Project {
-    let p = Project::new();
-    for i in 1..=4 {
-        p.migration(
-            &format!("000{i}_t{i}.up.sql"),
-            &format!("CREATE TABLE t{i} (id INTEGER);"),
-        );
-        p.migration(&format!("000{i}_t{i}.down.sql"), &format!("DROP TABLE t{i};"));
-    }
-    let list: String = tenants
-        .iter()
-        .map(|(id, canary)| format!("  - {{ id: {id}, canary: {canary} }}\n"))
-        .collect();
-    p.fleet(&format!(
-        "defaults: {{ url: \"sqlite://data/{{id}}.db\" }}\ntenants:\n{list}"
-    ));
-    std::fs::create_dir_all(p.path().join("data")).unwrap();
-    for id in bad {
-        sqlite_exec(&p.db_path(id), "CREATE TABLE t3 (x INTEGER);");
-    }
-    p
-}
-
 /// Waves behind a canary with a check and a bake between them; a drifted tenant skipped;
 /// a failure that stops the run and is rolled back; tenants the stop leaves not started;
 /// then `down` on what succeeded.
 fn sqlite_runs(events: &Events) -> BTreeSet<String> {
-    let p = sqlite_project(
+    let p = crate::support::sqlite_fleet(
         &[
             ("c1", true),
             ("d1", false),

@@ -679,3 +679,27 @@ fn pump(
         let _ = to.shutdown(std::net::Shutdown::Write);
     }
 }
+
+/// A SQLite fleet of `ids` (id, canary) with four reversible migrations; `bad` tenants already hold a table `t3`, so their migration 3 fails.
+pub fn sqlite_fleet(ids: &[(&str, bool)], bad: &[&str]) -> Project {
+    let p = Project::new();
+    for i in 1..=4 {
+        p.migration(
+            &format!("000{i}_t{i}.up.sql"),
+            &format!("CREATE TABLE t{i} (id INTEGER);"),
+        );
+        p.migration(&format!("000{i}_t{i}.down.sql"), &format!("DROP TABLE t{i};"));
+    }
+    let tenants: String = ids
+        .iter()
+        .map(|(id, canary)| format!("  - {{ id: {id}, canary: {canary} }}\n"))
+        .collect();
+    p.fleet(&format!(
+        "defaults: {{ url: \"sqlite://data/{{id}}.db\" }}\ntenants:\n{tenants}"
+    ));
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    for id in bad {
+        sqlite_exec(&p.db_path(id), "CREATE TABLE t3 (x INTEGER);");
+    }
+    p
+}
