@@ -222,6 +222,18 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         }
     }
 
+    /// An interrupt: the first stops the run at safe points, one after that abandons it.
+    /// True when it abandons.
+    fn interrupted(&mut self) -> bool {
+        let abandon = self.reason >= StopReason::Interrupted;
+        self.escalate(if abandon {
+            StopReason::Abandoned
+        } else {
+            StopReason::Interrupted
+        });
+        abandon
+    }
+
     /// The ledger could not take a write: stop, keeping the first cause.
     fn ledger_lost(&mut self, e: &LedgerError) {
         if !matches!(self.reason, StopReason::LedgerUnavailable { .. }) {
@@ -271,12 +283,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             tokio::select! {
                 found = surveying => found,
                 Some(()) = self.interrupts.recv() => {
-                    let reason = if self.reason >= StopReason::Interrupted {
-                        StopReason::Abandoned
-                    } else {
-                        StopReason::Interrupted
-                    };
-                    self.escalate(reason);
+                    self.interrupted();
                     HashMap::new()
                 }
             }
@@ -380,11 +387,10 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     None => break,
                 },
                 Some(()) = self.interrupts.recv() => {
-                    if self.reason >= StopReason::Interrupted {
+                    if self.interrupted() {
                         abandoned = true;
                         break;
                     }
-                    self.escalate(StopReason::Interrupted);
                 }
             }
         }
@@ -521,13 +527,9 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             let failed = tokio::select! {
                 failed = checking => failed,
                 Some(()) = self.interrupts.recv() => {
-                    let reason = if self.reason >= StopReason::Interrupted {
-                        StopReason::Abandoned
-                    } else {
-                        StopReason::Interrupted
-                    };
                     gate_finished(events, wave.number, Gate::Check, false, Some("interrupted".into()), began);
-                    return self.escalate(reason);
+                    self.interrupted();
+                    return;
                 }
             };
             // "passed on 0/0" read as a check that ran; nothing ran.
@@ -699,11 +701,10 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     None => break,
                 },
                 Some(()) = self.interrupts.recv() => {
-                    if self.reason >= StopReason::Interrupted {
+                    if self.interrupted() {
                         abandoned = true;
                         break;
                     }
-                    self.escalate(StopReason::Interrupted);
                 }
             }
         }
@@ -794,11 +795,9 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             tokio::select! {
                 done = &mut work => return Some(done),
                 Some(()) = self.interrupts.recv() => {
-                    if self.reason >= StopReason::Interrupted {
-                        self.escalate(StopReason::Abandoned);
+                    if self.interrupted() {
                         return None;
                     }
-                    self.escalate(StopReason::Interrupted);
                 }
             }
         }
