@@ -112,7 +112,10 @@ pub(crate) fn on_a_terminal_then(
         eprintln!("SKIPPED: `script` (util-linux) is not installed");
         return None;
     }
-    let command = format!("{} {args}", env!("CARGO_BIN_EXE_fleetmig"));
+    // `exec`: no shell stands between `script` and fleetmig. A shell that waits for its
+    // child dies of the terminal's SIGINT itself (dash does), and `script` then reports
+    // 130 whatever fleetmig did.
+    let command = format!("exec {} {args}", env!("CARGO_BIN_EXE_fleetmig"));
     let mut child = Command::new("script")
         .args(["-q", "-e", "-f", "-c", &command, "/dev/null"])
         .current_dir(p.path())
@@ -304,7 +307,7 @@ fn a_check_after_a_wave_with_no_tenant_migrated_says_it_had_nothing_to_check() {
     assert!(!run.stdout.contains("0/0"), "{}", run.stdout);
 }
 
-/// The fleetmig process working in `dir` (under `script`, a shell may stand between).
+/// The fleetmig process working in `dir`.
 fn fleetmig_in(dir: &std::path::Path) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
