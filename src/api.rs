@@ -18,15 +18,15 @@ use crate::exec::tenant::Action;
 use crate::load;
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::{MigrationSet, Version};
+pub use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::model::secret::DbUrl;
-pub use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::plan::select::select;
 use crate::plan::tenant::Target;
 use crate::plan::waves::waves;
 
-pub use crate::exec::dispatch::{RunReport, Status};
 pub use crate::exec::tenant::Retry;
 pub use crate::exec::wait::{WaitOptions, WaitOutcome};
+pub use crate::model::run::{RunReport, Status};
 pub use crate::plan::select::Selector;
 pub use crate::plan::status::{Condition, FleetStatus, Standing};
 

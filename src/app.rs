@@ -11,18 +11,21 @@ use crate::driver::connect::{Connector, Limits};
 use crate::driver::ledger::{Ledger, RunPlan};
 use crate::driver::offline;
 use crate::error::Error;
-use crate::exec::dispatch::{Gates, Policy, Rate, RunReport, Status, can_confirm, dispatch};
+use crate::exec::dispatch::{Gates, Policy, Rate, can_confirm, dispatch};
 use crate::exec::events::Events;
 use crate::exec::run::{Inspected, RunContext, inspect_all};
 use crate::exec::tenant::{Action, Retry};
 use crate::load;
 use crate::model::fleet::{Engine, Fleet, Ident, Tenant};
 use crate::model::migration::{Direction, Migration, MigrationSet, Version};
+use crate::model::policy::WaveSpec;
+use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
+use crate::model::refusal::Refusal;
+use crate::model::run::{RunReport, Status};
 use crate::model::secret::DbUrl;
-use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::plan::select::select;
-use crate::plan::tenant::{self as plan, Refusal, Target};
-use crate::plan::waves::{Wave, WaveSpec, waves};
+use crate::plan::tenant::{self as plan, Target};
+use crate::plan::waves::{Wave, waves};
 use crate::report::json::write_event;
 use crate::report::progress::ProgressReporter;
 use crate::report::run as run_report;
@@ -831,7 +834,7 @@ async fn execute(
         };
         // Bounded: after an abandon, a pool may still wait on a server that stopped answering,
         // and the report must be out before the process's deadline (`signals::GRACE`).
-        let closing = if report.stop_reason == crate::plan::policy::StopReason::Abandoned {
+        let closing = if report.stop_reason == crate::model::policy::StopReason::Abandoned {
             std::time::Duration::from_millis(300)
         } else {
             std::time::Duration::from_secs(2)

@@ -9,9 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::model::bounds::{self, DAY, HOUR, MS, SECOND};
 use crate::model::fleet::Engine;
 use crate::model::migration::Version;
-use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
+use crate::model::policy::WaveSpec;
+use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
 use crate::plan::select::Selector;
-use crate::plan::waves::WaveSpec;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -377,4 +377,16 @@ pub fn bake(text: &str) -> Result<Duration, String> {
 /// `--rate` and `--burst`: tenant starts per second.
 fn per_second(text: &str) -> Result<NonZeroU32, String> {
     bounds::number(text, 1u32, 100_000).and_then(|n| NonZeroU32::new(n).ok_or_else(|| "0".into()))
+}
+
+/// `--rollback`'s words come from the model, where the fleet file and the ledger read them
+/// too: clap stays in this module.
+impl ValueEnum for RollbackPolicy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &RollbackPolicy::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.help()))
+    }
 }

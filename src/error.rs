@@ -1,8 +1,8 @@
 //! Setup errors: anything that stops a command before it touches a tenant.
 
-use crate::driver::error::DbError;
 use crate::load::fleet::FleetError;
 use crate::load::migrations::MigrationsError;
+use crate::model::db_error::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

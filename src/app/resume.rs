@@ -11,8 +11,8 @@ use crate::driver::ledger::RecordedPolicy;
 use crate::error::Error;
 use crate::exec::dispatch::Policy;
 use crate::model::fleet::Fleet;
-use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
-use crate::plan::waves::WaveSpec;
+use crate::model::policy::WaveSpec;
+use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
 
 fn spec_text(spec: &WaveSpec) -> String {
     spec.0.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
@@ -149,7 +149,11 @@ pub(super) fn resumed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Re
         "canary" | "" => MaxSkipped::Canary,
         s => s.parse().map_err(|e| unreadable("skip limit", e))?,
     });
-    r.rollback = Some(RollbackPolicy::from_str(&rec.rollback, false).map_err(|e| unreadable("rollback", e))?);
+    r.rollback = Some(
+        rec.rollback
+            .parse::<RollbackPolicy>()
+            .map_err(|e| unreadable("rollback", e))?,
+    );
     r.bake = rec.bake_ms.map(Duration::from_millis);
     r.check = rec.check.clone();
     r.rate = rec.rate.and_then(NonZeroU32::new);

@@ -15,7 +15,7 @@ use crate::exec::join::Shared;
 use crate::exec::tenant::Action;
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::Version;
-use crate::plan::policy::MaxFailures;
+use crate::model::policy::MaxFailures;
 use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::session::{Session, StepFailed, Undo};
 use crate::driver::{mysql, postgres, sqlite};
+use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Fleet, Tenant, TenantId};
 use crate::model::migration::Applied;
 use crate::model::secret::DbUrl;

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 
-use crate::exec::dispatch::{FinalTenant, RunReport};
-use crate::exec::events::{Outcome, Phase, TenantReport};
 use crate::model::migration::Version;
+use crate::model::run::{FinalTenant, RunReport};
+use crate::model::run::{Outcome, Phase, TenantReport};
 use crate::model::secret::DbUrl;
 
 /// A ledger error, free of secrets.
@@ -272,8 +272,8 @@ impl Ledger {
         let sql_fail = |op: &str, e: sqlx::Error| {
             fail(
                 op,
-                crate::driver::error::DbError::sqlx(
-                    crate::driver::error::ErrorKind::Unreachable,
+                crate::model::db_error::DbError::sqlx(
+                    crate::model::db_error::ErrorKind::Unreachable,
                     "",
                     &e,
                     url.password(),
@@ -875,7 +875,7 @@ pub enum Claimed {
     /// No tenant is pending or in flight: the run is done.
     Done,
     /// The run's stop marker is set.
-    Stopped(crate::plan::policy::StopReason),
+    Stopped(crate::model::policy::StopReason),
 }
 
 /// One tenant row of a shared run, for the report assembled from the ledger.
@@ -917,7 +917,7 @@ pub struct RowFailure {
     pub rollback_error: Option<String>,
     /// Why a skipped tenant was refused, for the report that groups tenants by problem.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<crate::plan::tenant::Refusal>,
+    pub refusal: Option<crate::model::refusal::Refusal>,
 }
 
 impl RowFailure {
@@ -939,7 +939,7 @@ impl RowFailure {
     /// A tenant's outcome as it finished, before any rollback.
     fn of_outcome(outcome: &Outcome) -> Option<RowFailure> {
         let mut f = RowFailure {
-            dirty: crate::exec::dispatch::dirty_at(outcome),
+            dirty: crate::model::run::dirty_at(outcome),
             ..RowFailure::default()
         };
         if let Outcome::Failed {
@@ -952,7 +952,7 @@ impl RowFailure {
             f.error_number = error.number;
         }
         if let Outcome::Skipped {
-            reason: crate::exec::events::SkipReason::Refused { refusal },
+            reason: crate::model::run::SkipReason::Refused { refusal },
         } = outcome
         {
             f.refusal = Some(refusal.clone());
@@ -971,7 +971,7 @@ pub struct SharedRun {
     pub command: String,
     pub started_ms: i64,
     pub canary_waves: Vec<usize>,
-    pub marker: Option<crate::plan::policy::StopReason>,
+    pub marker: Option<crate::model::policy::StopReason>,
     pub rows: Vec<SharedRow>,
 }
 
@@ -1106,7 +1106,7 @@ impl Ledger {
     }
 
     /// The run's stop marker, when a runner set it.
-    async fn stop_marker_unbounded(&self, run_id: &str) -> Result<Option<crate::plan::policy::StopReason>, Fault> {
+    async fn stop_marker_unbounded(&self, run_id: &str) -> Result<Option<crate::model::policy::StopReason>, Fault> {
         let marker: Option<Option<String>> =
             sqlx::query_scalar("SELECT shared_stop FROM fleetmig_runs WHERE run_id = $1")
                 .bind(run_id)
@@ -1127,9 +1127,9 @@ impl Ledger {
         owner: &str,
         report: &TenantReport,
         release: bool,
-        limit: crate::plan::policy::MaxFailures,
+        limit: crate::model::policy::MaxFailures,
         total: usize,
-    ) -> Result<Option<crate::plan::policy::StopReason>, Fault> {
+    ) -> Result<Option<crate::model::policy::StopReason>, Fault> {
         let failed = matches!(report.outcome, Outcome::Failed { .. });
         let (state, error) = match &report.outcome {
             _ if release => ("pending", None),
@@ -1175,7 +1175,7 @@ impl Ledger {
                     .map_err(Fault::Sql)?;
             let count = count as usize;
             if limit.is_exceeded(count, total) {
-                let reason = crate::plan::policy::StopReason::MaxFailures {
+                let reason = crate::model::policy::StopReason::MaxFailures {
                     failed: count,
                     limit: limit.limit(total).unwrap_or(0),
                 };
@@ -1325,7 +1325,7 @@ impl Ledger {
     }
 
     /// The run's stop marker, when a runner set it.
-    pub async fn stop_marker(&self, run_id: &str) -> Result<Option<crate::plan::policy::StopReason>, LedgerError> {
+    pub async fn stop_marker(&self, run_id: &str) -> Result<Option<crate::model::policy::StopReason>, LedgerError> {
         self.write("reading the run's stop marker", run_id, move || {
             self.stop_marker_unbounded(run_id)
         })
@@ -1339,9 +1339,9 @@ impl Ledger {
         owner: &str,
         report: &TenantReport,
         release: bool,
-        limit: crate::plan::policy::MaxFailures,
+        limit: crate::model::policy::MaxFailures,
         total: usize,
-    ) -> Result<Option<crate::plan::policy::StopReason>, LedgerError> {
+    ) -> Result<Option<crate::model::policy::StopReason>, LedgerError> {
         // One transaction, keyed on this runner's ownership: again after a lost answer, it
         // writes the same row and counts the same failures.
         self.write("recording a tenant's outcome", run_id, move || {

@@ -7,9 +7,9 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Executor, Row};
 
 use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, answered};
-use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::quote::backtick;
 use crate::driver::session::{Session, Wire};
+use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Version};
 

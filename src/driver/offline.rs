@@ -7,7 +7,7 @@ use crate::driver::quote::{backtick, double};
 use crate::driver::{mysql, postgres, sqlite};
 use crate::model::fleet::{Engine, Ident};
 use crate::model::migration::{Migration, MigrationSet, Version};
-use crate::plan::tenant::Refusal;
+use crate::model::refusal::Refusal;
 
 /// A string literal with its quotes doubled.
 fn literal(text: &str) -> String {

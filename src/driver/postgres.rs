@@ -17,9 +17,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Column, Connection, Either, Executor, Row};
 
 use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, NO_ANSWER, answered};
-use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::quote::double;
 use crate::driver::session::{Session, Wire};
+use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Direction, Version};
 

@@ -14,7 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Column, Connection, Database, Decode, Executor, Row, Type};
 
-use crate::driver::error::{DbError, ErrorKind};
+use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, RegistryRow};
 use crate::model::secret::DbUrl;
 

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::driver::error::{DbError, ErrorKind};
+use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::Engine;
 use crate::model::migration::{Applied, Direction, Version};
 use crate::plan::tenant::Step;

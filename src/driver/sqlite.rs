@@ -11,8 +11,8 @@ use sqlx::{Connection, Executor, Row};
 use tokio::time::Instant;
 
 use crate::driver::connect::{Access, Limits};
-use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::session::{Session, Wire};
+use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Version};
 

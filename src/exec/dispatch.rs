@@ -13,22 +13,21 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::driver::connect::{Access, Connector, Limits};
-use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::ledger::LedgerError;
-use crate::exec::events::{
-    Event, Events, Gate, GateStart, NextWave, Outcome, Phase, SkipReason, Summary, TenantReport,
-};
+use crate::exec::events::{Event, Events, Gate, GateStart, NextWave};
 use crate::exec::run::{RunContext, host_caps, host_limit, inspect_all};
 use crate::exec::tenant::{self, Action, Job};
 use crate::exec::turns::Turns;
+use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::Tenant;
 use crate::model::migration::{Applied, MigrationSet, Version};
-use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
-use crate::plan::tenant::{Refusal, Target};
+use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
+use crate::model::run::{FinalTenant, RunReport, Status, WaveReport, dirty_at, summarize};
+use crate::model::run::{Outcome, Phase, SkipReason, Summary, TenantReport};
+use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
 
 /// Tenant starts per second, and how many may start at once after a quiet spell.
@@ -73,105 +72,6 @@ pub struct Policy {
     pub pause_after: Option<usize>,
     pub gates: Gates,
     pub rate: Option<Rate>,
-}
-
-/// Where a tenant ended, as the final report tells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Succeeded,
-    Failed,
-    RolledBack,
-    RollbackFailed,
-    NotStarted,
-    Skipped,
-    /// Stopped between two migrations by a stop, and not rolled back.
-    Stopped,
-}
-
-impl Status {
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::RolledBack => "rolled_back",
-            Status::RollbackFailed => "rollback_failed",
-            Status::NotStarted => "not_started",
-            Status::Skipped => "skipped",
-            Status::Stopped => "stopped",
-        }
-    }
-}
-
-/// One tenant's line in the final report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FinalTenant {
-    pub id: String,
-    pub wave: usize,
-    pub status: Status,
-    pub start_version: Option<Version>,
-    /// What the tenant's history table says after the run (and any rollback): the highest
-    /// migration it holds cleanly.
-    pub final_version: Option<Version>,
-    /// The migration it is left dirty at (failed part way outside a transaction), if any:
-    /// later runs refuse it until `fleetmig stamp`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dirty: Option<Version>,
-    /// The migration that failed, for `failed` and rolled-back failures.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failed_migration: Option<Version>,
-    /// Where it failed when that was not in a migration (connecting, locking, reading its
-    /// history). Reports recorded before this was kept have none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub during: Option<Phase>,
-    /// Why a tenant was refused (drifted, dirty, ...), for the report that groups tenants
-    /// with the same problem; `error` says it in words. Kept in the ledger so `report RUN`
-    /// groups them too; reports recorded before it was kept have none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<Refusal>,
-    /// The error: the database's code and message, or why the tenant was skipped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The database's SQLSTATE (SQLite: its error code).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-    /// MySQL's and MariaDB's error number (1205, ...), beside their often generic SQLSTATE.
-    /// Reports recorded before it was kept have none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_number: Option<u16>,
-    /// `[from, to]` when a rollback ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<[Option<Version>; 2]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback_error: Option<String>,
-    pub migrations_run: usize,
-}
-
-/// Counts for one wave.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WaveReport {
-    pub wave: usize,
-    pub canary: bool,
-    pub tenants: usize,
-    pub counts: std::collections::BTreeMap<String, usize>,
-}
-
-/// The report of a whole run: every selected tenant exactly once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunReport {
-    pub run_id: String,
-    pub command: String,
-    pub stop_reason: StopReason,
-    pub waves: Vec<WaveReport>,
-    pub tenants: Vec<FinalTenant>,
-    pub summary: Summary,
-}
-
-impl RunReport {
-    /// True when every tenant reached the target.
-    pub fn is_success(&self) -> bool {
-        !self.stop_reason.is_early() && self.tenants.iter().all(|t| t.status == Status::Succeeded)
-    }
 }
 
 /// A tenant's slot in the run.
@@ -872,33 +772,6 @@ async fn stopped(stop: &AtomicBool) {
     }
 }
 
-/// The run's counts, from each tenant's final status: the one count every report shows.
-pub(crate) fn summarize(tenants: &[FinalTenant], elapsed: Duration) -> Summary {
-    let mut s = Summary {
-        tenants: tenants.len(),
-        elapsed_ms: elapsed.as_millis() as u64,
-        ..Summary::default()
-    };
-    for t in tenants {
-        match t.status {
-            Status::Succeeded => {
-                s.succeeded += 1;
-                s.changed += usize::from(t.migrations_run > 0);
-            }
-            Status::Failed => {
-                s.failed += 1;
-                s.failed_after_steps += usize::from(t.migrations_run > 0);
-            }
-            Status::RolledBack => s.rolled_back += 1,
-            Status::RollbackFailed => s.rollback_failed += 1,
-            Status::Skipped => s.skipped += 1,
-            Status::NotStarted => s.not_started += 1,
-            Status::Stopped => s.stopped += 1,
-        }
-    }
-    s
-}
-
 fn not_started(t: &Tenant) -> TenantReport {
     TenantReport {
         id: t.id.clone(),
@@ -978,21 +851,6 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
     out
 }
 
-/// The migration an outcome leaves (or found) the tenant dirty at.
-pub(crate) fn dirty_at(outcome: &Outcome) -> Option<Version> {
-    match outcome {
-        Outcome::Failed {
-            version, dirty: true, ..
-        } => *version,
-        Outcome::Skipped {
-            reason: SkipReason::Refused {
-                refusal: Refusal::Dirty { version },
-            },
-        } => Some(*version),
-        _ => None,
-    }
-}
-
 /// How long the dispatcher keeps at its own work after a second interrupt, for each of:
 /// reading where the abandoned tenants really are, and recording it in the ledger.
 pub const AFTER_ABANDON: Duration = Duration::from_secs(2);
@@ -1066,7 +924,7 @@ pub(crate) fn abandoned_report(
     let failed = |version, message: String, dirty| Outcome::Failed {
         version,
         during: Phase::Migrating,
-        error: DbError::new(crate::driver::error::ErrorKind::Sql, "migrating", message),
+        error: DbError::new(crate::model::db_error::ErrorKind::Sql, "migrating", message),
         dirty,
     };
     let (outcome, final_version) = match read {

@@ -18,15 +18,16 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::driver::ledger::{Claimed, Ledger, SharedRun};
 use crate::exec::dispatch::{
-    AFTER_ABANDON, FinalTenant, LAST_WORD, Policy, RunReport, Status, WaveReport, abandoned_report, announce, conclude,
-    missed_end, settled_history, summarize,
+    AFTER_ABANDON, LAST_WORD, Policy, abandoned_report, announce, conclude, missed_end, settled_history,
 };
-use crate::exec::events::{Event, Events, Outcome, Summary, TenantReport};
+use crate::exec::events::{Event, Events};
 use crate::exec::run::{RunContext, host_caps};
 use crate::exec::tenant::{self, Action, Job};
 use crate::model::fleet::Tenant;
 use crate::model::migration::Version;
-use crate::plan::policy::{MaxFailures, StopReason};
+use crate::model::policy::{MaxFailures, StopReason};
+use crate::model::run::{FinalTenant, RunReport, Status, WaveReport, summarize};
+use crate::model::run::{Outcome, Summary, TenantReport};
 use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
 

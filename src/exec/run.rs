@@ -8,9 +8,9 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::driver::connect::Connector;
-use crate::driver::error::DbError;
 use crate::driver::ledger::Ledger;
 use crate::exec::tenant;
+use crate::model::db_error::DbError;
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::{Applied, MigrationSet};
 

@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::driver::connect::{Access, AnySession, Connector, Limits};
-use crate::driver::error::{DbError, ErrorKind};
 use crate::driver::session::{StepFailed, Undo};
-use crate::exec::events::{Event, Events, Outcome, Phase, SkipReason, StepDone, TenantReport};
+use crate::exec::events::{Event, Events};
+use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Tenant, TenantId};
 use crate::model::migration::{Applied, Direction, MigrationSet, Version};
-use crate::plan::tenant::{self as plan, Refusal, Target};
+use crate::model::refusal::Refusal;
+use crate::model::run::{Outcome, Phase, SkipReason, StepDone, TenantReport};
+use crate::plan::tenant::{self as plan, Target};
 
 /// What a run does to each tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

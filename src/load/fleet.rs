@@ -11,8 +11,8 @@ use url::Url;
 
 use crate::model::bounds;
 use crate::model::fleet::{Discover, Engine, Fleet, Host, Ident, Namespace, RolloutDefaults, Tenant, TenantId};
+use crate::model::policy::RollbackPolicy;
 use crate::model::secret::{DbUrl, redact, scrub};
-use crate::plan::policy::RollbackPolicy;
 
 /// Sessions per host when the fleet file does not say.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
@@ -868,10 +868,7 @@ fn rollout_defaults(doc: RolloutDoc) -> Result<RolloutDefaults, (&'static str, S
             .map_err(|m| ("max_skipped", m))?,
         rollback: doc
             .rollback
-            .map(|r| {
-                <RollbackPolicy as clap::ValueEnum>::from_str(&r, false)
-                    .map_err(|_| format!("`{r}` is not one of failed, wave, run, none"))
-            })
+            .map(|r| r.parse::<RollbackPolicy>())
             .transpose()
             .map_err(|m| ("rollback", m))?,
     })

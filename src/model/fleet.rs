@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::secret::DbUrl;
-use crate::plan::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
-use crate::plan::waves::WaveSpec;
+use crate::model::policy::WaveSpec;
+use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
 
 /// Database engines fleetmig speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

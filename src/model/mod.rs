@@ -1,7 +1,12 @@
-//! Plain data: migrations, tenants and the fleet. No I/O, no async.
+//! Plain data: migrations, tenants, the fleet, run policies and what a run did. No I/O,
+//! no async.
 
 pub mod bounds;
+pub mod db_error;
 pub mod fleet;
 pub mod migration;
+pub mod policy;
+pub mod refusal;
+pub mod run;
 pub mod secret;
 pub mod text;

@@ -1,6 +1,5 @@
 //! Pure decisions: what to run on a tenant, which tenants a selector picks.
 
-pub mod policy;
 pub mod select;
 pub mod status;
 pub mod tenant;

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::model::migration::{Applied, Direction, MigrationSet, Version};
-use crate::plan::tenant::{self as plan, Refusal, State};
+use crate::model::refusal::Refusal;
+use crate::plan::tenant::{self as plan, State};
 
 /// A tenant's condition, as `status` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -1,88 +1,8 @@
 //! Rollout order: canary tenants form the first wave, the rest follow in waves whose
 //! cumulative sizes come from a spec such as `1,10%,50%,100%`. Deterministic: fleet order.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::Serialize;
-
 use crate::model::fleet::Tenant;
-
-/// One cumulative wave size: a count of tenants or a share of those left after the canaries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum WaveSize {
-    Count(usize),
-    Percent(u32),
-}
-
-impl WaveSize {
-    /// The cumulative number of tenants this size reaches, of `total`.
-    fn reach(self, total: usize) -> usize {
-        match self {
-            WaveSize::Count(n) => n.min(total),
-            WaveSize::Percent(p) => (total * p as usize).div_ceil(100).min(total),
-        }
-    }
-}
-
-impl FromStr for WaveSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let bad = || format!("wave size `{s}` is not a count (10) or a percentage (10%) from 1 to 100%");
-        match s.strip_suffix('%') {
-            Some(p) => match p.trim().parse::<u32>() {
-                Ok(p) if (1..=100).contains(&p) => Ok(WaveSize::Percent(p)),
-                _ => Err(bad()),
-            },
-            None => match s.parse::<usize>() {
-                Ok(n) if n > 0 => Ok(WaveSize::Count(n)),
-                _ => Err(bad()),
-            },
-        }
-    }
-}
-
-impl fmt::Display for WaveSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WaveSize::Count(n) => write!(f, "{n}"),
-            WaveSize::Percent(p) => write!(f, "{p}%"),
-        }
-    }
-}
-
-/// Cumulative wave sizes for the tenants after the canaries, e.g. `1,10%,50%,100%`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct WaveSpec(pub Vec<WaveSize>);
-
-/// Sizes are cumulative, so none may be smaller than the one before it of its kind
-/// (`5,2` or `50%,20%` is a mistake, not two waves), and nothing may follow `100%`.
-impl FromStr for WaveSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let sizes = s.split(',').map(str::parse).collect::<Result<Vec<WaveSize>, _>>()?;
-        let (mut count, mut percent) = (None, None);
-        for (i, size) in sizes.iter().enumerate() {
-            let (last, value) = match *size {
-                WaveSize::Count(n) => (&mut count, n),
-                WaveSize::Percent(p) => (&mut percent, p as usize),
-            };
-            if let Some(before) = *last {
-                if value < before {
-                    return Err(format!(
-                        "wave sizes `{s}` are cumulative: `{size}` cannot be smaller than the size before it"
-                    ));
-                }
-            }
-            *last = Some(value);
-            if percent == Some(100) && i + 1 < sizes.len() {
-                return Err(format!("wave sizes `{s}`: nothing can follow `100%`"));
-            }
-        }
-        Ok(WaveSpec(sizes))
-    }
-}
+use crate::model::policy::WaveSpec;
 
 /// One wave of a rollout.
 #[derive(Debug, Clone)]

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::exec::dispatch::Prompt;
-use crate::exec::events::{Event, Gate, GateStart, NextWave, Outcome, Stamped};
+use crate::exec::events::{Event, Gate, GateStart, NextWave, Stamped};
 use crate::model::fleet::TenantId;
 use crate::model::migration::{Direction, Version};
+use crate::model::run::Outcome;
 use crate::report::gates;
 use crate::report::text::TextReporter;
 
@@ -754,7 +755,7 @@ mod tests {
     use indicatif::TermLike;
 
     use super::*;
-    use crate::exec::events::Summary;
+    use crate::model::run::Summary;
     use crate::report::text::tests::{duplicate_column, id, report, scripted_run, step, step_started};
 
     const WIDTH: usize = 100;
@@ -968,7 +969,7 @@ mod tests {
                         "tenant-02",
                         Outcome::Failed {
                             version: Some(Version(1)),
-                            during: crate::exec::events::Phase::Migrating,
+                            during: crate::model::run::Phase::Migrating,
                             error: duplicate_column(),
                             dirty: false,
                         },
@@ -1025,8 +1026,8 @@ mod tests {
     #[test]
     fn a_retry_is_a_printed_line_and_shows_on_the_tenants_line_until_its_next_step() {
         let (mut reporter, screen) = on_screen(options(3));
-        let lost = crate::driver::error::DbError::new(
-            crate::driver::error::ErrorKind::Unreachable,
+        let lost = crate::model::db_error::DbError::new(
+            crate::model::db_error::ErrorKind::Unreachable,
             "applying 0003_add_email",
             "connection reset by peer",
         );
@@ -1289,7 +1290,7 @@ mod tests {
         feed(
             &mut reporter,
             [Event::Stopping {
-                reason: crate::plan::policy::StopReason::Interrupted,
+                reason: crate::model::policy::StopReason::Interrupted,
             }],
         );
         let text = screen.text();
@@ -1467,7 +1468,7 @@ mod tests {
                     summary: Summary::default(),
                 },
                 Event::Stopping {
-                    reason: crate::plan::policy::StopReason::Abandoned,
+                    reason: crate::model::policy::StopReason::Abandoned,
                 },
                 Event::WaveStarted {
                     wave: 2,
@@ -1498,7 +1499,7 @@ mod tests {
                 started("ghost"),
                 Event::RunFinished {
                     summary: Summary::default(),
-                    stop_reason: crate::plan::policy::StopReason::Abandoned,
+                    stop_reason: crate::model::policy::StopReason::Abandoned,
                 },
                 Event::RunStarted {
                     run_id: "late".into(),

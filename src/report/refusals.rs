@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::exec::dispatch::RunReport;
 use crate::model::migration::{MigrationSet, Version};
-use crate::plan::tenant::{Refusal, short_checksum};
+use crate::model::refusal::{Refusal, short_checksum};
+use crate::model::run::RunReport;
 
 /// How many ids a group names before it counts the rest.
 const SHOWN: usize = 3;

@@ -5,8 +5,8 @@ use std::fmt::Write;
 use comfy_table::Table;
 use comfy_table::presets::NOTHING;
 
-use crate::exec::dispatch::{FinalTenant, RunReport, Status};
 use crate::model::migration::Version;
+use crate::model::run::{FinalTenant, RunReport, Status};
 
 fn v(v: Option<Version>) -> String {
     v.map_or("?".to_owned(), |v| v.to_string())

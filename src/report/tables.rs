@@ -5,7 +5,7 @@ use comfy_table::{Cell, Table};
 use serde::Serialize;
 
 use crate::model::migration::{MigrationSet, Version};
-use crate::plan::tenant::Refusal;
+use crate::model::refusal::Refusal;
 use crate::report::refusals::{Refused, grouped};
 
 fn table(header: &[&str]) -> Table {

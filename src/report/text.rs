@@ -3,9 +3,10 @@
 
 use std::io::Write;
 
-use crate::exec::events::{Event, Outcome, Phase, Stamped, Summary, TenantReport};
+use crate::exec::events::{Event, Stamped};
 use crate::model::fleet::TenantId;
 use crate::model::migration::{Direction, Version};
+use crate::model::run::{Outcome, Phase, Summary, TenantReport};
 use crate::model::text::escape_controls;
 
 /// Renders run events as lines of text.
@@ -121,7 +122,7 @@ impl TextReporter {
                 if *canary { " (canary)" } else { "" }
             )),
             Event::Stopping { reason } => {
-                self.abandoned |= *reason == crate::plan::policy::StopReason::Abandoned;
+                self.abandoned |= *reason == crate::model::policy::StopReason::Abandoned;
                 Some(format!("stopping: {reason}"))
             }
             Event::RollbackStarted { tenants } => Some(format!("rolling back {tenants} tenant(s)")),
@@ -284,12 +285,12 @@ pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::driver::error::{DbError, ErrorKind};
-    use crate::exec::dispatch::{FinalTenant, RunReport, Status, WaveReport};
-    use crate::exec::events::{Phase, SkipReason, StepDone};
+    use crate::model::db_error::{DbError, ErrorKind};
     use crate::model::fleet::TenantId;
-    use crate::plan::policy::StopReason;
-    use crate::plan::tenant::Refusal;
+    use crate::model::policy::StopReason;
+    use crate::model::refusal::Refusal;
+    use crate::model::run::{FinalTenant, RunReport, Status, WaveReport};
+    use crate::model::run::{Phase, SkipReason, StepDone};
 
     /// 2023-11-14T22:13:20Z, so the timestamps read as a clock and not as zeros.
     const T0: u64 = 1_700_000_000_000;
@@ -713,7 +714,7 @@ pub(crate) mod tests {
             migrations_run: 2,
             ..final_tenant("tenant-019", 2, Status::RolledBack, 1, 1)
         };
-        let summary = crate::exec::dispatch::summarize(&tenants, std::time::Duration::from_millis(8_250));
+        let summary = crate::model::run::summarize(&tenants, std::time::Duration::from_millis(8_250));
         let counts = |wave| {
             let mut counts = BTreeMap::new();
             for t in tenants.iter().filter(|t| t.wave == wave) {

@@ -9,8 +9,8 @@ use std::path::Path;
 use fleetmig::load::fleet;
 use fleetmig::load::migrations;
 use fleetmig::model::bounds;
+use fleetmig::model::policy::WaveSpec;
 use fleetmig::plan::select::Selector;
-use fleetmig::plan::waves::WaveSpec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 

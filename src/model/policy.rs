@@ -1,4 +1,4 @@
-//! Run policies: when to stop, what to roll back, and why a run stopped.
+//! Run policies: wave sizes, when to stop, what to roll back, and why a run stopped.
 
 use std::fmt;
 use std::str::FromStr;
@@ -123,7 +123,7 @@ impl fmt::Display for MaxSkipped {
 }
 
 /// `--rollback`: which tenants go back to their start version when a run stops early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RollbackPolicy {
     /// Tenants that failed or stopped part way.
@@ -138,6 +138,23 @@ pub enum RollbackPolicy {
 }
 
 impl RollbackPolicy {
+    pub const ALL: [RollbackPolicy; 4] = [
+        RollbackPolicy::Failed,
+        RollbackPolicy::Wave,
+        RollbackPolicy::Run,
+        RollbackPolicy::None,
+    ];
+
+    /// What each choice does, for `--help`.
+    pub fn help(self) -> &'static str {
+        match self {
+            RollbackPolicy::Failed => "Tenants that failed or stopped part way",
+            RollbackPolicy::Wave => "Every tenant of the wave in which the run stopped",
+            RollbackPolicy::Run => "Every tenant the run changed",
+            RollbackPolicy::None => "Nothing: leave every tenant where it stopped",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             RollbackPolicy::Failed => "failed",
@@ -145,6 +162,18 @@ impl RollbackPolicy {
             RollbackPolicy::Run => "run",
             RollbackPolicy::None => "none",
         }
+    }
+}
+
+/// The fleet file's `rollout.rollback` and the ledger's record of a run: the words
+/// `--rollback` takes.
+impl FromStr for RollbackPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RollbackPolicy::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("`{s}` is not one of failed, wave, run, none"))
     }
 }
 
@@ -247,6 +276,82 @@ impl fmt::Display for StopReason {
             StopReason::Interrupted => f.write_str("interrupted (Ctrl-C or SIGTERM): stopped at safe points"),
             StopReason::Abandoned => f.write_str("interrupted twice (Ctrl-C or SIGTERM): in-flight work abandoned"),
         }
+    }
+}
+
+/// One cumulative wave size: a count of tenants or a share of those left after the canaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum WaveSize {
+    Count(usize),
+    Percent(u32),
+}
+
+impl WaveSize {
+    /// The cumulative number of tenants this size reaches, of `total`.
+    pub fn reach(self, total: usize) -> usize {
+        match self {
+            WaveSize::Count(n) => n.min(total),
+            WaveSize::Percent(p) => (total * p as usize).div_ceil(100).min(total),
+        }
+    }
+}
+
+impl FromStr for WaveSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let bad = || format!("wave size `{s}` is not a count (10) or a percentage (10%) from 1 to 100%");
+        match s.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<u32>() {
+                Ok(p) if (1..=100).contains(&p) => Ok(WaveSize::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => match s.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(WaveSize::Count(n)),
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
+impl fmt::Display for WaveSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaveSize::Count(n) => write!(f, "{n}"),
+            WaveSize::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// Cumulative wave sizes for the tenants after the canaries, e.g. `1,10%,50%,100%`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WaveSpec(pub Vec<WaveSize>);
+
+/// Sizes are cumulative, so none may be smaller than the one before it of its kind
+/// (`5,2` or `50%,20%` is a mistake, not two waves), and nothing may follow `100%`.
+impl FromStr for WaveSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let sizes = s.split(',').map(str::parse).collect::<Result<Vec<WaveSize>, _>>()?;
+        let (mut count, mut percent) = (None, None);
+        for (i, size) in sizes.iter().enumerate() {
+            let (last, value) = match *size {
+                WaveSize::Count(n) => (&mut count, n),
+                WaveSize::Percent(p) => (&mut percent, p as usize),
+            };
+            if let Some(before) = *last {
+                if value < before {
+                    return Err(format!(
+                        "wave sizes `{s}` are cumulative: `{size}` cannot be smaller than the size before it"
+                    ));
+                }
+            }
+            *last = Some(value);
+            if percent == Some(100) && i + 1 < sizes.len() {
+                return Err(format!("wave sizes `{s}`: nothing can follow `100%`"));
+            }
+        }
+        Ok(WaveSpec(sizes))
     }
 }
 

@@ -1,0 +1,88 @@
+//! Why a tenant's history is refused: what `plan` finds wrong and every report names.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::migration::Version;
+
+/// Why a tenant is not touched. Each names the version and, where there is one, the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Refusal {
+    #[error("migration {version} is dirty: it failed part way; fix the database by hand, then `fleetmig stamp`")]
+    Dirty { version: Version },
+    #[error(
+        "migration {version} was edited after it was applied: `{}` has checksum {file_checksum}, the tenant recorded {recorded}",
+        path.display()
+    )]
+    Modified {
+        version: Version,
+        path: PathBuf,
+        recorded: String,
+        file_checksum: String,
+    },
+    #[error("applied migration {version} (`{name}`) has no file in the migrations folder")]
+    Unknown { version: Version, name: String },
+    #[error(
+        "migration {version} (`{}`) is pending but older than applied migration {newest}: out-of-order migrations are refused",
+        path.display()
+    )]
+    OutOfOrder {
+        version: Version,
+        path: PathBuf,
+        newest: Version,
+    },
+    #[error("migration {version} has no down script (`{}`): it cannot be reverted", path.display())]
+    Irreversible { version: Version, path: PathBuf },
+}
+
+impl Refusal {
+    /// One line for a person, without advice: checksums cut to 12 characters. `Display`
+    /// keeps them whole, for JSON and the ledger.
+    pub fn brief(&self) -> String {
+        match self {
+            Refusal::Dirty { version } => format!("migration {version} is dirty (it failed part way)"),
+            Refusal::Modified {
+                version,
+                path,
+                recorded,
+                file_checksum,
+            } => format!(
+                "migration {version} was edited after it was applied: `{}` is {}, the tenant recorded {}",
+                path.display(),
+                short_checksum(file_checksum),
+                short_checksum(recorded)
+            ),
+            Refusal::Unknown { version, name } => {
+                format!("applied migration {version} (`{name}`) has no file in the migrations folder")
+            }
+            Refusal::OutOfOrder { version, path, newest } => format!(
+                "migration {version} (`{}`) is pending but older than applied migration {newest}",
+                path.display()
+            ),
+            Refusal::Irreversible { version, path } => {
+                format!("migration {version} has no down script (`{}`)", path.display())
+            }
+        }
+    }
+}
+
+impl Refusal {
+    /// A few words that say which problem, for a table cell that points to the grouped
+    /// message below it.
+    pub fn tag(&self) -> String {
+        match self {
+            Refusal::Dirty { version } => format!("migration {version} dirty"),
+            Refusal::Modified { version, .. } => format!("migration {version} edited"),
+            Refusal::Unknown { version, .. } => format!("migration {version} has no file"),
+            Refusal::OutOfOrder { version, .. } => format!("migration {version} out of order"),
+            Refusal::Irreversible { version, .. } => format!("migration {version} has no down script"),
+        }
+    }
+}
+
+/// A checksum as people read it: its first 12 hex characters.
+pub fn short_checksum(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
+}
