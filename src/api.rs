@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::driver::connect::{Connector, Limits};
+use crate::driver::ledger::status as ledger_view;
 use crate::driver::ledger::{Ledger, RunPlan};
-use crate::driver::ledger_view;
 use crate::error::Error;
 use crate::exec::dispatch::{Gates, Policy, dispatch};
 use crate::exec::events::Events;

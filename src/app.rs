@@ -509,7 +509,7 @@ async fn open_ledger_if_any(g: &Global, fleet: &Fleet) -> Result<Option<Ledger>,
 fn ledger_location(g: &Global, fleet: &Fleet) -> Result<DbUrl, Error> {
     match &g.ledger {
         Some(text) => load::fleet::ledger_url(text, Path::new(".")).map_err(|m| Error::Usage(format!("--ledger: {m}"))),
-        None => Ok(crate::driver::ledger_view::fleet_ledger_url(fleet)),
+        None => Ok(crate::driver::ledger::status::fleet_ledger_url(fleet)),
     }
 }
 

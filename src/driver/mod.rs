@@ -3,7 +3,6 @@
 pub mod connect;
 pub mod error;
 pub mod ledger;
-pub mod ledger_view;
 pub mod mysql;
 pub mod offline;
 pub mod postgres;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::any::install_default_drivers;
 use sqlx::{AnyConnection, Connection, Row};
 
-use crate::driver::ledger::{LedgerError, MIN_ANSWER, default_ledger_path};
+use super::{LedgerError, MIN_ANSWER, default_ledger_path};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::Fleet;
 use crate::model::secret::DbUrl;
