@@ -11,7 +11,7 @@ use crate::driver::connect::{Connector, Limits};
 use crate::driver::ledger::status as ledger_view;
 use crate::driver::ledger::{Ledger, RunPlan};
 use crate::error::Error;
-use crate::exec::dispatch::{Gates, Policy, dispatch};
+use crate::exec::dispatch::{Gates, Policy, RunSpec, Source, dispatch};
 use crate::exec::events::Events;
 use crate::exec::run::{RunContext, inspect_all};
 use crate::exec::tenant::Action;
@@ -250,7 +250,17 @@ pub async fn up(fleet: &Fleet, set: &MigrationSet, opts: &Options, up: &UpOption
     // No Ctrl-C here: the service owns its signals, and a dropped sender never fires.
     let (_, interrupts) = tokio::sync::mpsc::unbounded_channel();
     let action = Action::Migrate(Target::Up { to });
-    let report = dispatch(&ctx, &planned, action, &policy, "up", &Events::none(), interrupts).await;
+    let events = Events::none();
+    let spec = RunSpec {
+        ctx: &ctx,
+        waves: &planned,
+        action,
+        policy: &policy,
+        command: "up",
+        events: &events,
+        source: Source::Waves,
+    };
+    let report = dispatch(spec, interrupts).await;
     ctx.connector.close().await;
     if let Some(ledger) = &ctx.ledger {
         ledger.close().await;

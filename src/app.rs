@@ -11,7 +11,7 @@ use crate::driver::connect::{Connector, Limits};
 use crate::driver::ledger::{Ledger, RunPlan};
 use crate::driver::offline;
 use crate::error::Error;
-use crate::exec::dispatch::{Gates, Policy, Rate, can_confirm, dispatch};
+use crate::exec::dispatch::{Gates, Policy, Rate, RunSpec, Source, can_confirm, dispatch};
 use crate::exec::events::Events;
 use crate::exec::run::{Inspected, RunContext, inspect_all};
 use crate::exec::tenant::{Action, Retry};
@@ -826,12 +826,16 @@ async fn execute(
     }
     let policy = policy;
     let running = async {
-        let report = match &shared {
-            Some(s) => {
-                crate::exec::join::cooperate(&ctx, &waves, action, &policy, command, &events, interrupts, s).await
-            }
-            None => dispatch(&ctx, &waves, action, &policy, command, &events, interrupts).await,
+        let spec = RunSpec {
+            ctx: &ctx,
+            waves: &waves,
+            action,
+            policy: &policy,
+            command,
+            events: &events,
+            source: shared.as_ref().map_or(Source::Waves, Source::Shared),
         };
+        let report = dispatch(spec, interrupts).await;
         // Bounded: after an abandon, a pool may still wait on a server that stopped answering,
         // and the report must be out before the process's deadline (`signals::GRACE`).
         let closing = if report.stop_reason == crate::model::policy::StopReason::Abandoned {

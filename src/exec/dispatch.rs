@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::driver::connect::{Access, Connector, Limits};
 use crate::driver::ledger::LedgerError;
 use crate::exec::events::{Event, Events, Gate, GateStart, NextWave};
+use crate::exec::join::Shared;
 use crate::exec::run::{RunContext, host_caps, host_limit, inspect_all};
 use crate::exec::tenant::{self, Action, Job};
 use crate::exec::turns::Turns;
@@ -1063,9 +1064,68 @@ pub fn can_confirm() -> bool {
     std::io::stdin().is_terminal()
 }
 
-/// Runs `action` over `waves` under `policy`. `interrupts` delivers Ctrl-C presses: the
-/// first stops at safe points, the second abandons in-flight work.
-pub async fn dispatch(
+/// Ctrl-C presses (and SIGTERM, which `app::signals` maps onto the same channel): the
+/// first stops the run at safe points, the second abandons in-flight work. `None` once the
+/// sender is gone: a run without one is never interrupted.
+pub type Interrupts = mpsc::UnboundedReceiver<()>;
+
+/// Where a run's tenants come from.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Source<'r> {
+    /// This runner's own waves, one after another, with the gates between them.
+    #[default]
+    Waves,
+    /// A shared run's ledger: tenants as this runner claims them (see `exec::join`).
+    Shared(&'r Shared),
+}
+
+/// Everything a run needs, built once by its caller and handed to [`dispatch`].
+#[derive(Debug, Clone, Copy)]
+pub struct RunSpec<'r> {
+    pub ctx: &'r RunContext<'r>,
+    /// The run's tenants in order: for a shared run, the run's plan as the ledger holds it.
+    pub waves: &'r [Wave<'r>],
+    pub action: Action,
+    pub policy: &'r Policy,
+    /// The command's name, as the events and the report give it.
+    pub command: &'r str,
+    pub events: &'r Events,
+    pub source: Source<'r>,
+}
+
+/// Runs `spec.action` over the run's tenants under `spec.policy`, and returns the run's
+/// report (also announced as the last event).
+pub async fn dispatch(spec: RunSpec<'_>, interrupts: Interrupts) -> RunReport {
+    match spec.source {
+        Source::Waves => {
+            dispatch_waves(
+                spec.ctx,
+                spec.waves,
+                spec.action,
+                spec.policy,
+                spec.command,
+                spec.events,
+                interrupts,
+            )
+            .await
+        }
+        Source::Shared(shared) => {
+            crate::exec::join::cooperate(
+                spec.ctx,
+                spec.waves,
+                spec.action,
+                spec.policy,
+                spec.command,
+                spec.events,
+                interrupts,
+                shared,
+            )
+            .await
+        }
+    }
+}
+
+async fn dispatch_waves(
     ctx: &RunContext<'_>,
     waves: &[Wave<'_>],
     action: Action,

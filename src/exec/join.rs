@@ -201,7 +201,7 @@ impl<'r, 'a> Runner<'r, 'a> {
     clippy::too_many_arguments,
     reason = "the dispatcher's arguments plus the shared run's terms"
 )]
-pub async fn cooperate(
+pub(crate) async fn cooperate(
     ctx: &RunContext<'_>,
     waves: &[Wave<'_>],
     action: Action,
