@@ -1,4 +1,4 @@
-//! Commands: load, plan, run, report. Returns the exit code; `main` only prints errors.
+//! Commands: load, plan, run, report. Returns what each came to; `main` prints errors and exits with `exit::code`.
 
 use std::io::{IsTerminal, Write};
 
@@ -19,9 +19,9 @@ use crate::load;
 use crate::model::fleet::{Engine, Fleet, Ident, Tenant};
 use crate::model::migration::{Direction, Migration, MigrationSet, Version};
 use crate::model::policy::WaveSpec;
-use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
+use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
 use crate::model::refusal::Refusal;
-use crate::model::run::{RunReport, Status};
+use crate::model::run::RunReport;
 use crate::model::secret::DbUrl;
 use crate::plan::select::select;
 use crate::plan::tenant::{self as plan, Target};
@@ -37,38 +37,9 @@ mod resume;
 mod shared;
 mod signals;
 
-/// Exit codes, derived from a command's result.
-pub mod exit {
-    /// Success, or nothing to do.
-    pub const OK: u8 = 0;
-    /// A tenant failed or was skipped; for `status`, a tenant is not current.
-    pub const FAILED: u8 = 1;
-    /// Usage or configuration error: no tenant was touched.
-    pub const USAGE: u8 = 2;
-    /// A run ran, but its output (stdout, or the `--report` file) could not be written:
-    /// tenants may have changed; the ledger keeps the report (`fleetmig report RUN`).
-    pub const UNREPORTED: u8 = 3;
-    /// A command that only reads (`status`, `plan`, `history`, `sql`, `runs`, ...) found its
-    /// standard output closed (`fleetmig history | head`): it ends quietly, with the code a
-    /// shell shows for a program SIGPIPE ended (128 + 13). A run (`up`, `down`, `stamp`)
-    /// whose output closes goes on to its end and exits `UNREPORTED`.
-    pub const CLOSED_OUTPUT: u8 = 141;
+use exit::Outcome;
 
-    /// The exit code for a command that ended in `err`.
-    pub fn of_error(err: &crate::error::Error) -> u8 {
-        match err {
-            crate::error::Error::Unreported { .. } => UNREPORTED,
-            e if is_closed_output(e) => CLOSED_OUTPUT,
-            _ => USAGE,
-        }
-    }
-
-    /// True when `err` is only that the reader of standard output went away: nothing to say
-    /// on stderr about it.
-    pub fn is_closed_output(err: &crate::error::Error) -> bool {
-        matches!(err, crate::error::Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
-    }
-}
+pub mod exit;
 
 fn load_migrations(dir: &Path) -> Result<MigrationSet, Error> {
     load::migrations::load(dir).map_err(|source| Error::Migrations {
@@ -138,7 +109,7 @@ fn new_run_id() -> String {
 }
 
 /// Runs a parsed command line, writing its output to `out`.
-pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
+pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
     let g = &cli.global;
     if g.concurrency == 0 {
         return Err(Error::Usage("--concurrency must be at least 1".into()));
@@ -161,7 +132,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let (up, down) =
                 load::migrations::create(&g.migrations, &set, name, SystemTime::now()).map_err(folder_error)?;
             writeln!(out, "{}\n{}", up.display(), down.display())?;
-            Ok(exit::OK)
+            Ok(Outcome::Done)
         }
         Command::History => {
             let set = load_migrations(&g.migrations)?;
@@ -170,7 +141,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 Format::Json => writeln!(out, "{}", serde_json::json!({ "migrations": rows }))?,
                 Format::Text => write!(out, "{}", tables::history_text(&rows))?,
             }
-            Ok(exit::OK)
+            Ok(Outcome::Done)
         }
         Command::Sql {
             from,
@@ -205,7 +176,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let script = offline::script(engine, &set, from, to, namespace.as_ref())
                 .map_err(|r| Error::Refused(r.to_string()))?;
             write!(out, "{script}")?;
-            Ok(exit::OK)
+            Ok(Outcome::Done)
         }
         Command::Plan {
             to,
@@ -343,7 +314,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 out,
             )
             .await?;
-            Ok(exit_code(&report))
+            Ok(Outcome::Run(Box::new(report)))
         }
         Command::Up {
             to,
@@ -357,7 +328,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
             let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
             let action = Action::Migrate(Target::Up { to });
             let report = execute(g, &fleet, &set, &tenants, action, "up", Some(rollout), None, out).await?;
-            Ok(exit_code(&report))
+            Ok(Outcome::Run(Box::new(report)))
         }
         Command::Runs { limit } => {
             let fleet = load_fleet(g).await?;
@@ -369,7 +340,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 Format::Json => writeln!(out, "{}", serde_json::json!({ "runs": runs }))?,
                 Format::Text => write!(out, "{}", tables::runs_text(&runs))?,
             }
-            Ok(exit::OK)
+            Ok(Outcome::Done)
         }
         Command::Report { run, all } => {
             let fleet = load_fleet(g).await?;
@@ -399,7 +370,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                     write!(out, "{}{grouped}", run_report::text(&report, rows))?
                 }
             }
-            Ok(if report.is_success() { exit::OK } else { exit::FAILED })
+            Ok(Outcome::Run(Box::new(report)))
         }
         Command::Down { to, steps, rollout } => {
             // Undoing a down means running up scripts again: an operator does that
@@ -434,7 +405,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 out,
             )
             .await?;
-            Ok(exit_code(&report))
+            Ok(Outcome::Run(Box::new(report)))
         }
         Command::Stamp { version, checksums } => {
             let set = load_migrations(&g.migrations)?;
@@ -448,7 +419,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<u8, Error> {
                 (None, None) => unreachable!("clap requires VERSION or --checksums"),
             };
             let report = execute(g, &fleet, &set, &tenants, action, "stamp", None, None, out).await?;
-            Ok(exit_code(&report))
+            Ok(Outcome::Run(Box::new(report)))
         }
     }
 }
@@ -463,19 +434,6 @@ fn context<'a>(g: &Global, fleet: &'a Fleet, set: &'a MigrationSet) -> RunContex
         retry: Retry::NEVER,
         ledger: None,
         run_id: new_run_id(),
-    }
-}
-
-fn exit_code(report: &RunReport) -> u8 {
-    let paused = matches!(report.stop_reason, StopReason::Paused { .. });
-    let clean = report
-        .tenants
-        .iter()
-        .all(|t| matches!(t.status, Status::Succeeded | Status::NotStarted));
-    if report.is_success() || (paused && clean) {
-        exit::OK
-    } else {
-        exit::FAILED
     }
 }
 
@@ -967,7 +925,7 @@ fn plan_command(
     format: Format,
     verbose: bool,
     out: &mut (dyn Write + Send),
-) -> Result<u8, Error> {
+) -> Result<Outcome, Error> {
     let mut any_bad = false;
     let rows: Vec<PlanRow> = states
         .into_iter()
@@ -1029,7 +987,7 @@ fn plan_command(
         Format::Json => writeln!(out, "{}", serde_json::json!({ "target": to, "tenants": rows }))?,
         Format::Text => write!(out, "{}", tables::plan_text(set, &rows, verbose))?,
     }
-    Ok(if any_bad { exit::FAILED } else { exit::OK })
+    Ok(Outcome::Fleet { all_well: !any_bad })
 }
 
 async fn status_command(
@@ -1040,7 +998,7 @@ async fn status_command(
     states: Vec<Inspected<'_>>,
     lagging: bool,
     out: &mut (dyn Write + Send),
-) -> Result<u8, Error> {
+) -> Result<Outcome, Error> {
     use crate::report::status as report;
     let mut status = crate::plan::status::FleetStatus::assess(
         set,
@@ -1070,14 +1028,16 @@ async fn status_command(
             write!(out, "{text}")?
         }
     }
-    Ok(if status.all_current() { exit::OK } else { exit::FAILED })
+    Ok(Outcome::Fleet {
+        all_well: status.all_current(),
+    })
 }
 
 fn wait_command(
     outcome: &crate::exec::wait::WaitOutcome,
     format: Format,
     out: &mut (dyn Write + Send),
-) -> Result<u8, Error> {
+) -> Result<Outcome, Error> {
     use crate::report::status as report;
     match format {
         Format::Json => writeln!(
@@ -1087,5 +1047,7 @@ fn wait_command(
         )?,
         Format::Text => write!(out, "{}", report::wait_text(outcome))?,
     }
-    Ok(if outcome.arrived { exit::OK } else { exit::FAILED })
+    Ok(Outcome::Fleet {
+        all_well: outcome.arrived,
+    })
 }

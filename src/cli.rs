@@ -363,20 +363,27 @@ impl Together {
     }
 }
 
+/// A flag value out of its range or unreadable; the message is what clap shows after
+/// "invalid value ... for ...".
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadValue(String);
+
 /// PostgreSQL's `lock_timeout` and `statement_timeout`: whole milliseconds that fit its
 /// 32-bit setting (24 days is under its 2147483647 ms limit); 0 means none.
-fn pg_timeout(text: &str) -> Result<Duration, String> {
-    bounds::duration(text, Duration::ZERO, 24 * DAY)
+fn pg_timeout(text: &str) -> Result<Duration, BadValue> {
+    bounds::duration(text, Duration::ZERO, 24 * DAY).map_err(BadValue)
 }
 
-/// The pause after each wave, from a flag or the fleet file's `rollout.bake`.
-pub fn bake(text: &str) -> Result<Duration, String> {
-    bounds::duration(text, Duration::ZERO, bounds::BAKE_MAX)
+/// The pause after each wave (`--bake`), in the range the fleet file's `rollout.bake` has.
+fn bake(text: &str) -> Result<Duration, BadValue> {
+    bounds::duration(text, Duration::ZERO, bounds::BAKE_MAX).map_err(BadValue)
 }
 
 /// `--rate` and `--burst`: tenant starts per second.
-fn per_second(text: &str) -> Result<NonZeroU32, String> {
-    bounds::number(text, 1u32, 100_000).and_then(|n| NonZeroU32::new(n).ok_or_else(|| "0".into()))
+fn per_second(text: &str) -> Result<NonZeroU32, BadValue> {
+    let n = bounds::number(text, 1u32, 100_000).map_err(BadValue)?;
+    NonZeroU32::new(n).ok_or_else(|| BadValue("0".into()))
 }
 
 /// `--rollback`'s words come from the model, where the fleet file and the ledger read them

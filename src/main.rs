@@ -14,13 +14,10 @@ fn main() -> ExitCode {
     // Tasks still blocked (a `--confirm` read of stdin, a connection to a server that no
     // longer answers) must not keep the process alive once the command is done.
     runtime.shutdown_timeout(Duration::from_millis(500));
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            if !exit::is_closed_output(&err) {
-                eprintln!("error: {}", fleetmig::error::render(&err));
-            }
-            ExitCode::from(exit::of_error(&err))
+    if let Err(err) = &result {
+        if !exit::is_closed_output(err) {
+            eprintln!("error: {}", fleetmig::error::render(err));
         }
     }
+    ExitCode::from(exit::code(&result))
 }

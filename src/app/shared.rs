@@ -5,8 +5,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::{
-    Resume, check_per_tenant_tx, check_target, execute, exit_code, load_migrations, new_run_id, open_ledger,
-    rollout_plan, selected,
+    Resume, check_per_tenant_tx, check_target, execute, load_migrations, new_run_id, open_ledger, rollout_plan,
+    selected,
 };
 use crate::cli::{Global, Rollout, Together};
 use crate::driver::ledger::{RunPlan, runner};
@@ -59,7 +59,7 @@ pub(super) async fn up(
     rollout: &Rollout,
     together: &Together,
     out: &mut (dyn Write + Send),
-) -> Result<u8, Error> {
+) -> Result<super::exit::Outcome, Error> {
     refuse_gates(rollout)?;
     if let Some(path) = &rollout.report {
         super::check_report_path(path)?;
@@ -170,5 +170,5 @@ pub(super) async fn up(
         out,
     )
     .await?;
-    Ok(exit_code(&report))
+    Ok(super::exit::Outcome::Run(Box::new(report)))
 }

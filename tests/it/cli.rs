@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{Pg, Project, sqlite_column, sqlite_exec};
+use crate::support::{Pg, Project, sqlite_column, sqlite_exec, sqlite_fleet};
 
 const DEMO_TENANTS: [&str; 12] = [
     "acme",
@@ -476,4 +476,39 @@ fn the_readme_quick_start_commands_work_on_the_demo() {
         assert_eq!(versions, ["7 12"], "the PostgreSQL demo fleet did not migrate");
         assert_eq!(pg.column("SELECT display_name FROM demo_acme.users"), ["owner"]);
     }
+}
+
+/// The run id a `--format json` run printed in its `run_started` event.
+fn run_id_of(stdout: &str) -> String {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "run_started")
+        .and_then(|e| e["run_id"].as_str().map(str::to_owned))
+        .expect("a run_started event")
+}
+
+#[test]
+fn a_run_exits_the_same_from_up_and_from_report_run() {
+    let fleet = [("c1", true), ("a1", false), ("a2", false)];
+    let p = sqlite_fleet(&fleet, &[]);
+    let paused = p.run(&["up", "--pause-after", "1", "--format", "json"]);
+    assert_eq!(paused.code, 0, "a paused run exits 0: {}", paused.all());
+    let id = run_id_of(&paused.stdout);
+    for format in ["text", "json"] {
+        let report = p.run(&["report", &id, "--format", format]);
+        assert_eq!(
+            report.code,
+            paused.code,
+            "`report {id} --format {format}`: {}",
+            report.all()
+        );
+    }
+
+    let p = sqlite_fleet(&fleet, &["a2"]);
+    let failed = p.run(&["up", "--format", "json"]);
+    assert_eq!(failed.code, 1, "a failed run exits 1: {}", failed.all());
+    let id = run_id_of(&failed.stdout);
+    let report = p.run(&["report", &id]);
+    assert_eq!(report.code, failed.code, "`report {id}`: {}", report.all());
 }
