@@ -26,6 +26,7 @@ use crate::exec::tenant::{self, Action, Job};
 use crate::model::fleet::Tenant;
 use crate::model::migration::Version;
 use crate::model::policy::{MaxFailures, StopReason};
+use crate::model::record::TenantState;
 use crate::model::run::{FinalTenant, RunReport, Status, WaveReport, summarize};
 use crate::model::run::{Outcome, Summary, TenantReport};
 use crate::plan::tenant::Target;
@@ -409,7 +410,7 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
     let open = run
         .rows
         .iter()
-        .any(|r| matches!(r.state.as_str(), "pending" | "started" | "not_started" | "stopped"));
+        .any(|r| r.state.is_open() || matches!(r.state, TenantState::Ended(Status::NotStarted | Status::Stopped)));
     let stop_reason = match run.marker {
         Some(reason) => reason,
         None if open && last.is_early() => last.clone(),
@@ -421,16 +422,12 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
         .rows
         .into_iter()
         .map(|row| {
-            let status = match row.state.as_str() {
-                "pending" => Status::NotStarted,
-                "started" => Status::Stopped,
-                s => serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(Status::Stopped),
+            let status = match row.state {
+                TenantState::Pending => Status::NotStarted,
+                TenantState::Started => Status::Stopped,
+                TenantState::Ended(s) => s,
             };
-            let migrations_run = row
-                .steps
-                .as_deref()
-                .and_then(|s| serde_json::from_str::<Vec<serde_json::Value>>(s).ok())
-                .map_or(0, |s| s.len());
+            let migrations_run = row.migrations_run;
             let wave = row.wave as usize;
             let w = waves.entry(wave).or_insert_with(|| WaveReport {
                 wave,
@@ -440,8 +437,8 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
             });
             w.tenants += 1;
             *w.counts.entry(status.name().to_owned()).or_insert(0) += 1;
-            let error = match (row.state.as_str(), row.expired) {
-                ("started", true) => {
+            let error = match (row.state, row.expired) {
+                (TenantState::Started, true) => {
                     Some("its runner stopped renewing its lease; its history table has its real version".to_owned())
                 }
                 _ => row.error,

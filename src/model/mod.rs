@@ -6,6 +6,7 @@ pub mod db_error;
 pub mod fleet;
 pub mod migration;
 pub mod policy;
+pub mod record;
 pub mod refusal;
 pub mod run;
 pub mod secret;

@@ -140,7 +140,7 @@ fn trim_lines(text: &str) -> String {
 
 /// `fleetmig runs`: one line per run, newest first.
 /// The tenants of a run that did not succeed, per status as the run's report names them.
-fn not_ok(r: &crate::driver::ledger::RunRow) -> String {
+fn not_ok(r: &crate::model::record::RunRow) -> String {
     let counts = [
         (r.failed, "failed"),
         (r.rolled_back, "rolled_back"),
@@ -161,7 +161,7 @@ fn not_ok(r: &crate::driver::ledger::RunRow) -> String {
     }
 }
 
-pub fn runs_text(runs: &[crate::driver::ledger::RunRow]) -> String {
+pub fn runs_text(runs: &[crate::model::record::RunRow]) -> String {
     let mut t = table(&[
         "RUN",
         "COMMAND",
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn runs_show_a_stop_reasons_control_characters_escaped() {
-        let run = crate::driver::ledger::RunRow {
+        let run = crate::model::record::RunRow {
             run_id: "r1".into(),
             command: "up".into(),
             target: Some(2),

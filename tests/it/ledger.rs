@@ -502,3 +502,89 @@ fn signal_rounds(
         }
     }
 }
+
+/// The ledger's tables as the fleetmig before schema versions made them, with one
+/// finished run of tenants `x000` (at 3) and `x001` (failed).
+const OLD_TABLES: &str = "\
+CREATE TABLE fleetmig_runs (
+    run_id TEXT PRIMARY KEY, command TEXT NOT NULL, target BIGINT, runner TEXT NOT NULL, fleet TEXT NOT NULL,
+    started_ms BIGINT NOT NULL, finished_ms BIGINT, stop_reason TEXT, plan TEXT NOT NULL, report TEXT
+);
+CREATE TABLE fleetmig_run_tenants (
+    run_id TEXT NOT NULL, tenant TEXT NOT NULL, wave BIGINT NOT NULL, state TEXT NOT NULL, start_version BIGINT,
+    final_version BIGINT, steps TEXT, error TEXT, updated_ms BIGINT NOT NULL, PRIMARY KEY (run_id, tenant)
+);
+INSERT INTO fleetmig_runs VALUES ('old-run', 'up', 3, 'me@here pid 1', 'tenants.yaml', 1000, 2000, 'completed',
+    '{\"command\":\"up\",\"target\":3,\"waves\":[[\"x000\",\"x001\"]],\"canary_waves\":[]}', NULL);
+INSERT INTO fleetmig_run_tenants VALUES ('old-run', 'x000', 1, 'succeeded', 0, 3, '[]', NULL, 2000);
+INSERT INTO fleetmig_run_tenants VALUES ('old-run', 'x001', 1, 'failed', 0, 1, '[]', 'boom', 2000);";
+
+/// After a ledger made by an older fleetmig is opened: its old run reads back, a new run
+/// is recorded, and its tables are at the current version with the shared-run columns.
+fn check_upgraded(p: &Project, ledger: &[&str], version: &dyn Fn(&str) -> Vec<String>) {
+    let runs = |p: &Project| {
+        let mut args = vec!["runs", "--format", "json"];
+        args.extend_from_slice(ledger);
+        let runs = p.run(&args);
+        assert_eq!(runs.code, 0, "{}", runs.all());
+        serde_json::from_str::<Value>(&runs.stdout).unwrap()
+    };
+    let old = runs(p);
+    assert_eq!(old["runs"][0]["run_id"], "old-run", "{old}");
+    assert_eq!(
+        (old["runs"][0]["succeeded"].as_i64(), old["runs"][0]["failed"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let mut up = vec!["up"];
+    up.extend_from_slice(ledger);
+    let run = p.run(&up);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(runs(p)["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        version("SELECT CAST(MAX(version) AS TEXT) FROM fleetmig_ledger_version"),
+        ["2"]
+    );
+    assert_eq!(
+        version("SELECT CAST(COUNT(*) AS TEXT) FROM fleetmig_ledger_version"),
+        ["2"],
+        "each upgrade once"
+    );
+}
+
+/// A SQLite ledger made before the ledger kept a schema version is upgraded when opened.
+#[test]
+fn a_sqlite_ledger_from_before_schema_versions_is_upgraded() {
+    let p = fleet(2);
+    let path = p.path().join("tenants.ledger.db");
+    crate::support::sqlite_exec(&path, OLD_TABLES);
+    check_upgraded(&p, &[], &|sql| sqlite_column(&path, sql));
+    let columns = sqlite_column(
+        &path,
+        "SELECT name FROM pragma_table_info('fleetmig_run_tenants') WHERE name IN ('owner', 'failure') ORDER BY name",
+    );
+    assert_eq!(columns, ["failure", "owner"]);
+}
+
+/// The same for a PostgreSQL ledger, one that ran a shared run before the `failure` column
+/// was kept (so it holds some of the shared-run columns already).
+#[test]
+fn a_postgres_ledger_from_before_schema_versions_is_upgraded() {
+    let Some(pg) = crate::support::Pg::create("oldledger") else {
+        return;
+    };
+    pg.exec(OLD_TABLES);
+    pg.exec(
+        "ALTER TABLE fleetmig_runs ADD COLUMN shared TEXT, ADD COLUMN shared_stop TEXT; \
+         ALTER TABLE fleetmig_run_tenants ADD COLUMN owner TEXT, ADD COLUMN lease_until_ms BIGINT, \
+         ADD COLUMN claimed_ms BIGINT;",
+    );
+    let p = fleet(2);
+    let url = pg.url();
+    check_upgraded(&p, &["--ledger", &url], &|sql| pg.column(sql));
+    let columns = pg.column(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() \
+         AND table_name = 'fleetmig_run_tenants' AND column_name IN ('owner', 'failure') ORDER BY 1",
+    );
+    assert_eq!(columns, ["failure", "owner"]);
+    assert!(!p.path().join("tenants.ledger.db").exists());
+}

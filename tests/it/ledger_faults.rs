@@ -729,3 +729,67 @@ fn reading_commands_create_no_ledger() {
     );
     assert!(!p.path().join("tenants.ledger.db").exists());
 }
+
+/// Each record of a run that does not read (its report, its plan, a tenant's state) is
+/// named with the run by every command that reads it: `report RUN`, `runs` and
+/// `up --resume` say the ledger holds something they cannot read, never that it holds
+/// no run.
+#[test]
+fn every_unreadable_record_is_named_with_its_run() {
+    let p = Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n");
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id INT);");
+    assert_eq!(p.run(&["up"]).code, 0);
+    let ledger = p.path().join("tenants.ledger.db");
+    let run_id = sqlite_column(&ledger, "SELECT run_id FROM fleetmig_runs").remove(0);
+    let plan = sqlite_column(&ledger, "SELECT plan FROM fleetmig_runs").remove(0);
+    let says = |args: &[&str], text: &str| {
+        let run = p.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {run:#?}");
+        let expected = format!("run `{run_id}`: {text} cannot be read");
+        assert!(run.stderr.contains(&expected), "{args:?}: {}", run.stderr);
+    };
+    support::sqlite_exec(&ledger, "UPDATE fleetmig_runs SET report = '{\"run_id\": 7}'");
+    says(&["report", &run_id], "its report");
+    support::sqlite_exec(
+        &ledger,
+        "UPDATE fleetmig_runs SET report = NULL, finished_ms = NULL, plan = 'not json'",
+    );
+    says(&["runs"], "its plan");
+    says(&["up", "--resume"], "its plan");
+    support::sqlite_exec(
+        &ledger,
+        &format!(
+            "UPDATE fleetmig_runs SET plan = '{}'; UPDATE fleetmig_run_tenants SET state = 'done'",
+            plan.replace('\'', "''")
+        ),
+    );
+    says(&["runs"], "its tenants' states");
+}
+
+/// A shared run's stop marker that does not read stops a runner joining it, naming the
+/// run and the marker, where it once read as "not stopped" and the runner carried on.
+#[test]
+fn an_unreadable_stop_marker_stops_a_shared_runner() {
+    let Some(pg) = Pg::create("badmarker") else { return };
+    let p = Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: a }\n  - { id: b }\n");
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id INT);");
+    let url = pg.url();
+    let shared = p.run(&["up", "--shared", "--ledger", &url]);
+    assert_eq!(shared.code, 0, "{shared:#?}");
+    let run_id = pg.column("SELECT run_id FROM fleetmig_runs").remove(0);
+    pg.exec(
+        "UPDATE fleetmig_runs SET shared_stop = 'not json', finished_ms = NULL, report = NULL; \
+         UPDATE fleetmig_run_tenants SET state = 'pending', owner = NULL WHERE tenant = 'b'",
+    );
+    let joined = p.run(&["up", "--join", &run_id, "--ledger", &url]);
+    assert_ne!(joined.code, 0, "{joined:#?}");
+    let expected = format!("run `{run_id}`: its stop marker cannot be read");
+    assert!(joined.all().contains(&expected), "{}", joined.all());
+    assert_eq!(
+        pg.column("SELECT state FROM fleetmig_run_tenants WHERE tenant = 'b'"),
+        ["pending"],
+        "the joining runner took no tenant"
+    );
+}

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
-use super::error::LedgerError;
-use super::schema::{SCHEMA, TABLES, create_sqlite};
+use super::error::{Cause, LedgerError};
+use super::schema::{Engine, TABLES, create_sqlite, upgrade};
+use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::secret::DbUrl;
 
 /// A SQLite ledger's file and the identity (device and inode) it had when opened: a file
@@ -31,38 +32,6 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
 #[cfg(not(unix))]
 fn file_identity(path: &Path) -> Option<(u64, u64)> {
     path.is_file().then_some((0, 0))
-}
-
-/// Why one attempt at a ledger write failed.
-pub(super) enum Fault {
-    Sql(sqlx::Error),
-    /// No answer within the ledger's time limit.
-    Timeout(Duration),
-    /// The run's records are gone: the file was deleted or replaced, or the run's rows were.
-    Lost(String),
-}
-
-impl From<sqlx::Error> for Fault {
-    fn from(e: sqlx::Error) -> Self {
-        Fault::Sql(e)
-    }
-}
-
-impl Fault {
-    /// Worth another attempt: the connection or the server hiccuped, the statement did not fail.
-    pub(super) fn is_transient(&self) -> bool {
-        match self {
-            Fault::Sql(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_)) => true,
-            Fault::Sql(sqlx::Error::Database(db)) => db.code().is_some_and(|c| {
-                c.starts_with("08")
-                    || matches!(
-                        &*c,
-                        "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300" | "5" | "6" | "261" | "517"
-                    )
-            }),
-            _ => false,
-        }
-    }
 }
 
 /// The least time a ledger statement is given, whatever `--connect-timeout` says: that
@@ -94,9 +63,10 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens (and creates, the first time) the ledger at `url`: connecting to a server
-    /// within `connect` (the command's `--connect-timeout`); a SQLite file, and every
-    /// statement later, within `connect` but never less than [`MIN_ANSWER`].
+    /// Opens (and creates, the first time) the ledger at `url`, bringing its tables to this
+    /// fleetmig's version: connecting to a server within `connect` (the command's
+    /// `--connect-timeout`); a SQLite file, and every statement later, within `connect` but
+    /// never less than [`MIN_ANSWER`].
     ///
     /// A SQLite ledger is created whole (its tables written to a side file that is then
     /// linked into place), so a file at the ledger's path that is empty or lacks the
@@ -106,108 +76,36 @@ impl Ledger {
         install_default_drivers();
         let limit = connect.max(MIN_ANSWER);
         let shown = url.redacted();
-        let fail = |op: &str, message: String| LedgerError {
+        // The database's own words for a failure to reach it, password hidden.
+        let fail = |op: &str, cause: Cause| LedgerError {
             ledger: shown.clone(),
             op: op.into(),
-            message,
-        };
-        let sql_fail = |op: &str, e: sqlx::Error| {
-            fail(
-                op,
-                crate::model::db_error::DbError::sqlx(
-                    crate::model::db_error::ErrorKind::Unreachable,
-                    "",
-                    &e,
-                    url.password(),
-                )
-                .message,
-            )
-        };
-        let sqlite = url.scheme() == "sqlite";
-        let (text, file) = if sqlite {
-            let path = PathBuf::from(url.url().path());
-            match std::fs::metadata(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    create_sqlite(&path, limit).await.map_err(|e| match e {
-                        Fault::Sql(e) => sql_fail("creating it", e),
-                        Fault::Timeout(t) => fail("creating it", format!("no answer within {t:?}")),
-                        Fault::Lost(m) => fail("creating it", m),
-                    })?
+            cause: match cause {
+                Cause::Sql(e) => {
+                    Cause::Unreachable(DbError::sqlx(ErrorKind::Unreachable, "", &e, url.password()).message)
                 }
-                Err(e) => return Err(fail("opening", e.to_string())),
-                Ok(m) if !m.is_file() => return Err(fail("opening", "not a file".into())),
-                Ok(m) if m.len() == 0 => {
-                    return Err(fail(
-                        "opening",
-                        "the file is empty (0 bytes): not a fleetmig ledger, or one truncated. fleetmig creates \
-                         its ledger whole, never empty, and will not start a new one over it: move the file away \
-                         to start a new ledger, or restore it from a backup"
-                            .into(),
-                    ));
-                }
-                Ok(_) => {}
-            }
-            let identity = file_identity(&path);
-            (
-                format!("sqlite://{}?mode=rw", path.display()),
-                Some(LedgerFile { path, identity }),
-            )
+                other => other,
+            },
+        };
+        let engine = if url.scheme() == "sqlite" {
+            Engine::Sqlite
         } else {
-            (url.expose().to_owned(), None)
+            Engine::Postgres
+        };
+        let (text, file) = match engine {
+            Engine::Sqlite => sqlite_file(url, limit).await.map_err(|(op, c)| fail(op, c))?,
+            Engine::Postgres => (url.expose().to_owned(), None),
         };
         // One direct connection first, bounded: a pool that cannot connect only says it
         // timed out, where the connection says why (refused, bad password, not a database).
-        let direct = async {
-            let mut conn = AnyConnection::connect(&text).await?;
-            let tables: i64 = if sqlite {
-                sqlx::query_scalar(&format!(
-                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN {TABLES}"
-                ))
-                .fetch_one(&mut conn)
-                .await?
-            } else {
-                conn.execute(SCHEMA).await?;
-                2
-            };
-            conn.close().await?;
-            Ok::<_, sqlx::Error>(tables)
-        };
-        let open_within = if sqlite { limit } else { connect };
-        let tables = match tokio::time::timeout(open_within, direct).await {
-            Ok(Ok(tables)) => tables,
-            Ok(Err(e)) => return Err(sql_fail("opening", e)),
-            Err(_) => return Err(fail("opening", format!("no answer within {open_within:?}"))),
-        };
-        if tables < 2 {
-            return Err(fail(
-                "opening",
-                "the file is a SQLite database without fleetmig's tables (fleetmig_runs, fleetmig_run_tenants): \
-                 not a fleetmig ledger; give --ledger another file, or move this one away"
-                    .into(),
-            ));
+        let open_within = if engine == Engine::Sqlite { limit } else { connect };
+        match tokio::time::timeout(open_within, prepare(&text, engine)).await {
+            Ok(result) => result.map_err(|c| fail("opening", c))?,
+            Err(_) => return Err(fail("opening", Cause::Timeout(open_within))),
         }
-        let options = AnyPoolOptions::new()
-            .max_connections(if sqlite { 1 } else { 4 })
-            .acquire_timeout(if sqlite { limit } else { connect });
-        let options = if sqlite {
-            // Waits for another runner's write no longer than the command's time limit.
-            let busy = limit.as_millis().min(i32::MAX as u128);
-            options.after_connect(move |conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        format!(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {busy};"
-                        )
-                        .as_str(),
-                    )
-                    .await
-                    .map(drop)
-                })
-            })
-        } else {
-            options
-        };
-        let pool = options.connect_lazy(&text).map_err(|e| sql_fail("opening", e))?;
+        let pool = pool_options(engine, limit, connect)
+            .connect_lazy(&text)
+            .map_err(|e| fail("opening", e.into()))?;
         Ok(Ledger {
             pool,
             shown,
@@ -218,38 +116,26 @@ impl Ledger {
     }
 
     pub(super) fn fail(&self, op: &str, e: sqlx::Error) -> LedgerError {
+        self.fault(op, Cause::Sql(e))
+    }
+
+    pub(super) fn fault(&self, op: &str, cause: Cause) -> LedgerError {
         LedgerError {
             ledger: self.shown.clone(),
             op: op.into(),
-            message: e.to_string(),
-        }
-    }
-
-    pub(super) fn fault(&self, op: &str, fault: Fault) -> LedgerError {
-        match fault {
-            Fault::Sql(e) => self.fail(op, e),
-            Fault::Timeout(t) => LedgerError {
-                ledger: self.shown.clone(),
-                op: op.into(),
-                message: format!("no answer within {t:?}"),
-            },
-            Fault::Lost(message) => LedgerError {
-                ledger: self.shown.clone(),
-                op: op.into(),
-                message,
-            },
+            cause,
         }
     }
 
     /// A SQLite ledger's file must still be the one opened.
-    pub(super) fn check_file(&self, run_id: &str) -> Result<(), Fault> {
+    pub(super) fn check_file(&self, run_id: &str) -> Result<(), Cause> {
         let Some(file) = &self.file else { return Ok(()) };
         let now = file_identity(&file.path);
         if now.is_some() && now == file.identity {
             return Ok(());
         }
         let what = if now.is_none() { "deleted" } else { "replaced" };
-        Err(Fault::Lost(format!(
+        Err(Cause::Lost(format!(
             "the ledger file `{}` was {what} during the run: the records of run `{run_id}` are lost",
             file.path.display()
         )))
@@ -260,7 +146,7 @@ impl Ledger {
     pub(super) async fn write<T, F, Fut>(&self, op: &str, run_id: &str, mut attempt: F) -> Result<T, LedgerError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, Fault>>,
+        Fut: Future<Output = Result<T, Cause>>,
     {
         let started = Instant::now();
         let mut pauses = RETRY_PAUSES.iter();
@@ -268,7 +154,7 @@ impl Ledger {
             self.check_file(run_id).map_err(|f| self.fault(op, f))?;
             let result = match tokio::time::timeout(self.limit, attempt()).await {
                 Ok(result) => result,
-                Err(_) => Err(Fault::Timeout(self.limit)),
+                Err(_) => Err(Cause::Timeout(self.limit)),
             };
             match result {
                 Ok(v) => return Ok(v),
@@ -301,11 +187,86 @@ impl Ledger {
     ) -> Result<T, LedgerError> {
         match tokio::time::timeout(self.limit, work).await {
             Ok(result) => result,
-            Err(_) => Err(self.fault(op, Fault::Timeout(self.limit))),
+            Err(_) => Err(self.fault(op, Cause::Timeout(self.limit))),
         }
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A SQLite ledger's connection text and file, the file created whole when missing. An
+/// empty file is refused: fleetmig never made it.
+async fn sqlite_file(url: &DbUrl, limit: Duration) -> Result<(String, Option<LedgerFile>), (&'static str, Cause)> {
+    let path = PathBuf::from(url.url().path());
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_sqlite(&path, limit).await.map_err(|c| ("creating it", c))?
+        }
+        Err(e) => return Err(("opening", Cause::Refused(e.to_string()))),
+        Ok(m) if !m.is_file() => return Err(("opening", Cause::Refused("not a file".into()))),
+        Ok(m) if m.len() == 0 => {
+            return Err((
+                "opening",
+                Cause::Refused(
+                    "the file is empty (0 bytes): not a fleetmig ledger, or one truncated. fleetmig creates \
+                     its ledger whole, never empty, and will not start a new one over it: move the file away \
+                     to start a new ledger, or restore it from a backup"
+                        .into(),
+                ),
+            ));
+        }
+        Ok(_) => {}
+    }
+    let identity = file_identity(&path);
+    Ok((
+        format!("sqlite://{}?mode=rw", path.display()),
+        Some(LedgerFile { path, identity }),
+    ))
+}
+
+/// On one connection: a SQLite file must hold fleetmig's tables; then the tables are
+/// brought to this fleetmig's version.
+async fn prepare(text: &str, engine: Engine) -> Result<(), Cause> {
+    let mut conn = AnyConnection::connect(text).await?;
+    if engine == Engine::Sqlite {
+        let tables: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN {TABLES}"
+        ))
+        .fetch_one(&mut conn)
+        .await?;
+        if tables < 2 {
+            return Err(Cause::Refused(
+                "the file is a SQLite database without fleetmig's tables (fleetmig_runs, fleetmig_run_tenants): \
+                 not a fleetmig ledger; give --ledger another file, or move this one away"
+                    .into(),
+            ));
+        }
+    }
+    upgrade(&mut conn, engine).await?;
+    Ok(conn.close().await?)
+}
+
+/// The pool: SQLite one connection (a single writer anyway), waiting for another runner's
+/// write no longer than the command's time limit; PostgreSQL a few.
+fn pool_options(engine: Engine, limit: Duration, connect: Duration) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new();
+    if engine == Engine::Postgres {
+        return options.max_connections(4).acquire_timeout(connect);
+    }
+    let busy = limit.as_millis().min(i32::MAX as u128);
+    options
+        .max_connections(1)
+        .acquire_timeout(limit)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {busy};")
+                        .as_str(),
+                )
+                .await
+                .map(drop)
+            })
+        })
 }

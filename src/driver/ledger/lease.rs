@@ -3,13 +3,16 @@
 //! limit together, and stop on a run-wide stop marker; whoever ends last writes the report.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Executor, Row};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
-use super::error::LedgerError;
-use super::handle::{Fault, Ledger};
-use super::records::RunPlan;
+use super::error::{Cause, LedgerError, Undecodable, decode};
+use super::handle::Ledger;
+use super::records::{RunPlan, outcome_row};
 use crate::model::migration::Version;
-use crate::model::run::{FinalTenant, Outcome, Phase, RunReport, TenantReport};
+use crate::model::policy::{MaxFailures, StopReason};
+use crate::model::record::TenantState;
+use crate::model::run::{FinalTenant, Outcome, Phase, RunReport, Status, TenantReport};
 
 /// The database's clock in milliseconds: every runner of a shared run judges leases by
 /// the ledger's clock, never its own, so clock skew between machines cannot expire a lease.
@@ -29,7 +32,7 @@ pub enum Claimed {
     /// No tenant is pending or in flight: the run is done.
     Done,
     /// The run's stop marker is set.
-    Stopped(crate::model::policy::StopReason),
+    Stopped(StopReason),
 }
 
 /// One tenant row of a shared run, for the report assembled from the ledger.
@@ -37,10 +40,11 @@ pub enum Claimed {
 pub struct SharedRow {
     pub tenant: String,
     pub wave: i64,
-    pub state: String,
+    pub state: TenantState,
     pub start_version: Option<i64>,
     pub final_version: Option<i64>,
-    pub steps: Option<String>,
+    /// The migrations it ran (the length of its recorded steps).
+    pub migrations_run: usize,
     pub error: Option<String>,
     /// Where and how it failed, and its rollback: `None` for rows written before the
     /// ledger kept it (or that have nothing to say).
@@ -125,7 +129,7 @@ pub struct SharedRun {
     pub command: String,
     pub started_ms: i64,
     pub canary_waves: Vec<usize>,
-    pub marker: Option<crate::model::policy::StopReason>,
+    pub marker: Option<StopReason>,
     pub rows: Vec<SharedRow>,
 }
 
@@ -140,40 +144,20 @@ impl Ledger {
             .starts_with("postgres")
     }
 
-    /// Refuses a SQLite ledger and adds the columns shared runs need to an older ledger.
+    /// Refuses a SQLite ledger. (The columns shared runs need came with the ledger's
+    /// schema upgrades, when it was opened.)
     pub async fn prepare_sharing(&self) -> Result<(), LedgerError> {
-        self.bounded("adding the shared-run columns", async {
-        if !self.is_postgres() {
-            return Err(LedgerError {
-                ledger: self.shown.clone(),
-                op: "sharing a run".into(),
-                message: "several runners need a PostgreSQL ledger (--ledger postgres://...); a SQLite file cannot hand out leases across machines".into(),
-            });
-        }
-        let present: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() \
-             AND table_name = 'fleetmig_run_tenants' AND column_name = 'failure'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| self.fail("adding the shared-run columns", e))?;
-        if present > 0 {
+        if self.is_postgres() {
             return Ok(());
         }
-        // Only when missing: an ALTER takes an exclusive lock other runners would queue on.
-        self.pool
-            .execute(
-                "ALTER TABLE fleetmig_runs ADD COLUMN IF NOT EXISTS shared TEXT, \
-                 ADD COLUMN IF NOT EXISTS shared_stop TEXT; \
-                 ALTER TABLE fleetmig_run_tenants ADD COLUMN IF NOT EXISTS owner TEXT, \
-                 ADD COLUMN IF NOT EXISTS lease_until_ms BIGINT, ADD COLUMN IF NOT EXISTS claimed_ms BIGINT, \
-                 ADD COLUMN IF NOT EXISTS failure TEXT;",
-            )
-            .await
-            .map(drop)
-            .map_err(|e| self.fail("adding the shared-run columns", e))
-        })
-        .await
+        Err(self.fault(
+            "sharing a run",
+            Cause::Refused(
+                "several runners need a PostgreSQL ledger (--ledger postgres://...); a SQLite file cannot hand \
+                 out leases across machines"
+                    .into(),
+            ),
+        ))
     }
 
     /// A shared run's failure limit; `None` when the run is not shared (or does not exist).
@@ -193,15 +177,15 @@ impl Ledger {
     /// Claims the next tenant of the lowest wave that still has work: a pending one, or one
     /// whose runner's lease ran out. One statement; rows other runners are claiming are
     /// skipped, not waited for.
-    async fn claim_unbounded(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<Claimed, Fault> {
+    async fn claim_unbounded(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<Claimed, Cause> {
         let sql = format!(
             "WITH pick AS (SELECT run_id, tenant, state AS was, owner AS prev FROM fleetmig_run_tenants \
                WHERE run_id = $1 \
-               AND wave = (SELECT MIN(wave) FROM fleetmig_run_tenants WHERE run_id = $1 AND state IN ('pending', 'started')) \
-               AND (state = 'pending' OR (state = 'started' AND (lease_until_ms IS NULL OR lease_until_ms < {DB_NOW_MS}))) \
+               AND wave = (SELECT MIN(wave) FROM fleetmig_run_tenants WHERE run_id = $1 AND state IN ($4, $5)) \
+               AND (state = $4 OR (state = $5 AND (lease_until_ms IS NULL OR lease_until_ms < {DB_NOW_MS}))) \
                AND NOT EXISTS (SELECT 1 FROM fleetmig_runs r WHERE r.run_id = $1 AND r.shared_stop IS NOT NULL) \
                ORDER BY tenant LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             UPDATE fleetmig_run_tenants t SET state = 'started', owner = $2, lease_until_ms = {DB_NOW_MS} + $3, \
+             UPDATE fleetmig_run_tenants t SET state = $5, owner = $2, lease_until_ms = {DB_NOW_MS} + $3, \
                claimed_ms = {DB_NOW_MS}, updated_ms = {DB_NOW_MS} \
              FROM pick WHERE t.run_id = pick.run_id AND t.tenant = pick.tenant \
              RETURNING t.tenant, t.wave, pick.was, pick.prev"
@@ -210,34 +194,29 @@ impl Ledger {
             .bind(run_id)
             .bind(owner)
             .bind(lease_ms)
+            .bind(TenantState::Pending.as_str())
+            .bind(TenantState::Started.as_str())
             .fetch_optional(&self.pool)
-            .await
-            .map_err(Fault::Sql)?;
+            .await?;
         if let Some(r) = row {
-            let read = || -> Result<Claimed, sqlx::Error> {
-                let was: String = r.try_get(2)?;
-                let prev: Option<String> = r.try_get(3)?;
-                Ok(Claimed::Tenant {
-                    id: r.try_get(0)?,
-                    wave: r.try_get::<i64, _>(1)? as usize,
-                    from: if was == "started" {
-                        Some(prev.unwrap_or_else(|| "?".into()))
-                    } else {
-                        None
-                    },
-                })
-            };
-            return read().map_err(Fault::Sql);
+            let was: String = r.try_get(2)?;
+            let prev: Option<String> = r.try_get(3)?;
+            return Ok(Claimed::Tenant {
+                id: r.try_get(0)?,
+                wave: r.try_get::<i64, _>(1)? as usize,
+                from: (was == TenantState::Started.as_str()).then(|| prev.unwrap_or_else(|| "?".into())),
+            });
         }
         let (open, marker): (i64, Option<String>) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM fleetmig_run_tenants WHERE run_id = $1 AND state IN ('pending', 'started')), \
+            "SELECT (SELECT COUNT(*) FROM fleetmig_run_tenants WHERE run_id = $1 AND state IN ($2, $3)), \
              (SELECT shared_stop FROM fleetmig_runs WHERE run_id = $1)",
         )
         .bind(run_id)
+        .bind(TenantState::Pending.as_str())
+        .bind(TenantState::Started.as_str())
         .fetch_one(&self.pool)
-        .await
-        .map_err(Fault::Sql)?;
-        Ok(match marker.and_then(|m| serde_json::from_str(&m).ok()) {
+        .await?;
+        Ok(match stop_reason(run_id, marker)? {
             Some(reason) => Claimed::Stopped(reason),
             None if open == 0 => Claimed::Done,
             None => Claimed::Wait,
@@ -245,29 +224,28 @@ impl Ledger {
     }
 
     /// The heartbeat: extends the lease on every tenant this runner holds.
-    async fn renew_unbounded(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<(), Fault> {
+    async fn renew_unbounded(&self, run_id: &str, owner: &str, lease_ms: i64) -> Result<(), Cause> {
         sqlx::query(&format!(
             "UPDATE fleetmig_run_tenants SET lease_until_ms = {DB_NOW_MS} + $3 \
-             WHERE run_id = $1 AND owner = $2 AND state = 'started'"
+             WHERE run_id = $1 AND owner = $2 AND state = $4"
         ))
         .bind(run_id)
         .bind(owner)
         .bind(lease_ms)
+        .bind(TenantState::Started.as_str())
         .execute(&self.pool)
-        .await
-        .map(drop)
-        .map_err(Fault::Sql)
+        .await?;
+        Ok(())
     }
 
     /// The run's stop marker, when a runner set it.
-    async fn stop_marker_unbounded(&self, run_id: &str) -> Result<Option<crate::model::policy::StopReason>, Fault> {
+    async fn stop_marker_unbounded(&self, run_id: &str) -> Result<Option<StopReason>, Cause> {
         let marker: Option<Option<String>> =
             sqlx::query_scalar("SELECT shared_stop FROM fleetmig_runs WHERE run_id = $1")
                 .bind(run_id)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(Fault::Sql)?;
-        Ok(marker.flatten().and_then(|m| serde_json::from_str(&m).ok()))
+                .await?;
+        stop_reason(run_id, marker.flatten())
     }
 
     /// Writes a claimed tenant's outcome, if this runner still owns it. `release` hands it
@@ -281,73 +259,49 @@ impl Ledger {
         owner: &str,
         report: &TenantReport,
         release: bool,
-        limit: crate::model::policy::MaxFailures,
+        limit: MaxFailures,
         total: usize,
-    ) -> Result<Option<crate::model::policy::StopReason>, Fault> {
+    ) -> Result<Option<StopReason>, Cause> {
         let failed = matches!(report.outcome, Outcome::Failed { .. });
-        let (state, error) = match &report.outcome {
-            _ if release => ("pending", None),
-            Outcome::Succeeded => ("succeeded", None),
-            Outcome::Failed { error, .. } => ("failed", Some(error.to_string())),
-            Outcome::Skipped { reason } => ("skipped", Some(format!("{}: {}", reason.name(), reason.message()))),
-            Outcome::NotStarted => ("not_started", None),
-            Outcome::Stopped => ("stopped", None),
+        let (state, error) = match outcome_row(&report.outcome) {
+            _ if release => (TenantState::Pending, None),
+            row => row,
         };
-        let mut tx = self.pool.begin().await.map_err(Fault::Sql)?;
+        let mut tx = self.pool.begin().await?;
         if failed {
             sqlx::query("SELECT run_id FROM fleetmig_runs WHERE run_id = $1 FOR UPDATE")
                 .bind(run_id)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(Fault::Sql)?;
+                .await?;
         }
         let steps = serde_json::to_string(&report.steps).expect("steps serialize");
         sqlx::query(&format!(
             "UPDATE fleetmig_run_tenants SET state = $4, start_version = COALESCE(start_version, $5), final_version = $6, \
              steps = $7, error = $8, failure = $9, updated_ms = {DB_NOW_MS}, lease_until_ms = NULL, \
-             owner = CASE WHEN $4 = 'pending' THEN NULL ELSE owner END \
+             owner = CASE WHEN $4 = $10 THEN NULL ELSE owner END \
              WHERE run_id = $1 AND tenant = $2 AND owner = $3"
         ))
         .bind(run_id)
         .bind(report.id.as_str())
         .bind(owner)
-        .bind(state)
+        .bind(state.as_str())
         .bind(report.start_version.map(|v| v.0))
         .bind(report.final_version.map(|v| v.0))
         .bind(steps)
         .bind(error)
         .bind(RowFailure::json(RowFailure::of_outcome(&report.outcome).filter(|_| !release)))
+        .bind(TenantState::Pending.as_str())
         .execute(&mut *tx)
-        .await
-        .map_err(Fault::Sql)?;
+        .await?;
         if failed {
-            let count: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM fleetmig_run_tenants WHERE run_id = $1 AND state = 'failed'")
-                    .bind(run_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(Fault::Sql)?;
-            let count = count as usize;
-            if limit.is_exceeded(count, total) {
-                let reason = crate::model::policy::StopReason::MaxFailures {
-                    failed: count,
-                    limit: limit.limit(total).unwrap_or(0),
-                };
-                sqlx::query("UPDATE fleetmig_runs SET shared_stop = $2 WHERE run_id = $1 AND shared_stop IS NULL")
-                    .bind(run_id)
-                    .bind(serde_json::to_string(&reason).expect("reasons serialize"))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Fault::Sql)?;
-            }
+            count_failure(&mut tx, run_id, limit, total).await?;
         }
         let marker: Option<String> = sqlx::query_scalar("SELECT shared_stop FROM fleetmig_runs WHERE run_id = $1")
             .bind(run_id)
             .fetch_one(&mut *tx)
-            .await
-            .map_err(Fault::Sql)?;
-        tx.commit().await.map_err(Fault::Sql)?;
-        Ok(marker.and_then(|m| serde_json::from_str(&m).ok()))
+            .await?;
+        tx.commit().await?;
+        stop_reason(run_id, marker)
     }
 
     /// A runner's last word on a shared run: the rollback results for its own tenants, then,
@@ -360,16 +314,14 @@ impl Ledger {
         owner: &str,
         own: &RunReport,
         assemble: impl FnOnce(SharedRun) -> RunReport,
-    ) -> Result<bool, LedgerError> {
-        let fail = |e| self.fail("recording the run's end", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+    ) -> Result<bool, Cause> {
+        let mut tx = self.pool.begin().await?;
         let run = sqlx::query(
             "SELECT command, started_ms, plan, shared_stop FROM fleetmig_runs WHERE run_id = $1 FOR UPDATE",
         )
         .bind(run_id)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(fail)?;
+        .await?;
         for t in own.tenants.iter().filter(|t| t.rollback.is_some()) {
             sqlx::query(&format!(
                 "UPDATE fleetmig_run_tenants SET state = $4, final_version = $5, failure = $6, updated_ms = {DB_NOW_MS} \
@@ -378,59 +330,25 @@ impl Ledger {
             .bind(run_id)
             .bind(&t.id)
             .bind(owner)
-            .bind(t.status.name())
+            .bind(TenantState::Ended(t.status).as_str())
             .bind(t.final_version.map(|v| v.0))
             .bind(RowFailure::json(RowFailure::of(t)))
             .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
+            .await?;
         }
-        let rows = sqlx::query(&format!(
-            "SELECT tenant, wave, state, start_version, final_version, steps, error, \
-             (state = 'started' AND (lease_until_ms IS NULL OR lease_until_ms < {DB_NOW_MS})), failure \
-             FROM fleetmig_run_tenants WHERE run_id = $1 ORDER BY wave, tenant"
-        ))
-        .bind(run_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(fail)?;
-        let rows: Vec<SharedRow> = rows
-            .iter()
-            .map(|r| {
-                Ok(SharedRow {
-                    tenant: r.try_get(0)?,
-                    wave: r.try_get(1)?,
-                    state: r.try_get(2)?,
-                    start_version: r.try_get(3)?,
-                    final_version: r.try_get(4)?,
-                    steps: r.try_get(5)?,
-                    error: r.try_get(6)?,
-                    expired: r.try_get(7)?,
-                    failure: r
-                        .try_get::<Option<String>, _>(8)?
-                        .map(|f| serde_json::from_str(&f))
-                        .transpose()
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(fail)?;
-        if rows.iter().any(|r| r.state == "started" && !r.expired) {
-            tx.commit().await.map_err(fail)?;
+        let rows = shared_rows(&mut tx, run_id).await?;
+        if rows.iter().any(|r| r.state == TenantState::Started && !r.expired) {
+            tx.commit().await?;
             return Ok(false);
         }
-        let read = || -> Result<SharedRun, sqlx::Error> {
-            let plan: String = run.try_get(2)?;
-            let marker: Option<String> = run.try_get(3)?;
-            Ok(SharedRun {
-                command: run.try_get(0)?,
-                started_ms: run.try_get(1)?,
-                canary_waves: serde_json::from_str::<RunPlan>(&plan).map_or(vec![], |p| p.canary_waves),
-                marker: marker.and_then(|m| serde_json::from_str(&m).ok()),
-                rows,
-            })
-        };
-        let report = assemble(read().map_err(fail)?);
+        let plan: RunPlan = decode(run_id, "plan", &run.try_get::<String, _>(2)?)?;
+        let report = assemble(SharedRun {
+            command: run.try_get(0)?,
+            started_ms: run.try_get(1)?,
+            canary_waves: plan.canary_waves,
+            marker: stop_reason(run_id, run.try_get(3)?)?,
+            rows,
+        });
         sqlx::query(&format!(
             "UPDATE fleetmig_runs SET finished_ms = {DB_NOW_MS}, stop_reason = $2, report = $3 WHERE run_id = $1"
         ))
@@ -438,11 +356,87 @@ impl Ledger {
         .bind(report.stop_reason.to_string())
         .bind(serde_json::to_string(&report).expect("reports serialize"))
         .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
+        .await?;
+        tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Counts the run's failures after one more, and sets the stop marker when they exceed
+/// `limit` (unless a runner set it first).
+async fn count_failure(
+    tx: &mut Transaction<'static, Any>,
+    run_id: &str,
+    limit: MaxFailures,
+    total: usize,
+) -> Result<(), Cause> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fleetmig_run_tenants WHERE run_id = $1 AND state = $2")
+        .bind(run_id)
+        .bind(TenantState::Ended(Status::Failed).as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    let count = count as usize;
+    if limit.is_exceeded(count, total) {
+        let reason = StopReason::MaxFailures {
+            failed: count,
+            limit: limit.limit(total).unwrap_or(0),
+        };
+        sqlx::query("UPDATE fleetmig_runs SET shared_stop = $2 WHERE run_id = $1 AND shared_stop IS NULL")
+            .bind(run_id)
+            .bind(serde_json::to_string(&reason).expect("reasons serialize"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Every tenant row of a shared run, in wave order, each read whole or the run named.
+async fn shared_rows(tx: &mut Transaction<'static, Any>, run_id: &str) -> Result<Vec<SharedRow>, Cause> {
+    let rows = sqlx::query(&format!(
+        "SELECT tenant, wave, state, start_version, final_version, steps, error, \
+         (state = $2 AND (lease_until_ms IS NULL OR lease_until_ms < {DB_NOW_MS})), failure \
+         FROM fleetmig_run_tenants WHERE run_id = $1 ORDER BY wave, tenant"
+    ))
+    .bind(run_id)
+    .bind(TenantState::Started.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(|r| shared_row(run_id, r)).collect()
+}
+
+fn shared_row(run_id: &str, r: &AnyRow) -> Result<SharedRow, Cause> {
+    let tenant: String = r.try_get(0)?;
+    let what = |field: &str| format!("tenant `{tenant}`'s {field}");
+    let state = read_state(run_id, &what("state"), &r.try_get::<String, _>(2)?)?;
+    let steps: Option<String> = r.try_get(5)?;
+    let migrations_run = match steps {
+        Some(s) => decode::<Vec<serde_json::Value>>(run_id, &what("steps"), &s)?.len(),
+        None => 0,
+    };
+    let failure: Option<String> = r.try_get(8)?;
+    Ok(SharedRow {
+        wave: r.try_get(1)?,
+        state,
+        start_version: r.try_get(3)?,
+        final_version: r.try_get(4)?,
+        migrations_run,
+        error: r.try_get(6)?,
+        expired: r.try_get(7)?,
+        failure: failure
+            .map(|f| decode(run_id, &what("failure record"), &f))
+            .transpose()?,
+        tenant,
+    })
+}
+
+/// A tenant row's state, or an error naming the run and `what` was read ("tenant `a`'s state").
+pub(super) fn read_state(run_id: &str, what: &str, text: &str) -> Result<TenantState, Cause> {
+    TenantState::parse(text).ok_or_else(|| Cause::undecodable(run_id, what, Undecodable::Unknown(text.to_owned())))
+}
+
+/// The run's stop marker, read: an unreadable one is an error, never "not stopped".
+fn stop_reason(run_id: &str, marker: Option<String>) -> Result<Option<StopReason>, Cause> {
+    marker.map(|m| decode(run_id, "stop marker", &m)).transpose()
 }
 
 /// The shared-run operations, each bounded by the ledger's time limit and retried after a
@@ -470,7 +464,7 @@ impl Ledger {
     }
 
     /// The run's stop marker, when a runner set it.
-    pub async fn stop_marker(&self, run_id: &str) -> Result<Option<crate::model::policy::StopReason>, LedgerError> {
+    pub async fn stop_marker(&self, run_id: &str) -> Result<Option<StopReason>, LedgerError> {
         self.write("reading the run's stop marker", run_id, move || {
             self.stop_marker_unbounded(run_id)
         })
@@ -484,9 +478,9 @@ impl Ledger {
         owner: &str,
         report: &TenantReport,
         release: bool,
-        limit: crate::model::policy::MaxFailures,
+        limit: MaxFailures,
         total: usize,
-    ) -> Result<Option<crate::model::policy::StopReason>, LedgerError> {
+    ) -> Result<Option<StopReason>, LedgerError> {
         // One transaction, keyed on this runner's ownership: again after a lost answer, it
         // writes the same row and counts the same failures.
         self.write("recording a tenant's outcome", run_id, move || {
@@ -504,8 +498,11 @@ impl Ledger {
         own: &RunReport,
         assemble: impl FnOnce(SharedRun) -> RunReport,
     ) -> Result<bool, LedgerError> {
-        let work = self.conclude_shared_unbounded(run_id, owner, own, assemble);
-        let result = self.bounded("recording the run's end", work).await;
+        let op = "recording the run's end";
+        let work = async {
+            (self.conclude_shared_unbounded(run_id, owner, own, assemble).await).map_err(|c| self.fault(op, c))
+        };
+        let result = self.bounded(op, work).await;
         if let Err(e) = &result {
             *self.missed_end.lock().expect("not poisoned") = Some(e.to_string());
         }

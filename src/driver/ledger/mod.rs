@@ -9,8 +9,10 @@ mod schema;
 pub mod status;
 mod views;
 
-pub use error::LedgerError;
+pub use error::{Cause, LedgerError, Undecodable};
 pub use handle::{Ledger, MIN_ANSWER};
 pub use lease::{Claimed, RowFailure, SharedRow, SharedRun};
 pub use records::{RecordedPolicy, RunPlan, default_ledger_path, runner};
-pub use views::{LastError, RunRow};
+
+#[cfg(test)]
+mod tests;

@@ -9,8 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::error::Cause;
 use super::error::LedgerError;
-use super::handle::{Fault, Ledger};
+use super::handle::Ledger;
+use crate::model::record::TenantState;
 use crate::model::run::{Outcome, RunReport, TenantReport};
 
 /// What a run set out to do: enough to resume it.
@@ -83,6 +85,16 @@ pub fn runner() -> String {
 /// bound parameters, and large enough that a big fleet costs few round trips.
 pub(super) const ROWS_PER_STATEMENT: usize = 200;
 
+/// The state and error a tenant's outcome leaves its row with.
+pub(super) fn outcome_row(outcome: &Outcome) -> (TenantState, Option<String>) {
+    let error = match outcome {
+        Outcome::Failed { error, .. } => Some(error.to_string()),
+        Outcome::Skipped { reason } => Some(format!("{}: {}", reason.name(), reason.message())),
+        Outcome::Succeeded | Outcome::NotStarted | Outcome::Stopped => None,
+    };
+    (TenantState::of(outcome), error)
+}
+
 impl Ledger {
     /// Records a new run and its plan, every tenant `pending`. Not retried: the insert
     /// may have committed before its answer was lost.
@@ -108,7 +120,7 @@ impl Ledger {
         self.check_file(run_id).map_err(|f| self.fault(op, f))?;
         match tokio::time::timeout(self.limit, self.begin_run_once(run_id, fleet, plan, shared)).await {
             Ok(result) => result.map_err(|f| self.fault(op, f)),
-            Err(_) => Err(self.fault(op, Fault::Timeout(self.limit))),
+            Err(_) => Err(self.fault(op, Cause::Timeout(self.limit))),
         }
     }
 
@@ -118,7 +130,7 @@ impl Ledger {
         fleet: &str,
         plan: &RunPlan,
         shared: Option<&str>,
-    ) -> Result<(), Fault> {
+    ) -> Result<(), Cause> {
         let text = serde_json::to_string(plan).expect("plans serialize");
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -142,13 +154,16 @@ impl Ledger {
         let now = now_ms();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("($1, ${}, ${}, 'pending', $2)", 2 * i + 3, 2 * i + 4))
+                .map(|i| format!("($1, ${}, ${}, $3, $2)", 2 * i + 4, 2 * i + 5))
                 .collect();
             let sql = format!(
                 "INSERT INTO fleetmig_run_tenants (run_id, tenant, wave, state, updated_ms) VALUES {}",
                 values.join(", ")
             );
-            let mut insert = sqlx::query(&sql).bind(run_id).bind(now);
+            let mut insert = sqlx::query(&sql)
+                .bind(run_id)
+                .bind(now)
+                .bind(TenantState::Pending.as_str());
             for (tenant, wave) in chunk {
                 insert = insert.bind(*tenant).bind(*wave);
             }
@@ -165,8 +180,8 @@ impl Ledger {
     }
 
     /// The run's rows are gone when an update of them touches nothing.
-    pub(super) fn lost(run_id: &str) -> Fault {
-        Fault::Lost(format!(
+    pub(super) fn lost(run_id: &str) -> Cause {
+        Cause::Lost(format!(
             "run `{run_id}` is missing from the ledger (deleted, replaced or cleared during the run): its records are lost"
         ))
     }
@@ -193,11 +208,12 @@ impl Ledger {
     pub async fn tenant_started(&self, run_id: &str, tenant: &str) -> Result<(), LedgerError> {
         self.write("recording a tenant's start", run_id, move || async move {
             let done = sqlx::query(
-                "UPDATE fleetmig_run_tenants SET state = 'started', updated_ms = $3 WHERE run_id = $1 AND tenant = $2",
+                "UPDATE fleetmig_run_tenants SET state = $4, updated_ms = $3 WHERE run_id = $1 AND tenant = $2",
             )
             .bind(run_id)
             .bind(tenant)
             .bind(now_ms())
+            .bind(TenantState::Started.as_str())
             .execute(&self.pool)
             .await?;
             if done.rows_affected() == 0 {
@@ -210,13 +226,8 @@ impl Ledger {
 
     /// Written after the tenant's last commit (or failure).
     pub async fn tenant_finished(&self, run_id: &str, report: &TenantReport) -> Result<(), LedgerError> {
-        let (state, error) = match &report.outcome {
-            Outcome::Succeeded => ("succeeded", None),
-            Outcome::Failed { error, .. } => ("failed", Some(error.to_string())),
-            Outcome::Skipped { reason } => ("skipped", Some(format!("{}: {}", reason.name(), reason.message()))),
-            Outcome::NotStarted => ("not_started", None),
-            Outcome::Stopped => ("stopped", None),
-        };
+        let (state, error) = outcome_row(&report.outcome);
+        let state = state.as_str();
         let steps = serde_json::to_string(&report.steps).expect("steps serialize");
         let (steps, error) = (steps.as_str(), error.as_deref());
         self.write("recording a tenant's outcome", run_id, move || async move {
@@ -256,14 +267,14 @@ impl Ledger {
         result
     }
 
-    async fn finish_run_once(&self, report: &RunReport) -> Result<(), Fault> {
+    async fn finish_run_once(&self, report: &RunReport) -> Result<(), Cause> {
         let mut tx = self.pool.begin().await?;
         // Tenants that ended alike share one statement per chunk: a run of a thousand
         // tenants at the target is a few statements, not a thousand.
         let mut alike: BTreeMap<(&str, Option<i64>), Vec<&str>> = BTreeMap::new();
         for t in &report.tenants {
             alike
-                .entry((t.status.name(), t.final_version.map(|v| v.0)))
+                .entry((TenantState::Ended(t.status).as_str(), t.final_version.map(|v| v.0)))
                 .or_default()
                 .push(&t.id);
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::any::install_default_drivers;
 use sqlx::{AnyConnection, Connection, Row};
 
+use super::error::Cause;
 use super::{LedgerError, MIN_ANSWER, default_ledger_path};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::Fleet;
@@ -48,12 +49,12 @@ pub async fn unsettled_rows(url: &DbUrl, connect: Duration) -> Result<Option<Vec
     let late = |op: &str, within: Duration| LedgerError {
         ledger: url.redacted(),
         op: op.into(),
-        message: format!("no answer within {within:?}"),
+        cause: Cause::Timeout(within),
     };
     let fail = |op: &str, e: sqlx::Error| LedgerError {
         ledger: url.redacted(),
         op: op.into(),
-        message: DbError::sqlx(ErrorKind::Unreachable, "", &e, url.password()).message,
+        cause: Cause::Unreachable(DbError::sqlx(ErrorKind::Unreachable, "", &e, url.password()).message),
     };
     let sqlite = url.scheme() == "sqlite";
     let (text, has_tables) = if sqlite {

@@ -1,106 +1,101 @@
 //! Read views of the ledger: past runs, a run's report, plan and tenants, each tenant's
 //! last error.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::Row;
 
-use super::error::LedgerError;
+use sqlx::any::AnyRow;
+
+use super::error::{Cause, LedgerError, decode};
 use super::handle::Ledger;
+use super::lease::read_state;
 use super::records::RunPlan;
-use crate::model::run::RunReport;
+use crate::model::record::{LastError, RunRow, TenantState};
+use crate::model::run::{RunReport, Status};
 
-/// One line of `fleetmig runs`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunRow {
-    pub run_id: String,
-    pub command: String,
-    /// The version tenants were taken to; `null` for a `down --steps` run.
-    pub target: Option<i64>,
-    /// `down --steps N`: the migrations each tenant reverts. Left out for other runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub steps: Option<usize>,
-    pub runner: String,
-    pub started_ms: i64,
-    pub finished_ms: Option<i64>,
-    pub stop_reason: Option<String>,
-    pub tenants: i64,
-    /// Tenants per final status, the same counts as the run's `summary`.
-    pub succeeded: i64,
-    pub failed: i64,
-    pub rolled_back: i64,
-    pub rollback_failed: i64,
-    pub skipped: i64,
-    pub not_started: i64,
-    pub stopped: i64,
-}
-
-/// The last failure the ledger saw for a tenant, for `status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct LastError {
-    pub run_id: String,
-    pub at_ms: i64,
-    pub error: String,
-}
-
-/// The `--steps` a run's recorded plan holds; `None` for other runs, old runs, and a plan
-/// that does not read.
-fn steps_of(plan: &str) -> Option<usize> {
+/// The `--steps` a run's recorded plan holds; `None` for other runs and old runs. A plan
+/// that does not read is an error naming the run.
+fn steps_of(run_id: &str, plan: &str) -> Result<Option<usize>, Cause> {
     #[derive(Deserialize)]
     struct Steps {
         #[serde(default)]
         steps: Option<usize>,
     }
-    serde_json::from_str::<Steps>(plan).ok().and_then(|p| p.steps)
+    Ok(decode::<Steps>(run_id, "plan", plan)?.steps)
+}
+
+/// Runs, newest first, with their tenants' counts per state.
+const RUNS: &str = "SELECT r.run_id, r.command, r.target, r.runner, r.started_ms, r.finished_ms, r.stop_reason, \
+     r.plan FROM fleetmig_runs r ORDER BY r.started_ms DESC, r.run_id DESC LIMIT $1";
+const COUNTS: &str = "SELECT run_id, state, COUNT(*) FROM fleetmig_run_tenants WHERE run_id IN \
+     (SELECT run_id FROM fleetmig_runs ORDER BY started_ms DESC, run_id DESC LIMIT $1) GROUP BY run_id, state";
+
+/// One run's line, its counts still zero.
+fn run_row(r: &AnyRow) -> Result<RunRow, Cause> {
+    let run_id: String = r.try_get(0)?;
+    let steps = steps_of(&run_id, &r.try_get::<String, _>(7)?)?;
+    let command: String = r.try_get(1)?;
+    // `stamp --checksums` keeps each tenant's version: the run has no target.
+    let untargeted = steps.is_some() || command.starts_with("stamp --checksums");
+    Ok(RunRow {
+        target: if untargeted { None } else { r.try_get(2)? },
+        run_id,
+        command,
+        steps,
+        runner: r.try_get(3)?,
+        started_ms: r.try_get(4)?,
+        finished_ms: r.try_get(5)?,
+        stop_reason: r.try_get(6)?,
+        tenants: 0,
+        succeeded: 0,
+        failed: 0,
+        rolled_back: 0,
+        rollback_failed: 0,
+        skipped: 0,
+        not_started: 0,
+        stopped: 0,
+    })
+}
+
+/// Adds `n` tenants in `state` to a run's counts.
+fn count(row: &mut RunRow, state: TenantState, n: i64) {
+    row.tenants += n;
+    let Some(status) = (match state {
+        TenantState::Ended(status) => Some(status),
+        TenantState::Pending | TenantState::Started => None,
+    }) else {
+        return;
+    };
+    *match status {
+        Status::Succeeded => &mut row.succeeded,
+        Status::Failed => &mut row.failed,
+        Status::RolledBack => &mut row.rolled_back,
+        Status::RollbackFailed => &mut row.rollback_failed,
+        Status::Skipped => &mut row.skipped,
+        Status::NotStarted => &mut row.not_started,
+        Status::Stopped => &mut row.stopped,
+    } += n;
 }
 
 impl Ledger {
     /// Past runs, newest first.
     pub async fn runs(&self, limit: i64) -> Result<Vec<RunRow>, LedgerError> {
-        self.bounded("listing runs", async {
-            let rows = sqlx::query(
-                "SELECT r.run_id, r.command, r.target, r.runner, r.started_ms, r.finished_ms, r.stop_reason, \
-             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id), \
-             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'succeeded'), \
-             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'failed'), \
-             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'rolled_back'), \
-             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'rollback_failed'), \
-             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'skipped'), \
-             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'not_started'), \
-             (SELECT COUNT(*) FROM fleetmig_run_tenants t WHERE t.run_id = r.run_id AND t.state = 'stopped'), \
-             r.plan \
-             FROM fleetmig_runs r ORDER BY r.started_ms DESC, r.run_id DESC LIMIT $1",
-            )
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.fail("listing runs", e))?;
-            rows.iter()
-                .map(|r| {
-                    let steps = steps_of(&r.try_get::<String, _>(15)?);
-                    let command: String = r.try_get(1)?;
-                    // `stamp --checksums` keeps each tenant's version: the run has no target.
-                    let untargeted = steps.is_some() || command.starts_with("stamp --checksums");
-                    Ok(RunRow {
-                        run_id: r.try_get(0)?,
-                        target: if untargeted { None } else { r.try_get(2)? },
-                        command,
-                        steps,
-                        runner: r.try_get(3)?,
-                        started_ms: r.try_get(4)?,
-                        finished_ms: r.try_get(5)?,
-                        stop_reason: r.try_get(6)?,
-                        tenants: r.try_get(7)?,
-                        succeeded: r.try_get(8)?,
-                        failed: r.try_get(9)?,
-                        rolled_back: r.try_get(10)?,
-                        rollback_failed: r.try_get(11)?,
-                        skipped: r.try_get(12)?,
-                        not_started: r.try_get(13)?,
-                        stopped: r.try_get(14)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(|e| self.fail("listing runs", e))
+        let op = "listing runs";
+        self.bounded(op, async {
+            let runs = async {
+                let rows = sqlx::query(RUNS).bind(limit).fetch_all(&self.pool).await?;
+                let mut runs = rows.iter().map(run_row).collect::<Result<Vec<_>, Cause>>()?;
+                let counts = sqlx::query(COUNTS).bind(limit).fetch_all(&self.pool).await?;
+                for c in &counts {
+                    let run_id: String = c.try_get(0)?;
+                    let state = read_state(&run_id, "tenants' states", &c.try_get::<String, _>(1)?)?;
+                    if let Some(run) = runs.iter_mut().find(|r| r.run_id == run_id) {
+                        count(run, state, c.try_get(2)?);
+                    }
+                }
+                Ok::<_, Cause>(runs)
+            };
+            runs.await.map_err(|c| self.fault(op, c))
         })
         .await
     }
@@ -114,9 +109,9 @@ impl Ledger {
                 .await
                 .map_err(|e| self.fail("reading a run", e))?;
             text.flatten()
-                .map(|t| serde_json::from_str(&t))
+                .map(|t| decode(run_id, "report", &t))
                 .transpose()
-                .map_err(|e| self.fail("reading a run's report", sqlx::Error::Decode(Box::new(e))))
+                .map_err(|c| self.fault("reading a run's report", c))
         })
         .await
     }
@@ -129,9 +124,9 @@ impl Ledger {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| self.fail("reading a run", e))?;
-            text.map(|t| serde_json::from_str(&t))
+            text.map(|t| decode(run_id, "plan", &t))
                 .transpose()
-                .map_err(|e| self.fail("reading a run's plan", sqlx::Error::Decode(Box::new(e))))
+                .map_err(|c| self.fault("reading a run's plan", c))
         })
         .await
     }
@@ -156,8 +151,9 @@ impl Ledger {
             let rows = sqlx::query(
                 "SELECT t.tenant, t.run_id, t.updated_ms, t.error FROM fleetmig_run_tenants t \
              WHERE t.error IS NOT NULL AND NOT EXISTS (SELECT 1 FROM fleetmig_run_tenants u WHERE u.tenant = t.tenant \
-             AND u.updated_ms > t.updated_ms AND (u.state = 'succeeded' OR u.error IS NOT NULL)) ORDER BY t.tenant",
+             AND u.updated_ms > t.updated_ms AND (u.state = $1 OR u.error IS NOT NULL)) ORDER BY t.tenant",
             )
+            .bind(TenantState::Ended(Status::Succeeded).as_str())
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.fail("reading last errors", e))?;
@@ -179,19 +175,25 @@ impl Ledger {
     }
 
     /// Every tenant row of a run: (tenant, state, final version).
-    pub async fn tenants(&self, run_id: &str) -> Result<Vec<(String, String, Option<i64>)>, LedgerError> {
-        self.bounded("reading a run's tenants", async {
-            let rows = sqlx::query(
-                "SELECT tenant, state, final_version FROM fleetmig_run_tenants WHERE run_id = $1 ORDER BY wave, tenant",
-            )
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.fail("reading a run's tenants", e))?;
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(|e| self.fail("reading a run's tenants", e))
+    pub async fn tenants(&self, run_id: &str) -> Result<Vec<(String, TenantState, Option<i64>)>, LedgerError> {
+        let op = "reading a run's tenants";
+        self.bounded(op, async {
+            let read = async {
+                let rows = sqlx::query(
+                    "SELECT tenant, state, final_version FROM fleetmig_run_tenants WHERE run_id = $1 ORDER BY wave, tenant",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let tenant: String = r.try_get(0)?;
+                        let state = read_state(run_id, &format!("tenant `{tenant}`'s state"), &r.try_get::<String, _>(1)?)?;
+                        Ok((tenant, state, r.try_get(2)?))
+                    })
+                    .collect::<Result<_, Cause>>()
+            };
+            read.await.map_err(|c| self.fault(op, c))
         })
         .await
     }
@@ -211,9 +213,13 @@ mod tests {
         let plan: RunPlan = serde_json::from_str(partial).unwrap();
         assert_eq!(plan.policy.unwrap().retries, Some(4));
         assert_eq!(plan.steps, None);
-        assert_eq!(steps_of(old), None);
+        assert_eq!(steps_of("r", old).unwrap(), None);
         assert_eq!(
-            steps_of(r#"{"command":"down","target":0,"waves":[],"canary_waves":[],"steps":2}"#),
+            steps_of(
+                "r",
+                r#"{"command":"down","target":0,"waves":[],"canary_waves":[],"steps":2}"#
+            )
+            .unwrap(),
             Some(2)
         );
     }
