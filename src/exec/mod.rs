@@ -7,3 +7,4 @@ pub mod run;
 pub mod tenant;
 pub mod turns;
 pub mod wait;
+pub mod work;

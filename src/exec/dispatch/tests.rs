@@ -1,0 +1,663 @@
+//! The dispatcher's decisions, without a database: a [`Work`] that plays each tenant's
+//! part from a script, a tenant source of waves or of fake claims, and tokio's paused
+//! clock, so bakes and lease polls take no real time.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::driver::ledger::Claimed;
+use crate::exec::events::Stamped;
+use crate::exec::work::Unread;
+use crate::model::db_error::{DbError, ErrorKind};
+use crate::model::fleet::{Fleet, TenantId};
+use crate::model::migration::{Applied, Migration, MigrationSet, Version};
+
+/// How the fake plays a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Reaches the target.
+    Succeeds,
+    /// Applies the first migration, then fails on the second.
+    FailsAfterMoving,
+    /// Never returns (until a second interrupt drops it).
+    Hangs,
+}
+
+/// The per-tenant work, played from a script.
+struct Fake {
+    parts: HashMap<String, Part>,
+    /// How long each tenant's run takes (paused time).
+    takes: Duration,
+    /// Tenants whose `--check` returns false.
+    check_false: HashSet<String>,
+    /// When this tenant starts, this many interrupts are sent.
+    interrupt_at: Option<(String, usize)>,
+    interrupts: mpsc::UnboundedSender<()>,
+    /// What ran, in order: the tenant and its target version.
+    ran: Mutex<Vec<(String, Action)>>,
+    checked: Mutex<Vec<String>>,
+}
+
+impl Fake {
+    fn new(interrupts: mpsc::UnboundedSender<()>) -> Self {
+        Fake {
+            parts: HashMap::new(),
+            takes: Duration::from_millis(100),
+            check_false: HashSet::new(),
+            interrupt_at: None,
+            interrupts,
+            ran: Mutex::default(),
+            checked: Mutex::default(),
+        }
+    }
+
+    fn part(mut self, tenant: &str, part: Part) -> Self {
+        self.parts.insert(tenant.to_owned(), part);
+        self
+    }
+
+    /// The tenants that ran `up`, in order.
+    fn ups(&self) -> Vec<String> {
+        let ran = self.ran.lock().unwrap();
+        ran.iter()
+            .filter(|(_, a)| matches!(a, Action::Migrate(Target::Up { .. })))
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// The tenants rolled back, in order.
+    fn downs(&self) -> Vec<String> {
+        let mut downs: Vec<String> = (self.ran.lock().unwrap().iter())
+            .filter(|(_, a)| matches!(a, Action::Migrate(Target::Down { .. })))
+            .map(|(t, _)| t.clone())
+            .collect();
+        downs.sort();
+        downs
+    }
+}
+
+fn report(t: &Tenant, outcome: Outcome, start: i64, end: i64) -> TenantReport {
+    TenantReport {
+        id: t.id.clone(),
+        outcome,
+        start_version: Some(Version(start)),
+        final_version: Some(Version(end)),
+        steps: vec![],
+    }
+}
+
+impl Work for Fake {
+    async fn run(&self, t: &Tenant, job: Job<'_>) -> TenantReport {
+        self.ran.lock().unwrap().push((t.id.to_string(), job.action));
+        if let Some((at, presses)) = &self.interrupt_at {
+            if at == t.id.as_str() {
+                for _ in 0..*presses {
+                    self.interrupts.send(()).unwrap();
+                }
+            }
+        }
+        if job.stop.load(Ordering::SeqCst) {
+            return TenantReport {
+                start_version: None,
+                final_version: None,
+                ..report(t, Outcome::NotStarted, 0, 0)
+            };
+        }
+        let part = self.parts.get(t.id.as_str()).copied().unwrap_or(Part::Succeeds);
+        if part == Part::Hangs {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(self.takes).await;
+        match job.action {
+            Action::Migrate(Target::Up { to }) if part == Part::FailsAfterMoving => {
+                let outcome = Outcome::Failed {
+                    version: Some(Version(2)),
+                    during: Phase::Migrating,
+                    error: DbError::new(ErrorKind::Sql, "migrating", "relation \"x\" already exists"),
+                    dirty: false,
+                };
+                assert_eq!(to, Version(2));
+                report(t, outcome, 0, 1)
+            }
+            Action::Migrate(Target::Up { to }) => report(t, Outcome::Succeeded, 0, to.0),
+            Action::Migrate(Target::Down { to }) => report(t, Outcome::Succeeded, 2, to.0),
+            other => panic!("the dispatcher's tests run only up and its rollbacks, not {other:?}"),
+        }
+    }
+
+    async fn survey(&self, _: &[&Tenant]) -> HashMap<TenantId, Vec<Applied>> {
+        HashMap::new()
+    }
+
+    async fn check(&self, t: &Tenant, _: &str) -> Result<bool, DbError> {
+        self.checked.lock().unwrap().push(t.id.to_string());
+        Ok(!self.check_false.contains(t.id.as_str()))
+    }
+
+    async fn settled(&self, tenants: &[&Tenant], _: Duration) -> Vec<Result<Vec<Applied>, Unread>> {
+        tenants.iter().map(|_| Ok(vec![])).collect()
+    }
+
+    async fn read(&self, tenants: &[&Tenant]) -> Vec<Result<Vec<Applied>, DbError>> {
+        tenants.iter().map(|_| Ok(vec![])).collect()
+    }
+}
+
+fn fleet(ids: &[&str]) -> Fleet {
+    let mut yaml = String::from("defaults:\n  url: \"sqlite://data/{id}.db\"\ntenants:\n");
+    for id in ids {
+        yaml.push_str(&format!("  - {{ id: {id} }}\n"));
+    }
+    crate::load::fleet::parse(Path::new("/nowhere/tenants.yaml"), &yaml, &|_| None).unwrap()
+}
+
+fn set() -> MigrationSet {
+    let m = |v: i64| {
+        Migration::new(
+            Version(v),
+            format!("m{v}"),
+            format!("select {v};"),
+            None,
+            format!("{v:04}_m{v}.up.sql").into(),
+        )
+    };
+    MigrationSet::new(vec![m(1), m(2)]).unwrap()
+}
+
+fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, concurrency: usize) -> RunContext<'a> {
+    RunContext {
+        fleet,
+        set,
+        connector: crate::driver::connect::Connector::new(fleet, Default::default()),
+        concurrency,
+        per_tenant_tx: false,
+        retry: tenant::Retry::default(),
+        ledger: None,
+        run_id: "test-run".into(),
+    }
+}
+
+/// Waves of the fleet's tenants, `sizes` tenants each, in order.
+fn waves<'a>(fleet: &'a Fleet, sizes: &[usize]) -> Vec<Wave<'a>> {
+    let mut tenants = fleet.tenants.iter();
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| Wave {
+            number: k + 1,
+            canary: false,
+            tenants: tenants.by_ref().take(n).collect(),
+        })
+        .collect()
+}
+
+const UP: Action = Action::Migrate(Target::Up { to: Version(2) });
+
+/// Runs `waves` under `policy` with `work`; returns the report and every event.
+async fn run_waves(
+    ctx: &RunContext<'_>,
+    waves: &[Wave<'_>],
+    policy: &Policy,
+    work: &Fake,
+    interrupts: Interrupts,
+) -> (RunReport, Vec<Event>) {
+    let (events, mut rx) = Events::channel();
+    let spec = RunSpec {
+        ctx,
+        waves,
+        action: UP,
+        policy,
+        command: "up",
+        events: &events,
+        source: Source::Waves,
+    };
+    let report = run(spec, work, None::<&FakeClaims>, interrupts).await;
+    drop(events);
+    let mut seen = vec![];
+    while let Some(Stamped { event, .. }) = rx.recv().await {
+        seen.push(event);
+    }
+    (report, seen)
+}
+
+fn statuses(report: &RunReport) -> Vec<(String, Status)> {
+    report.tenants.iter().map(|t| (t.id.clone(), t.status)).collect()
+}
+
+fn status_of(report: &RunReport, id: &str) -> Status {
+    report.tenants.iter().find(|t| t.id == id).unwrap().status
+}
+
+fn policy(max_failures: MaxFailures, rollback: RollbackPolicy) -> Policy {
+    Policy {
+        max_failures,
+        rollback,
+        ..Policy::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_count_limit_stops_dispatch_once_reached() {
+    let fleet = fleet(&["a", "b", "c", "d", "e", "f"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 1);
+    let work = Fake::new(tx)
+        .part("b", Part::FailsAfterMoving)
+        .part("c", Part::FailsAfterMoving);
+    let policy = policy(MaxFailures::Count(2), RollbackPolicy::None);
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[6]), &policy, &work, rx).await;
+    assert_eq!(report.stop_reason, StopReason::MaxFailures { failed: 2, limit: 2 });
+    assert_eq!(work.ups(), ["a", "b", "c"], "nothing starts once the limit is reached");
+    assert_eq!(status_of(&report, "a"), Status::Succeeded);
+    assert_eq!(status_of(&report, "c"), Status::Failed);
+    for id in ["d", "e", "f"] {
+        assert_eq!(status_of(&report, id), Status::NotStarted);
+    }
+    let stopping = events.iter().filter(|e| matches!(e, Event::Stopping { .. })).count();
+    assert_eq!(stopping, 1, "the stop is announced once");
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, Event::TenantFinished { .. }))
+        .count();
+    assert_eq!(finished, 6, "every tenant the run counts is named by an event");
+    assert!(matches!(events.last(), Some(Event::RunFinished { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_percentage_limit_counts_against_the_whole_run() {
+    let ids: Vec<String> = (1..=10).map(|n| format!("t{n:02}")).collect();
+    let fleet = fleet(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 1);
+    let work = Fake::new(tx)
+        .part("t02", Part::FailsAfterMoving)
+        .part("t05", Part::FailsAfterMoving);
+    // 20% of 10 tenants: the second failure stops the run.
+    let policy = policy(MaxFailures::Percent(20), RollbackPolicy::None);
+    let (report, _) = run_waves(&ctx, &waves(&fleet, &[10]), &policy, &work, rx).await;
+    assert_eq!(report.stop_reason, StopReason::MaxFailures { failed: 2, limit: 2 });
+    assert_eq!(work.ups(), ["t01", "t02", "t03", "t04", "t05"]);
+
+    // 30%: two failures are within the limit, and the run goes on to its end.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let work = Fake::new(tx)
+        .part("t02", Part::FailsAfterMoving)
+        .part("t05", Part::FailsAfterMoving);
+    let policy = super::tests::policy(MaxFailures::Percent(30), RollbackPolicy::None);
+    let (report, _) = run_waves(&ctx, &waves(&fleet, &[10]), &policy, &work, rx).await;
+    assert_eq!(work.ups().len(), 10);
+    assert!(!report.stop_reason.is_early(), "{:?}", report.stop_reason);
+}
+
+/// Two waves of two; `d`, the last tenant of wave 2, fails after moving. Each rollback
+/// policy names its own tenants.
+#[tokio::test(start_paused = true)]
+async fn each_rollback_policy_rolls_back_its_own_tenants() {
+    let fleet = fleet(&["a", "b", "c", "d"]);
+    let set = set();
+    let ctx = context(&fleet, &set, 1);
+    let cases = [
+        (RollbackPolicy::None, vec![]),
+        (RollbackPolicy::Failed, vec!["d"]),
+        (RollbackPolicy::Wave, vec!["c", "d"]),
+        (RollbackPolicy::Run, vec!["a", "b", "c", "d"]),
+    ];
+    for (rollback, expected) in cases {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let work = Fake::new(tx).part("d", Part::FailsAfterMoving);
+        let policy = policy(MaxFailures::Count(1), rollback);
+        let (report, events) = run_waves(&ctx, &waves(&fleet, &[2, 2]), &policy, &work, rx).await;
+        assert_eq!(work.downs(), expected, "{rollback:?}");
+        for t in &report.tenants {
+            let rolled = expected.contains(&t.id.as_str());
+            let want = match (rolled, t.id.as_str()) {
+                (true, _) => Status::RolledBack,
+                (false, "d") => Status::Failed,
+                (false, _) => Status::Succeeded,
+            };
+            assert_eq!(t.status, want, "{rollback:?}: {}", t.id);
+            if rolled {
+                assert_eq!(t.final_version, Some(Version(0)), "{rollback:?}: back where it started");
+            }
+        }
+        let announced = events.iter().find_map(|e| match e {
+            Event::RollbackStarted { tenants } => Some(*tenants),
+            _ => None,
+        });
+        assert_eq!(
+            announced,
+            (!expected.is_empty()).then_some(expected.len()),
+            "{rollback:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_check_gate_stops_before_the_next_wave_and_checks_only_succeeded_tenants() {
+    let fleet = fleet(&["a", "b", "c", "d", "e"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 2);
+    let mut work = Fake::new(tx).part("b", Part::FailsAfterMoving);
+    work.check_false.insert("c".into());
+    let mut policy = policy(MaxFailures::Unlimited, RollbackPolicy::None);
+    policy.gates.check = Some("SELECT count(*) > 0 FROM users".into());
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[3, 2]), &policy, &work, rx).await;
+    assert_eq!(*work.checked.lock().unwrap(), ["a", "c"], "b failed: it is not checked");
+    let StopReason::GateFailed { wave: 1, detail } = &report.stop_reason else {
+        panic!("{:?}", report.stop_reason)
+    };
+    assert_eq!(detail, "check returned false on tenant `c`");
+    assert_eq!(work.ups(), ["a", "b", "c"]);
+    assert_eq!(status_of(&report, "d"), Status::NotStarted);
+    let gate = events.iter().find_map(|e| match e {
+        Event::GateFinished { passed, detail, .. } => Some((*passed, detail.clone())),
+        _ => None,
+    });
+    assert_eq!(gate, Some((false, Some(detail.clone()))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pause_after_stops_cleanly_after_its_wave_and_rolls_nothing_back() {
+    let fleet = fleet(&["a", "b", "c", "d"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 2);
+    let work = Fake::new(tx);
+    let mut policy = policy(MaxFailures::Count(1), RollbackPolicy::Run);
+    policy.pause_after = Some(1);
+    policy.gates.bake = Some(Duration::from_secs(3600));
+    let (report, _) = run_waves(&ctx, &waves(&fleet, &[2, 2]), &policy, &work, rx).await;
+    assert_eq!(report.stop_reason, StopReason::Paused { wave: 1 });
+    assert_eq!(work.ups(), ["a", "b"]);
+    assert!(
+        work.downs().is_empty(),
+        "a pause is not a failure: nothing is rolled back"
+    );
+    assert_eq!(
+        statuses(&report),
+        [
+            ("a".into(), Status::Succeeded),
+            ("b".into(), Status::Succeeded),
+            ("c".into(), Status::NotStarted),
+            ("d".into(), Status::NotStarted),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bake_runs_between_waves_on_the_clock() {
+    let fleet = fleet(&["a", "b"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 1);
+    let work = Fake::new(tx);
+    let mut policy = policy(MaxFailures::Count(1), RollbackPolicy::Failed);
+    policy.gates.bake = Some(Duration::from_secs(240));
+    let began = tokio::time::Instant::now();
+    let (report, _) = run_waves(&ctx, &waves(&fleet, &[1, 1]), &policy, &work, rx).await;
+    assert!(began.elapsed() >= Duration::from_secs(240), "{:?}", began.elapsed());
+    assert_eq!(work.ups(), ["a", "b"]);
+    assert_eq!(report.stop_reason, StopReason::Completed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_interrupt_lets_tenants_in_flight_finish_and_starts_no_other() {
+    let fleet = fleet(&["a", "b", "c", "d"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 1);
+    let mut work = Fake::new(tx);
+    work.interrupt_at = Some(("b".into(), 1));
+    let policy = policy(MaxFailures::Count(1), RollbackPolicy::Failed);
+    let (report, _) = run_waves(&ctx, &waves(&fleet, &[4]), &policy, &work, rx).await;
+    assert_eq!(report.stop_reason, StopReason::Interrupted);
+    assert_eq!(work.ups(), ["a", "b"]);
+    assert_eq!(status_of(&report, "b"), Status::Succeeded, "in flight: it finished");
+    assert_eq!(status_of(&report, "c"), Status::NotStarted);
+    assert_eq!(
+        report.tenants.iter().find(|t| t.id == "c").unwrap().final_version,
+        Some(Version(0))
+    );
+    assert!(
+        work.downs().is_empty(),
+        "the failed policy rolls back only failed tenants"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_interrupt_abandons_tenants_in_flight_and_reports_their_read_versions() {
+    let fleet = fleet(&["a", "b", "c"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 2);
+    let mut work = Fake::new(tx).part("b", Part::Hangs);
+    work.interrupt_at = Some(("b".into(), 2));
+    let policy = policy(MaxFailures::Count(1), RollbackPolicy::Run);
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[3]), &policy, &work, rx).await;
+    assert_eq!(report.stop_reason, StopReason::Abandoned);
+    assert!(work.downs().is_empty(), "no rollback after an abandon");
+    let b = report.tenants.iter().find(|t| t.id == "b").unwrap();
+    assert_eq!(b.status, Status::Failed);
+    assert_eq!(
+        b.final_version,
+        Some(Version(0)),
+        "the version its history shows, read once it ended"
+    );
+    let error = b.error.as_deref().unwrap();
+    assert!(error.contains("abandoned by a second interrupt"), "{error}");
+    assert_eq!(status_of(&report, "c"), Status::NotStarted);
+    let finished: Vec<&str> = (events.iter())
+        .filter_map(|e| match e {
+            Event::TenantFinished { report, .. } => Some(report.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 3, "each tenant named once: {finished:?}");
+}
+
+/// SIGTERM reaches the dispatcher on the interrupt channel (`app::signals`): during a bake
+/// it ends the bake and stops the run before the next wave.
+#[tokio::test(start_paused = true)]
+async fn sigterm_during_a_bake_ends_it_and_starts_no_next_wave() {
+    let fleet = fleet(&["a", "b"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 1);
+    let work = Fake::new(tx.clone());
+    let mut policy = policy(MaxFailures::Count(1), RollbackPolicy::Failed);
+    policy.gates.bake = Some(Duration::from_secs(3600));
+    let signal = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        tx.send(()).unwrap();
+    });
+    let began = tokio::time::Instant::now();
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[1, 1]), &policy, &work, rx).await;
+    signal.await.unwrap();
+    assert!(began.elapsed() < Duration::from_secs(120), "{:?}", began.elapsed());
+    assert_eq!(report.stop_reason, StopReason::Interrupted);
+    assert_eq!(work.ups(), ["a"]);
+    let bake = events.iter().find_map(|e| match e {
+        Event::GateFinished { passed, detail, .. } => Some((*passed, detail.clone())),
+        _ => None,
+    });
+    assert_eq!(bake, Some((false, Some("interrupted".into()))));
+}
+
+#[derive(Debug)]
+struct Prompted(bool, Mutex<Vec<usize>>);
+
+impl Prompt for Prompted {
+    fn confirm(&self, next: &NextWave) -> bool {
+        self.1.lock().unwrap().push(next.next_wave);
+        self.0
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn confirm_asks_before_each_next_wave_and_a_no_stops_the_run() {
+    let fleet = fleet(&["a", "b", "c"]);
+    let set = set();
+    let ctx = context(&fleet, &set, 1);
+    for yes in [true, false] {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let work = Fake::new(tx);
+        let prompt = Arc::new(Prompted(yes, Mutex::default()));
+        let mut policy = policy(MaxFailures::Count(1), RollbackPolicy::Failed);
+        policy.gates.confirm = true;
+        policy.gates.prompt = Some(prompt.clone());
+        let (report, _) = run_waves(&ctx, &waves(&fleet, &[1, 1, 1]), &policy, &work, rx).await;
+        if yes {
+            assert_eq!(*prompt.1.lock().unwrap(), [2, 3]);
+            assert_eq!(work.ups(), ["a", "b", "c"]);
+            assert_eq!(report.stop_reason, StopReason::Completed);
+        } else {
+            assert_eq!(*prompt.1.lock().unwrap(), [2]);
+            assert_eq!(work.ups(), ["a"]);
+            let detail = "not confirmed".to_owned();
+            assert_eq!(report.stop_reason, StopReason::GateFailed { wave: 1, detail });
+        }
+    }
+    // No one to ask: the run stops at the first question.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let work = Fake::new(tx);
+    let mut policy = policy(MaxFailures::Count(1), RollbackPolicy::Failed);
+    policy.gates.confirm = true;
+    let (report, _) = run_waves(&ctx, &waves(&fleet, &[1, 2]), &policy, &work, rx).await;
+    let detail = "not confirmed: there is no one to ask".to_owned();
+    assert_eq!(report.stop_reason, StopReason::GateFailed { wave: 1, detail });
+}
+
+/// A shared run's ledger, played from a queue of tenants; another runner sets the stop
+/// marker once `marker_after` tenants have finished.
+struct FakeClaims {
+    queue: Mutex<VecDeque<(String, usize)>>,
+    total: usize,
+    finished: Mutex<Vec<(String, bool)>>,
+    marker_after: usize,
+    marker: StopReason,
+    concluded: Mutex<Option<(StopReason, usize)>>,
+}
+
+impl Claims for FakeClaims {
+    fn total(&self) -> usize {
+        self.total
+    }
+
+    async fn claim(&self) -> Result<Claimed, LedgerError> {
+        Ok(match self.queue.lock().unwrap().pop_front() {
+            Some((id, wave)) => Claimed::Tenant { id, wave, from: None },
+            None => Claimed::Done,
+        })
+    }
+
+    async fn finish(&self, report: &TenantReport, release: bool) -> Result<Option<StopReason>, LedgerError> {
+        self.finished.lock().unwrap().push((report.id.to_string(), release));
+        Ok(None)
+    }
+
+    async fn stop_marker(&self) -> Result<Option<StopReason>, LedgerError> {
+        let set = self.finished.lock().unwrap().len() >= self.marker_after;
+        Ok(set.then(|| self.marker.clone()))
+    }
+
+    fn keep_alive(&self) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
+
+    async fn conclude(&self, report: &RunReport, own: &StopReason) -> Result<(), LedgerError> {
+        *self.concluded.lock().unwrap() = Some((own.clone(), report.tenants.len()));
+        Ok(())
+    }
+
+    fn gave_up_on_end(&self, why: String) {
+        panic!("the fake ledger always answers: {why}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_runs_stop_marker_stops_this_runner_and_its_failed_policy_applies() {
+    let fleet = fleet(&["a", "b", "c", "d", "e"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 1);
+    let waves = waves(&fleet, &[5]);
+    let marker = StopReason::MaxFailures { failed: 3, limit: 3 };
+    let claims = FakeClaims {
+        queue: Mutex::new(["a", "b", "c", "d", "e"].map(|id| (id.to_owned(), 1)).into()),
+        total: 5,
+        finished: Mutex::default(),
+        marker_after: 2,
+        marker: marker.clone(),
+        concluded: Mutex::default(),
+    };
+    let mut work = Fake::new(tx);
+    // Each tenant outlasts a few polls of the marker.
+    work.takes = Duration::from_secs(1);
+    let (events, _rx) = Events::channel();
+    let policy = policy(MaxFailures::Count(1), RollbackPolicy::Run);
+    let spec = RunSpec {
+        ctx: &ctx,
+        waves: &waves,
+        action: UP,
+        policy: &policy,
+        command: "up",
+        events: &events,
+        source: Source::Waves,
+    };
+    let report = run(spec, &work, Some(&claims), rx).await;
+    assert_eq!(report.stop_reason, marker);
+    let ran = work.ups();
+    assert!(
+        ran.len() <= 3,
+        "this runner stops within one poll of the marker: {ran:?}"
+    );
+    assert!(!claims.queue.lock().unwrap().is_empty(), "tenants are left for no one");
+    assert_eq!(report.tenants.len(), ran.len(), "this runner reports its own tenants");
+    // The marker is a failure: the run policy rolls back this runner's own tenants.
+    assert_eq!(work.downs(), {
+        let mut r = ran.clone();
+        r.sort();
+        r
+    });
+    let concluded = claims.concluded.lock().unwrap().clone();
+    assert_eq!(concluded, Some((marker, ran.len())));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_in_a_shared_run_releases_unstarted_tenants_and_rolls_back_nothing() {
+    let fleet = fleet(&["a", "b", "c"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 1);
+    let waves = waves(&fleet, &[3]);
+    let claims = FakeClaims {
+        queue: Mutex::new(["a", "b", "c"].map(|id| (id.to_owned(), 1)).into()),
+        total: 3,
+        finished: Mutex::default(),
+        marker_after: usize::MAX,
+        marker: StopReason::Completed,
+        concluded: Mutex::default(),
+    };
+    let mut work = Fake::new(tx).part("a", Part::FailsAfterMoving);
+    work.interrupt_at = Some(("b".into(), 1));
+    let (events, _rx) = Events::channel();
+    let policy = policy(MaxFailures::Unlimited, RollbackPolicy::Run);
+    let spec = RunSpec {
+        ctx: &ctx,
+        waves: &waves,
+        action: UP,
+        policy: &policy,
+        command: "up",
+        events: &events,
+        source: Source::Waves,
+    };
+    let report = run(spec, &work, Some(&claims), rx).await;
+    assert_eq!(report.stop_reason, StopReason::Interrupted);
+    assert!(
+        work.downs().is_empty(),
+        "other runners may carry on: no rollback after a local Ctrl-C"
+    );
+    let finished = claims.finished.lock().unwrap().clone();
+    assert_eq!(finished[0], ("a".to_owned(), false));
+    assert_eq!(finished.len(), 2, "{finished:?}");
+    assert_eq!(claims.queue.lock().unwrap().len(), 1, "c was never claimed");
+}

@@ -1,0 +1,490 @@
+//! The local source: this runner's waves, one after another, with the gates between them.
+//! Within a wave, tenants fan out under the concurrency cap, per-host caps and the rate
+//! limiter, starting in fleet order.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use governor::Jitter;
+
+use super::{AFTER_ABANDON, Dispatcher, Starter, not_started, stopped};
+use crate::driver::ledger::LedgerError;
+use crate::exec::events::{Event, Events, Gate, GateStart, NextWave};
+use crate::exec::run::host_limit;
+use crate::exec::tenant::{self, Action};
+use crate::exec::turns::Turns;
+use crate::exec::work::Work;
+use crate::model::fleet::Tenant;
+use crate::model::migration::MigrationSet;
+use crate::model::policy::StopReason;
+use crate::model::run::{Outcome, Summary, TenantReport};
+use crate::plan::tenant::Target;
+use crate::plan::waves::Wave;
+
+/// A tenant task's end: its slot, its report, and a ledger write that failed.
+type Ended = (usize, TenantReport, Option<LedgerError>);
+
+impl<'r, W: Work> Dispatcher<'r, W> {
+    /// Runs the waves in order, each followed by its gates, until the run stops. Returns
+    /// the wave the run stopped in, when it stopped early.
+    pub(super) async fn waves(&mut self) -> Option<usize> {
+        let waves = self.waves;
+        let mut offset = 0;
+        let mut stop_wave = None;
+        for (k, wave) in waves.iter().enumerate() {
+            let range = offset..offset + wave.tenants.len();
+            offset = range.end;
+            if self.reason.is_early() {
+                for i in range {
+                    self.slots[i].report = Some(not_started(self.slots[i].tenant));
+                    self.slots[i].unannounced = true;
+                }
+                continue;
+            }
+            self.events.emit(Event::WaveStarted {
+                wave: wave.number,
+                canary: wave.canary,
+                tenants: wave.tenants.len(),
+            });
+            let wave_began = Instant::now();
+            let alive = self.run_wave(range.clone()).await;
+            let reports: Vec<TenantReport> = range.clone().filter_map(|i| self.slots[i].report.clone()).collect();
+            self.events.emit(Event::WaveFinished {
+                wave: wave.number,
+                summary: Summary::of(&reports, wave_began.elapsed()),
+            });
+            if alive && !self.reason.is_early() {
+                self.gates(wave, range, waves.get(k + 1)).await;
+            }
+            if self.reason.is_early() {
+                stop_wave.get_or_insert(wave.number);
+            }
+        }
+        stop_wave
+    }
+
+    /// Runs one wave; returns false when the run was abandoned.
+    async fn run_wave(&mut self, range: Range<usize>) -> bool {
+        let tenants: Vec<(usize, &'r Tenant, usize)> = range
+            .clone()
+            .map(|i| (i, self.slots[i].tenant, self.slots[i].wave))
+            .collect();
+        // Only a shortcut: an interrupt ends it (it may wait up to --connect-timeout on a
+        // host that stopped answering), and the tenants then see the stop.
+        let mut already_there = {
+            let surveying = already_at_target(self.work, self.ctx.set, self.action, &tenants);
+            tokio::select! {
+                found = surveying => found,
+                Some(()) = self.interrupts.recv() => {
+                    self.interrupted();
+                    HashMap::new()
+                }
+            }
+        };
+        // Every tenant waits for its turn at once; the turns let them start in fleet order
+        // under the concurrency and per-host caps.
+        let caps: HashMap<String, usize> = self
+            .slots
+            .iter()
+            .map(|s| (s.tenant.server_key(), host_limit(self.ctx, s.tenant)))
+            .collect();
+        let turns = Turns::new(
+            self.ctx.concurrency,
+            caps,
+            tenants.iter().map(|(i, t, _)| {
+                let server = (!already_there.contains_key(i)).then(|| t.server_key());
+                (*i, server)
+            }),
+        );
+        let started: Mutex<HashSet<usize>> = Mutex::default();
+        let progress = tenant::Tracker::default();
+        let stop = self.stop.clone();
+        let task = Task {
+            starter: self.starter(&stop, &progress),
+            turns: &turns,
+            started: &started,
+            limiter: self.limiter.clone(),
+        };
+        let stream = futures::stream::iter(tenants)
+            .map(|(i, t, wave)| task.clone().run(i, t, wave, already_there.remove(&i)))
+            .buffer_unordered(usize::MAX);
+        let alive = self.collect(stream).await;
+        if !alive {
+            self.escalate(StopReason::Abandoned);
+            let in_flight: Vec<usize> = {
+                let started = started.lock().expect("not poisoned");
+                started
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.slots[i].report.is_none())
+                    .collect()
+            };
+            let reports = self.abandon_in_flight(in_flight, &progress).await;
+            self.record_abandoned(&reports).await;
+        }
+        let started = started.into_inner().expect("not poisoned");
+        for i in range {
+            let slot = &mut self.slots[i];
+            if slot.report.is_none() {
+                slot.report = Some(not_started(slot.tenant));
+            }
+            slot.unannounced = !started.contains(&i)
+                && slot
+                    .report
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.outcome, Outcome::NotStarted));
+        }
+        alive
+    }
+
+    /// Records the wave's tenants as they end, listening to interrupts; false when a
+    /// second one abandoned the tenants still in flight.
+    async fn collect(&mut self, stream: impl futures::Stream<Item = Ended>) -> bool {
+        tokio::pin!(stream);
+        loop {
+            tokio::select! {
+                next = stream.next() => match next {
+                    Some((i, report, fault)) => {
+                        if let Some(e) = fault {
+                            self.ledger_lost(&e);
+                        }
+                        self.record(i, report);
+                    }
+                    None => return true,
+                },
+                Some(()) = self.interrupts.recv() => {
+                    if self.interrupted() {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The ledger learns where the abandoned tenants ended, within its share of the time.
+    async fn record_abandoned(&self, reports: &[TenantReport]) {
+        let Some(ledger) = &self.ctx.ledger else { return };
+        let run_id = &self.ctx.run_id;
+        let writes = async {
+            for report in reports {
+                if let Err(e) = ledger.tenant_finished(run_id, report).await {
+                    tracing::warn!("{e}");
+                }
+            }
+        };
+        // The run's end records each tenant's state and version again: these writes must
+        // leave it time.
+        let cap = AFTER_ABANDON / 2;
+        if tokio::time::timeout_at(self.until(cap), writes).await.is_err() {
+            tracing::warn!("the ledger did not record the abandoned tenants within {cap:?}");
+        }
+    }
+
+    /// The gates after a wave; escalates on failure. Each gate is announced as it starts
+    /// and ends, so the display can show it as a gate rather than as slow work.
+    async fn gates(&mut self, wave: &Wave<'_>, range: Range<usize>, next: Option<&Wave<'_>>) {
+        if let Some(sql) = &self.policy.gates.check {
+            if !self.check_gate(wave, range, sql).await {
+                return;
+            }
+        }
+        if self.policy.pause_after == Some(wave.number) {
+            return self.escalate(StopReason::Paused { wave: wave.number });
+        }
+        let Some(next) = next else { return };
+        if let Some(bake) = self.policy.gates.bake {
+            if !self.bake_gate(wave, bake).await {
+                return;
+            }
+        }
+        if self.policy.gates.confirm && !self.policy.gates.assume_yes {
+            self.confirm_gate(wave, next).await;
+        }
+    }
+
+    /// The `--check` query on every tenant of the wave that succeeded; false when the run
+    /// stops.
+    async fn check_gate(&mut self, wave: &Wave<'_>, range: Range<usize>, sql: &str) -> bool {
+        let events = self.events;
+        let work = self.work;
+        let tenants: Vec<&Tenant> = range
+            .filter(|&i| {
+                matches!(
+                    self.slots[i].report.as_ref().map(|r| &r.outcome),
+                    Some(Outcome::Succeeded)
+                )
+            })
+            .map(|i| self.slots[i].tenant)
+            .collect();
+        let total = tenants.len();
+        let began = Instant::now();
+        events.emit(Event::GateStarted {
+            wave: wave.number,
+            gate: GateStart::Check {
+                query: sql.to_owned(),
+                total,
+            },
+        });
+        let checking = async move {
+            for (n, t) in tenants.into_iter().enumerate() {
+                match work.check(t, sql).await {
+                    Ok(true) => events.emit(Event::GateProgress {
+                        wave: wave.number,
+                        gate: Gate::Check,
+                        passed: n + 1,
+                        total,
+                    }),
+                    Ok(false) => return Some(format!("check returned false on tenant `{}`", t.id)),
+                    Err(e) => return Some(format!("check failed on tenant `{}`: {e}", t.id)),
+                }
+            }
+            None
+        };
+        // A check only reads: an interrupt ends it at once (a slow check made the first
+        // wait for it, and the second end the process with no report).
+        let failed = tokio::select! {
+            failed = checking => failed,
+            Some(()) = self.interrupts.recv() => {
+                gate_finished(events, wave.number, Gate::Check, false, Some("interrupted".into()), began);
+                self.interrupted();
+                return false;
+            }
+        };
+        // "passed on 0/0" read as a check that ran; nothing ran.
+        let passed = match total {
+            0 => "skipped: no tenant of the wave succeeded".to_owned(),
+            _ => format!("passed on {total}/{total}"),
+        };
+        let detail = failed.clone().or(Some(passed));
+        gate_finished(events, wave.number, Gate::Check, failed.is_none(), detail, began);
+        let Some(detail) = failed else { return true };
+        self.escalate(StopReason::GateFailed {
+            wave: wave.number,
+            detail,
+        });
+        false
+    }
+
+    /// Waits `bake` before the next wave; false when an interrupt cut it short.
+    async fn bake_gate(&mut self, wave: &Wave<'_>, bake: Duration) -> bool {
+        let events = self.events;
+        let began = Instant::now();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        events.emit(Event::GateStarted {
+            wave: wave.number,
+            gate: GateStart::Bake {
+                duration_ms: bake.as_millis() as u64,
+                until_ms: now_ms + bake.as_millis() as u64,
+            },
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(bake) => {
+                gate_finished(events, wave.number, Gate::Bake, true, None, began);
+                true
+            }
+            Some(()) = self.interrupts.recv() => {
+                gate_finished(events, wave.number, Gate::Bake, false, Some("interrupted".into()), began);
+                self.escalate(StopReason::Interrupted);
+                false
+            }
+        }
+    }
+
+    /// Asks the operator before `next`; without anyone to ask, the run stops.
+    async fn confirm_gate(&mut self, wave: &Wave<'_>, next: &Wave<'_>) {
+        let events = self.events;
+        let began = Instant::now();
+        let next = next_wave(next);
+        events.emit(Event::GateStarted {
+            wave: wave.number,
+            gate: GateStart::Confirm { next: next.clone() },
+        });
+        let Some(prompt) = self.policy.gates.prompt.clone() else {
+            let detail = "not confirmed: there is no one to ask".to_owned();
+            gate_finished(events, wave.number, Gate::Confirm, false, Some(detail.clone()), began);
+            return self.escalate(StopReason::GateFailed {
+                wave: wave.number,
+                detail,
+            });
+        };
+        let asking = {
+            let prompt = prompt.clone();
+            tokio::task::spawn_blocking(move || prompt.confirm(&next))
+        };
+        // An interrupt answers for the operator; the read is left behind (the runtime's
+        // shutdown does not wait for it), and the prompt is told so the display goes on.
+        let answer = tokio::select! {
+            answer = asking => answer,
+            Some(()) = self.interrupts.recv() => {
+                prompt.abandon();
+                gate_finished(events, wave.number, Gate::Confirm, false, Some("interrupted".into()), began);
+                return self.escalate(StopReason::Interrupted);
+            }
+        };
+        let yes = matches!(answer, Ok(true));
+        let detail = if yes { "confirmed" } else { "not confirmed" }.to_owned();
+        gate_finished(events, wave.number, Gate::Confirm, yes, Some(detail.clone()), began);
+        if !yes {
+            self.escalate(StopReason::GateFailed {
+                wave: wave.number,
+                detail,
+            });
+        }
+    }
+}
+
+/// One tenant's task within a wave: its turn, the rate limiter, the ledger's record of its
+/// start and end, and the run itself.
+struct Task<'s, W> {
+    starter: Starter<'s, W>,
+    turns: &'s Turns,
+    started: &'s Mutex<HashSet<usize>>,
+    limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+}
+
+impl<W> Clone for Task<'_, W> {
+    fn clone(&self) -> Self {
+        Task {
+            starter: self.starter,
+            turns: self.turns,
+            started: self.started,
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+impl<W: Work> Task<'_, W> {
+    /// `done`: the tenant's report when a survey found it at the target already.
+    async fn run(self, i: usize, t: &Tenant, wave: usize, done: Option<TenantReport>) -> Ended {
+        let Task { starter, .. } = self;
+        let (events, stop) = (starter.events, starter.stop);
+        // Made first, so that leaving early gives up the tenant's place in the queue.
+        let mut turn = self.turns.turn(i);
+        if starter.stopping() && done.is_none() {
+            return (i, not_started(t), None);
+        }
+        tokio::select! {
+            () = turn.ready() => {}
+            () = stopped(stop), if done.is_none() => return (i, not_started(t), None),
+        }
+        if let Some(report) = done {
+            events.emit(Event::TenantStarted {
+                tenant: t.id.clone(),
+                wave,
+            });
+            turn.started();
+            events.emit(Event::TenantFinished {
+                wave,
+                report: report.clone(),
+            });
+            return (i, report, None);
+        }
+        // A stop ends the wait for a start slot at once: with a low `--rate`, every tenant
+        // left waiting its turn made a stop take one slot per tenant.
+        if let Some(limiter) = &self.limiter {
+            tokio::select! {
+                _ = limiter.until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20))) => {}
+                () = stopped(stop) => return (i, not_started(t), None),
+            }
+        }
+        if starter.stopping() {
+            return (i, not_started(t), None);
+        }
+        let ctx = starter.ctx;
+        // A tenant the ledger cannot record as started does not start.
+        if let Some(ledger) = &ctx.ledger {
+            if let Err(e) = ledger.tenant_started(&ctx.run_id, t.id.as_str()).await {
+                return (i, not_started(t), Some(e));
+            }
+        }
+        self.started.lock().expect("no task panics holding it").insert(i);
+        events.emit(Event::TenantStarted {
+            tenant: t.id.clone(),
+            wave,
+        });
+        turn.started();
+        let report = starter.run(t, wave).await;
+        let mut fault = None;
+        if let Some(ledger) = &ctx.ledger {
+            fault = ledger.tenant_finished(&ctx.run_id, &report).await.err();
+        }
+        events.emit(Event::TenantFinished {
+            wave,
+            report: report.clone(),
+        });
+        (i, report, fault)
+    }
+}
+
+/// Tenants a survey shows at the target already, with their (empty) reports: they need
+/// no session at all. Only for `up` and `down` to a version; anything else, and any
+/// tenant the survey does not cover, takes the ordinary path.
+async fn already_at_target(
+    work: &impl Work,
+    set: &MigrationSet,
+    action: Action,
+    tenants: &[(usize, &Tenant, usize)],
+) -> HashMap<usize, TenantReport> {
+    let Action::Migrate(target @ (Target::Up { .. } | Target::Down { .. })) = action else {
+        return HashMap::new();
+    };
+    let refs: Vec<&Tenant> = tenants.iter().map(|(_, t, _)| *t).collect();
+    let mut surveyed = work.survey(&refs).await;
+    let mut out = HashMap::new();
+    for (i, t, _) in tenants {
+        let Some(rows) = surveyed.remove(&t.id) else { continue };
+        let Ok(p) = crate::plan::tenant::plan(set, &rows, target) else {
+            continue;
+        };
+        if p.steps.is_empty() {
+            let report = TenantReport {
+                id: t.id.clone(),
+                outcome: Outcome::Succeeded,
+                start_version: Some(p.from),
+                final_version: Some(p.to),
+                steps: vec![],
+            };
+            out.insert(*i, report);
+        }
+    }
+    out
+}
+
+fn gate_finished(events: &Events, wave: usize, gate: Gate, passed: bool, detail: Option<String>, began: Instant) {
+    events.emit(Event::GateFinished {
+        wave,
+        gate,
+        passed,
+        detail,
+        elapsed_ms: began.elapsed().as_millis() as u64,
+    });
+}
+
+/// What the operator is shown of the wave they are asked to start.
+fn next_wave(wave: &Wave<'_>) -> NextWave {
+    let hosts: HashSet<String> = wave
+        .tenants
+        .iter()
+        .filter(|t| t.engine != crate::model::fleet::Engine::Sqlite)
+        .map(|t| t.server_key())
+        .collect();
+    let engines: std::collections::BTreeSet<String> = wave.tenants.iter().map(|t| t.engine.to_string()).collect();
+    NextWave {
+        next_wave: wave.number,
+        canary: wave.canary,
+        tenants: wave.tenants.len(),
+        first_tenants: wave
+            .tenants
+            .iter()
+            .take(NextWave::FIRST)
+            .map(|t| t.id.clone())
+            .collect(),
+        hosts: hosts.len(),
+        engines: engines.into_iter().collect(),
+    }
+}
