@@ -3,13 +3,17 @@
 //! whose, which wave is open, the run-wide failure count and the stop marker.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use governor::Jitter;
+use tokio::sync::Semaphore;
 
-use super::{Dispatcher, Slot};
+use super::{Dispatcher, Slot, Starter};
 use crate::driver::ledger::LedgerError;
 use crate::exec::events::Event;
 use crate::exec::run::host_caps;
@@ -18,7 +22,6 @@ use crate::exec::work::Work;
 use crate::model::fleet::Tenant;
 use crate::model::policy::StopReason;
 use crate::model::run::{Outcome, RunReport, Summary, TenantReport};
-use crate::plan::waves::Wave;
 
 pub(crate) use crate::driver::ledger::Claimed;
 
@@ -45,113 +48,74 @@ pub(crate) trait Claims: Sync {
     fn gave_up_on_end(&self, why: String);
 }
 
+/// A claimed tenant's task: its slot and its report.
+type Running<'s> = Pin<Box<dyn Future<Output = (usize, TenantReport)> + 's>>;
+
+/// The claim loop's own state.
+struct Claiming<'s, W> {
+    starter: Starter<'s, W>,
+    /// The run's tenants by name: their wave's index in the run, and their own in it.
+    by_id: HashMap<&'s str, (usize, usize)>,
+    caps: HashMap<String, Arc<Semaphore>>,
+    in_flight: FuturesUnordered<Running<'s>>,
+    /// Slots in flight: abandoned, they are read once their sessions ended.
+    flying: Vec<usize>,
+    /// The wave this runner last claimed in, and when it entered it.
+    wave: Option<(usize, Instant)>,
+    /// The ledger has no tenant left, pending or in flight.
+    done: bool,
+}
+
+/// What the claim loop does next.
+enum Next {
+    Go,
+    /// A second interrupt: abandon the tenants in flight.
+    Abandon,
+}
+
 impl<'r, W: Work> Dispatcher<'r, W> {
     /// Claims tenants until the run is done or stopped, running each under its host's cap.
     /// Returns the wave this runner stopped in, when the run stopped early.
     pub(super) async fn claims<C: Claims>(&mut self, claims: &C) -> Option<usize> {
         let waves = self.waves;
-        let by_id: HashMap<&str, (&'r Tenant, &'r Wave<'r>)> = waves
-            .iter()
-            .flat_map(|w| w.tenants.iter().map(move |t| (t.id.as_str(), (*t, w))))
+        let by_id: HashMap<&str, (usize, usize)> = (waves.iter().enumerate())
+            .flat_map(|(k, w)| w.tenants.iter().enumerate().map(move |(n, t)| (t.id.as_str(), (k, n))))
             .collect();
-        let all: Vec<&Tenant> = by_id.values().map(|(t, _)| *t).collect();
-        let caps = host_caps(self.ctx, &all);
+        let all: Vec<&Tenant> = waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
         let heartbeat = claims.keep_alive();
         let stop = self.stop.clone();
         // What each task in flight has done, for its report should it be abandoned.
         let progress = tenant::Tracker::default();
-        let starter = self.starter(&stop, &progress);
-        let limiter = self.limiter.clone();
-        let mut in_flight = FuturesUnordered::new();
-        // Slots in flight: abandoned, they are read once their sessions ended.
-        let mut flying: Vec<usize> = Vec::new();
-        let mut wave: Option<(usize, Instant)> = None;
-        let mut done = false;
-        let mut abandoned = false;
+        let mut c = Claiming {
+            starter: self.starter(&stop, &progress),
+            caps: host_caps(self.ctx, &all),
+            by_id,
+            in_flight: FuturesUnordered::new(),
+            flying: Vec::new(),
+            wave: None,
+            done: false,
+        };
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        'claiming: loop {
-            while !done && !starter.stopping() && in_flight.len() < self.ctx.concurrency.max(1) {
-                if let Some(limiter) = &limiter {
-                    limiter
-                        .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20)))
-                        .await;
-                }
-                // A ledger that does not answer must not keep interrupts from being heard.
-                let claimed = tokio::select! {
-                    claimed = claims.claim() => claimed,
-                    Some(()) = self.interrupts.recv() => {
-                        if self.interrupted() {
-                            abandoned = true;
-                            break 'claiming;
-                        }
-                        break;
-                    }
-                };
-                match claimed {
-                    Ok(Claimed::Tenant { id, wave: number, from }) => {
-                        let (t, w) = *by_id
-                            .get(id.as_str())
-                            .expect("`up --join` checks every tenant of the run against the fleet file");
-                        if let Some(from) = from {
-                            tracing::warn!("tenant `{id}`: the lease of `{from}` ran out; taking it over");
-                        }
-                        self.enter_wave(&mut wave, number);
-                        let i = self.slots.len();
-                        self.slots.push(Slot {
-                            wave: number,
-                            ..Slot::new(t, w)
-                        });
-                        flying.push(i);
-                        let cap = caps[&t.server_key()].clone();
-                        in_flight.push(async move {
-                            let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
-                            starter.events.emit(Event::TenantStarted {
-                                tenant: t.id.clone(),
-                                wave: number,
-                            });
-                            (i, starter.run(t, number).await)
-                        });
-                    }
-                    Ok(Claimed::Wait) => break,
-                    Ok(Claimed::Done) => done = true,
-                    Ok(Claimed::Stopped(reason)) => self.escalate(reason),
-                    Err(e) => {
-                        self.ledger_lost(&e);
-                        break;
-                    }
-                }
+        let abandoned = loop {
+            if let Next::Abandon = self.claim_more(claims, &mut c).await {
+                break true;
             }
-            if in_flight.is_empty() && (done || starter.stopping()) {
-                break;
+            if c.in_flight.is_empty() && (c.done || c.starter.stopping()) {
+                break false;
             }
-            tokio::select! {
-                Some((i, report)) = in_flight.next() => {
-                    flying.retain(|f| *f != i);
-                    if self.claimed_finished(claims, i, report).await {
-                        abandoned = true;
-                        break;
-                    }
-                }
-                _ = tick.tick() => {
-                    if !starter.stopping() {
-                        match claims.stop_marker().await {
-                            Ok(Some(reason)) => self.escalate(reason),
-                            Ok(None) => {}
-                            Err(e) => self.ledger_lost(&e),
-                        }
-                    }
-                }
-                Some(()) = self.interrupts.recv() => {
-                    if self.interrupted() {
-                        abandoned = true;
-                        break;
-                    }
-                }
+            if let Next::Abandon = self.next_event(claims, &mut c, &mut tick).await {
+                break true;
             }
-        }
+        };
         // Abandoned tenants stay claimed; once the heartbeat stops their leases run out and
         // another runner takes them over from their real versions.
+        let Claiming {
+            flying,
+            wave,
+            in_flight,
+            ..
+        } = c;
         drop(in_flight);
         if let Some(heartbeat) = heartbeat {
             heartbeat.abort();
@@ -165,6 +129,108 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         let (last, began) = wave?;
         self.wave_finished(last, began);
         self.reason.is_early().then_some(last)
+    }
+
+    /// Claims tenants while this runner has room for them and the run goes on.
+    async fn claim_more<'s, C: Claims>(&mut self, claims: &C, c: &mut Claiming<'s, W>) -> Next
+    where
+        'r: 's,
+    {
+        while !c.done && !c.starter.stopping() && c.in_flight.len() < self.ctx.concurrency.max(1) {
+            if let Some(limiter) = &self.limiter {
+                limiter
+                    .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20)))
+                    .await;
+            }
+            // A ledger that does not answer must not keep interrupts from being heard.
+            let claimed = tokio::select! {
+                claimed = claims.claim() => claimed,
+                Some(()) = self.interrupts.recv() => {
+                    if self.interrupted() {
+                        return Next::Abandon;
+                    }
+                    break;
+                }
+            };
+            match claimed {
+                Ok(Claimed::Tenant { id, wave, from }) => {
+                    if let Some(from) = from {
+                        tracing::warn!("tenant `{id}`: the lease of `{from}` ran out; taking it over");
+                    }
+                    self.start_claimed(c, &id, wave);
+                }
+                Ok(Claimed::Wait) => break,
+                Ok(Claimed::Done) => c.done = true,
+                Ok(Claimed::Stopped(reason)) => self.escalate(reason),
+                Err(e) => {
+                    self.ledger_lost(&e);
+                    break;
+                }
+            }
+        }
+        Next::Go
+    }
+
+    /// Starts the tenant this runner just claimed, under its host's cap.
+    fn start_claimed<'s>(&mut self, c: &mut Claiming<'s, W>, id: &str, wave: usize)
+    where
+        'r: 's,
+    {
+        let (k, n) = *c
+            .by_id
+            .get(id)
+            .expect("`up --join` checks every tenant of the run against the fleet file");
+        let w = &self.waves[k];
+        let t = w.tenants[n];
+        self.enter_wave(&mut c.wave, wave);
+        let i = self.slots.len();
+        self.slots.push(Slot {
+            wave,
+            ..Slot::new(t, w)
+        });
+        c.flying.push(i);
+        let cap = c.caps[&t.server_key()].clone();
+        let starter = c.starter;
+        c.in_flight.push(Box::pin(async move {
+            let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
+            starter.events.emit(Event::TenantStarted {
+                tenant: t.id.clone(),
+                wave,
+            });
+            (i, starter.run(t, wave).await)
+        }));
+    }
+
+    /// Waits for a tenant to end, the next look at the run's stop marker, or an interrupt.
+    async fn next_event<C: Claims>(
+        &mut self,
+        claims: &C,
+        c: &mut Claiming<'_, W>,
+        tick: &mut tokio::time::Interval,
+    ) -> Next {
+        tokio::select! {
+            Some((i, report)) = c.in_flight.next() => {
+                c.flying.retain(|f| *f != i);
+                if self.claimed_finished(claims, i, report).await {
+                    return Next::Abandon;
+                }
+            }
+            _ = tick.tick() => {
+                if !c.starter.stopping() {
+                    match claims.stop_marker().await {
+                        Ok(Some(reason)) => self.escalate(reason),
+                        Ok(None) => {}
+                        Err(e) => self.ledger_lost(&e),
+                    }
+                }
+            }
+            Some(()) = self.interrupts.recv() => {
+                if self.interrupted() {
+                    return Next::Abandon;
+                }
+            }
+        }
+        Next::Go
     }
 
     /// Announces the wave of the tenant this runner just claimed, ending the one before.
