@@ -16,7 +16,7 @@ use crate::exec::events::Stamped;
 use crate::exec::work::Unread;
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Fleet, TenantId};
-use crate::model::migration::{Applied, Migration, MigrationSet, Version};
+use crate::model::migration::{Applied, MigrationSet, Version};
 
 /// How the fake plays a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,16 +158,7 @@ fn fleet(ids: &[&str]) -> Fleet {
 }
 
 fn set() -> MigrationSet {
-    let m = |v: i64| {
-        Migration::new(
-            Version(v),
-            format!("m{v}"),
-            format!("select {v};"),
-            None,
-            format!("{v:04}_m{v}.up.sql").into(),
-        )
-    };
-    MigrationSet::new(vec![m(1), m(2)]).unwrap()
+    crate::model::migration::test_set(&[false, false])
 }
 
 fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, concurrency: usize) -> RunContext<'a> {
@@ -199,12 +190,13 @@ fn waves<'a>(fleet: &'a Fleet, sizes: &[usize]) -> Vec<Wave<'a>> {
 
 const UP: Action = Action::Migrate(Target::Up { to: Version(2) });
 
-/// Runs `waves` under `policy` with `work`; returns the report and every event.
-async fn run_waves(
+/// Runs `waves` under `policy` with `work`, this runner's own (`claims`: `None`) or
+/// claimed from a shared run's ledger; returns the report and every event.
+async fn run_with(
     ctx: &RunContext<'_>,
-    waves: &[Wave<'_>],
-    policy: &Policy,
+    (waves, policy): (&[Wave<'_>], &Policy),
     work: &Fake,
+    claims: Option<&FakeClaims>,
     interrupts: Interrupts,
 ) -> (RunReport, Vec<Event>) {
     let (events, mut rx) = Events::channel();
@@ -217,13 +209,23 @@ async fn run_waves(
         events: &events,
         source: Source::Waves,
     };
-    let report = run(spec, work, None::<&FakeClaims>, interrupts).await;
+    let report = run(spec, work, claims, interrupts).await;
     drop(events);
     let mut seen = vec![];
     while let Some(Stamped { event, .. }) = rx.recv().await {
         seen.push(event);
     }
     (report, seen)
+}
+
+async fn run_waves(
+    ctx: &RunContext<'_>,
+    waves: &[Wave<'_>],
+    policy: &Policy,
+    work: &Fake,
+    interrupts: Interrupts,
+) -> (RunReport, Vec<Event>) {
+    run_with(ctx, (waves, policy), work, None, interrupts).await
 }
 
 fn statuses(report: &RunReport) -> Vec<(String, Status)> {
@@ -539,6 +541,19 @@ struct FakeClaims {
     concluded: Mutex<Option<(StopReason, usize)>>,
 }
 
+impl FakeClaims {
+    fn new(ids: &[&str], marker_after: usize, marker: StopReason) -> Self {
+        FakeClaims {
+            queue: Mutex::new(ids.iter().map(|id| (id.to_string(), 1)).collect()),
+            total: ids.len(),
+            finished: Mutex::default(),
+            marker_after,
+            marker,
+            concluded: Mutex::default(),
+        }
+    }
+}
+
 impl Claims for FakeClaims {
     fn total(&self) -> usize {
         self.total
@@ -582,29 +597,12 @@ async fn a_shared_runs_stop_marker_stops_this_runner_and_its_failed_policy_appli
     let ctx = context(&fleet, &set, 1);
     let waves = waves(&fleet, &[5]);
     let marker = StopReason::MaxFailures { failed: 3, limit: 3 };
-    let claims = FakeClaims {
-        queue: Mutex::new(["a", "b", "c", "d", "e"].map(|id| (id.to_owned(), 1)).into()),
-        total: 5,
-        finished: Mutex::default(),
-        marker_after: 2,
-        marker: marker.clone(),
-        concluded: Mutex::default(),
-    };
+    let claims = FakeClaims::new(&["a", "b", "c", "d", "e"], 2, marker.clone());
     let mut work = Fake::new(tx);
     // Each tenant outlasts a few polls of the marker.
     work.takes = Duration::from_secs(1);
-    let (events, _rx) = Events::channel();
     let policy = policy(MaxFailures::Count(1), RollbackPolicy::Run);
-    let spec = RunSpec {
-        ctx: &ctx,
-        waves: &waves,
-        action: UP,
-        policy: &policy,
-        command: "up",
-        events: &events,
-        source: Source::Waves,
-    };
-    let report = run(spec, &work, Some(&claims), rx).await;
+    let (report, _) = run_with(&ctx, (&waves, &policy), &work, Some(&claims), rx).await;
     assert_eq!(report.stop_reason, marker);
     let ran = work.ups();
     assert!(
@@ -629,28 +627,11 @@ async fn an_interrupt_in_a_shared_run_releases_unstarted_tenants_and_rolls_back_
     let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
     let ctx = context(&fleet, &set, 1);
     let waves = waves(&fleet, &[3]);
-    let claims = FakeClaims {
-        queue: Mutex::new(["a", "b", "c"].map(|id| (id.to_owned(), 1)).into()),
-        total: 3,
-        finished: Mutex::default(),
-        marker_after: usize::MAX,
-        marker: StopReason::Completed,
-        concluded: Mutex::default(),
-    };
+    let claims = FakeClaims::new(&["a", "b", "c"], usize::MAX, StopReason::Completed);
     let mut work = Fake::new(tx).part("a", Part::FailsAfterMoving);
     work.interrupt_at = Some(("b".into(), 1));
-    let (events, _rx) = Events::channel();
     let policy = policy(MaxFailures::Unlimited, RollbackPolicy::Run);
-    let spec = RunSpec {
-        ctx: &ctx,
-        waves: &waves,
-        action: UP,
-        policy: &policy,
-        command: "up",
-        events: &events,
-        source: Source::Waves,
-    };
-    let report = run(spec, &work, Some(&claims), rx).await;
+    let (report, _) = run_with(&ctx, (&waves, &policy), &work, Some(&claims), rx).await;
     assert_eq!(report.stop_reason, StopReason::Interrupted);
     assert!(
         work.downs().is_empty(),
