@@ -9,20 +9,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::driver::connect::{Connector, Limits};
 use crate::driver::ledger::status as ledger_view;
-use crate::driver::ledger::{Ledger, RunPlan};
+use crate::driver::ledger::{Ledger, RecordedPolicy, RunPlan};
 use crate::error::Error;
-use crate::exec::dispatch::{Gates, Policy, RunSpec, Source, dispatch};
+use crate::exec::dispatch::{Interrupts, Policy, RunSpec, Source, dispatch};
 use crate::exec::events::Events;
-use crate::exec::run::{RunContext, inspect_all};
+use crate::exec::join::Shared;
+use crate::exec::run::{Inspected, RunContext, inspect_all};
 use crate::exec::tenant::Action;
 use crate::load;
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::{MigrationSet, Version};
+use crate::model::policy::WaveSpec;
 pub use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::model::secret::DbUrl;
 use crate::plan::select::select;
 use crate::plan::tenant::Target;
-use crate::plan::waves::waves;
+use crate::plan::waves::{Wave, waves};
 
 pub use crate::exec::tenant::Retry;
 pub use crate::exec::wait::{WaitOptions, WaitOutcome};
@@ -109,8 +111,20 @@ pub fn load_migrations(dir: impl AsRef<Path>) -> Result<MigrationSet, Error> {
     })
 }
 
-/// The selected tenants, in fleet order; none is an error.
+/// The selected tenants, in fleet order; none is an error, and so is a fleet with no
+/// tenant at all.
 pub fn selected<'f>(fleet: &'f Fleet, selectors: &[Selector]) -> Result<Vec<&'f Tenant>, Error> {
+    if fleet.tenants.is_empty() {
+        let source = if fleet.discover.is_some() {
+            " (nor does its `discover:` query find any)"
+        } else {
+            ""
+        };
+        return Err(Error::Usage(format!(
+            "`{}` lists no tenants{source}",
+            fleet.path.display()
+        )));
+    }
     let tenants = select(&fleet.tenants, selectors);
     if tenants.is_empty() {
         let what = selectors
@@ -126,24 +140,33 @@ pub fn selected<'f>(fleet: &'f Fleet, selectors: &[Selector]) -> Result<Vec<&'f 
     Ok(tenants)
 }
 
-fn target(set: &MigrationSet, to: Option<Version>) -> Result<Version, Error> {
-    let v = to.unwrap_or(set.head());
+/// `v` when a migration has that version (or it is 0); `flag` names where it came from in
+/// the error.
+pub(crate) fn check_target(set: &MigrationSet, v: Version, flag: &str) -> Result<Version, Error> {
     if set.is_target(v) {
         Ok(v)
     } else {
         Err(Error::Usage(format!(
-            "--to {v}: no migration has version {v} (head is {})",
+            "{flag} {v}: no migration has version {v} (head is {})",
             set.head()
         )))
     }
 }
 
-fn run_id() -> String {
+/// The version to reach: `to`, else head.
+pub(crate) fn target(set: &MigrationSet, to: Option<Version>) -> Result<Version, Error> {
+    check_target(set, to.unwrap_or(set.head()), "--to")
+}
+
+/// A new run's id: the time in milliseconds and the process, in hex.
+pub(crate) fn run_id() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     format!("{:x}-{:x}", now.as_millis(), std::process::id())
 }
 
-fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, opts: &Options) -> RunContext<'a> {
+/// What every reading or running of tenants shares: the connector under `opts`' limits
+/// and a new run id; no ledger, no retries, a transaction per migration.
+pub(crate) fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, opts: &Options) -> RunContext<'a> {
     RunContext {
         fleet,
         set,
@@ -153,6 +176,143 @@ fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, opts: &Options) -> RunCo
         retry: Retry::NEVER,
         ledger: None,
         run_id: run_id(),
+    }
+}
+
+/// Every tenant's history rows, read without changing anything, in the order given.
+pub(crate) async fn inspect<'t>(
+    fleet: &Fleet,
+    set: &MigrationSet,
+    opts: &Options,
+    tenants: &[&'t Tenant],
+) -> Vec<Inspected<'t>> {
+    let ctx = context(fleet, set, opts);
+    let states = inspect_all(&ctx, tenants).await;
+    ctx.connector.close().await;
+    states
+}
+
+/// The rollout's waves: canaries (marked `canary: true`, or matching one of `canary`)
+/// first, then `spec`, else the fleet file's `rollout.waves`.
+pub(crate) fn plan_waves<'f>(
+    fleet: &Fleet,
+    tenants: &[&'f Tenant],
+    canary: &[Selector],
+    spec: Option<&WaveSpec>,
+) -> Vec<Wave<'f>> {
+    let is_canary = |t: &Tenant| t.canary || canary.iter().any(|s| s.matches(t));
+    let spec = spec.or(fleet.rollout.waves.as_ref()).cloned().unwrap_or_default();
+    waves(tenants, &is_canary, &spec)
+}
+
+/// The failure and skip limits and rollback: those given, else the fleet file's
+/// `rollout:` defaults, else the built-in ones. No gates, pause or rate.
+pub(crate) fn limits_policy(
+    fleet: &Fleet,
+    max_failures: Option<MaxFailures>,
+    max_skipped: Option<MaxSkipped>,
+    rollback: Option<RollbackPolicy>,
+) -> Policy {
+    let defaults = &fleet.rollout;
+    Policy {
+        max_failures: max_failures.or(defaults.max_failures).unwrap_or_default(),
+        max_skipped: max_skipped.or(defaults.max_skipped).unwrap_or_default(),
+        rollback: rollback.or(defaults.rollback).unwrap_or_default(),
+        ..Policy::default()
+    }
+}
+
+/// What the ledger keeps of a run so it can be resumed: the command, target and waves.
+pub(crate) fn run_plan(command: &str, action: Action, waves: &[Wave<'_>], policy: Option<RecordedPolicy>) -> RunPlan {
+    RunPlan {
+        command: match action {
+            Action::Checksums(None) => "stamp --checksums".to_owned(),
+            Action::Checksums(Some(v)) => format!("stamp --checksums={v}"),
+            _ => command.to_owned(),
+        },
+        target: match action {
+            Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => to.0,
+            Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) => 0,
+        },
+        waves: waves
+            .iter()
+            .map(|w| w.tenants.iter().map(|t| t.id.to_string()).collect())
+            .collect(),
+        canary_waves: waves.iter().filter(|w| w.canary).map(|w| w.number).collect(),
+        policy,
+        steps: match action {
+            Action::Migrate(Target::DownSteps { steps }) => Some(steps),
+            _ => None,
+        },
+    }
+}
+
+/// A recorded run's waves, with today's fleet file's tenants; `missing` says what a tenant
+/// the file no longer lists means.
+pub(crate) fn recorded_waves<'f>(
+    fleet: &'f Fleet,
+    plan: &RunPlan,
+    missing: impl Fn(&str) -> Error,
+) -> Result<Vec<Wave<'f>>, Error> {
+    let mut waves = Vec::new();
+    for (k, ids) in plan.waves.iter().enumerate() {
+        let tenants = ids
+            .iter()
+            .map(|id| fleet.tenant(id).ok_or_else(|| missing(id)))
+            .collect::<Result<Vec<_>, _>>()?;
+        waves.push(Wave {
+            number: k + 1,
+            canary: plan.canary_waves.contains(&(k + 1)),
+            tenants,
+        });
+    }
+    Ok(waves)
+}
+
+/// A run ready to dispatch: its context (with the ledger recording it, if any), waves,
+/// action and policy, each decided once by the caller.
+pub(crate) struct Run<'f> {
+    pub ctx: RunContext<'f>,
+    pub waves: Vec<Wave<'f>>,
+    pub action: Action,
+    pub policy: Policy,
+    /// The command's name, as the events, the report and the ledger give it.
+    pub command: &'static str,
+    /// Set when this runner claims tenants of a shared run instead of running them all.
+    pub shared: Option<Shared>,
+}
+
+impl<'f> Run<'f> {
+    /// The run's tenants in rollout order.
+    pub(crate) fn tenants(&self) -> Vec<&'f Tenant> {
+        self.waves.iter().flat_map(|w| w.tenants.iter().copied()).collect()
+    }
+
+    /// What the ledger keeps of this run.
+    pub(crate) fn plan(&self, policy: Option<RecordedPolicy>) -> RunPlan {
+        run_plan(self.command, self.action, &self.waves, policy)
+    }
+
+    /// Records the run as new in `ledger`, which from then on records its tenants.
+    pub(crate) async fn begin(&mut self, ledger: Ledger, policy: Option<RecordedPolicy>) -> Result<(), Error> {
+        let fleet = self.ctx.fleet.path.display().to_string();
+        ledger.begin_run(&self.ctx.run_id, &fleet, &self.plan(policy)).await?;
+        self.ctx.ledger = Some(ledger);
+        Ok(())
+    }
+
+    /// Runs it, announcing what happens on `events`, and returns its report.
+    pub(crate) async fn dispatch(&self, events: &Events, interrupts: Interrupts) -> RunReport {
+        let spec = RunSpec {
+            ctx: &self.ctx,
+            waves: &self.waves,
+            action: self.action,
+            policy: &self.policy,
+            command: self.command,
+            events,
+            source: self.shared.as_ref().map_or(Source::Waves, Source::Shared),
+        };
+        dispatch(spec, interrupts).await
     }
 }
 
@@ -171,22 +331,26 @@ pub async fn annotate_within(status: &mut FleetStatus, url: &DbUrl, limit: std::
     Ok(())
 }
 
-/// Where every selected tenant stands against the target, read with a few queries per
-/// pooled PostgreSQL host. Adds what the fleet's ledger (its `ledger:`, else the SQLite
-/// file beside the fleet file) knows, when it exists and can be read.
-pub async fn status(fleet: &Fleet, set: &MigrationSet, opts: &Options) -> Result<FleetStatus, Error> {
+/// Where every selected tenant stands against the target, from their history tables
+/// alone (no ledger).
+pub(crate) async fn assess(fleet: &Fleet, set: &MigrationSet, opts: &Options) -> Result<FleetStatus, Error> {
     let tenants = selected(fleet, &opts.select)?;
     let to = target(set, opts.to)?;
-    let ctx = context(fleet, set, opts);
-    let states = inspect_all(&ctx, &tenants).await;
-    ctx.connector.close().await;
-    let mut status = FleetStatus::assess(
+    let states = inspect(fleet, set, opts, &tenants).await;
+    Ok(FleetStatus::assess(
         set,
         to,
         states
             .into_iter()
             .map(|(t, rows)| (t.id.to_string(), rows.map_err(|e| e.to_string()))),
-    );
+    ))
+}
+
+/// Where every selected tenant stands against the target, read with a few queries per
+/// pooled PostgreSQL host. Adds what the fleet's ledger (its `ledger:`, else the SQLite
+/// file beside the fleet file) knows, when it exists and can be read.
+pub async fn status(fleet: &Fleet, set: &MigrationSet, opts: &Options) -> Result<FleetStatus, Error> {
+    let mut status = assess(fleet, set, opts).await?;
     let url = ledger_view::fleet_ledger_url(fleet);
     if let Err(e) = annotate_within(&mut status, &url, opts.limits.connect_timeout).await {
         tracing::warn!("{}", crate::error::render(&e));
@@ -204,10 +368,21 @@ pub async fn wait_for(
     opts: &Options,
     wait: &WaitOptions,
 ) -> Result<WaitOutcome, Error> {
+    watch(fleet, set, opts, wait, &mut |_| {}).await
+}
+
+/// [`wait_for`], handing each read of the fleet to `seen` as it comes.
+pub(crate) async fn watch(
+    fleet: &Fleet,
+    set: &MigrationSet,
+    opts: &Options,
+    wait: &WaitOptions,
+    seen: &mut (dyn FnMut(&FleetStatus) + Send),
+) -> Result<WaitOutcome, Error> {
     let tenants = selected(fleet, &opts.select)?;
     let to = target(set, opts.to)?;
     let ctx = context(fleet, set, opts);
-    let outcome = crate::exec::wait::wait(&ctx, &tenants, to, *wait, &mut |_| {}).await;
+    let outcome = crate::exec::wait::wait(&ctx, &tenants, to, *wait, seen).await;
     ctx.connector.close().await;
     Ok(outcome)
 }
@@ -217,52 +392,25 @@ pub async fn wait_for(
 pub async fn up(fleet: &Fleet, set: &MigrationSet, opts: &Options, up: &UpOptions) -> Result<RunReport, Error> {
     let tenants = selected(fleet, &opts.select)?;
     let to = target(set, opts.to)?;
-    let spec = fleet.rollout.waves.clone().unwrap_or_default();
-    let planned = waves(&tenants, &|t: &Tenant| t.canary, &spec);
-    let policy = Policy {
-        max_failures: up.max_failures.or(fleet.rollout.max_failures).unwrap_or_default(),
-        max_skipped: up.max_skipped.or(fleet.rollout.max_skipped).unwrap_or_default(),
-        rollback: up.rollback.or(fleet.rollout.rollback).unwrap_or_default(),
-        pause_after: None,
-        gates: Gates::default(),
-        rate: None,
-    };
     let mut ctx = context(fleet, set, opts);
     ctx.retry = up.retry;
+    let mut run = Run {
+        ctx,
+        waves: plan_waves(fleet, &tenants, &[], None),
+        action: Action::Migrate(Target::Up { to }),
+        policy: limits_policy(fleet, up.max_failures, up.max_skipped, up.rollback),
+        command: "up",
+        shared: None,
+    };
     if let Some(url) = &up.ledger {
         let ledger = Ledger::open(url, opts.limits.connect_timeout).await?;
-        let plan = RunPlan {
-            command: "up".to_owned(),
-            target: to.0,
-            waves: planned
-                .iter()
-                .map(|w| w.tenants.iter().map(|t| t.id.to_string()).collect())
-                .collect(),
-            canary_waves: planned.iter().filter(|w| w.canary).map(|w| w.number).collect(),
-            policy: None,
-            steps: None,
-        };
-        ledger
-            .begin_run(&ctx.run_id, &fleet.path.display().to_string(), &plan)
-            .await?;
-        ctx.ledger = Some(ledger);
+        run.begin(ledger, None).await?;
     }
     // No Ctrl-C here: the service owns its signals, and a dropped sender never fires.
     let (_, interrupts) = tokio::sync::mpsc::unbounded_channel();
-    let action = Action::Migrate(Target::Up { to });
-    let events = Events::none();
-    let spec = RunSpec {
-        ctx: &ctx,
-        waves: &planned,
-        action,
-        policy: &policy,
-        command: "up",
-        events: &events,
-        source: Source::Waves,
-    };
-    let report = dispatch(spec, interrupts).await;
-    ctx.connector.close().await;
-    if let Some(ledger) = &ctx.ledger {
+    let report = run.dispatch(&Events::none(), interrupts).await;
+    run.ctx.connector.close().await;
+    if let Some(ledger) = &run.ctx.ledger {
         ledger.close().await;
     }
     Ok(report)
