@@ -1,18 +1,26 @@
 //! `up --resume`: a run goes on under the rollout policy it was started with, kept in the
 //! ledger; a flag that disagrees with it is refused, never silently dropped or obeyed.
 
+use std::io::Write;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::ValueEnum;
 
-use crate::cli::{Rollout, TxMode};
-use crate::driver::ledger::RecordedPolicy;
+use super::execute::{Resume, RunArgs, execute};
+use super::exit::Outcome;
+use super::open_ledger_if_any;
+use crate::api;
+use crate::cli::{Global, Rollout, TxMode};
+use crate::driver::ledger::{Ledger, RecordedPolicy, RunPlan};
 use crate::error::Error;
 use crate::exec::dispatch::Policy;
+use crate::exec::tenant::Action;
 use crate::model::fleet::Fleet;
+use crate::model::migration::Version;
 use crate::model::policy::WaveSpec;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
+use crate::plan::tenant::Target;
 
 fn spec_text(spec: &WaveSpec) -> String {
     spec.0.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
@@ -43,10 +51,132 @@ pub(super) fn record(fleet: &Fleet, r: &Rollout, policy: &Policy) -> RecordedPol
     }
 }
 
+/// `up --resume [RUN]`: the newest unfinished run, or RUN, goes on with its own target,
+/// waves and policy.
+pub(super) async fn up(
+    g: &Global,
+    run: &str,
+    rollout: &Rollout,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
+    let set = api::load_migrations(&g.migrations)?;
+    let mut fleet = super::load_fleet(g).await?;
+    if !g.select.is_empty() {
+        return Err(Error::Usage(
+            "--resume runs the run's own tenants: drop --select".into(),
+        ));
+    }
+    let (ledger, run_id, plan) = recorded_run(g, &fleet, run).await?;
+    // Runs recorded before the ledger kept the policy go on under today's flags.
+    let kept;
+    let rollout = match &plan.policy {
+        Some(recorded) => {
+            kept = resumed(&run_id, recorded, rollout)?;
+            // The recorded policy is whole: a bake or check added to the fleet
+            // file since the run started is not this run's.
+            fleet.rollout = Default::default();
+            &kept
+        }
+        None => rollout,
+    };
+    let to = api::check_target(&set, Version(plan.target), "--resume: the run's target")?;
+    let waves = api::recorded_waves(&fleet, &plan, |id| {
+        Error::Usage(format!(
+            "run `{run_id}` included tenant `{id}`, which the fleet file no longer lists"
+        ))
+    })?;
+    let args = RunArgs {
+        tenants: waves.iter().flat_map(|w| w.tenants.iter().copied()).collect(),
+        action: Action::Migrate(Target::Up { to }),
+        command: "up",
+        rollout: Some(rollout),
+        resume: Some(Resume {
+            run_id,
+            waves,
+            ledger,
+            shared: None,
+        }),
+    };
+    execute(g, &fleet, &set, args, out).await
+}
+
+/// The run to resume, as the ledger holds it: `run`, or (empty) the newest unfinished one;
+/// only an `up` resumes.
+async fn recorded_run(g: &Global, fleet: &Fleet, run: &str) -> Result<(Ledger, String, RunPlan), Error> {
+    let Some(ledger) = open_ledger_if_any(g, fleet).await? else {
+        return Err(Error::Usage(
+            "there is no ledger yet, so no run to resume (no run has been recorded)".into(),
+        ));
+    };
+    let run_id = match run {
+        "" => ledger
+            .last_unfinished()
+            .await?
+            .ok_or_else(|| Error::Usage("the ledger holds no unfinished run to resume".into()))?,
+        id => id.to_owned(),
+    };
+    let plan = ledger
+        .plan(&run_id)
+        .await?
+        .ok_or_else(|| Error::Usage(format!("the ledger holds no run `{run_id}`")))?;
+    if plan.command != "up" {
+        return Err(Error::Usage(format!(
+            "run `{run_id}` was a `{}`; only `up` runs resume",
+            plan.command
+        )));
+    }
+    Ok((ledger, run_id, plan))
+}
+
 /// The rollout of a resumed run: the recorded policy, with what belongs to this invocation
 /// (`--pause-after`, `--confirm`, `--yes`, `--report`) from the command line. A policy flag
 /// given with another value than the recorded one is refused, naming both.
 pub(super) fn resumed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Result<Rollout, Error> {
+    refuse_changed(run_id, rec, given)?;
+    let unreadable = |what: &str, e: &dyn std::fmt::Display| {
+        Error::Usage(format!(
+            "run `{run_id}`: the ledger's recorded {what} cannot be read: {e}"
+        ))
+    };
+    let mut r = given.clone();
+    r.waves = rec
+        .waves
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| unreadable("waves", &e))?;
+    r.canary = rec
+        .canary
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e| unreadable("canary", &e))?;
+    r.max_failures = Some(
+        rec.max_failures
+            .parse::<MaxFailures>()
+            .map_err(|e| unreadable("failure limit", &e))?,
+    );
+    r.max_skipped = Some(match rec.max_skipped.as_str() {
+        "canary" | "" => MaxSkipped::Canary,
+        s => s.parse().map_err(|e| unreadable("skip limit", &e))?,
+    });
+    r.rollback = Some(
+        rec.rollback
+            .parse::<RollbackPolicy>()
+            .map_err(|e| unreadable("rollback", &e))?,
+    );
+    r.bake = rec.bake_ms.map(Duration::from_millis);
+    r.check = rec.check.clone();
+    r.rate = rec.rate.and_then(NonZeroU32::new);
+    r.burst = rec.burst.and_then(NonZeroU32::new);
+    r.tx = Some(TxMode::from_str(&rec.tx, false).map_err(|e| unreadable("--tx", &e))?);
+    r.retry_for = rec.retry_for_ms.map(Duration::from_millis).or(given.retry_for);
+    r.retries = rec.retries;
+    Ok(r)
+}
+
+/// Refuses a policy flag given with another value than the run was started with.
+fn refuse_changed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Result<(), Error> {
     let refuse = |flag: &str, given: String, recorded: Option<String>| {
         let was = match recorded {
             Some(v) => format!("with {flag} {v}"),
@@ -56,11 +186,6 @@ pub(super) fn resumed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Re
             "{flag} {given}: run `{run_id}` was started {was}, and --resume keeps the run's policy; \
              drop {flag} (or give the recorded value), or start a new run"
         )))
-    };
-    let unreadable = |what: &str, e: String| {
-        Error::Usage(format!(
-            "run `{run_id}`: the ledger's recorded {what} cannot be read: {e}"
-        ))
     };
     if let Some(spec) = &given.waves {
         let text = spec_text(spec);
@@ -127,39 +252,5 @@ pub(super) fn resumed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Re
             return refuse("--retries", n.to_string(), rec.retries.map(|r| r.to_string()));
         }
     }
-    let mut r = given.clone();
-    r.waves = rec
-        .waves
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e| unreadable("waves", e))?;
-    r.canary = rec
-        .canary
-        .iter()
-        .map(|s| s.parse())
-        .collect::<Result<_, _>>()
-        .map_err(|e: String| unreadable("canary", e))?;
-    r.max_failures = Some(
-        rec.max_failures
-            .parse::<MaxFailures>()
-            .map_err(|e| unreadable("failure limit", e))?,
-    );
-    r.max_skipped = Some(match rec.max_skipped.as_str() {
-        "canary" | "" => MaxSkipped::Canary,
-        s => s.parse().map_err(|e| unreadable("skip limit", e))?,
-    });
-    r.rollback = Some(
-        rec.rollback
-            .parse::<RollbackPolicy>()
-            .map_err(|e| unreadable("rollback", e))?,
-    );
-    r.bake = rec.bake_ms.map(Duration::from_millis);
-    r.check = rec.check.clone();
-    r.rate = rec.rate.and_then(NonZeroU32::new);
-    r.burst = rec.burst.and_then(NonZeroU32::new);
-    r.tx = Some(TxMode::from_str(&rec.tx, false).map_err(|e| unreadable("--tx", e))?);
-    r.retry_for = rec.retry_for_ms.map(Duration::from_millis).or(given.retry_for);
-    r.retries = rec.retries;
-    Ok(r)
+    Ok(())
 }

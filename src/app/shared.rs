@@ -4,17 +4,18 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::{
-    Resume, check_per_tenant_tx, check_target, execute, load_migrations, new_run_id, open_ledger, rollout_plan,
-    selected,
-};
-use crate::cli::{Global, Rollout, Together};
-use crate::driver::ledger::{RunPlan, runner};
+use super::checks::{Scope, check_per_tenant_tx, check_report_path};
+use super::execute::{Resume, RunArgs, execute, rollout_plan};
+use super::exit::Outcome;
+use super::{open_ledger, options};
+use crate::api;
+use crate::cli::{Global, Rollout, Together, TxMode};
+use crate::driver::ledger::{Ledger, runner};
 use crate::error::Error;
 use crate::exec::join::Shared;
 use crate::exec::tenant::Action;
-use crate::model::fleet::{Fleet, Tenant};
-use crate::model::migration::Version;
+use crate::model::fleet::Fleet;
+use crate::model::migration::{MigrationSet, Version};
 use crate::model::policy::MaxFailures;
 use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
@@ -53,122 +54,143 @@ fn refuse_file_gates(fleet: &Fleet) -> Result<(), Error> {
     }
 }
 
+/// A shared run as this runner takes part in it.
+struct Taken<'f> {
+    run_id: String,
+    waves: Vec<Wave<'f>>,
+    to: Version,
+    max_failures: MaxFailures,
+}
+
+/// `up --shared` or `up --join RUN`: creates the shared run, or joins it, then claims its
+/// tenants from the ledger until none is left.
 pub(super) async fn up(
     g: &Global,
     to: Option<Version>,
     rollout: &Rollout,
     together: &Together,
     out: &mut (dyn Write + Send),
-) -> Result<super::exit::Outcome, Error> {
+) -> Result<Outcome, Error> {
     refuse_gates(rollout)?;
     if let Some(path) = &rollout.report {
-        super::check_report_path(path)?;
+        check_report_path(path)?;
     }
     if together.lease < Duration::from_secs(1) {
         return Err(Error::Usage("--lease must be at least 1s".into()));
     }
-    let set = load_migrations(&g.migrations)?;
+    let set = api::load_migrations(&g.migrations)?;
     let fleet = super::load_fleet(g).await?;
     refuse_file_gates(&fleet)?;
     let ledger = open_ledger(g, &fleet).await?;
     ledger.prepare_sharing().await?;
-    let (run_id, waves, max_failures) = match &together.join {
-        Some(run_id) => {
-            if !g.select.is_empty() {
-                return Err(Error::Usage(
-                    "--join works on the run's own tenants: drop --select".into(),
-                ));
-            }
-            let plan = ledger
-                .plan(run_id)
-                .await?
-                .ok_or_else(|| Error::Usage(format!("the ledger holds no run `{run_id}`")))?;
-            let Some(limit) = ledger.shared_limit(run_id).await? else {
-                return Err(Error::Usage(format!(
-                    "run `{run_id}` was not started with --shared; continue it with `up --resume {run_id}`"
-                )));
-            };
-            if plan.command != "up" {
-                return Err(Error::Usage(format!(
-                    "run `{run_id}` was a `{}`; only `up` runs are shared",
-                    plan.command
-                )));
-            }
-            let max_failures: MaxFailures = limit.parse().map_err(Error::Usage)?;
-            check_target(&set, Version(plan.target), "--join: the run's target")?;
-            let mut waves = Vec::new();
-            for (k, ids) in plan.waves.iter().enumerate() {
-                let tenants = ids
-                    .iter()
-                    .map(|id| {
-                        fleet.tenant(id).ok_or_else(|| {
-                            Error::Usage(format!(
-                                "run `{run_id}` includes tenant `{id}`, which the fleet file does not list"
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                waves.push(Wave {
-                    number: k + 1,
-                    canary: plan.canary_waves.contains(&(k + 1)),
-                    tenants,
-                });
-            }
-            (run_id.clone(), (waves, Version(plan.target)), max_failures)
-        }
-        None => {
-            let tenants = selected(&fleet, g)?;
-            let to = check_target(&set, to.unwrap_or(set.head()), "--to")?;
-            let (waves, policy) = rollout_plan(&fleet, &tenants, Some(rollout))?;
-            // Refused here, before the run exists in the ledger, not by `execute` after.
-            if rollout.tx_mode() == crate::cli::TxMode::PerTenant {
-                check_per_tenant_tx(g, &fleet, &set, &tenants, Action::Migrate(Target::Up { to })).await?;
-            }
-            let run_id = new_run_id();
-            let plan = RunPlan {
-                command: "up".to_owned(),
-                target: to.0,
-                waves: waves
-                    .iter()
-                    .map(|w| w.tenants.iter().map(|t| t.id.to_string()).collect())
-                    .collect(),
-                canary_waves: waves.iter().filter(|w| w.canary).map(|w| w.number).collect(),
-                policy: Some(super::resume::record(&fleet, rollout, &policy)),
-                steps: None,
-            };
-            let limit = policy.max_failures.to_string();
-            ledger
-                .begin_shared_run(&run_id, &fleet.path.display().to_string(), &plan, &limit)
-                .await?;
-            (run_id, (waves, to), policy.max_failures)
-        }
+    let taken = match &together.join {
+        Some(run_id) => join(g, &set, &fleet, &ledger, run_id).await?,
+        None => create(g, &set, &fleet, &ledger, to, rollout).await?,
     };
-    let (waves, to) = waves;
-    let tenants: Vec<&Tenant> = waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
+    let tenants: Vec<_> = taken.waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
     let shared = Shared {
         lease: together.lease,
-        max_failures,
+        max_failures: taken.max_failures,
         total: tenants.len(),
         owner: runner(),
     };
-    let resume = Resume {
+    let args = RunArgs {
+        tenants,
+        action: Action::Migrate(Target::Up { to: taken.to }),
+        command: "up",
+        rollout: Some(rollout),
+        resume: Some(Resume {
+            run_id: taken.run_id,
+            waves: taken.waves,
+            ledger,
+            shared: Some(shared),
+        }),
+    };
+    execute(g, &fleet, &set, args, out).await
+}
+
+/// `--join RUN`: the shared run's target, waves and failure limit, as its creator recorded them.
+async fn join<'f>(
+    g: &Global,
+    set: &MigrationSet,
+    fleet: &'f Fleet,
+    ledger: &Ledger,
+    run_id: &str,
+) -> Result<Taken<'f>, Error> {
+    if !g.select.is_empty() {
+        return Err(Error::Usage(
+            "--join works on the run's own tenants: drop --select".into(),
+        ));
+    }
+    let plan = ledger
+        .plan(run_id)
+        .await?
+        .ok_or_else(|| Error::Usage(format!("the ledger holds no run `{run_id}`")))?;
+    let Some(limit) = ledger.shared_limit(run_id).await? else {
+        return Err(Error::Usage(format!(
+            "run `{run_id}` was not started with --shared; continue it with `up --resume {run_id}`"
+        )));
+    };
+    if plan.command != "up" {
+        return Err(Error::Usage(format!(
+            "run `{run_id}` was a `{}`; only `up` runs are shared",
+            plan.command
+        )));
+    }
+    let max_failures = limit.parse::<MaxFailures>().map_err(|e| Error::Usage(e.to_string()))?;
+    let to = api::check_target(set, Version(plan.target), "--join: the run's target")?;
+    let waves = api::recorded_waves(fleet, &plan, |id| {
+        Error::Usage(format!(
+            "run `{run_id}` includes tenant `{id}`, which the fleet file does not list"
+        ))
+    })?;
+    Ok(Taken {
+        run_id: run_id.to_owned(),
+        waves,
+        to,
+        max_failures,
+    })
+}
+
+/// `--shared`: plans the run as `up` would and records it in the ledger for every runner.
+async fn create<'f>(
+    g: &Global,
+    set: &MigrationSet,
+    fleet: &'f Fleet,
+    ledger: &Ledger,
+    to: Option<Version>,
+    rollout: &Rollout,
+) -> Result<Taken<'f>, Error> {
+    let tenants = api::selected(fleet, &g.select)?;
+    let to = api::target(set, to)?;
+    let (waves, policy) = rollout_plan(fleet, &tenants, Some(rollout))?;
+    let action = Action::Migrate(Target::Up { to });
+    // Refused here, before the run exists in the ledger, not by `execute` after.
+    if rollout.tx_mode() == TxMode::PerTenant {
+        let opts = options(g, None);
+        let scope = Scope {
+            set,
+            fleet,
+            opts: &opts,
+            tenants: &tenants,
+        };
+        check_per_tenant_tx(&scope, action).await?;
+    }
+    let run_id = api::run_id();
+    let plan = api::run_plan(
+        "up",
+        action,
+        &waves,
+        Some(super::resume::record(fleet, rollout, &policy)),
+    );
+    let limit = policy.max_failures.to_string();
+    ledger
+        .begin_shared_run(&run_id, &fleet.path.display().to_string(), &plan, &limit)
+        .await?;
+    Ok(Taken {
         run_id,
         waves,
-        ledger,
-        shared: Some(shared),
-    };
-    let action = Action::Migrate(Target::Up { to });
-    let report = execute(
-        g,
-        &fleet,
-        &set,
-        &tenants,
-        action,
-        "up",
-        Some(rollout),
-        Some(resume),
-        out,
-    )
-    .await?;
-    Ok(super::exit::Outcome::Run(Box::new(report)))
+        to,
+        max_failures: policy.max_failures,
+    })
 }

@@ -1,0 +1,172 @@
+//! Refusals before a run touches anything: a `--report` file that cannot be written, a
+//! `--tx per-tenant` that cannot hold, a `down` past a migration without a down script or
+//! to version 0 unconfirmed.
+
+use std::path::{Path, PathBuf};
+
+use super::prompt::{ask_yes, can_confirm};
+use crate::api::{self, Options};
+use crate::error::Error;
+use crate::exec::tenant::Action;
+use crate::model::fleet::{Fleet, Tenant};
+use crate::model::migration::{Direction, Migration, MigrationSet, Version};
+use crate::model::refusal::Refusal;
+use crate::plan::tenant::{self as plan, Target};
+
+/// What every check reads: the migrations, the fleet, the options and the tenants.
+pub(super) struct Scope<'a, 'f> {
+    pub set: &'a MigrationSet,
+    pub fleet: &'f Fleet,
+    pub opts: &'a Options,
+    pub tenants: &'a [&'f Tenant],
+}
+
+/// `--report FILE` is checked before anything runs, so a run is refused rather than found
+/// unreportable after its work. A file the check had to create is removed again.
+pub(super) fn check_report_path(path: &Path) -> Result<(), Error> {
+    // Opening a named pipe would wait for a reader, before anything has run.
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(Error::Usage(format!(
+                "--report `{}`: not a regular file; give a file path for the report",
+                path.display()
+            )));
+        }
+    }
+    let existed = std::fs::symlink_metadata(path).is_ok();
+    match std::fs::OpenOptions::new().append(true).create(true).open(path) {
+        Ok(_) => {
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::Usage(format!(
+            "--report `{}`: cannot write the report there: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// `--tx per-tenant` needs transactional DDL, and no step a tenant would run marked
+/// `no-transaction`. Only steps still to run matter: a no-transaction migration a tenant
+/// applied long ago does not stand in the way. When the set has such a migration within
+/// reach, each tenant's history is read to tell; the first tenant that would run one is
+/// named, with the migration, and nothing runs.
+pub(super) async fn check_per_tenant_tx(s: &Scope<'_, '_>, action: Action) -> Result<(), Error> {
+    if let Some(t) = s.tenants.iter().find(|t| !t.engine.has_transactional_ddl()) {
+        return Err(Error::Usage(format!(
+            "--tx per-tenant: tenant `{}` is on MySQL, which commits DDL implicitly; use PostgreSQL or SQLite tenants, or --tx per-migration",
+            t.id
+        )));
+    }
+    let Action::Migrate(target) = action else { return Ok(()) };
+    let in_reach = match target {
+        Target::Up { to } => s.set.iter().any(|m| m.version <= to && !m.up.transactional),
+        Target::Down { .. } | Target::DownSteps { .. } => {
+            s.set.iter().any(|m| m.down.as_ref().is_some_and(|d| !d.transactional))
+        }
+    };
+    if !in_reach {
+        return Ok(());
+    }
+    // A tenant that cannot be read or is refused is skipped by the run; should it come
+    // back in between, its one transaction refuses the step (see `exec::tenant`).
+    for (tenant, rows) in api::inspect(s.fleet, s.set, s.opts, s.tenants).await {
+        let Ok(rows) = rows else { continue };
+        let Ok(p) = plan::plan(s.set, &rows, target) else {
+            continue;
+        };
+        let step = p.steps.iter().find(|step| {
+            step.migration
+                .script(step.direction)
+                .is_some_and(|script| !script.transactional)
+        });
+        if let Some(step) = step {
+            return Err(Error::Usage(format!(
+                "--tx per-tenant: tenant `{}` would run migration {} (`{}`), which is marked `-- fleetmig: no-transaction` and cannot join a tenant's transaction; use --tx per-migration, or take that tenant past it first",
+                tenant.id,
+                step.migration.version,
+                script_path(step.migration, step.direction).display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The file of a migration's script in `direction`: its down script sits beside its up
+/// script, named alike.
+fn script_path(m: &Migration, direction: Direction) -> PathBuf {
+    let up = &m.path;
+    match (direction, up.file_name().and_then(|n| n.to_str())) {
+        (Direction::Down, Some(name)) => match name.strip_suffix(".up.sql") {
+            Some(stem) => up.with_file_name(format!("{stem}.down.sql")),
+            None => up.clone(),
+        },
+        _ => up.clone(),
+    }
+}
+
+/// `down` refuses before anything runs when any tenant would pass a migration without a
+/// down script.
+pub(super) async fn refuse_irreversible(s: &Scope<'_, '_>, target: Target) -> Result<(), Error> {
+    if let Target::Down { to } = target {
+        if let Some(m) = s.set.iter().find(|m| m.version > to && !m.is_reversible()) {
+            let refusal = Refusal::Irreversible {
+                version: m.version,
+                path: m.path.clone(),
+            };
+            return Err(Error::Refused(format!("down --to {to}: {refusal}")));
+        }
+        return Ok(());
+    }
+    for (tenant, rows) in api::inspect(s.fleet, s.set, s.opts, s.tenants).await {
+        if let Ok(rows) = rows {
+            if let Err(r @ Refusal::Irreversible { .. }) = plan::plan(s.set, &rows, target) {
+                return Err(Error::Refused(format!("tenant `{}`: {r}", tenant.id)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `down` that would revert every migration a tenant has (to version 0) goes on only when
+/// the operator says so: asked on a terminal, else with `--yes`. Refused otherwise, naming
+/// the tenants, before anything runs.
+pub(super) async fn confirm_down_to_zero(s: &Scope<'_, '_>, target: Target, yes: bool) -> Result<(), Error> {
+    if yes {
+        return Ok(());
+    }
+    let states = api::inspect(s.fleet, s.set, s.opts, s.tenants).await;
+    let to_zero: Vec<String> = states
+        .iter()
+        .filter(|(_, rows)| match rows {
+            Ok(rows) => plan::plan(s.set, rows, target).is_ok_and(|p| p.to == Version::ZERO && !p.steps.is_empty()),
+            // Unread now, but reverted to nothing should it answer during the run.
+            Err(_) => target == Target::Down { to: Version::ZERO },
+        })
+        .map(|(t, rows)| match rows {
+            Ok(rows) => format!("{} (at {})", t.id, plan::version_of(rows)),
+            Err(_) => format!("{} (unreachable now)", t.id),
+        })
+        .collect();
+    if to_zero.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = to_zero.iter().map(String::as_str).collect();
+    let what = format!(
+        "this `down` reverts every migration of {} tenant(s), leaving them at version 0: {}",
+        to_zero.len(),
+        crate::report::refusals::few(&names, 10)
+    );
+    if !can_confirm() {
+        return Err(Error::Refused(format!(
+            "{what}. Add --yes to go on without a terminal to ask on"
+        )));
+    }
+    if ask_yes(format!("{what}. Go on? [y/N] ")).await {
+        Ok(())
+    } else {
+        Err(Error::Refused("down to version 0 not confirmed".into()))
+    }
+}

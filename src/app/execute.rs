@@ -1,0 +1,405 @@
+//! The commands that run: `up`, `down`, `stamp`. Each decides its action and hands it to
+//! [`execute`], which plans the run once (`api::Run`), records it, shows it as it goes and
+//! writes its report.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::ProgressDrawTarget;
+
+use super::checks::{Scope, check_per_tenant_tx, check_report_path, confirm_down_to_zero, refuse_irreversible};
+use super::exit::Outcome;
+use super::prompt::{can_confirm, wave_prompt};
+use super::{open_ledger, options, report_command, resume, signals};
+use crate::api::{self, Run};
+use crate::cli::{Format, Global, Rollout, TxMode};
+use crate::driver::ledger::Ledger;
+use crate::error::Error;
+use crate::exec::dispatch::{Gates, Policy, Rate, rehearse_check};
+use crate::exec::events::{Events, Stamped};
+use crate::exec::join::Shared;
+use crate::exec::tenant::{Action, Retry};
+use crate::model::fleet::{Fleet, Tenant};
+use crate::model::migration::{MigrationSet, Version};
+use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
+use crate::model::run::RunReport;
+use crate::plan::tenant::Target;
+use crate::plan::waves::{Wave, waves};
+use crate::report::json::write_event;
+use crate::report::progress::ProgressReporter;
+use crate::report::run::{self as run_report, Rows};
+use crate::report::text::TextReporter;
+
+/// `up` on this runner's own selection.
+pub(super) async fn up(
+    g: &Global,
+    to: Option<Version>,
+    rollout: &Rollout,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
+    let set = api::load_migrations(&g.migrations)?;
+    let fleet = super::load_fleet(g).await?;
+    let tenants = api::selected(&fleet, &g.select)?;
+    let to = api::target(&set, to)?;
+    let args = RunArgs {
+        tenants,
+        action: Action::Migrate(Target::Up { to }),
+        command: "up",
+        rollout: Some(rollout),
+        resume: None,
+    };
+    execute(g, &fleet, &set, args, out).await
+}
+
+/// `down --to VERSION` or `down --steps N`.
+pub(super) async fn down(
+    g: &Global,
+    to: Option<Version>,
+    steps: Option<usize>,
+    rollout: &Rollout,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
+    // Undoing a down means running up scripts again: an operator does that
+    // deliberately, with `up --to`, not as a side effect of a stop.
+    if let Some(policy) = rollout.rollback.filter(|p| *p != RollbackPolicy::None) {
+        return Err(Error::Usage(format!(
+            "down --rollback {}: only `up` rolls back; a `down` that stops leaves each tenant where it stopped (the report says where), and `fleetmig up --to VERSION` takes tenants forward again",
+            policy.name()
+        )));
+    }
+    let set = api::load_migrations(&g.migrations)?;
+    let fleet = super::load_fleet(g).await?;
+    let tenants = api::selected(&fleet, &g.select)?;
+    let target = match (to, steps) {
+        (Some(to), _) => Target::Down {
+            to: api::check_target(&set, to, "--to")?,
+        },
+        (None, Some(steps)) => Target::DownSteps { steps },
+        (None, None) => return Err(Error::Usage("give --to or --steps".into())),
+    };
+    let opts = options(g, None);
+    let scope = Scope {
+        set: &set,
+        fleet: &fleet,
+        opts: &opts,
+        tenants: &tenants,
+    };
+    refuse_irreversible(&scope, target).await?;
+    confirm_down_to_zero(&scope, target, rollout.yes).await?;
+    let args = RunArgs {
+        tenants,
+        action: Action::Migrate(target),
+        command: "down",
+        rollout: Some(rollout),
+        resume: None,
+    };
+    execute(g, &fleet, &set, args, out).await
+}
+
+/// `stamp VERSION` or `stamp --checksums[=VERSION]`.
+pub(super) async fn stamp(
+    g: &Global,
+    version: Option<Version>,
+    checksums: Option<Option<Version>>,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
+    let set = api::load_migrations(&g.migrations)?;
+    let fleet = super::load_fleet(g).await?;
+    let tenants = api::selected(&fleet, &g.select)?;
+    let action = match (version, checksums) {
+        (_, Some(only)) => Action::Checksums(
+            only.map(|v| api::check_target(&set, v, "stamp --checksums"))
+                .transpose()?,
+        ),
+        (Some(v), None) => Action::Stamp(api::check_target(&set, v, "stamp")?),
+        (None, None) => unreachable!("clap requires VERSION or --checksums"),
+    };
+    let args = RunArgs {
+        tenants,
+        action,
+        command: "stamp",
+        rollout: None,
+        resume: None,
+    };
+    execute(g, &fleet, &set, args, out).await
+}
+
+/// A run the ledger already holds, picked up again: resumed, or a shared run joined.
+pub(super) struct Resume<'f> {
+    pub run_id: String,
+    pub waves: Vec<Wave<'f>>,
+    pub ledger: Ledger,
+    /// Set when this runner claims tenants of a shared run instead of running them all.
+    pub shared: Option<Shared>,
+}
+
+/// What a run command asks for.
+pub(super) struct RunArgs<'a, 'f> {
+    /// The run's tenants: the selection, or a recorded run's.
+    pub tenants: Vec<&'f Tenant>,
+    pub action: Action,
+    pub command: &'static str,
+    /// `None` for `stamp`: one wave, no limits, no rollback.
+    pub rollout: Option<&'a Rollout>,
+    /// `None`: a new run, recorded in the ledger here.
+    pub resume: Option<Resume<'f>>,
+}
+
+/// Runs `args` to its end and writes its report: on `out` as it goes (and the summary,
+/// when it stopped early or did not succeed), and to `--report`.
+pub(super) async fn execute(
+    g: &Global,
+    fleet: &Fleet,
+    set: &MigrationSet,
+    args: RunArgs<'_, '_>,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
+    let report_path = args.rollout.and_then(|r| r.report.as_deref());
+    if let Some(path) = report_path {
+        check_report_path(path)?;
+    }
+    let mut run = prepare(g, fleet, set, args).await?;
+    let (report, written) = show(g.format, &mut run, out).await;
+    let report = finish(g, set, &run, report, written, report_path, out)?;
+    Ok(Outcome::Run(Box::new(report)))
+}
+
+/// The run, planned and checked once, and recorded in the ledger (new) or taken up again
+/// there (resumed, joined). Every refusal comes before the ledger hears of the run: a
+/// refused run leaves no run behind for `--resume` to pick up.
+async fn prepare<'f>(
+    g: &Global,
+    fleet: &'f Fleet,
+    set: &'f MigrationSet,
+    args: RunArgs<'_, 'f>,
+) -> Result<Run<'f>, Error> {
+    let (waves, policy) = rollout_plan(fleet, &args.tenants, args.rollout)?;
+    let opts = options(g, None);
+    let mut ctx = api::context(fleet, set, &opts);
+    if let Some(r) = args.rollout {
+        ctx.retry = Retry {
+            within: r.retry_within(),
+            attempts: r.retries,
+        };
+        if r.tx_mode() == TxMode::PerTenant {
+            let scope = Scope {
+                set,
+                fleet,
+                opts: &opts,
+                tenants: &args.tenants,
+            };
+            check_per_tenant_tx(&scope, args.action).await?;
+            ctx.per_tenant_tx = true;
+        }
+    }
+    let mut run = Run {
+        ctx,
+        waves,
+        action: args.action,
+        policy,
+        command: args.command,
+        shared: None,
+    };
+    rehearse(&run).await?;
+    match args.resume {
+        Some(resume) => {
+            if resume.shared.is_none() {
+                resume.ledger.reopen_run(&resume.run_id).await?;
+            }
+            run.ctx.run_id = resume.run_id;
+            run.ctx.ledger = Some(resume.ledger);
+            run.waves = resume.waves;
+            run.shared = resume.shared;
+        }
+        None => {
+            let ledger = open_ledger(g, fleet).await?;
+            let recorded = args.rollout.map(|r| resume::record(fleet, r, &run.policy));
+            run.begin(ledger, recorded).await?;
+        }
+    }
+    Ok(run)
+}
+
+/// `--check` is tried once on the run's first tenant before wave 1: a query that cannot
+/// run stops the run before anything changes.
+async fn rehearse(run: &Run<'_>) -> Result<(), Error> {
+    let first = run.waves.first().and_then(|w| w.tenants.first());
+    let (Some(sql), Some(first)) = (&run.policy.gates.check, first) else {
+        return Ok(());
+    };
+    rehearse_check(&run.ctx, first, sql).await.map_err(|e| {
+        Error::Refused(format!(
+            "--check `{sql}` cannot run: tried on tenant `{}` before wave 1: {e}",
+            first.id
+        ))
+    })
+}
+
+/// The waves and policy a command line asks for; `None` (for `stamp`): one wave, every
+/// tenant tried, nothing rolled back.
+pub(super) fn rollout_plan<'f>(
+    fleet: &Fleet,
+    tenants: &[&'f Tenant],
+    rollout: Option<&Rollout>,
+) -> Result<(Vec<Wave<'f>>, Policy), Error> {
+    let Some(r) = rollout else {
+        let policy = Policy {
+            max_failures: MaxFailures::Unlimited,
+            max_skipped: MaxSkipped::Limit(MaxFailures::Unlimited),
+            rollback: RollbackPolicy::None,
+            ..Policy::default()
+        };
+        return Ok((waves(tenants, &|_| false, &Default::default()), policy));
+    };
+    if r.confirm && !r.yes && !can_confirm() {
+        return Err(Error::Usage(
+            "--confirm needs a terminal to ask on; add --yes to go on without asking".into(),
+        ));
+    }
+    let waves = api::plan_waves(fleet, tenants, &r.canary, r.waves.as_ref());
+    if let Some(p) = r.pause_after {
+        if p == 0 || p > waves.len() {
+            return Err(Error::Usage(format!(
+                "--pause-after {p}: the rollout has waves 1 to {}",
+                waves.len()
+            )));
+        }
+    }
+    let defaults = &fleet.rollout;
+    let policy = Policy {
+        pause_after: r.pause_after,
+        gates: Gates {
+            bake: r.bake.or(defaults.bake),
+            check: r.check.clone().or_else(|| defaults.check.clone()),
+            confirm: r.confirm,
+            assume_yes: r.yes,
+            prompt: None,
+        },
+        rate: r.rate.map(|per_second| Rate {
+            per_second,
+            burst: r.burst.unwrap_or(per_second),
+        }),
+        ..api::limits_policy(fleet, r.max_failures, r.max_skipped, r.rollback)
+    };
+    Ok((waves, policy))
+}
+
+/// Dispatches the run while its events are shown: progress bars on a terminal (stderr, so
+/// stdout stays for the report), timestamped lines otherwise, JSON Lines on request.
+/// Returns the report, and whether every event could be written.
+async fn show(format: Format, run: &mut Run<'_>, out: &mut (dyn Write + Send)) -> (RunReport, std::io::Result<()>) {
+    let (events, rx) = Events::channel();
+    let (interrupts, listener) = signals::listen();
+    let id_width = run.tenants().iter().map(|t| t.id.as_str().len()).max().unwrap_or(0);
+    let bars = format == Format::Text && std::io::stderr().is_terminal() && !ProgressDrawTarget::stderr().is_hidden();
+    let progress = bars.then(|| ProgressReporter::new(ProgressDrawTarget::stderr(), id_width));
+    if run.policy.gates.confirm {
+        run.policy.gates.prompt = Some(wave_prompt(progress.as_ref()));
+    }
+    let run = &*run;
+    let running = async {
+        let report = run.dispatch(&events, interrupts).await;
+        // Bounded: after an abandon, a pool may still wait on a server that stopped answering,
+        // and the report must be out before the process's deadline (`signals::GRACE`).
+        let closing = if report.stop_reason == StopReason::Abandoned {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(2)
+        };
+        let _ = tokio::time::timeout(closing, run.ctx.connector.close()).await;
+        drop(events);
+        report
+    };
+    let (report, written) = tokio::join!(running, relay(rx, progress, format, id_width, out));
+    drop(listener);
+    (report, written)
+}
+
+/// Writes each event as it comes, until the run drops its sender.
+async fn relay(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Stamped>,
+    progress: Option<ProgressReporter>,
+    format: Format,
+    id_width: usize,
+    out: &mut (dyn Write + Send),
+) -> std::io::Result<()> {
+    if let Some(mut progress) = progress {
+        while let Some(event) = rx.recv().await {
+            progress.handle(&event);
+        }
+        progress.finish();
+        return out.flush();
+    }
+    let mut text = TextReporter::with_timestamps(id_width);
+    while let Some(event) = rx.recv().await {
+        match format {
+            Format::Json => write_event(out, &event)?,
+            Format::Text => text.write_event(out, &event)?,
+        }
+    }
+    out.flush()
+}
+
+/// After the run: the warning when the ledger missed its end, the summary on `out` when it
+/// stopped early or did not succeed, the `--report` file. From here on tenants may have
+/// changed: an output that fails is reported as such, never as a refusal, and every other
+/// output is still written.
+fn finish(
+    g: &Global,
+    set: &MigrationSet,
+    run: &Run<'_>,
+    report: RunReport,
+    written: std::io::Result<()>,
+    report_path: Option<&Path>,
+    out: &mut (dyn Write + Send),
+) -> Result<RunReport, Error> {
+    let missed_end = run.ctx.ledger.as_ref().and_then(Ledger::missed_end);
+    if let Some(why) = &missed_end {
+        eprintln!(
+            "warning: the ledger missed the end of run `{}`: {why}. The report printed here (and --report) is the run's only full record; `fleetmig report` cannot show it.",
+            report.run_id
+        );
+    }
+    let mut unwritten = written.err().map(|e| ("standard output".to_owned(), e));
+    if unwritten.is_none() && g.format == Format::Text && (report.stop_reason.is_early() || !report.is_success()) {
+        // Rows left out must be one command away; when the ledger cannot give them, all of
+        // them are printed here.
+        let more = format!("{} lists every tenant", report_command(g, &report.run_id));
+        let rows = match missed_end {
+            None => Rows::Screenful { more: &more },
+            Some(_) => Rows::All,
+        };
+        let grouped = crate::report::refusals::run_text(set, &report);
+        if let Err(e) = write!(out, "{}{grouped}", run_report::text(&report, rows)).and_then(|()| out.flush()) {
+            unwritten = Some(("standard output".to_owned(), e));
+        }
+    }
+    if let Some(path) = report_path {
+        let body = match path.extension().and_then(|e| e.to_str()) {
+            Some("md") => run_report::markdown(&report),
+            _ => run_report::json(&report),
+        };
+        if let Err(e) = std::fs::write(path, body) {
+            unwritten.get_or_insert((format!("--report `{}`", path.display()), e));
+        }
+    }
+    match unwritten {
+        None => Ok(report),
+        Some((target, source)) => Err(Error::Unreported {
+            run_id: report.run_id.clone(),
+            outcome: format!(
+                "stop reason: {}; {}",
+                report.stop_reason,
+                crate::report::text::summary_line(&report.summary).trim_end_matches('.')
+            ),
+            target,
+            kept: if missed_end.is_some() {
+                "and the ledger missed its end (see the warning above)".to_owned()
+            } else {
+                format!("the ledger keeps it: `fleetmig report {}`", report.run_id)
+            },
+            source,
+        }),
+    }
+}

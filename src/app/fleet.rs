@@ -1,0 +1,160 @@
+//! Commands that read the fleet and change nothing: `plan`, `status`, `wait`.
+
+use std::io::Write;
+
+use super::exit::Outcome;
+use super::options;
+use crate::api;
+use crate::cli::{Format, Global};
+use crate::error::Error;
+use crate::exec::run::Inspected;
+use crate::exec::wait::{WaitOptions, WaitOutcome};
+use crate::model::fleet::Tenant;
+use crate::model::migration::{Direction, MigrationSet, Version};
+use crate::model::policy::WaveSpec;
+use crate::plan::select::Selector;
+use crate::plan::tenant::{self as plan, Target};
+use crate::report::status as report;
+use crate::report::tables::{self, PlanRow};
+
+/// `plan`: per tenant, in rollout order, where it is and what would run.
+pub(super) async fn plan(
+    g: &Global,
+    to: Option<Version>,
+    canary: &[Selector],
+    spec: Option<&WaveSpec>,
+    verbose: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
+    let opts = options(g, to);
+    let set = api::load_migrations(&g.migrations)?;
+    let fleet = super::load_fleet(g).await?;
+    let tenants = api::selected(&fleet, &opts.select)?;
+    let to = api::target(&set, opts.to)?;
+    let waves = api::plan_waves(&fleet, &tenants, canary, spec);
+    let ordered: Vec<&Tenant> = waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
+    let wave_of: Vec<usize> = waves.iter().flat_map(|w| w.tenants.iter().map(|_| w.number)).collect();
+    let states = api::inspect(&fleet, &set, &opts, &ordered).await;
+    let rows: Vec<PlanRow> = states
+        .into_iter()
+        .zip(wave_of)
+        .map(|(state, wave)| plan_row(&set, to, state, wave))
+        .collect();
+    match g.format {
+        Format::Json => writeln!(out, "{}", serde_json::json!({ "target": to, "tenants": rows }))?,
+        Format::Text => write!(out, "{}", tables::plan_text(&set, &rows, verbose))?,
+    }
+    let all_well = rows.iter().all(|r| r.refused.is_none());
+    Ok(Outcome::Fleet { all_well })
+}
+
+/// One tenant's line of the plan: the steps to `to` (up or down from where it is), or why
+/// it cannot be planned.
+fn plan_row(set: &MigrationSet, to: Version, (t, rows): Inspected<'_>, wave: usize) -> PlanRow {
+    let refused = |from, refused, refusal| PlanRow {
+        wave,
+        id: t.id.to_string(),
+        from,
+        to: from,
+        steps: vec![],
+        refused: Some(refused),
+        refusal,
+    };
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => return refused(None, format!("unreachable: {e}"), None),
+    };
+    let from = plan::version_of(&rows);
+    let target = if to >= from {
+        Target::Up { to }
+    } else {
+        Target::Down { to }
+    };
+    match plan::plan(set, &rows, target) {
+        Ok(p) => PlanRow {
+            wave,
+            id: t.id.to_string(),
+            from: Some(p.from),
+            to: Some(p.to),
+            steps: p
+                .steps
+                .iter()
+                .map(|s| match s.direction {
+                    Direction::Up => s.migration.label(),
+                    Direction::Down => format!("{} (down)", s.migration.label()),
+                })
+                .collect(),
+            refused: None,
+            refusal: None,
+        },
+        Err(r) => refused(Some(from), r.to_string(), Some(r)),
+    }
+}
+
+/// `status`: where each selected tenant stands, with what the ledger adds.
+pub(super) async fn status(
+    g: &Global,
+    to: Option<Version>,
+    lagging: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
+    let opts = options(g, to);
+    let set = api::load_migrations(&g.migrations)?;
+    let fleet = super::load_fleet(g).await?;
+    let mut status = api::assess(&fleet, &set, &opts).await?;
+    // The ledger only adds since-when and last errors: one that cannot be read is noted,
+    // and a missing one is not created.
+    let ledger_error = if status.all_current() {
+        None
+    } else {
+        let annotated = match super::ledger_location(g, &fleet) {
+            Ok(url) => api::annotate_within(&mut status, &url, g.connect_timeout).await,
+            Err(e) => Err(e),
+        };
+        annotated.err().map(|e| crate::error::render(&e))
+    };
+    match g.format {
+        Format::Json => {
+            let doc = report::status_doc(&status, lagging, ledger_error);
+            writeln!(out, "{}", serde_json::to_string(&doc).map_err(std::io::Error::other)?)?
+        }
+        Format::Text => {
+            let text = report::status_text(&set, &status, lagging, ledger_error.as_deref());
+            write!(out, "{text}")?
+        }
+    }
+    Ok(Outcome::Fleet {
+        all_well: status.all_current(),
+    })
+}
+
+/// `wait`: reads the fleet until every selected tenant is there or the time is up,
+/// showing progress on a terminal.
+pub(super) async fn wait(
+    g: &Global,
+    to: Option<Version>,
+    wait: &WaitOptions,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
+    let opts = options(g, to);
+    let set = api::load_migrations(&g.migrations)?;
+    let fleet = super::load_fleet(g).await?;
+    let mut progress = report::WaitProgress::new(g.format == Format::Text);
+    let outcome = api::watch(&fleet, &set, &opts, wait, &mut |s| progress.read(s, out)).await?;
+    write_wait(&outcome, g.format, out)?;
+    Ok(Outcome::Fleet {
+        all_well: outcome.arrived,
+    })
+}
+
+fn write_wait(outcome: &WaitOutcome, format: Format, out: &mut (dyn Write + Send)) -> Result<(), Error> {
+    match format {
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&report::wait_doc(outcome)).map_err(std::io::Error::other)?
+        )?,
+        Format::Text => write!(out, "{}", report::wait_text(outcome))?,
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! Commands that read past runs from the ledger: `runs`, `report RUN`. A ledger that does
+//! not exist yet is not created.
+
+use std::io::Write;
+
+use super::exit::Outcome;
+use crate::api;
+use crate::cli::{Format, Global};
+use crate::error::Error;
+use crate::model::migration::MigrationSet;
+use crate::report::run::{self as run_report, Rows};
+use crate::report::tables;
+
+/// `runs`: the newest `limit` runs.
+pub(super) async fn runs(g: &Global, limit: i64, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+    let fleet = super::load_fleet(g).await?;
+    let runs = match super::open_ledger_if_any(g, &fleet).await? {
+        Some(ledger) => ledger.runs(limit).await?,
+        None => Vec::new(),
+    };
+    match g.format {
+        Format::Json => writeln!(out, "{}", serde_json::json!({ "runs": runs }))?,
+        Format::Text => write!(out, "{}", tables::runs_text(&runs))?,
+    }
+    Ok(Outcome::Done)
+}
+
+/// `report RUN`: a finished run's report, which decides the exit code as the run did.
+pub(super) async fn report(g: &Global, run: &str, all: bool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+    let fleet = super::load_fleet(g).await?;
+    let report = match super::open_ledger_if_any(g, &fleet).await? {
+        Some(ledger) => ledger.report(run).await?,
+        None => None,
+    };
+    let Some(report) = report else {
+        return Err(Error::Usage(format!(
+            "the ledger holds no finished run `{run}` (see `fleetmig runs`)"
+        )));
+    };
+    match g.format {
+        Format::Json => writeln!(out, "{}", run_report::json(&report))?,
+        Format::Text => {
+            let more = format!("{} lists every tenant", super::report_command(g, run));
+            let rows = if all {
+                Rows::All
+            } else {
+                Rows::Screenful { more: &more }
+            };
+            // The grouped problems' advice reads the migrations folder when there is one.
+            let set = api::load_migrations(&g.migrations)
+                .or_else(|_| MigrationSet::new(Vec::new()))
+                .expect("an empty set has no duplicates");
+            let grouped = crate::report::refusals::run_text(&set, &report);
+            write!(out, "{}{grouped}", run_report::text(&report, rows))?
+        }
+    }
+    Ok(Outcome::Run(Box::new(report)))
+}
