@@ -175,7 +175,8 @@ pub(super) fn resumed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Re
     Ok(r)
 }
 
-/// Refuses a policy flag given with another value than the run was started with.
+/// Refuses a policy flag given with another value than the run was started with. Values
+/// are compared as the flags write them (`shown` durations, `quoted` queries).
 fn refuse_changed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Result<(), Error> {
     let refuse = |flag: &str, given: String, recorded: Option<String>| {
         let was = match recorded {
@@ -187,70 +188,38 @@ fn refuse_changed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Result
              drop {flag} (or give the recorded value), or start a new run"
         )))
     };
-    if let Some(spec) = &given.waves {
-        let text = spec_text(spec);
-        if Some(&text) != rec.waves.as_ref() {
-            return refuse("--waves", text, rec.waves.clone());
-        }
-    }
+    let differs = |flag: &str, given: Option<String>, recorded: Option<String>| match given {
+        Some(given) if Some(&given) != recorded.as_ref() => refuse(flag, given, recorded),
+        _ => Ok(()),
+    };
+    let shown = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
+    let quoted = |s: &String| format!("\"{s}\"");
+    let text = |n: u32| n.to_string();
+    differs("--waves", given.waves.as_ref().map(spec_text), rec.waves.clone())?;
     let canary: Vec<String> = given.canary.iter().map(|s| s.to_string()).collect();
     if !canary.is_empty() && canary != rec.canary {
         let recorded = (!rec.canary.is_empty()).then(|| rec.canary.join(" --canary "));
         return refuse("--canary", canary.join(" --canary "), recorded);
     }
-    if let Some(m) = given.max_failures {
-        if m.to_string() != rec.max_failures {
-            return refuse("--max-failures", m.to_string(), Some(rec.max_failures.clone()));
-        }
+    let max_failures = given.max_failures.map(|m| m.to_string());
+    differs("--max-failures", max_failures, Some(rec.max_failures.clone()))?;
+    let max_skipped = given.max_skipped.map(|m| m.to_string());
+    differs("--max-skipped", max_skipped, Some(rec.max_skipped.clone()))?;
+    differs("--rollback", given.rollback.map(value_name), Some(rec.rollback.clone()))?;
+    let bake = given.bake.map(|b| shown(b.as_millis() as u64));
+    differs("--bake", bake, rec.bake_ms.map(shown))?;
+    differs(
+        "--check",
+        given.check.as_ref().map(quoted),
+        rec.check.as_ref().map(quoted),
+    )?;
+    differs("--rate", given.rate.map(|r| text(r.get())), rec.rate.map(text))?;
+    differs("--burst", given.burst.map(|b| text(b.get())), rec.burst.map(text))?;
+    differs("--tx", given.tx.map(value_name), Some(rec.tx.clone()))?;
+    // A run recorded before --retry-for was kept takes today's.
+    if rec.retry_for_ms.is_some() {
+        let retry_for = given.retry_for.map(|d| shown(d.as_millis() as u64));
+        differs("--retry-for", retry_for, rec.retry_for_ms.map(shown))?;
     }
-    if let Some(m) = given.max_skipped {
-        if m.to_string() != rec.max_skipped {
-            return refuse("--max-skipped", m.to_string(), Some(rec.max_skipped.clone()));
-        }
-    }
-    if let Some(p) = given.rollback {
-        if value_name(p) != rec.rollback {
-            return refuse("--rollback", value_name(p), Some(rec.rollback.clone()));
-        }
-    }
-    let shown = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
-    if let Some(bake) = given.bake {
-        let ms = bake.as_millis() as u64;
-        if Some(ms) != rec.bake_ms {
-            return refuse("--bake", shown(ms), rec.bake_ms.map(shown));
-        }
-    }
-    if let Some(check) = &given.check {
-        if Some(check) != rec.check.as_ref() {
-            let quoted = |s: &String| format!("\"{s}\"");
-            return refuse("--check", quoted(check), rec.check.as_ref().map(quoted));
-        }
-    }
-    if let Some(rate) = given.rate {
-        if Some(rate.get()) != rec.rate {
-            return refuse("--rate", rate.to_string(), rec.rate.map(|r| r.to_string()));
-        }
-    }
-    if let Some(burst) = given.burst {
-        if Some(burst.get()) != rec.burst {
-            return refuse("--burst", burst.to_string(), rec.burst.map(|b| b.to_string()));
-        }
-    }
-    if let Some(tx) = given.tx {
-        if value_name(tx) != rec.tx {
-            return refuse("--tx", value_name(tx), Some(rec.tx.clone()));
-        }
-    }
-    if let Some(within) = given.retry_for {
-        let ms = within.as_millis() as u64;
-        if rec.retry_for_ms.is_some_and(|r| r != ms) {
-            return refuse("--retry-for", shown(ms), rec.retry_for_ms.map(shown));
-        }
-    }
-    if let Some(n) = given.retries {
-        if Some(n) != rec.retries {
-            return refuse("--retries", n.to_string(), rec.retries.map(|r| r.to_string()));
-        }
-    }
-    Ok(())
+    differs("--retries", given.retries.map(text), rec.retries.map(text))
 }
