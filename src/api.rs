@@ -415,3 +415,23 @@ pub async fn up(fleet: &Fleet, set: &MigrationSet, opts: &Options, up: &UpOption
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_plan_names_the_command_and_its_target_as_resume_reads_them() {
+        let up = run_plan("up", Action::Migrate(Target::Up { to: Version(4) }), &[], None);
+        assert_eq!((up.command.as_str(), up.target, up.steps), ("up", 4, None));
+        let steps = run_plan("down", Action::Migrate(Target::DownSteps { steps: 2 }), &[], None);
+        assert_eq!(
+            (steps.command.as_str(), steps.target, steps.steps),
+            ("down", 0, Some(2))
+        );
+        let all = run_plan("stamp", Action::Checksums(None), &[], None);
+        assert_eq!(all.command, "stamp --checksums");
+        let one = run_plan("stamp", Action::Checksums(Some(Version(3))), &[], None);
+        assert_eq!(one.command, "stamp --checksums=3");
+    }
+}

@@ -223,3 +223,78 @@ fn refuse_changed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Result
     }
     differs("--retries", given.retries.map(text), rec.retries.map(text))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn rollout(flags: &[&str]) -> Rollout {
+        let cli = Cli::try_parse_from([&["fleetmig", "up"], flags].concat()).unwrap();
+        match cli.command {
+            Command::Up { rollout, .. } => rollout,
+            other => panic!("not up: {other:?}"),
+        }
+    }
+
+    fn recorded() -> RecordedPolicy {
+        RecordedPolicy {
+            max_failures: "1".into(),
+            max_skipped: "canary".into(),
+            rollback: "failed".into(),
+            tx: "per-migration".into(),
+            rate: Some(5),
+            bake_ms: Some(1500),
+            ..RecordedPolicy::default()
+        }
+    }
+
+    fn refusal(flags: &[&str]) -> Option<String> {
+        refuse_changed("r1", &recorded(), &rollout(flags))
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_recorded_values_and_no_flags_go_on() {
+        assert_eq!(refusal(&[]), None);
+        assert_eq!(
+            refusal(&["--rate", "5", "--bake", "1500ms", "--max-failures", "1"]),
+            None
+        );
+        // Not recorded (a run from before it was kept): today's value is taken.
+        assert_eq!(refusal(&["--retry-for", "5s"]), None);
+    }
+
+    #[test]
+    fn a_flag_with_another_value_is_refused_naming_both() {
+        let rate = refusal(&["--rate", "7"]).unwrap();
+        assert!(
+            rate.starts_with("--rate 7: run `r1` was started with --rate 5"),
+            "{rate}"
+        );
+        let bake = refusal(&["--bake", "2s"]).unwrap();
+        assert!(
+            bake.contains("--bake 2s: run `r1` was started with --bake 1s 500ms"),
+            "{bake}"
+        );
+        let burst = refusal(&["--rate", "5", "--burst", "9"]).unwrap();
+        assert!(burst.contains("was started without --burst"), "{burst}");
+        let canary = refusal(&["--canary", "id=a"]).unwrap();
+        assert!(
+            canary.contains("--canary id=a: run `r1` was started without --canary"),
+            "{canary}"
+        );
+    }
+
+    #[test]
+    fn the_resumed_rollout_takes_the_recorded_policy() {
+        let r = resumed("r1", &recorded(), &rollout(&["--pause-after", "2"])).unwrap();
+        assert_eq!(r.rate.map(NonZeroU32::get), Some(5));
+        assert_eq!(r.bake, Some(Duration::from_millis(1500)));
+        assert_eq!(r.pause_after, Some(2));
+        assert_eq!(r.tx, Some(TxMode::PerMigration));
+    }
+}
