@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::driver::connect::{Connector, Limits};
 use crate::driver::ledger::status as ledger_view;
-use crate::driver::ledger::{Ledger, RecordedPolicy, RunPlan};
+use crate::driver::ledger::{Ledger, RecordedPolicy, RunPlan, runner};
 use crate::error::Error;
 use crate::exec::dispatch::{Interrupts, Policy, RunSpec, Source, dispatch};
 use crate::exec::events::Events;
@@ -298,6 +298,29 @@ impl<'f> Run<'f> {
         let fleet = self.ctx.fleet.path.display().to_string();
         ledger.begin_run(&self.ctx.run_id, &fleet, &self.plan(policy)).await?;
         self.ctx.ledger = Some(ledger);
+        Ok(())
+    }
+
+    /// Records the run as a new shared run in `ledger`: every runner (this one first)
+    /// claims its tenants there, each for `lease` at a time, under its failure limit.
+    pub(crate) async fn begin_shared(
+        &mut self,
+        ledger: Ledger,
+        policy: Option<RecordedPolicy>,
+        lease: std::time::Duration,
+    ) -> Result<(), Error> {
+        let fleet = self.ctx.fleet.path.display().to_string();
+        let limit = self.policy.max_failures.to_string();
+        ledger
+            .begin_shared_run(&self.ctx.run_id, &fleet, &self.plan(policy), &limit)
+            .await?;
+        self.ctx.ledger = Some(ledger);
+        self.shared = Some(Shared {
+            lease,
+            max_failures: self.policy.max_failures,
+            total: self.waves.iter().map(|w| w.tenants.len()).sum(),
+            owner: runner(),
+        });
         Ok(())
     }
 

@@ -47,7 +47,7 @@ pub(super) async fn up(
         action: Action::Migrate(Target::Up { to }),
         command: "up",
         rollout: Some(rollout),
-        resume: None,
+        record: Record::New,
     };
     execute(g, &fleet, &set, args, out).await
 }
@@ -92,7 +92,7 @@ pub(super) async fn down(
         action: Action::Migrate(target),
         command: "down",
         rollout: Some(rollout),
-        resume: None,
+        record: Record::New,
     };
     execute(g, &fleet, &set, args, out).await
 }
@@ -120,7 +120,7 @@ pub(super) async fn stamp(
         action,
         command: "stamp",
         rollout: None,
-        resume: None,
+        record: Record::New,
     };
     execute(g, &fleet, &set, args, out).await
 }
@@ -134,6 +134,17 @@ pub(super) struct Resume<'f> {
     pub shared: Option<Shared>,
 }
 
+/// Where the run stands in the ledger.
+pub(super) enum Record<'f> {
+    /// A new run of this runner's own, recorded in the command line's ledger.
+    New,
+    /// A new shared run, recorded in `ledger` for every runner to claim tenants of, each
+    /// for `lease` at a time.
+    NewShared { ledger: Ledger, lease: Duration },
+    /// A run the ledger already holds.
+    Taken(Resume<'f>),
+}
+
 /// What a run command asks for.
 pub(super) struct RunArgs<'a, 'f> {
     /// The run's tenants: the selection, or a recorded run's.
@@ -142,8 +153,7 @@ pub(super) struct RunArgs<'a, 'f> {
     pub command: &'static str,
     /// `None` for `stamp`: one wave, no limits, no rollback.
     pub rollout: Option<&'a Rollout>,
-    /// `None`: a new run, recorded in the ledger here.
-    pub resume: Option<Resume<'f>>,
+    pub record: Record<'f>,
 }
 
 /// Runs `args` to its end and writes its report: on `out` as it goes (and the summary,
@@ -202,8 +212,11 @@ async fn prepare<'f>(
         shared: None,
     };
     rehearse(&run).await?;
-    match args.resume {
-        Some(resume) => {
+    let recorded = args.rollout.map(|r| resume::record(fleet, r, &run.policy));
+    match args.record {
+        Record::New => run.begin(open_ledger(g, fleet).await?, recorded).await?,
+        Record::NewShared { ledger, lease } => run.begin_shared(ledger, recorded, lease).await?,
+        Record::Taken(resume) => {
             if resume.shared.is_none() {
                 resume.ledger.reopen_run(&resume.run_id).await?;
             }
@@ -211,11 +224,6 @@ async fn prepare<'f>(
             run.ctx.ledger = Some(resume.ledger);
             run.waves = resume.waves;
             run.shared = resume.shared;
-        }
-        None => {
-            let ledger = open_ledger(g, fleet).await?;
-            let recorded = args.rollout.map(|r| resume::record(fleet, r, &run.policy));
-            run.begin(ledger, recorded).await?;
         }
     }
     Ok(run)
@@ -238,7 +246,7 @@ async fn rehearse(run: &Run<'_>) -> Result<(), Error> {
 
 /// The waves and policy a command line asks for; `None` (for `stamp`): one wave, every
 /// tenant tried, nothing rolled back.
-pub(super) fn rollout_plan<'f>(
+fn rollout_plan<'f>(
     fleet: &Fleet,
     tenants: &[&'f Tenant],
     rollout: Option<&Rollout>,

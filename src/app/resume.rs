@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use super::execute::{Resume, RunArgs, execute};
+use super::execute::{Record, Resume, RunArgs, execute};
 use super::exit::Outcome;
 use super::open_ledger_if_any;
 use crate::api;
@@ -90,7 +90,7 @@ pub(super) async fn up(
         action: Action::Migrate(Target::Up { to }),
         command: "up",
         rollout: Some(rollout),
-        resume: Some(Resume {
+        record: Record::Taken(Resume {
             run_id,
             waves,
             ledger,

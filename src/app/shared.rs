@@ -4,12 +4,12 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::checks::{Scope, check_per_tenant_tx, check_report_path};
-use super::execute::{Resume, RunArgs, execute, rollout_plan};
+use super::checks::check_report_path;
+use super::execute::{Record, Resume, RunArgs, execute};
 use super::exit::Outcome;
-use super::{open_ledger, options};
+use super::open_ledger;
 use crate::api;
-use crate::cli::{Global, Rollout, Together, TxMode};
+use crate::cli::{Global, Rollout, Together};
 use crate::driver::ledger::{Ledger, runner};
 use crate::error::Error;
 use crate::exec::join::Shared;
@@ -83,28 +83,38 @@ pub(super) async fn up(
     refuse_file_gates(&fleet)?;
     let ledger = open_ledger(g, &fleet).await?;
     ledger.prepare_sharing().await?;
-    let taken = match &together.join {
-        Some(run_id) => join(g, &set, &fleet, &ledger, run_id).await?,
-        None => create(g, &set, &fleet, &ledger, to, rollout).await?,
-    };
-    let tenants: Vec<_> = taken.waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
-    let shared = Shared {
-        lease: together.lease,
-        max_failures: taken.max_failures,
-        total: tenants.len(),
-        owner: runner(),
+    let (tenants, to, record) = match &together.join {
+        Some(run_id) => {
+            let taken = join(g, &set, &fleet, &ledger, run_id).await?;
+            let tenants: Vec<_> = taken.waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
+            let shared = Shared {
+                lease: together.lease,
+                max_failures: taken.max_failures,
+                total: tenants.len(),
+                owner: runner(),
+            };
+            let resume = Resume {
+                run_id: taken.run_id,
+                waves: taken.waves,
+                ledger,
+                shared: Some(shared),
+            };
+            (tenants, taken.to, Record::Taken(resume))
+        }
+        // Planned and checked as `up` plans a run, then recorded for every runner.
+        None => {
+            let tenants = api::selected(&fleet, &g.select)?;
+            let to = api::target(&set, to)?;
+            let lease = together.lease;
+            (tenants, to, Record::NewShared { ledger, lease })
+        }
     };
     let args = RunArgs {
         tenants,
-        action: Action::Migrate(Target::Up { to: taken.to }),
+        action: Action::Migrate(Target::Up { to }),
         command: "up",
         rollout: Some(rollout),
-        resume: Some(Resume {
-            run_id: taken.run_id,
-            waves: taken.waves,
-            ledger,
-            shared: Some(shared),
-        }),
+        record,
     };
     execute(g, &fleet, &set, args, out).await
 }
@@ -149,48 +159,5 @@ async fn join<'f>(
         waves,
         to,
         max_failures,
-    })
-}
-
-/// `--shared`: plans the run as `up` would and records it in the ledger for every runner.
-async fn create<'f>(
-    g: &Global,
-    set: &MigrationSet,
-    fleet: &'f Fleet,
-    ledger: &Ledger,
-    to: Option<Version>,
-    rollout: &Rollout,
-) -> Result<Taken<'f>, Error> {
-    let tenants = api::selected(fleet, &g.select)?;
-    let to = api::target(set, to)?;
-    let (waves, policy) = rollout_plan(fleet, &tenants, Some(rollout))?;
-    let action = Action::Migrate(Target::Up { to });
-    // Refused here, before the run exists in the ledger, not by `execute` after.
-    if rollout.tx_mode() == TxMode::PerTenant {
-        let opts = options(g, None);
-        let scope = Scope {
-            set,
-            fleet,
-            opts: &opts,
-            tenants: &tenants,
-        };
-        check_per_tenant_tx(&scope, action).await?;
-    }
-    let run_id = api::run_id();
-    let plan = api::run_plan(
-        "up",
-        action,
-        &waves,
-        Some(super::resume::record(fleet, rollout, &policy)),
-    );
-    let limit = policy.max_failures.to_string();
-    ledger
-        .begin_shared_run(&run_id, &fleet.path.display().to_string(), &plan, &limit)
-        .await?;
-    Ok(Taken {
-        run_id,
-        waves,
-        to,
-        max_failures: policy.max_failures,
     })
 }
