@@ -66,12 +66,20 @@ impl<W: Work> Dispatcher<'_, W> {
         let tenants: Vec<&Tenant> = self.slots.iter().map(|s| s.tenant).collect();
         let caps = host_caps(self.ctx, &tenants);
         let (ctx, work, events, never) = (self.ctx, self.work, self.events, &never);
-        let todo: Vec<(usize, &Tenant, usize)> = chosen
+        let todo: Vec<(usize, &Tenant, usize, Option<Version>)> = chosen
             .iter()
-            .map(|&i| (i, self.slots[i].tenant, self.slots[i].wave))
+            .map(|&i| {
+                let slot = &self.slots[i];
+                (
+                    i,
+                    slot.tenant,
+                    slot.wave,
+                    slot.report.as_ref().and_then(|r| r.final_version),
+                )
+            })
             .collect();
         let mut stream = futures::stream::iter(todo)
-            .map(|(i, t, wave)| {
+            .map(|(i, t, wave, left_at)| {
                 let cap = caps[&t.server_key()].clone();
                 let to = starts[&i];
                 async move {
@@ -88,7 +96,13 @@ impl<W: Work> Dispatcher<'_, W> {
                         stop: never,
                         progress: None,
                     };
-                    let report = work.run(t, job).await;
+                    let mut report = work.run(t, job).await;
+                    if matches!(report.outcome, Outcome::Skipped { .. }) && report.final_version.is_none() {
+                        // It never reached the tenant (locked, unreachable): the tenant is
+                        // where the run left it, a version the run knows.
+                        report.start_version = left_at;
+                        report.final_version = left_at;
+                    }
                     rolled_back_event(events, t, wave, &report);
                     (i, report)
                 }

@@ -27,6 +27,8 @@ enum Part {
     FailsAfterMoving,
     /// Never returns (until a second interrupt drops it).
     Hangs,
+    /// Fails after moving, and its rollback finds its lock taken.
+    FailsAndRollbackLocked,
 }
 
 /// The per-tenant work, played from a script.
@@ -115,7 +117,9 @@ impl Work for Fake {
         }
         tokio::time::sleep(self.takes).await;
         match job.action {
-            Action::Migrate(Target::Up { to }) if part == Part::FailsAfterMoving => {
+            Action::Migrate(Target::Up { to })
+                if matches!(part, Part::FailsAfterMoving | Part::FailsAndRollbackLocked) =>
+            {
                 let outcome = Outcome::Failed {
                     version: Some(Version(2)),
                     during: Phase::Migrating,
@@ -126,6 +130,15 @@ impl Work for Fake {
                 report(t, outcome, 0, 1)
             }
             Action::Migrate(Target::Up { to }) => report(t, Outcome::Succeeded, 0, to.0),
+            Action::Migrate(Target::Down { .. }) if part == Part::FailsAndRollbackLocked => {
+                let error = DbError::new(ErrorKind::Locked, "locking", "still held after 1s");
+                let reason = crate::model::run::SkipReason::Locked { error };
+                TenantReport {
+                    start_version: None,
+                    final_version: None,
+                    ..report(t, Outcome::Skipped { reason }, 0, 0)
+                }
+            }
             Action::Migrate(Target::Down { to }) => report(t, Outcome::Succeeded, 2, to.0),
             other => panic!("the dispatcher's tests run only up and its rollbacks, not {other:?}"),
         }
@@ -641,4 +654,25 @@ async fn an_interrupt_in_a_shared_run_releases_unstarted_tenants_and_rolls_back_
     assert_eq!(finished[0], ("a".to_owned(), false));
     assert_eq!(finished.len(), 2, "{finished:?}");
     assert_eq!(claims.queue.lock().unwrap().len(), 1, "c was never claimed");
+}
+
+/// A rollback that never reached its tenant (its lock taken) leaves it where the run did:
+/// the report and the rollback's event say that version, not "unknown".
+#[tokio::test(start_paused = true)]
+async fn a_rollback_that_finds_the_lock_taken_reports_where_the_run_left_the_tenant() {
+    let fleet = fleet(&["a", "b"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 1);
+    let work = Fake::new(tx).part("b", Part::FailsAndRollbackLocked);
+    let policy = policy(MaxFailures::Count(1), RollbackPolicy::Failed);
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[2]), &policy, &work, rx).await;
+    let b = report.tenants.iter().find(|t| t.id == "b").unwrap();
+    assert_eq!(b.status, Status::RollbackFailed);
+    assert_eq!(b.final_version, Some(Version(1)));
+    assert_eq!(b.rollback, Some([Some(Version(1)), Some(Version(1))]));
+    let rolled = events.iter().find_map(|e| match e {
+        Event::TenantRolledBack { to, error, .. } => Some((*to, error.is_some())),
+        _ => None,
+    });
+    assert_eq!(rolled, Some((Some(Version(1)), true)));
 }
