@@ -153,13 +153,6 @@ pub(crate) async fn run<W: Work, C: Claims>(
     d.end(started, claims).await
 }
 
-/// True when `--confirm` can ask someone: standard input is a terminal.
-// TEMPORARY: moves to the app (issue 10: the executor never reads the terminal).
-pub fn can_confirm() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdin().is_terminal()
-}
-
 /// How long the dispatcher keeps at its own work after a second interrupt, for each of:
 /// reading where the abandoned tenants really are, and recording it in the ledger.
 pub const AFTER_ABANDON: Duration = Duration::from_secs(2);
