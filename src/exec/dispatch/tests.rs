@@ -624,7 +624,17 @@ async fn a_shared_runs_stop_marker_stops_this_runner_and_its_failed_policy_appli
         "this runner stops within one poll of the marker: {ran:?}"
     );
     assert!(!claims.queue.lock().unwrap().is_empty(), "tenants are left for no one");
-    assert_eq!(report.tenants.len(), ran.len(), "this runner reports its own tenants");
+    // Its own tenants: those it ran, and one it claimed as the marker came, which saw the
+    // stop at its first safe point (which comes first depends on select!'s fair order).
+    for t in &report.tenants {
+        let want = if ran.contains(&t.id) {
+            Status::RolledBack
+        } else {
+            Status::NotStarted
+        };
+        assert_eq!(t.status, want, "{}", t.id);
+    }
+    assert!(report.tenants.len() <= ran.len() + 1, "{:?}", statuses(&report));
     // The marker is a failure: the run policy rolls back this runner's own tenants.
     assert_eq!(work.downs(), {
         let mut r = ran.clone();
@@ -632,7 +642,7 @@ async fn a_shared_runs_stop_marker_stops_this_runner_and_its_failed_policy_appli
         r
     });
     let concluded = claims.concluded.lock().unwrap().clone();
-    assert_eq!(concluded, Some((marker, ran.len())));
+    assert_eq!(concluded, Some((marker, report.tenants.len())));
 }
 
 #[tokio::test(start_paused = true)]
