@@ -176,6 +176,14 @@ pub fn is_no_answer(e: &DbError) -> bool {
     e.code.is_none() && e.message.contains(NO_ANSWER)
 }
 
+/// True for an error with no code from a socket the peer closed or reset: the connection
+/// was lost, whatever the engine.
+pub fn is_lost_connection(e: &DbError) -> bool {
+    e.code.is_none()
+        && e.number.is_none()
+        && (e.message.contains("Connection reset") || e.message.contains("Broken pipe"))
+}
+
 /// A session on a tenant of any engine.
 pub enum AnySession {
     Postgres(Session<postgres::PgWire>),

@@ -1,6 +1,7 @@
 //! Turning what sqlx and each engine say into a [`DbError`]: codes, messages free of
 //! secrets, and which errors are of the moment.
 
+use crate::driver::connect;
 use crate::model::db_error::{DbError, ErrorKind, Said};
 
 impl DbError {
@@ -16,6 +17,19 @@ impl DbError {
             _ => ["no such table", "no such column", "no such function"]
                 .iter()
                 .any(|m| self.message.starts_with(m)),
+        }
+    }
+
+    /// True when trying the tenant again may succeed: no connection, a round trip given
+    /// up on, a lock or serialization conflict, too many connections. An error in a
+    /// migration's SQL is not. Each engine names its own transient refusals.
+    pub fn is_transient(&self) -> bool {
+        if connect::is_no_answer(self) {
+            return true;
+        }
+        match self.kind {
+            ErrorKind::Unreachable | ErrorKind::Locked => true,
+            ErrorKind::Sql => self.is_transient_code() || connect::is_lost_connection(self),
         }
     }
 
@@ -96,4 +110,37 @@ fn scrubbed(text: &str, secret: Option<&str>) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(kind: ErrorKind, code: Option<&str>) -> DbError {
+        DbError {
+            code: code.map(str::to_owned),
+            ..DbError::new(kind, "x", "m")
+        }
+    }
+
+    fn mysql(number: u16) -> DbError {
+        DbError {
+            number: Some(number),
+            ..err(ErrorKind::Sql, Some("HY000"))
+        }
+    }
+
+    #[test]
+    fn transient_errors_are_the_databases_not_the_migrations() {
+        assert!(err(ErrorKind::Unreachable, None).is_transient());
+        assert!(err(ErrorKind::Sql, Some("40001")).is_transient());
+        assert!(err(ErrorKind::Sql, Some("55P03")).is_transient());
+        assert!(err(ErrorKind::Sql, Some("08006")).is_transient());
+        assert!(!err(ErrorKind::Sql, Some("42P01")).is_transient());
+        assert!(!err(ErrorKind::Sql, None).is_transient());
+        // MySQL by its error number: its SQLSTATE is HY000 for most.
+        assert!(mysql(1205).is_transient());
+        assert!(mysql(1213).is_transient());
+        assert!(!mysql(1005).is_transient());
+    }
 }

@@ -91,23 +91,6 @@ pub struct Job<'a> {
     pub progress: Option<&'a Tracker>,
 }
 
-/// True when trying the tenant again may succeed: no connection, a lock or serialization
-/// conflict, too many connections. An error in a migration's SQL is not.
-pub fn is_transient(e: &DbError) -> bool {
-    if crate::driver::connect::is_no_answer(e) {
-        return true;
-    }
-    match e.kind {
-        ErrorKind::Unreachable | ErrorKind::Locked => true,
-        ErrorKind::Sql => {
-            e.is_transient_code()
-                || e.code.is_none()
-                    && e.number.is_none()
-                    && (e.message.contains("Connection reset") || e.message.contains("Broken pipe"))
-        }
-    }
-}
-
 /// The longest wait between two attempts on one tenant.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -142,7 +125,7 @@ fn retryable(report: &TenantReport) -> Option<&DbError> {
         } => Some(error),
         Outcome::Failed {
             error, dirty: false, ..
-        } if is_transient(error) => Some(error),
+        } if error.is_transient() => Some(error),
         _ => None,
     }
 }
@@ -165,7 +148,7 @@ pub async fn run_announced(tenant: &Tenant, connector: &Connector, job: Job<'_>)
     let lock_deadline = tokio::time::Instant::now() + connector.limits.lock_wait;
     let undoing = |report: &TenantReport| match &report.outcome {
         Outcome::Failed { error, dirty: true, .. }
-            if is_transient(error) && pending.lock().expect("not poisoned").is_some() =>
+            if error.is_transient() && pending.lock().expect("not poisoned").is_some() =>
         {
             Some(error.clone())
         }
@@ -743,39 +726,6 @@ pub async fn inspect(tenant: &Tenant, connector: &Connector) -> Result<Vec<Appli
     let rows = session.applied().await;
     session.release().await;
     rows
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn err(kind: ErrorKind, code: Option<&str>) -> DbError {
-        DbError {
-            code: code.map(str::to_owned),
-            ..DbError::new(kind, "x", "m")
-        }
-    }
-
-    fn mysql(number: u16) -> DbError {
-        DbError {
-            number: Some(number),
-            ..err(ErrorKind::Sql, Some("HY000"))
-        }
-    }
-
-    #[test]
-    fn transient_errors_are_the_databases_not_the_migrations() {
-        assert!(is_transient(&err(ErrorKind::Unreachable, None)));
-        assert!(is_transient(&err(ErrorKind::Sql, Some("40001"))));
-        assert!(is_transient(&err(ErrorKind::Sql, Some("55P03"))));
-        assert!(is_transient(&err(ErrorKind::Sql, Some("08006"))));
-        assert!(!is_transient(&err(ErrorKind::Sql, Some("42P01"))));
-        assert!(!is_transient(&err(ErrorKind::Sql, None)));
-        // MySQL by its error number: its SQLSTATE is HY000 for most.
-        assert!(is_transient(&mysql(1205)));
-        assert!(is_transient(&mysql(1213)));
-        assert!(!is_transient(&mysql(1005)));
-    }
 }
 
 #[cfg(test)]
