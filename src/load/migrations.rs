@@ -23,7 +23,7 @@ pub enum MigrationsError {
     Misnamed {
         path: PathBuf,
         /// Why, when it is more than "it does not fit": `: ` and the reason, or empty.
-        why: String,
+        why: Misfit,
     },
     #[error("`{}` is not a regular file ({kind}): a migration must be a plain file", path.display())]
     NotAFile { path: PathBuf, kind: &'static str },
@@ -60,12 +60,10 @@ enum Kind {
     Down,
 }
 
-/// `(version, name, kind)` for a file name that fits; otherwise why not (empty when the
-/// name is simply not of the form, a `: reason` when there is more to say).
-fn parse_name(file: &str) -> Result<(Version, &str, Kind), String> {
-    let plain = || String::new();
+/// `(version, name, kind)` for a file name that fits; otherwise why not.
+fn parse_name(file: &str) -> Result<(Version, &str, Kind), Misfit> {
     if file.trim() != file {
-        return Err(": the name begins or ends with white space".into());
+        return Err(Misfit::WhiteSpace);
     }
     let (stem, kind) = if let Some(stem) = file.strip_suffix(".up.sql") {
         (stem, Kind::Up)
@@ -74,19 +72,35 @@ fn parse_name(file: &str) -> Result<(Version, &str, Kind), String> {
     } else {
         let lower = file.to_ascii_lowercase();
         if lower.ends_with(".up.sql") || lower.ends_with(".down.sql") {
-            return Err(": the suffix must be lowercase, `.up.sql` or `.down.sql`".into());
+            return Err(Misfit::SuffixCase);
         }
-        return Err(plain());
+        return Err(Misfit::NotTheForm);
     };
-    let (digits, name) = stem.split_once('_').ok_or_else(plain)?;
+    let (digits, name) = stem.split_once('_').ok_or(Misfit::NotTheForm)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || !is_name(name) {
-        return Err(plain());
+        return Err(Misfit::NotTheForm);
     }
     match digits.parse::<i64>() {
-        Ok(0) => Err(": version 0 means \"nothing applied\"; number migrations from 1".into()),
+        Ok(0) => Err(Misfit::VersionZero),
         Ok(version) => Ok((Version(version), name, kind)),
-        Err(_) => Err(format!(": version {digits} is past the largest version, {}", i64::MAX)),
+        Err(_) => Err(Misfit::VersionTooLarge(digits.to_owned())),
     }
+}
+
+/// Why a file name does not fit `NNNN_name.up.sql`, shown after the name: empty when the
+/// name is simply not of the form, `: ` and the reason when there is more to say.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Misfit {
+    #[error("")]
+    NotTheForm,
+    #[error(": the name begins or ends with white space")]
+    WhiteSpace,
+    #[error(": the suffix must be lowercase, `.up.sql` or `.down.sql`")]
+    SuffixCase,
+    #[error(": version 0 means \"nothing applied\"; number migrations from 1")]
+    VersionZero,
+    #[error(": version {0} is past the largest version, {max}", max = i64::MAX)]
+    VersionTooLarge(String),
 }
 
 /// True for a name fleetmig must either take as a migration or refuse: anything that looks
