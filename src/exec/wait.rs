@@ -173,7 +173,7 @@ mod tests {
                 dirty: false,
             })
             .collect();
-        FleetStatus::assess(set, set.head(), [("t".to_owned(), Ok(rows))])
+        FleetStatus::assess(set, set.head(), [("t".to_owned(), Ok::<_, String>(rows))])
     }
 
     const OPTS: WaitOptions = WaitOptions {

@@ -3,6 +3,7 @@
 //! Also, from a ledger's rows, since when a tenant has been left short and its last error.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use serde::Serialize;
 
@@ -149,8 +150,14 @@ pub struct Standing {
 }
 
 impl Standing {
-    /// Reads a tenant's history rows (or why they could not be read) against `target`.
-    pub fn of(set: &MigrationSet, target: Version, id: String, rows: Result<&[Applied], String>) -> Standing {
+    /// Reads a tenant's history rows (or why they could not be read: any error, shown as
+    /// the tenant's detail) against `target`.
+    pub fn of<E: fmt::Display>(
+        set: &MigrationSet,
+        target: Version,
+        id: String,
+        rows: Result<&[Applied], E>,
+    ) -> Standing {
         let rows = match rows {
             Ok(rows) => rows,
             Err(error) => {
@@ -160,7 +167,7 @@ impl Standing {
                     version: None,
                     behind_by: None,
                     dirty: None,
-                    detail: Some(error),
+                    detail: Some(error.to_string()),
                     refusal: None,
                     note: LedgerNote::default(),
                 };
@@ -230,16 +237,18 @@ pub struct FleetStatus {
 }
 
 impl FleetStatus {
-    pub fn assess<I>(set: &MigrationSet, target: Version, tenants: I) -> FleetStatus
+    /// Each tenant's history rows, or why they could not be read, against `target`.
+    pub fn assess<I, E>(set: &MigrationSet, target: Version, tenants: I) -> FleetStatus
     where
-        I: IntoIterator<Item = (String, Result<Vec<Applied>, String>)>,
+        I: IntoIterator<Item = (String, Result<Vec<Applied>, E>)>,
+        E: fmt::Display,
     {
         FleetStatus {
             head: set.head(),
             target,
             tenants: tenants
                 .into_iter()
-                .map(|(id, rows)| Standing::of(set, target, id, rows.as_deref().map_err(Clone::clone)))
+                .map(|(id, rows)| Standing::of(set, target, id, rows.as_deref()))
                 .collect(),
         }
     }

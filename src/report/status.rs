@@ -458,7 +458,7 @@ mod tests {
 
     /// Twelve tenants whose migration 3 was edited, two dirty at 5, and two current.
     fn drifted_fleet(set: &MigrationSet) -> FleetStatus {
-        let mut tenants = Vec::new();
+        let mut tenants: Vec<(String, Result<_, String>)> = Vec::new();
         for i in 0..12 {
             let mut r = rows(set, 7);
             r[2].checksum = "9f8e7d6c5b4a".repeat(5) + "0123";
