@@ -372,17 +372,17 @@ pub struct BadValue(String);
 /// PostgreSQL's `lock_timeout` and `statement_timeout`: whole milliseconds that fit its
 /// 32-bit setting (24 days is under its 2147483647 ms limit); 0 means none.
 fn pg_timeout(text: &str) -> Result<Duration, BadValue> {
-    bounds::duration(text, Duration::ZERO, 24 * DAY).map_err(BadValue)
+    bounds::duration(text, Duration::ZERO, 24 * DAY).map_err(|e| BadValue(e.to_string()))
 }
 
 /// The pause after each wave (`--bake`), in the range the fleet file's `rollout.bake` has.
 fn bake(text: &str) -> Result<Duration, BadValue> {
-    bounds::duration(text, Duration::ZERO, bounds::BAKE_MAX).map_err(BadValue)
+    bounds::duration(text, Duration::ZERO, bounds::BAKE_MAX).map_err(|e| BadValue(e.to_string()))
 }
 
 /// `--rate` and `--burst`: tenant starts per second.
 fn per_second(text: &str) -> Result<NonZeroU32, BadValue> {
-    let n = bounds::number(text, 1u32, 100_000).map_err(BadValue)?;
+    let n = bounds::number(text, 1u32, 100_000).map_err(|e| BadValue(e.to_string()))?;
     NonZeroU32::new(n).ok_or_else(|| BadValue("0".into()))
 }
 

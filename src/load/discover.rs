@@ -42,7 +42,7 @@ pub fn merge(file: FleetFile, rows: Vec<RegistryRow>) -> Result<Fleet, FleetErro
                 "init_sql" => {
                     return Err(rules.invalid(
                         row_context,
-                        "a registry row cannot give `init_sql`; put it in `defaults:` or `hosts:`".into(),
+                        "a registry row cannot give `init_sql`; put it in `defaults:` or `hosts:`",
                     ));
                 }
                 _ => {
@@ -59,7 +59,7 @@ pub fn merge(file: FleetFile, rows: Vec<RegistryRow>) -> Result<Fleet, FleetErro
                     format!("the query gives no `id` column (its columns: {})", columns.join(", ")),
                 ));
             }
-            Some(None) => return Err(rules.invalid(row_context, "`id` is NULL".into())),
+            Some(None) => return Err(rules.invalid(row_context, "`id` is NULL")),
             Some(Some(raw)) => raw,
         };
         let id = TenantId::new(&raw_id)

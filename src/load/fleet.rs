@@ -199,6 +199,15 @@ impl<'de> Deserialize<'de> for Scalar {
 }
 
 impl Scalar {
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Scalar::Str(s) => s.into(),
+            Scalar::Int(i) => i.to_string().into(),
+            Scalar::Bool(b) => b.to_string().into(),
+            Scalar::Float(f) => f.to_string().into(),
+        }
+    }
+
     fn into_string(self) -> String {
         match self {
             Scalar::Str(s) => s,
@@ -255,7 +264,7 @@ impl Statements {
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` with the variable's value; `$${` is a literal `${`.
-pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, VarError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -267,18 +276,18 @@ pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         } else if let Some(after) = tail.strip_prefix("${") {
             let end = after
                 .find('}')
-                .ok_or_else(|| format!("`${{` without a closing `}}` in `{}`", shown(text)))?;
+                .ok_or_else(|| VarError::Unclosed { text: shown(text) })?;
             let (name, default) = match after[..end].split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
                 None => (&after[..end], None),
             };
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("`${{{name}}}` is not a variable name"));
+                return Err(VarError::BadName { name: name.to_owned() });
             }
             match (lookup(name), default) {
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
-                (None, None) => return Err(format!("environment variable `{name}` is not set")),
+                (None, None) => return Err(VarError::Unset { name: name.to_owned() }),
             }
             rest = &after[end + 1..];
         } else {
@@ -288,6 +297,18 @@ pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A `${VAR}` that cannot be filled in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VarError {
+    /// `text` is shown with its passwords hidden.
+    #[error("`${{` without a closing `}}` in `{text}`")]
+    Unclosed { text: String },
+    #[error("`${{{name}}}` is not a variable name")]
+    BadName { name: String },
+    #[error("environment variable `{name}` is not set")]
+    Unset { name: String },
 }
 
 /// Text for a message: a URL shows with its password hidden.
@@ -371,9 +392,9 @@ pub(super) struct Entry {
 /// variable is an error only for a tenant that uses the value: the `Err` holds its message.
 struct Defaults {
     host: Option<String>,
-    url: Option<Result<String, String>>,
-    schema: Option<Result<String, String>>,
-    database: Option<Result<String, String>>,
+    url: Option<Result<String, VarError>>,
+    schema: Option<Result<String, VarError>>,
+    database: Option<Result<String, VarError>>,
     labels: BTreeMap<String, String>,
     init_sql: Vec<String>,
 }
@@ -391,12 +412,12 @@ pub(super) struct Rules {
 }
 
 impl Rules {
-    pub fn invalid(&self, context: String, message: String) -> FleetError {
+    pub fn invalid(&self, context: String, message: impl fmt::Display) -> FleetError {
         // The context may quote a registry row's value (an id column holding a URL).
         FleetError::Invalid {
             path: self.path.clone(),
             context: hide_passwords(&context),
-            message: hide_passwords(&message),
+            message: hide_passwords(&message.to_string()),
         }
     }
 
@@ -404,7 +425,7 @@ impl Rules {
     /// host of the fleet file names: the client fills what a URL leaves out from this
     /// machine's environment (`PGPASSWORD`, `PGUSER`, `PGSSLKEY`), and a row must not be
     /// able to send those to a server of its choosing.
-    fn listed_server(&self, engine: Engine, url: &DbUrl) -> Result<(), String> {
+    fn listed_server(&self, engine: Engine, url: &DbUrl) -> Result<(), UrlError> {
         let default_port = match engine {
             Engine::Postgres => 5432,
             Engine::MySql => 3306,
@@ -424,20 +445,18 @@ impl Rules {
         {
             return Ok(());
         }
-        Err(format!(
-            "`{url}` names server {}:{}, which no host in `hosts:` names: a registry row may \
-             only place a tenant on a server the fleet file lists (its session would get this \
-             machine's PGPASSWORD, PGUSER and client certificate); list the server under \
-             `hosts:` or give the row a `host` column instead",
-            wanted.0, wanted.1
-        ))
+        Err(UrlError::UnlistedServer {
+            url: url.to_string(),
+            host: wanted.0,
+            port: wanted.1,
+        })
     }
 
     /// Builds a tenant from its entry and the defaults, checking it. `context` names the
     /// entry in messages ("tenant `acme`", "discover row 3 (id `acme`)").
     pub fn tenant(&self, id: TenantId, entry: Entry, context: &str) -> Result<Tenant, FleetError> {
         let at = |field: &str| format!("{context} {field}");
-        let from_defaults = |field: &str, value: &Result<String, String>| -> Result<String, FleetError> {
+        let from_defaults = |field: &str, value: &Result<String, VarError>| -> Result<String, FleetError> {
             match value {
                 Ok(text) => Ok(text.replace("{id}", id.as_str())),
                 Err(m) => Err(self.invalid(at(field), m.clone())),
@@ -451,7 +470,7 @@ impl Rules {
         let own_url = entry.url.is_some();
         let place = match (entry.url, entry.host) {
             (Some(_), Some(_)) => {
-                return Err(self.invalid(context.into(), "give either `url` or `host`, not both".into()));
+                return Err(self.invalid(context.into(), "give either `url` or `host`, not both"));
             }
             (Some(url), None) => Place::Url(url),
             (None, Some(host)) => Place::Host(host),
@@ -459,7 +478,7 @@ impl Rules {
                 (Some(url), _) => Place::Url(from_defaults("url", url)?),
                 (None, Some(host)) => Place::Host(host.clone()),
                 (None, None) => {
-                    return Err(self.invalid(context.into(), "no `url` or `host` here nor in `defaults`".into()));
+                    return Err(self.invalid(context.into(), "no `url` or `host` here nor in `defaults`"));
                 }
             },
         };
@@ -491,7 +510,7 @@ impl Rules {
         } else if own_url {
             (None, None)
         } else {
-            let fill = |field: &str, value: &Option<Result<String, String>>| {
+            let fill = |field: &str, value: &Option<Result<String, VarError>>| {
                 value.as_ref().map(|v| from_defaults(field, v)).transpose()
             };
             (
@@ -512,14 +531,14 @@ impl Rules {
             Engine::Sqlite if namespace.schema.is_some() || namespace.database.is_some() => {
                 return Err(self.invalid(
                     context.into(),
-                    "a SQLite tenant takes no `schema` or `database`: its URL names its file".into(),
+                    "a SQLite tenant takes no `schema` or `database`: its URL names its file",
                 ));
             }
             Engine::MySql => {
                 if namespace.schema.is_some() && namespace.database.is_some() {
                     return Err(self.invalid(
                         context.into(),
-                        "in MySQL a schema is a database: give one of `schema` and `database`".into(),
+                        "in MySQL a schema is a database: give one of `schema` and `database`",
                     ));
                 }
                 if let Some(schema) = namespace.schema.take() {
@@ -589,6 +608,64 @@ fn nested_deeper_than(text: &str, limit: usize) -> Option<(usize, usize)> {
 
 /// Parses fleet-file text, keeping what discovered tenants are built against.
 pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<FleetFile, FleetError> {
+    let doc = read_doc(path, text)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let base = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
+    let (hosts, host_init) = hosts_section(path, base, doc.hosts, env)?;
+    let rules = Rules {
+        path: path.to_owned(),
+        base: base.to_owned(),
+        hosts,
+        host_init,
+        defaults: defaults_section(path, doc.defaults, env)?,
+    };
+    let discover = doc.discover.map(|d| discover_section(d, &rules, env)).transpose()?;
+    let listed = match (doc.tenants, &discover) {
+        (Some(listed), _) => listed,
+        (None, Some(_)) => Vec::new(),
+        (None, None) => {
+            return Err(invalid(
+                path,
+                "tenants",
+                "no `tenants:` list and no `discover:` section: the fleet has no tenants",
+            ));
+        }
+    };
+    let tenants = listed_tenants(listed, &rules, env)?;
+    let rollout = rollout_defaults(path, doc.rollout)?;
+    let ledger = doc
+        .ledger
+        .map(|text| ledger_section(path, &text, base, env))
+        .transpose()?;
+    Ok(FleetFile {
+        fleet: Fleet {
+            path: path.to_owned(),
+            rollout,
+            ledger,
+            hosts: rules.hosts.clone(),
+            tenants,
+            discover,
+        },
+        rules,
+    })
+}
+
+/// A fleet file's problem with a value, at `context` ("host `main` url"), passwords hidden.
+fn invalid(path: &Path, context: impl Into<String>, message: impl fmt::Display) -> FleetError {
+    FleetError::Invalid {
+        path: path.to_owned(),
+        context: context.into(),
+        message: hide_passwords(&message.to_string()),
+    }
+}
+
+/// The YAML document, refused before parsing when it nests too deep and after when any of
+/// its SQL texts holds a NUL byte.
+fn read_doc(path: &Path, text: &str) -> Result<FileDoc, FleetError> {
     // A byte-order mark is no content: editors on Windows write one.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if let Some((line, column)) = nested_deeper_than(text, MAX_NESTING) {
@@ -613,29 +690,28 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
             });
         }
     }
-    let invalid = |context: String, message: String| FleetError::Invalid {
-        path: path.to_owned(),
-        context,
-        message: hide_passwords(&message),
-    };
-    let base = path.parent().unwrap_or(Path::new("."));
-    let base = if base.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        base
-    };
+    Ok(doc)
+}
 
+/// The `hosts:` section: each host by name, and each host's `init_sql` (`${VAR}`s expanded).
+fn hosts_section(
+    path: &Path,
+    base: &Path,
+    docs: BTreeMap<String, HostDoc>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(BTreeMap<String, Host>, BTreeMap<String, Vec<String>>), FleetError> {
     let mut hosts = BTreeMap::new();
     let mut host_init = BTreeMap::new();
-    for (name, host) in doc.hosts {
+    for (name, host) in docs {
         let context = format!("host `{name}`");
-        let url_text = expand_vars(&host.url, env).map_err(|m| invalid(format!("{context} url"), m))?;
-        let (_, url) = parse_url(&url_text, base).map_err(|m| invalid(format!("{context} url"), m))?;
-        let init = expand_all(host.init_sql.into_vec(), env).map_err(|m| invalid(format!("{context} init_sql"), m))?;
+        let url_text = expand_vars(&host.url, env).map_err(|m| invalid(path, format!("{context} url"), m))?;
+        let (_, url) = parse_url(&url_text, base).map_err(|m| invalid(path, format!("{context} url"), m))?;
+        let init =
+            expand_all(host.init_sql.into_vec(), env).map_err(|m| invalid(path, format!("{context} init_sql"), m))?;
         let max_connections = match host.max_connections {
             None => DEFAULT_MAX_CONNECTIONS,
             Some(n) => bounds::number(&n.into_string(), 1, bounds::MAX_CONNECTIONS)
-                .map_err(|m| invalid(format!("{context} max_connections"), m))?,
+                .map_err(|m| invalid(path, format!("{context} max_connections"), m))?,
         };
         host_init.insert(name.clone(), init);
         hosts.insert(
@@ -647,91 +723,91 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
             },
         );
     }
+    Ok((hosts, host_init))
+}
 
-    let defaults = doc.defaults;
+/// The `defaults:` section, its `${VAR}`s expanded: an unset variable in a template is an
+/// error only for a tenant that uses it, one in `init_sql` is an error now.
+fn defaults_section(
+    path: &Path,
+    doc: DefaultsDoc,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Defaults, FleetError> {
     let expand = |template: Option<String>| template.map(|t| expand_vars(&t, env));
-    let rules = Rules {
-        path: path.to_owned(),
-        base: base.to_owned(),
-        hosts,
-        host_init,
-        defaults: Defaults {
-            host: defaults.host,
-            url: expand(defaults.url),
-            schema: expand(defaults.schema),
-            database: expand(defaults.database),
-            labels: defaults.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
-            init_sql: expand_all(defaults.init_sql.into_vec(), env)
-                .map_err(|m| invalid("defaults init_sql".into(), m))?,
-        },
-    };
+    Ok(Defaults {
+        host: doc.host,
+        url: expand(doc.url),
+        schema: expand(doc.schema),
+        database: expand(doc.database),
+        labels: doc.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
+        init_sql: expand_all(doc.init_sql.into_vec(), env).map_err(|m| invalid(path, "defaults init_sql", m))?,
+    })
+}
 
-    let discover = doc.discover.map(|d| discover_section(d, &rules, env)).transpose()?;
-    let listed = match (doc.tenants, &discover) {
-        (Some(listed), _) => listed,
-        (None, Some(_)) => Vec::new(),
-        (None, None) => {
-            return Err(invalid(
-                "tenants".into(),
-                "no `tenants:` list and no `discover:` section: the fleet has no tenants".into(),
-            ));
-        }
-    };
-
+/// The `tenants:` list, each built against the rules; an id listed twice is refused.
+fn listed_tenants(
+    listed: Vec<TenantDoc>,
+    rules: &Rules,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Tenant>, FleetError> {
     let mut seen = HashSet::new();
     let mut tenants = Vec::with_capacity(listed.len());
     for (index, entry) in listed.into_iter().enumerate() {
-        let raw_id = entry.id.into_string();
-        let id = TenantId::new(&raw_id).map_err(|m| invalid(format!("tenants[{index}]"), m))?;
+        let id = TenantId::new(&entry.id.text()).map_err(|m| invalid(&rules.path, format!("tenants[{index}]"), m))?;
         if !seen.insert(id.clone()) {
             return Err(invalid(
+                &rules.path,
                 format!("tenants[{index}]"),
                 format!("tenant id `{id}` is listed twice"),
             ));
         }
         let context = format!("tenant `{id}`");
-        let fill = |field: &str, value: Option<String>| -> Result<Option<String>, FleetError> {
-            value
-                .map(|v| {
-                    expand_vars(&v, env)
-                        .map(|v| v.replace("{id}", id.as_str()))
-                        .map_err(|m| invalid(format!("{context} {field}"), m))
-                })
-                .transpose()
-        };
-        let own = Entry {
-            url: fill("url", entry.url)?,
-            schema: fill("schema", entry.schema)?,
-            database: fill("database", entry.database)?,
-            host: entry.host,
-            labels: entry.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
-            canary: entry.canary,
-            init_sql: expand_all(entry.init_sql.into_vec(), env)
-                .map_err(|m| invalid(format!("{context} init_sql"), m))?,
-            registry: false,
-        };
+        let own = listed_entry(entry, &id, &context, &rules.path, env)?;
         tenants.push(rules.tenant(id, own, &context)?);
     }
-    let rollout = rollout_defaults(doc.rollout).map_err(|(field, m)| invalid(format!("rollout {field}"), m))?;
-    let ledger = doc
-        .ledger
-        .map(|text| {
-            let text = expand_vars(&text, env)?;
-            ledger_url(&text, base)
-        })
-        .transpose()
-        .map_err(|m| invalid("ledger".into(), m))?;
-    Ok(FleetFile {
-        fleet: Fleet {
-            path: path.to_owned(),
-            rollout,
-            ledger,
-            hosts: rules.hosts.clone(),
-            tenants,
-            discover,
-        },
-        rules,
+    Ok(tenants)
+}
+
+/// A `tenants:` entry as an [`Entry`]: its `${VAR}`s expanded and `{id}` filled in.
+fn listed_entry(
+    entry: TenantDoc,
+    id: &TenantId,
+    context: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Entry, FleetError> {
+    let fill = |field: &str, value: Option<String>| -> Result<Option<String>, FleetError> {
+        value
+            .map(|v| {
+                expand_vars(&v, env)
+                    .map(|v| v.replace("{id}", id.as_str()))
+                    .map_err(|m| invalid(path, format!("{context} {field}"), m))
+            })
+            .transpose()
+    };
+    Ok(Entry {
+        url: fill("url", entry.url)?,
+        schema: fill("schema", entry.schema)?,
+        database: fill("database", entry.database)?,
+        host: entry.host,
+        labels: entry.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
+        canary: entry.canary,
+        init_sql: expand_all(entry.init_sql.into_vec(), env)
+            .map_err(|m| invalid(path, format!("{context} init_sql"), m))?,
+        registry: false,
     })
+}
+
+/// The `ledger:` URL, its `${VAR}`s expanded.
+fn ledger_section(
+    path: &Path,
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<DbUrl, FleetError> {
+    let invalid = |m: &dyn fmt::Display| invalid(path, "ledger", m);
+    let text = expand_vars(text, env).map_err(|e| invalid(&e))?;
+    ledger_url(&text, base).map_err(|e| invalid(&e))
 }
 
 /// The parser's message in an operator's words: what was expected, with the line and column
@@ -823,7 +899,7 @@ fn discover_section(
     let url_text = expand_vars(&doc.url, env).map_err(|m| rules.invalid("discover url".into(), m))?;
     let (_, url) = parse_url(&url_text, &rules.base).map_err(|m| rules.invalid("discover url".into(), m))?;
     if doc.query.trim().is_empty() {
-        return Err(rules.invalid("discover query".into(), "the query is empty".into()));
+        return Err(rules.invalid("discover query".into(), "the query is empty"));
     }
     if let Some(host) = &doc.host {
         if !rules.hosts.contains_key(host) {
@@ -842,39 +918,41 @@ fn hide_passwords(text: &str) -> String {
     scrub(text)
 }
 
-fn rollout_defaults(doc: RolloutDoc) -> Result<RolloutDefaults, (&'static str, String)> {
+/// The `rollout:` section, each value parsed as its flag would be.
+fn rollout_defaults(path: &Path, doc: RolloutDoc) -> Result<RolloutDefaults, FleetError> {
+    let invalid = |field: &str, m: &dyn fmt::Display| invalid(path, format!("rollout {field}"), m);
     let waves = match doc.waves {
         None => None,
         Some(OneOrMany::One(s)) => Some(s.into_string()),
         Some(OneOrMany::Many(v)) => Some(v.into_iter().map(Scalar::into_string).collect::<Vec<_>>().join(",")),
     };
     Ok(RolloutDefaults {
-        waves: waves.map(|w| w.parse()).transpose().map_err(|m| ("waves", m))?,
+        waves: waves.map(|w| w.parse()).transpose().map_err(|m| invalid("waves", &m))?,
         bake: doc
             .bake
             .map(|b| bounds::duration(&b, std::time::Duration::ZERO, bounds::BAKE_MAX))
             .transpose()
-            .map_err(|m| ("bake", m))?,
+            .map_err(|m| invalid("bake", &m))?,
         check: doc.check,
         max_failures: doc
             .max_failures
             .map(|m| m.into_string().parse())
             .transpose()
-            .map_err(|m| ("max_failures", m))?,
+            .map_err(|m| invalid("max_failures", &m))?,
         max_skipped: doc
             .max_skipped
             .map(|m| m.into_string().parse())
             .transpose()
-            .map_err(|m| ("max_skipped", m))?,
+            .map_err(|m| invalid("max_skipped", &m))?,
         rollback: doc
             .rollback
             .map(|r| r.parse::<RollbackPolicy>())
             .transpose()
-            .map_err(|m| ("rollback", m))?,
+            .map_err(|m| invalid("rollback", &m))?,
     })
 }
 
-fn expand_all(statements: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
+fn expand_all(statements: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, VarError> {
     statements.iter().map(|s| expand_vars(s, env)).collect()
 }
 
@@ -883,7 +961,7 @@ fn engine_of(url: &DbUrl) -> Engine {
 }
 
 /// Checks a registry row's URL parameters against what its engine allows a registry.
-fn registry_params(engine: Engine, url: &DbUrl) -> Result<(), String> {
+fn registry_params(engine: Engine, url: &DbUrl) -> Result<(), UrlError> {
     let allowed = engine.registry_params();
     let names = || {
         allowed
@@ -894,11 +972,11 @@ fn registry_params(engine: Engine, url: &DbUrl) -> Result<(), String> {
     };
     for (key, value) in url.url().query_pairs() {
         let Some((_, values)) = allowed.iter().find(|(k, _)| *k == key) else {
-            return Err(format!(
-                "URL parameter `{}` is not one a registry row may give; for {engine} only {}",
-                scrub(&key).escape_debug(),
-                names()
-            ));
+            return Err(UrlError::RegistryParam {
+                key: scrub(&key).escape_debug().to_string(),
+                engine,
+                allowed: names(),
+            });
         };
         let ok = match values {
             Some(values) => values.iter().any(|v| v.eq_ignore_ascii_case(&value)),
@@ -909,38 +987,102 @@ fn registry_params(engine: Engine, url: &DbUrl) -> Result<(), String> {
                 Some(values) => format!("one of {}", values.join(", ")),
                 None => "1 to 63 letters, digits, `_`, `.`, `+` or `-`".into(),
             };
-            return Err(format!(
-                "URL parameter `{key}` is `{}`: expected {expected}",
-                value.escape_debug()
-            ));
+            return Err(UrlError::RegistryValue {
+                key: key.into_owned(),
+                value: value.escape_debug().to_string(),
+                expected,
+            });
         }
     }
     Ok(())
 }
 
+/// A database URL refused. Every URL and value it holds is shown with its password hidden.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("`{url}` has an unknown scheme `{scheme}`: use postgres://, mysql:// or sqlite://")]
+    UnknownScheme { url: String, scheme: String },
+    #[error("`{url}` names no file")]
+    NoFile { url: String },
+    #[error("resolving `{path}`: {cause}")]
+    Resolving { path: String, cause: io::Error },
+    #[error(
+        "`{url}`: SQLite URL parameters are PRAGMAs, and `{key}={value}` is not a name (letters \
+         and `_`) with a plain value (letters, digits, `_`, `.`, `+`, `-`)"
+    )]
+    NotPragma { url: String, key: String, value: String },
+    #[error(
+        "`{url}`: `{key}` is not a SQLite PRAGMA a URL may set{hint}; SQLite would silently ignore it. \
+         Known: {}",
+        crate::model::fleet::SQLITE_PRAGMAS.join(", ")
+    )]
+    UnknownPragma {
+        url: String,
+        key: String,
+        hint: &'static str,
+    },
+    #[error("`{url}`: `{setting}` is not taken: {why}")]
+    PragmaConflict {
+        url: String,
+        setting: String,
+        why: &'static str,
+    },
+    /// Building an empty SQLite URL failed: never expected.
+    #[error("{0}")]
+    Base(url::ParseError),
+    #[error("`{url}` is not a URL: {cause}")]
+    NotAUrl { url: String, cause: url::ParseError },
+    #[error("`{url}` names no host")]
+    NoHost { url: String },
+    #[error("`{url}`: URL parameter `{key}` is `{value}`: expected a time zone such as UTC, +00:00 or Europe/Paris")]
+    TimeZone { url: String, key: String, value: String },
+    /// The engine's client would refuse the URL ([`crate::driver::connect::url_problem`]).
+    #[error("`{url}`: {why}")]
+    ClientRefuses { url: String, why: String },
+    #[error("the ledger lives in PostgreSQL or SQLite")]
+    LedgerEngine,
+    #[error(
+        "`{url}` names server {host}:{port}, which no host in `hosts:` names: a registry row may \
+         only place a tenant on a server the fleet file lists (its session would get this \
+         machine's PGPASSWORD, PGUSER and client certificate); list the server under \
+         `hosts:` or give the row a `host` column instead"
+    )]
+    UnlistedServer { url: String, host: String, port: u16 },
+    #[error("URL parameter `{key}` is not one a registry row may give; for {engine} only {allowed}")]
+    RegistryParam {
+        key: String,
+        engine: Engine,
+        allowed: String,
+    },
+    #[error("URL parameter `{key}` is `{value}`: expected {expected}")]
+    RegistryValue {
+        key: String,
+        value: String,
+        expected: String,
+    },
+}
+
 /// A ledger's URL: PostgreSQL, or SQLite with a relative path taken from `base`.
-pub fn ledger_url(text: &str, base: &Path) -> Result<DbUrl, String> {
+pub fn ledger_url(text: &str, base: &Path) -> Result<DbUrl, UrlError> {
     match parse_url(text, base)? {
         (Engine::Postgres | Engine::Sqlite, url) => Ok(url),
-        (Engine::MySql, _) => Err("the ledger lives in PostgreSQL or SQLite".to_owned()),
+        (Engine::MySql, _) => Err(UrlError::LedgerEngine),
     }
 }
 
 /// Parses a database URL, naming its engine. A relative SQLite path is taken from `base`.
 /// A SQLite URL's parameters are PRAGMAs: each must be a name and a plain value. A
 /// PostgreSQL or MySQL URL must be one its client takes (`sslmode=bogus` is refused here).
-fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
+fn parse_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), UrlError> {
     parse_url_unchecked(text, base).and_then(|(engine, url)| client_takes(engine, url))
 }
 
 /// [`parse_url`] but for the client's own checks.
-fn parse_url_unchecked(text: &str, base: &Path) -> Result<(Engine, DbUrl), String> {
+fn parse_url_unchecked(text: &str, base: &Path) -> Result<(Engine, DbUrl), UrlError> {
     let scheme = text.split_once(':').map(|(s, _)| s).unwrap_or("");
-    let engine = Engine::from_scheme(scheme).ok_or_else(|| {
-        format!(
-            "`{}` has an unknown scheme `{scheme}`: use postgres://, mysql:// or sqlite://",
-            shown(text)
-        )
+    let engine = Engine::from_scheme(scheme).ok_or_else(|| UrlError::UnknownScheme {
+        url: shown(text),
+        scheme: scheme.to_owned(),
     })?;
     if engine == Engine::Sqlite {
         let rest = text
@@ -952,23 +1094,24 @@ fn parse_url_unchecked(text: &str, base: &Path) -> Result<(Engine, DbUrl), Strin
             None => (rest, None),
         };
         if file.is_empty() {
-            return Err(format!("`{}` names no file", scrub(text)));
+            return Err(UrlError::NoFile { url: scrub(text) });
         }
         let path = if Path::new(file).is_absolute() {
             PathBuf::from(file)
         } else {
             base.join(file)
         };
-        let path = std::path::absolute(&path).map_err(|e| format!("resolving `{}`: {e}", path.display()))?;
+        let path = std::path::absolute(&path).map_err(|cause| UrlError::Resolving {
+            path: path.display().to_string(),
+            cause,
+        })?;
         for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             if !crate::model::fleet::is_sqlite_pragma(&key, &value) {
-                return Err(format!(
-                    "`{}`: SQLite URL parameters are PRAGMAs, and `{}={}` is not a name (letters \
-                     and `_`) with a plain value (letters, digits, `_`, `.`, `+`, `-`)",
-                    scrub(text),
-                    key.escape_debug(),
-                    scrub(&value).escape_debug()
-                ));
+                return Err(UrlError::NotPragma {
+                    url: scrub(text),
+                    key: key.escape_debug().to_string(),
+                    value: scrub(&value).escape_debug().to_string(),
+                });
             }
             let pragma = key.to_ascii_lowercase();
             if !crate::model::fleet::SQLITE_PRAGMAS.contains(&pragma.as_str()) {
@@ -978,28 +1121,33 @@ fn parse_url_unchecked(text: &str, base: &Path) -> Result<(Engine, DbUrl), Strin
                     }
                     _ => "",
                 };
-                return Err(format!(
-                    "`{}`: `{}` is not a SQLite PRAGMA a URL may set{hint}; SQLite would silently ignore it. \
-                     Known: {}",
-                    scrub(text),
-                    key.escape_debug(),
-                    crate::model::fleet::SQLITE_PRAGMAS.join(", ")
-                ));
+                return Err(UrlError::UnknownPragma {
+                    url: scrub(text),
+                    key: key.escape_debug().to_string(),
+                    hint,
+                });
             }
         }
         for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             if let Some(why) = crate::model::fleet::sqlite_pragma_conflict(&key, &value) {
-                return Err(format!("`{}`: `{key}={value}` is not taken: {why}", scrub(text)));
+                return Err(UrlError::PragmaConflict {
+                    url: scrub(text),
+                    setting: format!("{key}={value}"),
+                    why,
+                });
             }
         }
-        let mut url = Url::parse("sqlite://").map_err(|e| e.to_string())?;
+        let mut url = Url::parse("sqlite://").map_err(UrlError::Base)?;
         url.set_path(&path.to_string_lossy());
         url.set_query(query);
         return Ok((engine, DbUrl::new(url)));
     }
-    let url = Url::parse(text).map_err(|e| format!("`{}` is not a URL: {e}", shown(text)))?;
+    let url = Url::parse(text).map_err(|cause| UrlError::NotAUrl {
+        url: shown(text),
+        cause,
+    })?;
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`{}` names no host", redact(&url)));
+        return Err(UrlError::NoHost { url: redact(&url) });
     }
     // sqlx pastes a MySQL `timezone` into `SET time_zone = '...'`: a time zone name or
     // offset only (`UTC`, `+00:00`, `Europe/Paris`).
@@ -1009,20 +1157,23 @@ fn parse_url_unchecked(text: &str, base: &Path) -> Result<(Engine, DbUrl), Strin
             && matches!(&*key, "timezone" | "time-zone")
             && !(value.len() <= 64 && !value.is_empty() && value.bytes().all(zone))
         {
-            return Err(format!(
-                "`{}`: URL parameter `{key}` is `{}`: expected a time zone such as UTC, +00:00 or Europe/Paris",
-                redact(&url),
-                value.escape_debug()
-            ));
+            return Err(UrlError::TimeZone {
+                url: redact(&url),
+                key: key.into_owned(),
+                value: value.escape_debug().to_string(),
+            });
         }
     }
     Ok((engine, DbUrl::new(url)))
 }
 
 /// `url` if its client would take it: see [`crate::driver::connect::url_problem`].
-fn client_takes(engine: Engine, url: DbUrl) -> Result<(Engine, DbUrl), String> {
+fn client_takes(engine: Engine, url: DbUrl) -> Result<(Engine, DbUrl), UrlError> {
     match crate::driver::connect::url_problem(engine, &url) {
-        Some(why) => Err(format!("`{url}`: {why}")),
+        Some(why) => Err(UrlError::ClientRefuses {
+            url: url.to_string(),
+            why,
+        }),
         None => Ok((engine, url)),
     }
 }
@@ -1400,6 +1551,11 @@ tenants:
     fn variables_expand_with_defaults_and_escapes() {
         let lookup = |n: &str| (n == "A").then(|| "1".to_owned());
         assert_eq!(expand_vars("x${A}y${B:-2}z$${A}$", &lookup).unwrap(), "x1y2z${A}$");
-        assert!(expand_vars("${B}", &lookup).unwrap_err().contains("`B` is not set"));
+        assert!(
+            expand_vars("${B}", &lookup)
+                .unwrap_err()
+                .to_string()
+                .contains("`B` is not set")
+        );
     }
 }

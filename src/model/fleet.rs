@@ -179,22 +179,18 @@ pub const MAX_IDENT_LEN: usize = 63;
 pub struct Ident(String);
 
 impl Ident {
-    pub fn new(name: &str) -> Result<Self, String> {
+    pub fn new(name: &str) -> Result<Self, BadIdent> {
         if name.is_empty() || name.len() > MAX_IDENT_LEN {
-            return Err(format!(
-                "`{}` must be 1 to {MAX_IDENT_LEN} characters long",
-                quoted(name)
-            ));
+            return Err(BadIdent::Length(name.to_owned()));
         }
         if let Some(bad) = name
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
         {
-            return Err(format!(
-                "`{}` holds `{}`; only ASCII letters, digits, `_` and `-` are allowed",
-                quoted(name),
-                bad.escape_debug()
-            ));
+            return Err(BadIdent::Char {
+                name: name.to_owned(),
+                bad,
+            });
         }
         Ok(Ident(name.to_owned()))
     }
@@ -210,28 +206,47 @@ impl fmt::Display for Ident {
     }
 }
 
+/// A schema or database name refused by [`Ident::new`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadIdent {
+    #[error("`{}` must be 1 to {MAX_IDENT_LEN} characters long", quoted(.0))]
+    Length(String),
+    #[error(
+        "`{}` holds `{}`; only ASCII letters, digits, `_` and `-` are allowed",
+        quoted(.name),
+        .bad.escape_debug()
+    )]
+    Char { name: String, bad: char },
+}
+
+/// A tenant id refused by [`TenantId::new`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadTenantId {
+    #[error("tenant id `{}` must be 1 to {MAX_IDENT_LEN} characters long", quoted(.0))]
+    Length(String),
+    #[error(
+        "tenant id `{}` holds `{}`; only ASCII letters, digits, `_`, `-` and `.` are allowed",
+        quoted(.id),
+        .bad.escape_debug()
+    )]
+    Char { id: String, bad: char },
+}
+
 /// A tenant's id: 1 to 63 ASCII letters, digits, `_`, `-` or `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct TenantId(String);
 
 impl TenantId {
-    pub fn new(id: &str) -> Result<Self, String> {
+    pub fn new(id: &str) -> Result<Self, BadTenantId> {
         if id.is_empty() || id.len() > MAX_IDENT_LEN {
-            return Err(format!(
-                "tenant id `{}` must be 1 to {MAX_IDENT_LEN} characters long",
-                quoted(id)
-            ));
+            return Err(BadTenantId::Length(id.to_owned()));
         }
         if let Some(bad) = id
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
         {
-            return Err(format!(
-                "tenant id `{}` holds `{}`; only ASCII letters, digits, `_`, `-` and `.` are allowed",
-                quoted(id),
-                bad.escape_debug()
-            ));
+            return Err(BadTenantId::Char { id: id.to_owned(), bad });
         }
         Ok(TenantId(id.to_owned()))
     }
@@ -368,20 +383,25 @@ mod tests {
     #[test]
     fn identifiers_refuse_quotes_and_separators() {
         assert!(Ident::new("tenant_acme-1").is_ok());
-        let err = Ident::new("a\"; drop table x; --").unwrap_err();
+        let err = Ident::new("a\"; drop table x; --").unwrap_err().to_string();
         assert!(err.contains("holds `\\\"`"), "{err}");
         assert!(Ident::new("").is_err());
         assert!(Ident::new(&"x".repeat(64)).is_err());
-        assert!(TenantId::new("o'brien").unwrap_err().contains("holds `\\'`"));
+        assert!(
+            TenantId::new("o'brien")
+                .unwrap_err()
+                .to_string()
+                .contains("holds `\\'`")
+        );
         assert!(TenantId::new("acme.eu-1").is_ok());
     }
 
     #[test]
     fn a_runaway_name_is_cut_in_its_message() {
         let long = "a".repeat(1_000_000);
-        let err = TenantId::new(&long).unwrap_err();
+        let err = TenantId::new(&long).unwrap_err().to_string();
         assert!(err.len() < 200 && err.contains("(1000000 characters)"), "{err}");
-        let err = Ident::new(&long).unwrap_err();
+        let err = Ident::new(&long).unwrap_err().to_string();
         assert!(err.len() < 200 && err.contains("must be 1 to 63"), "{err}");
     }
 }

@@ -243,11 +243,11 @@ fn selectors_waves_numbers_and_durations_parse_or_say_why() {
             }
             match bounds::duration(&text, bounds::MS, bounds::HOUR) {
                 Ok(d) => prop_assert!(d >= bounds::MS && d <= bounds::HOUR && d.subsec_nanos() % 1_000_000 == 0),
-                Err(m) => assert_message(&text, &m),
+                Err(m) => assert_message(&text, &m.to_string()),
             }
             match bounds::number(&text, 1u32, 1000) {
                 Ok(n) => prop_assert!((1..=1000).contains(&n)),
-                Err(m) => assert_message(&text, &m),
+                Err(m) => assert_message(&text, &m.to_string()),
             }
             Ok(())
         })
