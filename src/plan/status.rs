@@ -8,37 +8,12 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::model::migration::{Applied, Direction, MigrationSet, Version};
+use crate::model::record::TenantState;
 use crate::model::refusal::Refusal;
+use crate::model::run::Status;
 use crate::plan::tenant::{self as plan, State};
 
-/// A tenant's condition, as `status` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Condition {
-    Current,
-    Behind,
-    /// Applied versions newer than the target (or than any file).
-    Ahead,
-    /// An edited or unknown applied migration.
-    Drifted,
-    /// A migration failed part way.
-    Dirty,
-    /// Its history could not be read.
-    Unreachable,
-}
-
-impl Condition {
-    pub fn name(self) -> &'static str {
-        match self {
-            Condition::Current => "current",
-            Condition::Behind => "behind",
-            Condition::Ahead => "ahead",
-            Condition::Drifted => "drifted",
-            Condition::Dirty => "dirty",
-            Condition::Unreachable => "unreachable",
-        }
-    }
-}
+pub use crate::plan::tenant::Condition;
 
 /// The last error the ledger holds for a tenant, not cleared by a later success.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,17 +41,18 @@ pub struct LedgerNote {
 pub struct LedgerRow {
     pub tenant: String,
     pub run_id: String,
-    /// `succeeded`, `failed`, `skipped`, `not_started`, `stopped`, `rolled_back`, ...
-    pub state: String,
+    pub state: TenantState,
     pub error: Option<String>,
     pub updated_ms: i64,
 }
+
+const SUCCEEDED: TenantState = TenantState::Ended(Status::Succeeded);
 
 /// Per tenant: the rows after its last `succeeded` one make its streak of runs that left
 /// it short; the oldest says since when, the newest with an error gives the last error.
 pub fn ledger_notes(rows: &[LedgerRow]) -> HashMap<String, LedgerNote> {
     let mut last_ok: HashMap<&str, i64> = HashMap::new();
-    for r in rows.iter().filter(|r| r.state == "succeeded") {
+    for r in rows.iter().filter(|r| r.state == SUCCEEDED) {
         let at = last_ok.entry(&r.tenant).or_insert(r.updated_ms);
         *at = (*at).max(r.updated_ms);
     }
@@ -89,7 +65,7 @@ pub fn ledger_notes(rows: &[LedgerRow]) -> HashMap<String, LedgerNote> {
     }
     let mut notes: HashMap<String, LedgerNote> = HashMap::new();
     for r in rows {
-        if r.state == "succeeded" || last_ok.get(r.tenant.as_str()).is_some_and(|ok| r.updated_ms <= *ok) {
+        if r.state == SUCCEEDED || last_ok.get(r.tenant.as_str()).is_some_and(|ok| r.updated_ms <= *ok) {
             continue;
         }
         let note = notes.entry(r.tenant.clone()).or_default();
@@ -103,7 +79,7 @@ pub fn ledger_notes(rows: &[LedgerRow]) -> HashMap<String, LedgerNote> {
                 });
             }
         }
-        if std::ptr::eq(newest[r.tenant.as_str()], r) && r.state == "started" {
+        if std::ptr::eq(newest[r.tenant.as_str()], r) && r.state == TenantState::Started {
             note.in_flight = Some(r.run_id.clone());
         }
     }
@@ -179,19 +155,15 @@ impl Standing {
             .filter(|m| m.version <= target && !clean.iter().any(|a| a.version == m.version))
             .count();
         let state = plan::state(set, rows, target);
-        let (condition, detail) = match &state {
-            State::Current => (Condition::Current, None),
-            State::Behind { .. } => (Condition::Behind, None),
-            State::Ahead { newest } => (
-                Condition::Ahead,
-                Some(format!("applied {newest} is newer than the target")),
-            ),
-            State::Drifted { reason } => (Condition::Drifted, Some(reason.to_string())),
-            State::Dirty { version } => (Condition::Dirty, Some(dirty_advice(set, rows, *version, &id))),
+        let detail = match &state {
+            State::Current | State::Behind { .. } => None,
+            State::Ahead { newest } => Some(format!("applied {newest} is newer than the target")),
+            State::Drifted { reason } => Some(reason.to_string()),
+            State::Dirty { version } => Some(dirty_advice(set, rows, *version, &id)),
         };
         Standing {
             id,
-            condition,
+            condition: state.condition(),
             version: Some(plan::version_of(rows)),
             behind_by: Some(behind_by),
             dirty: plan::dirty_of(rows),
@@ -426,7 +398,7 @@ mod tests {
         LedgerRow {
             tenant: tenant.into(),
             run_id: run.into(),
-            state: state.into(),
+            state: TenantState::parse(state).expect("a state fleetmig writes"),
             error: error.map(Into::into),
             updated_ms: at,
         }

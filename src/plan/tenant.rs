@@ -58,13 +58,48 @@ pub enum State {
 }
 
 impl State {
-    pub fn name(&self) -> &'static str {
+    /// The condition word for this state, without its particulars.
+    pub fn condition(&self) -> Condition {
         match self {
-            State::Current => "current",
-            State::Behind { .. } => "behind",
-            State::Ahead { .. } => "ahead",
-            State::Drifted { .. } => "drifted",
-            State::Dirty { .. } => "dirty",
+            State::Current => Condition::Current,
+            State::Behind { .. } => Condition::Behind,
+            State::Ahead { .. } => Condition::Ahead,
+            State::Drifted { .. } => Condition::Drifted,
+            State::Dirty { .. } => Condition::Dirty,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.condition().name()
+    }
+}
+
+/// A tenant's condition, as `status` names it: a [`State`] without its particulars, or
+/// `unreachable` when its history could not be read. Each word is spelt here only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    Current,
+    Behind,
+    /// Applied versions newer than the target (or than any file).
+    Ahead,
+    /// An edited or unknown applied migration.
+    Drifted,
+    /// A migration failed part way.
+    Dirty,
+    /// Its history could not be read.
+    Unreachable,
+}
+
+impl Condition {
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Current => "current",
+            Condition::Behind => "behind",
+            Condition::Ahead => "ahead",
+            Condition::Drifted => "drifted",
+            Condition::Dirty => "dirty",
+            Condition::Unreachable => "unreachable",
         }
     }
 }

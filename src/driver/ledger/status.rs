@@ -8,6 +8,7 @@ use sqlx::any::install_default_drivers;
 use sqlx::{AnyConnection, Connection, Row};
 
 use super::error::Cause;
+use super::lease::read_state;
 use super::{LedgerError, MIN_ANSWER, default_ledger_path};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::Fleet;
@@ -85,13 +86,13 @@ pub async fn unsettled_rows(url: &DbUrl, connect: Duration) -> Result<Option<Vec
         let rows = sqlx::query(STREAKS).fetch_all(&mut conn).await?;
         rows.iter()
             .map(|r| {
-                Ok(LedgerRow {
-                    tenant: r.try_get(0)?,
-                    run_id: r.try_get(1)?,
-                    state: r.try_get(2)?,
-                    error: r.try_get(3)?,
-                    updated_ms: r.try_get(4)?,
-                })
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                ))
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map(Some)
@@ -101,5 +102,24 @@ pub async fn unsettled_rows(url: &DbUrl, connect: Duration) -> Result<Option<Vec
         Err(_) => Err(late("reading tenants' last runs", answer)),
     };
     let _ = conn.close().await;
-    result
+    let rows = result?.map(|rows| rows.into_iter().map(ledger_row).collect::<Result<Vec<_>, Cause>>());
+    rows.transpose().map_err(|cause| LedgerError {
+        ledger: url.redacted(),
+        op: "reading tenants' last runs".into(),
+        cause,
+    })
+}
+
+/// A row as read, its state decoded: one no fleetmig writes is an error naming the run.
+fn ledger_row(
+    (tenant, run_id, state, error, updated_ms): (String, String, String, Option<String>, i64),
+) -> Result<LedgerRow, Cause> {
+    let state = read_state(&run_id, &format!("tenant `{tenant}`'s state"), &state)?;
+    Ok(LedgerRow {
+        tenant,
+        run_id,
+        state,
+        error,
+        updated_ms,
+    })
 }
