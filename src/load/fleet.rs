@@ -399,6 +399,15 @@ struct Defaults {
     init_sql: Vec<String>,
 }
 
+/// Where a tenant lives: the host it is on (if named), its engine and URL, and the host's
+/// `init_sql`.
+struct Place {
+    host: Option<String>,
+    engine: Engine,
+    url: DbUrl,
+    init_sql: Vec<String>,
+}
+
 /// What every tenant is built against, listed or discovered: one set of defaults and checks.
 /// No `Debug`: it holds URLs with their passwords.
 pub(super) struct Rules {
@@ -455,72 +464,128 @@ impl Rules {
     /// Builds a tenant from its entry and the defaults, checking it. `context` names the
     /// entry in messages ("tenant `acme`", "discover row 3 (id `acme`)").
     pub fn tenant(&self, id: TenantId, entry: Entry, context: &str) -> Result<Tenant, FleetError> {
-        let at = |field: &str| format!("{context} {field}");
-        let from_defaults = |field: &str, value: &Result<String, VarError>| -> Result<String, FleetError> {
-            match value {
-                Ok(text) => Ok(text.replace("{id}", id.as_str())),
-                Err(m) => Err(self.invalid(at(field), m.clone())),
-            }
-        };
-
-        enum Place {
-            Host(String),
-            Url(String),
-        }
         let own_url = entry.url.is_some();
-        let place = match (entry.url, entry.host) {
-            (Some(_), Some(_)) => {
-                return Err(self.invalid(context.into(), "give either `url` or `host`, not both"));
-            }
-            (Some(url), None) => Place::Url(url),
-            (None, Some(host)) => Place::Host(host),
-            (None, None) => match (&self.defaults.url, &self.defaults.host) {
-                (Some(url), _) => Place::Url(from_defaults("url", url)?),
-                (None, Some(host)) => Place::Host(host.clone()),
-                (None, None) => {
-                    return Err(self.invalid(context.into(), "no `url` or `host` here nor in `defaults`"));
-                }
-            },
-        };
-        let (host, engine, url, mut init_sql) = match place {
-            Place::Host(name) => {
-                let host = self
-                    .hosts
-                    .get(&name)
-                    .ok_or_else(|| self.invalid(context.into(), format!("host `{name}` is not in `hosts`")))?;
-                let init = self.host_init[&name].clone();
-                (Some(name), engine_of(&host.url), host.url.clone(), init)
-            }
-            Place::Url(text) => {
-                let (engine, url) = parse_url_unchecked(&text, &self.base)
-                    .and_then(|(engine, url)| {
-                        if entry.registry {
-                            registry_params(engine, &url)?;
-                            self.listed_server(engine, &url)?;
-                        }
-                        client_takes(engine, url)
-                    })
-                    .map_err(|m| self.invalid(at("url"), m))?;
-                (None, engine, url, Vec::new())
-            }
-        };
-
+        let Place {
+            host,
+            engine,
+            url,
+            mut init_sql,
+        } = self.place(&id, entry.url, entry.host, entry.registry, context)?;
         let (schema, database) = if entry.schema.is_some() || entry.database.is_some() {
             (entry.schema, entry.database)
         } else if own_url {
             (None, None)
         } else {
             let fill = |field: &str, value: &Option<Result<String, VarError>>| {
-                value.as_ref().map(|v| from_defaults(field, v)).transpose()
+                value
+                    .as_ref()
+                    .map(|v| self.from_defaults(&id, context, field, v))
+                    .transpose()
             };
             (
                 fill("schema", &self.defaults.schema)?,
                 fill("database", &self.defaults.database)?,
             )
         };
+        let namespace = self.namespace(engine, schema, database, context)?;
+        let mut labels = self.defaults.labels.clone();
+        labels.extend(entry.labels);
+        init_sql.extend(self.defaults.init_sql.iter().cloned());
+        init_sql.extend(entry.init_sql);
+        Ok(Tenant {
+            id,
+            labels,
+            canary: entry.canary,
+            engine,
+            url,
+            namespace,
+            host,
+            init_sql,
+        })
+    }
+
+    /// A `defaults:` template for tenant `id`, `{id}` filled in; its unset variable is an
+    /// error of this tenant's `field`.
+    fn from_defaults(
+        &self,
+        id: &TenantId,
+        context: &str,
+        field: &str,
+        value: &Result<String, VarError>,
+    ) -> Result<String, FleetError> {
+        match value {
+            Ok(text) => Ok(text.replace("{id}", id.as_str())),
+            Err(m) => Err(self.invalid(format!("{context} {field}"), m)),
+        }
+    }
+
+    /// Where the tenant lives, from its own `url` or `host`, else the defaults': its host
+    /// (if named), engine, URL and the host's `init_sql`. A registry row's own URL is held
+    /// to what a registry may give.
+    fn place(
+        &self,
+        id: &TenantId,
+        url: Option<String>,
+        host: Option<String>,
+        registry: bool,
+        context: &str,
+    ) -> Result<Place, FleetError> {
+        let url = match (url, host) {
+            (Some(_), Some(_)) => return Err(self.invalid(context.into(), "give either `url` or `host`, not both")),
+            (Some(url), None) => url,
+            (None, Some(host)) => return self.on_host(host, context),
+            (None, None) => match (&self.defaults.url, &self.defaults.host) {
+                (Some(url), _) => self.from_defaults(id, context, "url", url)?,
+                (None, Some(host)) => return self.on_host(host.clone(), context),
+                (None, None) => {
+                    return Err(self.invalid(context.into(), "no `url` or `host` here nor in `defaults`"));
+                }
+            },
+        };
+        let (engine, url) = parse_url_unchecked(&url, &self.base)
+            .and_then(|(engine, url)| {
+                if registry {
+                    registry_params(engine, &url)?;
+                    self.listed_server(engine, &url)?;
+                }
+                client_takes(engine, url)
+            })
+            .map_err(|m| self.invalid(format!("{context} url"), m))?;
+        Ok(Place {
+            host: None,
+            engine,
+            url,
+            init_sql: Vec::new(),
+        })
+    }
+
+    /// A tenant on host `name` of `hosts:`: its engine, URL and `init_sql`.
+    fn on_host(&self, name: String, context: &str) -> Result<Place, FleetError> {
+        let host = self
+            .hosts
+            .get(&name)
+            .ok_or_else(|| self.invalid(context.into(), format!("host `{name}` is not in `hosts`")))?;
+        let init = self.host_init[&name].clone();
+        Ok(Place {
+            engine: engine_of(&host.url),
+            url: host.url.clone(),
+            host: Some(name),
+            init_sql: init,
+        })
+    }
+
+    /// The tenant's schema and database, checked as identifiers and against its engine:
+    /// SQLite takes neither, and in MySQL a schema is a database.
+    fn namespace(
+        &self,
+        engine: Engine,
+        schema: Option<String>,
+        database: Option<String>,
+        context: &str,
+    ) -> Result<Namespace, FleetError> {
         let ident = |field: &str, value: Option<String>| -> Result<Option<Ident>, FleetError> {
             value
-                .map(|v| Ident::new(&v).map_err(|m| self.invalid(at(field), m)))
+                .map(|v| Ident::new(&v).map_err(|m| self.invalid(format!("{context} {field}"), m)))
                 .transpose()
         };
         let mut namespace = Namespace {
@@ -547,21 +612,7 @@ impl Rules {
             }
             _ => {}
         }
-
-        let mut labels = self.defaults.labels.clone();
-        labels.extend(entry.labels);
-        init_sql.extend(self.defaults.init_sql.iter().cloned());
-        init_sql.extend(entry.init_sql);
-        Ok(Tenant {
-            id,
-            labels,
-            canary: entry.canary,
-            engine,
-            url,
-            namespace,
-            host,
-            init_sql,
-        })
+        Ok(namespace)
     }
 }
 
@@ -1084,64 +1135,84 @@ fn parse_url_unchecked(text: &str, base: &Path) -> Result<(Engine, DbUrl), UrlEr
         url: shown(text),
         scheme: scheme.to_owned(),
     })?;
-    if engine == Engine::Sqlite {
-        let rest = text
-            .strip_prefix("sqlite://")
-            .or_else(|| text.strip_prefix("sqlite:"))
-            .unwrap_or_default();
-        let (file, query) = match rest.split_once('?') {
-            Some((file, query)) => (file, Some(query)),
-            None => (rest, None),
-        };
-        if file.is_empty() {
-            return Err(UrlError::NoFile { url: scrub(text) });
-        }
-        let path = if Path::new(file).is_absolute() {
-            PathBuf::from(file)
-        } else {
-            base.join(file)
-        };
-        let path = std::path::absolute(&path).map_err(|cause| UrlError::Resolving {
-            path: path.display().to_string(),
-            cause,
-        })?;
-        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            if !crate::model::fleet::is_sqlite_pragma(&key, &value) {
-                return Err(UrlError::NotPragma {
-                    url: scrub(text),
-                    key: key.escape_debug().to_string(),
-                    value: scrub(&value).escape_debug().to_string(),
-                });
-            }
-            let pragma = key.to_ascii_lowercase();
-            if !crate::model::fleet::SQLITE_PRAGMAS.contains(&pragma.as_str()) {
-                let hint = match pragma.as_str() {
-                    "mode" | "immutable" | "vfs" | "cache" => {
-                        " (a sqlx URL option, which fleetmig does not take: it opens every tenant file to write)"
-                    }
-                    _ => "",
-                };
-                return Err(UrlError::UnknownPragma {
-                    url: scrub(text),
-                    key: key.escape_debug().to_string(),
-                    hint,
-                });
-            }
-        }
-        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            if let Some(why) = crate::model::fleet::sqlite_pragma_conflict(&key, &value) {
-                return Err(UrlError::PragmaConflict {
-                    url: scrub(text),
-                    setting: format!("{key}={value}"),
-                    why,
-                });
-            }
-        }
-        let mut url = Url::parse("sqlite://").map_err(UrlError::Base)?;
-        url.set_path(&path.to_string_lossy());
-        url.set_query(query);
-        return Ok((engine, DbUrl::new(url)));
+    let url = match engine {
+        Engine::Sqlite => sqlite_file_url(text, base)?,
+        Engine::Postgres | Engine::MySql => server_url(engine, text)?,
+    };
+    Ok((engine, url))
+}
+
+/// A SQLite URL: its file made absolute (from `base` when relative), its parameters
+/// PRAGMAs fleetmig knows and takes.
+fn sqlite_file_url(text: &str, base: &Path) -> Result<DbUrl, UrlError> {
+    let rest = text
+        .strip_prefix("sqlite://")
+        .or_else(|| text.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    let (file, query) = match rest.split_once('?') {
+        Some((file, query)) => (file, Some(query)),
+        None => (rest, None),
+    };
+    if file.is_empty() {
+        return Err(UrlError::NoFile { url: scrub(text) });
     }
+    let path = if Path::new(file).is_absolute() {
+        PathBuf::from(file)
+    } else {
+        base.join(file)
+    };
+    let path = std::path::absolute(&path).map_err(|cause| UrlError::Resolving {
+        path: path.display().to_string(),
+        cause,
+    })?;
+    sqlite_pragmas(text, query.unwrap_or_default())?;
+    let mut url = Url::parse("sqlite://").map_err(UrlError::Base)?;
+    url.set_path(&path.to_string_lossy());
+    url.set_query(query);
+    Ok(DbUrl::new(url))
+}
+
+/// Each parameter of a SQLite URL (`text`, for messages) must be a PRAGMA fleetmig knows,
+/// with a plain value, and none may undo what fleetmig needs of the file.
+fn sqlite_pragmas(text: &str, query: &str) -> Result<(), UrlError> {
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !crate::model::fleet::is_sqlite_pragma(&key, &value) {
+            return Err(UrlError::NotPragma {
+                url: scrub(text),
+                key: key.escape_debug().to_string(),
+                value: scrub(&value).escape_debug().to_string(),
+            });
+        }
+        let pragma = key.to_ascii_lowercase();
+        if !crate::model::fleet::SQLITE_PRAGMAS.contains(&pragma.as_str()) {
+            let hint = match pragma.as_str() {
+                "mode" | "immutable" | "vfs" | "cache" => {
+                    " (a sqlx URL option, which fleetmig does not take: it opens every tenant file to write)"
+                }
+                _ => "",
+            };
+            return Err(UrlError::UnknownPragma {
+                url: scrub(text),
+                key: key.escape_debug().to_string(),
+                hint,
+            });
+        }
+    }
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if let Some(why) = crate::model::fleet::sqlite_pragma_conflict(&key, &value) {
+            return Err(UrlError::PragmaConflict {
+                url: scrub(text),
+                setting: format!("{key}={value}"),
+                why,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A PostgreSQL or MySQL URL: it names a host, and a MySQL `timezone` is a zone's name or
+/// offset.
+fn server_url(engine: Engine, text: &str) -> Result<DbUrl, UrlError> {
     let url = Url::parse(text).map_err(|cause| UrlError::NotAUrl {
         url: shown(text),
         cause,
@@ -1164,7 +1235,7 @@ fn parse_url_unchecked(text: &str, base: &Path) -> Result<(Engine, DbUrl), UrlEr
             });
         }
     }
-    Ok((engine, DbUrl::new(url)))
+    Ok(DbUrl::new(url))
 }
 
 /// `url` if its client would take it: see [`crate::driver::connect::url_problem`].
