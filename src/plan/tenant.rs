@@ -194,89 +194,108 @@ pub fn plan<'a>(set: &'a MigrationSet, applied: &[Applied], target: Target) -> R
         Target::Up { .. } => Direction::Up,
         Target::Down { .. } | Target::DownSteps { .. } => Direction::Down,
     };
-    // Dirty rows whose script may run again: going up, they are pending again; going down,
-    // they are applied and revert again. Any other dirty row refuses the tenant.
+    let (rerun, applied) = clear_reruns(set, applied, direction);
+    let from = verify(set, &applied)?;
+    let (migrations, to) = match target {
+        Target::Up { to } => pending_up_to(set, &applied, from, to)?,
+        Target::Down { to } => reverting(set, &applied, newest_applied(set, &applied).filter(|m| m.version > to))?,
+        Target::DownSteps { steps } => reverting(set, &applied, newest_applied(set, &applied).take(steps))?,
+    };
+    let steps = migrations
+        .into_iter()
+        .map(|m| Step {
+            migration: m,
+            direction,
+            rerun: rerun.contains(&m.version),
+        })
+        .collect();
+    Ok(TenantPlan { from, to, steps })
+}
+
+/// Dirty rows whose script may run again going `direction`, and the history as the plan
+/// reads it: going up, they are pending again (left out); going down, they are applied and
+/// revert again (kept, not dirty). Any other dirty row stays, and refuses the tenant.
+fn clear_reruns<'r>(
+    set: &MigrationSet,
+    applied: &'r [Applied],
+    direction: Direction,
+) -> (Vec<Version>, std::borrow::Cow<'r, [Applied]>) {
     let rerun: Vec<Version> = applied
         .iter()
         .filter(|a| a.dirty && rerunnable(set, a, direction))
         .map(|a| a.version)
         .collect();
-    let cleared: Vec<Applied>;
-    let applied = if rerun.is_empty() {
-        applied
-    } else {
-        cleared = applied
-            .iter()
-            .filter(|a| direction == Direction::Down || !rerun.contains(&a.version))
-            .map(|a| Applied {
-                dirty: a.dirty && !rerun.contains(&a.version),
-                ..a.clone()
-            })
-            .collect();
-        &cleared
-    };
-    let from = verify(set, applied)?;
-    let is_applied = |v: Version| applied.iter().any(|a| a.version == v);
-    let (steps, to) = match target {
-        Target::Up { to } => {
-            let pending: Vec<&Migration> = set
-                .iter()
-                .filter(|m| m.version <= to && !is_applied(m.version))
-                .collect();
-            if let Some(old) = pending.iter().find(|m| m.version < from) {
-                return Err(Refusal::OutOfOrder {
-                    version: old.version,
-                    path: old.path.clone(),
-                    newest: from,
-                });
-            }
-            let to = pending.last().map_or(from, |m| m.version);
-            (
-                pending
-                    .into_iter()
-                    .map(|m| Step {
-                        migration: m,
-                        direction: Direction::Up,
-                        rerun: rerun.contains(&m.version),
-                    })
-                    .collect(),
-                to,
-            )
-        }
-        Target::Down { .. } | Target::DownSteps { .. } => {
-            let newest_first = set.iter().rev().filter(|m| is_applied(m.version));
-            let revert: Vec<&Migration> = match target {
-                Target::Down { to } => newest_first.filter(|m| m.version > to).collect(),
-                Target::DownSteps { steps } => newest_first.take(steps).collect(),
-                Target::Up { .. } => unreachable!(),
-            };
-            if let Some(m) = revert.iter().find(|m| !m.is_reversible()) {
-                return Err(Refusal::Irreversible {
-                    version: m.version,
-                    path: m.path.clone(),
-                });
-            }
-            let to = set
-                .iter()
-                .rev()
-                .filter(|m| is_applied(m.version) && !revert.iter().any(|r| r.version == m.version))
-                .map(|m| m.version)
-                .next()
-                .unwrap_or(Version::ZERO);
-            (
-                revert
-                    .into_iter()
-                    .map(|m| Step {
-                        migration: m,
-                        direction: Direction::Down,
-                        rerun: rerun.contains(&m.version),
-                    })
-                    .collect(),
-                to,
-            )
-        }
-    };
-    Ok(TenantPlan { from, to, steps })
+    if rerun.is_empty() {
+        return (rerun, applied.into());
+    }
+    let cleared = applied
+        .iter()
+        .filter(|a| direction == Direction::Down || !rerun.contains(&a.version))
+        .map(|a| Applied {
+            dirty: a.dirty && !rerun.contains(&a.version),
+            ..a.clone()
+        })
+        .collect();
+    (rerun, cleared)
+}
+
+fn is_applied(applied: &[Applied], v: Version) -> bool {
+    applied.iter().any(|a| a.version == v)
+}
+
+/// The migrations up to `to` not applied, oldest first, and the version they reach; one
+/// older than the tenant's version `from` refuses the tenant (out of order).
+fn pending_up_to<'a>(
+    set: &'a MigrationSet,
+    applied: &[Applied],
+    from: Version,
+    to: Version,
+) -> Result<(Vec<&'a Migration>, Version), Refusal> {
+    let pending: Vec<&Migration> = set
+        .iter()
+        .filter(|m| m.version <= to && !is_applied(applied, m.version))
+        .collect();
+    if let Some(old) = pending.iter().find(|m| m.version < from) {
+        return Err(Refusal::OutOfOrder {
+            version: old.version,
+            path: old.path.clone(),
+            newest: from,
+        });
+    }
+    let to = pending.last().map_or(from, |m| m.version);
+    Ok((pending, to))
+}
+
+/// The tenant's applied migrations, newest first.
+fn newest_applied<'a, 'r>(set: &'a MigrationSet, applied: &'r [Applied]) -> impl Iterator<Item = &'a Migration> + 'r
+where
+    'a: 'r,
+{
+    set.iter().rev().filter(|m| is_applied(applied, m.version))
+}
+
+/// The migrations to revert (newest first), and the version left once they are; one
+/// without a down script refuses the tenant.
+fn reverting<'a>(
+    set: &'a MigrationSet,
+    applied: &[Applied],
+    revert: impl Iterator<Item = &'a Migration>,
+) -> Result<(Vec<&'a Migration>, Version), Refusal> {
+    let revert: Vec<&Migration> = revert.collect();
+    if let Some(m) = revert.iter().find(|m| !m.is_reversible()) {
+        return Err(Refusal::Irreversible {
+            version: m.version,
+            path: m.path.clone(),
+        });
+    }
+    let to = set
+        .iter()
+        .rev()
+        .filter(|m| is_applied(applied, m.version) && !revert.iter().any(|r| r.version == m.version))
+        .map(|m| m.version)
+        .next()
+        .unwrap_or(Version::ZERO);
+    Ok((revert, to))
 }
 
 /// The history a `stamp` to `to` leaves: exactly the migrations up to `to`, with the files'
