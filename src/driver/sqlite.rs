@@ -79,8 +79,43 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
             )
         })?;
     }
+    let options = connect_options(tenant, &path, limits, access)?;
+    let conn = match access {
+        Access::Write => lock(&options, limits).await?,
+        Access::Read => {
+            match tokio::time::timeout(limits.connect_timeout, SqliteConnection::connect_with(&options)).await {
+                Ok(conn) => {
+                    conn.map_err(|e| DbError::sqlx(ErrorKind::Unreachable, "opening the database file", &e, None))?
+                }
+                Err(_) => return Err(open_timed_out()),
+            }
+        }
+    };
+    let mut wire = SqliteWire {
+        conn: Some(conn),
+        known_violations: Violations::new(),
+        keys_off: false,
+    };
+    match prepare(&mut wire, tenant, limits, access).await {
+        Ok(()) => Ok(Session::new(wire, None)),
+        Err((op, e)) => {
+            let err = DbError::sqlx(ErrorKind::Sql, op, &e, None);
+            wire.finish(false).await;
+            Err(err)
+        }
+    }
+}
+
+/// How the tenant's file is opened: created and locked exclusively to write, read-only to
+/// read, with the URL's PRAGMAs.
+fn connect_options(
+    tenant: &Tenant,
+    path: &std::path::Path,
+    limits: &Limits,
+    access: Access,
+) -> Result<SqliteConnectOptions, DbError> {
     let mut options = SqliteConnectOptions::new()
-        .filename(&path)
+        .filename(path)
         .create_if_missing(access == Access::Write)
         .read_only(access == Access::Read)
         .busy_timeout(limits.lock_wait);
@@ -103,45 +138,29 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
             options = options.pragma(key.into_owned(), value.into_owned());
         }
     }
-    let conn = match access {
-        Access::Write => lock(&options, limits).await?,
-        Access::Read => {
-            match tokio::time::timeout(limits.connect_timeout, SqliteConnection::connect_with(&options)).await {
-                Ok(conn) => {
-                    conn.map_err(|e| DbError::sqlx(ErrorKind::Unreachable, "opening the database file", &e, None))?
-                }
-                Err(_) => return Err(open_timed_out()),
-            }
-        }
-    };
-    let mut wire = SqliteWire {
-        conn: Some(conn),
-        known_violations: Violations::new(),
-        keys_off: false,
-    };
-    let prepared = async {
-        for statement in &tenant.init_sql {
-            wire.batch(statement).await.map_err(|e| ("running init_sql", e))?;
-        }
-        if access == Access::Write {
-            wire.batch(&format!(
-                "PRAGMA busy_timeout = {}; CREATE TABLE IF NOT EXISTS fleetmig_history ({HISTORY_COLUMNS})",
-                limits.lock_wait.as_millis()
-            ))
-            .await
-            .map_err(|e| ("creating fleetmig_history", e))?;
-        }
-        Ok::<(), (&str, sqlx::Error)>(())
+    Ok(options)
+}
+
+/// Runs the tenant's `init_sql` and, to write, sets the busy wait and creates the history
+/// table; an error names what was being done.
+async fn prepare(
+    wire: &mut SqliteWire,
+    tenant: &Tenant,
+    limits: &Limits,
+    access: Access,
+) -> Result<(), (&'static str, sqlx::Error)> {
+    for statement in &tenant.init_sql {
+        wire.batch(statement).await.map_err(|e| ("running init_sql", e))?;
     }
-    .await;
-    match prepared {
-        Ok(()) => Ok(Session::new(wire, None)),
-        Err((op, e)) => {
-            let err = DbError::sqlx(ErrorKind::Sql, op, &e, None);
-            wire.finish(false).await;
-            Err(err)
-        }
+    if access == Access::Write {
+        wire.batch(&format!(
+            "PRAGMA busy_timeout = {}; CREATE TABLE IF NOT EXISTS fleetmig_history ({HISTORY_COLUMNS})",
+            limits.lock_wait.as_millis()
+        ))
+        .await
+        .map_err(|e| ("creating fleetmig_history", e))?;
     }
+    Ok(())
 }
 
 fn open_timed_out() -> DbError {
