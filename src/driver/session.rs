@@ -264,6 +264,34 @@ impl<W: Wire> Session<W> {
         run_id: &str,
         started: Instant,
     ) -> Result<Duration, StepFailed> {
+        let mark = self.mark_dirty(step, row, sql, op, run_id).await?;
+        let ran = match self.wire.batch(sql).await {
+            Ok(()) => self.wire.verify_step().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ran {
+            let undo = Undo {
+                version: row.version,
+                direction: step.direction,
+                mark,
+                script: sql.to_owned(),
+            };
+            return Err(self.script_failed(e, op, undo).await);
+        }
+        self.clear_mark(step, row, op, started).await
+    }
+
+    /// The bookkeeping before a script run outside a transaction: what a rerun needs, the
+    /// engine's setup, a note of what the script may leave behind (returned), and the row
+    /// marked dirty. Nothing is left dirty that was not before when this fails.
+    async fn mark_dirty(
+        &mut self,
+        step: Step<'_>,
+        row: &Applied,
+        sql: &str,
+        op: &str,
+        run_id: &str,
+    ) -> Result<Vec<(i64, bool)>, StepFailed> {
         let before = |this: &mut Self, e| StepFailed {
             error: this.fail(ErrorKind::Sql, Phase::Before.op(op), e),
             dirty: step.rerun,
@@ -303,47 +331,52 @@ impl<W: Wire> Session<W> {
             }
             return Err(failed);
         }
-        let ran = match self.wire.batch(sql).await {
-            Ok(()) => self.wire.verify_step().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = ran {
-            let mut error = self.fail(ErrorKind::Sql, op, e);
-            error.locate(sql, sql);
-            if let Some(who) = self.wire.blocker(&error, false).await {
-                error.message = format!("{}; {who}", error.message);
-            }
-            let undo = Undo {
-                version: row.version,
-                direction: step.direction,
-                mark,
-                script: sql.to_owned(),
-            };
-            return Err(match self.finish_undo(&undo).await {
-                Ok(true) => StepFailed {
-                    error,
-                    dirty: false,
-                    undo: None,
-                },
-                Ok(false) => StepFailed {
-                    error,
-                    dirty: true,
-                    undo: None,
-                },
-                // The database said why the script failed, so it ran no further; only the
-                // undo could not finish now (a lock wait): another session may.
-                Err(_) if error.code.is_some() => StepFailed {
-                    error,
-                    dirty: true,
-                    undo: Some(undo),
-                },
-                Err(_) => StepFailed {
-                    error,
-                    dirty: true,
-                    undo: None,
-                },
-            });
+        Ok(mark)
+    }
+
+    /// A script run outside a transaction failed: undoes what it left when the engine can,
+    /// and says whether the row is still dirty and whether another session may finish the undo.
+    async fn script_failed(&mut self, e: sqlx::Error, op: &str, undo: Undo) -> StepFailed {
+        let mut error = self.fail(ErrorKind::Sql, op, e);
+        error.locate(&undo.script, &undo.script);
+        if let Some(who) = self.wire.blocker(&error, false).await {
+            error.message = format!("{}; {who}", error.message);
         }
+        match self.finish_undo(&undo).await {
+            Ok(true) => StepFailed {
+                error,
+                dirty: false,
+                undo: None,
+            },
+            Ok(false) => StepFailed {
+                error,
+                dirty: true,
+                undo: None,
+            },
+            // The database said why the script failed, so it ran no further; only the
+            // undo could not finish now (a lock wait): another session may.
+            Err(_) if error.code.is_some() => StepFailed {
+                error,
+                dirty: true,
+                undo: Some(undo),
+            },
+            Err(_) => StepFailed {
+                error,
+                dirty: true,
+                undo: None,
+            },
+        }
+    }
+
+    /// The bookkeeping after a script run outside a transaction: its row cleared (up) or
+    /// removed (down). When that fails the script has run and the row still says dirty.
+    async fn clear_mark(
+        &mut self,
+        step: Step<'_>,
+        row: &Applied,
+        op: &str,
+        started: Instant,
+    ) -> Result<Duration, StepFailed> {
         let ms = millis(started.elapsed());
         let recorded = match step.direction {
             Direction::Up => self.wire.mark_row(row.version, false, Some(ms)).await,
