@@ -301,37 +301,12 @@ impl ProgressReporter {
                 ..
             } => {
                 self.start(tenant);
-                let doing = step_label(*version, name, *direction, *index, *total);
-                if let Some(flight) = self.in_flight.get_mut(tenant) {
-                    flight.doing = doing;
-                    if let Some(bar) = &flight.line {
-                        bar.set_message(tenant_line(tenant, &flight.doing, self.options.id_width));
-                    }
-                }
+                self.show_doing(tenant, step_label(*version, name, *direction, *index, *total));
             }
             // A tenant the run never started, accounted for at the run's end: no bar had it.
             Event::TenantFinished { report, .. }
                 if matches!(report.outcome, Outcome::NotStarted) && !self.in_flight.contains_key(&report.id) => {}
-            Event::TenantFinished { report, .. } => {
-                self.end(&report.id);
-                self.done += 1;
-                match report.outcome {
-                    Outcome::Failed { .. } => self.failed += 1,
-                    Outcome::Skipped { .. } => self.skipped += 1,
-                    Outcome::Succeeded | Outcome::NotStarted | Outcome::Stopped => {}
-                }
-                if matches!(
-                    report.outcome,
-                    Outcome::Failed { .. } | Outcome::Skipped { .. } | Outcome::Stopped
-                ) {
-                    self.print(line);
-                }
-                if let Phase::Wave { done, .. } = &mut self.phase {
-                    *done += 1;
-                }
-                self.draw_overall();
-                self.draw_status();
-            }
+            Event::TenantFinished { report, .. } => self.tenant_finished(&report.id, &report.outcome, line),
             Event::WaveStarted { wave, canary, tenants } => {
                 self.phase = Phase::Wave {
                     wave: *wave,
@@ -340,64 +315,35 @@ impl ProgressReporter {
                     done: 0,
                     shown: line.is_some(),
                 };
-                self.print(line);
-                self.draw_status();
+                self.print_and_status(line);
             }
             Event::Stopping { reason } => {
                 self.stopping = Some(reason.to_string());
-                self.print(line);
-                self.draw_status();
+                self.print_and_status(line);
             }
             Event::RollbackStarted { tenants } => {
                 self.phase = Phase::Rollback {
                     tenants: *tenants,
                     done: 0,
                 };
-                self.print(line);
-                self.draw_status();
+                self.print_and_status(line);
             }
             Event::TenantRolledBack { error, .. } => {
                 if let Phase::Rollback { done, .. } = &mut self.phase {
                     *done += 1;
                 }
-                if error.is_some() {
-                    self.print(line);
-                }
-                self.draw_status();
+                // A tenant rolled back cleanly is counted, not printed.
+                self.print_and_status(line.filter(|_| error.is_some()));
             }
             Event::StepRetried { tenant, attempt, .. } => {
-                if let Some(flight) = self.in_flight.get_mut(tenant) {
-                    flight.doing = format!("retrying (attempt {attempt})");
-                    if let Some(bar) = &flight.line {
-                        bar.set_message(tenant_line(tenant, &flight.doing, self.options.id_width));
-                    }
-                }
+                self.show_doing(tenant, format!("retrying (attempt {attempt})"));
                 self.print(line);
             }
             Event::RunFinished { .. } => self.print(line),
             Event::StepFinished { .. } | Event::WaveFinished { .. } => {}
             Event::GateStarted { wave, gate } => {
                 self.clock.lock().expect("not poisoned").pause(Instant::now());
-                let wave = *wave;
-                self.gate = Some(match gate {
-                    GateStart::Bake { duration_ms, until_ms } => {
-                        let left = Duration::from_millis(until_ms.saturating_sub(stamped.at_ms).min(*duration_ms));
-                        GateShown::Bake {
-                            wave,
-                            until: Instant::now() + left,
-                            until_ms: *until_ms,
-                        }
-                    }
-                    GateStart::Check { total, .. } => GateShown::Check {
-                        wave,
-                        passed: 0,
-                        total: *total,
-                    },
-                    GateStart::Confirm { next } => GateShown::Confirm {
-                        wave,
-                        next_wave: next.next_wave,
-                    },
-                });
+                self.gate = Some(gate_shown(*wave, gate, stamped.at_ms));
                 self.draw_status();
             }
             Event::GateProgress { passed: n, .. } => {
@@ -410,10 +356,7 @@ impl ProgressReporter {
                 self.clock.lock().expect("not poisoned").resume(Instant::now());
                 self.gate = None;
                 // The question and its answer are on the screen already.
-                if *gate != Gate::Confirm || !passed {
-                    self.print(line);
-                }
-                self.draw_status();
+                self.print_and_status(line.filter(|_| *gate != Gate::Confirm || !passed));
             }
         }
     }
@@ -439,6 +382,45 @@ impl ProgressReporter {
         self.overall.finish_and_clear();
         // Terminal output is best effort: a broken terminal must not fail the run.
         let _ = self.multi.clear();
+    }
+
+    /// What a tenant in flight is doing now, on its line.
+    fn show_doing(&mut self, tenant: &TenantId, doing: String) {
+        if let Some(flight) = self.in_flight.get_mut(tenant) {
+            flight.doing = doing;
+            if let Some(bar) = &flight.line {
+                bar.set_message(tenant_line(tenant, &flight.doing, self.options.id_width));
+            }
+        }
+    }
+
+    /// A tenant ended: its line goes, the counts move, and a failure, skip or stop is
+    /// printed above the bars.
+    fn tenant_finished(&mut self, tenant: &TenantId, outcome: &Outcome, line: Option<String>) {
+        self.end(tenant);
+        self.done += 1;
+        match outcome {
+            Outcome::Failed { .. } => self.failed += 1,
+            Outcome::Skipped { .. } => self.skipped += 1,
+            Outcome::Succeeded | Outcome::NotStarted | Outcome::Stopped => {}
+        }
+        if matches!(
+            outcome,
+            Outcome::Failed { .. } | Outcome::Skipped { .. } | Outcome::Stopped
+        ) {
+            self.print(line);
+        }
+        if let Phase::Wave { done, .. } = &mut self.phase {
+            *done += 1;
+        }
+        self.draw_overall();
+        self.draw_status();
+    }
+
+    /// Prints the line, if any, then redraws the status line.
+    fn print_and_status(&mut self, line: Option<String>) {
+        self.print(line);
+        self.draw_status();
     }
 
     fn print(&self, line: Option<String>) {
@@ -732,6 +714,30 @@ impl Drop for ProgressReporter {
 /// A line of text that is cut to the terminal's width rather than wrapped.
 fn plain_style() -> ProgressStyle {
     ProgressStyle::with_template("  {wide_msg}").expect("the template is valid")
+}
+
+/// The status line's view of a gate that started at `at_ms` (the event's time): a bake's
+/// end is counted from then, so a reporter that falls behind does not stretch it.
+fn gate_shown(wave: usize, gate: &GateStart, at_ms: u64) -> GateShown {
+    match gate {
+        GateStart::Bake { duration_ms, until_ms } => {
+            let left = Duration::from_millis(until_ms.saturating_sub(at_ms).min(*duration_ms));
+            GateShown::Bake {
+                wave,
+                until: Instant::now() + left,
+                until_ms: *until_ms,
+            }
+        }
+        GateStart::Check { total, .. } => GateShown::Check {
+            wave,
+            passed: 0,
+            total: *total,
+        },
+        GateStart::Confirm { next } => GateShown::Confirm {
+            wave,
+            next_wave: next.next_wave,
+        },
+    }
 }
 
 fn tenant_line(tenant: &TenantId, doing: &str, id_width: usize) -> String {
