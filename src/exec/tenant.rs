@@ -291,19 +291,8 @@ async fn pause(wait: Duration, stop: &AtomicBool) -> bool {
 /// committed steps took it to when the later attempt could not read one, and unknown when
 /// a lost answer left it so.
 fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
-    // A later attempt that saw the stop before it could read anything adds nothing: a tenant
-    // that changed and whose failed step left nothing behind stopped between migrations, at
-    // the version its committed steps reached; any other stays as the earlier attempt left it.
     if matches!(later.outcome, Outcome::NotStarted) && later.start_version.is_none() && later.final_version.is_none() {
-        let clean = matches!(&earlier.outcome, Outcome::Failed { dirty: false, error, .. }
-            if !crate::driver::connect::is_no_answer(error));
-        if earlier.changed() && clean {
-            return TenantReport {
-                outcome: Outcome::Stopped,
-                ..earlier
-            };
-        }
-        return earlier;
+        return stopped_before_reading(earlier);
     }
     if earlier.start_version.is_some() {
         later.start_version = earlier.start_version;
@@ -321,56 +310,79 @@ fn merge(earlier: TenantReport, mut later: TenantReport) -> TenantReport {
             Outcome::Failed { version, .. } => *version,
             _ => None,
         };
-        later.outcome = match later.outcome {
-            Outcome::NotStarted if earlier.changed() || later.final_version != later.start_version => Outcome::Stopped,
-            // Read again: the step whose answer was lost had not happened.
-            Outcome::NotStarted => Outcome::NotStarted,
-            Outcome::Skipped {
-                reason:
-                    SkipReason::Refused {
-                        refusal: refusal @ Refusal::Dirty { version },
-                    },
-            } => Outcome::Failed {
-                version: Some(version),
-                during: Phase::Migrating,
-                error: DbError::new(ErrorKind::Sql, "reading fleetmig_history", refusal.to_string()),
-                dirty: true,
-            },
-            // Not read again: what the lost answer left stays unknown.
-            Outcome::Skipped {
-                reason: SkipReason::Unreachable { error } | SkipReason::Locked { error },
-            } if lost.is_some() => {
-                let mut first = lost.expect("matched");
-                first.message = format!("{}; tried again: {error}", first.message);
-                Outcome::Failed {
-                    version: at,
-                    during: Phase::Migrating,
-                    error: first,
-                    dirty: false,
-                }
-            }
-            Outcome::Skipped { reason } => {
-                let (during, error) = match reason {
-                    SkipReason::Unreachable { error } | SkipReason::Locked { error } => (opening(&error), error),
-                    SkipReason::Refused { refusal } => (
-                        Phase::ReadingHistory,
-                        DbError::new(ErrorKind::Sql, "reading fleetmig_history", refusal.to_string()),
-                    ),
-                };
-                Outcome::Failed {
-                    version: at,
-                    during,
-                    error,
-                    dirty: false,
-                }
-            }
-            other => other,
-        };
+        let moved = earlier.changed() || later.final_version != later.start_version;
+        later.outcome = after_a_change(later.outcome, moved, lost, at);
     }
     let mut steps = earlier.steps;
     steps.append(&mut later.steps);
     later.steps = steps;
     later
+}
+
+/// A later attempt that saw the stop before it could read anything adds nothing: a tenant
+/// that changed and whose failed step left nothing behind stopped between migrations, at
+/// the version its committed steps reached; any other stays as the earlier attempt left it.
+fn stopped_before_reading(earlier: TenantReport) -> TenantReport {
+    let clean = matches!(&earlier.outcome, Outcome::Failed { dirty: false, error, .. }
+        if !crate::driver::connect::is_no_answer(error));
+    if earlier.changed() && clean {
+        return TenantReport {
+            outcome: Outcome::Stopped,
+            ..earlier
+        };
+    }
+    earlier
+}
+
+/// The outcome of a later attempt on a tenant that earlier attempts changed or may have
+/// changed (`lost`: the error whose answer was lost): never skipped or not started. `moved`:
+/// the tenant is not where it was before the first attempt; `at`: the migration the earlier
+/// attempt failed at.
+fn after_a_change(outcome: Outcome, moved: bool, lost: Option<DbError>, at: Option<Version>) -> Outcome {
+    match outcome {
+        Outcome::NotStarted if moved => Outcome::Stopped,
+        // Read again: the step whose answer was lost had not happened.
+        Outcome::NotStarted => Outcome::NotStarted,
+        Outcome::Skipped {
+            reason: SkipReason::Refused {
+                refusal: refusal @ Refusal::Dirty { version },
+            },
+        } => Outcome::Failed {
+            version: Some(version),
+            during: Phase::Migrating,
+            error: DbError::new(ErrorKind::Sql, "reading fleetmig_history", refusal.to_string()),
+            dirty: true,
+        },
+        // Not read again: what the lost answer left stays unknown.
+        Outcome::Skipped {
+            reason: SkipReason::Unreachable { error } | SkipReason::Locked { error },
+        } if lost.is_some() => {
+            let mut first = lost.expect("matched");
+            first.message = format!("{}; tried again: {error}", first.message);
+            Outcome::Failed {
+                version: at,
+                during: Phase::Migrating,
+                error: first,
+                dirty: false,
+            }
+        }
+        Outcome::Skipped { reason } => {
+            let (during, error) = match reason {
+                SkipReason::Unreachable { error } | SkipReason::Locked { error } => (opening(&error), error),
+                SkipReason::Refused { refusal } => (
+                    Phase::ReadingHistory,
+                    DbError::new(ErrorKind::Sql, "reading fleetmig_history", refusal.to_string()),
+                ),
+            };
+            Outcome::Failed {
+                version: at,
+                during,
+                error,
+                dirty: false,
+            }
+        }
+        other => other,
+    }
 }
 
 /// Where opening a session failed: the drivers' operations name it.
@@ -400,6 +412,8 @@ fn failed_before_any_step(tenant: &Tenant, error: DbError, during: Phase) -> Ten
     }
 }
 
+/// One attempt on a tenant: open and lock it, finish an undo an earlier attempt left,
+/// read its history and do the job's action.
 async fn attempt(
     tenant: &Tenant,
     connector: &Connector,
@@ -407,97 +421,139 @@ async fn attempt(
     pending: &Mutex<Option<Undo>>,
     limits: &Limits,
 ) -> TenantReport {
-    // Opening waits for the tenant's lock (up to --lock-wait) and for the server (up to
-    // --connect-timeout): a stop ends the wait, as nothing has run yet. A session dropped
-    // part way is closed, never reused, and whatever lock it took goes with it.
     if let Action::Checksums(_) = job.action {
-        // Nothing to record on a tenant without history: opening it to write would create
-        // its schema (or file) and history table. An error is left to the path below.
-        if let Ok(rows) = inspect(tenant, connector).await {
-            if rows.is_empty() {
-                return TenantReport {
-                    id: tenant.id.clone(),
-                    outcome: Outcome::Succeeded,
-                    start_version: Some(Version::ZERO),
-                    final_version: Some(Version::ZERO),
-                    steps: vec![],
-                };
-            }
+        if let Some(report) = nothing_to_record(tenant, connector).await {
+            return report;
         }
     }
+    let mut session = match open(tenant, connector, job, limits).await {
+        Ok(session) => session,
+        Err(report) => return report,
+    };
+    let report = match finish_undo(&mut session, tenant, pending).await {
+        Err(report) => report,
+        Ok(Ok(applied)) => act(&mut session, tenant, &applied, job, pending).await,
+        Ok(Err(error)) => failed_before_any_step(tenant, error, Phase::ReadingHistory),
+    };
+    session.release().await;
+    report
+}
+
+/// Nothing to record on a tenant without history: opening it to write would create its
+/// schema (or file) and history table. `None` otherwise; an error is left to the attempt.
+async fn nothing_to_record(tenant: &Tenant, connector: &Connector) -> Option<TenantReport> {
+    match inspect(tenant, connector).await {
+        Ok(rows) if rows.is_empty() => Some(TenantReport {
+            id: tenant.id.clone(),
+            outcome: Outcome::Succeeded,
+            start_version: Some(Version::ZERO),
+            final_version: Some(Version::ZERO),
+            steps: vec![],
+        }),
+        _ => None,
+    }
+}
+
+/// Opens and locks the tenant to write, or the report of why not.
+/// Opening waits for the tenant's lock (up to --lock-wait) and for the server (up to
+/// --connect-timeout): a stop ends the wait, as nothing has run yet. A session dropped
+/// part way is closed, never reused, and whatever lock it took goes with it.
+async fn open(
+    tenant: &Tenant,
+    connector: &Connector,
+    job: Job<'_>,
+    limits: &Limits,
+) -> Result<AnySession, TenantReport> {
     let opened = tokio::select! {
         opened = connector.open_within(tenant, Access::Write, limits) => opened,
         () = stopped(job.stop) => {
-            return TenantReport {
+            return Err(TenantReport {
                 id: tenant.id.clone(),
                 outcome: Outcome::NotStarted,
                 start_version: None,
                 final_version: None,
                 steps: vec![],
-            };
+            });
         }
     };
-    let mut session = match opened {
-        Ok(s) => s,
+    match opened {
+        Ok(s) => Ok(s),
         // The database answered but refused to set up (init_sql, creating the history table).
         Err(error) if error.kind == ErrorKind::Sql => {
             let during = opening(&error);
-            return failed_before_any_step(tenant, error, during);
+            Err(failed_before_any_step(tenant, error, during))
         }
-        Err(e) => return skipped(tenant, e, None),
-    };
-    let mut applied = session.applied().await;
-    let undo = pending.lock().expect("not poisoned").take();
-    if let (Some(undo), Ok(rows)) = (undo, &applied) {
-        if rows.iter().any(|a| a.version == undo.version && a.dirty) {
-            if let Err(error) = session.undo(&undo).await {
-                let at = plan::version_of(rows);
-                let report = TenantReport {
-                    id: tenant.id.clone(),
-                    outcome: Outcome::Failed {
-                        version: Some(undo.version),
-                        during: Phase::Migrating,
-                        error,
-                        dirty: true,
-                    },
-                    start_version: Some(at),
-                    final_version: Some(at),
-                    steps: vec![],
-                };
-                *pending.lock().expect("not poisoned") = Some(undo);
-                session.release().await;
-                return report;
-            }
-            applied = session.applied().await;
-        }
+        Err(e) => Err(skipped(tenant, e, None)),
     }
-    let report = match applied {
-        Ok(applied) => match job.action {
-            Action::Migrate(target) => migrate(&mut session, tenant, &applied, target, job, pending).await,
-            Action::Stamp(to) => stamp(&mut session, tenant, &applied, plan::stamp(job.set, to), to, job.run_id).await,
-            Action::Checksums(only) => match plan::with_checksums(job.set, &applied, only) {
-                Ok(rows) => {
-                    let at = plan::version_of(&applied);
-                    stamp(&mut session, tenant, &applied, rows, at, job.run_id).await
-                }
-                Err(refusal) => {
-                    let at = Some(plan::version_of(&applied));
-                    TenantReport {
-                        id: tenant.id.clone(),
-                        outcome: Outcome::Skipped {
-                            reason: SkipReason::Refused { refusal },
-                        },
-                        start_version: at,
-                        final_version: at,
-                        steps: vec![],
-                    }
-                }
-            },
-        },
-        Err(error) => failed_before_any_step(tenant, error, Phase::ReadingHistory),
+}
+
+/// Reads the tenant's history, first finishing the undo an earlier attempt's session could
+/// not, if the history still marks that step dirty. `Err`: the report of an undo that
+/// failed again (kept for the next attempt; the caller releases the session); `Ok`: the
+/// history, or why it cannot be read.
+async fn finish_undo(
+    session: &mut AnySession,
+    tenant: &Tenant,
+    pending: &Mutex<Option<Undo>>,
+) -> Result<Result<Vec<Applied>, DbError>, TenantReport> {
+    let applied = session.applied().await;
+    let undo = pending.lock().expect("not poisoned").take();
+    let (Some(undo), Ok(rows)) = (undo, &applied) else {
+        return Ok(applied);
     };
-    session.release().await;
-    report
+    if !rows.iter().any(|a| a.version == undo.version && a.dirty) {
+        return Ok(applied);
+    }
+    if let Err(error) = session.undo(&undo).await {
+        let at = plan::version_of(rows);
+        let report = TenantReport {
+            id: tenant.id.clone(),
+            outcome: Outcome::Failed {
+                version: Some(undo.version),
+                during: Phase::Migrating,
+                error,
+                dirty: true,
+            },
+            start_version: Some(at),
+            final_version: Some(at),
+            steps: vec![],
+        };
+        *pending.lock().expect("not poisoned") = Some(undo);
+        return Err(report);
+    }
+    Ok(session.applied().await)
+}
+
+/// Does the job's action on a tenant whose history is `applied`.
+async fn act(
+    session: &mut AnySession,
+    tenant: &Tenant,
+    applied: &[Applied],
+    job: Job<'_>,
+    pending: &Mutex<Option<Undo>>,
+) -> TenantReport {
+    match job.action {
+        Action::Migrate(target) => migrate(session, tenant, applied, target, job, pending).await,
+        Action::Stamp(to) => stamp(session, tenant, applied, plan::stamp(job.set, to), to, job.run_id).await,
+        Action::Checksums(only) => match plan::with_checksums(job.set, applied, only) {
+            Ok(rows) => {
+                let at = plan::version_of(applied);
+                stamp(session, tenant, applied, rows, at, job.run_id).await
+            }
+            Err(refusal) => {
+                let at = Some(plan::version_of(applied));
+                TenantReport {
+                    id: tenant.id.clone(),
+                    outcome: Outcome::Skipped {
+                        reason: SkipReason::Refused { refusal },
+                    },
+                    start_version: at,
+                    final_version: at,
+                    steps: vec![],
+                }
+            }
+        },
+    }
 }
 
 async fn migrate(
@@ -525,26 +581,49 @@ async fn migrate(
             return report;
         }
     };
-    let total = tenant_plan.steps.len();
     if let Some(tracker) = job.progress {
         let mut all = tracker.lock().expect("not poisoned");
         let known = all.entry(tenant.id.clone()).or_default();
         known.start.get_or_insert(start);
         known.to = Some(tenant_plan.to);
     }
-    let started_event = |index: usize, step: &plan::Step<'_>| Event::StepStarted {
-        tenant: tenant.id.clone(),
-        wave: job.wave,
-        version: step.migration.version,
-        name: step.migration.name.clone(),
-        direction: step.direction,
-        index: index + 1,
-        total,
+    let steps = Steps {
+        tenant,
+        job,
+        plan: &tenant_plan,
     };
-    let finished = |report: &mut TenantReport, step: &plan::Step<'_>, duration_ms: u64| {
-        job.events.emit(Event::StepFinished {
-            tenant: tenant.id.clone(),
-            wave: job.wave,
+    if job.per_tenant_tx && !tenant_plan.steps.is_empty() {
+        steps.in_one_transaction(session, report).await
+    } else {
+        steps.one_by_one(session, report, applied, pending).await
+    }
+}
+
+/// A tenant's planned steps being run, and what each one's start and end tell.
+struct Steps<'a, 'j> {
+    tenant: &'a Tenant,
+    job: Job<'j>,
+    plan: &'a plan::TenantPlan<'a>,
+}
+
+impl Steps<'_, '_> {
+    fn started(&self, index: usize, step: &plan::Step<'_>) -> Event {
+        Event::StepStarted {
+            tenant: self.tenant.id.clone(),
+            wave: self.job.wave,
+            version: step.migration.version,
+            name: step.migration.name.clone(),
+            direction: step.direction,
+            index: index + 1,
+            total: self.plan.steps.len(),
+        }
+    }
+
+    /// Emits the step's end and notes it in the report and the tracker.
+    fn finished(&self, report: &mut TenantReport, step: &plan::Step<'_>, duration_ms: u64) {
+        self.job.events.emit(Event::StepFinished {
+            tenant: self.tenant.id.clone(),
+            wave: self.job.wave,
             version: step.migration.version,
             direction: step.direction,
             duration_ms,
@@ -555,21 +634,23 @@ async fn migrate(
             direction: step.direction,
             duration_ms,
         };
-        if let Some(tracker) = job.progress {
+        if let Some(tracker) = self.job.progress {
             let mut all = tracker.lock().expect("not poisoned");
-            all.entry(tenant.id.clone()).or_default().steps.push(done.clone());
+            all.entry(self.tenant.id.clone()).or_default().steps.push(done.clone());
         }
         report.steps.push(done);
-    };
-    if job.per_tenant_tx && total > 0 {
-        // One unit: it runs whole or not at all, so the only safe point is before it.
-        if job.stop.load(Ordering::SeqCst) {
+    }
+
+    /// `--tx per-tenant`: all the steps in one transaction, whole or not at all, so the
+    /// only safe point to stop is before it.
+    async fn in_one_transaction(&self, session: &mut AnySession, mut report: TenantReport) -> TenantReport {
+        if self.job.stop.load(Ordering::SeqCst) {
             report.outcome = Outcome::NotStarted;
             return report;
         }
         // `app` refuses such a run before it starts; a tenant moved back in between fails
         // here, before anything runs on it.
-        let outside = tenant_plan.steps.iter().find(|s| {
+        let outside = self.plan.steps.iter().find(|s| {
             s.migration
                 .script(s.direction)
                 .is_some_and(|script| !script.transactional)
@@ -588,22 +669,22 @@ async fn migrate(
             return report;
         }
         // The steps travel together; the events say so by starting them together.
-        for (index, step) in tenant_plan.steps.iter().enumerate() {
-            job.events.emit(started_event(index, step));
+        for (index, step) in self.plan.steps.iter().enumerate() {
+            self.job.events.emit(self.started(index, step));
         }
-        match session.run_in_one_tx(&tenant_plan.steps, job.run_id).await {
+        match session.run_in_one_tx(&self.plan.steps, self.job.run_id).await {
             Ok(durations) => {
-                for (step, d) in tenant_plan.steps.iter().zip(durations) {
-                    finished(&mut report, step, d.as_millis() as u64);
+                for (step, d) in self.plan.steps.iter().zip(durations) {
+                    self.finished(&mut report, step, d.as_millis() as u64);
                 }
-                report.final_version = Some(tenant_plan.to);
+                report.final_version = Some(self.plan.to);
             }
             Err((at, error)) => {
                 if crate::driver::connect::is_no_answer(&error) {
                     // The commit may have happened with its answer lost: unknown.
                     report.final_version = None;
                 }
-                let failed = tenant_plan.steps.get(at).or(tenant_plan.steps.last());
+                let failed = self.plan.steps.get(at).or(self.plan.steps.last());
                 // Nothing of the transaction stays: the session is closed, the database rolls back.
                 report.outcome = Outcome::Failed {
                     version: failed.map(|s| s.migration.version),
@@ -613,42 +694,52 @@ async fn migrate(
                 };
             }
         }
-        return report;
+        report
     }
-    for (index, step) in tenant_plan.steps.iter().enumerate() {
-        let m = step.migration;
-        if job.stop.load(Ordering::SeqCst) {
-            report.outcome = if index == 0 {
-                Outcome::NotStarted
-            } else {
-                Outcome::Stopped
-            };
-            break;
-        }
-        job.events.emit(started_event(index, step));
-        let started = Instant::now();
-        match session.run_step(*step, job.run_id).await {
-            Ok(_) => finished(&mut report, step, started.elapsed().as_millis() as u64),
-            Err(StepFailed { error, dirty, undo }) => {
-                *pending.lock().expect("not poisoned") = undo;
-                report.outcome = Outcome::Failed {
-                    version: Some(m.version),
-                    during: Phase::Migrating,
-                    error,
-                    dirty,
+
+    /// Each step on its own, the run's stop checked between them; a failed step's undo
+    /// that its session could not finish goes to `pending`.
+    async fn one_by_one(
+        &self,
+        session: &mut AnySession,
+        mut report: TenantReport,
+        applied: &[Applied],
+        pending: &Mutex<Option<Undo>>,
+    ) -> TenantReport {
+        for (index, step) in self.plan.steps.iter().enumerate() {
+            if self.job.stop.load(Ordering::SeqCst) {
+                report.outcome = if index == 0 {
+                    Outcome::NotStarted
+                } else {
+                    Outcome::Stopped
                 };
                 break;
             }
+            self.job.events.emit(self.started(index, step));
+            let started = Instant::now();
+            match session.run_step(*step, self.job.run_id).await {
+                Ok(_) => self.finished(&mut report, step, started.elapsed().as_millis() as u64),
+                Err(StepFailed { error, dirty, undo }) => {
+                    *pending.lock().expect("not poisoned") = undo;
+                    report.outcome = Outcome::Failed {
+                        version: Some(step.migration.version),
+                        during: Phase::Migrating,
+                        error,
+                        dirty,
+                    };
+                    break;
+                }
+            }
         }
-    }
-    report.final_version = Some(reached(&tenant_plan, &report, applied));
-    if let Outcome::Failed { error, .. } = &report.outcome {
-        if crate::driver::connect::is_no_answer(error) {
-            // The server may have committed the step whose answer never came: unknown.
-            report.final_version = None;
+        report.final_version = Some(reached(self.plan, &report, applied));
+        if let Outcome::Failed { error, .. } = &report.outcome {
+            if crate::driver::connect::is_no_answer(error) {
+                // The server may have committed the step whose answer never came: unknown.
+                report.final_version = None;
+            }
         }
+        report
     }
-    report
 }
 
 /// The version the tenant is at after the steps that completed.
