@@ -399,6 +399,9 @@ struct Defaults {
     init_sql: Vec<String>,
 }
 
+/// Each host's `init_sql`, by host name.
+type HostInit = BTreeMap<String, Vec<String>>;
+
 /// Where a tenant lives: the host it is on (if named), its engine and URL, and the host's
 /// `init_sql`.
 struct Place {
@@ -416,7 +419,7 @@ pub(super) struct Rules {
     base: PathBuf,
     hosts: BTreeMap<String, Host>,
     /// Each host's `init_sql`, run before the defaults' and the tenant's.
-    host_init: BTreeMap<String, Vec<String>>,
+    host_init: HostInit,
     defaults: Defaults,
 }
 
@@ -479,7 +482,7 @@ impl Rules {
             let fill = |field: &str, value: &Option<Result<String, VarError>>| {
                 value
                     .as_ref()
-                    .map(|v| self.from_defaults(&id, context, field, v))
+                    .map(|v| self.default_for(&id, context, field, v))
                     .transpose()
             };
             (
@@ -506,7 +509,7 @@ impl Rules {
 
     /// A `defaults:` template for tenant `id`, `{id}` filled in; its unset variable is an
     /// error of this tenant's `field`.
-    fn from_defaults(
+    fn default_for(
         &self,
         id: &TenantId,
         context: &str,
@@ -535,7 +538,7 @@ impl Rules {
             (Some(url), None) => url,
             (None, Some(host)) => return self.on_host(host, context),
             (None, None) => match (&self.defaults.url, &self.defaults.host) {
-                (Some(url), _) => self.from_defaults(id, context, "url", url)?,
+                (Some(url), _) => self.default_for(id, context, "url", url)?,
                 (None, Some(host)) => return self.on_host(host.clone(), context),
                 (None, None) => {
                     return Err(self.invalid(context.into(), "no `url` or `host` here nor in `defaults`"));
@@ -750,7 +753,7 @@ fn hosts_section(
     base: &Path,
     docs: BTreeMap<String, HostDoc>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(BTreeMap<String, Host>, BTreeMap<String, Vec<String>>), FleetError> {
+) -> Result<(BTreeMap<String, Host>, HostInit), FleetError> {
     let mut hosts = BTreeMap::new();
     let mut host_init = BTreeMap::new();
     for (name, host) in docs {
