@@ -23,17 +23,19 @@ impl fmt::Display for Version {
 }
 
 impl FromStr for Version {
-    type Err = String;
+    type Err = BadVersion;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.parse::<i64>() {
             Ok(v) if v >= 0 => Ok(Version(v)),
-            _ => Err(format!(
-                "`{s}` is not a migration version (a whole number from 0 to {})",
-                i64::MAX
-            )),
+            _ => Err(BadVersion(s.to_owned())),
         }
     }
 }
+
+/// Text that is not a migration version, as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a migration version (a whole number from 0 to {max})", max = i64::MAX)]
+pub struct BadVersion(pub String);
 
 /// SHA-256 of a migration's up script, shown and stored as 64 lowercase hex digits.
 #[derive(Clone, PartialEq, Eq, Hash)]
