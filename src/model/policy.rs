@@ -38,10 +38,28 @@ impl MaxFailures {
     }
 }
 
+/// A policy word that does not parse (`--max-failures`, `--rollback`, `--waves` and the
+/// fleet file's `rollout:`), saying what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadPolicy {
+    #[error("`{0}` is not a failure limit: a count (3), a percentage (10%) or `all`")]
+    FailureLimit(String),
+    #[error("`{0}` is not a skip limit: a count (3), a percentage (10%), `all`, or `canary` (the default)")]
+    SkipLimit(String),
+    #[error("`{0}` is not one of failed, wave, run, none")]
+    Rollback(String),
+    #[error("wave size `{0}` is not a count (10) or a percentage (10%) from 1 to 100%")]
+    WaveSize(String),
+    #[error("wave sizes `{spec}` are cumulative: `{size}` cannot be smaller than the size before it")]
+    Shrinking { spec: String, size: WaveSize },
+    #[error("wave sizes `{0}`: nothing can follow `100%`")]
+    AfterAll(String),
+}
+
 impl FromStr for MaxFailures {
-    type Err = String;
+    type Err = BadPolicy;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("`{s}` is not a failure limit: a count (3), a percentage (10%) or `all`");
+        let bad = || BadPolicy::FailureLimit(s.to_owned());
         if s == "all" {
             return Ok(MaxFailures::Unlimited);
         }
@@ -102,14 +120,14 @@ impl MaxSkipped {
 }
 
 impl FromStr for MaxSkipped {
-    type Err = String;
+    type Err = BadPolicy;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "canary" {
             return Ok(MaxSkipped::Canary);
         }
-        s.parse().map(MaxSkipped::Limit).map_err(|_| {
-            format!("`{s}` is not a skip limit: a count (3), a percentage (10%), `all`, or `canary` (the default)")
-        })
+        s.parse()
+            .map(MaxSkipped::Limit)
+            .map_err(|_| BadPolicy::SkipLimit(s.to_owned()))
     }
 }
 
@@ -168,12 +186,12 @@ impl RollbackPolicy {
 /// The fleet file's `rollout.rollback` and the ledger's record of a run: the words
 /// `--rollback` takes.
 impl FromStr for RollbackPolicy {
-    type Err = String;
+    type Err = BadPolicy;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         RollbackPolicy::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("`{s}` is not one of failed, wave, run, none"))
+            .ok_or_else(|| BadPolicy::Rollback(s.to_owned()))
     }
 }
 
@@ -297,10 +315,10 @@ impl WaveSize {
 }
 
 impl FromStr for WaveSize {
-    type Err = String;
+    type Err = BadPolicy;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let bad = || format!("wave size `{s}` is not a count (10) or a percentage (10%) from 1 to 100%");
+        let bad = || BadPolicy::WaveSize(s.to_owned());
         match s.strip_suffix('%') {
             Some(p) => match p.trim().parse::<u32>() {
                 Ok(p) if (1..=100).contains(&p) => Ok(WaveSize::Percent(p)),
@@ -330,7 +348,7 @@ pub struct WaveSpec(pub Vec<WaveSize>);
 /// Sizes are cumulative, so none may be smaller than the one before it of its kind
 /// (`5,2` or `50%,20%` is a mistake, not two waves), and nothing may follow `100%`.
 impl FromStr for WaveSpec {
-    type Err = String;
+    type Err = BadPolicy;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let sizes = s.split(',').map(str::parse).collect::<Result<Vec<WaveSize>, _>>()?;
         let (mut count, mut percent) = (None, None);
@@ -341,14 +359,15 @@ impl FromStr for WaveSpec {
             };
             if let Some(before) = *last {
                 if value < before {
-                    return Err(format!(
-                        "wave sizes `{s}` are cumulative: `{size}` cannot be smaller than the size before it"
-                    ));
+                    return Err(BadPolicy::Shrinking {
+                        spec: s.to_owned(),
+                        size: *size,
+                    });
                 }
             }
             *last = Some(value);
             if percent == Some(100) && i + 1 < sizes.len() {
-                return Err(format!("wave sizes `{s}`: nothing can follow `100%`"));
+                return Err(BadPolicy::AfterAll(s.to_owned()));
             }
         }
         Ok(WaveSpec(sizes))

@@ -22,8 +22,17 @@ pub struct Selector {
     terms: Vec<Term>,
 }
 
+/// A selector term that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSelector {
+    #[error("selector term `{0}` is not `key=value` or `key!=value`")]
+    NotATerm(String),
+    #[error("selector term `{0}` needs a key and a value")]
+    Incomplete(String),
+}
+
 impl FromStr for Selector {
-    type Err = String;
+    type Err = BadSelector;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let terms = text
@@ -34,11 +43,11 @@ impl FromStr for Selector {
                 } else if let Some((k, v)) = term.split_once('=') {
                     (k, v, false)
                 } else {
-                    return Err(format!("selector term `{term}` is not `key=value` or `key!=value`"));
+                    return Err(BadSelector::NotATerm(term.to_owned()));
                 };
                 let (key, value) = (key.trim(), value.trim());
                 if key.is_empty() || value.is_empty() {
-                    return Err(format!("selector term `{term}` needs a key and a value"));
+                    return Err(BadSelector::Incomplete(term.to_owned()));
                 }
                 Ok(Term {
                     key: key.to_owned(),

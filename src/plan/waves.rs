@@ -95,7 +95,7 @@ mod tests {
     #[test]
     fn decreasing_or_repeated_wave_sizes_are_refused() {
         for spec in ["5,2", "50%,20%", "10,3,20%", "1,100%,5"] {
-            let err = spec.parse::<WaveSpec>().unwrap_err();
+            let err = spec.parse::<WaveSpec>().unwrap_err().to_string();
             assert!(err.contains(&format!("wave sizes `{spec}`")), "{spec}: {err}");
         }
         for spec in ["1,10%,50%,100%", "1,5,20%", "100%", "1,1,100%"] {

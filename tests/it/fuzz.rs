@@ -236,10 +236,10 @@ fn selectors_waves_numbers_and_durations_parse_or_say_why() {
     runner(CASES * 4)
         .run(&text, |text| {
             if let Err(m) = text.parse::<Selector>() {
-                assert_message(&text, &m);
+                assert_message(&text, &m.to_string());
             }
             if let Err(m) = text.parse::<WaveSpec>() {
-                assert_message(&text, &m);
+                assert_message(&text, &m.to_string());
             }
             match bounds::duration(&text, bounds::MS, bounds::HOUR) {
                 Ok(d) => prop_assert!(d >= bounds::MS && d <= bounds::HOUR && d.subsec_nanos() % 1_000_000 == 0),
