@@ -124,3 +124,175 @@ fn a_failure_before_any_migration_says_while_doing_what() {
     assert_eq!(badinit["during"], "connecting", "{badinit}");
     assert!(badinit.get("failed_migration").is_none(), "{badinit}");
 }
+
+/// A `psql` session named `name` on `pg`'s database running `sql` (ending in a long sleep);
+/// its backend is ended by [`end_session`], or by the database's drop if the test fails.
+fn psql_session(pg: &Pg, name: &str, sql: &str) -> std::process::Child {
+    std::process::Command::new("psql")
+        .args(["-X", "-q", &pg.url(), "-c", sql])
+        .env("PGAPPNAME", name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn end_session(pg: &Pg, name: &str, mut child: std::process::Child) {
+    pg.exec(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = '{name}'"
+    ));
+    let _ = child.wait();
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "{what} did not happen within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The row of tenant `id` in a final table: its first five columns, and its DETAIL.
+fn row<'a>(table: &'a str, id: &str) -> (Vec<&'a str>, &'a str) {
+    let detail_at = table
+        .lines()
+        .find_map(|l| l.strip_prefix("TENANT ").and_then(|_| l.find("DETAIL")))
+        .unwrap_or_else(|| panic!("no table in:\n{table}"));
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .unwrap_or_else(|| panic!("no row for {id} in:\n{table}"));
+    let columns = line.split_whitespace().take(5).collect();
+    (columns, line.get(detail_at..).unwrap_or_default())
+}
+
+/// Taking a tenant's lock fails two ways. `held`: another session holds it from the start,
+/// so it is skipped as locked before its history could be read (START and FINAL `?`).
+/// `moved`: it applies 0002, loses its session during 0003 (the server ends it), and its
+/// retry finds the lock taken by another session: it failed while locking, and the report
+/// shows where its history said it started and where its committed step left it.
+#[test]
+fn a_failure_while_locking_shows_the_version_it_was_at_when_known() {
+    let Some(pg) = Pg::create("while_locking") else {
+        return;
+    };
+    let p = Project::new();
+    p.fleet(&format!(
+        "hosts: {{ pg: {{ url: \"{}\" }} }}\ndefaults: {{ host: pg, schema: \"{{id}}\" }}\n\
+         tenants:\n  - {{ id: held }}\n  - {{ id: moved }}\n",
+        pg.url()
+    ));
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id int);");
+    let first = p.run(&["up"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    p.migration("0002_u.up.sql", "CREATE TABLE u (id int);");
+    p.migration("0003_slow.up.sql", "SELECT pg_sleep(60);");
+    let lock = |schema: &str| {
+        format!(
+            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/{schema}', 0)); SELECT pg_sleep(60);",
+            pg.name
+        )
+    };
+    let count = |sql: &str| pg.column(&format!("SELECT count(*)::text FROM {sql}"))[0].clone();
+    let locks = |name: &str, granted: bool| {
+        count(&format!(
+            "pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.datname = current_database() \
+             AND a.application_name = '{name}' AND l.locktype = 'advisory' AND l.granted = {granted}"
+        ))
+    };
+    let holder = psql_session(&pg, "holds_held", &lock("held"));
+    wait_until("the lock of `held` is held", || locks("holds_held", true) == "1");
+
+    let up = crate::support::Spawned::new(p.command(&[
+        "up",
+        "--lock-wait",
+        "0s",
+        "--retries",
+        "1",
+        "--max-failures",
+        "all",
+        "--max-skipped",
+        "all",
+        "--rollback",
+        "none",
+        "--report",
+        "report.json",
+    ]));
+    let in_0003 = "pg_stat_activity WHERE datname = current_database() \
+                   AND application_name = 'fleetmig' AND query LIKE '%pg_sleep(60)%'";
+    wait_until("`moved` runs 0003", || count(in_0003) == "1");
+    // Queued behind `moved`'s session, it takes the lock as soon as that session ends.
+    let taker = psql_session(&pg, "takes_moved", &lock("moved"));
+    wait_until("the lock of `moved` is asked for", || {
+        locks("takes_moved", false) == "1"
+    });
+    pg.exec(&format!("SELECT pg_terminate_backend(pid) FROM {in_0003}"));
+    let (code, lines, stderr) = up.finish(std::time::Duration::from_secs(60));
+    end_session(&pg, "holds_held", holder);
+    end_session(&pg, "takes_moved", taker);
+    let stdout = lines.join("\n") + "\n";
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+
+    let by = |name: &str| format!("waiting for the tenant lock: still held after 0s (--lock-wait) by `{name}`");
+    let failed = stdout
+        .lines()
+        .find(|l| l.contains(" moved ") && l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        failed.contains(&format!("FAILED while locking: {}", by("takes_moved")))
+            && failed.ends_with("; 1 applied, left at 2"),
+        "{failed}"
+    );
+    let id = run_id(&stdout);
+    let printed = ending(&stdout, &id);
+    let table = printed.split_once('\n').unwrap().1;
+    let (moved, detail) = row(table, "moved");
+    assert_eq!(moved, ["moved", "1", "failed", "1", "2"], "{table}");
+    assert!(
+        detail.starts_with(&format!("while locking (before migration 3): {}", by("takes_moved"))),
+        "{table}"
+    );
+    // Its history was never read: the version is unknown, and saying so is the truth.
+    let (held, detail) = row(table, "held");
+    assert_eq!(held, ["held", "1", "skipped", "?", "?"], "{table}");
+    assert!(detail.starts_with(&format!("locked: {}", by("holds_held"))), "{table}");
+    let at = |id: &str| table.find(&format!("\n{id} ")).unwrap();
+    assert!(at("moved") < at("held"), "failures first: {table}");
+    assert_eq!(
+        pg.column("SELECT max(version)::text FROM moved.fleetmig_history WHERE NOT dirty"),
+        ["2"],
+        "FINAL is where its history is"
+    );
+
+    let reloaded = p.run(&["report", &id]);
+    assert_eq!(reloaded.stdout.replace(&id, "RUN"), table);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("report.json")).unwrap()).unwrap();
+    let tenant = |id: &str| {
+        file["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let moved = tenant("moved");
+    assert_eq!(
+        (&moved["status"], &moved["during"], &moved["failed_migration"]),
+        (&"failed".into(), &"locking".into(), &3.into()),
+        "{moved}"
+    );
+    assert_eq!(
+        (&moved["start_version"], &moved["final_version"]),
+        (&1.into(), &2.into()),
+        "{moved}"
+    );
+    let held = tenant("held");
+    assert_eq!(held["status"], "skipped", "{held}");
+    assert!(
+        held["start_version"].is_null() && held["final_version"].is_null(),
+        "{held}"
+    );
+}
