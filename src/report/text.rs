@@ -634,6 +634,10 @@ pub(crate) mod tests {
             migrations_run: 2,
             ..final_tenant("acme", 1, Status::RollbackFailed, 1, 3)
         };
+        let stopped = FinalTenant {
+            migrations_run: 1,
+            ..final_tenant("hooli", 2, Status::Stopped, 1, 2)
+        };
         let wave = |wave, canary, tenants, counts: &[(&'static str, usize)]| WaveReport {
             wave,
             canary,
@@ -652,11 +656,18 @@ pub(crate) mod tests {
                 wave(
                     2,
                     false,
-                    4,
-                    &[("failed", 1), ("skipped", 1), ("rolled_back", 1), ("not_started", 1)],
+                    5,
+                    &[
+                        ("failed", 1),
+                        ("skipped", 1),
+                        ("rolled_back", 1),
+                        ("not_started", 1),
+                        ("stopped", 1),
+                    ],
                 ),
             ],
             tenants: vec![
+                stopped,
                 rollback_failed,
                 failed,
                 skipped,
@@ -669,10 +680,25 @@ pub(crate) mod tests {
             ],
             summary: Summary::default(),
         };
-        insta::assert_snapshot!(
-            "final_report_table",
-            crate::report::run::text(&report, crate::report::run::Rows::All)
+        let text = crate::report::run::text(&report, crate::report::run::Rows::All);
+        let statuses: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .map_while(|l| l.split_whitespace().nth(2).filter(|_| !l.starts_with("wave ")))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                "failed",
+                "rolled_back",
+                "rollback_failed",
+                "stopped",
+                "skipped",
+                "not_started"
+            ],
+            "{text}"
         );
+        insta::assert_snapshot!("final_report_table", text);
     }
 
     /// 203 tenants: two failed (one after a step, one while connecting), one rolled back,
