@@ -3,7 +3,7 @@
 //! failures before any migration saying where they happened.
 
 use crate::support::sqlite_fleet;
-use crate::support::{Pg, Project};
+use crate::support::{Pg, Project, end_session, psql_session, wait_until};
 
 /// The run id from the run's first line (`... (run ID)`).
 fn run_id(stdout: &str) -> String {
@@ -123,34 +123,6 @@ fn a_failure_before_any_migration_says_while_doing_what() {
         .unwrap();
     assert_eq!(badinit["during"], "connecting", "{badinit}");
     assert!(badinit.get("failed_migration").is_none(), "{badinit}");
-}
-
-/// A `psql` session named `name` on `pg`'s database running `sql` (ending in a long sleep);
-/// its backend is ended by [`end_session`], or by the database's drop if the test fails.
-fn psql_session(pg: &Pg, name: &str, sql: &str) -> std::process::Child {
-    std::process::Command::new("psql")
-        .args(["-X", "-q", &pg.url(), "-c", sql])
-        .env("PGAPPNAME", name)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn end_session(pg: &Pg, name: &str, mut child: std::process::Child) {
-    pg.exec(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND application_name = '{name}'"
-    ));
-    let _ = child.wait();
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !done() {
-        assert!(std::time::Instant::now() < until, "{what} did not happen within 30 s");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 /// The row of tenant `id` in a final table: its first five columns, and its DETAIL.

@@ -703,3 +703,32 @@ pub fn sqlite_fleet(ids: &[(&str, bool)], bad: &[&str]) -> Project {
     }
     p
 }
+
+/// A `psql` session named `name` on `pg`'s database running `sql` (ending in a long sleep);
+/// its backend is ended by [`end_session`], or by the database's drop if the test fails.
+pub fn psql_session(pg: &Pg, name: &str, sql: &str) -> std::process::Child {
+    std::process::Command::new("psql")
+        .args(["-X", "-q", &pg.url(), "-c", sql])
+        .env("PGAPPNAME", name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+pub fn end_session(pg: &Pg, name: &str, mut child: std::process::Child) {
+    pg.exec(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = '{name}'"
+    ));
+    let _ = child.wait();
+}
+
+/// Polls `done` every 20 ms; fails the test when it is still false after 30 s.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "{what} did not happen within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
