@@ -1,20 +1,30 @@
 //! The JSON Lines events against their documented schema, `docs/events.schema.json`: every
 //! line of real runs (waves with gates, a drifted tenant, a failure rolled back, a stop, a
-//! retry, a `down`) must fit its event's definition, which allows no undocumented field,
-//! and every event kind the schema documents must come up in one of these runs, so a new
-//! event kind cannot go untested.
+//! retry, a `down`, an unanswered `--confirm`, an interrupt between a tenant's steps) must
+//! fit its event's definition, which allows no undocumented field, and every event kind the
+//! schema documents must come up in one of these runs, with every `status` of
+//! `tenant_finished` and every `gate` of `gate_started` and `gate_finished`, so a new event
+//! kind or variant cannot go untested.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Pg, Project, Proxy, ProxyMode, Spawned};
+use crate::support::{Pg, Project, Proxy, ProxyMode, Spawned, end_session, psql_session, wait_until};
 
 fn schema() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/events.schema.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// The fields whose every value (their enum in the schema) some real run must emit: seen
+/// as `kind:value`, beside the kind itself.
+const VARIANTS: [(&str, &str); 3] = [
+    ("tenant_finished", "status"),
+    ("gate_started", "gate"),
+    ("gate_finished", "gate"),
+];
 
 /// One validator per event kind (the definitions whose `event` is a constant), so a line
 /// that does not fit is reported against its own kind's definition.
@@ -48,7 +58,21 @@ impl Events {
         Events { kinds, whole }
     }
 
-    /// Checks every line of `stdout`; returns the event kinds seen.
+    /// Every event kind, and every `kind:value` of [`VARIANTS`], the schema documents.
+    fn documented(&self) -> BTreeSet<String> {
+        let schema = schema();
+        let mut all: BTreeSet<String> = self.kinds.keys().cloned().collect();
+        for (kind, field) in VARIANTS {
+            let values = schema["$defs"][kind]["properties"][field]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("`{kind}.{field}` is not an enum in the schema"));
+            all.extend(values.iter().map(|v| format!("{kind}:{}", v.as_str().unwrap())));
+        }
+        all
+    }
+
+    /// Checks every line of `stdout`; returns the event kinds seen, and their
+    /// [`VARIANTS`] as `kind:value`.
     pub(crate) fn check(&self, what: &str, stdout: &str) -> BTreeSet<String> {
         let mut seen = BTreeSet::new();
         for line in stdout.lines() {
@@ -73,6 +97,11 @@ impl Events {
                 self.whole.is_valid(&v),
                 "{what}: fits `{kind}` but not the whole schema: {line}"
             );
+            for (_, field) in VARIANTS.iter().filter(|(k, _)| *k == kind) {
+                if let Some(value) = v[field].as_str() {
+                    seen.insert(format!("{kind}:{value}"));
+                }
+            }
             seen.insert(kind.to_owned());
         }
         seen
@@ -183,6 +212,109 @@ fn sqlite_runs(events: &Events) -> BTreeSet<String> {
     seen
 }
 
+/// `--confirm` on a terminal (a pseudo-terminal, which `--confirm` needs), answered `n`:
+/// the gate after the canary wave is started with what the next wave holds, is not
+/// passed, and stops the run. Empty when `script` is missing and not required.
+fn unconfirmed_run(events: &Events) -> BTreeSet<String> {
+    let p = crate::support::sqlite_fleet(&[("c", true), ("x", false), ("y", false)], &[]);
+    let Some((screen, code)) = crate::gates::on_a_terminal(&p, "up --confirm --format json", "n\n") else {
+        return BTreeSet::new();
+    };
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains("Start wave 2? [y/N] "), "{screen}");
+    // The terminal shows stdout's events among the question and the echoed answer.
+    let stdout: Vec<&str> = screen
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.starts_with("{\"v\":"))
+        .collect();
+    let seen = events.check("up --confirm answered n", &stdout.join("\n"));
+    let lines: Vec<Value> = stdout.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let started = lines
+        .iter()
+        .find(|v| v["event"] == "gate_started" && v["gate"] == "confirm")
+        .unwrap_or_else(|| panic!("no confirm gate: {screen}"));
+    assert_eq!(
+        (&started["wave"], &started["next_wave"], &started["tenants"]),
+        (&1.into(), &2.into(), &2.into()),
+        "{started}"
+    );
+    assert_eq!(started["first_tenants"], serde_json::json!(["x", "y"]), "{started}");
+    let finished = lines
+        .iter()
+        .find(|v| v["event"] == "gate_finished" && v["gate"] == "confirm")
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert_eq!(
+        (&finished["passed"], &finished["detail"]),
+        (&false.into(), &"not confirmed".into()),
+        "{finished}"
+    );
+    let statuses: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|v| v["event"] == "tenant_finished")
+        .map(|v| (v["tenant"].as_str().unwrap(), v["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [("c", "succeeded"), ("x", "not_started"), ("y", "not_started")],
+        "{screen}"
+    );
+    seen
+}
+
+/// An interrupt while a tenant is in its second of three migrations: that migration (kept
+/// waiting for a lock the test holds until the run is stopping) ends whole, and the tenant
+/// is `stopped` between its steps, at 2.
+fn interrupted_run(events: &Events, pg: &Pg) -> BTreeSet<String> {
+    let p = Project::new();
+    p.fleet(&format!(
+        "defaults: {{url: \"{}\", schema: \"p_{{id}}\"}}\ntenants:\n  - {{id: s}}\n",
+        pg.url()
+    ));
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (id INT);\n");
+    p.migration("0002_gated.up.sql", "SELECT pg_advisory_xact_lock(4242, 2);\n");
+    p.migration("0003_three.up.sql", "CREATE TABLE t3 (id INT);\n");
+    let waiting = |app: &str, granted: bool| {
+        pg.column(&format!(
+            "SELECT count(*)::text FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = current_database() AND a.application_name = '{app}' \
+             AND l.locktype = 'advisory' AND l.classid = 4242 AND l.granted = {granted}"
+        ))[0]
+            == "1"
+    };
+    let gate = psql_session(
+        pg,
+        "json_gate",
+        "SELECT pg_advisory_lock(4242, 2); SELECT pg_sleep(60);",
+    );
+    wait_until("the gate's lock is held", || waiting("json_gate", true));
+    let mut up = Spawned::new(p.command(&["up", "--format", "json", "--rollback", "none"]));
+    wait_until("migration 2 waits for the gate", || waiting("fleetmig", false));
+    up.signal("INT");
+    up.wait_for(Duration::from_secs(30), |v| v["event"] == "stopping");
+    end_session(pg, "json_gate", gate);
+    let mut lines = up.seen.clone();
+    let (code, rest, stderr) = up.finish(Duration::from_secs(60));
+    lines.extend(rest);
+    let stdout = lines.join("\n");
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let finished: Value = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["event"] == "tenant_finished")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(
+        (
+            &finished["status"],
+            &finished["start_version"],
+            &finished["final_version"]
+        ),
+        (&"stopped".into(), &0.into(), &2.into()),
+        "{stdout}"
+    );
+    events.check("up interrupted between a tenant's steps", &stdout)
+}
+
 /// `report RUN --format json` (and `--report FILE.json`, the same document) lists each
 /// tenant as `id` in its `tenants` and shares `tenant_finished`'s other names: `wave`,
 /// `start_version`, `failed_migration`, `dirty`, and `status`, which there is the final
@@ -250,6 +382,7 @@ fn retried_run(events: &Events) -> BTreeSet<String> {
     assert_eq!(last["summary"]["succeeded"], 1, "retried until it succeeded: {stdout}");
     let mut seen = events.check("up through a server that refused at first", &stdout);
     seen.extend(shared_run(events, &pg));
+    seen.extend(interrupted_run(events, &pg));
     seen
 }
 
@@ -288,17 +421,26 @@ fn every_line_of_real_runs_fits_the_schema_and_every_event_kind_comes_up() {
     let events = Events::load();
     let mut seen = sqlite_runs(&events);
     let retried = retried_run(&events);
-    let mut documented: BTreeSet<String> = events.kinds.keys().cloned().collect();
+    let confirmed = unconfirmed_run(&events);
+    let mut documented = events.documented();
+    if confirmed.is_empty() {
+        // `script` is missing and not required (CI requires it): no terminal to confirm on.
+        documented.remove("gate_started:confirm");
+        documented.remove("gate_finished:confirm");
+    }
+    seen.extend(confirmed);
     if retried.is_empty() {
-        // PostgreSQL is missing and not required (CI requires it): the retry is not run.
+        // PostgreSQL is missing and not required (CI requires it): the retry and the
+        // interrupted step are not run.
         documented.remove("step_retried");
+        documented.remove("tenant_finished:stopped");
     }
     seen.extend(retried);
     let missing: Vec<&String> = documented.difference(&seen).collect();
     assert!(
         missing.is_empty(),
-        "event kinds documented in docs/events.schema.json that no run here emitted: {missing:?}; \
-         add a run that emits them"
+        "event kinds (and `kind:value` variants) documented in docs/events.schema.json that no run \
+         here emitted: {missing:?}; add a run that emits them"
     );
 }
 
