@@ -109,7 +109,14 @@ pub(crate) fn on_a_terminal_then(
     act: impl FnOnce(&mut std::process::ChildStdin),
 ) -> Option<(String, Option<i32>)> {
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: `script` (util-linux) is not installed");
+        // As with the servers: CI (FLEETMIG_REQUIRE_SERVERS=1) may not pass by skipping.
+        assert!(
+            !crate::support::servers_required(),
+            "`script` (util-linux) is required (FLEETMIG_REQUIRE_SERVERS=1) but is not installed"
+        );
+        eprintln!(
+            "SKIPPED: `script` (util-linux) is not installed; set FLEETMIG_REQUIRE_SERVERS=1 to make this a failure"
+        );
         return None;
     }
     // `exec`: no shell stands between `script` and fleetmig. A shell that waits for its
