@@ -62,6 +62,27 @@ fn a_check_that_cannot_run_stops_sqlite_before_wave_1() {
     assert_eq!(sqlite_version(&p, "a5").as_deref(), Some("2"));
 }
 
+/// The check tried on the first tenant before wave 1 may be false then (the migrations it
+/// checks have not run): the run goes on, wave 1 runs and the gate after it passes.
+#[test]
+fn a_check_that_is_false_before_wave_1_does_not_stop_the_run() {
+    let p = sqlite_fleet();
+    let first = p.run(&["up", "--to", "1", "--select", "id=c1"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    let check = "SELECT count(*) = 1 FROM sqlite_master WHERE name = 'orders'";
+    let before = sqlite_column(&p.db_path("c1"), &format!("SELECT ({check}) || ''"));
+    assert_eq!(before, ["0"], "false on c1 before wave 1");
+    let run = p.run(&["up", "--check", check]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let c1 = crate::support::tenant_line(&run.stdout, "c1");
+    assert!(c1.contains(" 1 -> 2  1 applied in "), "wave 1 ran: {}", run.stdout);
+    assert!(run.stdout.contains("wave 1: check passed on 1/1"), "{}", run.stdout);
+    assert!(run.stdout.contains("wave 2: check passed on 5/5"), "{}", run.stdout);
+    for id in ["c1", "a1", "a5"] {
+        assert_eq!(sqlite_version(&p, id).as_deref(), Some("2"), "{id}");
+    }
+}
+
 #[test]
 fn a_check_that_cannot_run_stops_postgres_before_wave_1() {
     let Some(pg) = Pg::create("gate_rehearsal") else { return };

@@ -441,3 +441,31 @@ fn report_run_groups_refused_tenants_as_the_run_did() {
         "JSON keeps whole checksums, in each error and refusal"
     );
 }
+
+/// `plan` through the CLI: each tenant's pending migrations as a range and a count past two
+/// (with a hint naming `--verbose`), and `plan --verbose` naming every one of them; the same
+/// tenants, versions and step count either way.
+#[test]
+fn plan_summarises_ranges_and_plan_verbose_names_every_migration() {
+    let p = crate::support::sqlite_fleet(&[("c1", true), ("a1", false), ("a2", false), ("a3", false)], &[]);
+    for (id, to) in [("c1", "1"), ("a1", "3"), ("a3", "2")] {
+        let up = p.run(&["up", "--to", to, "--select", &format!("id={id}")]);
+        assert_eq!(up.code, 0, "{}", up.all());
+    }
+    let plan = p.run(&["plan"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    insta::assert_snapshot!("plan_ranges", plan.stdout);
+    let verbose = p.run(&["plan", "--verbose"]);
+    assert_eq!(verbose.code, 0, "{}", verbose.all());
+    insta::assert_snapshot!("plan_verbose", verbose.stdout);
+    let a2 = crate::support::tenant_line(&verbose.stdout, "a2");
+    assert!(a2.ends_with("0001_t1, 0002_t2, 0003_t3, 0004_t4"), "{a2}");
+    assert!(!verbose.stdout.contains(".."), "{}", verbose.stdout);
+    let head = |out: &str| -> Vec<String> {
+        out.lines()
+            .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let (short, long) = (head(&plan.stdout), head(&verbose.stdout));
+    assert_eq!(short[..short.len() - 1], long[..long.len() - 1]);
+}
