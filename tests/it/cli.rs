@@ -478,6 +478,58 @@ fn the_readme_quick_start_commands_work_on_the_demo() {
     }
 }
 
+/// What the README shows after the line `$ fleetmig {command}`, to the end of its block.
+fn readme_sample(command: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let prompt = format!("$ fleetmig {command}\n");
+    let at = readme
+        .find(&prompt)
+        .unwrap_or_else(|| panic!("no `{}` in the README", prompt.trim_end()));
+    let sample = &readme[at + prompt.len()..];
+    sample[..sample.find("```").unwrap()].to_owned()
+}
+
+/// `runs` output with what differs between runs (ids, times, pids, who) as placeholders and
+/// column padding as one space.
+fn runs_shape(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let shaped: Vec<&str> = words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| match *w {
+                    _ if i == 0 && w.contains('-') => "RUN",
+                    _ if w.len() == 20 && w.ends_with('Z') && w.contains('T') => "TIME",
+                    _ if w.contains('@') => "WHO",
+                    _ if i > 0 && words[i - 1] == "pid" => "PID",
+                    _ => w,
+                })
+                .collect();
+            shaped.join(" ")
+        })
+        .collect()
+}
+
+/// The README's samples of `plan`'s ranges and of `runs` after `down --steps 2` are what
+/// the binary prints on the demo fleet.
+#[test]
+fn the_readmes_plan_and_runs_samples_are_real_output() {
+    let p = demo_project();
+    let plan = p.run(&["plan", "--select", "tier=free"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert_eq!(readme_sample("plan --select tier=free"), plan.stdout);
+
+    assert_eq!(p.run(&["up"]).code, 0);
+    let down = p.run(&["down", "--steps", "2", "--select", "tier=free"]);
+    assert_eq!(down.code, 0, "{}", down.all());
+    let runs = p.run(&["runs"]);
+    assert_eq!(runs.code, 0, "{}", runs.all());
+    let shape = runs_shape(&runs.stdout);
+    assert!(shape[1].starts_with("RUN down -2 steps TIME TIME 5 5"), "{shape:?}");
+    assert_eq!(runs_shape(&readme_sample("runs")), shape);
+}
+
 /// The run id a `--format json` run printed in its `run_started` event.
 fn run_id_of(stdout: &str) -> String {
     stdout
