@@ -222,11 +222,11 @@ fn unconfirmed_run(events: &Events) -> BTreeSet<String> {
     };
     assert_eq!(code, Some(1), "{screen}");
     assert!(screen.contains("Start wave 2? [y/N] "), "{screen}");
-    // The terminal shows stdout's events among the question and the echoed answer.
+    // The terminal shows stdout's events among the question (on stderr, which may come
+    // before events of the wave are printed, and ends with no newline) and the echoed answer.
     let stdout: Vec<&str> = screen
         .split('\n')
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| l.starts_with("{\"v\":"))
+        .filter_map(|l| l.find("{\"v\":").map(|at| l[at..].trim_end_matches('\r')))
         .collect();
     let seen = events.check("up --confirm answered n", &stdout.join("\n"));
     let lines: Vec<Value> = stdout.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
