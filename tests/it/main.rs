@@ -5,6 +5,7 @@
 mod support;
 
 mod aftermath;
+mod architecture;
 mod bad_input;
 mod bad_input2;
 mod cli;
