@@ -91,7 +91,7 @@ fn tenants_sql(range: std::ops::Range<usize>, history: &[(i64, String, String)])
         let _ = writeln!(
             sql,
             "CREATE TABLE \"{s}\".fleetmig_history ({});",
-            fleetmig::driver::postgres::HISTORY_COLUMNS
+            fleetmig::internal::HISTORY_COLUMNS
         );
         let rows: Vec<String> = history
             .iter()

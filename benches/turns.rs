@@ -1,4 +1,4 @@
-//! The start order of a wave (`fleetmig::exec::turns`) at scale: how long handing out the
+//! The start order of a wave (`exec::turns`) at scale: how long handing out the
 //! starts of a wave takes when every tenant waits behind one capped host, against the same
 //! number of tenants on hosts of their own (the baseline), in the same run.
 //!
@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use fleetmig::exec::turns::Turns;
+use fleetmig::internal::Turns;
 
 /// Starts every tenant in turn, `cap` at a time per host, and returns the seconds it took.
 async fn wave(n: usize, one_host: bool, cap: usize) -> f64 {

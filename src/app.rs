@@ -30,6 +30,26 @@ use exit::Outcome;
 
 pub mod exit;
 
+/// The `fleetmig` binary: parses the command line, sets up logging, runs the command and
+/// maps its outcome to the process's exit status.
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    let cli = Cli::parse();
+    crate::logging::init();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    let mut stdout = std::io::stdout();
+    let result = runtime.block_on(run(cli, &mut stdout));
+    // Tasks still blocked (a `--confirm` read of stdin, a connection to a server that no
+    // longer answers) must not keep the process alive once the command is done.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    if let Err(err) = &result {
+        if !exit::is_closed_output(err) {
+            eprintln!("error: {}", crate::error::render(err));
+        }
+    }
+    std::process::ExitCode::from(exit::code(&result))
+}
+
 /// Runs a parsed command line, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
     let g = &cli.global;

@@ -1,9 +1,11 @@
 //! fleetmig applies one set of versioned SQL migrations across a fleet of tenant
 //! databases or schemas (PostgreSQL, MySQL/MariaDB, SQLite).
 //!
-//! The flow: [`load`] reads the fleet file and the migrations folder into the [`model`];
-//! [`plan`] decides, purely, what each tenant needs; [`exec`] runs it across tenants and
-//! emits events; [`report`] turns events into text or JSON. Only [`driver`] speaks SQL.
+//! The library's surface is [`api`] (load a fleet and its migrations, `up`, `status`,
+//! `wait_for`), the data it takes and returns in [`model`], and [`error`]. Inside, `load`
+//! reads the fleet file and the migrations folder into the model, `plan` decides purely
+//! what each tenant needs, `exec` runs it across tenants and emits events, `report` turns
+//! events into text or JSON, and only `driver` speaks SQL (see ARCHITECTURE.md).
 //!
 //! # Library use
 //!
@@ -51,13 +53,28 @@
 //! ```
 
 pub mod api;
-pub mod app;
-pub mod cli;
-pub mod driver;
+pub(crate) mod app;
+pub(crate) mod cli;
+pub(crate) mod driver;
 pub mod error;
-pub mod exec;
-pub mod load;
-pub mod logging;
+pub(crate) mod exec;
+pub(crate) mod load;
+pub(crate) mod logging;
 pub mod model;
-pub mod plan;
-pub mod report;
+pub(crate) mod plan;
+pub(crate) mod report;
+
+/// Not the library's API: what the `fleetmig` binary, the crate's own tests and its
+/// benchmarks reach inside it. Anything here may change in any release.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::app::main;
+    pub use crate::driver::postgres::HISTORY_COLUMNS;
+    pub use crate::exec::turns::Turns;
+    pub use crate::load::{discover, fleet, migrations};
+
+    /// The command line's definition, for tests that walk every argument.
+    pub fn command() -> clap::Command {
+        <crate::cli::Cli as clap::CommandFactory>::command()
+    }
+}

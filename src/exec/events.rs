@@ -134,16 +134,6 @@ pub enum GateStart {
     },
 }
 
-impl GateStart {
-    pub fn gate(&self) -> Gate {
-        match self {
-            GateStart::Bake { .. } => Gate::Bake,
-            GateStart::Check { .. } => Gate::Check,
-            GateStart::Confirm { .. } => Gate::Confirm,
-        }
-    }
-}
-
 /// What the next wave holds, for the operator asked to start it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NextWave {

@@ -130,16 +130,8 @@ fn retryable(report: &TenantReport) -> Option<&DbError> {
     }
 }
 
-/// Runs the job on one tenant. Never returns an error: whatever happens is its outcome.
-pub async fn run(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> TenantReport {
-    job.events.emit(Event::TenantStarted {
-        tenant: tenant.id.clone(),
-        wave: job.wave,
-    });
-    run_announced(tenant, connector, job).await
-}
-
-/// [`run`], for a caller that has emitted the tenant's start itself (in its turn).
+/// Runs the job on one tenant, whose start the caller has announced (in its turn). Never
+/// returns an error: whatever happens is its outcome.
 pub async fn run_announced(tenant: &Tenant, connector: &Connector, job: Job<'_>) -> TenantReport {
     // The undo a failed step's session could not finish, for the next attempt to finish first.
     let pending: Mutex<Option<Undo>> = Mutex::default();

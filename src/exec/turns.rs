@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 /// Who may start next. Tenants wait in fleet order; one start happens at a time, from
-/// taking a turn until [`Turn::started`], so the start events come out in that order too.
+/// taking a turn until `Turn::started`, so the start events come out in that order too.
 #[derive(Debug)]
 pub struct Turns {
     state: Mutex<State>,

@@ -1090,7 +1090,7 @@ pub enum UrlError {
     NoHost { url: String },
     #[error("`{url}`: URL parameter `{key}` is `{value}`: expected a time zone such as UTC, +00:00 or Europe/Paris")]
     TimeZone { url: String, key: String, value: String },
-    /// The engine's client would refuse the URL ([`crate::driver::connect::url_problem`]).
+    /// The engine's client would refuse the URL (`driver::connect::url_problem`).
     #[error("`{url}`: {why}")]
     ClientRefuses { url: String, why: String },
     #[error("the ledger lives in PostgreSQL or SQLite")]

@@ -68,13 +68,9 @@ impl State {
             State::Dirty { .. } => Condition::Dirty,
         }
     }
-
-    pub fn name(&self) -> &'static str {
-        self.condition().name()
-    }
 }
 
-/// A tenant's condition, as `status` names it: a [`State`] without its particulars, or
+/// A tenant's condition, as `status` names it: a `State` without its particulars, or
 /// `unreachable` when its history could not be read. Each word is spelt here only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -653,6 +653,7 @@ impl fmt::Debug for BarPrompt {
 
 impl BarPrompt {
     /// Asks through `io` instead of the standard streams.
+    #[cfg(test)]
     pub fn with_io(mut self, io: Box<dyn PromptIo>) -> Self {
         self.io = io;
         self

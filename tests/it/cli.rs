@@ -355,9 +355,8 @@ fn the_runner_is_the_system_user_without_user_in_the_environment() {
 
 #[test]
 fn every_command_and_argument_has_help() {
-    use clap::CommandFactory;
     let mut missing = Vec::new();
-    let root = fleetmig::cli::Cli::command();
+    let root = fleetmig::internal::command();
     let mut commands = vec![(String::from("fleetmig"), &root)];
     while let Some((path, command)) = commands.pop() {
         if command.get_about().is_none_or(|a| a.to_string().trim().is_empty()) && path != "fleetmig" {

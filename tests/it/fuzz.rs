@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use fleetmig::load::fleet;
-use fleetmig::load::migrations;
+use fleetmig::api::Selector;
+use fleetmig::internal::fleet;
+use fleetmig::internal::migrations;
 use fleetmig::model::bounds;
 use fleetmig::model::policy::WaveSpec;
-use fleetmig::plan::select::Selector;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
@@ -457,7 +457,7 @@ fn registry_value() -> impl Strategy<Value = Option<String>> {
 
 #[test]
 fn registry_rows_become_tenants_with_allowed_url_parameters_or_are_refused_naming_the_row() {
-    use fleetmig::load::discover;
+    use fleetmig::internal::discover;
     let path = Path::new("/fleet/tenants.yaml");
     let text = "hosts:\n  main: {url: \"postgres://u@127.0.0.1:5432/db\"}\n\
                 discover: {url: \"sqlite://registry.db\", query: \"SELECT 1\"}\n";

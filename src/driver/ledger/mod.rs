@@ -9,9 +9,9 @@ mod schema;
 pub mod status;
 mod views;
 
-pub use error::{Cause, LedgerError, Undecodable};
+pub use error::LedgerError;
 pub use handle::{Ledger, MIN_ANSWER};
-pub use lease::{Claimed, RowFailure, SharedRow, SharedRun};
+pub use lease::{Claimed, SharedRun};
 pub use records::{RecordedPolicy, RunPlan, default_ledger_path, runner};
 
 #[cfg(test)]

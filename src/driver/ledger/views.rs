@@ -10,7 +10,7 @@ use super::error::{Cause, LedgerError, decode};
 use super::handle::Ledger;
 use super::lease::read_state;
 use super::records::RunPlan;
-use crate::model::record::{LastError, RunRow, TenantState};
+use crate::model::record::{RunRow, TenantState};
 use crate::model::run::{RunReport, Status};
 
 /// The `--steps` a run's recorded plan holds; `None` for other runs and old runs. A plan
@@ -145,36 +145,8 @@ impl Ledger {
         .await
     }
 
-    /// Per tenant, the last error any run recorded for it (and not cleared by a later success).
-    pub async fn last_errors(&self) -> Result<Vec<(String, LastError)>, LedgerError> {
-        self.bounded("reading last errors", async {
-            let rows = sqlx::query(
-                "SELECT t.tenant, t.run_id, t.updated_ms, t.error FROM fleetmig_run_tenants t \
-             WHERE t.error IS NOT NULL AND NOT EXISTS (SELECT 1 FROM fleetmig_run_tenants u WHERE u.tenant = t.tenant \
-             AND u.updated_ms > t.updated_ms AND (u.state = $1 OR u.error IS NOT NULL)) ORDER BY t.tenant",
-            )
-            .bind(TenantState::Ended(Status::Succeeded).as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.fail("reading last errors", e))?;
-            rows.iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get(0)?,
-                        LastError {
-                            run_id: r.try_get(1)?,
-                            at_ms: r.try_get(2)?,
-                            error: r.try_get(3)?,
-                        },
-                    ))
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(|e| self.fail("reading last errors", e))
-        })
-        .await
-    }
-
     /// Every tenant row of a run: (tenant, state, final version).
+    #[cfg(test)]
     pub async fn tenants(&self, run_id: &str) -> Result<Vec<(String, TenantState, Option<i64>)>, LedgerError> {
         let op = "reading a run's tenants";
         self.bounded(op, async {

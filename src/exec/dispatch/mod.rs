@@ -37,7 +37,7 @@ use crate::model::run::{dirty_at, summarize};
 use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
 
-pub use crate::exec::work::{REHEARSAL, rehearse_check};
+pub use crate::exec::work::rehearse_check;
 pub(crate) use abandon::abandoned_report;
 pub(crate) use claims::Claims;
 
