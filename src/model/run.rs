@@ -291,6 +291,30 @@ pub struct FinalTenant {
     pub migrations_run: usize,
 }
 
+impl FinalTenant {
+    /// Tenant `id` of `wave` with `status`, between versions `start` and `end`, and
+    /// nothing else to say yet (no error, no rollback, no migration run).
+    pub fn new(id: String, wave: usize, status: Status, start: Option<Version>, end: Option<Version>) -> Self {
+        FinalTenant {
+            id,
+            wave,
+            status,
+            start_version: start,
+            final_version: end,
+            dirty: None,
+            failed_migration: None,
+            during: None,
+            refusal: None,
+            error: None,
+            error_code: None,
+            error_number: None,
+            rollback: None,
+            rollback_error: None,
+            migrations_run: 0,
+        }
+    }
+}
+
 /// Counts for one wave.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WaveReport {

@@ -590,23 +590,7 @@ pub(crate) mod tests {
 
     // The final report is plain text for the same readers; its table is pinned here.
     fn final_tenant(id: &str, wave: usize, status: Status, start: i64, end: i64) -> FinalTenant {
-        FinalTenant {
-            id: id.into(),
-            wave,
-            status,
-            start_version: Some(Version(start)),
-            final_version: Some(Version(end)),
-            failed_migration: None,
-            during: None,
-            error: None,
-            error_code: None,
-            error_number: None,
-            rollback: None,
-            rollback_error: None,
-            migrations_run: 0,
-            refusal: None,
-            dirty: None,
-        }
+        FinalTenant::new(id.into(), wave, status, Some(Version(start)), Some(Version(end)))
     }
 
     #[test]

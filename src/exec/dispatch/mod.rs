@@ -595,21 +595,15 @@ fn not_started(t: &Tenant) -> TenantReport {
 fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
     let report = slot.report.as_ref().expect("every slot is filled before the report");
     let mut out = FinalTenant {
-        id: slot.tenant.id.to_string(),
-        wave: slot.wave,
-        status: Status::Succeeded,
-        start_version: report.start_version,
-        final_version: report.final_version,
         dirty: dirty_at(&report.outcome),
-        failed_migration: None,
-        during: None,
-        error: None,
-        error_code: None,
-        error_number: None,
-        rollback: None,
-        rollback_error: None,
         migrations_run: report.steps.len(),
-        refusal: None,
+        ..FinalTenant::new(
+            slot.tenant.id.to_string(),
+            slot.wave,
+            Status::Succeeded,
+            report.start_version,
+            report.final_version,
+        )
     };
     out.status = outcome_status(slot, report, &mut out);
     if let Some(rb) = &slot.rollback {
