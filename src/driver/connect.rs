@@ -153,6 +153,23 @@ impl Limits {
     }
 }
 
+/// Opens a connection within `limit`, written once for the engines: a server that does not
+/// answer in time is unreachable, "no answer within" the limit; a refusal is `fail`ed.
+pub async fn connect_within<T>(
+    limit: Duration,
+    connecting: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    fail: impl FnOnce(sqlx::Error) -> DbError,
+) -> Result<T, DbError> {
+    match tokio::time::timeout(limit, connecting).await {
+        Ok(conn) => conn.map_err(fail),
+        Err(_) => Err(DbError::new(
+            ErrorKind::Unreachable,
+            "connecting",
+            format!("no answer within {limit:?}"),
+        )),
+    }
+}
+
 /// Awaits one round trip for at most `limit`. Past it the server is presumed gone: the
 /// trip fails, and its session (broken by the error) is closed, never reused.
 pub async fn answered<T>(

@@ -6,9 +6,9 @@ use std::str::FromStr;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Executor, Row};
 
-use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, answered};
+use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, answered, connect_within};
 use crate::driver::quote::backtick;
-use crate::driver::session::{Session, Wire};
+use crate::driver::session::{Session, Wire, applied_row, run_init_sql};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Version};
@@ -70,16 +70,11 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
     let fail = |kind, op: &str, e: sqlx::Error| DbError::sqlx(kind, op, &e, secret.as_deref());
     let options = MySqlConnectOptions::from_str(tenant.url.expose())
         .map_err(|e| fail(ErrorKind::Unreachable, "reading the URL", e))?;
-    let conn = match tokio::time::timeout(limits.connect_timeout, MySqlConnection::connect_with(&options)).await {
-        Ok(conn) => conn.map_err(|e| fail(ErrorKind::Unreachable, "connecting", e))?,
-        Err(_) => {
-            return Err(DbError::new(
-                ErrorKind::Unreachable,
-                "connecting",
-                format!("no answer within {:?}", limits.connect_timeout),
-            ));
-        }
-    };
+    let connecting = MySqlConnection::connect_with(&options);
+    let conn = connect_within(limits.connect_timeout, connecting, |e| {
+        fail(ErrorKind::Unreachable, "connecting", e)
+    })
+    .await?;
     let database = tenant.namespace.database.as_ref().map(|d| d.as_str().to_owned());
     let table = match &database {
         Some(db) => format!("{}.fleetmig_history", backtick(db)),
@@ -107,11 +102,9 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
 type Failure = (ErrorKind, String, sqlx::Error);
 
 async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access: Access) -> Result<(), Failure> {
-    for statement in &tenant.init_sql {
-        wire.batch(statement)
-            .await
-            .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
-    }
+    run_init_sql(wire, tenant)
+        .await
+        .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
     if access == Access::Write {
         let got: Option<i64> = answered(
             wire.lock_within(limits),
@@ -234,16 +227,7 @@ impl Wire for MySqlWire {
             .fetch_all(&mut self.conn),
         )
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Applied {
-                    version: Version(r.try_get(0)?),
-                    name: r.try_get(1)?,
-                    checksum: r.try_get(2)?,
-                    dirty: r.try_get::<i64, _>(3)? != 0,
-                })
-            })
-            .collect()
+        rows.iter().map(applied_row).collect()
     }
 
     async fn insert_row(&mut self, row: &Applied, duration_ms: i64, run_id: &str) -> Result<(), sqlx::Error> {

@@ -16,9 +16,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Column, Connection, Either, Executor, Row};
 
-use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, NO_ANSWER, answered};
+use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, NO_ANSWER, answered, connect_within};
 use crate::driver::quote::double;
-use crate::driver::session::{Session, Wire};
+use crate::driver::session::{Session, Wire, run_init_sql};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Direction, Version};
@@ -188,13 +188,9 @@ pub async fn open(
             };
             let options = connect_options(url.expose(), limits)
                 .map_err(|e| fail(ErrorKind::Unreachable, "reading the URL", e))?;
-            match tokio::time::timeout(limits.connect_timeout, PgConnection::connect_with(&options)).await {
-                Ok(conn) => Conn::Own(conn.map_err(|e| fail(ErrorKind::Unreachable, "connecting", e))?),
-                Err(_) => {
-                    let message = format!("no answer within {:?}", limits.connect_timeout);
-                    return Err(DbError::new(ErrorKind::Unreachable, "connecting", message));
-                }
-            }
+            let connecting = PgConnection::connect_with(&options);
+            let unreachable = |e| fail(ErrorKind::Unreachable, "connecting", e);
+            Conn::Own(connect_within(limits.connect_timeout, connecting, unreachable).await?)
         }
     };
     let schema = tenant.namespace.schema.as_ref().map(|s| s.as_str().to_owned());
@@ -365,11 +361,9 @@ fn jitter(d: Duration) -> Duration {
 }
 
 async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Access) -> Result<(), PrepareError> {
-    for statement in &tenant.init_sql {
-        wire.batch(statement)
-            .await
-            .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
-    }
+    run_init_sql(wire, tenant)
+        .await
+        .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
     let key = lock_key(wire.schema.as_deref());
     // Simple-query text only, never a prepared statement: a statement per schema would
     // fill each connection's statement cache with plans the server re-checks on every

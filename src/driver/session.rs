@@ -121,6 +121,31 @@ pub trait Wire: Send {
     fn finish(self, clean: bool) -> impl Future<Output = ()> + Send;
 }
 
+/// A history row from the columns `version, name, checksum, dirty`, the dirty flag an
+/// integer (MySQL, SQLite; PostgreSQL's is a boolean, read by its own `applied_of`).
+pub fn applied_row<'r, R: sqlx::Row>(r: &'r R) -> Result<Applied, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Applied {
+        version: Version(r.try_get(0)?),
+        name: r.try_get(1)?,
+        checksum: r.try_get(2)?,
+        dirty: r.try_get::<i64, _>(3)? != 0,
+    })
+}
+
+/// Runs the tenant's `init_sql` on a new session, in order: written once for every engine,
+/// each of which names the failure its own way.
+pub async fn run_init_sql<W: Wire>(wire: &mut W, tenant: &crate::model::fleet::Tenant) -> Result<(), sqlx::Error> {
+    for statement in &tenant.init_sql {
+        wire.batch(statement).await?;
+    }
+    Ok(())
+}
+
 /// A step that did not complete: why, and what it left in the history table.
 #[derive(Debug, Clone)]
 pub struct StepFailed {

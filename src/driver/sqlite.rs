@@ -11,7 +11,7 @@ use sqlx::{Connection, Executor, Row};
 use tokio::time::Instant;
 
 use crate::driver::connect::{Access, Limits};
-use crate::driver::session::{Session, Wire};
+use crate::driver::session::{Session, Wire, applied_row, run_init_sql};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Version};
@@ -149,9 +149,7 @@ async fn prepare(
     limits: &Limits,
     access: Access,
 ) -> Result<(), (&'static str, sqlx::Error)> {
-    for statement in &tenant.init_sql {
-        wire.batch(statement).await.map_err(|e| ("running init_sql", e))?;
-    }
+    run_init_sql(wire, tenant).await.map_err(|e| ("running init_sql", e))?;
     if access == Access::Write {
         wire.batch(&format!(
             "PRAGMA busy_timeout = {}; CREATE TABLE IF NOT EXISTS fleetmig_history ({HISTORY_COLUMNS})",
@@ -280,16 +278,7 @@ impl Wire for SqliteWire {
         let rows = sqlx::query("SELECT version, name, checksum, dirty FROM fleetmig_history ORDER BY version")
             .fetch_all(&mut *conn)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Applied {
-                    version: Version(r.try_get(0)?),
-                    name: r.try_get(1)?,
-                    checksum: r.try_get(2)?,
-                    dirty: r.try_get::<i64, _>(3)? != 0,
-                })
-            })
-            .collect()
+        rows.iter().map(applied_row).collect()
     }
 
     async fn insert_row(&mut self, row: &Applied, duration_ms: i64, run_id: &str) -> Result<(), sqlx::Error> {
