@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::prompt::{ask_yes, can_confirm};
 use crate::api::{self, Options};
 use crate::error::Error;
+use crate::exec::run::Inspected;
 use crate::exec::tenant::Action;
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::{Direction, Migration, MigrationSet, Version};
@@ -107,22 +108,40 @@ fn script_path(m: &Migration, direction: Direction) -> PathBuf {
     }
 }
 
-/// `down` refuses before anything runs when any tenant would pass a migration without a
-/// down script.
-pub(super) async fn refuse_irreversible(s: &Scope<'_, '_>, target: Target) -> Result<(), Error> {
-    if let Target::Down { to } = target {
-        if let Some(m) = s.set.iter().find(|m| m.version > to && !m.is_reversible()) {
+/// The tenants' histories `down`'s checks need, read once for both: none when `--to`
+/// with `--yes` (the set alone says what is irreversible, and nothing is asked).
+pub(super) async fn read_for_down<'t>(s: &Scope<'_, 't>, target: Target, yes: bool) -> Vec<Inspected<'t>> {
+    if matches!(target, Target::Down { .. }) && yes {
+        return Vec::new();
+    }
+    api::inspect(s.fleet, s.set, s.opts, s.tenants).await
+}
+
+/// `down --to` refuses before anything is read when a migration past `to` has no down
+/// script.
+pub(super) fn refuse_irreversible_past(set: &MigrationSet, target: Target) -> Result<(), Error> {
+    let Target::Down { to } = target else { return Ok(()) };
+    match set.iter().find(|m| m.version > to && !m.is_reversible()) {
+        Some(m) => {
             let refusal = Refusal::Irreversible {
                 version: m.version,
                 path: m.path.clone(),
             };
-            return Err(Error::Refused(format!("down --to {to}: {refusal}")));
+            Err(Error::Refused(format!("down --to {to}: {refusal}")))
         }
+        None => Ok(()),
+    }
+}
+
+/// `down --steps` refuses before anything runs when any tenant would pass a migration
+/// without a down script; `states`: the tenants' histories (see [`read_for_down`]).
+pub(super) fn refuse_irreversible(s: &Scope<'_, '_>, target: Target, states: &[Inspected<'_>]) -> Result<(), Error> {
+    if !matches!(target, Target::DownSteps { .. }) {
         return Ok(());
     }
-    for (tenant, rows) in api::inspect(s.fleet, s.set, s.opts, s.tenants).await {
+    for (tenant, rows) in states {
         if let Ok(rows) = rows {
-            if let Err(r @ Refusal::Irreversible { .. }) = plan::plan(s.set, &rows, target) {
+            if let Err(r @ Refusal::Irreversible { .. }) = plan::plan(s.set, rows, target) {
                 return Err(Error::Refused(format!("tenant `{}`: {r}", tenant.id)));
             }
         }
@@ -133,11 +152,15 @@ pub(super) async fn refuse_irreversible(s: &Scope<'_, '_>, target: Target) -> Re
 /// A `down` that would revert every migration a tenant has (to version 0) goes on only when
 /// the operator says so: asked on a terminal, else with `--yes`. Refused otherwise, naming
 /// the tenants, before anything runs.
-pub(super) async fn confirm_down_to_zero(s: &Scope<'_, '_>, target: Target, yes: bool) -> Result<(), Error> {
+pub(super) async fn confirm_down_to_zero(
+    s: &Scope<'_, '_>,
+    target: Target,
+    yes: bool,
+    states: &[Inspected<'_>],
+) -> Result<(), Error> {
     if yes {
         return Ok(());
     }
-    let states = api::inspect(s.fleet, s.set, s.opts, s.tenants).await;
     let to_zero: Vec<String> = states
         .iter()
         .filter(|(_, rows)| match rows {

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use indicatif::ProgressDrawTarget;
 
-use super::checks::{Scope, check_per_tenant_tx, check_report_path, confirm_down_to_zero, refuse_irreversible};
+use super::checks::{
+    Scope, check_per_tenant_tx, check_report_path, confirm_down_to_zero, read_for_down, refuse_irreversible,
+    refuse_irreversible_past,
+};
 use super::exit::Outcome;
 use super::prompt::{can_confirm, wave_prompt};
 use super::{open_ledger, options, report_command, resume, signals};
@@ -85,8 +88,10 @@ pub(super) async fn down(
         opts: &opts,
         tenants: &tenants,
     };
-    refuse_irreversible(&scope, target).await?;
-    confirm_down_to_zero(&scope, target, rollout.yes).await?;
+    refuse_irreversible_past(&set, target)?;
+    let states = read_for_down(&scope, target, rollout.yes).await;
+    refuse_irreversible(&scope, target, &states)?;
+    confirm_down_to_zero(&scope, target, rollout.yes, &states).await?;
     let args = RunArgs {
         tenants,
         action: Action::Migrate(target),
