@@ -18,7 +18,7 @@ use crate::exec::run::{Inspected, RunContext, inspect_all};
 use crate::exec::tenant::Action;
 use crate::load;
 use crate::model::fleet::{Fleet, Tenant};
-use crate::model::migration::{MigrationSet, Version};
+use crate::model::migration::{Layout, MigrationSet, Version};
 use crate::model::policy::WaveSpec;
 pub use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::model::secret::DbUrl;
@@ -104,8 +104,14 @@ pub async fn load_fleet(path: impl AsRef<Path>, connect_timeout: std::time::Dura
 
 /// Reads the migrations folder.
 pub fn load_migrations(dir: impl AsRef<Path>) -> Result<MigrationSet, Error> {
+    load_migrations_in(dir, None)
+}
+
+/// Reads the migrations folder in `layout`, or in the layout it is found to have (see
+/// [`Layout`]): fleetmig's own, sqlx's, golang-migrate's, diesel's, Flyway's or dbmate's.
+pub fn load_migrations_in(dir: impl AsRef<Path>, layout: Option<Layout>) -> Result<MigrationSet, Error> {
     let dir = dir.as_ref();
-    load::migrations::load(dir).map_err(|source| Error::Migrations {
+    load::migrations::load_in(dir, layout).map_err(|source| Error::Migrations {
         dir: dir.display().to_string(),
         source,
     })
@@ -140,9 +146,12 @@ pub fn selected<'f>(fleet: &'f Fleet, selectors: &[Selector]) -> Result<Vec<&'f 
     Ok(tenants)
 }
 
-/// `v` when a migration has that version (or it is 0); `flag` names where it came from in
-/// the error.
+/// `v`, read in the set's version style, when a migration has that version (or it is 0);
+/// `flag` names where it came from in the error.
 pub(crate) fn check_target(set: &MigrationSet, v: Version, flag: &str) -> Result<Version, Error> {
+    let v = v
+        .restyled(set.style())
+        .map_err(|e| Error::Usage(format!("{flag}: {e}")))?;
     if set.is_target(v) {
         Ok(v)
     } else {
@@ -170,7 +179,7 @@ pub(crate) fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, opts: &Option
     RunContext {
         fleet,
         set,
-        connector: Connector::new(fleet, opts.limits.clone()),
+        connector: Connector::new(fleet, opts.limits.clone()).versions(set.style()),
         concurrency: opts.concurrency.max(1),
         per_tenant_tx: false,
         retry: Retry::NEVER,
@@ -231,8 +240,8 @@ pub(crate) fn run_plan(command: &str, action: Action, waves: &[Wave<'_>], policy
             _ => command.to_owned(),
         },
         target: match action {
-            Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => to.0,
-            Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) => 0,
+            Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => to,
+            Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) => Version::ZERO,
         },
         waves: waves
             .iter()
@@ -445,16 +454,19 @@ mod tests {
 
     #[test]
     fn a_run_plan_names_the_command_and_its_target_as_resume_reads_them() {
-        let up = run_plan("up", Action::Migrate(Target::Up { to: Version(4) }), &[], None);
-        assert_eq!((up.command.as_str(), up.target, up.steps), ("up", 4, None));
+        let up = run_plan("up", Action::Migrate(Target::Up { to: Version::int(4) }), &[], None);
+        assert_eq!(
+            (up.command.as_str(), up.target, up.steps),
+            ("up", Version::int(4), None)
+        );
         let steps = run_plan("down", Action::Migrate(Target::DownSteps { steps: 2 }), &[], None);
         assert_eq!(
             (steps.command.as_str(), steps.target, steps.steps),
-            ("down", 0, Some(2))
+            ("down", Version::ZERO, Some(2))
         );
         let all = run_plan("stamp", Action::Checksums(None), &[], None);
         assert_eq!(all.command, "stamp --checksums");
-        let one = run_plan("stamp", Action::Checksums(Some(Version(3))), &[], None);
+        let one = run_plan("stamp", Action::Checksums(Some(Version::int(3))), &[], None);
         assert_eq!(one.command, "stamp --checksums=3");
     }
 }

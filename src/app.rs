@@ -12,8 +12,8 @@ use crate::driver::ledger::Ledger;
 use crate::error::Error;
 use crate::exec::wait::WaitOptions;
 use crate::load;
-use crate::model::fleet::Fleet;
-use crate::model::migration::Version;
+use crate::model::fleet::{Fleet, MigrationsSource};
+use crate::model::migration::{MigrationSet, Version};
 use crate::model::secret::DbUrl;
 
 mod checks;
@@ -122,6 +122,34 @@ fn options(g: &Global, to: Option<Version>) -> Options {
 
 /// The fleet: the file's tenants, then those its `discover:` query finds. A registry that
 /// cannot answer is a setup error, like a bad fleet file.
+/// The migrations folder and its layout: `--migrations` (and `--layout`), else the fleet
+/// file's `migrations:`, else `migrations/`; the layout detected when none is named.
+fn migrations_source(g: &Global) -> Result<MigrationsSource, Error> {
+    if let Some(dir) = &g.migrations {
+        return Ok(MigrationsSource {
+            path: dir.clone(),
+            layout: g.layout,
+        });
+    }
+    let entry = load::fleet::migrations_entry(&g.fleet)?;
+    Ok(match entry {
+        Some(source) => MigrationsSource {
+            layout: g.layout.or(source.layout),
+            ..source
+        },
+        None => MigrationsSource {
+            path: "migrations".into(),
+            layout: g.layout,
+        },
+    })
+}
+
+/// The migration set, from where [`migrations_source`] says.
+fn load_set(g: &Global) -> Result<MigrationSet, Error> {
+    let source = migrations_source(g)?;
+    api::load_migrations_in(&source.path, source.layout)
+}
+
 async fn load_fleet(g: &Global) -> Result<Fleet, Error> {
     api::load_fleet(&g.fleet, g.connect_timeout).await
 }

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::bounds::{self, DAY, HOUR, MS, SECOND};
 use crate::model::fleet::Engine;
-use crate::model::migration::Version;
+use crate::model::migration::{Layout, Version};
 use crate::model::policy::WaveSpec;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
 use crate::plan::select::Selector;
@@ -34,7 +34,8 @@ Environment:
                    `fleetmig=debug`, `sqlx=info,fleetmig=trace` [default: off]
   NO_COLOR         When set (and not empty), the log is never coloured; it is coloured only
                    when stderr is a terminal
-  FLEETMIG_FLEET, FLEETMIG_MIGRATIONS, FLEETMIG_LEDGER: --fleet, --migrations, --ledger
+  FLEETMIG_FLEET, FLEETMIG_MIGRATIONS, FLEETMIG_LAYOUT, FLEETMIG_LEDGER:
+                   --fleet, --migrations, --layout, --ledger
 
 Exit codes: 0 success or nothing to do; 1 a tenant failed, was skipped or is not current;
 2 usage or configuration error, nothing touched; 3 a run ran but its report could not be
@@ -63,15 +64,13 @@ pub struct Global {
         value_name = "FILE"
     )]
     pub fleet: PathBuf,
-    /// The migrations folder.
-    #[arg(
-        long,
-        global = true,
-        default_value = "migrations",
-        env = "FLEETMIG_MIGRATIONS",
-        value_name = "DIR"
-    )]
-    pub migrations: PathBuf,
+    /// The migrations folder [default: the fleet file's `migrations:`, else `migrations`].
+    #[arg(long, global = true, env = "FLEETMIG_MIGRATIONS", value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+    /// The migrations folder's layout: fleetmig (also sqlx, golang-migrate), sqlx-simple,
+    /// diesel, flyway or dbmate. [default: detected from the folder]
+    #[arg(long, global = true, env = "FLEETMIG_LAYOUT", value_name = "LAYOUT")]
+    pub layout: Option<Layout>,
     /// Pick tenants: `id=acme`, `tier=free,region=eu` (all terms), `key!=value`, `*` wildcards.
     /// Repeat to pick tenants matching any.
     #[arg(long = "select", global = true, value_name = "EXPR")]

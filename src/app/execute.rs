@@ -41,7 +41,7 @@ pub(super) async fn up(
     rollout: &Rollout,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
-    let set = api::load_migrations(&g.migrations)?;
+    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
     let tenants = api::selected(&fleet, &g.select)?;
     let to = api::target(&set, to)?;
@@ -71,7 +71,7 @@ pub(super) async fn down(
             policy.name()
         )));
     }
-    let set = api::load_migrations(&g.migrations)?;
+    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
     let tenants = api::selected(&fleet, &g.select)?;
     let target = match (to, steps) {
@@ -109,7 +109,7 @@ pub(super) async fn stamp(
     checksums: Option<Option<Version>>,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
-    let set = api::load_migrations(&g.migrations)?;
+    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
     let tenants = api::selected(&fleet, &g.select)?;
     let action = match (version, checksums) {

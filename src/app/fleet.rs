@@ -27,7 +27,7 @@ pub(super) async fn plan(
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let opts = options(g, to);
-    let set = api::load_migrations(&g.migrations)?;
+    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
     let tenants = api::selected(&fleet, &opts.select)?;
     let to = api::target(&set, opts.to)?;
@@ -99,7 +99,7 @@ pub(super) async fn status(
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let opts = options(g, to);
-    let set = api::load_migrations(&g.migrations)?;
+    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
     let mut status = api::assess(&fleet, &set, &opts).await?;
     // The ledger only adds since-when and last errors: one that cannot be read is noted,
@@ -137,7 +137,7 @@ pub(super) async fn wait(
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let opts = options(g, to);
-    let set = api::load_migrations(&g.migrations)?;
+    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
     let mut progress = report::WaitProgress::new(g.format == Format::Text);
     let outcome = api::watch(&fleet, &set, &opts, wait, &mut |s| progress.read(s, out)).await?;

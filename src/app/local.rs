@@ -11,36 +11,58 @@ use crate::driver::offline;
 use crate::error::Error;
 use crate::load::migrations::{self, MigrationsError};
 use crate::model::fleet::{Engine, Ident};
-use crate::model::migration::Version;
+use crate::model::migration::{Layout, Version};
 use crate::report::tables;
 
 /// `new NAME`: writes the next migration's up and down files, creating the folder.
 pub(super) fn new(g: &Global, name: &str, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+    let source = super::migrations_source(g)?;
+    let dir = &source.path;
     let folder_error = |source| Error::Migrations {
-        dir: g.migrations.display().to_string(),
+        dir: dir.display().to_string(),
         source,
     };
-    if !g.migrations.exists() {
-        std::fs::create_dir_all(&g.migrations).map_err(|source| {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|source| {
             folder_error(MigrationsError::Write {
-                path: g.migrations.clone(),
+                path: dir.clone(),
                 source,
             })
         })?;
     }
-    let set = migrations::load_unwritten(&g.migrations).map_err(folder_error)?;
-    let (up, down) = migrations::create(&g.migrations, &set, name, SystemTime::now()).map_err(folder_error)?;
+    let layout = match source.layout {
+        Some(layout) => layout,
+        None => crate::load::layouts::detect(dir).map_err(folder_error)?,
+    };
+    if layout != Layout::Fleetmig {
+        return Err(folder_error(MigrationsError::ForeignLayout { layout }));
+    }
+    let set = migrations::load_unwritten(dir).map_err(folder_error)?;
+    let (up, down) = migrations::create(dir, &set, name, SystemTime::now()).map_err(folder_error)?;
     writeln!(out, "{}\n{}", up.display(), down.display())?;
     Ok(Outcome::Done)
 }
 
 /// `history`: the migration set.
 pub(super) fn history(g: &Global, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
-    let set = api::load_migrations(&g.migrations)?;
+    let set = super::load_set(g)?;
     let rows = tables::history_rows(&set);
+    let ignored: Vec<String> = set.ignored().iter().map(|p| p.display().to_string()).collect();
     match g.format {
-        Format::Json => writeln!(out, "{}", serde_json::json!({ "migrations": rows }))?,
-        Format::Text => write!(out, "{}", tables::history_text(&rows))?,
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "layout": set.layout(), "style": set.style(), "migrations": rows, "ignored": ignored })
+        )?,
+        Format::Text => {
+            write!(out, "{}", tables::history_text(&rows))?;
+            if set.layout() != Layout::Fleetmig {
+                writeln!(out, "Layout: {} (versions: {})", set.layout(), set.style())?;
+            }
+            if !ignored.is_empty() {
+                writeln!(out, "Not migrations, left alone: {}", ignored.join(", "))?;
+            }
+        }
     }
     Ok(Outcome::Done)
 }
@@ -54,7 +76,7 @@ pub(super) async fn sql(
     schema: Option<&str>,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
-    let set = api::load_migrations(&g.migrations)?;
+    let set = super::load_set(g)?;
     let from = api::check_target(&set, from, "--from")?;
     let to = api::target(&set, to)?;
     let engine = match engine {

@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use super::exit::Outcome;
-use crate::api;
 use crate::cli::{Format, Global};
 use crate::error::Error;
 use crate::model::migration::MigrationSet;
@@ -47,7 +46,7 @@ pub(super) async fn report(g: &Global, run: &str, all: bool, out: &mut (dyn Writ
                 Rows::Screenful { more: &more }
             };
             // The grouped problems' advice reads the migrations folder when there is one.
-            let set = api::load_migrations(&g.migrations)
+            let set = super::load_set(g)
                 .or_else(|_| MigrationSet::new(Vec::new()))
                 .expect("an empty set has no duplicates");
             let grouped = crate::report::refusals::run_text(&set, &report);

@@ -17,7 +17,6 @@ use crate::error::Error;
 use crate::exec::dispatch::Policy;
 use crate::exec::tenant::Action;
 use crate::model::fleet::Fleet;
-use crate::model::migration::Version;
 use crate::model::policy::WaveSpec;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
 use crate::plan::tenant::Target;
@@ -59,7 +58,7 @@ pub(super) async fn up(
     rollout: &Rollout,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
-    let set = api::load_migrations(&g.migrations)?;
+    let set = super::load_set(g)?;
     let mut fleet = super::load_fleet(g).await?;
     if !g.select.is_empty() {
         return Err(Error::Usage(
@@ -79,7 +78,7 @@ pub(super) async fn up(
         }
         None => rollout,
     };
-    let to = api::check_target(&set, Version(plan.target), "--resume: the run's target")?;
+    let to = api::check_target(&set, plan.target, "--resume: the run's target")?;
     let waves = api::recorded_waves(&fleet, &plan, |id| {
         Error::Usage(format!(
             "run `{run_id}` included tenant `{id}`, which the fleet file no longer lists"

@@ -78,7 +78,7 @@ pub(super) async fn up(
     if together.lease < Duration::from_secs(1) {
         return Err(Error::Usage("--lease must be at least 1s".into()));
     }
-    let set = api::load_migrations(&g.migrations)?;
+    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
     refuse_file_gates(&fleet)?;
     let ledger = open_ledger(g, &fleet).await?;
@@ -148,7 +148,7 @@ async fn join<'f>(
         )));
     }
     let max_failures = limit.parse::<MaxFailures>().map_err(|e| Error::Usage(e.to_string()))?;
-    let to = api::check_target(set, Version(plan.target), "--join: the run's target")?;
+    let to = api::check_target(set, plan.target, "--join: the run's target")?;
     let waves = api::recorded_waves(fleet, &plan, |id| {
         Error::Usage(format!(
             "run `{run_id}` includes tenant `{id}`, which the fleet file does not list"

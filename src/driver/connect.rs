@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::driver::session::{Session, StepFailed, Undo};
+use crate::driver::session::{self, Session, StepFailed, Undo};
 use crate::driver::{mysql, postgres, sqlite};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Fleet, Tenant, TenantId};
-use crate::model::migration::Applied;
+use crate::model::migration::{Applied, VersionStyle};
 use crate::model::secret::DbUrl;
 use crate::plan::tenant::Step;
 
@@ -226,6 +226,8 @@ pub struct Connector {
     caps: HashMap<String, u32>,
     /// One pool per named PostgreSQL host, for its schema-tenants; made on first use.
     pools: Mutex<HashMap<String, PgPool>>,
+    /// How the run's migration set writes versions: history rows are read in it.
+    pub style: VersionStyle,
 }
 
 impl Connector {
@@ -239,7 +241,14 @@ impl Connector {
             limits,
             caps,
             pools: Mutex::default(),
+            style: VersionStyle::default(),
         }
+    }
+
+    /// This connector, reading history versions in `style` (the migration set's).
+    pub fn versions(mut self, style: VersionStyle) -> Self {
+        self.style = style;
+        self
     }
 
     /// The pool a tenant's sessions come from: schema-tenants of a named PostgreSQL host.
@@ -308,8 +317,11 @@ impl Connector {
         for (group, answer) in futures::future::join_all(surveys).await {
             let Ok(Ok(mut rows)) = answer else { continue };
             for t in group {
-                if let Some(schema) = &t.namespace.schema {
-                    out.insert(t.id.clone(), rows.remove(schema.as_str()).unwrap_or_default());
+                let Some(schema) = &t.namespace.schema else { continue };
+                // A row that does not read in the set's style: the tenant is read on its
+                // own, where the error is reported.
+                if let Ok(rows) = session::restyle(rows.remove(schema.as_str()).unwrap_or_default(), self.style) {
+                    out.insert(t.id.clone(), rows);
                 }
             }
         }
@@ -332,8 +344,8 @@ impl Connector {
 }
 
 impl AnySession {
-    pub async fn applied(&mut self) -> Result<Vec<Applied>, DbError> {
-        each!(self, s => s.applied().await)
+    pub async fn applied(&mut self, style: VersionStyle) -> Result<Vec<Applied>, DbError> {
+        each!(self, s => s.applied(style).await)
     }
 
     pub async fn run_step(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, StepFailed> {

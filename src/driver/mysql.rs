@@ -13,7 +13,7 @@ use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Version};
 
-pub const HISTORY_COLUMNS: &str = "version BIGINT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, \
+pub const HISTORY_COLUMNS: &str = "version VARCHAR(64) NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, \
      checksum CHAR(64) NOT NULL, applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
      duration_ms BIGINT NOT NULL DEFAULT 0, run_id VARCHAR(64) NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE";
 
@@ -101,6 +101,26 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
 
 type Failure = (ErrorKind, String, sqlx::Error);
 
+/// A history table from before versions were text gets a text version column, once,
+/// under the tenant's lock; every row is kept.
+async fn upgrade_history(wire: &mut MySqlWire) -> Result<(), sqlx::Error> {
+    let kind: Option<String> = answered(
+        wire.answer_within,
+        sqlx::query_scalar(
+            "SELECT CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) \
+             AND TABLE_NAME = 'fleetmig_history' AND COLUMN_NAME = 'version'",
+        )
+        .bind(&wire.database)
+        .fetch_optional(&mut wire.conn),
+    )
+    .await?;
+    if kind.as_deref() == Some("bigint") {
+        let sql = format!("ALTER TABLE {} MODIFY version VARCHAR(64) NOT NULL", wire.table);
+        wire.batch(&sql).await?;
+    }
+    Ok(())
+}
+
 async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access: Access) -> Result<(), Failure> {
     run_init_sql(wire, tenant)
         .await
@@ -136,6 +156,13 @@ async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access:
         ))
         .await
         .map_err(|e| (ErrorKind::Sql, "creating fleetmig_history".to_owned(), e))?;
+        upgrade_history(wire).await.map_err(|e| {
+            (
+                ErrorKind::Sql,
+                "upgrading fleetmig_history (versions as text)".to_owned(),
+                e,
+            )
+        })?;
     } else if let Some(db) = &wire.database {
         let found: Option<String> = answered(
             wire.answer_within,
@@ -221,7 +248,7 @@ impl Wire for MySqlWire {
         let rows = answered(
             self.answer_within,
             sqlx::query(&format!(
-                "SELECT version, name, checksum, CAST(dirty AS SIGNED) FROM {} ORDER BY version",
+                "SELECT CAST(version AS CHAR), name, checksum, CAST(dirty AS SIGNED) FROM {}",
                 self.table
             ))
             .fetch_all(&mut self.conn),
@@ -237,7 +264,7 @@ impl Wire for MySqlWire {
                 "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES (?, ?, ?, ?, ?, ?)",
                 self.table
             ))
-            .bind(row.version.0)
+            .bind(row.version.text())
             .bind(&row.name)
             .bind(&row.checksum)
             .bind(duration_ms)
@@ -258,7 +285,7 @@ impl Wire for MySqlWire {
             ))
             .bind(dirty)
             .bind(duration_ms)
-            .bind(version.0)
+            .bind(version.text())
             .execute(&mut self.conn),
         )
         .await
@@ -276,7 +303,7 @@ impl Wire for MySqlWire {
             .bind(&row.checksum)
             .bind(row.dirty)
             .bind(run_id)
-            .bind(row.version.0)
+            .bind(row.version.text())
             .execute(&mut self.conn),
         )
         .await
@@ -287,7 +314,7 @@ impl Wire for MySqlWire {
         answered(
             self.answer_within,
             sqlx::query(&format!("DELETE FROM {} WHERE version = ?", self.table))
-                .bind(version.0)
+                .bind(version.text())
                 .execute(&mut self.conn),
         )
         .await

@@ -33,23 +33,8 @@ pub fn script(
         out,
         "-- Run it as one session; it stops being correct if any statement fails.\n"
     );
-    let (columns, table) = match engine {
-        Engine::Postgres => (postgres::HISTORY_COLUMNS, "fleetmig_history"),
-        Engine::MySql => (mysql::HISTORY_COLUMNS, "fleetmig_history"),
-        Engine::Sqlite => (sqlite::HISTORY_COLUMNS, "fleetmig_history"),
-    };
-    match (engine, namespace) {
-        (Engine::Postgres, Some(schema)) => {
-            let _ = writeln!(out, "CREATE SCHEMA IF NOT EXISTS {};", double(schema.as_str()));
-            let _ = writeln!(out, "SET search_path TO {};", double(schema.as_str()));
-        }
-        (Engine::MySql, Some(db)) => {
-            let _ = writeln!(out, "CREATE DATABASE IF NOT EXISTS {};", backtick(db.as_str()));
-            let _ = writeln!(out, "USE {};", backtick(db.as_str()));
-        }
-        _ => {}
-    }
-    let _ = writeln!(out, "CREATE TABLE IF NOT EXISTS {table} ({columns});\n");
+    let table = "fleetmig_history";
+    preamble(&mut out, engine, namespace);
     let transactional = |_: &Migration, sql_is_tx: bool| sql_is_tx && engine.has_transactional_ddl();
     if to >= from {
         for m in set.iter().filter(|m| m.version > from && m.version <= to) {
@@ -62,7 +47,7 @@ pub fn script(
             let _ = writeln!(
                 out,
                 "INSERT INTO {table} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, 0, 'offline', {});",
-                m.version,
+                literal(&m.version.text()),
                 literal(&m.name),
                 literal(&m.checksum.to_hex()),
                 if engine == Engine::Sqlite { "0" } else { "FALSE" }
@@ -84,7 +69,11 @@ pub fn script(
                 let _ = writeln!(out, "{};", begin(engine));
             }
             write_script(&mut out, &down.sql);
-            let _ = writeln!(out, "DELETE FROM {table} WHERE version = {};", m.version);
+            let _ = writeln!(
+                out,
+                "DELETE FROM {table} WHERE version = {};",
+                literal(&m.version.text())
+            );
             if tx {
                 let _ = writeln!(out, "COMMIT;");
             }
@@ -92,6 +81,27 @@ pub fn script(
         }
     }
     Ok(out)
+}
+
+/// The namespace to create and use, and the history table.
+fn preamble(out: &mut String, engine: Engine, namespace: Option<&Ident>) {
+    let columns = match engine {
+        Engine::Postgres => postgres::HISTORY_COLUMNS,
+        Engine::MySql => mysql::HISTORY_COLUMNS,
+        Engine::Sqlite => sqlite::HISTORY_COLUMNS,
+    };
+    match (engine, namespace) {
+        (Engine::Postgres, Some(schema)) => {
+            let _ = writeln!(out, "CREATE SCHEMA IF NOT EXISTS {};", double(schema.as_str()));
+            let _ = writeln!(out, "SET search_path TO {};", double(schema.as_str()));
+        }
+        (Engine::MySql, Some(db)) => {
+            let _ = writeln!(out, "CREATE DATABASE IF NOT EXISTS {};", backtick(db.as_str()));
+            let _ = writeln!(out, "USE {};", backtick(db.as_str()));
+        }
+        _ => {}
+    }
+    let _ = writeln!(out, "CREATE TABLE IF NOT EXISTS fleetmig_history ({columns});\n");
 }
 
 /// Writes a migration's script so that what follows is a statement of its own: a script

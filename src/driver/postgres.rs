@@ -18,13 +18,13 @@ use sqlx::{Column, Connection, Either, Executor, Row};
 
 use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, NO_ANSWER, answered, connect_within};
 use crate::driver::quote::double;
-use crate::driver::session::{Session, Wire, run_init_sql};
+use crate::driver::session::{Session, Wire, read_version, run_init_sql};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Direction, Version};
 
 /// The history table's columns, shared with the offline script.
-pub const HISTORY_COLUMNS: &str = "version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, \
+pub const HISTORY_COLUMNS: &str = "version TEXT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, \
      applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), duration_ms BIGINT NOT NULL DEFAULT 0, \
      run_id TEXT NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE";
 
@@ -136,7 +136,7 @@ impl PgWire {
             Direction::Up => format!(
                 "INSERT INTO {} (version, name, checksum, duration_ms, run_id, dirty) VALUES ({}, {}, {}, {duration}, {}, {}){returning};",
                 self.table,
-                row.version.0,
+                literal(&row.version.text()),
                 literal(&row.name),
                 literal(&row.checksum),
                 literal(run_id),
@@ -144,7 +144,8 @@ impl PgWire {
             ),
             Direction::Down => format!(
                 "DELETE FROM {} WHERE version = {}{returning};",
-                self.table, row.version.0
+                self.table,
+                literal(&row.version.text())
             ),
         }
     }
@@ -372,18 +373,20 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
     if access == Access::Write {
         // A pooled connection has the run's lock_timeout; a later attempt may have less left.
         let _ = writeln!(setup, "SET lock_timeout TO '{}';", server_ms(limits.lock_timeout));
+        // The third column: a history table from before versions were text, to upgrade.
+        let table = literal(&wire.table);
         let probe = format!(
-            "SELECT pg_try_advisory_lock({key}), to_regclass({}) IS NOT NULL",
-            literal(&wire.table)
+            "SELECT pg_try_advisory_lock({key}), to_regclass({table}) IS NOT NULL, coalesce((SELECT atttypid = 'bigint'::regtype \
+             FROM pg_attribute WHERE attrelid = to_regclass({table}) AND attname = 'version'), false)"
         );
         let row = wire
             .fetch(&probe)
             .await
             .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
-        let (got, has_table): (bool, bool) = row
+        let (got, has_table, integer_versions): (bool, bool, bool) = row
             .first()
             .ok_or(sqlx::Error::RowNotFound)
-            .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
         if !got {
             wait_for_lock(wire, &key, limits.lock_wait).await?;
@@ -396,6 +399,14 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
             }
             let _ = writeln!(setup, "CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS});", wire.table);
         }
+        if integer_versions {
+            // Once, under the lock: every row kept, its version as text.
+            let _ = writeln!(
+                setup,
+                "ALTER TABLE {} ALTER COLUMN version TYPE TEXT USING version::text;",
+                wire.table
+            );
+        }
     }
     if let Some(schema) = &wire.schema {
         let _ = writeln!(setup, "SET search_path TO {};", double(schema));
@@ -403,7 +414,9 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
     if access == Access::Write {
         // The table exists now: read the history in the same round trip.
         let _ = write!(setup, "{}", history_query(&wire.table));
-        let what = if setup.contains("CREATE TABLE") {
+        let what = if setup.contains("ALTER TABLE") {
+            "upgrading fleetmig_history (versions as text)"
+        } else if setup.contains("CREATE TABLE") {
             "creating fleetmig_history"
         } else {
             "reading fleetmig_history"
@@ -509,7 +522,7 @@ fn identifiers(script: &str) -> Vec<String> {
 }
 
 fn history_query(table: &str) -> String {
-    format!("SELECT version, name, checksum, dirty FROM {table} ORDER BY version;")
+    format!("SELECT version::text, name, checksum, dirty FROM {table};")
 }
 
 fn applied_of(r: &PgRow) -> Result<Applied, sqlx::Error> {
@@ -519,7 +532,7 @@ fn applied_of(r: &PgRow) -> Result<Applied, sqlx::Error> {
 /// A history row from the columns `version, name, checksum, dirty` starting at `first`.
 fn applied_of_at(r: &PgRow, first: usize) -> Result<Applied, sqlx::Error> {
     Ok(Applied {
-        version: Version(r.try_get(first)?),
+        version: read_version(&r.try_get::<String, _>(first)?)?,
         name: r.try_get(first + 1)?,
         checksum: r.try_get(first + 2)?,
         dirty: r.try_get(first + 3)?,
@@ -549,7 +562,7 @@ pub async fn survey(pool: &PgPool, schemas: &[String]) -> Result<HashMap<String,
             .iter()
             .map(|s| {
                 format!(
-                    "SELECT {}::text, version, name, checksum, dirty FROM {}.fleetmig_history",
+                    "SELECT {}::text, version::text, name, checksum, dirty FROM {}.fleetmig_history",
                     literal(s),
                     double(s)
                 )
@@ -618,7 +631,7 @@ impl Wire for PgWire {
         // Each step's own duration: the clock at its start, kept in a transaction-local setting.
         const MARK: &str = "SELECT FROM set_config('fleetmig.step_started', clock_timestamp()::text, true);";
         const SINCE: &str = "(extract(epoch FROM clock_timestamp() - current_setting('fleetmig.step_started')::timestamptz) * 1000)::bigint";
-        let returning = format!(" RETURNING version AS fleetmig_step, {SINCE}");
+        let returning = format!(" RETURNING version::text AS fleetmig_step, {SINCE}");
         let mut sql = String::from("BEGIN;\n");
         for (script, row, direction) in steps {
             let record = self.record(row, *direction, run_id, SINCE, &returning);
@@ -628,7 +641,7 @@ impl Wire for PgWire {
         Some(sql)
     }
 
-    async fn batch_steps(&mut self, sql: &str) -> (Vec<(i64, i64)>, Result<(), sqlx::Error>) {
+    async fn batch_steps(&mut self, sql: &str) -> (Vec<(String, i64)>, Result<(), sqlx::Error>) {
         let mut done = Vec::new();
         let limit = self.answer_within;
         let mut rows = self.conn().fetch_many(sqlx::raw_sql(sql));
@@ -638,7 +651,7 @@ impl Wire for PgWire {
                     Ok(Some(Either::Right(row))) => {
                         let ours = row.columns().first().is_some_and(|c| c.name() == "fleetmig_step");
                         if ours {
-                            match (row.try_get::<i64, _>(0), row.try_get::<i64, _>(1)) {
+                            match (row.try_get::<String, _>(0), row.try_get::<i64, _>(1)) {
                                 (Ok(v), Ok(ms)) => done.push((v, ms)),
                                 (Err(e), _) | (_, Err(e)) => break Err(e),
                             }
@@ -665,7 +678,8 @@ impl Wire for PgWire {
         let duration = duration_ms.map_or("duration_ms".to_owned(), |ms| ms.to_string());
         let sql = format!(
             "UPDATE {} SET dirty = {dirty}, duration_ms = {duration} WHERE version = {}",
-            self.table, version.0
+            self.table,
+            literal(&version.text())
         );
         self.batch(&sql).await
     }
@@ -678,14 +692,18 @@ impl Wire for PgWire {
             literal(&row.checksum),
             row.dirty,
             literal(run_id),
-            row.version.0
+            literal(&row.version.text())
         );
         self.batch(&sql).await
     }
 
     async fn delete_row(&mut self, version: Version) -> Result<(), sqlx::Error> {
-        self.batch(&format!("DELETE FROM {} WHERE version = {}", self.table, version.0))
-            .await
+        self.batch(&format!(
+            "DELETE FROM {} WHERE version = {}",
+            self.table,
+            literal(&version.text())
+        ))
+        .await
     }
 
     async fn loose_mark(&mut self) -> Result<Vec<(i64, bool)>, sqlx::Error> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::Engine;
-use crate::model::migration::{Applied, Direction, Version};
+use crate::model::migration::{Applied, Direction, Version, VersionStyle};
 use crate::plan::tenant::Step;
 
 /// What each engine provides. Every method is a round trip or a few; none decides anything.
@@ -44,7 +44,10 @@ pub trait Wire: Send {
 
     /// Runs `tenant_sql`'s text: the `(version, duration_ms)` of the steps it finished, and
     /// how it ended.
-    fn batch_steps(&mut self, _sql: &str) -> impl Future<Output = (Vec<(i64, i64)>, Result<(), sqlx::Error>)> + Send {
+    fn batch_steps(
+        &mut self,
+        _sql: &str,
+    ) -> impl Future<Output = (Vec<(String, i64)>, Result<(), sqlx::Error>)> + Send {
         async {
             (
                 Vec::new(),
@@ -130,11 +133,28 @@ where
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     Ok(Applied {
-        version: Version(r.try_get(0)?),
+        version: read_version(&r.try_get::<String, _>(0)?)?,
         name: r.try_get(1)?,
         checksum: r.try_get(2)?,
         dirty: r.try_get::<i64, _>(3)? != 0,
     })
+}
+
+/// History rows with their versions read in `style`, ascending in it.
+pub fn restyle(mut rows: Vec<Applied>, style: VersionStyle) -> Result<Vec<Applied>, sqlx::Error> {
+    for row in &mut rows {
+        row.version = row
+            .version
+            .restyled(style)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    }
+    rows.sort_by_key(|r| r.version);
+    Ok(rows)
+}
+
+/// A version column's text as read back (see [`Version::read`]).
+pub fn read_version(text: &str) -> Result<Version, sqlx::Error> {
+    Version::read(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// Runs the tenant's `init_sql` on a new session, in order: written once for every engine,
@@ -209,8 +229,10 @@ impl<W: Wire> Session<W> {
         DbError::sqlx(kind, op, &err, self.secret.as_deref())
     }
 
-    pub async fn applied(&mut self) -> Result<Vec<Applied>, DbError> {
-        match self.wire.read_history().await {
+    /// The history rows, ascending, their versions read in `style` (the set's).
+    pub async fn applied(&mut self, style: VersionStyle) -> Result<Vec<Applied>, DbError> {
+        let rows = self.wire.read_history().await.and_then(|rows| restyle(rows, style));
+        match rows {
             Ok(rows) => Ok(rows),
             Err(e) => Err(self.fail(ErrorKind::Sql, "reading fleetmig_history", e)),
         }
@@ -519,7 +541,10 @@ impl<W: Wire> Session<W> {
             Ok(()) => Ok(described
                 .iter()
                 .map(|(_, _, row)| {
-                    let ms = done.iter().find(|(v, _)| *v == row.version.0).map_or(0, |(_, ms)| *ms);
+                    let ms = done
+                        .iter()
+                        .find(|(v, _)| *v == row.version.text())
+                        .map_or(0, |(_, ms)| *ms);
                     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
                 })
                 .collect()),

@@ -16,7 +16,7 @@ use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Version};
 
-pub const HISTORY_COLUMNS: &str = "version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, \
+pub const HISTORY_COLUMNS: &str = "version TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, \
      applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), duration_ms INTEGER NOT NULL DEFAULT 0, \
      run_id TEXT NOT NULL, dirty INTEGER NOT NULL DEFAULT 0";
 
@@ -157,6 +157,33 @@ async fn prepare(
         ))
         .await
         .map_err(|e| ("creating fleetmig_history", e))?;
+        upgrade_history(wire)
+            .await
+            .map_err(|e| ("upgrading fleetmig_history (versions as text)", e))?;
+    }
+    Ok(())
+}
+
+/// A history table from before versions were text (`version INTEGER PRIMARY KEY`) is
+/// rebuilt with a text version, once, in one transaction under the write lock; every row
+/// is kept.
+async fn upgrade_history(wire: &mut SqliteWire) -> Result<(), sqlx::Error> {
+    let kind: Option<String> =
+        sqlx::query_scalar("SELECT upper(type) FROM pragma_table_info('fleetmig_history') WHERE name = 'version'")
+            .fetch_optional(wire.conn())
+            .await?;
+    if kind.as_deref() != Some("INTEGER") {
+        return Ok(());
+    }
+    let sql = format!(
+        "BEGIN IMMEDIATE; CREATE TABLE fleetmig_history_text ({HISTORY_COLUMNS}); \
+         INSERT INTO fleetmig_history_text (version, name, checksum, applied_at, duration_ms, run_id, dirty) \
+         SELECT CAST(version AS TEXT), name, checksum, applied_at, duration_ms, run_id, dirty FROM fleetmig_history; \
+         DROP TABLE fleetmig_history; ALTER TABLE fleetmig_history_text RENAME TO fleetmig_history; COMMIT;"
+    );
+    if let Err(e) = wire.batch(&sql).await {
+        let _ = wire.batch("ROLLBACK").await;
+        return Err(e);
     }
     Ok(())
 }
@@ -275,7 +302,7 @@ impl Wire for SqliteWire {
         if exists == 0 {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query("SELECT version, name, checksum, dirty FROM fleetmig_history ORDER BY version")
+        let rows = sqlx::query("SELECT CAST(version AS TEXT), name, checksum, dirty FROM fleetmig_history")
             .fetch_all(&mut *conn)
             .await?;
         rows.iter().map(applied_row).collect()
@@ -283,7 +310,7 @@ impl Wire for SqliteWire {
 
     async fn insert_row(&mut self, row: &Applied, duration_ms: i64, run_id: &str) -> Result<(), sqlx::Error> {
         sqlx::query("INSERT INTO fleetmig_history (version, name, checksum, duration_ms, run_id, dirty) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(row.version.0)
+            .bind(row.version.text())
             .bind(&row.name)
             .bind(&row.checksum)
             .bind(duration_ms)
@@ -298,7 +325,7 @@ impl Wire for SqliteWire {
         sqlx::query("UPDATE fleetmig_history SET dirty = ?, duration_ms = coalesce(?, duration_ms) WHERE version = ?")
             .bind(dirty)
             .bind(duration_ms)
-            .bind(version.0)
+            .bind(version.text())
             .execute(self.conn())
             .await
             .map(drop)
@@ -310,7 +337,7 @@ impl Wire for SqliteWire {
             .bind(&row.checksum)
             .bind(row.dirty)
             .bind(run_id)
-            .bind(row.version.0)
+            .bind(row.version.text())
             .execute(self.conn())
             .await
             .map(drop)
@@ -318,7 +345,7 @@ impl Wire for SqliteWire {
 
     async fn delete_row(&mut self, version: Version) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM fleetmig_history WHERE version = ?")
-            .bind(version.0)
+            .bind(version.text())
             .execute(self.conn())
             .await
             .map(drop)

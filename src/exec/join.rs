@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use crate::driver::ledger::{Claimed, Ledger, LedgerError, SharedRun};
 use crate::exec::dispatch::Claims;
-use crate::model::migration::Version;
 use crate::model::policy::{MaxFailures, StopReason};
 use crate::model::record::TenantState;
 use crate::model::run::{FinalTenant, RunReport, Status, TenantReport, WaveReport, summarize};
@@ -158,8 +157,8 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
                 id: row.tenant,
                 wave,
                 status,
-                start_version: row.start_version.map(Version),
-                final_version: row.final_version.map(Version),
+                start_version: row.start_version,
+                final_version: row.final_version,
                 dirty: failure.dirty,
                 failed_migration: failure.failed_migration,
                 during: failure.during,

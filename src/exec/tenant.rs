@@ -11,7 +11,7 @@ use crate::driver::session::{StepFailed, Undo};
 use crate::exec::events::{Event, Events};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Tenant, TenantId};
-use crate::model::migration::{Applied, Direction, MigrationSet, Version};
+use crate::model::migration::{Applied, Direction, MigrationSet, Version, VersionStyle};
 use crate::model::refusal::Refusal;
 use crate::model::run::{Outcome, Phase, SkipReason, StepDone, TenantReport};
 use crate::plan::tenant::{self as plan, Target};
@@ -422,7 +422,7 @@ async fn attempt(
         Ok(session) => session,
         Err(report) => return report,
     };
-    let report = match finish_undo(&mut session, tenant, pending).await {
+    let report = match finish_undo(&mut session, tenant, pending, connector.style).await {
         Err(report) => report,
         Ok(Ok(applied)) => act(&mut session, tenant, &applied, job, pending).await,
         Ok(Err(error)) => failed_before_any_step(tenant, error, Phase::ReadingHistory),
@@ -487,8 +487,9 @@ async fn finish_undo(
     session: &mut AnySession,
     tenant: &Tenant,
     pending: &Mutex<Option<Undo>>,
+    style: VersionStyle,
 ) -> Result<Result<Vec<Applied>, DbError>, TenantReport> {
-    let applied = session.applied().await;
+    let applied = session.applied(style).await;
     let undo = pending.lock().expect("not poisoned").take();
     let (Some(undo), Ok(rows)) = (undo, &applied) else {
         return Ok(applied);
@@ -513,7 +514,7 @@ async fn finish_undo(
         *pending.lock().expect("not poisoned") = Some(undo);
         return Err(report);
     }
-    Ok(session.applied().await)
+    Ok(session.applied(style).await)
 }
 
 /// Does the job's action on a tenant whose history is `applied`.
@@ -806,7 +807,7 @@ async fn stamp(
 /// A tenant's history rows, read without locking or creating anything.
 pub async fn inspect(tenant: &Tenant, connector: &Connector) -> Result<Vec<Applied>, DbError> {
     let mut session = connector.open(tenant, Access::Read).await?;
-    let rows = session.applied().await;
+    let rows = session.applied(connector.style).await;
     session.release().await;
     rows
 }
@@ -825,12 +826,12 @@ mod retry_tests {
         TenantReport {
             id: id(),
             outcome,
-            start_version: start.map(Version),
-            final_version: end.map(Version),
+            start_version: start.map(Version::int),
+            final_version: end.map(Version::int),
             steps: steps
                 .iter()
                 .map(|v| StepDone {
-                    version: Version(*v),
+                    version: Version::int(*v),
                     name: format!("m{v}"),
                     direction: Direction::Up,
                     duration_ms: 1,
@@ -845,7 +846,7 @@ mod retry_tests {
 
     fn transient_failure(at: i64) -> Outcome {
         Outcome::Failed {
-            version: Some(Version(at)),
+            version: Some(Version::int(at)),
             during: Phase::Migrating,
             error: DbError::new(
                 ErrorKind::Sql,
@@ -966,17 +967,23 @@ mod retry_tests {
         );
         let r = merge(earlier.clone(), later);
         assert!(
-            matches!(&r.outcome, Outcome::Failed { version: Some(Version(2)), during: Phase::Connecting, dirty: false, error } if error.kind == ErrorKind::Unreachable),
+            matches!(&r.outcome, Outcome::Failed { version: Some(v), during: Phase::Connecting, dirty: false, error } if *v == Version::int(2) && error.kind == ErrorKind::Unreachable),
             "{r:?}"
         );
-        assert_eq!((r.start_version, r.final_version), (Some(Version(0)), Some(Version(1))));
+        assert_eq!(
+            (r.start_version, r.final_version),
+            (Some(Version::int(0)), Some(Version::int(1)))
+        );
         assert_eq!(r.steps.len(), 1);
 
         // The retry began after the run started stopping: stopped, at its real version.
         let later = report(Outcome::NotStarted, &[], Some(1), Some(1));
         let r = merge(earlier, later);
         assert!(matches!(r.outcome, Outcome::Stopped), "{r:?}");
-        assert_eq!((r.start_version, r.final_version), (Some(Version(0)), Some(Version(1))));
+        assert_eq!(
+            (r.start_version, r.final_version),
+            (Some(Version::int(0)), Some(Version::int(1)))
+        );
 
         // A tenant nothing had changed stays as the retry found it.
         let earlier = report(
@@ -1007,7 +1014,7 @@ mod retry_tests {
         let cut = || {
             report(
                 Outcome::Failed {
-                    version: Some(Version(2)),
+                    version: Some(Version::int(2)),
                     during: Phase::Migrating,
                     error: no_answer(),
                     dirty: false,
@@ -1027,12 +1034,12 @@ mod retry_tests {
         );
         let r = merge(cut(), unreachable);
         assert!(
-            matches!(&r.outcome, Outcome::Failed { version: Some(Version(2)), dirty: false, error, .. } if crate::driver::connect::is_no_answer(error)),
+            matches!(&r.outcome, Outcome::Failed { version: Some(v), dirty: false, error, .. } if *v == Version::int(2) && crate::driver::connect::is_no_answer(error)),
             "{r:?}"
         );
         assert_eq!(
             (r.start_version, r.final_version),
-            (Some(Version(1)), None),
+            (Some(Version::int(1)), None),
             "unknown, never a guess"
         );
 
@@ -1040,7 +1047,9 @@ mod retry_tests {
         let dirty = report(
             Outcome::Skipped {
                 reason: SkipReason::Refused {
-                    refusal: Refusal::Dirty { version: Version(2) },
+                    refusal: Refusal::Dirty {
+                        version: Version::int(2),
+                    },
                 },
             },
             &[],
@@ -1052,24 +1061,24 @@ mod retry_tests {
             matches!(
                 r.outcome,
                 Outcome::Failed {
-                    version: Some(Version(2)),
+                    version: Some(v),
                     dirty: true,
                     ..
-                }
+                } if v == Version::int(2)
             ),
             "{r:?}"
         );
-        assert_eq!(r.final_version, Some(Version(1)));
+        assert_eq!(r.final_version, Some(Version::int(1)));
         // Likewise after earlier steps committed.
         let r = merge(report(transient_failure(2), &[1], Some(0), Some(1)), dirty);
         assert!(
             matches!(
                 r.outcome,
                 Outcome::Failed {
-                    version: Some(Version(2)),
+                    version: Some(v),
                     dirty: true,
                     ..
-                }
+                } if v == Version::int(2)
             ),
             "{r:?}"
         );
@@ -1077,10 +1086,10 @@ mod retry_tests {
         // Read again after the run began stopping: where the history says, stopped only if moved.
         let r = merge(cut(), report(Outcome::NotStarted, &[], Some(1), Some(1)));
         assert!(matches!(r.outcome, Outcome::NotStarted), "{r:?}");
-        assert_eq!(r.final_version, Some(Version(1)));
+        assert_eq!(r.final_version, Some(Version::int(1)));
         let r = merge(cut(), report(Outcome::NotStarted, &[], Some(2), Some(2)));
         assert!(matches!(r.outcome, Outcome::Stopped), "{r:?}");
-        assert_eq!(r.final_version, Some(Version(2)));
+        assert_eq!(r.final_version, Some(Version::int(2)));
 
         // The stop came before the retry read anything: the earlier attempt's truth stands.
         let unread = || report(Outcome::NotStarted, &[], None, None);
@@ -1091,6 +1100,6 @@ mod retry_tests {
         );
         let r = merge(report(transient_failure(2), &[1], Some(0), Some(1)), unread());
         assert!(matches!(r.outcome, Outcome::Stopped), "{r:?}");
-        assert_eq!((r.final_version, r.steps.len()), (Some(Version(1)), 1));
+        assert_eq!((r.final_version, r.steps.len()), (Some(Version::int(1)), 1));
     }
 }

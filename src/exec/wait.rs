@@ -149,7 +149,7 @@ mod tests {
             (1..=3)
                 .map(|v| {
                     Migration::new(
-                        Version(v),
+                        Version::int(v),
                         format!("m{v}"),
                         format!("select {v};"),
                         None,
@@ -165,7 +165,7 @@ mod tests {
     fn at(set: &MigrationSet, version: i64) -> FleetStatus {
         let rows: Vec<Applied> = set
             .iter()
-            .filter(|m| m.version.0 <= version)
+            .filter(|m| m.version <= Version::int(version))
             .map(|m| Applied {
                 version: m.version,
                 name: m.name.clone(),

@@ -10,7 +10,10 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::model::bounds;
-use crate::model::fleet::{Discover, Engine, Fleet, Host, Ident, Namespace, RolloutDefaults, Tenant, TenantId};
+use crate::model::fleet::{
+    Discover, Engine, Fleet, Host, Ident, MigrationsSource, Namespace, RolloutDefaults, Tenant, TenantId,
+};
+use crate::model::migration::Layout;
 use crate::model::policy::RollbackPolicy;
 use crate::model::secret::{DbUrl, redact, scrub};
 
@@ -84,6 +87,80 @@ struct FileDoc {
     /// Optional when `discover:` finds the tenants.
     tenants: Option<Vec<TenantDoc>>,
     discover: Option<DiscoverDoc>,
+    migrations: Option<MigrationsDoc>,
+}
+
+/// `migrations:`: a folder, or a folder and its layout.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MigrationsDoc {
+    Path(String),
+    Map(MigrationsMap),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrationsMap {
+    path: String,
+    layout: Option<String>,
+}
+
+/// The `migrations:` entry, its path taken relative to the fleet file's folder `base`.
+fn migrations_section(path: &Path, base: &Path, doc: MigrationsDoc) -> Result<MigrationsSource, FleetError> {
+    let (dir, layout) = match doc {
+        MigrationsDoc::Path(dir) => (dir, None),
+        MigrationsDoc::Map(m) => (m.path, m.layout),
+    };
+    if dir.trim().is_empty() {
+        return Err(invalid(
+            path,
+            "migrations",
+            "the path is empty: name the migrations folder",
+        ));
+    }
+    let layout = layout
+        .map(|l| l.parse::<Layout>().map_err(|e| invalid(path, "migrations.layout", e)))
+        .transpose()?;
+    Ok(MigrationsSource {
+        path: base.join(dir),
+        layout,
+    })
+}
+
+/// Only the fleet file's `migrations:` entry, for commands that need the migrations before
+/// (or without) the fleet: `None` when the file is missing, does not parse (loading the
+/// fleet says why) or has no such entry; an error only for a `migrations:` entry that is
+/// there and wrong.
+pub fn migrations_entry(path: &Path) -> Result<Option<MigrationsSource>, FleetError> {
+    #[derive(Deserialize)]
+    struct Only {
+        migrations: Option<serde_yaml::Value>,
+    }
+    let Ok(text) = fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let Ok(Only {
+        migrations: Some(value),
+    }) = serde_yaml::from_str::<Only>(&text)
+    else {
+        return Ok(None);
+    };
+    let doc = serde_yaml::from_value::<MigrationsDoc>(value).map_err(|_| {
+        invalid(
+            path,
+            "migrations",
+            "write a folder (`migrations: db/migrations`) or `{ path: db/migrations, layout: diesel }`",
+        )
+    })?;
+    migrations_section(path, &base_of(path), doc).map(Some)
+}
+
+/// The folder relative paths in a fleet file are taken from: the file's own.
+fn base_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -695,6 +772,7 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
         .ledger
         .map(|text| ledger_section(path, &text, base, env))
         .transpose()?;
+    let migrations = doc.migrations.map(|m| migrations_section(path, base, m)).transpose()?;
     Ok(FleetFile {
         fleet: Fleet {
             path: path.to_owned(),
@@ -703,6 +781,7 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
             hosts: rules.hosts.clone(),
             tenants,
             discover,
+            migrations,
         },
         rules,
     })

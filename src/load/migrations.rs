@@ -6,7 +6,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::model::migration::{DuplicateVersion, Migration, MigrationSet, Script, Version};
+use super::layouts;
+use crate::model::migration::{DuplicateVersion, Layout, Migration, MigrationSet, Script, Version};
 
 /// What can be wrong with a migrations folder. Each names the file or folder.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,16 @@ pub enum MigrationsError {
     BadName { name: String },
     #[error("the newest migration, `{}`, has the largest version there is: no migration can follow it", path.display())]
     NoNextVersion { path: PathBuf },
+    #[error("`{}` holds migrations of more than one layout: {found}; keep one layout per folder, or name it with --layout", dir.display())]
+    Ambiguous { dir: PathBuf, found: String },
+    #[error("`{}`: {why}", path.display())]
+    BadVersion { path: PathBuf, why: String },
+    #[error("migration folder `{}` has no up.sql", dir.display())]
+    MissingUp { dir: PathBuf },
+    #[error("`{}`: {what}", path.display())]
+    Unsupported { path: PathBuf, what: String },
+    #[error("`new` writes fleetmig's layout; this folder is {layout}'s: create its next migration with {layout}")]
+    ForeignLayout { layout: Layout },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +93,7 @@ fn parse_name(file: &str) -> Result<(Version, &str, Kind), Misfit> {
     }
     match digits.parse::<i64>() {
         Ok(0) => Err(Misfit::VersionZero),
-        Ok(version) => Ok((Version(version), name, kind)),
+        Ok(version) => Ok((Version::int(version), name, kind)),
         Err(_) => Err(Misfit::VersionTooLarge(digits.to_owned())),
     }
 }
@@ -127,7 +138,7 @@ fn is_name(name: &str) -> bool {
 
 /// A migration's text. A NUL byte is refused here: SQLite's parser never gets past one
 /// (the session spins), and no engine takes one in SQL text.
-fn read(path: &Path) -> Result<String, MigrationsError> {
+pub(super) fn read(path: &Path) -> Result<String, MigrationsError> {
     let bytes = fs::read(path).map_err(|source| MigrationsError::Read {
         path: path.to_owned(),
         source,
@@ -157,7 +168,7 @@ fn read_script(path: &Path) -> Result<String, MigrationsError> {
 }
 
 /// What a directory entry is, following a symbolic link; `None` for a regular file.
-fn not_a_file(path: &Path) -> Result<Option<&'static str>, MigrationsError> {
+pub(super) fn not_a_file(path: &Path) -> Result<Option<&'static str>, MigrationsError> {
     let meta = fs::metadata(path).map_err(|source| MigrationsError::Read {
         path: path.to_owned(),
         source,
@@ -196,6 +207,18 @@ fn not_a_file(path: &Path) -> Result<Option<&'static str>, MigrationsError> {
 /// never run on the tenants that recorded it, which would be drifted.
 pub fn load(dir: &Path) -> Result<MigrationSet, MigrationsError> {
     load_with(dir, false)
+}
+
+/// Reads `dir` in `layout`, or in the layout [`layouts::detect`] finds when none is given.
+pub fn load_in(dir: &Path, layout: Option<Layout>) -> Result<MigrationSet, MigrationsError> {
+    let layout = match layout {
+        Some(layout) => layout,
+        None => layouts::detect(dir)?,
+    };
+    match layout {
+        Layout::Fleetmig => load(dir),
+        other => layouts::load(dir, other),
+    }
 }
 
 /// As [`load`], but an up script with no statement yet is taken: for `new`, which needs only
@@ -314,7 +337,7 @@ pub fn create(
     if !is_name(&name) {
         return Err(MigrationsError::BadName { name });
     }
-    let Some(after_head) = set.head().0.checked_add(1) else {
+    let Some(after_head) = set.head().as_int().and_then(|n| n.checked_add(1)) else {
         let path = set.iter().last().map(|m| m.path.clone()).unwrap_or_default();
         return Err(MigrationsError::NoNextVersion { path });
     };
@@ -400,8 +423,8 @@ mod tests {
         ]);
         let set = load(dir.path()).unwrap();
         assert_eq!(set.len(), 2);
-        assert!(set.get(Version(1)).unwrap().is_reversible());
-        assert!(!set.get(Version(2)).unwrap().is_reversible());
+        assert!(set.get(Version::int(1)).unwrap().is_reversible());
+        assert!(!set.get(Version::int(2)).unwrap().is_reversible());
     }
 
     #[test]
@@ -465,8 +488,8 @@ mod tests {
             ),
         ]);
         let set = load(dir.path()).unwrap();
-        assert!(set.get(Version(1)).unwrap().up.rerun_if_dirty);
-        assert!(!set.get(Version(2)).unwrap().up.transactional);
+        assert!(set.get(Version::int(1)).unwrap().up.rerun_if_dirty);
+        assert!(!set.get(Version::int(2)).unwrap().up.transactional);
     }
 
     #[test]
@@ -564,8 +587,8 @@ mod tests {
         assert!(up.ends_with("0002_add_email.up.sql"));
         assert!(down.ends_with("0002_add_email.down.sql"));
         let set = load_unwritten(dir.path()).unwrap();
-        assert_eq!(set.head(), Version(2));
-        assert!(!set.get(Version(2)).unwrap().is_reversible());
+        assert_eq!(set.head(), Version::int(2));
+        assert!(!set.get(Version::int(2)).unwrap().is_reversible());
         let (up, _) = create(dir.path(), &set, "more", SystemTime::now()).unwrap();
         assert!(up.ends_with("0003_more.up.sql"), "{}", up.display());
     }
@@ -584,11 +607,11 @@ mod tests {
                 err.contains("0002_b.up.sql` holds no SQL statement") && err.contains("write the migration in it"),
                 "{text:?}: {err}"
             );
-            assert_eq!(load_unwritten(dir.path()).unwrap().head(), Version(2));
+            assert_eq!(load_unwritten(dir.path()).unwrap().head(), Version::int(2));
         }
         // A down script with no statement is allowed: it makes the migration irreversible.
         let dir = dir_with(&[("0001_a.up.sql", "select 1;"), ("0001_a.down.sql", "-- cannot undo\n;")]);
-        assert!(!load(dir.path()).unwrap().get(Version(1)).unwrap().is_reversible());
+        assert!(!load(dir.path()).unwrap().get(Version::int(1)).unwrap().is_reversible());
         let dir = dir_with(&[("0001_a.up.sql", "-- set up\nselect 1; -- done")]);
         assert_eq!(load(dir.path()).unwrap().len(), 1);
     }

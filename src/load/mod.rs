@@ -2,4 +2,5 @@
 
 pub mod discover;
 pub mod fleet;
+pub mod layouts;
 pub mod migrations;

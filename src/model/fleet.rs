@@ -368,6 +368,17 @@ pub struct Fleet {
     pub tenants: Vec<Tenant>,
     /// Where more tenants are found; `tenants` holds them once discovery ran.
     pub discover: Option<Discover>,
+    /// The fleet file's `migrations:`, if it names the folder.
+    pub migrations: Option<MigrationsSource>,
+}
+
+/// Where a fleet's migrations are: the fleet file's `migrations: DIR` or
+/// `migrations: { path: DIR, layout: diesel }`, the path relative to the fleet file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationsSource {
+    pub path: PathBuf,
+    /// `None`: detected from the folder.
+    pub layout: Option<crate::model::migration::Layout>,
 }
 
 impl Fleet {

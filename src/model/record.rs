@@ -11,7 +11,7 @@ pub struct RunRow {
     pub run_id: String,
     pub command: String,
     /// The version tenants were taken to; `null` for a `down --steps` run.
-    pub target: Option<i64>,
+    pub target: Option<crate::model::migration::Version>,
     /// `down --steps N`: the migrations each tenant reverts. Left out for other runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,

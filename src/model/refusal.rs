@@ -35,6 +35,18 @@ pub enum Refusal {
     },
     #[error("migration {version} has no down script (`{}`): it cannot be reverted", path.display())]
     Irreversible { version: Version, path: PathBuf },
+    /// An applied migration whose file now carries another version: the same checksum,
+    /// renumbered (not edited).
+    #[error(
+        "applied migration {recorded} (`{name}`) was renumbered: its file is now migration {version}, `{}` (the same checksum)",
+        path.display()
+    )]
+    Renumbered {
+        recorded: Version,
+        name: String,
+        version: Version,
+        path: PathBuf,
+    },
 }
 
 impl Refusal {
@@ -64,6 +76,15 @@ impl Refusal {
             Refusal::Irreversible { version, path } => {
                 format!("migration {version} has no down script (`{}`)", path.display())
             }
+            Refusal::Renumbered {
+                recorded,
+                version,
+                path,
+                ..
+            } => format!(
+                "applied migration {recorded} was renumbered: its file is now migration {version} (`{}`)",
+                path.display()
+            ),
         }
     }
 }
@@ -78,6 +99,7 @@ impl Refusal {
             Refusal::Unknown { version, .. } => format!("migration {version} has no file"),
             Refusal::OutOfOrder { version, .. } => format!("migration {version} out of order"),
             Refusal::Irreversible { version, .. } => format!("migration {version} has no down script"),
+            Refusal::Renumbered { recorded, version, .. } => format!("migration {recorded} renumbered to {version}"),
         }
     }
 }

@@ -298,7 +298,7 @@ mod tests {
         versions
             .iter()
             .map(|v| {
-                let m = set.get(Version(*v)).unwrap();
+                let m = set.get(Version::int(*v)).unwrap();
                 Applied {
                     version: m.version,
                     name: m.name.clone(),
@@ -316,14 +316,14 @@ mod tests {
         dirty[2].dirty = true;
         let mut unknown_newer = rows(set, &[1, 2, 3, 4, 5]);
         unknown_newer.push(Applied {
-            version: Version(9),
+            version: Version::int(9),
             name: "from_newer_code".into(),
             checksum: "f".repeat(64),
             dirty: false,
         });
         FleetStatus::assess(
             set,
-            Version(target),
+            Version::int(target),
             [
                 ("a".to_owned(), Ok(rows(set, &[1, 2, 3, 4, 5]))),
                 ("b".to_owned(), Ok(rows(set, &[1, 2, 3, 4, 5]))),
@@ -340,7 +340,14 @@ mod tests {
     fn summary(s: &FleetStatus) -> Vec<(String, &'static str, Option<i64>, Option<usize>)> {
         s.tenants
             .iter()
-            .map(|t| (t.id.clone(), t.condition.name(), t.version.map(|v| v.0), t.behind_by))
+            .map(|t| {
+                (
+                    t.id.clone(),
+                    t.condition.name(),
+                    t.version.map(|v| v.as_int().unwrap()),
+                    t.behind_by,
+                )
+            })
             .collect()
     }
 
@@ -359,7 +366,11 @@ mod tests {
             ("h".into(), "ahead", Some(9), Some(0)),
         ];
         assert_eq!(summary(&s), want);
-        let hist: Vec<(i64, usize)> = s.histogram().into_iter().map(|(v, n)| (v.0, n)).collect();
+        let hist: Vec<(i64, usize)> = s
+            .histogram()
+            .into_iter()
+            .map(|(v, n)| (v.as_int().unwrap(), n))
+            .collect();
         assert_eq!(hist, [(0, 1), (2, 2), (3, 1), (5, 2), (9, 1)]);
         assert_eq!(s.count(Condition::Behind), 2);
         assert_eq!(s.count(Condition::Unreachable), 1);

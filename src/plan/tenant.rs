@@ -125,23 +125,37 @@ pub fn verify(set: &MigrationSet, applied: &[Applied]) -> Result<Version, Refusa
     for row in applied {
         match set.get(row.version) {
             None => {
-                return Err(Refusal::Unknown {
+                return Err(renumbered(set, row).unwrap_or_else(|| Refusal::Unknown {
                     version: row.version,
                     name: row.name.clone(),
-                });
+                }));
             }
             Some(m) if m.checksum.to_hex() != row.checksum => {
-                return Err(Refusal::Modified {
+                return Err(renumbered(set, row).unwrap_or_else(|| Refusal::Modified {
                     version: row.version,
                     path: m.path.clone(),
                     recorded: row.checksum.clone(),
                     file_checksum: m.checksum.to_hex(),
-                });
+                }));
             }
             Some(_) => {}
         }
     }
     Ok(version_of(applied))
+}
+
+/// For a row whose file is not at its version (missing, or another file there): a file
+/// with its checksum at another version, when there is one: renumbered, not edited.
+fn renumbered(set: &MigrationSet, row: &Applied) -> Option<Refusal> {
+    let m = set
+        .iter()
+        .find(|m| m.version != row.version && m.checksum.to_hex() == row.checksum)?;
+    Some(Refusal::Renumbered {
+        recorded: row.version,
+        name: row.name.clone(),
+        version: m.version,
+        path: m.path.clone(),
+    })
 }
 
 /// The tenant's state, measured against `target` (head, or a `--to`).
@@ -342,11 +356,38 @@ mod tests {
         crate::model::migration::test_set(reversible)
     }
 
+    #[test]
+    fn a_migration_applied_under_another_version_is_renumbered_not_edited() {
+        let s = set(&[true, true, true]);
+        // Recorded as 4, its file now 3 (and 3 was never applied).
+        let mut rows = applied(&s, &[1, 3]);
+        rows[1].version = Version::int(4);
+        assert_eq!(
+            verify(&s, &rows).unwrap_err(),
+            Refusal::Renumbered {
+                recorded: Version::int(4),
+                name: "m3".into(),
+                version: Version::int(3),
+                path: s.get(Version::int(3)).unwrap().path.clone(),
+            }
+        );
+        // Two files swapped their versions: the first row whose file moved names it.
+        let mut rows = applied(&s, &[1, 2, 3]);
+        rows[1].checksum = s.get(Version::int(3)).unwrap().checksum.to_hex();
+        rows[2].checksum = s.get(Version::int(2)).unwrap().checksum.to_hex();
+        let err = verify(&s, &rows).unwrap_err();
+        assert_eq!(err.tag(), "migration 2 renumbered to 3", "{err}");
+        // A real edit, whose old text no file has, stays an edit.
+        let mut rows = applied(&s, &[1, 2]);
+        rows[1].checksum = "00".repeat(32);
+        assert!(matches!(verify(&s, &rows), Err(Refusal::Modified { .. })));
+    }
+
     fn applied(set: &MigrationSet, versions: &[i64]) -> Vec<Applied> {
         versions
             .iter()
             .map(|v| {
-                let m = set.get(Version(*v)).unwrap();
+                let m = set.get(Version::int(*v)).unwrap();
                 Applied {
                     version: m.version,
                     name: m.name.clone(),
@@ -358,7 +399,10 @@ mod tests {
     }
 
     fn versions(plan: &TenantPlan) -> Vec<i64> {
-        plan.steps.iter().map(|s| s.migration.version.0).collect()
+        plan.steps
+            .iter()
+            .map(|s| s.migration.version.as_int().unwrap())
+            .collect()
     }
 
     #[test]
@@ -374,25 +418,27 @@ mod tests {
             applied(&set, &[1, 2]),
             "every row takes its file's checksum and name"
         );
-        let only = with_checksums(&set, &rows, Some(Version(2))).unwrap();
+        let only = with_checksums(&set, &rows, Some(Version::int(2))).unwrap();
         assert_eq!(only[0].checksum, "old1", "migration 1 is left as recorded");
         assert_eq!(only[1], applied(&set, &[2])[0]);
         assert_eq!(
-            with_checksums(&set, &rows, Some(Version(3))).unwrap(),
+            with_checksums(&set, &rows, Some(Version::int(3))).unwrap(),
             rows,
             "a tenant without the migration is left alone"
         );
         let mut dirty = rows.clone();
         dirty[1].dirty = true;
-        for only in [None, Some(Version(1))] {
+        for only in [None, Some(Version::int(1))] {
             assert_eq!(
                 with_checksums(&set, &dirty, only),
-                Err(Refusal::Dirty { version: Version(2) })
+                Err(Refusal::Dirty {
+                    version: Version::int(2)
+                })
             );
         }
         let mut unknown = applied(&set, &[1]);
         unknown.push(Applied {
-            version: Version(9),
+            version: Version::int(9),
             name: "gone".into(),
             checksum: "x".into(),
             dirty: false,
@@ -400,12 +446,12 @@ mod tests {
         assert_eq!(
             with_checksums(&set, &unknown, None),
             Err(Refusal::Unknown {
-                version: Version(9),
+                version: Version::int(9),
                 name: "gone".into()
             })
         );
         assert_eq!(
-            with_checksums(&set, &unknown, Some(Version(1))).unwrap(),
+            with_checksums(&set, &unknown, Some(Version::int(1))).unwrap(),
             unknown,
             "=VERSION looks only at that migration"
         );
@@ -415,12 +461,15 @@ mod tests {
     fn up_runs_pending_up_to_the_target() {
         let s = set(&[true; 5]);
         let p = plan(&s, &applied(&s, &[1, 2]), Target::Up { to: s.head() }).unwrap();
-        assert_eq!((versions(&p), p.from, p.to), (vec![3, 4, 5], Version(2), Version(5)));
-        let p = plan(&s, &applied(&s, &[1, 2]), Target::Up { to: Version(3) }).unwrap();
+        assert_eq!(
+            (versions(&p), p.from, p.to),
+            (vec![3, 4, 5], Version::int(2), Version::int(5))
+        );
+        let p = plan(&s, &applied(&s, &[1, 2]), Target::Up { to: Version::int(3) }).unwrap();
         assert_eq!(versions(&p), [3]);
         let p = plan(&s, &applied(&s, &[1, 2, 3, 4, 5]), Target::Up { to: s.head() }).unwrap();
         assert!(p.steps.is_empty());
-        assert_eq!(p.to, Version(5));
+        assert_eq!(p.to, Version::int(5));
     }
 
     #[test]
@@ -428,7 +477,7 @@ mod tests {
         let s = set(&[true; 4]);
         let all = applied(&s, &[1, 2, 3, 4]);
         let p = plan(&s, &all, Target::DownSteps { steps: 2 }).unwrap();
-        assert_eq!((versions(&p), p.to), (vec![4, 3], Version(2)));
+        assert_eq!((versions(&p), p.to), (vec![4, 3], Version::int(2)));
         let p = plan(&s, &all, Target::Down { to: Version::ZERO }).unwrap();
         assert_eq!((versions(&p), p.to), (vec![4, 3, 2, 1], Version::ZERO));
         let p = plan(&s, &all, Target::DownSteps { steps: 9 }).unwrap();
@@ -438,11 +487,11 @@ mod tests {
     #[test]
     fn down_past_an_irreversible_migration_is_refused() {
         let s = set(&[true, false, true]);
-        let err = plan(&s, &applied(&s, &[1, 2, 3]), Target::Down { to: Version(1) }).unwrap_err();
+        let err = plan(&s, &applied(&s, &[1, 2, 3]), Target::Down { to: Version::int(1) }).unwrap_err();
         assert_eq!(
             err,
             Refusal::Irreversible {
-                version: Version(2),
+                version: Version::int(2),
                 path: "migrations/0002_m2.up.sql".into()
             }
         );
@@ -458,9 +507,9 @@ mod tests {
         assert!(matches!(
             err,
             Refusal::Modified {
-                version: Version(2),
+                version,
                 ..
-            }
+            } if version == Version::int(2)
         ));
         assert!(
             err.to_string()
@@ -469,7 +518,7 @@ mod tests {
 
         let mut rows = applied(&s, &[1]);
         rows.push(Applied {
-            version: Version(9),
+            version: Version::int(9),
             name: "future".into(),
             checksum: "x".into(),
             dirty: false,
@@ -479,23 +528,35 @@ mod tests {
             err.to_string(),
             "applied migration 9 (`future`) has no file in the migrations folder"
         );
-        assert_eq!(state(&s, &rows, s.head()), State::Ahead { newest: Version(9) });
+        assert_eq!(
+            state(&s, &rows, s.head()),
+            State::Ahead {
+                newest: Version::int(9)
+            }
+        );
 
         let mut rows = applied(&s, &[1, 2]);
         rows[1].dirty = true;
         assert_eq!(
             plan(&s, &rows, Target::Up { to: s.head() }).unwrap_err(),
-            Refusal::Dirty { version: Version(2) }
+            Refusal::Dirty {
+                version: Version::int(2)
+            }
         );
-        assert_eq!(state(&s, &rows, s.head()), State::Dirty { version: Version(2) });
+        assert_eq!(
+            state(&s, &rows, s.head()),
+            State::Dirty {
+                version: Version::int(2)
+            }
+        );
 
         let rows = applied(&s, &[1, 3]);
         assert!(matches!(
             plan(&s, &rows, Target::Up { to: s.head() }),
             Err(Refusal::OutOfOrder {
-                version: Version(2),
+                version,
                 ..
-            })
+            }) if version == Version::int(2)
         ));
     }
 
@@ -505,14 +566,14 @@ mod tests {
             "-- fleetmig: no-transaction, rerun-if-dirty\ncreate index concurrently if not exists i on t1 (id);";
         let s = MigrationSet::new(vec![
             Migration::new(
-                Version(1),
+                Version::int(1),
                 "a".into(),
                 "create table t1 (id int);".into(),
                 None,
                 "1.up.sql".into(),
             ),
             Migration::new(
-                Version(2),
+                Version::int(2),
                 "idx".into(),
                 rerun.into(),
                 Some(format!(
@@ -522,7 +583,7 @@ mod tests {
                 "2.up.sql".into(),
             ),
             Migration::new(
-                Version(3),
+                Version::int(3),
                 "c".into(),
                 "create table t3 (id int);".into(),
                 None,
@@ -533,9 +594,12 @@ mod tests {
         let mut rows = applied(&s, &[1, 2]);
         rows[1].dirty = true;
         let p = plan(&s, &rows, Target::Up { to: s.head() }).unwrap();
-        assert_eq!((versions(&p), p.from, p.to), (vec![2, 3], Version(1), Version(3)));
+        assert_eq!(
+            (versions(&p), p.from, p.to),
+            (vec![2, 3], Version::int(1), Version::int(3))
+        );
         assert!(p.steps[0].rerun && !p.steps[1].rerun);
-        let p = plan(&s, &rows, Target::Down { to: Version(1) }).unwrap();
+        let p = plan(&s, &rows, Target::Down { to: Version::int(1) }).unwrap();
         assert_eq!(versions(&p), [2]);
         assert!(p.steps[0].rerun);
         // Going down past it needs its down script to say so too; an edited file is refused.
@@ -544,9 +608,9 @@ mod tests {
             matches!(
                 p,
                 Err(Refusal::Irreversible {
-                    version: Version(1),
+                    version,
                     ..
-                })
+                }) if version == Version::int(1)
             ),
             "{p:?}"
         );
@@ -570,14 +634,16 @@ mod tests {
         let s = set(&[true; 3]);
         assert_eq!(state(&s, &[], s.head()), State::Behind { pending: 3 });
         assert_eq!(state(&s, &applied(&s, &[1, 2, 3]), s.head()), State::Current);
-        assert_eq!(state(&s, &applied(&s, &[1]), Version(1)), State::Current);
+        assert_eq!(state(&s, &applied(&s, &[1]), Version::int(1)), State::Current);
         assert_eq!(
-            state(&s, &applied(&s, &[1, 2]), Version(1)),
-            State::Ahead { newest: Version(2) }
+            state(&s, &applied(&s, &[1, 2]), Version::int(1)),
+            State::Ahead {
+                newest: Version::int(2)
+            }
         );
         let mut rows = applied(&s, &[1]);
         rows.push(Applied {
-            version: Version(2),
+            version: Version::int(2),
             name: "gone".into(),
             checksum: "x".into(),
             dirty: false,

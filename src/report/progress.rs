@@ -751,7 +751,10 @@ fn step_label(version: Version, name: &str, direction: Direction, index: usize, 
         Direction::Up => "",
         Direction::Down => "reverting ",
     };
-    format!("{verb}{:04}_{name} ({index}/{total})", version.0)
+    match version.as_int() {
+        Some(n) => format!("{verb}{n:04}_{name} ({index}/{total})"),
+        None => format!("{verb}{version}_{name} ({index}/{total})"),
+    }
 }
 
 #[cfg(test)]
@@ -942,7 +945,7 @@ mod tests {
                 Event::RunStarted {
                     run_id: "18b5c3a-2a".into(),
                     command: "up".into(),
-                    target: Some(Version(7)),
+                    target: Some(Version::int(7)),
                     tenants: 12,
                 },
                 Event::WaveStarted {
@@ -975,7 +978,7 @@ mod tests {
                     report: report(
                         "tenant-02",
                         Outcome::Failed {
-                            version: Some(Version(1)),
+                            version: Some(Version::int(1)),
                             during: crate::model::run::Phase::Migrating,
                             error: duplicate_column(),
                             dirty: false,
@@ -999,7 +1002,7 @@ mod tests {
                 Event::RunStarted {
                     run_id: "18b5c3a-2a".into(),
                     command: "up".into(),
-                    target: Some(Version(7)),
+                    target: Some(Version::int(7)),
                     tenants: 3,
                 },
                 Event::WaveStarted {
@@ -1044,7 +1047,7 @@ mod tests {
                 Event::RunStarted {
                     run_id: "18b5c3a-2a".into(),
                     command: "up".into(),
-                    target: Some(Version(7)),
+                    target: Some(Version::int(7)),
                     tenants: 2,
                 },
                 Event::WaveStarted {
@@ -1199,7 +1202,7 @@ mod tests {
                 Event::RunStarted {
                     run_id: "18b5c3a-2a".into(),
                     command: "up".into(),
-                    target: Some(Version(7)),
+                    target: Some(Version::int(7)),
                     tenants: 14,
                 },
                 Event::WaveStarted {
@@ -1439,7 +1442,7 @@ mod tests {
                 Event::StepFinished {
                     wave: 1,
                     tenant: id("ghost"),
-                    version: Version(3),
+                    version: Version::int(3),
                     direction: Direction::Down,
                     duration_ms: 1,
                 },

@@ -153,6 +153,10 @@ fn advice(set: &MigrationSet, g: &Group<'_>) -> Vec<String> {
             "write its down script beside `{}`, or stop the down above it",
             path.display()
         )],
+        Refusal::Renumbered { recorded, path, .. } => vec![format!(
+            "give `{}` its recorded version {recorded} back: the tenants that applied it know it by that version",
+            path.display()
+        )],
     }
 }
 
@@ -220,13 +224,13 @@ mod tests {
     #[test]
     fn a_history_rows_name_cannot_drive_the_terminal() {
         let unknown = Refusal::Unknown {
-            version: Version(4),
+            version: Version::int(4),
             name: "gone\x1b[2J\nnext".into(),
         };
         let items = [Refused {
             id: "t1",
             refusal: &unknown,
-            at: Some(Version(4)),
+            at: Some(Version::int(4)),
         }];
         let out = grouped(&set(), &items);
         assert!(!out.contains('\x1b'), "{out}");
@@ -236,26 +240,28 @@ mod tests {
     #[test]
     fn tenants_with_the_same_problem_are_told_once() {
         let edited = Refusal::Modified {
-            version: Version(3),
+            version: Version::int(3),
             path: "migrations/0003_m3.up.sql".into(),
             recorded: "9f8e7d6c5b4a".repeat(5) + "0123",
             file_checksum: "1a2b3c4d5e6f".repeat(5) + "4567",
         };
         let other_edit = Refusal::Modified {
-            version: Version(3),
+            version: Version::int(3),
             path: "migrations/0003_m3.up.sql".into(),
             recorded: "77".repeat(32),
             file_checksum: "1a2b3c4d5e6f".repeat(5) + "4567",
         };
-        let dirty = Refusal::Dirty { version: Version(5) };
+        let dirty = Refusal::Dirty {
+            version: Version::int(5),
+        };
         let unknown = Refusal::Unknown {
-            version: Version(4),
+            version: Version::int(4),
             name: "gone".into(),
         };
         let late = Refusal::OutOfOrder {
-            version: Version(2),
+            version: Version::int(2),
             path: "migrations/0002_m2.up.sql".into(),
-            newest: Version(6),
+            newest: Version::int(6),
         };
         let ids: Vec<String> = (0..12).map(|i| format!("t{i:02}")).collect();
         let mut items: Vec<Refused> = ids
@@ -264,7 +270,7 @@ mod tests {
             .map(|(i, id)| Refused {
                 id,
                 refusal: &edited,
-                at: Some(Version(if i < 10 { 7 } else { 5 })),
+                at: Some(Version::int(if i < 10 { 7 } else { 5 })),
             })
             .collect();
         items.insert(
@@ -272,28 +278,28 @@ mod tests {
             Refused {
                 id: "odd",
                 refusal: &other_edit,
-                at: Some(Version(7)),
+                at: Some(Version::int(7)),
             },
         );
         items.push(Refused {
             id: "d1",
             refusal: &dirty,
-            at: Some(Version(4)),
+            at: Some(Version::int(4)),
         });
         items.push(Refused {
             id: "d2",
             refusal: &dirty,
-            at: Some(Version(4)),
+            at: Some(Version::int(4)),
         });
         items.push(Refused {
             id: "u1",
             refusal: &unknown,
-            at: Some(Version(7)),
+            at: Some(Version::int(7)),
         });
         items.push(Refused {
             id: "o1",
             refusal: &late,
-            at: Some(Version(6)),
+            at: Some(Version::int(6)),
         });
         insta::assert_snapshot!(grouped(&set(), &items), @r"
             migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is 1a2b3c4d5e6f now, was 9f8e7d6c5b4a when applied

@@ -403,7 +403,7 @@ mod tests {
         Standing {
             id: id.into(),
             condition,
-            version: version.map(Version),
+            version: version.map(Version::int),
             behind_by,
             dirty: None,
             detail: None,
@@ -434,8 +434,8 @@ mod tests {
         gone.detail = Some("connecting: refused".into());
         tenants.push(gone);
         FleetStatus {
-            head: Version(7),
-            target: Version(7),
+            head: Version::int(7),
+            target: Version::int(7),
             tenants,
         }
     }
@@ -446,7 +446,7 @@ mod tests {
 
     fn rows(set: &MigrationSet, to: i64) -> Vec<crate::model::migration::Applied> {
         set.iter()
-            .filter(|m| m.version.0 <= to)
+            .filter(|m| m.version <= Version::int(to))
             .map(|m| crate::model::migration::Applied {
                 version: m.version,
                 name: m.name.clone(),
@@ -471,7 +471,7 @@ mod tests {
         }
         tenants.push(("ok1".to_owned(), Ok(rows(set, 7))));
         tenants.push(("ok2".to_owned(), Ok(rows(set, 7))));
-        FleetStatus::assess(set, Version(7), tenants)
+        FleetStatus::assess(set, Version::int(7), tenants)
     }
 
     #[test]
@@ -519,7 +519,7 @@ mod tests {
             "JSON keeps whole checksums: {detail}"
         );
         assert!(
-            detail.contains(&set.get(Version(3)).unwrap().checksum.to_hex()),
+            detail.contains(&set.get(Version::int(3)).unwrap().checksum.to_hex()),
             "{detail}"
         );
     }

@@ -210,8 +210,8 @@ mod tests {
         PlanRow {
             id: id.into(),
             wave,
-            from: Some(Version(from)),
-            to: Some(Version(to)),
+            from: Some(Version::int(from)),
+            to: Some(Version::int(to)),
             steps: steps.iter().map(|s| (*s).to_owned()).collect(),
             refused: None,
             refusal: None,
@@ -247,7 +247,7 @@ mod tests {
     /// A tenant whose applied migration 3 differs from its file.
     fn edited(id: &str) -> PlanRow {
         let refusal = Refusal::Modified {
-            version: Version(3),
+            version: Version::int(3),
             path: "migrations/0003_m3.up.sql".into(),
             recorded: "ab".repeat(32),
             file_checksum: "cd".repeat(32),
@@ -264,7 +264,7 @@ mod tests {
         let run = crate::model::record::RunRow {
             run_id: "r1".into(),
             command: "up".into(),
-            target: Some(2),
+            target: Some(Version::int(2)),
             steps: None,
             runner: "ops@vm".into(),
             started_ms: 0,

@@ -301,7 +301,7 @@ pub(crate) mod tests {
 
     pub(crate) fn step(version: i64, duration_ms: u64) -> StepDone {
         StepDone {
-            version: Version(version),
+            version: Version::int(version),
             name: format!("step_{version}"),
             direction: Direction::Up,
             duration_ms,
@@ -318,8 +318,8 @@ pub(crate) mod tests {
         TenantReport {
             id: id(tenant),
             outcome,
-            start_version: start.map(Version),
-            final_version: end.map(Version),
+            start_version: start.map(Version::int),
+            final_version: end.map(Version::int),
             steps,
         }
     }
@@ -337,7 +337,7 @@ pub(crate) mod tests {
         Event::StepStarted {
             wave: 1,
             tenant: id(tenant),
-            version: Version(version),
+            version: Version::int(version),
             name: name.into(),
             direction: Direction::Up,
             index,
@@ -349,7 +349,7 @@ pub(crate) mod tests {
         Event::StepFinished {
             wave: 1,
             tenant: id(tenant),
-            version: Version(version),
+            version: Version::int(version),
             direction: Direction::Up,
             duration_ms,
         }
@@ -386,7 +386,7 @@ pub(crate) mod tests {
             Event::RunStarted {
                 run_id: "18b5c3a-2a".into(),
                 command: "up".into(),
-                target: Some(Version(3)),
+                target: Some(Version::int(3)),
                 tenants: 4,
             },
             Event::WaveStarted {
@@ -429,7 +429,9 @@ pub(crate) mod tests {
                     "initech",
                     Outcome::Skipped {
                         reason: SkipReason::Refused {
-                            refusal: Refusal::Dirty { version: Version(2) },
+                            refusal: Refusal::Dirty {
+                                version: Version::int(2),
+                            },
                         },
                     },
                     Some(2),
@@ -442,7 +444,7 @@ pub(crate) mod tests {
                 report: report(
                     "globex",
                     Outcome::Failed {
-                        version: Some(Version(2)),
+                        version: Some(Version::int(2)),
                         during: Phase::Migrating,
                         error: duplicate_column(),
                         dirty: false,
@@ -468,15 +470,15 @@ pub(crate) mod tests {
             Event::TenantRolledBack {
                 wave: 1,
                 tenant: id("umbrella-corp"),
-                from: Some(Version(2)),
-                to: Some(Version(1)),
+                from: Some(Version::int(2)),
+                to: Some(Version::int(1)),
                 error: None,
             },
             Event::TenantRolledBack {
                 wave: 1,
                 tenant: id("acme"),
-                from: Some(Version(3)),
-                to: Some(Version(3)),
+                from: Some(Version::int(3)),
+                to: Some(Version::int(3)),
                 error: Some("reverting 0003_index_email: lock timeout (code 55P03)".into()),
             },
             Event::RunFinished {
@@ -542,7 +544,7 @@ pub(crate) mod tests {
                 report: report(
                     "acme",
                     Outcome::Failed {
-                        version: Some(Version(1)),
+                        version: Some(Version::int(1)),
                         during: Phase::Migrating,
                         error,
                         dirty: false,
@@ -590,30 +592,41 @@ pub(crate) mod tests {
 
     // The final report is plain text for the same readers; its table is pinned here.
     fn final_tenant(id: &str, wave: usize, status: Status, start: i64, end: i64) -> FinalTenant {
-        FinalTenant::new(id.into(), wave, status, Some(Version(start)), Some(Version(end)))
+        FinalTenant::new(
+            id.into(),
+            wave,
+            status,
+            Some(Version::int(start)),
+            Some(Version::int(end)),
+        )
     }
 
     #[test]
     fn final_report_table() {
         let failed = FinalTenant {
-            failed_migration: Some(Version(2)),
+            failed_migration: Some(Version::int(2)),
             error: Some(duplicate_column().to_string()),
             error_code: Some("42701".into()),
             error_number: None,
             ..final_tenant("globex", 2, Status::Failed, 1, 1)
         };
         let skipped = FinalTenant {
-            error: Some(Refusal::Dirty { version: Version(2) }.to_string()),
-            dirty: Some(Version(2)),
+            error: Some(
+                Refusal::Dirty {
+                    version: Version::int(2),
+                }
+                .to_string(),
+            ),
+            dirty: Some(Version::int(2)),
             ..final_tenant("initech", 2, Status::Skipped, 1, 1)
         };
         let rolled_back = FinalTenant {
-            rollback: Some([Some(Version(2)), Some(Version(1))]),
+            rollback: Some([Some(Version::int(2)), Some(Version::int(1))]),
             migrations_run: 1,
             ..final_tenant("umbrella-corp", 2, Status::RolledBack, 1, 1)
         };
         let rollback_failed = FinalTenant {
-            rollback: Some([Some(Version(3)), Some(Version(3))]),
+            rollback: Some([Some(Version::int(3)), Some(Version::int(3))]),
             rollback_error: Some("reverting 0003_index_email: lock timeout (code 55P03)".into()),
             migrations_run: 2,
             ..final_tenant("acme", 1, Status::RollbackFailed, 1, 3)
@@ -705,7 +718,7 @@ pub(crate) mod tests {
             })
             .collect();
         tenants[6] = FinalTenant {
-            failed_migration: Some(Version(3)),
+            failed_migration: Some(Version::int(3)),
             error: Some("applying 0003_index_email: could not create unique index \"users_email\" (code 23505)".into()),
             error_code: Some("23505".into()),
             error_number: None,
@@ -720,7 +733,7 @@ pub(crate) mod tests {
             ..final_tenant("tenant-013", 2, Status::Failed, 0, 0)
         };
         tenants[18] = FinalTenant {
-            rollback: Some([Some(Version(3)), Some(Version(1))]),
+            rollback: Some([Some(Version::int(3)), Some(Version::int(1))]),
             migrations_run: 2,
             ..final_tenant("tenant-019", 2, Status::RolledBack, 1, 1)
         };
@@ -821,7 +834,7 @@ pub(crate) mod tests {
         let moved = report(
             "acme",
             Outcome::Failed {
-                version: Some(Version(3)),
+                version: Some(Version::int(3)),
                 during: Phase::Migrating,
                 error: duplicate_column(),
                 dirty: false,

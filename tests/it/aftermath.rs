@@ -184,7 +184,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 /// (max clean version, dirty versions) of a schema-tenant's history.
 fn pg_history(pg: &Pg, schema: &str) -> (i64, Vec<i64>) {
     let clean = pg.column(&format!(
-        "SELECT COALESCE(max(version), 0)::text FROM {schema}.fleetmig_history WHERE NOT dirty"
+        "SELECT COALESCE(max(version::int), 0)::text FROM {schema}.fleetmig_history WHERE NOT dirty"
     ));
     let dirty = pg.column(&format!(
         "SELECT version::text FROM {schema}.fleetmig_history WHERE dirty ORDER BY version"

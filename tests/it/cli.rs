@@ -314,7 +314,7 @@ fn a_run_whose_stdout_closes_goes_on_to_its_end_and_is_recorded() {
     for id in ["a", "b", "c", "d", "e", "f"] {
         let versions = sqlite_column(
             &p.db_path(id),
-            "SELECT CAST(max(version) AS TEXT) FROM fleetmig_history",
+            "SELECT CAST(max(CAST(version AS INTEGER)) AS TEXT) FROM fleetmig_history",
         );
         assert_eq!(versions, ["60"], "tenant {id}");
     }
@@ -469,7 +469,7 @@ fn the_readme_quick_start_commands_work_on_the_demo() {
     }
     if let Some(pg) = &pg {
         let versions = pg.column(
-            "SELECT (SELECT max(version) FROM demo_acme.fleetmig_history)::text || ' ' || \
+            "SELECT (SELECT max(version::int) FROM demo_acme.fleetmig_history)::text || ' ' || \
              (SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'demo\\_%')::text",
         );
         assert_eq!(versions, ["7 12"], "the PostgreSQL demo fleet did not migrate");

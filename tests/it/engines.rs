@@ -594,7 +594,7 @@ fn postgres_stamp_rewrites_the_history_only() {
     }
     let up = p.run(&["up", "--to", "2"]);
     assert_eq!(up.code, 0, "{up:#?}");
-    pg.exec("UPDATE s_acme.fleetmig_history SET dirty = TRUE WHERE version = 2");
+    pg.exec("UPDATE s_acme.fleetmig_history SET dirty = TRUE WHERE version = '2'");
     p.migration("0001_t1.up.sql", "CREATE TABLE t1 (id bigint);");
     let refused = p.run(&["up"]);
     assert_ne!(refused.code, 0, "the edited migration is refused first: {refused:#?}");

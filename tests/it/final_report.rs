@@ -232,7 +232,7 @@ fn a_failure_while_locking_shows_the_version_it_was_at_when_known() {
     let at = |id: &str| table.find(&format!("\n{id} ")).unwrap();
     assert!(at("moved") < at("held"), "failures first: {table}");
     assert_eq!(
-        pg.column("SELECT max(version)::text FROM moved.fleetmig_history WHERE NOT dirty"),
+        pg.column("SELECT max(version::int)::text FROM moved.fleetmig_history WHERE NOT dirty"),
         ["2"],
         "FINAL is where its history is"
     );

@@ -10,6 +10,7 @@ use fleetmig::api::Selector;
 use fleetmig::internal::fleet;
 use fleetmig::internal::migrations;
 use fleetmig::model::bounds;
+use fleetmig::model::migration::Version;
 use fleetmig::model::policy::WaveSpec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -207,7 +208,7 @@ fn migration_folders_load_or_are_refused_naming_the_file() {
                 match migrations::load(dir.path()) {
                     Ok(set) => {
                         for m in set.iter() {
-                            prop_assert!(m.version.0 > 0);
+                            prop_assert!(m.version > Version::ZERO);
                             prop_assert!(!m.up.sql.contains('\0'));
                         }
                     }

@@ -28,7 +28,11 @@ fn sqlite_version(p: &Project, id: &str) -> Option<String> {
     if !path.exists() {
         return None;
     }
-    sqlite_column(&path, "SELECT CAST(max(version) AS TEXT) FROM fleetmig_history").pop()
+    sqlite_column(
+        &path,
+        "SELECT CAST(max(CAST(version AS INTEGER)) AS TEXT) FROM fleetmig_history",
+    )
+    .pop()
 }
 
 #[test]

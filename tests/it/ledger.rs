@@ -531,6 +531,8 @@ fn check_upgraded(p: &Project, ledger: &[&str], version: &dyn Fn(&str) -> Vec<St
     };
     let old = runs(p);
     assert_eq!(old["runs"][0]["run_id"], "old-run", "{old}");
+    // Its integer target reads back as the number it was (versions are text since ledger 3).
+    assert_eq!(old["runs"][0]["target"], 3, "{old}");
     assert_eq!(
         (old["runs"][0]["succeeded"].as_i64(), old["runs"][0]["failed"].as_i64()),
         (Some(1), Some(1))
@@ -542,11 +544,11 @@ fn check_upgraded(p: &Project, ledger: &[&str], version: &dyn Fn(&str) -> Vec<St
     assert_eq!(runs(p)["runs"].as_array().unwrap().len(), 2);
     assert_eq!(
         version("SELECT CAST(MAX(version) AS TEXT) FROM fleetmig_ledger_version"),
-        ["2"]
+        ["3"]
     );
     assert_eq!(
         version("SELECT CAST(COUNT(*) AS TEXT) FROM fleetmig_ledger_version"),
-        ["2"],
+        ["3"],
         "each upgrade once"
     );
 }

@@ -227,7 +227,7 @@ fn postgres_schema_rollout_report_matches_history() {
     assert_eq!(status_of(&r, "b")["status"], "rolled_back");
     for id in ["c", "a", "b"] {
         let v = pg.column(&format!(
-            "SELECT coalesce(max(version), 0)::text FROM s_{id}.fleetmig_history"
+            "SELECT coalesce(max(version::int), 0)::text FROM s_{id}.fleetmig_history"
         ));
         assert_eq!(status_of(&r, id)["final_version"].to_string(), v[0], "{id}");
     }
@@ -241,7 +241,7 @@ fn gate_checks_on_postgres_read_booleans_and_numbers() {
     for (tag, check, passes) in [
         (
             "gate_count",
-            "SELECT count(*) FROM fleetmig_history WHERE version = 3",
+            "SELECT count(*) FROM fleetmig_history WHERE version = '3'",
             true,
         ),
         ("gate_false", "SELECT 2 + 2 = 5", false),

@@ -306,11 +306,11 @@ fn the_grouped_drift_advice_is_one_stamp_command_that_fixes_the_whole_group() {
     };
     crate::support::sqlite_exec(
         &p.db_path("other"),
-        "UPDATE fleetmig_history SET checksum = 'feed' WHERE version = 3",
+        "UPDATE fleetmig_history SET checksum = 'feed' WHERE version = '3'",
     );
     crate::support::sqlite_exec(
         &p.db_path("dirty"),
-        "UPDATE fleetmig_history SET dirty = 1 WHERE version = 3",
+        "UPDATE fleetmig_history SET dirty = 1 WHERE version = '3'",
     );
     p.migration("0002_t2.up.sql", "CREATE TABLE t2 (id INTEGER, note TEXT);");
     let (low, dirty) = (history("low"), history("dirty"));

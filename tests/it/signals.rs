@@ -43,7 +43,7 @@ fn pg_history(pg: &Pg, schema: &str) -> (i64, bool) {
         return (0, false);
     }
     let row = &pg.rows(&format!(
-        "SELECT COALESCE(max(version), 0)::text, bool_or(dirty)::text FROM {schema}.fleetmig_history"
+        "SELECT COALESCE(max(version::int), 0)::text, bool_or(dirty)::text FROM {schema}.fleetmig_history"
     ))[0];
     (
         row[0].as_deref().unwrap().parse().unwrap(),

@@ -218,7 +218,7 @@ fn status_of_a_mixed_sqlite_fleet() {
         |id| {
             sqlite_exec(
                 &p.db_path(id),
-                "UPDATE fleetmig_history SET checksum = 'edited' WHERE version = 1",
+                "UPDATE fleetmig_history SET checksum = 'edited' WHERE version = '1'",
             )
         },
     );
@@ -245,7 +245,7 @@ fn status_of_mixed_postgres_schema_tenants() {
         |id| pg.exec(&format!("CREATE SCHEMA t_{id}; CREATE TABLE t_{id}.blocker (x INT)")),
         |id| {
             pg.exec(&format!(
-                "UPDATE t_{id}.fleetmig_history SET checksum = 'edited' WHERE version = 1"
+                "UPDATE t_{id}.fleetmig_history SET checksum = 'edited' WHERE version = '1'"
             ))
         },
     );
@@ -485,7 +485,7 @@ fn the_library_migrates_and_waits() {
         assert!(status.all_current());
         assert_eq!(
             status.histogram().into_iter().collect::<Vec<_>>(),
-            [(fleetmig::model::migration::Version(4), 3)]
+            [(fleetmig::model::migration::Version::int(4), 3)]
         );
     });
     assert!(

@@ -260,7 +260,8 @@ impl Project {
         cmd.current_dir(self.path())
             .args(args)
             .env_remove("FLEETMIG_FLEET")
-            .env_remove("FLEETMIG_MIGRATIONS");
+            .env_remove("FLEETMIG_MIGRATIONS")
+            .env_remove("FLEETMIG_LAYOUT");
         cmd
     }
 

@@ -15,7 +15,7 @@ fn version(p: &Project, id: &str) -> i64 {
     }
     sqlite_column(
         &path,
-        "SELECT CAST(COALESCE(MAX(version), 0) AS TEXT) FROM fleetmig_history",
+        "SELECT CAST(COALESCE(MAX(CAST(version AS INTEGER)), 0) AS TEXT) FROM fleetmig_history",
     )[0]
     .parse()
     .unwrap()

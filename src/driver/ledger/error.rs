@@ -81,6 +81,20 @@ impl Cause {
     }
 }
 
+/// A migration version as the ledger holds it (text; a whole number in ledgers written
+/// before versions could be text), naming the run and the record when it does not read.
+pub(super) fn version(
+    run_id: &str,
+    what: &str,
+    text: Option<String>,
+) -> Result<Option<crate::model::migration::Version>, Cause> {
+    text.map(|t| {
+        crate::model::migration::Version::read(&t)
+            .map_err(|_| Cause::undecodable(run_id, what, Undecodable::Unknown(t)))
+    })
+    .transpose()
+}
+
 /// Reads one JSON record of a run, naming the run and the record when it does not read.
 pub(super) fn decode<T: serde::de::DeserializeOwned>(run_id: &str, what: &str, text: &str) -> Result<T, Cause> {
     serde_json::from_str(text).map_err(|e| Cause::undecodable(run_id, what, e))

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::error::{Cause, LedgerError, Undecodable, decode};
+use super::error::{Cause, LedgerError, Undecodable, decode, version};
 use super::handle::Ledger;
 use super::records::{RunPlan, outcome_row};
 use crate::model::migration::Version;
@@ -41,8 +41,8 @@ pub struct SharedRow {
     pub tenant: String,
     pub wave: i64,
     pub state: TenantState,
-    pub start_version: Option<i64>,
-    pub final_version: Option<i64>,
+    pub start_version: Option<Version>,
+    pub final_version: Option<Version>,
     /// The migrations it ran (the length of its recorded steps).
     pub migrations_run: usize,
     pub error: Option<String>,
@@ -285,8 +285,8 @@ impl Ledger {
         .bind(report.id.as_str())
         .bind(owner)
         .bind(state.as_str())
-        .bind(report.start_version.map(|v| v.0))
-        .bind(report.final_version.map(|v| v.0))
+        .bind(report.start_version.map(|v| v.text().into_owned()))
+        .bind(report.final_version.map(|v| v.text().into_owned()))
         .bind(steps)
         .bind(error)
         .bind(RowFailure::json(RowFailure::of_outcome(&report.outcome).filter(|_| !release)))
@@ -331,7 +331,7 @@ impl Ledger {
             .bind(&t.id)
             .bind(owner)
             .bind(TenantState::Ended(t.status).as_str())
-            .bind(t.final_version.map(|v| v.0))
+            .bind(t.final_version.map(|v| v.text().into_owned()))
             .bind(RowFailure::json(RowFailure::of(t)))
             .execute(&mut *tx)
             .await?;
@@ -417,8 +417,8 @@ fn shared_row(run_id: &str, r: &AnyRow) -> Result<SharedRow, Cause> {
     Ok(SharedRow {
         wave: r.try_get(1)?,
         state,
-        start_version: r.try_get(3)?,
-        final_version: r.try_get(4)?,
+        start_version: version(run_id, &what("start version"), r.try_get(3)?)?,
+        final_version: version(run_id, &what("final version"), r.try_get(4)?)?,
         migrations_run,
         error: r.try_get(6)?,
         expired: r.try_get(7)?,

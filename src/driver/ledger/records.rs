@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::error::Cause;
 use super::error::LedgerError;
 use super::handle::Ledger;
+use crate::model::migration::Version;
 use crate::model::record::TenantState;
 use crate::model::run::{Outcome, RunReport, TenantReport};
 
@@ -21,7 +22,7 @@ pub struct RunPlan {
     /// `up` or `down`.
     pub command: String,
     /// The version tenants are taken to.
-    pub target: i64,
+    pub target: Version,
     /// Tenant ids, wave by wave, in rollout order.
     pub waves: Vec<Vec<String>>,
     /// Waves marked as canary waves.
@@ -138,7 +139,7 @@ impl Ledger {
         )
         .bind(run_id)
         .bind(&plan.command)
-        .bind(plan.target)
+        .bind(plan.target.text().into_owned())
         .bind(runner())
         .bind(fleet)
         .bind(now_ms())
@@ -238,8 +239,8 @@ impl Ledger {
             .bind(run_id)
             .bind(report.id.as_str())
             .bind(state)
-            .bind(report.start_version.map(|v| v.0))
-            .bind(report.final_version.map(|v| v.0))
+            .bind(report.start_version.map(|v| v.text().into_owned()))
+            .bind(report.final_version.map(|v| v.text().into_owned()))
             .bind(steps)
             .bind(error)
             .bind(now_ms())
@@ -271,10 +272,13 @@ impl Ledger {
         let mut tx = self.pool.begin().await?;
         // Tenants that ended alike share one statement per chunk: a run of a thousand
         // tenants at the target is a few statements, not a thousand.
-        let mut alike: BTreeMap<(&str, Option<i64>), Vec<&str>> = BTreeMap::new();
+        let mut alike: BTreeMap<(&str, Option<String>), Vec<&str>> = BTreeMap::new();
         for t in &report.tenants {
             alike
-                .entry((TenantState::Ended(t.status).as_str(), t.final_version.map(|v| v.0)))
+                .entry((
+                    TenantState::Ended(t.status).as_str(),
+                    t.final_version.map(|v| v.text().into_owned()),
+                ))
                 .or_default()
                 .push(&t.id);
         }
@@ -290,7 +294,7 @@ impl Ledger {
                 let mut update = sqlx::query(&sql)
                     .bind(&report.run_id)
                     .bind(state)
-                    .bind(version)
+                    .bind(version.clone())
                     .bind(now);
                 for id in chunk {
                     update = update.bind(*id);

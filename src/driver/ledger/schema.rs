@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, Connection, Executor};
 use super::error::Cause;
 
 /// The schema version this fleetmig reads and writes.
-pub(super) const VERSION: i64 = 2;
+pub(super) const VERSION: i64 = 3;
 
 /// One step of the ledger's schema. SQLite and PostgreSQL both run DDL in a transaction,
 /// so an upgrade and its version row commit together or not at all.
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS fleetmig_run_tenants (
 /// In order; a ledger at version N gets every upgrade above N. `IF NOT EXISTS` only where
 /// a ledger made before versions were kept may already hold the table or column (a
 /// PostgreSQL ledger that ran a shared run got these columns then, some of them).
-const UPGRADES: [Upgrade; 2] = [
+const UPGRADES: [Upgrade; 3] = [
     Upgrade {
         version: 1,
         sqlite: TABLES_V1,
@@ -69,6 +69,28 @@ const UPGRADES: [Upgrade; 2] = [
                    ALTER TABLE fleetmig_run_tenants ADD COLUMN IF NOT EXISTS owner TEXT, \
                    ADD COLUMN IF NOT EXISTS lease_until_ms BIGINT, ADD COLUMN IF NOT EXISTS claimed_ms BIGINT, \
                    ADD COLUMN IF NOT EXISTS failure TEXT;",
+    },
+    // Migration versions as text (diesel's, Flyway's). SQLite cannot change a column's
+    // type: its two tables are rebuilt, every row kept.
+    Upgrade {
+        version: 3,
+        sqlite: "CREATE TABLE fleetmig_runs_v3 (run_id TEXT PRIMARY KEY, command TEXT NOT NULL, target TEXT, \
+                 runner TEXT NOT NULL, fleet TEXT NOT NULL, started_ms BIGINT NOT NULL, finished_ms BIGINT, \
+                 stop_reason TEXT, plan TEXT NOT NULL, report TEXT, shared TEXT, shared_stop TEXT); \
+                 INSERT INTO fleetmig_runs_v3 SELECT run_id, command, CAST(target AS TEXT), runner, fleet, started_ms, \
+                 finished_ms, stop_reason, plan, report, shared, shared_stop FROM fleetmig_runs; \
+                 DROP TABLE fleetmig_runs; ALTER TABLE fleetmig_runs_v3 RENAME TO fleetmig_runs; \
+                 CREATE TABLE fleetmig_run_tenants_v3 (run_id TEXT NOT NULL, tenant TEXT NOT NULL, wave BIGINT NOT NULL, \
+                 state TEXT NOT NULL, start_version TEXT, final_version TEXT, steps TEXT, error TEXT, \
+                 updated_ms BIGINT NOT NULL, owner TEXT, lease_until_ms BIGINT, claimed_ms BIGINT, failure TEXT, \
+                 PRIMARY KEY (run_id, tenant)); \
+                 INSERT INTO fleetmig_run_tenants_v3 SELECT run_id, tenant, wave, state, CAST(start_version AS TEXT), \
+                 CAST(final_version AS TEXT), steps, error, updated_ms, owner, lease_until_ms, claimed_ms, failure \
+                 FROM fleetmig_run_tenants; \
+                 DROP TABLE fleetmig_run_tenants; ALTER TABLE fleetmig_run_tenants_v3 RENAME TO fleetmig_run_tenants;",
+        postgres: "ALTER TABLE fleetmig_runs ALTER COLUMN target TYPE TEXT USING target::text; \
+                   ALTER TABLE fleetmig_run_tenants ALTER COLUMN start_version TYPE TEXT USING start_version::text, \
+                   ALTER COLUMN final_version TYPE TEXT USING final_version::text;",
     },
 ];
 

@@ -11,6 +11,7 @@ use super::error::{Cause, LedgerError, Undecodable};
 use super::schema::VERSION;
 use super::status::sqlite_url;
 use super::{Ledger, RunPlan};
+use crate::model::migration::Version;
 
 const LIMIT: Duration = Duration::from_secs(5);
 
@@ -56,7 +57,7 @@ async fn open(path: &Path) -> Result<Ledger, LedgerError> {
 fn plan() -> RunPlan {
     RunPlan {
         command: "up".into(),
-        target: 1,
+        target: Version::int(1),
         waves: vec![vec!["a".into()]],
         canary_waves: vec![],
         policy: None,

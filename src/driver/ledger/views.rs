@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use sqlx::any::AnyRow;
 
-use super::error::{Cause, LedgerError, decode};
+use super::error::{Cause, LedgerError, decode, version};
 use super::handle::Ledger;
 use super::lease::read_state;
 use super::records::RunPlan;
@@ -38,7 +38,11 @@ fn run_row(r: &AnyRow) -> Result<RunRow, Cause> {
     // `stamp --checksums` keeps each tenant's version: the run has no target.
     let untargeted = steps.is_some() || command.starts_with("stamp --checksums");
     Ok(RunRow {
-        target: if untargeted { None } else { r.try_get(2)? },
+        target: if untargeted {
+            None
+        } else {
+            version(&run_id, "target", r.try_get(2)?)?
+        },
         run_id,
         command,
         steps,

@@ -88,8 +88,8 @@ fn report(t: &Tenant, outcome: Outcome, start: i64, end: i64) -> TenantReport {
     TenantReport {
         id: t.id.clone(),
         outcome,
-        start_version: Some(Version(start)),
-        final_version: Some(Version(end)),
+        start_version: Some(Version::int(start)),
+        final_version: Some(Version::int(end)),
         steps: vec![],
     }
 }
@@ -122,15 +122,15 @@ impl Work for Fake {
                 if matches!(part, Part::FailsAfterMoving | Part::FailsAndRollbackLocked) =>
             {
                 let outcome = Outcome::Failed {
-                    version: Some(Version(2)),
+                    version: Some(Version::int(2)),
                     during: Phase::Migrating,
                     error: DbError::new(ErrorKind::Sql, "migrating", "relation \"x\" already exists"),
                     dirty: false,
                 };
-                assert_eq!(to, Version(2));
+                assert_eq!(to, Version::int(2));
                 report(t, outcome, 0, 1)
             }
-            Action::Migrate(Target::Up { to }) => report(t, Outcome::Succeeded, 0, to.0),
+            Action::Migrate(Target::Up { to }) => report(t, Outcome::Succeeded, 0, to.as_int().unwrap()),
             Action::Migrate(Target::Down { .. }) if part == Part::FailsAndRollbackLocked => {
                 let error = DbError::new(ErrorKind::Locked, "locking", "still held after 1s");
                 let reason = crate::model::run::SkipReason::Locked { error };
@@ -140,7 +140,7 @@ impl Work for Fake {
                     ..report(t, Outcome::Skipped { reason }, 0, 0)
                 }
             }
-            Action::Migrate(Target::Down { to }) => report(t, Outcome::Succeeded, 2, to.0),
+            Action::Migrate(Target::Down { to }) => report(t, Outcome::Succeeded, 2, to.as_int().unwrap()),
             other => panic!("the dispatcher's tests run only up and its rollbacks, not {other:?}"),
         }
     }
@@ -202,7 +202,7 @@ fn waves<'a>(fleet: &'a Fleet, sizes: &[usize]) -> Vec<Wave<'a>> {
         .collect()
 }
 
-const UP: Action = Action::Migrate(Target::Up { to: Version(2) });
+const UP: Action = Action::Migrate(Target::Up { to: Version::int(2) });
 
 /// Runs `waves` under `policy` with `work`, this runner's own (`claims`: `None`) or
 /// claimed from a shared run's ledger; returns the report and every event.
@@ -339,7 +339,11 @@ async fn each_rollback_policy_rolls_back_its_own_tenants() {
             };
             assert_eq!(t.status, want, "{rollback:?}: {}", t.id);
             if rolled {
-                assert_eq!(t.final_version, Some(Version(0)), "{rollback:?}: back where it started");
+                assert_eq!(
+                    t.final_version,
+                    Some(Version::int(0)),
+                    "{rollback:?}: back where it started"
+                );
             }
         }
         let announced = events.iter().find_map(|e| match e {
@@ -435,7 +439,7 @@ async fn one_interrupt_lets_tenants_in_flight_finish_and_starts_no_other() {
     assert_eq!(status_of(&report, "c"), Status::NotStarted);
     assert_eq!(
         report.tenants.iter().find(|t| t.id == "c").unwrap().final_version,
-        Some(Version(0))
+        Some(Version::int(0))
     );
     assert!(
         work.downs().is_empty(),
@@ -458,7 +462,7 @@ async fn a_second_interrupt_abandons_tenants_in_flight_and_reports_their_read_ve
     assert_eq!(b.status, Status::Failed);
     assert_eq!(
         b.final_version,
-        Some(Version(0)),
+        Some(Version::int(0)),
         "the version its history shows, read once it ended"
     );
     let error = b.error.as_deref().unwrap();
@@ -679,11 +683,11 @@ async fn a_rollback_that_finds_the_lock_taken_reports_where_the_run_left_the_ten
     let (report, events) = run_waves(&ctx, &waves(&fleet, &[2]), &policy, &work, rx).await;
     let b = report.tenants.iter().find(|t| t.id == "b").unwrap();
     assert_eq!(b.status, Status::RollbackFailed);
-    assert_eq!(b.final_version, Some(Version(1)));
-    assert_eq!(b.rollback, Some([Some(Version(1)), Some(Version(1))]));
+    assert_eq!(b.final_version, Some(Version::int(1)));
+    assert_eq!(b.rollback, Some([Some(Version::int(1)), Some(Version::int(1))]));
     let rolled = events.iter().find_map(|e| match e {
         Event::TenantRolledBack { to, error, .. } => Some((*to, error.is_some())),
         _ => None,
     });
-    assert_eq!(rolled, Some((Some(Version(1)), true)));
+    assert_eq!(rolled, Some((Some(Version::int(1)), true)));
 }

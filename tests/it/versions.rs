@@ -1,0 +1,167 @@
+//! Versions as text: history tables of fleets migrated before versions were text are
+//! upgraded in place, once, every row kept; other tools' folder layouts are read as they
+//! are (diesel's text versions, Flyway's dotted ones, dbmate's sections, sqlx's simple
+//! files), and a folder of two layouts is an error that says what it found.
+
+use serde_json::Value;
+
+use crate::support::{self, Project, sqlite_column, sqlite_exec};
+
+/// Three migrations whose checksums the old rows carry.
+fn three(p: &Project) {
+    for i in 1..=3 {
+        p.migration(
+            &format!("000{i}_t{i}.up.sql"),
+            &format!("CREATE TABLE t{i} (id INTEGER);"),
+        );
+        p.migration(&format!("000{i}_t{i}.down.sql"), &format!("DROP TABLE t{i};"));
+    }
+}
+
+/// The checksum `status` would expect for migration `i` of [`three`].
+fn checksum(p: &Project, i: usize) -> String {
+    let set = fleetmig::api::load_migrations(p.path().join("migrations")).unwrap();
+    set.iter().nth(i - 1).unwrap().checksum.to_hex()
+}
+
+fn status(p: &Project) -> Value {
+    let run = p.run(&["status", "--format", "json"]);
+    // 1: some tenant lags behind.
+    assert!(run.code == 0 || run.code == 1, "{}", run.all());
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+#[test]
+fn a_sqlite_history_with_integer_versions_is_upgraded_in_place_and_keeps_every_row() {
+    let p = Project::new();
+    three(&p);
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n");
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    let db = p.db_path("acme");
+    // The table as fleetmig made it before versions were text, at version 2.
+    sqlite_exec(
+        &db,
+        &format!(
+            "CREATE TABLE fleetmig_history (version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, \
+             applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), duration_ms INTEGER NOT NULL DEFAULT 0, \
+             run_id TEXT NOT NULL, dirty INTEGER NOT NULL DEFAULT 0); \
+             CREATE TABLE t1 (id INTEGER); CREATE TABLE t2 (id INTEGER); \
+             INSERT INTO fleetmig_history (version, name, checksum, applied_at, duration_ms, run_id) VALUES \
+             (1, 't1', '{}', '2020-01-01T00:00:00.000Z', 5, 'old'), (2, 't2', '{}', '2020-01-02T00:00:00.000Z', 7, 'old');",
+            checksum(&p, 1),
+            checksum(&p, 2)
+        ),
+    );
+    // Read-only commands read the old table as it is.
+    let before = status(&p);
+    assert_eq!(before["tenants"][0]["version"], 2, "{before}");
+    assert_eq!(before["tenants"][0]["pending"], 1, "{before}");
+
+    let up = p.run(&["up"]);
+    assert_eq!(up.code, 0, "{}", up.all());
+    assert_eq!(
+        sqlite_column(
+            &db,
+            "SELECT type FROM pragma_table_info('fleetmig_history') WHERE name = 'version'"
+        ),
+        ["TEXT"]
+    );
+    assert_eq!(
+        sqlite_column(
+            &db,
+            "SELECT version || ' ' || applied_at || ' ' || duration_ms || ' ' || run_id FROM fleetmig_history \
+             ORDER BY CAST(version AS INTEGER) LIMIT 2"
+        ),
+        ["1 2020-01-01T00:00:00.000Z 5 old", "2 2020-01-02T00:00:00.000Z 7 old"],
+        "the old rows are kept as they were"
+    );
+    let after = status(&p);
+    assert_eq!(after["tenants"][0]["version"], 3, "{after}");
+    assert_eq!(after["tenants"][0]["state"], "current", "{after}");
+    // And down still finds the rows it removes.
+    let down = p.run(&["down", "--to", "1"]);
+    assert_eq!(down.code, 0, "{}", down.all());
+    assert_eq!(sqlite_column(&db, "SELECT version FROM fleetmig_history"), ["1"]);
+}
+
+#[test]
+fn a_postgres_history_with_bigint_versions_is_upgraded_in_place() {
+    let Some(pg) = support::Pg::create("oldhist") else {
+        return;
+    };
+    let p = Project::new();
+    three(&p);
+    p.fleet(&format!(
+        "defaults: {{ url: \"{}\", schema: \"s_{{id}}\" }}\ntenants:\n  - {{ id: acme }}\n  - {{ id: globex }}\n",
+        pg.url()
+    ));
+    for id in ["acme", "globex"] {
+        pg.exec(&format!(
+            "CREATE SCHEMA s_{id}; CREATE TABLE s_{id}.fleetmig_history (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), duration_ms BIGINT NOT NULL DEFAULT 0, \
+             run_id TEXT NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE); CREATE TABLE s_{id}.t1 (id int); \
+             INSERT INTO s_{id}.fleetmig_history (version, name, checksum, duration_ms, run_id) VALUES (1, 't1', '{}', 5, 'old');",
+            checksum(&p, 1)
+        ));
+    }
+    let up = p.run(&["up"]);
+    assert_eq!(up.code, 0, "{}", up.all());
+    for id in ["acme", "globex"] {
+        assert_eq!(
+            pg.column(&format!(
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = 's_{id}' \
+                 AND table_name = 'fleetmig_history' AND column_name = 'version'"
+            )),
+            ["text"]
+        );
+        assert_eq!(
+            pg.column(&format!(
+                "SELECT version || ' ' || duration_ms || ' ' || run_id FROM s_{id}.fleetmig_history ORDER BY version::int"
+            ))[0],
+            "1 5 old"
+        );
+    }
+    let s = status(&p);
+    assert_eq!(s["tenants"][0]["version"], 3, "{s}");
+    assert_eq!(s["tenants"][1]["version"], 3, "{s}");
+}
+
+#[test]
+fn a_mariadb_history_with_bigint_versions_is_upgraded_in_place() {
+    let Some(my) = support::My::create("oldhist") else {
+        return;
+    };
+    let p = Project::new();
+    three(&p);
+    p.fleet(&format!(
+        "defaults: {{ url: \"{}\", database: \"{}_{{id}}\" }}\ntenants:\n  - {{ id: acme }}\n",
+        support::MYSQL_ADMIN,
+        my.prefix
+    ));
+    let db = format!("`{}_acme`", my.prefix);
+    my.exec(&format!(
+        "CREATE DATABASE {db}; CREATE TABLE {db}.fleetmig_history (version BIGINT NOT NULL PRIMARY KEY, \
+         name VARCHAR(255) NOT NULL, checksum CHAR(64) NOT NULL, applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
+         duration_ms BIGINT NOT NULL DEFAULT 0, run_id VARCHAR(64) NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE); \
+         CREATE TABLE {db}.t1 (id int); \
+         INSERT INTO {db}.fleetmig_history (version, name, checksum, duration_ms, run_id) VALUES (1, 't1', '{}', 5, 'old');",
+        checksum(&p, 1)
+    ));
+    let up = p.run(&["up"]);
+    assert_eq!(up.code, 0, "{}", up.all());
+    assert_eq!(
+        my.column(&format!(
+            "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{}_acme' \
+             AND TABLE_NAME = 'fleetmig_history' AND COLUMN_NAME = 'version'",
+            my.prefix
+        )),
+        ["varchar"]
+    );
+    let rows = my.column(&format!(
+        "SELECT CONCAT(version, ' ', duration_ms, ' ', run_id) FROM {db}.fleetmig_history ORDER BY CAST(version AS UNSIGNED)"
+    ));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0], "1 5 old", "the old row is kept as it was");
+    let s = status(&p);
+    assert_eq!(s["tenants"][0]["version"], 3, "{s}");
+}
