@@ -122,24 +122,27 @@ fn options(g: &Global, to: Option<Version>) -> Options {
 
 /// The fleet: the file's tenants, then those its `discover:` query finds. A registry that
 /// cannot answer is a setup error, like a bad fleet file.
-/// The migrations folder and its layout: `--migrations` (and `--layout`), else the fleet
-/// file's `migrations:`, else `migrations/`; the layout detected when none is named.
+/// The migrations folder and its layout: `--migrations` (and `--layout`,
+/// `--out-of-order`), else the fleet file's `migrations:`, else `migrations/`; the layout
+/// detected when none is named.
 fn migrations_source(g: &Global) -> Result<MigrationsSource, Error> {
     if let Some(dir) = &g.migrations {
         return Ok(MigrationsSource {
             path: dir.clone(),
             layout: g.layout,
+            out_of_order: g.out_of_order,
         });
     }
-    let entry = load::fleet::migrations_entry(&g.fleet)?;
-    Ok(match entry {
+    Ok(match load::fleet::migrations_entry(&g.fleet)? {
         Some(source) => MigrationsSource {
             layout: g.layout.or(source.layout),
+            out_of_order: g.out_of_order || source.out_of_order,
             ..source
         },
         None => MigrationsSource {
             path: "migrations".into(),
             layout: g.layout,
+            out_of_order: g.out_of_order,
         },
     })
 }
@@ -147,7 +150,7 @@ fn migrations_source(g: &Global) -> Result<MigrationsSource, Error> {
 /// The migration set, from where [`migrations_source`] says.
 fn load_set(g: &Global) -> Result<MigrationSet, Error> {
     let source = migrations_source(g)?;
-    api::load_migrations_in(&source.path, source.layout)
+    Ok(api::load_migrations_in(&source.path, source.layout)?.with_out_of_order(source.out_of_order))
 }
 
 async fn load_fleet(g: &Global) -> Result<Fleet, Error> {

@@ -71,6 +71,11 @@ pub struct Global {
     /// diesel, flyway or dbmate. [default: detected from the folder]
     #[arg(long, global = true, env = "FLEETMIG_LAYOUT", value_name = "LAYOUT")]
     pub layout: Option<Layout>,
+    /// Run pending migrations older than a tenant's newest applied one (Flyway's
+    /// outOfOrder) instead of refusing the tenant [default: the fleet file's
+    /// `migrations: { out_of_order: true }`, else off].
+    #[arg(long, global = true)]
+    pub out_of_order: bool,
     /// Pick tenants: `id=acme`, `tier=free,region=eu` (all terms), `key!=value`, `*` wildcards.
     /// Repeat to pick tenants matching any.
     #[arg(long = "select", global = true, value_name = "EXPR")]

@@ -103,13 +103,15 @@ enum MigrationsDoc {
 struct MigrationsMap {
     path: String,
     layout: Option<String>,
+    #[serde(default)]
+    out_of_order: bool,
 }
 
 /// The `migrations:` entry, its path taken relative to the fleet file's folder `base`.
 fn migrations_section(path: &Path, base: &Path, doc: MigrationsDoc) -> Result<MigrationsSource, FleetError> {
-    let (dir, layout) = match doc {
-        MigrationsDoc::Path(dir) => (dir, None),
-        MigrationsDoc::Map(m) => (m.path, m.layout),
+    let (dir, layout, out_of_order) = match doc {
+        MigrationsDoc::Path(dir) => (dir, None, false),
+        MigrationsDoc::Map(m) => (m.path, m.layout, m.out_of_order),
     };
     if dir.trim().is_empty() {
         return Err(invalid(
@@ -124,6 +126,7 @@ fn migrations_section(path: &Path, base: &Path, doc: MigrationsDoc) -> Result<Mi
     Ok(MigrationsSource {
         path: base.join(dir),
         layout,
+        out_of_order,
     })
 }
 
@@ -149,7 +152,7 @@ pub fn migrations_entry(path: &Path) -> Result<Option<MigrationsSource>, FleetEr
         invalid(
             path,
             "migrations",
-            "write a folder (`migrations: db/migrations`) or `{ path: db/migrations, layout: diesel }`",
+            "write a folder (`migrations: db/migrations`) or `{ path: db/migrations, layout: diesel, out_of_order: false }`",
         )
     })?;
     migrations_section(path, &base_of(path), doc).map(Some)

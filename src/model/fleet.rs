@@ -379,6 +379,8 @@ pub struct MigrationsSource {
     pub path: PathBuf,
     /// `None`: detected from the folder.
     pub layout: Option<crate::model::migration::Layout>,
+    /// `out_of_order: true`: pending migrations older than a tenant's newest run.
+    pub out_of_order: bool,
 }
 
 impl Fleet {

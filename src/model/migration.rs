@@ -613,6 +613,9 @@ pub struct MigrationSet {
     /// Entries of the folder that are not migrations (a README, a loose `.sql` beside
     /// diesel's folders), left alone.
     ignored: Vec<PathBuf>,
+    /// Whether a pending migration older than a tenant's newest applied one runs (as
+    /// Flyway's `outOfOrder` and diesel do) instead of refusing the tenant.
+    out_of_order: bool,
 }
 
 impl MigrationSet {
@@ -636,6 +639,7 @@ impl MigrationSet {
             style,
             layout: Layout::Fleetmig,
             ignored: Vec::new(),
+            out_of_order: false,
         })
     }
 
@@ -644,6 +648,18 @@ impl MigrationSet {
         self.layout = layout;
         self.ignored = ignored;
         self
+    }
+
+    /// This set, letting pending migrations older than a tenant's newest applied one run
+    /// (`--out-of-order`) or not.
+    pub fn with_out_of_order(mut self, allowed: bool) -> Self {
+        self.out_of_order = allowed;
+        self
+    }
+
+    /// Whether pending migrations older than a tenant's newest applied one run.
+    pub fn out_of_order(&self) -> bool {
+        self.out_of_order
     }
 
     /// The folder's entries that are not migrations, left alone.

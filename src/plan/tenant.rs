@@ -254,7 +254,8 @@ fn is_applied(applied: &[Applied], v: Version) -> bool {
 }
 
 /// The migrations up to `to` not applied, oldest first, and the version they reach; one
-/// older than the tenant's version `from` refuses the tenant (out of order).
+/// older than the tenant's version `from` refuses the tenant (out of order) unless the set
+/// lets it run.
 fn pending_up_to<'a>(
     set: &'a MigrationSet,
     applied: &[Applied],
@@ -265,14 +266,19 @@ fn pending_up_to<'a>(
         .iter()
         .filter(|m| m.version <= to && !is_applied(applied, m.version))
         .collect();
-    if let Some(old) = pending.iter().find(|m| m.version < from) {
+    if let Some(old) = pending
+        .iter()
+        .find(|m| m.version < from)
+        .filter(|_| !set.out_of_order())
+    {
         return Err(Refusal::OutOfOrder {
             version: old.version,
             path: old.path.clone(),
             newest: from,
         });
     }
-    let to = pending.last().map_or(from, |m| m.version);
+    // Out of order, the older ones run first; the tenant ends at its newest either way.
+    let to = pending.last().map_or(from, |m| m.version.max(from));
     Ok((pending, to))
 }
 
@@ -558,6 +564,13 @@ mod tests {
                 ..
             }) if version == Version::int(2)
         ));
+        // Allowed, the older one runs and the tenant stays at its newest, 3.
+        let lax = s.clone().with_out_of_order(true);
+        let p = plan(&lax, &rows, Target::Up { to: lax.head() }).unwrap();
+        assert_eq!(versions(&p), [2]);
+        assert_eq!((p.from, p.to), (Version::int(3), Version::int(3)));
+        let p = plan(&lax, &rows, Target::Up { to: Version::int(2) }).unwrap();
+        assert_eq!(versions(&p), [2]);
     }
 
     #[test]

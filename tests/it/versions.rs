@@ -165,3 +165,48 @@ fn a_mariadb_history_with_bigint_versions_is_upgraded_in_place() {
     let s = status(&p);
     assert_eq!(s["tenants"][0]["version"], 3, "{s}");
 }
+
+/// A migration merged from a branch below a tenant's newest: refused by default naming
+/// both versions; `--out-of-order` (or `out_of_order: true` in the fleet file's
+/// `migrations:`) runs it, and the tenant stays at its newest.
+#[test]
+fn an_older_pending_migration_is_refused_unless_out_of_order_is_allowed() {
+    let p = Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n  - { id: globex }\n");
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    p.migration("0001_a.up.sql", "CREATE TABLE a (id INTEGER);");
+    p.migration("0003_c.up.sql", "CREATE TABLE c (id INTEGER);");
+    p.migration("0003_c.down.sql", "DROP TABLE c;");
+    let up = p.run(&["up"]);
+    assert_eq!(up.code, 0, "{}", up.all());
+    p.migration("0002_b.up.sql", "CREATE TABLE b (id INTEGER);");
+    p.migration("0002_b.down.sql", "DROP TABLE b;");
+
+    let refused = p.run(&["up"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused.stdout.contains("migration 2") && refused.stdout.contains("applied migration 3"),
+        "{}",
+        refused.all()
+    );
+    let db = p.db_path("acme");
+    let history = || sqlite_column(&db, "SELECT version FROM fleetmig_history ORDER BY applied_at, rowid");
+    assert_eq!(history(), ["1", "3"]);
+
+    let allowed = p.run(&["up", "--out-of-order", "--select", "id=acme"]);
+    assert_eq!(allowed.code, 0, "{}", allowed.all());
+    assert_eq!(history(), ["1", "3", "2"]);
+    // The fleet file says so for the rest.
+    p.fleet(
+        "migrations: { path: migrations, out_of_order: true }\n\
+         defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n  - { id: globex }\n",
+    );
+    let rest = p.run(&["up"]);
+    assert_eq!(rest.code, 0, "{}", rest.all());
+    let s = status(&p);
+    assert_eq!(s["counts"]["current"], 2, "{s}");
+    // Down goes by version: 3, then 2.
+    let down = p.run(&["down", "--steps", "2"]);
+    assert_eq!(down.code, 0, "{}", down.all());
+    assert_eq!(history(), ["1"]);
+}
