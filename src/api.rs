@@ -201,6 +201,20 @@ pub(crate) async fn inspect<'t>(
     states
 }
 
+/// Each tenant's history and `tool`'s, read without changing anything (`adopt --dry-run`).
+pub(crate) async fn inspect_adoptable<'t>(
+    fleet: &Fleet,
+    set: &MigrationSet,
+    opts: &Options,
+    tenants: &[&'t Tenant],
+    tool: crate::model::foreign::Tool,
+) -> Vec<crate::exec::run::Adoptable<'t>> {
+    let ctx = context(fleet, set, opts);
+    let states = crate::exec::run::inspect_adoptable(&ctx, tenants, tool).await;
+    ctx.connector.close().await;
+    states
+}
+
 /// The rollout's waves: canaries (marked `canary: true`, or matching one of `canary`)
 /// first, then `spec`, else the fleet file's `rollout.waves`.
 pub(crate) fn plan_waves<'f>(
@@ -237,11 +251,12 @@ pub(crate) fn run_plan(command: &str, action: Action, waves: &[Wave<'_>], policy
         command: match action {
             Action::Checksums(None) => "stamp --checksums".to_owned(),
             Action::Checksums(Some(v)) => format!("stamp --checksums={v}"),
+            Action::Adopt(tool) => format!("adopt --from {tool}"),
             _ => command.to_owned(),
         },
         target: match action {
             Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => to,
-            Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) => Version::ZERO,
+            Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) | Action::Adopt(_) => Version::ZERO,
         },
         waves: waves
             .iter()

@@ -100,6 +100,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
         Command::Report { run, all } => past::report(g, run, *all, out).await,
         Command::Down { to, steps, rollout } => execute::down(g, *to, *steps, rollout, out).await,
         Command::Stamp { version, checksums } => execute::stamp(g, *version, *checksums, out).await,
+        Command::Adopt { from, dry_run: false } => execute::adopt(g, *from, out).await,
+        Command::Adopt { from, dry_run: true } => fleet::adopt_plan(g, *from, out).await,
     }
 }
 

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::bounds::{self, DAY, HOUR, MS, SECOND};
 use crate::model::fleet::Engine;
+use crate::model::foreign::Tool;
 use crate::model::migration::{Layout, Version};
 use crate::model::policy::WaveSpec;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
@@ -340,6 +341,23 @@ pub enum Command {
             conflicts_with = "version"
         )]
         checksums: Option<Option<Version>>,
+    },
+    /// Take over tenants another migration tool migrated: record what its history says
+    ///
+    /// Reads each selected tenant's diesel (`__diesel_schema_migrations`), sqlx
+    /// (`_sqlx_migrations`), golang-migrate or dbmate (`schema_migrations`) or Flyway
+    /// (`flyway_schema_history`) table and records exactly those versions, with the
+    /// migration files' checksums, in fleetmig_history, under the tenant's lock, without
+    /// running SQL. A tenant whose table records a version no file has, marks a row failed
+    /// or dirty, or whose fleetmig history already says otherwise, is refused by name.
+    Adopt {
+        /// The tool whose history table the tenants hold: diesel, sqlx, golang-migrate,
+        /// flyway or dbmate.
+        #[arg(long, value_name = "TOOL")]
+        from: Tool,
+        /// Print what each tenant would record (or why not) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -123,10 +123,7 @@ pub(super) fn refuse_irreversible_past(set: &MigrationSet, target: Target) -> Re
     let Target::Down { to } = target else { return Ok(()) };
     match set.iter().find(|m| m.version > to && !m.is_reversible()) {
         Some(m) => {
-            let refusal = Refusal::Irreversible {
-                version: m.version,
-                path: m.path.clone(),
-            };
+            let refusal = m.irreversible();
             Err(Error::Refused(format!("down --to {to}: {refusal}")))
         }
         None => Ok(()),

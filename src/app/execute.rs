@@ -24,6 +24,7 @@ use crate::exec::events::{Events, Stamped};
 use crate::exec::join::Shared;
 use crate::exec::tenant::{Action, Retry};
 use crate::model::fleet::{Fleet, Tenant};
+use crate::model::foreign::Tool;
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::model::run::RunReport;
@@ -124,6 +125,20 @@ pub(super) async fn stamp(
         tenants,
         action,
         command: "stamp",
+        rollout: None,
+        record: Record::New,
+    };
+    execute(g, &fleet, &set, args, out).await
+}
+
+/// `adopt --from TOOL`: records each tenant's other-tool history as fleetmig's.
+pub(super) async fn adopt(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+    let set = super::load_set(g)?;
+    let fleet = super::load_fleet(g).await?;
+    let args = RunArgs {
+        tenants: api::selected(&fleet, &g.select)?,
+        action: Action::Adopt(tool),
+        command: "adopt",
         rollout: None,
         record: Record::New,
     };

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::exec::run::Inspected;
 use crate::exec::wait::{WaitOptions, WaitOutcome};
 use crate::model::fleet::Tenant;
+use crate::model::foreign::Tool;
 use crate::model::migration::{Direction, MigrationSet, Version};
 use crate::model::policy::WaveSpec;
 use crate::plan::select::Selector;
@@ -157,4 +158,32 @@ fn write_wait(outcome: &WaitOutcome, format: Format, out: &mut (dyn Write + Send
         Format::Text => write!(out, "{}", report::wait_text(outcome))?,
     }
     Ok(())
+}
+
+/// `adopt --from TOOL --dry-run`: what each tenant would record, or why not; nothing written.
+pub(super) async fn adopt_plan(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+    let opts = options(g, None);
+    let set = super::load_set(g)?;
+    let fleet = super::load_fleet(g).await?;
+    let tenants = api::selected(&fleet, &opts.select)?;
+    let read = api::inspect_adoptable(&fleet, &set, &opts, &tenants, tool).await;
+    let rows: Vec<tables::AdoptRow> = read
+        .into_iter()
+        .map(|(t, read)| {
+            let planned =
+                read.map(|(applied, foreign)| crate::plan::adopt::adopt(&set, &applied, tool, foreign.as_deref()));
+            tables::adopt_row(t, tool, planned)
+        })
+        .collect();
+    match g.format {
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "from": tool, "dry_run": true, "tenants": rows })
+        )?,
+        Format::Text => write!(out, "{}", tables::adopt_text(tool, &rows))?,
+    }
+    Ok(Outcome::Fleet {
+        all_well: rows.iter().all(|r| r.refused.is_none()),
+    })
 }

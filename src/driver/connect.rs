@@ -348,6 +348,13 @@ impl AnySession {
         each!(self, s => s.applied(style).await)
     }
 
+    pub async fn foreign(
+        &mut self,
+        tool: crate::model::foreign::Tool,
+    ) -> Result<Option<Vec<crate::model::foreign::ForeignRow>>, DbError> {
+        each!(self, s => s.foreign(tool).await)
+    }
+
     pub async fn run_step(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, StepFailed> {
         each!(self, s => s.run_step(step, run_id).await)
     }

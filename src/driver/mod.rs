@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub mod error;
+pub mod foreign;
 pub mod ledger;
 pub mod mysql;
 pub mod offline;

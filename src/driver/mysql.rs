@@ -321,6 +321,13 @@ impl Wire for MySqlWire {
         .map(drop)
     }
 
+    async fn text_rows(&mut self, sql: &str) -> Result<Option<Vec<[String; 3]>>, sqlx::Error> {
+        let rows = answered(self.answer_within, sqlx::query(sql).fetch_all(&mut self.conn)).await;
+        let rows = crate::driver::session::unless_missing(rows)?;
+        rows.map(|rows| rows.iter().map(crate::driver::session::text_row).collect())
+            .transpose()
+    }
+
     async fn check(&mut self, sql: &str) -> Result<bool, sqlx::Error> {
         let row = answered(self.answer_within, sqlx::query(sql).fetch_optional(&mut self.conn)).await?;
         Ok(row.is_some_and(|r| {

@@ -59,10 +59,7 @@ pub fn script(
         }
     } else {
         for m in set.iter().rev().filter(|m| m.version > to && m.version <= from) {
-            let down = m.down.as_ref().ok_or_else(|| Refusal::Irreversible {
-                version: m.version,
-                path: m.path.clone(),
-            })?;
+            let down = m.down.as_ref().ok_or_else(|| m.irreversible())?;
             let tx = transactional(m, down.transactional);
             let _ = writeln!(out, "-- {} (down)", m.label());
             if tx {

@@ -18,7 +18,7 @@ use sqlx::{Column, Connection, Either, Executor, Row};
 
 use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, NO_ANSWER, answered, connect_within};
 use crate::driver::quote::double;
-use crate::driver::session::{Session, Wire, read_version, run_init_sql};
+use crate::driver::session::{self, Session, Wire, read_version, run_init_sql};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Direction, Version};
@@ -795,6 +795,12 @@ impl Wire for PgWire {
             "the oldest open transaction in the database, which a concurrent index build waits for: \
              pid {pid}{app} ({state}), transaction started {xact}, query started {query}"
         ))
+    }
+
+    async fn text_rows(&mut self, sql: &str) -> Result<Option<Vec<[String; 3]>>, sqlx::Error> {
+        let rows = session::unless_missing(self.fetch(sql).await)?;
+        rows.map(|rows| rows.iter().map(session::text_row).collect())
+            .transpose()
     }
 
     async fn check(&mut self, sql: &str) -> Result<bool, sqlx::Error> {

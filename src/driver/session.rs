@@ -118,6 +118,9 @@ pub trait Wire: Send {
     }
     /// Runs a gate query; true when its first column of its first row is true (or non-zero).
     fn check(&mut self, sql: &str) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+    /// Runs a query of three text columns (another tool's history, see
+    /// [`super::foreign::query`]); `None` when its table does not exist.
+    fn text_rows(&mut self, sql: &str) -> impl Future<Output = Result<Option<Vec<[String; 3]>>, sqlx::Error>> + Send;
     /// Releases the tenant lock and resets the session, ready for reuse.
     fn unlock(&mut self) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     /// Ends the session: back to its pool when `clean`, closed otherwise.
@@ -138,6 +141,36 @@ where
         checksum: r.try_get(2)?,
         dirty: r.try_get::<i64, _>(3)? != 0,
     })
+}
+
+/// A row of three text columns (NULL read as empty).
+pub fn text_row<'r, R: sqlx::Row>(r: &'r R) -> Result<[String; 3], sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let col = |i: usize| r.try_get::<Option<String>, _>(i).map(Option::unwrap_or_default);
+    Ok([col(0)?, col(1)?, col(2)?])
+}
+
+/// True for an error that says the table a query names does not exist, on any engine.
+pub fn missing_table(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    let code = db.code();
+    matches!(code.as_deref(), Some("42P01" | "42S02" | "1146"))
+        || db.message().contains("no such table")
+        || db.message().contains("doesn't exist")
+}
+
+/// The rows of [`Wire::text_rows`], or `None` when the error is a missing table.
+pub fn unless_missing<T>(result: Result<Vec<T>, sqlx::Error>) -> Result<Option<Vec<T>>, sqlx::Error> {
+    match result {
+        Ok(rows) => Ok(Some(rows)),
+        Err(e) if missing_table(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// History rows with their versions read in `style`, ascending in it.
@@ -227,6 +260,18 @@ impl<W: Wire> Session<W> {
     fn fail(&mut self, kind: ErrorKind, op: impl Into<String>, err: sqlx::Error) -> DbError {
         self.broken = true;
         DbError::sqlx(kind, op, &err, self.secret.as_deref())
+    }
+
+    /// `tool`'s history rows in this tenant; `None` when it has no such table.
+    pub async fn foreign(
+        &mut self,
+        tool: crate::model::foreign::Tool,
+    ) -> Result<Option<Vec<crate::model::foreign::ForeignRow>>, DbError> {
+        let sql = super::foreign::query(tool, W::ENGINE);
+        match self.wire.text_rows(&sql).await {
+            Ok(rows) => Ok(rows.map(super::foreign::rows)),
+            Err(e) => Err(self.fail(ErrorKind::Sql, format!("reading {}", tool.table()), e)),
+        }
     }
 
     /// The history rows, ascending, their versions read in `style` (the set's).

@@ -351,6 +351,15 @@ impl Wire for SqliteWire {
             .map(drop)
     }
 
+    async fn text_rows(&mut self, sql: &str) -> Result<Option<Vec<[String; 3]>>, sqlx::Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(None);
+        };
+        let rows = crate::driver::session::unless_missing(sqlx::query(sql).fetch_all(conn).await)?;
+        rows.map(|rows| rows.iter().map(crate::driver::session::text_row).collect())
+            .transpose()
+    }
+
     async fn check(&mut self, sql: &str) -> Result<bool, sqlx::Error> {
         // A file that does not exist yet reads as an empty database (the `--check` query is
         // tried before wave 1 on a tenant that may be new): one in memory answers for it.

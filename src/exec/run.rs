@@ -12,6 +12,7 @@ use crate::driver::ledger::Ledger;
 use crate::exec::tenant;
 use crate::model::db_error::DbError;
 use crate::model::fleet::{Fleet, Tenant};
+use crate::model::foreign::{ForeignRow, Tool};
 use crate::model::migration::{Applied, MigrationSet};
 
 /// What every tenant task of a run shares.
@@ -71,6 +72,29 @@ pub async fn inspect_all<'t>(ctx: &RunContext<'_>, tenants: &[&'t Tenant]) -> Ve
                 }
                 let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
                 (i, (*t, tenant::inspect(t, &ctx.connector).await))
+            }
+        })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .collect()
+        .await;
+    rows.sort_by_key(|(i, _)| *i);
+    rows.into_iter().map(|(_, row)| row).collect()
+}
+
+/// A tenant's own history and another tool's (`None`: it has no such table), or why they
+/// could not be read.
+pub type Adoptable<'t> = (&'t Tenant, Result<(Vec<Applied>, Option<Vec<ForeignRow>>), DbError>);
+
+/// Reads every tenant's history and `tool`'s, without changing anything, in fleet order,
+/// under the run's caps: what `adopt --dry-run` shows.
+pub async fn inspect_adoptable<'t>(ctx: &RunContext<'_>, tenants: &[&'t Tenant], tool: Tool) -> Vec<Adoptable<'t>> {
+    let caps = host_caps(ctx, tenants);
+    let mut rows: Vec<(usize, Adoptable<'t>)> = futures::stream::iter(tenants.iter().enumerate())
+        .map(|(i, t)| {
+            let cap = caps[&t.server_key()].clone();
+            async move {
+                let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
+                (i, (*t, tenant::inspect_foreign(t, &ctx.connector, tool).await))
             }
         })
         .buffer_unordered(ctx.concurrency.max(1))

@@ -11,6 +11,7 @@ use crate::driver::session::{StepFailed, Undo};
 use crate::exec::events::{Event, Events};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Tenant, TenantId};
+use crate::model::foreign::Tool;
 use crate::model::migration::{Applied, Direction, MigrationSet, Version, VersionStyle};
 use crate::model::refusal::Refusal;
 use crate::model::run::{Outcome, Phase, SkipReason, StepDone, TenantReport};
@@ -25,6 +26,8 @@ pub enum Action {
     /// Record the files' checksums for the migrations the tenant has (or only this one),
     /// keeping its version.
     Checksums(Option<Version>),
+    /// Record what another tool's history table says is applied, without running SQL.
+    Adopt(Tool),
 }
 
 /// How a tenant is tried again after a transient error.
@@ -533,19 +536,32 @@ async fn act(
                 let at = plan::version_of(applied);
                 stamp(session, tenant, applied, rows, at, job.run_id).await
             }
-            Err(refusal) => {
-                let at = Some(plan::version_of(applied));
-                TenantReport {
-                    id: tenant.id.clone(),
-                    outcome: Outcome::Skipped {
-                        reason: SkipReason::Refused { refusal },
-                    },
-                    start_version: at,
-                    final_version: at,
-                    steps: vec![],
-                }
-            }
+            Err(refusal) => refused(tenant, applied, refusal),
         },
+        Action::Adopt(tool) => {
+            let rows = match session.foreign(tool).await {
+                Ok(rows) => rows,
+                Err(error) => return failed_before_any_step(tenant, error, Phase::ReadingHistory),
+            };
+            match crate::plan::adopt::adopt(job.set, applied, tool, rows.as_deref()) {
+                Ok((rows, at)) => stamp(session, tenant, applied, rows, at, job.run_id).await,
+                Err(refusal) => refused(tenant, applied, refusal),
+            }
+        }
+    }
+}
+
+/// A tenant left as it is, for `refusal`.
+fn refused(tenant: &Tenant, applied: &[Applied], refusal: Refusal) -> TenantReport {
+    let at = Some(plan::version_of(applied));
+    TenantReport {
+        id: tenant.id.clone(),
+        outcome: Outcome::Skipped {
+            reason: SkipReason::Refused { refusal },
+        },
+        start_version: at,
+        final_version: at,
+        steps: vec![],
     }
 }
 
@@ -802,6 +818,21 @@ async fn stamp(
         final_version: Some(final_version),
         steps: vec![],
     }
+}
+
+/// A tenant's history rows and `tool`'s, read without locking or creating anything.
+pub async fn inspect_foreign(
+    tenant: &Tenant,
+    connector: &Connector,
+    tool: Tool,
+) -> Result<(Vec<Applied>, Option<Vec<crate::model::foreign::ForeignRow>>), DbError> {
+    let mut session = connector.open(tenant, Access::Read).await?;
+    let rows = match session.applied(connector.style).await {
+        Ok(applied) => session.foreign(tool).await.map(|foreign| (applied, foreign)),
+        Err(e) => Err(e),
+    };
+    session.release().await;
+    rows
 }
 
 /// A tenant's history rows, read without locking or creating anything.

@@ -544,6 +544,8 @@ pub struct Migration {
     pub up: Script,
     /// `None` when the down script is missing or holds only comments.
     pub down: Option<Script>,
+    /// True when its down script is there but holds no statement (so `down` is `None`).
+    pub empty_down: bool,
     pub checksum: Checksum,
     /// The up script's file, for messages.
     pub path: PathBuf,
@@ -552,11 +554,13 @@ pub struct Migration {
 impl Migration {
     pub fn new(version: Version, name: String, up: String, down: Option<String>, path: PathBuf) -> Self {
         let checksum = Checksum::of(&up);
+        let given = down.is_some();
         let down = down.map(Script::new).filter(|s| !s.is_blank());
         Migration {
             version,
             name,
             up: Script::new(up),
+            empty_down: given && down.is_none(),
             down,
             checksum,
             path,
@@ -565,6 +569,15 @@ impl Migration {
 
     pub fn is_reversible(&self) -> bool {
         self.down.is_some()
+    }
+
+    /// Why `down` cannot pass this migration: no down script, or an empty one.
+    pub fn irreversible(&self) -> crate::model::refusal::Refusal {
+        crate::model::refusal::Refusal::Irreversible {
+            version: self.version,
+            path: self.path.clone(),
+            empty: self.empty_down,
+        }
     }
 
     /// `0003_add_email`, the way files and people name it.

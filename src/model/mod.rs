@@ -4,6 +4,7 @@
 pub mod bounds;
 pub mod db_error;
 pub mod fleet;
+pub mod foreign;
 pub mod migration;
 pub mod policy;
 pub mod record;

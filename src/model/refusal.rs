@@ -33,8 +33,18 @@ pub enum Refusal {
         path: PathBuf,
         newest: Version,
     },
-    #[error("migration {version} has no down script (`{}`): it cannot be reverted", path.display())]
-    Irreversible { version: Version, path: PathBuf },
+    #[error(
+        "migration {version} has {} (`{}`): it cannot be reverted",
+        if *empty { "an empty down script, only comments or white space" } else { "no down script" },
+        path.display()
+    )]
+    Irreversible {
+        version: Version,
+        path: PathBuf,
+        /// Its down script is there but holds no statement.
+        #[serde(default)]
+        empty: bool,
+    },
     /// An applied migration whose file now carries another version: the same checksum,
     /// renumbered (not edited).
     #[error(
@@ -47,6 +57,10 @@ pub enum Refusal {
         version: Version,
         path: PathBuf,
     },
+    /// `adopt`: what another tool's history (or fleetmig's own) holds that fleetmig will
+    /// not take as it is.
+    #[error("{tool}'s `{table}`: {why}")]
+    Foreign { tool: String, table: String, why: String },
 }
 
 impl Refusal {
@@ -73,9 +87,15 @@ impl Refusal {
                 "migration {version} (`{}`) is pending but older than applied migration {newest}",
                 path.display()
             ),
-            Refusal::Irreversible { version, path } => {
-                format!("migration {version} has no down script (`{}`)", path.display())
-            }
+            Refusal::Irreversible { version, path, empty } => format!(
+                "migration {version} has {} (`{}`)",
+                if *empty {
+                    "an empty down script"
+                } else {
+                    "no down script"
+                },
+                path.display()
+            ),
             Refusal::Renumbered {
                 recorded,
                 version,
@@ -85,6 +105,7 @@ impl Refusal {
                 "applied migration {recorded} was renumbered: its file is now migration {version} (`{}`)",
                 path.display()
             ),
+            Refusal::Foreign { .. } => self.to_string(),
         }
     }
 }
@@ -98,8 +119,12 @@ impl Refusal {
             Refusal::Modified { version, .. } => format!("migration {version} edited"),
             Refusal::Unknown { version, .. } => format!("migration {version} has no file"),
             Refusal::OutOfOrder { version, .. } => format!("migration {version} out of order"),
+            Refusal::Irreversible {
+                version, empty: true, ..
+            } => format!("migration {version} has an empty down script"),
             Refusal::Irreversible { version, .. } => format!("migration {version} has no down script"),
             Refusal::Renumbered { recorded, version, .. } => format!("migration {recorded} renumbered to {version}"),
+            Refusal::Foreign { tool, .. } => format!("{tool} history not adopted"),
         }
     }
 }

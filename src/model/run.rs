@@ -50,6 +50,9 @@ impl SkipReason {
             SkipReason::Refused {
                 refusal: Refusal::Dirty { .. },
             } => "dirty",
+            SkipReason::Refused {
+                refusal: Refusal::Foreign { .. },
+            } => "not adopted",
             SkipReason::Refused { .. } => "drifted",
             SkipReason::Unreachable { .. } => "unreachable",
             SkipReason::Locked { .. } => "locked",
@@ -152,6 +155,11 @@ pub struct TenantReport {
 impl TenantReport {
     pub fn changed(&self) -> bool {
         !self.steps.is_empty()
+    }
+
+    /// Its history records another version without a migration run (`stamp`, `adopt`).
+    pub fn recorded_only(&self) -> bool {
+        self.steps.is_empty() && self.start_version.is_some() && self.start_version != self.final_version
     }
 }
 
@@ -353,7 +361,10 @@ pub fn summarize(tenants: &[FinalTenant], elapsed: Duration) -> Summary {
         match t.status {
             Status::Succeeded => {
                 s.succeeded += 1;
-                s.changed += usize::from(t.migrations_run > 0);
+                // Or recorded at another version without running SQL (`stamp`, `adopt`).
+                s.changed += usize::from(
+                    t.migrations_run > 0 || (t.start_version.is_some() && t.start_version != t.final_version),
+                );
             }
             Status::Failed => {
                 s.failed += 1;

@@ -1,5 +1,6 @@
 //! Pure decisions: what to run on a tenant, which tenants a selector picks.
 
+pub mod adopt;
 pub mod select;
 pub mod status;
 pub mod tenant;

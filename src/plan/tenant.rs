@@ -299,10 +299,7 @@ fn reverting<'a>(
 ) -> Result<(Vec<&'a Migration>, Version), Refusal> {
     let revert: Vec<&Migration> = revert.collect();
     if let Some(m) = revert.iter().find(|m| !m.is_reversible()) {
-        return Err(Refusal::Irreversible {
-            version: m.version,
-            path: m.path.clone(),
-        });
+        return Err(m.irreversible());
     }
     let to = set
         .iter()
@@ -498,10 +495,24 @@ mod tests {
             err,
             Refusal::Irreversible {
                 version: Version::int(2),
-                path: "migrations/0002_m2.up.sql".into()
+                path: "migrations/0002_m2.up.sql".into(),
+                empty: false,
             }
         );
         assert!(plan(&s, &applied(&s, &[1, 2, 3]), Target::DownSteps { steps: 1 }).is_ok());
+        // A down script with only comments says so.
+        let blank = Migration::new(
+            Version::int(1),
+            "a".into(),
+            "select 1".into(),
+            Some("-- nothing\n".into()),
+            "a".into(),
+        );
+        assert_eq!(
+            blank.irreversible().to_string(),
+            "migration 1 has an empty down script, only comments or white space (`a`): it cannot be reverted"
+        );
+        assert_eq!(blank.irreversible().tag(), "migration 1 has an empty down script");
     }
 
     #[test]

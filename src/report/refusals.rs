@@ -153,6 +153,9 @@ fn advice(set: &MigrationSet, g: &Group<'_>) -> Vec<String> {
             "write its down script beside `{}`, or stop the down above it",
             path.display()
         )],
+        Refusal::Foreign { tool, .. } => vec![format!(
+            "fix it with {tool} (or by hand) first, then `fleetmig adopt --from {tool}` again; `--dry-run` shows what would be recorded"
+        )],
         Refusal::Renumbered { recorded, path, .. } => vec![format!(
             "give `{}` its recorded version {recorded} back: the tenants that applied it know it by that version",
             path.display()

@@ -101,6 +101,9 @@ pub struct HistoryRow {
     pub version: Version,
     pub name: String,
     pub reversible: bool,
+    /// Irreversible because its down script holds no statement (not because it has none).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub empty_down: bool,
     pub transactional: bool,
     pub checksum: String,
 }
@@ -111,6 +114,7 @@ pub fn history_rows(set: &MigrationSet) -> Vec<HistoryRow> {
             version: m.version,
             name: m.name.clone(),
             reversible: m.is_reversible(),
+            empty_down: m.empty_down,
             transactional: m.up.transactional,
             checksum: m.checksum.to_hex(),
         })
@@ -123,7 +127,12 @@ pub fn history_text(rows: &[HistoryRow]) -> String {
         t.add_row(vec![
             r.version.to_string(),
             r.name.clone(),
-            if r.reversible { "yes" } else { "no" }.to_owned(),
+            match (r.reversible, r.empty_down) {
+                (true, _) => "yes",
+                (false, true) => "no (empty down)",
+                (false, false) => "no",
+            }
+            .to_owned(),
             if r.transactional { "yes" } else { "no" }.to_owned(),
             r.checksum[..12].to_owned(),
         ]);
@@ -325,4 +334,74 @@ mod tests {
         3 step(s) over 1 tenant(s); nothing was changed.
         ");
     }
+}
+
+/// One tenant's line in `adopt --dry-run`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdoptRow {
+    pub id: String,
+    /// The versions it would record, oldest first.
+    pub record: Vec<Version>,
+    /// The version that puts it at.
+    pub at: Option<Version>,
+    /// Why it would be refused (or could not be read), if it would.
+    pub refused: Option<String>,
+}
+
+/// What `adopt` would do on `tenant`, from its read and planned histories.
+pub fn adopt_row(
+    tenant: &crate::model::fleet::Tenant,
+    tool: crate::model::foreign::Tool,
+    planned: Result<
+        Result<(Vec<crate::model::migration::Applied>, Version), crate::model::refusal::Refusal>,
+        crate::model::db_error::DbError,
+    >,
+) -> AdoptRow {
+    let id = tenant.id.to_string();
+    match planned {
+        Ok(Ok((rows, at))) => AdoptRow {
+            id,
+            record: rows.iter().map(|r| r.version).collect(),
+            at: Some(at),
+            refused: None,
+        },
+        Ok(Err(refusal)) => AdoptRow {
+            id,
+            record: Vec::new(),
+            at: None,
+            refused: Some(refusal.to_string()),
+        },
+        Err(error) => AdoptRow {
+            id,
+            record: Vec::new(),
+            at: None,
+            refused: Some(format!("reading its history and {}: {error}", tool.table())),
+        },
+    }
+}
+
+/// `adopt --dry-run` as a table: what each tenant would record.
+pub fn adopt_text(tool: crate::model::foreign::Tool, rows: &[AdoptRow]) -> String {
+    let mut t = table(&["TENANT", "WOULD RECORD", "AT", "DETAIL"]);
+    for r in rows {
+        let record = match (r.record.first(), r.record.last()) {
+            (Some(first), Some(last)) if r.record.len() > 1 => {
+                format!("{} migrations, {first}..{last}", r.record.len())
+            }
+            (Some(one), _) => format!("1 migration, {one}"),
+            _ => "-".to_owned(),
+        };
+        t.add_row(vec![
+            r.id.clone(),
+            record,
+            r.at.map_or("-".to_owned(), |v| v.to_string()),
+            r.refused.clone().unwrap_or_default(),
+        ]);
+    }
+    let refused = rows.iter().filter(|r| r.refused.is_some()).count();
+    format!(
+        "{}\nadopt --from {tool} --dry-run: {} tenant(s) would be adopted, {refused} refused; nothing was written.\n",
+        trim_lines(&t.to_string()),
+        rows.len() - refused
+    )
 }

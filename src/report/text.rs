@@ -175,6 +175,11 @@ impl TextReporter {
                 v(r.final_version),
                 r.steps.len()
             ),
+            Outcome::Succeeded if r.recorded_only() => format!(
+                "  {id}  {} -> {}, recorded without running SQL",
+                v(r.start_version),
+                v(r.final_version)
+            ),
             Outcome::Succeeded if r.steps.is_empty() => format!("  {id}  at {}, nothing to do", v(r.final_version)),
             Outcome::Succeeded => {
                 let verb = verb(r);

@@ -242,7 +242,7 @@ fn down_past_a_migration_without_down_script_is_refused_before_anything_runs() {
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
         assert!(
             r.stderr.contains(&format!(
-                "nothing was run: {}: migration 2 has no down script (`migrations/0002_two.up.sql`): it cannot be reverted",
+                "nothing was run: {}: migration 2 has an empty down script, only comments or white space (`migrations/0002_two.up.sql`): it cannot be reverted",
                 args.join(" ")
             )),
             "{r:?}"
@@ -253,7 +253,7 @@ fn down_past_a_migration_without_down_script_is_refused_before_anything_runs() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
         r.stderr
-            .contains("nothing was run: tenant `a`: migration 2 has no down script (`migrations/0002_two.up.sql`)"),
+            .contains("nothing was run: tenant `a`: migration 2 has an empty down script, only comments or white space (`migrations/0002_two.up.sql`)"),
         "{r:?}"
     );
     at_head(&p);

@@ -89,6 +89,7 @@ fn a_diesel_folder_runs_in_diesels_order_with_text_versions() {
     );
     assert_eq!(h["migrations"][3]["transactional"], false, "metadata.toml says so: {h}");
     assert_eq!(h["migrations"][3]["reversible"], false, "an empty down.sql: {h}");
+    assert_eq!(h["migrations"][3]["empty_down"], true, "{h}");
     let ignored: Vec<&str> = h["ignored"]
         .as_array()
         .unwrap()

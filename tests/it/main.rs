@@ -4,6 +4,7 @@
 
 mod support;
 
+mod adopt;
 mod aftermath;
 mod architecture;
 mod bad_input;
@@ -18,6 +19,7 @@ mod fuzz;
 mod gates;
 mod join;
 mod json_schema;
+mod layout_sets;
 mod layouts;
 mod ledger;
 mod ledger_faults;

@@ -35,8 +35,9 @@ fn run_row(r: &AnyRow) -> Result<RunRow, Cause> {
     let run_id: String = r.try_get(0)?;
     let steps = steps_of(&run_id, &r.try_get::<String, _>(7)?)?;
     let command: String = r.try_get(1)?;
-    // `stamp --checksums` keeps each tenant's version: the run has no target.
-    let untargeted = steps.is_some() || command.starts_with("stamp --checksums");
+    // `stamp --checksums` keeps each tenant's version, and `adopt` takes each to what its
+    // other tool recorded: the run has no target.
+    let untargeted = steps.is_some() || command.starts_with("stamp --checksums") || command.starts_with("adopt");
     Ok(RunRow {
         target: if untargeted {
             None

@@ -99,6 +99,8 @@ fn settled_outcome(
         Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => Some(to),
         Action::Migrate(Target::DownSteps { .. }) => planned_to,
         Action::Checksums(_) => Some(now),
+        // What it was to record was read under the lock it lost: not known here.
+        Action::Adopt(_) => None,
     };
     if let Some(row) = rows.iter().find(|r| r.dirty) {
         return failed(
@@ -117,7 +119,7 @@ fn settled_outcome(
     let next = match action {
         Action::Migrate(Target::Up { .. }) => set.iter().map(|m| m.version).find(|m| *m > now),
         Action::Migrate(_) => Some(now),
-        Action::Stamp(_) | Action::Checksums(_) => None,
+        Action::Stamp(_) | Action::Checksums(_) | Action::Adopt(_) => None,
     };
     failed(
         next,

@@ -318,7 +318,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
     fn announce_start(&self, tenants: Option<usize>) {
         let target = match self.action {
             Action::Migrate(Target::Up { to } | Target::Down { to }) | Action::Stamp(to) => Some(to),
-            Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) => None,
+            Action::Migrate(Target::DownSteps { .. }) | Action::Checksums(_) | Action::Adopt(_) => None,
         };
         self.events.emit(Event::RunStarted {
             run_id: self.ctx.run_id.clone(),

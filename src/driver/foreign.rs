@@ -1,0 +1,42 @@
+//! The SQL that reads another migration tool's history table, each column as text:
+//! version, whether the row is good (not failed, not dirty), and Flyway's row type.
+
+use crate::model::fleet::Engine;
+use crate::model::foreign::Tool;
+
+/// The query for `tool`'s table on `engine`, unqualified: the session's schema or
+/// database is the tenant's.
+pub fn query(tool: Tool, engine: Engine) -> String {
+    let text = |expr: &str| match engine {
+        Engine::MySql => format!("CAST({expr} AS CHAR)"),
+        Engine::Postgres | Engine::Sqlite => format!("CAST({expr} AS TEXT)"),
+    };
+    let (ok, kind, filter) = match tool {
+        Tool::Diesel | Tool::Dbmate => ("1", "''".to_owned(), ""),
+        Tool::Sqlx => ("CASE WHEN success THEN 1 ELSE 0 END", "''".to_owned(), ""),
+        Tool::GolangMigrate => ("CASE WHEN dirty THEN 0 ELSE 1 END", "''".to_owned(), ""),
+        // Repeatable migrations have no version; they are not adopted.
+        Tool::Flyway => (
+            "CASE WHEN success THEN 1 ELSE 0 END",
+            text("type"),
+            " WHERE version IS NOT NULL",
+        ),
+    };
+    format!(
+        "SELECT {}, {}, {kind} FROM {}{filter}",
+        text("version"),
+        text(ok),
+        tool.table()
+    )
+}
+
+/// Rows read by [`query`], from their three text columns.
+pub fn rows(raw: Vec<[String; 3]>) -> Vec<crate::model::foreign::ForeignRow> {
+    raw.into_iter()
+        .map(|[version, ok, kind]| crate::model::foreign::ForeignRow {
+            version: version.trim().to_owned(),
+            ok: ok.trim() == "1",
+            kind: kind.trim().to_owned(),
+        })
+        .collect()
+}
