@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::model::bounds;
 use crate::model::fleet::{
-    Discover, Engine, Fleet, Host, Ident, MigrationsSource, Namespace, RolloutDefaults, Tenant, TenantId,
+    Discover, Engine, Fleet, Host, Ident, MigrationsSource, Namespace, RolloutDefaults, Tenant, TenantId, quoted,
 };
 use crate::model::migration::Layout;
 use crate::model::policy::RollbackPolicy;
@@ -218,7 +218,7 @@ struct HostDoc {
     /// Checked against its range after parsing, so that any number gets the same message.
     max_connections: Option<Scalar>,
     #[serde(default)]
-    init_sql: Statements,
+    init_sql: EngineStatements,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,7 +231,7 @@ struct DefaultsDoc {
     #[serde(default)]
     labels: BTreeMap<String, Scalar>,
     #[serde(default)]
-    init_sql: Statements,
+    init_sql: EngineStatements,
 }
 
 #[derive(Debug, Deserialize)]
@@ -336,6 +336,97 @@ impl Statements {
             Statements::None => Vec::new(),
             Statements::One(s) => vec![s],
             Statements::Many(v) => v,
+        }
+    }
+}
+
+/// `init_sql:` of a host or of `defaults:`: statements for every engine (one or a list),
+/// or a map of them by engine (`{ mysql: "SET ...", postgres: [...] }`). Keys are checked
+/// after parsing, so that an unknown one is named with its key path.
+#[derive(Debug)]
+enum EngineStatements {
+    All(Statements),
+    ByEngine(BTreeMap<String, Statements>),
+}
+
+impl Default for EngineStatements {
+    fn default() -> Self {
+        EngineStatements::All(Statements::None)
+    }
+}
+
+impl<'de> Deserialize<'de> for EngineStatements {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EngineStatements;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a SQL statement, a list of them, or a map of them by engine (postgres, mysql, sqlite)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EngineStatements, E> {
+                Ok(EngineStatements::All(Statements::One(v.to_owned())))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<EngineStatements, E> {
+                Ok(EngineStatements::All(Statements::None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<EngineStatements, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    out.push(item);
+                }
+                Ok(EngineStatements::All(Statements::Many(out)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<EngineStatements, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((engine, statements)) = map.next_entry::<String, Statements>()? {
+                    out.insert(engine, statements);
+                }
+                Ok(EngineStatements::ByEngine(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Statements by engine: what a tenant of each engine runs.
+type EngineInit = BTreeMap<Engine, Vec<String>>;
+
+/// The engines an `init_sql:` map may name, by key.
+const ENGINE_KEYS: [(&str, Engine); 3] = [
+    ("postgres", Engine::Postgres),
+    ("mysql", Engine::MySql),
+    ("sqlite", Engine::Sqlite),
+];
+
+impl EngineStatements {
+    /// The statements of each engine, `${VAR}`s expanded. `at` is the key path for
+    /// messages (`defaults.init_sql`); an unknown engine key is an error naming it.
+    fn by_engine(self, path: &Path, at: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<EngineInit, FleetError> {
+        let expand =
+            |at: &str, statements: Statements| expand_all(statements.into_vec(), env).map_err(|m| invalid(path, at, m));
+        match self {
+            EngineStatements::All(statements) => {
+                let all = expand(at, statements)?;
+                Ok(ENGINE_KEYS.iter().map(|(_, engine)| (*engine, all.clone())).collect())
+            }
+            EngineStatements::ByEngine(map) => {
+                let mut out = EngineInit::new();
+                for (key, statements) in map {
+                    let at = format!("{at}.{key}");
+                    let Some((_, engine)) = ENGINE_KEYS.iter().find(|(k, _)| *k == key) else {
+                        return Err(invalid(
+                            path,
+                            at,
+                            format!(
+                                "`{}` is not an engine: the keys are postgres, mysql (for MySQL and MariaDB) and sqlite",
+                                quoted(&key)
+                            ),
+                        ));
+                    };
+                    out.insert(*engine, expand(&at, statements)?);
+                }
+                Ok(out)
+            }
         }
     }
 }
@@ -473,7 +564,7 @@ struct Defaults {
     schema: Option<Result<String, VarError>>,
     database: Option<Result<String, VarError>>,
     labels: BTreeMap<String, String>,
-    init_sql: Vec<String>,
+    init_sql: EngineInit,
 }
 
 /// Each host's `init_sql`, by host name.
@@ -570,7 +661,7 @@ impl Rules {
         let namespace = self.namespace(engine, schema, database, context)?;
         let mut labels = self.defaults.labels.clone();
         labels.extend(entry.labels);
-        init_sql.extend(self.defaults.init_sql.iter().cloned());
+        init_sql.extend(self.defaults.init_sql.get(&engine).into_iter().flatten().cloned());
         init_sql.extend(entry.init_sql);
         Ok(Tenant {
             id,
@@ -838,9 +929,9 @@ fn hosts_section(
     for (name, host) in docs {
         let context = format!("host `{name}`");
         let url_text = expand_vars(&host.url, env).map_err(|m| invalid(path, format!("{context} url"), m))?;
-        let (_, url) = parse_url(&url_text, base).map_err(|m| invalid(path, format!("{context} url"), m))?;
-        let init =
-            expand_all(host.init_sql.into_vec(), env).map_err(|m| invalid(path, format!("{context} init_sql"), m))?;
+        let (engine, url) = parse_url(&url_text, base).map_err(|m| invalid(path, format!("{context} url"), m))?;
+        let mut init = host.init_sql.by_engine(path, &format!("hosts.{name}.init_sql"), env)?;
+        let init = init.remove(&engine).unwrap_or_default();
         let max_connections = match host.max_connections {
             None => DEFAULT_MAX_CONNECTIONS,
             Some(n) => bounds::number(&n.into_string(), 1, bounds::MAX_CONNECTIONS)
@@ -873,7 +964,7 @@ fn defaults_section(
         schema: expand(doc.schema),
         database: expand(doc.database),
         labels: doc.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
-        init_sql: expand_all(doc.init_sql.into_vec(), env).map_err(|m| invalid(path, "defaults init_sql", m))?,
+        init_sql: doc.init_sql.by_engine(path, "defaults.init_sql", env)?,
     })
 }
 
@@ -1006,11 +1097,21 @@ fn doc_texts(doc: &FileDoc) -> Vec<(String, &str)> {
             Statements::Many(many) => out.extend(many.iter().map(|m| (at.clone(), m.as_str()))),
         }
     }
+    fn by_engine<'a>(out: &mut Vec<(String, &'a str)>, at: String, s: &'a EngineStatements) {
+        match s {
+            EngineStatements::All(all) => statements(out, at, all),
+            EngineStatements::ByEngine(map) => {
+                for (key, one) in map {
+                    statements(out, format!("{at}.{key}"), one);
+                }
+            }
+        }
+    }
     let mut out = Vec::new();
     for (name, host) in &doc.hosts {
-        statements(&mut out, format!("hosts.{name}.init_sql"), &host.init_sql);
+        by_engine(&mut out, format!("hosts.{name}.init_sql"), &host.init_sql);
     }
-    statements(&mut out, "defaults.init_sql".into(), &doc.defaults.init_sql);
+    by_engine(&mut out, "defaults.init_sql".into(), &doc.defaults.init_sql);
     for (i, t) in doc.tenants.iter().flatten().enumerate() {
         statements(&mut out, format!("tenants[{i}].init_sql"), &t.init_sql);
     }
@@ -1697,6 +1798,56 @@ tenants:
             let got = parse_str(text).err().map(message).unwrap_or_default();
             assert!(got.contains(expected), "for {text:?}: `{got}` lacks `{expected}`");
             assert!(!got.contains("Doc") && !got.contains("untagged"), "{got}");
+        }
+    }
+
+    #[test]
+    fn init_sql_by_engine_reaches_only_the_tenants_of_that_engine() {
+        let text = "hosts:\n  pg: { url: \"postgres://h/db\", init_sql: { postgres: \"SET a = 1\", mysql: \"SET x = 1\" } }\n\
+                    defaults:\n  init_sql: { mysql: \"SET FOREIGN_KEY_CHECKS = 0\", postgres: [\"SET b = '${PGPASS}'\"], sqlite: [] }\n\
+                    tenants:\n  - { id: p, host: pg, schema: p, init_sql: \"SET c = 3\" }\n\
+                    \x20 - { id: m, url: \"mysql://h/\", database: m }\n  - { id: s, url: \"sqlite://s.db\" }\n";
+        let fleet = parse_str(text).unwrap();
+        assert_eq!(
+            fleet.tenant("p").unwrap().init_sql,
+            ["SET a = 1", "SET b = 'hunter2'", "SET c = 3"],
+            "host's, then defaults', then the tenant's"
+        );
+        assert_eq!(fleet.tenant("m").unwrap().init_sql, ["SET FOREIGN_KEY_CHECKS = 0"]);
+        assert!(fleet.tenant("s").unwrap().init_sql.is_empty());
+        let plain = "defaults: { init_sql: [\"SET a = 1\"] }\ntenants:\n  - { id: s, url: \"sqlite://s.db\" }\n";
+        assert_eq!(parse_str(plain).unwrap().tenant("s").unwrap().init_sql, ["SET a = 1"]);
+
+        let cases: &[(&str, &str)] = &[
+            (
+                "defaults: { init_sql: { oracle: \"SET x = 1\" } }\ntenants: []\n",
+                "defaults.init_sql.oracle: `oracle` is not an engine: the keys are postgres, mysql (for MySQL and MariaDB) and sqlite",
+            ),
+            (
+                "hosts: { m: { url: \"mysql://h/\", init_sql: { mariadb: [] } } }\ntenants: []\n",
+                "hosts.m.init_sql.mariadb: `mariadb` is not an engine",
+            ),
+            (
+                "defaults: { init_sql: { mysql: 5 } }\ntenants: []\n",
+                "defaults.init_sql.mysql: invalid type: integer `5`, expected a SQL statement or a list of them",
+            ),
+            (
+                "defaults: { init_sql: { mysql: \"SET a = ${NOPE}\" } }\ntenants: []\n",
+                "defaults.init_sql.mysql: environment variable `NOPE` is not set",
+            ),
+            (
+                "defaults: { init_sql: { sqlite: \"x\\0\" } }\ntenants: []\n",
+                "defaults.init_sql.sqlite: holds a NUL byte",
+            ),
+            (
+                "tenants:\n  - { id: a, url: \"sqlite://a.db\", init_sql: { sqlite: \"x\" } }\n",
+                "tenants[0].init_sql: invalid type: map, expected a SQL statement or a list of them",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = message(parse_str(text).unwrap_err());
+            assert!(err.contains(expected), "for {text:?}: `{err}` lacks `{expected}`");
+            assert!(err.starts_with("fleet file `/fleet/tenants.yaml`: "), "{err}");
         }
     }
 
