@@ -409,7 +409,10 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
         }
     }
     if let Some(schema) = &wire.schema {
-        let _ = writeln!(setup, "SET search_path TO {};", double(schema));
+        // The tenant's schema first: what a migration creates unqualified goes there.
+        let after = tenant.search_path.iter().map(|s| double(s.as_str()));
+        let path: Vec<String> = std::iter::once(double(schema)).chain(after).collect();
+        let _ = writeln!(setup, "SET search_path TO {};", path.join(", "));
     }
     if access == Access::Write {
         // The table exists now: read the history in the same round trip.

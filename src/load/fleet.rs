@@ -11,7 +11,8 @@ use url::Url;
 
 use crate::model::bounds;
 use crate::model::fleet::{
-    Discover, Engine, Fleet, Host, Ident, MigrationsSource, Namespace, RolloutDefaults, Tenant, TenantId, quoted,
+    BadIdent, Discover, Engine, Fleet, Host, Ident, MigrationsSource, Namespace, RolloutDefaults, Tenant, TenantId,
+    quoted,
 };
 use crate::model::migration::Layout;
 use crate::model::policy::RollbackPolicy;
@@ -232,6 +233,8 @@ struct DefaultsDoc {
     labels: BTreeMap<String, Scalar>,
     #[serde(default)]
     init_sql: EngineStatements,
+    /// For PostgreSQL schema-tenants: `"{schema}, public"`.
+    search_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +251,7 @@ struct TenantDoc {
     canary: bool,
     #[serde(default)]
     init_sql: Statements,
+    search_path: Option<String>,
 }
 
 /// A label value or id: YAML may write it as a string, a number or a boolean. Anything
@@ -431,6 +435,47 @@ impl EngineStatements {
     }
 }
 
+/// A `search_path:` template refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchPathError {
+    #[error(
+        "`{}` must start with `{{schema}}`: the tenant's own schema comes first, where its tables \
+         and fleetmig_history are made",
+        quoted(.0)
+    )]
+    SchemaFirst(String),
+    #[error("`{}` names `{{schema}}` twice", quoted(.0))]
+    SchemaTwice(String),
+    #[error("`{}`: {bad}", quoted(.template))]
+    Entry { template: String, bad: BadIdent },
+}
+
+/// A `search_path:` template (`"{schema}, public"`): `{schema}` first, then schema names,
+/// each letters, digits, `_` or `-`, optionally double-quoted. As in PostgreSQL, a name
+/// without quotes is taken in lower case and a quoted one as written; the driver quotes
+/// every one.
+fn search_path(template: &str) -> Result<Vec<Ident>, SearchPathError> {
+    let mut entries = template.split(',').map(str::trim);
+    if entries.next() != Some("{schema}") {
+        return Err(SearchPathError::SchemaFirst(template.to_owned()));
+    }
+    entries
+        .map(|entry| {
+            if entry == "{schema}" {
+                return Err(SearchPathError::SchemaTwice(template.to_owned()));
+            }
+            let name = match entry.strip_prefix('"').and_then(|e| e.strip_suffix('"')) {
+                Some(quoted) => quoted.to_owned(),
+                None => entry.to_ascii_lowercase(),
+            };
+            Ident::new(&name).map_err(|bad| SearchPathError::Entry {
+                template: template.to_owned(),
+                bad,
+            })
+        })
+        .collect()
+}
+
 /// Replaces `${VAR}` and `${VAR:-default}` with the variable's value; `$${` is a literal `${`.
 pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, VarError> {
     let mut out = String::with_capacity(text.len());
@@ -551,6 +596,8 @@ pub(super) struct Entry {
     pub labels: BTreeMap<String, String>,
     pub canary: bool,
     pub init_sql: Vec<String>,
+    /// The `search_path:` template, unchecked.
+    pub search_path: Option<String>,
     /// True for a `discover:` row: its `url` may carry only the parameters its engine
     /// allows a registry ([`Engine::registry_params`]).
     pub registry: bool,
@@ -565,6 +612,8 @@ struct Defaults {
     database: Option<Result<String, VarError>>,
     labels: BTreeMap<String, String>,
     init_sql: EngineInit,
+    /// The `search_path:` template, checked: the schemas after the tenant's own.
+    search_path: Vec<Ident>,
 }
 
 /// Each host's `init_sql`, by host name.
@@ -659,6 +708,7 @@ impl Rules {
             )
         };
         let namespace = self.namespace(engine, schema, database, context)?;
+        let search_path = self.search_path(engine, &namespace, entry.search_path, context)?;
         let mut labels = self.defaults.labels.clone();
         labels.extend(entry.labels);
         init_sql.extend(self.defaults.init_sql.get(&engine).into_iter().flatten().cloned());
@@ -672,7 +722,30 @@ impl Rules {
             namespace,
             host,
             init_sql,
+            search_path,
         })
+    }
+
+    /// The schemas a PostgreSQL schema-tenant searches after its own: from its own
+    /// `search_path:` template, else the defaults'. A tenant that has no schema of its own
+    /// takes none; naming one for it is an error.
+    fn search_path(
+        &self,
+        engine: Engine,
+        namespace: &Namespace,
+        own: Option<String>,
+        context: &str,
+    ) -> Result<Vec<Ident>, FleetError> {
+        let applies = engine == Engine::Postgres && namespace.schema.is_some();
+        match own {
+            Some(_) if !applies => Err(self.invalid(
+                format!("{context} search_path"),
+                "is for a PostgreSQL tenant with a `schema`: the tenant's schema comes first in it",
+            )),
+            Some(template) => search_path(&template).map_err(|m| self.invalid(format!("{context} search_path"), m)),
+            None if applies => Ok(self.defaults.search_path.clone()),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// A `defaults:` template for tenant `id`, `{id}` filled in; its unset variable is an
@@ -965,6 +1038,11 @@ fn defaults_section(
         database: expand(doc.database),
         labels: doc.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
         init_sql: doc.init_sql.by_engine(path, "defaults.init_sql", env)?,
+        search_path: doc
+            .search_path
+            .map(|t| search_path(&t).map_err(|m| invalid(path, "defaults search_path", m)))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
@@ -1018,6 +1096,7 @@ fn listed_entry(
         canary: entry.canary,
         init_sql: expand_all(entry.init_sql.into_vec(), env)
             .map_err(|m| invalid(path, format!("{context} init_sql"), m))?,
+        search_path: entry.search_path,
         registry: false,
     })
 }
@@ -1057,7 +1136,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct DefaultsDoc",
-            "a map of defaults (host, url, schema, database, labels, init_sql)",
+            "a map of defaults (host, url, schema, database, labels, init_sql, search_path)",
         ),
         (
             "struct RolloutDoc",
@@ -1065,7 +1144,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct TenantDoc",
-            "a tenant: a map with `id` and `url` or `host` (and schema, database, labels, canary, init_sql)",
+            "a tenant: a map with `id` and `url` or `host` (and schema, database, labels, canary, init_sql, search_path)",
         ),
         ("struct DiscoverDoc", "a map with `url`, `query` and optionally `host`"),
         ("field identifier", "a key name"),
@@ -1842,6 +1921,61 @@ tenants:
             (
                 "tenants:\n  - { id: a, url: \"sqlite://a.db\", init_sql: { sqlite: \"x\" } }\n",
                 "tenants[0].init_sql: invalid type: map, expected a SQL statement or a list of them",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = message(parse_str(text).unwrap_err());
+            assert!(err.contains(expected), "for {text:?}: `{err}` lacks `{expected}`");
+            assert!(err.starts_with("fleet file `/fleet/tenants.yaml`: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn search_path_puts_the_tenant_schema_first_and_checks_the_rest() {
+        let text = "hosts: { pg: { url: \"postgres://h/db\" } }\n\
+                    defaults: { host: pg, schema: \"t_{id}\", search_path: \"{schema}, public, \\\"Shared-1\\\", Ext\" }\n\
+                    tenants:\n  - { id: a }\n  - { id: b, search_path: \"{schema}\" }\n  - { id: c, database: c }\n\
+                    \x20 - { id: m, url: \"mysql://h/\", database: m }\n";
+        let fleet = parse_str(text).unwrap();
+        let names = |id: &str| -> Vec<String> {
+            let tenant = fleet.tenant(id).unwrap();
+            tenant.search_path.iter().map(|s| s.as_str().to_owned()).collect()
+        };
+        assert_eq!(names("a"), ["public", "Shared-1", "ext"]);
+        assert!(names("b").is_empty(), "the tenant's own template wins");
+        assert!(
+            names("c").is_empty() && names("m").is_empty(),
+            "only schema-tenants take one"
+        );
+
+        let cases: &[(&str, &str)] = &[
+            (
+                "defaults: { search_path: \"public, {schema}\" }\ntenants: []\n",
+                "defaults search_path: `public, {schema}` must start with `{schema}`: the tenant's own schema comes first",
+            ),
+            (
+                "defaults: { search_path: \"{schema}, {schema}\" }\ntenants: []\n",
+                "defaults search_path: `{schema}, {schema}` names `{schema}` twice",
+            ),
+            (
+                "defaults: { search_path: \"{schema}, public; DROP TABLE x\" }\ntenants: []\n",
+                "defaults search_path: `{schema}, public; DROP TABLE x`: `public; drop table x` holds `;`",
+            ),
+            (
+                "defaults: { search_path: \"{schema}, \\\"a\\\"b\\\"\" }\ntenants: []\n",
+                "holds `\\\"`",
+            ),
+            (
+                "defaults: { search_path: \"{schema},,public\" }\ntenants: []\n",
+                "must be 1 to 63 characters long",
+            ),
+            (
+                "tenants:\n  - { id: a, url: \"postgres://h/db\", schema: a, search_path: \"x\" }\n",
+                "tenant `a` search_path: `x` must start with `{schema}`",
+            ),
+            (
+                "tenants:\n  - { id: a, url: \"postgres://h/db\", search_path: \"{schema}, public\" }\n",
+                "tenant `a` search_path: is for a PostgreSQL tenant with a `schema`",
             ),
         ];
         for (text, expected) in cases {

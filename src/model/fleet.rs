@@ -294,6 +294,9 @@ pub struct Tenant {
     pub host: Option<String>,
     /// Statements run on every connection before it migrates.
     pub init_sql: Vec<String>,
+    /// A PostgreSQL schema-tenant's `search_path` after its own schema, which always comes
+    /// first (`search_path: "{schema}, public"` gives `[public]`); empty: its own only.
+    pub search_path: Vec<Ident>,
 }
 
 impl Tenant {

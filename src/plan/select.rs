@@ -132,6 +132,7 @@ mod tests {
             namespace: Namespace::default(),
             host: None,
             init_sql: vec![],
+            search_path: vec![],
         }
     }
 
