@@ -235,6 +235,7 @@ struct DefaultsDoc {
     init_sql: EngineStatements,
     /// For PostgreSQL schema-tenants: `"{schema}, public"`.
     search_path: Option<String>,
+    create_database: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +253,7 @@ struct TenantDoc {
     #[serde(default)]
     init_sql: Statements,
     search_path: Option<String>,
+    create_database: Option<bool>,
 }
 
 /// A label value or id: YAML may write it as a string, a number or a boolean. Anything
@@ -598,6 +600,7 @@ pub(super) struct Entry {
     pub init_sql: Vec<String>,
     /// The `search_path:` template, unchecked.
     pub search_path: Option<String>,
+    pub create_database: Option<bool>,
     /// True for a `discover:` row: its `url` may carry only the parameters its engine
     /// allows a registry ([`Engine::registry_params`]).
     pub registry: bool,
@@ -614,6 +617,7 @@ struct Defaults {
     init_sql: EngineInit,
     /// The `search_path:` template, checked: the schemas after the tenant's own.
     search_path: Vec<Ident>,
+    create_database: Option<bool>,
 }
 
 /// Each host's `init_sql`, by host name.
@@ -723,6 +727,10 @@ impl Rules {
             host,
             init_sql,
             search_path,
+            create_database: entry
+                .create_database
+                .or(self.defaults.create_database)
+                .unwrap_or(engine == Engine::MySql),
         })
     }
 
@@ -1043,6 +1051,7 @@ fn defaults_section(
             .map(|t| search_path(&t).map_err(|m| invalid(path, "defaults search_path", m)))
             .transpose()?
             .unwrap_or_default(),
+        create_database: doc.create_database,
     })
 }
 
@@ -1097,6 +1106,7 @@ fn listed_entry(
         init_sql: expand_all(entry.init_sql.into_vec(), env)
             .map_err(|m| invalid(path, format!("{context} init_sql"), m))?,
         search_path: entry.search_path,
+        create_database: entry.create_database,
         registry: false,
     })
 }
@@ -1136,7 +1146,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct DefaultsDoc",
-            "a map of defaults (host, url, schema, database, labels, init_sql, search_path)",
+            "a map of defaults (host, url, schema, database, labels, init_sql, search_path, create_database)",
         ),
         (
             "struct RolloutDoc",
@@ -1144,7 +1154,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct TenantDoc",
-            "a tenant: a map with `id` and `url` or `host` (and schema, database, labels, canary, init_sql, search_path)",
+            "a tenant: a map with `id` and `url` or `host` (and schema, database, labels, canary, init_sql, search_path, create_database)",
         ),
         ("struct DiscoverDoc", "a map with `url`, `query` and optionally `host`"),
         ("field identifier", "a key name"),
@@ -1983,6 +1993,22 @@ tenants:
             assert!(err.contains(expected), "for {text:?}: `{err}` lacks `{expected}`");
             assert!(err.starts_with("fleet file `/fleet/tenants.yaml`: "), "{err}");
         }
+    }
+
+    #[test]
+    fn create_database_is_mysqls_default_and_postgres_only_when_asked() {
+        let text = "hosts: { pg: { url: \"postgres://h/db\" }, my: { url: \"mysql://h/\" } }\n\
+                    defaults: { database: \"d_{id}\" }\n\
+                    tenants:\n  - { id: p, host: pg }\n  - { id: q, host: pg, create_database: true }\n\
+                    \x20 - { id: m, host: my }\n  - { id: n, host: my, create_database: false }\n";
+        let fleet = parse_str(text).unwrap();
+        let creates = |id: &str| fleet.tenant(id).unwrap().create_database;
+        assert!(!creates("p") && creates("q") && creates("m") && !creates("n"));
+        let text = text.replace("database: \"d_{id}\"", "database: \"d_{id}\", create_database: true");
+        let fleet = parse_str(&text).unwrap();
+        assert!(fleet.tenant("p").unwrap().create_database && !fleet.tenant("n").unwrap().create_database);
+        let err = message(parse_str("defaults: { create_database: yes please }\ntenants: []\n").unwrap_err());
+        assert!(err.contains("defaults.create_database: invalid type"), "{err}");
     }
 
     #[test]

@@ -133,6 +133,7 @@ mod tests {
             host: None,
             init_sql: vec![],
             search_path: vec![],
+            create_database: false,
         }
     }
 

@@ -87,3 +87,104 @@ fn postgres_search_path_reaches_a_shared_type_after_the_tenant_schema() {
         "nothing is made in public"
     );
 }
+
+#[test]
+fn postgres_create_database_makes_a_missing_tenant_database() {
+    let Some(pg) = Pg::create("create_db") else { return };
+    let ids = ["acme", "globex", "initech", "hooli"];
+    // Each drops its database at the end, whoever made it.
+    let _made: Vec<Pg> = ids
+        .iter()
+        .map(|id| Pg {
+            name: format!("{}_{id}", pg.name),
+        })
+        .collect();
+    let exists = |id: &str| {
+        pg.column(&format!(
+            "SELECT count(*)::text FROM pg_database WHERE datname = '{}_{id}'",
+            pg.name
+        )) == ["1"]
+    };
+    let p = Project::new();
+    p.migration("0001_widgets.sql", "CREATE TABLE widgets (id INT PRIMARY KEY);\n");
+    let fleet = |create: &str, tenants: &[&str]| {
+        let tenants: String = tenants.iter().map(|t| format!("  - {{ id: {t} }}\n")).collect();
+        format!(
+            "hosts:\n  pg: {{ url: \"{}\" }}\n\
+             defaults: {{ host: pg, database: \"{}_{{id}}\"{create} }}\ntenants:\n{tenants}",
+            pg.url(),
+            pg.name
+        )
+    };
+
+    // As before: a missing PostgreSQL database is the tenant's failure, and stays missing.
+    p.fleet(&fleet("", &["acme"]));
+    let run = p.run(&["up", "--retry-for", "0s"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let line = tenant_line(&run.stdout, "acme");
+    assert!(
+        line.contains(&format!("database \"{}_acme\" does not exist (code 3D000)", pg.name)),
+        "{run:#?}"
+    );
+    assert!(!exists("acme"));
+
+    p.fleet(&fleet(", create_database: true", &["acme", "globex"]));
+    let status = p.run(&["status"]);
+    assert!(!exists("acme"), "reading never creates: {status:#?}");
+    let run = p.run(&["up"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    for t in ["acme", "globex"] {
+        let db = Pg {
+            name: format!("{}_{t}", pg.name),
+        };
+        assert_eq!(db.column("SELECT version FROM public.fleetmig_history"), ["1"]);
+        assert_eq!(db.column("SELECT to_regclass('public.widgets')::text"), ["widgets"]);
+        std::mem::forget(db);
+    }
+    let again = p.run(&["up"]);
+    assert_eq!(again.code, 0, "{again:#?}");
+
+    // Two runners at once: whichever creates a database second is not failed for it.
+    p.fleet(&fleet(", create_database: true", &["initech", "hooli"]));
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            p.command(&["up"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for runner in runners {
+        let out = runner.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:#?}");
+    }
+    assert!(exists("initech") && exists("hooli"));
+}
+
+#[test]
+fn mariadb_creates_a_missing_database_unless_told_not_to() {
+    let Some(my) = My::create("create_db") else { return };
+    let p = Project::new();
+    p.migration("0001_widgets.sql", "CREATE TABLE widgets (id INT PRIMARY KEY);\n");
+    p.fleet(&format!(
+        "defaults: {{ url: \"{}\", database: \"{}_{{id}}\", create_database: false }}\n\
+         tenants:\n  - {{ id: acme }}\n  - {{ id: globex, create_database: true }}\n",
+        support::MYSQL_ADMIN,
+        my.prefix
+    ));
+    let run = p.run(&["up", "--max-failures", "all"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        tenant_line(&run.stdout, "acme").contains(&format!("Unknown database '{}_acme'", my.prefix)),
+        "{run:#?}"
+    );
+    let made = |db: &str| {
+        my.column(&format!(
+            "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{}_{db}'",
+            my.prefix
+        ))
+    };
+    assert!(made("acme").is_empty());
+    assert_eq!(made("globex"), [format!("{}_globex", my.prefix)]);
+}
