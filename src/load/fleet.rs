@@ -2012,6 +2012,32 @@ tenants:
     }
 
     #[test]
+    fn the_readme_fleet_file_loads_as_it_says() {
+        let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        let section = &readme[readme.find("## The fleet file").unwrap()..];
+        let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let yaml = &section[start..start + section[start..].find("```").unwrap()];
+        let env = |name: &str| (name == "PGPASSWORD").then(|| "hunter2".to_owned());
+        let fleet = parse(Path::new("/fleet/tenants.yaml"), yaml, &env).unwrap();
+        let acme = fleet.tenant("acme").unwrap();
+        assert_eq!(
+            acme.init_sql,
+            ["SET lock_timeout = '3s'", "SET lock_timeout = '3s'"],
+            "the host's, then the defaults' for PostgreSQL"
+        );
+        assert_eq!(
+            acme.search_path.iter().map(Ident::as_str).collect::<Vec<_>>(),
+            ["public"]
+        );
+        let globex = fleet.tenant("globex").unwrap();
+        assert!(globex.create_database && globex.search_path.is_empty());
+        let hooli = fleet.tenant("hooli").unwrap();
+        assert_eq!(hooli.init_sql, ["SET FOREIGN_KEY_CHECKS = 0"]);
+        assert!(hooli.create_database);
+        assert!(fleet.tenant("initech").unwrap().init_sql.is_empty());
+    }
+
+    #[test]
     fn variables_expand_with_defaults_and_escapes() {
         let lookup = |n: &str| (n == "A").then(|| "1".to_owned());
         assert_eq!(expand_vars("x${A}y${B:-2}z$${A}$", &lookup).unwrap(), "x1y2z${A}$");
