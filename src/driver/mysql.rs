@@ -145,7 +145,7 @@ async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access:
             return Err((ErrorKind::Locked, "waiting for the tenant lock".to_owned(), e));
         }
         wire.locked = true;
-        if let Some(db) = &wire.database {
+        if let (Some(db), true) = (&wire.database, tenant.create_database) {
             wire.batch(&format!("CREATE DATABASE IF NOT EXISTS {}", backtick(db)))
                 .await
                 .map_err(|e| (ErrorKind::Sql, "creating the database".to_owned(), e))?;

@@ -182,17 +182,7 @@ pub async fn open(
             }
             Err(e) => return Err(fail(ErrorKind::Unreachable, "connecting", e)),
         },
-        None => {
-            let url = match &tenant.namespace.database {
-                Some(db) => tenant.url.with_path(&format!("/{db}")),
-                None => tenant.url.clone(),
-            };
-            let options = connect_options(url.expose(), limits)
-                .map_err(|e| fail(ErrorKind::Unreachable, "reading the URL", e))?;
-            let connecting = PgConnection::connect_with(&options);
-            let unreachable = |e| fail(ErrorKind::Unreachable, "connecting", e);
-            Conn::Own(connect_within(limits.connect_timeout, connecting, unreachable).await?)
-        }
+        None => Conn::Own(own_connection(tenant, limits, access, &fail).await?),
     };
     let schema = tenant.namespace.schema.as_ref().map(|s| s.as_str().to_owned());
     let table = match &schema {
@@ -237,6 +227,74 @@ pub async fn open(
 }
 
 type Failure = (ErrorKind, String, sqlx::Error);
+
+/// PostgreSQL's SQLSTATE for a database that does not exist.
+const INVALID_CATALOG_NAME: &str = "3D000";
+
+/// A connection of the tenant's own: to its `database`, else to the URL's. A session that
+/// writes, of a tenant with `create_database: true`, creates a missing database first.
+async fn own_connection(
+    tenant: &Tenant,
+    limits: &Limits,
+    access: Access,
+    fail: &impl Fn(ErrorKind, &str, sqlx::Error) -> DbError,
+) -> Result<PgConnection, DbError> {
+    let url = match &tenant.namespace.database {
+        Some(db) => tenant.url.with_path(&format!("/{db}")),
+        None => tenant.url.clone(),
+    };
+    let options =
+        connect_options(url.expose(), limits).map_err(|e| fail(ErrorKind::Unreachable, "reading the URL", e))?;
+    let connect = || {
+        let connecting = PgConnection::connect_with(&options);
+        connect_within(limits.connect_timeout, connecting, |e| {
+            fail(ErrorKind::Unreachable, "connecting", e)
+        })
+    };
+    match (connect().await, &tenant.namespace.database) {
+        (Err(e), Some(db))
+            if e.code.as_deref() == Some(INVALID_CATALOG_NAME) && tenant.create_database && access == Access::Write =>
+        {
+            create_database(tenant, db.as_str(), limits, fail).await?;
+            connect().await
+        }
+        (result, _) => result,
+    }
+}
+
+/// Creates database `name` through a connection to the database the tenant's URL names.
+/// Another runner may have created it since this one looked: that is success too.
+async fn create_database(
+    tenant: &Tenant,
+    name: &str,
+    limits: &Limits,
+    fail: &impl Fn(ErrorKind, &str, sqlx::Error) -> DbError,
+) -> Result<(), DbError> {
+    const OP: &str = "creating the database";
+    let options =
+        connect_options(tenant.url.expose(), limits).map_err(|e| fail(ErrorKind::Unreachable, "reading the URL", e))?;
+    let connecting = PgConnection::connect_with(&options);
+    let mut admin = connect_within(limits.connect_timeout, connecting, |e| {
+        fail(ErrorKind::Unreachable, OP, e)
+    })
+    .await?;
+    let sql = format!("CREATE DATABASE {}", double(name));
+    let created = answered(limits.answer_within(), admin.execute(sqlx::raw_sql(&sql))).await;
+    let code = created
+        .as_ref()
+        .err()
+        .and_then(|e| e.as_database_error())
+        .and_then(|e| e.code().map(|c| c.into_owned()));
+    match (created, code.as_deref()) {
+        (Ok(_), _) => {
+            let _ = admin.close().await;
+            Ok(())
+        }
+        // duplicate_database, or the catalog's unique index when both commit at once.
+        (Err(_), Some("42P04" | "23505")) => Ok(()),
+        (Err(e), _) => Err(fail(ErrorKind::Sql, OP, e)),
+    }
+}
 
 /// Why a session could not be set up.
 enum PrepareError {
@@ -409,7 +467,10 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
         }
     }
     if let Some(schema) = &wire.schema {
-        let _ = writeln!(setup, "SET search_path TO {};", double(schema));
+        // The tenant's schema first: what a migration creates unqualified goes there.
+        let after = tenant.search_path.iter().map(|s| double(s.as_str()));
+        let path: Vec<String> = std::iter::once(double(schema)).chain(after).collect();
+        let _ = writeln!(setup, "SET search_path TO {};", path.join(", "));
     }
     if access == Access::Write {
         // The table exists now: read the history in the same round trip.

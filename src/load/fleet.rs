@@ -11,7 +11,8 @@ use url::Url;
 
 use crate::model::bounds;
 use crate::model::fleet::{
-    Discover, Engine, Fleet, Host, Ident, MigrationsSource, Namespace, RolloutDefaults, Tenant, TenantId,
+    BadIdent, Discover, Engine, Fleet, Host, Ident, MigrationsSource, Namespace, RolloutDefaults, Tenant, TenantId,
+    quoted,
 };
 use crate::model::migration::Layout;
 use crate::model::policy::RollbackPolicy;
@@ -221,7 +222,7 @@ struct HostDoc {
     /// Checked against its range after parsing, so that any number gets the same message.
     max_connections: Option<Scalar>,
     #[serde(default)]
-    init_sql: Statements,
+    init_sql: EngineStatements,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,7 +235,10 @@ struct DefaultsDoc {
     #[serde(default)]
     labels: BTreeMap<String, Scalar>,
     #[serde(default)]
-    init_sql: Statements,
+    init_sql: EngineStatements,
+    /// For PostgreSQL schema-tenants: `"{schema}, public"`.
+    search_path: Option<String>,
+    create_database: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +255,8 @@ struct TenantDoc {
     canary: bool,
     #[serde(default)]
     init_sql: Statements,
+    search_path: Option<String>,
+    create_database: Option<bool>,
 }
 
 /// A label value or id: YAML may write it as a string, a number or a boolean. Anything
@@ -341,6 +347,138 @@ impl Statements {
             Statements::Many(v) => v,
         }
     }
+}
+
+/// `init_sql:` of a host or of `defaults:`: statements for every engine (one or a list),
+/// or a map of them by engine (`{ mysql: "SET ...", postgres: [...] }`). Keys are checked
+/// after parsing, so that an unknown one is named with its key path.
+#[derive(Debug)]
+enum EngineStatements {
+    All(Statements),
+    ByEngine(BTreeMap<String, Statements>),
+}
+
+impl Default for EngineStatements {
+    fn default() -> Self {
+        EngineStatements::All(Statements::None)
+    }
+}
+
+impl<'de> Deserialize<'de> for EngineStatements {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EngineStatements;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a SQL statement, a list of them, or a map of them by engine (postgres, mysql, sqlite)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EngineStatements, E> {
+                Ok(EngineStatements::All(Statements::One(v.to_owned())))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<EngineStatements, E> {
+                Ok(EngineStatements::All(Statements::None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<EngineStatements, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    out.push(item);
+                }
+                Ok(EngineStatements::All(Statements::Many(out)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<EngineStatements, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((engine, statements)) = map.next_entry::<String, Statements>()? {
+                    out.insert(engine, statements);
+                }
+                Ok(EngineStatements::ByEngine(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Statements by engine: what a tenant of each engine runs.
+type EngineInit = BTreeMap<Engine, Vec<String>>;
+
+/// The engines an `init_sql:` map may name, by key.
+const ENGINE_KEYS: [(&str, Engine); 3] = [
+    ("postgres", Engine::Postgres),
+    ("mysql", Engine::MySql),
+    ("sqlite", Engine::Sqlite),
+];
+
+impl EngineStatements {
+    /// The statements of each engine, `${VAR}`s expanded. `at` is the key path for
+    /// messages (`defaults.init_sql`); an unknown engine key is an error naming it.
+    fn by_engine(self, path: &Path, at: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<EngineInit, FleetError> {
+        let expand =
+            |at: &str, statements: Statements| expand_all(statements.into_vec(), env).map_err(|m| invalid(path, at, m));
+        match self {
+            EngineStatements::All(statements) => {
+                let all = expand(at, statements)?;
+                Ok(ENGINE_KEYS.iter().map(|(_, engine)| (*engine, all.clone())).collect())
+            }
+            EngineStatements::ByEngine(map) => {
+                let mut out = EngineInit::new();
+                for (key, statements) in map {
+                    let at = format!("{at}.{key}");
+                    let Some((_, engine)) = ENGINE_KEYS.iter().find(|(k, _)| *k == key) else {
+                        return Err(invalid(
+                            path,
+                            at,
+                            format!(
+                                "`{}` is not an engine: the keys are postgres, mysql (for MySQL and MariaDB) and sqlite",
+                                quoted(&key)
+                            ),
+                        ));
+                    };
+                    out.insert(*engine, expand(&at, statements)?);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// A `search_path:` template refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchPathError {
+    #[error(
+        "`{}` must start with `{{schema}}`: the tenant's own schema comes first, where its tables \
+         and fleetmig_history are made",
+        quoted(.0)
+    )]
+    SchemaFirst(String),
+    #[error("`{}` names `{{schema}}` twice", quoted(.0))]
+    SchemaTwice(String),
+    #[error("`{}`: {bad}", quoted(.template))]
+    Entry { template: String, bad: BadIdent },
+}
+
+/// A `search_path:` template (`"{schema}, public"`): `{schema}` first, then schema names,
+/// each letters, digits, `_` or `-`, optionally double-quoted. As in PostgreSQL, a name
+/// without quotes is taken in lower case and a quoted one as written; the driver quotes
+/// every one.
+fn search_path(template: &str) -> Result<Vec<Ident>, SearchPathError> {
+    let mut entries = template.split(',').map(str::trim);
+    if entries.next() != Some("{schema}") {
+        return Err(SearchPathError::SchemaFirst(template.to_owned()));
+    }
+    entries
+        .map(|entry| {
+            if entry == "{schema}" {
+                return Err(SearchPathError::SchemaTwice(template.to_owned()));
+            }
+            let name = match entry.strip_prefix('"').and_then(|e| e.strip_suffix('"')) {
+                Some(quoted) => quoted.to_owned(),
+                None => entry.to_ascii_lowercase(),
+            };
+            Ident::new(&name).map_err(|bad| SearchPathError::Entry {
+                template: template.to_owned(),
+                bad,
+            })
+        })
+        .collect()
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` with the variable's value; `$${` is a literal `${`.
@@ -463,6 +601,9 @@ pub(super) struct Entry {
     pub labels: BTreeMap<String, String>,
     pub canary: bool,
     pub init_sql: Vec<String>,
+    /// The `search_path:` template, unchecked.
+    pub search_path: Option<String>,
+    pub create_database: Option<bool>,
     /// True for a `discover:` row: its `url` may carry only the parameters its engine
     /// allows a registry ([`Engine::registry_params`]).
     pub registry: bool,
@@ -476,7 +617,10 @@ struct Defaults {
     schema: Option<Result<String, VarError>>,
     database: Option<Result<String, VarError>>,
     labels: BTreeMap<String, String>,
-    init_sql: Vec<String>,
+    init_sql: EngineInit,
+    /// The `search_path:` template, checked: the schemas after the tenant's own.
+    search_path: Vec<Ident>,
+    create_database: Option<bool>,
 }
 
 /// Each host's `init_sql`, by host name.
@@ -571,9 +715,10 @@ impl Rules {
             )
         };
         let namespace = self.namespace(engine, schema, database, context)?;
+        let search_path = self.search_path(engine, &namespace, entry.search_path, context)?;
         let mut labels = self.defaults.labels.clone();
         labels.extend(entry.labels);
-        init_sql.extend(self.defaults.init_sql.iter().cloned());
+        init_sql.extend(self.defaults.init_sql.get(&engine).into_iter().flatten().cloned());
         init_sql.extend(entry.init_sql);
         Ok(Tenant {
             id,
@@ -584,7 +729,34 @@ impl Rules {
             namespace,
             host,
             init_sql,
+            search_path,
+            create_database: entry
+                .create_database
+                .or(self.defaults.create_database)
+                .unwrap_or(engine == Engine::MySql),
         })
+    }
+
+    /// The schemas a PostgreSQL schema-tenant searches after its own: from its own
+    /// `search_path:` template, else the defaults'. A tenant that has no schema of its own
+    /// takes none; naming one for it is an error.
+    fn search_path(
+        &self,
+        engine: Engine,
+        namespace: &Namespace,
+        own: Option<String>,
+        context: &str,
+    ) -> Result<Vec<Ident>, FleetError> {
+        let applies = engine == Engine::Postgres && namespace.schema.is_some();
+        match own {
+            Some(_) if !applies => Err(self.invalid(
+                format!("{context} search_path"),
+                "is for a PostgreSQL tenant with a `schema`: the tenant's schema comes first in it",
+            )),
+            Some(template) => search_path(&template).map_err(|m| self.invalid(format!("{context} search_path"), m)),
+            None if applies => Ok(self.defaults.search_path.clone()),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// A `defaults:` template for tenant `id`, `{id}` filled in; its unset variable is an
@@ -841,9 +1013,9 @@ fn hosts_section(
     for (name, host) in docs {
         let context = format!("host `{name}`");
         let url_text = expand_vars(&host.url, env).map_err(|m| invalid(path, format!("{context} url"), m))?;
-        let (_, url) = parse_url(&url_text, base).map_err(|m| invalid(path, format!("{context} url"), m))?;
-        let init =
-            expand_all(host.init_sql.into_vec(), env).map_err(|m| invalid(path, format!("{context} init_sql"), m))?;
+        let (engine, url) = parse_url(&url_text, base).map_err(|m| invalid(path, format!("{context} url"), m))?;
+        let mut init = host.init_sql.by_engine(path, &format!("hosts.{name}.init_sql"), env)?;
+        let init = init.remove(&engine).unwrap_or_default();
         let max_connections = match host.max_connections {
             None => DEFAULT_MAX_CONNECTIONS,
             Some(n) => bounds::number(&n.into_string(), 1, bounds::MAX_CONNECTIONS)
@@ -876,7 +1048,13 @@ fn defaults_section(
         schema: expand(doc.schema),
         database: expand(doc.database),
         labels: doc.labels.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
-        init_sql: expand_all(doc.init_sql.into_vec(), env).map_err(|m| invalid(path, "defaults init_sql", m))?,
+        init_sql: doc.init_sql.by_engine(path, "defaults.init_sql", env)?,
+        search_path: doc
+            .search_path
+            .map(|t| search_path(&t).map_err(|m| invalid(path, "defaults search_path", m)))
+            .transpose()?
+            .unwrap_or_default(),
+        create_database: doc.create_database,
     })
 }
 
@@ -930,6 +1108,8 @@ fn listed_entry(
         canary: entry.canary,
         init_sql: expand_all(entry.init_sql.into_vec(), env)
             .map_err(|m| invalid(path, format!("{context} init_sql"), m))?,
+        search_path: entry.search_path,
+        create_database: entry.create_database,
         registry: false,
     })
 }
@@ -969,7 +1149,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct DefaultsDoc",
-            "a map of defaults (host, url, schema, database, labels, init_sql)",
+            "a map of defaults (host, url, schema, database, labels, init_sql, search_path, create_database)",
         ),
         (
             "struct RolloutDoc",
@@ -977,7 +1157,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct TenantDoc",
-            "a tenant: a map with `id` and `url` or `host` (and schema, database, labels, canary, init_sql)",
+            "a tenant: a map with `id` and `url` or `host` (and schema, database, labels, canary, init_sql, search_path, create_database)",
         ),
         ("struct DiscoverDoc", "a map with `url`, `query` and optionally `host`"),
         ("field identifier", "a key name"),
@@ -1009,11 +1189,21 @@ fn doc_texts(doc: &FileDoc) -> Vec<(String, &str)> {
             Statements::Many(many) => out.extend(many.iter().map(|m| (at.clone(), m.as_str()))),
         }
     }
+    fn by_engine<'a>(out: &mut Vec<(String, &'a str)>, at: String, s: &'a EngineStatements) {
+        match s {
+            EngineStatements::All(all) => statements(out, at, all),
+            EngineStatements::ByEngine(map) => {
+                for (key, one) in map {
+                    statements(out, format!("{at}.{key}"), one);
+                }
+            }
+        }
+    }
     let mut out = Vec::new();
     for (name, host) in &doc.hosts {
-        statements(&mut out, format!("hosts.{name}.init_sql"), &host.init_sql);
+        by_engine(&mut out, format!("hosts.{name}.init_sql"), &host.init_sql);
     }
-    statements(&mut out, "defaults.init_sql".into(), &doc.defaults.init_sql);
+    by_engine(&mut out, "defaults.init_sql".into(), &doc.defaults.init_sql);
     for (i, t) in doc.tenants.iter().flatten().enumerate() {
         statements(&mut out, format!("tenants[{i}].init_sql"), &t.init_sql);
     }
@@ -1701,6 +1891,153 @@ tenants:
             assert!(got.contains(expected), "for {text:?}: `{got}` lacks `{expected}`");
             assert!(!got.contains("Doc") && !got.contains("untagged"), "{got}");
         }
+    }
+
+    #[test]
+    fn init_sql_by_engine_reaches_only_the_tenants_of_that_engine() {
+        let text = "hosts:\n  pg: { url: \"postgres://h/db\", init_sql: { postgres: \"SET a = 1\", mysql: \"SET x = 1\" } }\n\
+                    defaults:\n  init_sql: { mysql: \"SET FOREIGN_KEY_CHECKS = 0\", postgres: [\"SET b = '${PGPASS}'\"], sqlite: [] }\n\
+                    tenants:\n  - { id: p, host: pg, schema: p, init_sql: \"SET c = 3\" }\n\
+                    \x20 - { id: m, url: \"mysql://h/\", database: m }\n  - { id: s, url: \"sqlite://s.db\" }\n";
+        let fleet = parse_str(text).unwrap();
+        assert_eq!(
+            fleet.tenant("p").unwrap().init_sql,
+            ["SET a = 1", "SET b = 'hunter2'", "SET c = 3"],
+            "host's, then defaults', then the tenant's"
+        );
+        assert_eq!(fleet.tenant("m").unwrap().init_sql, ["SET FOREIGN_KEY_CHECKS = 0"]);
+        assert!(fleet.tenant("s").unwrap().init_sql.is_empty());
+        let plain = "defaults: { init_sql: [\"SET a = 1\"] }\ntenants:\n  - { id: s, url: \"sqlite://s.db\" }\n";
+        assert_eq!(parse_str(plain).unwrap().tenant("s").unwrap().init_sql, ["SET a = 1"]);
+
+        let cases: &[(&str, &str)] = &[
+            (
+                "defaults: { init_sql: { oracle: \"SET x = 1\" } }\ntenants: []\n",
+                "defaults.init_sql.oracle: `oracle` is not an engine: the keys are postgres, mysql (for MySQL and MariaDB) and sqlite",
+            ),
+            (
+                "hosts: { m: { url: \"mysql://h/\", init_sql: { mariadb: [] } } }\ntenants: []\n",
+                "hosts.m.init_sql.mariadb: `mariadb` is not an engine",
+            ),
+            (
+                "defaults: { init_sql: { mysql: 5 } }\ntenants: []\n",
+                "defaults.init_sql.mysql: invalid type: integer `5`, expected a SQL statement or a list of them",
+            ),
+            (
+                "defaults: { init_sql: { mysql: \"SET a = ${NOPE}\" } }\ntenants: []\n",
+                "defaults.init_sql.mysql: environment variable `NOPE` is not set",
+            ),
+            (
+                "defaults: { init_sql: { sqlite: \"x\\0\" } }\ntenants: []\n",
+                "defaults.init_sql.sqlite: holds a NUL byte",
+            ),
+            (
+                "tenants:\n  - { id: a, url: \"sqlite://a.db\", init_sql: { sqlite: \"x\" } }\n",
+                "tenants[0].init_sql: invalid type: map, expected a SQL statement or a list of them",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = message(parse_str(text).unwrap_err());
+            assert!(err.contains(expected), "for {text:?}: `{err}` lacks `{expected}`");
+            assert!(err.starts_with("fleet file `/fleet/tenants.yaml`: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn search_path_puts_the_tenant_schema_first_and_checks_the_rest() {
+        let text = "hosts: { pg: { url: \"postgres://h/db\" } }\n\
+                    defaults: { host: pg, schema: \"t_{id}\", search_path: \"{schema}, public, \\\"Shared-1\\\", Ext\" }\n\
+                    tenants:\n  - { id: a }\n  - { id: b, search_path: \"{schema}\" }\n  - { id: c, database: c }\n\
+                    \x20 - { id: m, url: \"mysql://h/\", database: m }\n";
+        let fleet = parse_str(text).unwrap();
+        let names = |id: &str| -> Vec<String> {
+            let tenant = fleet.tenant(id).unwrap();
+            tenant.search_path.iter().map(|s| s.as_str().to_owned()).collect()
+        };
+        assert_eq!(names("a"), ["public", "Shared-1", "ext"]);
+        assert!(names("b").is_empty(), "the tenant's own template wins");
+        assert!(
+            names("c").is_empty() && names("m").is_empty(),
+            "only schema-tenants take one"
+        );
+
+        let cases: &[(&str, &str)] = &[
+            (
+                "defaults: { search_path: \"public, {schema}\" }\ntenants: []\n",
+                "defaults search_path: `public, {schema}` must start with `{schema}`: the tenant's own schema comes first",
+            ),
+            (
+                "defaults: { search_path: \"{schema}, {schema}\" }\ntenants: []\n",
+                "defaults search_path: `{schema}, {schema}` names `{schema}` twice",
+            ),
+            (
+                "defaults: { search_path: \"{schema}, public; DROP TABLE x\" }\ntenants: []\n",
+                "defaults search_path: `{schema}, public; DROP TABLE x`: `public; drop table x` holds `;`",
+            ),
+            (
+                "defaults: { search_path: \"{schema}, \\\"a\\\"b\\\"\" }\ntenants: []\n",
+                "holds `\\\"`",
+            ),
+            (
+                "defaults: { search_path: \"{schema},,public\" }\ntenants: []\n",
+                "must be 1 to 63 characters long",
+            ),
+            (
+                "tenants:\n  - { id: a, url: \"postgres://h/db\", schema: a, search_path: \"x\" }\n",
+                "tenant `a` search_path: `x` must start with `{schema}`",
+            ),
+            (
+                "tenants:\n  - { id: a, url: \"postgres://h/db\", search_path: \"{schema}, public\" }\n",
+                "tenant `a` search_path: is for a PostgreSQL tenant with a `schema`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = message(parse_str(text).unwrap_err());
+            assert!(err.contains(expected), "for {text:?}: `{err}` lacks `{expected}`");
+            assert!(err.starts_with("fleet file `/fleet/tenants.yaml`: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn create_database_is_mysqls_default_and_postgres_only_when_asked() {
+        let text = "hosts: { pg: { url: \"postgres://h/db\" }, my: { url: \"mysql://h/\" } }\n\
+                    defaults: { database: \"d_{id}\" }\n\
+                    tenants:\n  - { id: p, host: pg }\n  - { id: q, host: pg, create_database: true }\n\
+                    \x20 - { id: m, host: my }\n  - { id: n, host: my, create_database: false }\n";
+        let fleet = parse_str(text).unwrap();
+        let creates = |id: &str| fleet.tenant(id).unwrap().create_database;
+        assert!(!creates("p") && creates("q") && creates("m") && !creates("n"));
+        let text = text.replace("database: \"d_{id}\"", "database: \"d_{id}\", create_database: true");
+        let fleet = parse_str(&text).unwrap();
+        assert!(fleet.tenant("p").unwrap().create_database && !fleet.tenant("n").unwrap().create_database);
+        let err = message(parse_str("defaults: { create_database: yes please }\ntenants: []\n").unwrap_err());
+        assert!(err.contains("defaults.create_database: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn the_readme_fleet_file_loads_as_it_says() {
+        let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        let section = &readme[readme.find("## The fleet file").unwrap()..];
+        let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let yaml = &section[start..start + section[start..].find("```").unwrap()];
+        let env = |name: &str| (name == "PGPASSWORD").then(|| "hunter2".to_owned());
+        let fleet = parse(Path::new("/fleet/tenants.yaml"), yaml, &env).unwrap();
+        let acme = fleet.tenant("acme").unwrap();
+        assert_eq!(
+            acme.init_sql,
+            ["SET lock_timeout = '3s'", "SET lock_timeout = '3s'"],
+            "the host's, then the defaults' for PostgreSQL"
+        );
+        assert_eq!(
+            acme.search_path.iter().map(Ident::as_str).collect::<Vec<_>>(),
+            ["public"]
+        );
+        let globex = fleet.tenant("globex").unwrap();
+        assert!(globex.create_database && globex.search_path.is_empty());
+        let hooli = fleet.tenant("hooli").unwrap();
+        assert_eq!(hooli.init_sql, ["SET FOREIGN_KEY_CHECKS = 0"]);
+        assert!(hooli.create_database);
+        assert!(fleet.tenant("initech").unwrap().init_sql.is_empty());
     }
 
     #[test]

@@ -294,6 +294,13 @@ pub struct Tenant {
     pub host: Option<String>,
     /// Statements run on every connection before it migrates.
     pub init_sql: Vec<String>,
+    /// A PostgreSQL schema-tenant's `search_path` after its own schema, which always comes
+    /// first (`search_path: "{schema}, public"` gives `[public]`); empty: its own only.
+    pub search_path: Vec<Ident>,
+    /// A session that writes creates the tenant's `database` when it is missing: what
+    /// MySQL does unless the fleet file says `create_database: false`, and PostgreSQL only
+    /// when it says `create_database: true`.
+    pub create_database: bool,
 }
 
 impl Tenant {

@@ -57,6 +57,8 @@ mod tests {
                 namespace: Namespace::default(),
                 host: None,
                 init_sql: vec![],
+                search_path: vec![],
+                create_database: false,
             })
             .collect()
     }

@@ -92,6 +92,8 @@ fn key() -> impl Strategy<Value = String> {
         Just("labels"),
         Just("canary"),
         Just("init_sql"),
+        Just("search_path"),
+        Just("create_database"),
         Just("max_connections"),
         Just("waves"),
         Just("bake"),

@@ -15,6 +15,7 @@ mod engines;
 mod errors;
 mod faults_pg;
 mod final_report;
+mod fleet_keys;
 mod fuzz;
 mod gates;
 mod join;
