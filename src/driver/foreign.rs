@@ -4,9 +4,10 @@
 use crate::model::fleet::Engine;
 use crate::model::foreign::Tool;
 
-/// The query for `tool`'s table on `engine`, unqualified: the session's schema or
-/// database is the tenant's.
-pub fn query(tool: Tool, engine: Engine) -> String {
+/// The query for `tool`'s table on `engine`; `schema`: the PostgreSQL schema it is in (a
+/// `search_path` may name `public` after the tenant's, whose table is not the tenant's),
+/// else the session's database is the tenant's.
+pub fn query(tool: Tool, engine: Engine, schema: Option<&str>) -> String {
     let text = |expr: &str| match engine {
         Engine::MySql => format!("CAST({expr} AS CHAR)"),
         Engine::Postgres | Engine::Sqlite => format!("CAST({expr} AS TEXT)"),
@@ -22,12 +23,11 @@ pub fn query(tool: Tool, engine: Engine) -> String {
             " WHERE version IS NOT NULL",
         ),
     };
-    format!(
-        "SELECT {}, {}, {kind} FROM {}{filter}",
-        text("version"),
-        text(ok),
-        tool.table()
-    )
+    let table = match schema {
+        Some(schema) => format!("{}.{}", crate::driver::quote::double(schema), tool.table()),
+        None => tool.table().to_owned(),
+    };
+    format!("SELECT {}, {}, {kind} FROM {table}{filter}", text("version"), text(ok))
 }
 
 /// Rows read by [`query`], from their three text columns.

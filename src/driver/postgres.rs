@@ -858,6 +858,10 @@ impl Wire for PgWire {
         ))
     }
 
+    fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
     async fn text_rows(&mut self, sql: &str) -> Result<Option<Vec<[String; 3]>>, sqlx::Error> {
         let rows = session::unless_missing(self.fetch(sql).await)?;
         rows.map(|rows| rows.iter().map(session::text_row).collect())

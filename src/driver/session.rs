@@ -118,6 +118,10 @@ pub trait Wire: Send {
     }
     /// Runs a gate query; true when its first column of its first row is true (or non-zero).
     fn check(&mut self, sql: &str) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+    /// The PostgreSQL schema the tenant's tables are in, when it is a schema-tenant.
+    fn schema(&self) -> Option<&str> {
+        None
+    }
     /// Runs a query of three text columns (another tool's history, see
     /// [`super::foreign::query`]); `None` when its table does not exist.
     fn text_rows(&mut self, sql: &str) -> impl Future<Output = Result<Option<Vec<[String; 3]>>, sqlx::Error>> + Send;
@@ -267,7 +271,7 @@ impl<W: Wire> Session<W> {
         &mut self,
         tool: crate::model::foreign::Tool,
     ) -> Result<Option<Vec<crate::model::foreign::ForeignRow>>, DbError> {
-        let sql = super::foreign::query(tool, W::ENGINE);
+        let sql = super::foreign::query(tool, W::ENGINE, self.wire.schema());
         match self.wire.text_rows(&sql).await {
             Ok(rows) => Ok(rows.map(super::foreign::rows)),
             Err(e) => Err(self.fail(ErrorKind::Sql, format!("reading {}", tool.table()), e)),

@@ -81,9 +81,11 @@ fn diesel_name(folder: &str) -> Option<(String, &str)> {
     (!version.is_empty() && !name.is_empty()).then_some((version, name))
 }
 
-/// True when `text` has dbmate's `-- migrate:up` section marker.
+/// True when `text` has a dbmate section marker (`-- migrate:up`, `-- migrate:down`, or a
+/// misspelt one, which the dbmate reader then refuses: a file of dbmate's must never run
+/// whole as a one-way sqlx file, its down section with it).
 fn is_dbmate(text: &str) -> bool {
-    text.lines().any(|l| l.trim_start().starts_with("-- migrate:up"))
+    text.lines().any(|l| l.trim_start().starts_with("-- migrate:"))
 }
 
 /// The layout of `dir`: the one its entries fit. Diesel's folders win over loose files

@@ -138,10 +138,16 @@ fn postgres_schema_tenants_migrated_by_diesel_are_adopted_and_current() {
         std::fs::create_dir_all(dir.join(folder)).unwrap();
         std::fs::write(dir.join(folder).join("up.sql"), sql).unwrap();
     }
+    // `public` is on the search path and holds a diesel table of its own: not the tenants'.
     p.fleet(&format!(
-        "defaults: {{ url: \"{}\", schema: \"d_{{id}}\" }}\ntenants:\n  - {{ id: acme }}\n  - {{ id: globex }}\n",
+        "defaults: {{ url: \"{}\", schema: \"d_{{id}}\", search_path: \"{{schema}}, public\" }}\n\
+         tenants:\n  - {{ id: acme }}\n  - {{ id: globex }}\n",
         pg.url()
     ));
+    pg.exec(
+        "CREATE TABLE public.__diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY); \
+         INSERT INTO public.__diesel_schema_migrations VALUES ('00000000000000');",
+    );
     for id in ["acme", "globex"] {
         pg.exec(&format!(
             "CREATE SCHEMA d_{id}; CREATE TABLE d_{id}.setup (id int); CREATE TABLE d_{id}.users (id int); \
@@ -152,6 +158,18 @@ fn postgres_schema_tenants_migrated_by_diesel_are_adopted_and_current() {
     }
     let run = p.run(&["adopt", "--from", "diesel"]);
     assert_eq!(run.code, 0, "{}", run.all());
+    // A tenant whose schema has no diesel table is not adopted from `public`'s.
+    let more = format!(
+        "defaults: {{ url: \"{}\", schema: \"d_{{id}}\", search_path: \"{{schema}}, public\" }}\n\
+         tenants:\n  - {{ id: acme }}\n  - {{ id: globex }}\n  - {{ id: initech }}\n",
+        pg.url()
+    );
+    std::fs::write(p.path().join("tenants.yaml"), &more).unwrap();
+    pg.exec("CREATE SCHEMA d_initech;");
+    let refused = p.run(&["adopt", "--from", "diesel", "--select", "id=initech"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.all().contains("no such table here"), "{}", refused.all());
+    std::fs::write(p.path().join("tenants.yaml"), more.replace("  - { id: initech }\n", "")).unwrap();
     let status = p.run(&["status", "--format", "json"]);
     assert_eq!(status.code, 0, "{}", status.all());
     let s: Value = serde_json::from_str(&status.stdout).unwrap();

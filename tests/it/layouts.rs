@@ -369,3 +369,101 @@ fn the_fleet_file_names_the_migrations_folder_and_its_layout() {
         );
     }
 }
+
+/// Files to write under `migrations/`: path and bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// Bad bytes and bad markers in another tool's folder are refused naming the file (exit
+/// 2, nothing run), never skipped.
+#[test]
+fn bad_files_in_other_layouts_are_refused_naming_the_file() {
+    let long = format!("{}_long", "1".repeat(60));
+    let cases: Vec<(&str, Files, &str)> = vec![
+        (
+            "diesel NUL byte",
+            vec![(
+                "2020-01-01-000000_a/up.sql".into(),
+                b"CREATE TABLE a (id int);\0".to_vec(),
+            )],
+            "NUL byte",
+        ),
+        (
+            "diesel not UTF-8",
+            vec![(
+                "2020-01-01-000000_a/up.sql".into(),
+                b"CREATE TABLE \xff (id int);".to_vec(),
+            )],
+            "not UTF-8",
+        ),
+        (
+            "diesel metadata",
+            vec![
+                ("2020-01-01-000000_a/up.sql".into(), b"SELECT 1;".to_vec()),
+                (
+                    "2020-01-01-000000_a/metadata.toml".into(),
+                    b"run_in_transaction = \"no\"".to_vec(),
+                ),
+            ],
+            "metadata.toml",
+        ),
+        (
+            "diesel down without up",
+            vec![
+                ("2020-01-01-000000_a/up.sql".into(), b"SELECT 1;".to_vec()),
+                ("2020-01-02-000000_b/down.sql".into(), b"SELECT 1;".to_vec()),
+            ],
+            "has no up.sql",
+        ),
+        (
+            "diesel version too long",
+            vec![(format!("{long}/up.sql"), b"SELECT 1;".to_vec())],
+            "is not a migration version",
+        ),
+        (
+            "dbmate section",
+            vec![(
+                "1_a.sql".into(),
+                b"-- migrate:up\nSELECT 1;\n-- migrate:sideways\n".to_vec(),
+            )],
+            "migrate:sideways",
+        ),
+        (
+            "dbmate no up",
+            vec![("1_a.sql".into(), b"-- migrate:down\nSELECT 1;\n".to_vec())],
+            "1_a.sql",
+        ),
+        (
+            "flyway conf",
+            vec![
+                ("V1__a.sql".into(), b"SELECT 1;".to_vec()),
+                ("V1__a.sql.conf".into(), b"executeInTransaction=maybe\n".to_vec()),
+            ],
+            "executeInTransaction is `maybe`",
+        ),
+        (
+            "flyway duplicate",
+            vec![
+                ("V1_1__a.sql".into(), b"SELECT 1;".to_vec()),
+                ("V1.1__b.sql".into(), b"SELECT 2;".to_vec()),
+            ],
+            "V1_1__a.sql",
+        ),
+        (
+            "flyway blank",
+            vec![("V1__a.sql".into(), b"-- nothing yet\n".to_vec())],
+            "holds no SQL statement",
+        ),
+    ];
+    for (what, files, says) in cases {
+        let p = sqlite_project();
+        for (rel, bytes) in files {
+            let path = p.path().join("migrations").join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        let run = p.run(&["up"]);
+        assert_eq!(run.code, 2, "{what}: {}", run.all());
+        assert!(run.stderr.contains(says), "{what}: {}", run.stderr);
+        assert!(!p.db_path("acme").exists(), "{what}: nothing ran");
+    }
+}

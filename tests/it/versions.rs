@@ -210,3 +210,125 @@ fn an_older_pending_migration_is_refused_unless_out_of_order_is_allowed() {
     assert_eq!(down.code, 0, "{}", down.all());
     assert_eq!(history(), ["1"]);
 }
+
+/// Two runners meet old integer history tables at once, on every engine: each table is
+/// upgraded once under the tenant's lock, both runs succeed, each migration is recorded
+/// once and the old row is kept.
+#[test]
+fn two_runners_upgrading_old_history_tables_at_once_lose_nothing() {
+    let old_row = |p: &Project| format!("(1, 't1', '{}', 5, 'old')", checksum(p, 1));
+    let spawn_two = |p: &Project| {
+        let spawn = || {
+            p.command(&["up", "--lock-wait", "15s"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    };
+
+    // SQLite: four file tenants.
+    let p = Project::new();
+    three(&p);
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: a }\n  - { id: b }\n  - { id: c }\n  - { id: d }\n");
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    for id in ["a", "b", "c", "d"] {
+        sqlite_exec(
+            &p.db_path(id),
+            &format!(
+                "CREATE TABLE fleetmig_history (version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, \
+                 applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), duration_ms INTEGER NOT NULL DEFAULT 0, \
+                 run_id TEXT NOT NULL, dirty INTEGER NOT NULL DEFAULT 0); CREATE TABLE t1 (id INTEGER); \
+                 INSERT INTO fleetmig_history (version, name, checksum, duration_ms, run_id) VALUES {};",
+                old_row(&p)
+            ),
+        );
+    }
+    spawn_two(&p);
+    for id in ["a", "b", "c", "d"] {
+        assert_eq!(
+            sqlite_column(
+                &p.db_path(id),
+                "SELECT version || ' ' || run_id FROM fleetmig_history ORDER BY version"
+            )
+            .iter()
+            .map(|r| r.split(' ').next().unwrap().to_owned())
+            .collect::<Vec<_>>(),
+            ["1", "2", "3"],
+            "{id}"
+        );
+        assert_eq!(
+            sqlite_column(
+                &p.db_path(id),
+                "SELECT run_id FROM fleetmig_history WHERE version = '1'"
+            ),
+            ["old"]
+        );
+    }
+
+    // PostgreSQL: schema tenants sharing one database.
+    if let Some(pg) = support::Pg::create("oldrace") {
+        let p = Project::new();
+        three(&p);
+        p.fleet(&format!(
+            "defaults: {{ url: \"{}\", schema: \"s_{{id}}\" }}\ntenants:\n  - {{ id: a }}\n  - {{ id: b }}\n  - {{ id: c }}\n",
+            pg.url()
+        ));
+        for id in ["a", "b", "c"] {
+            pg.exec(&format!(
+                "CREATE SCHEMA s_{id}; CREATE TABLE s_{id}.fleetmig_history (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+                 checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), duration_ms BIGINT NOT NULL DEFAULT 0, \
+                 run_id TEXT NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE); CREATE TABLE s_{id}.t1 (id int); \
+                 INSERT INTO s_{id}.fleetmig_history (version, name, checksum, duration_ms, run_id) VALUES {};",
+                old_row(&p)
+            ));
+        }
+        spawn_two(&p);
+        for id in ["a", "b", "c"] {
+            assert_eq!(
+                pg.column(&format!(
+                    "SELECT version || ' ' || (run_id = 'old')::text FROM s_{id}.fleetmig_history ORDER BY version"
+                )),
+                ["1 true", "2 false", "3 false"],
+                "{id}"
+            );
+        }
+    }
+
+    // MariaDB: database tenants.
+    if let Some(my) = support::My::create("oldrace") {
+        let p = Project::new();
+        three(&p);
+        p.fleet(&format!(
+            "defaults: {{ url: \"{}\", database: \"{}_{{id}}\" }}\ntenants:\n  - {{ id: a }}\n  - {{ id: b }}\n",
+            support::MYSQL_ADMIN,
+            my.prefix
+        ));
+        for id in ["a", "b"] {
+            let db = format!("`{}_{id}`", my.prefix);
+            my.exec(&format!(
+                "CREATE DATABASE {db}; CREATE TABLE {db}.fleetmig_history (version BIGINT NOT NULL PRIMARY KEY, \
+                 name VARCHAR(255) NOT NULL, checksum CHAR(64) NOT NULL, applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
+                 duration_ms BIGINT NOT NULL DEFAULT 0, run_id VARCHAR(64) NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE); \
+                 CREATE TABLE {db}.t1 (id int); \
+                 INSERT INTO {db}.fleetmig_history (version, name, checksum, duration_ms, run_id) VALUES {};",
+                old_row(&p)
+            ));
+        }
+        spawn_two(&p);
+        for id in ["a", "b"] {
+            assert_eq!(
+                my.column(&format!(
+                    "SELECT CONCAT(version, ' ', run_id = 'old') FROM `{}_{id}`.fleetmig_history ORDER BY version",
+                    my.prefix
+                )),
+                ["1 1", "2 0", "3 0"],
+                "{id}"
+            );
+        }
+    }
+}
