@@ -166,12 +166,7 @@ mod tests {
         let rows: Vec<Applied> = set
             .iter()
             .filter(|m| m.version <= Version::int(version))
-            .map(|m| Applied {
-                version: m.version,
-                name: m.name.clone(),
-                checksum: m.checksum.to_hex(),
-                dirty: false,
-            })
+            .map(crate::model::migration::Migration::applied)
             .collect();
         FleetStatus::assess(set, set.head(), [("t".to_owned(), Ok::<_, String>(rows))])
     }

@@ -571,6 +571,16 @@ impl Migration {
         self.down.is_some()
     }
 
+    /// The history row that records this migration as applied, cleanly.
+    pub fn applied(&self) -> Applied {
+        Applied {
+            version: self.version,
+            name: self.name.clone(),
+            checksum: self.checksum.to_hex(),
+            dirty: false,
+        }
+    }
+
     /// Why `down` cannot pass this migration: no down script, or an empty one.
     pub fn irreversible(&self) -> crate::model::refusal::Refusal {
         crate::model::refusal::Refusal::Irreversible {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::model::foreign::{ForeignRow, Tool};
-use crate::model::migration::{Applied, MigrationSet, Version};
+use crate::model::migration::{Applied, Migration, MigrationSet, Version};
 use crate::model::refusal::Refusal;
 
 /// The rows to record and the version they put the tenant at. `rows` is the tool's table
@@ -26,12 +26,7 @@ pub fn adopt(
     let adopted: Vec<Applied> = set
         .iter()
         .filter(|m| versions.contains(&m.version))
-        .map(|m| Applied {
-            version: m.version,
-            name: m.name.clone(),
-            checksum: m.checksum.to_hex(),
-            dirty: false,
-        })
+        .map(Migration::applied)
         .collect();
     let at = adopted.last().map_or(Version::ZERO, |a| a.version);
     if !applied.is_empty() && applied != adopted.as_slice() {

@@ -314,15 +314,7 @@ fn reverting<'a>(
 /// The history a `stamp` to `to` leaves: exactly the migrations up to `to`, with the files'
 /// checksums. Returns the rows to keep or write.
 pub fn stamp(set: &MigrationSet, to: Version) -> Vec<Applied> {
-    set.iter()
-        .filter(|m| m.version <= to)
-        .map(|m| Applied {
-            version: m.version,
-            name: m.name.clone(),
-            checksum: m.checksum.to_hex(),
-            dirty: false,
-        })
-        .collect()
+    set.iter().filter(|m| m.version <= to).map(Migration::applied).collect()
 }
 
 /// The history a `stamp --checksums` leaves: the same migrations, each (or only `only`)
@@ -337,12 +329,7 @@ pub fn with_checksums(set: &MigrationSet, applied: &[Applied], only: Option<Vers
         .iter()
         .map(|a| match set.get(a.version) {
             _ if only.is_some_and(|v| v != a.version) => Ok(a.clone()),
-            Some(m) => Ok(Applied {
-                version: a.version,
-                name: m.name.clone(),
-                checksum: m.checksum.to_hex(),
-                dirty: false,
-            }),
+            Some(m) => Ok(m.applied()),
             None => Err(Refusal::Unknown {
                 version: a.version,
                 name: a.name.clone(),

@@ -447,12 +447,7 @@ mod tests {
     fn rows(set: &MigrationSet, to: i64) -> Vec<crate::model::migration::Applied> {
         set.iter()
             .filter(|m| m.version <= Version::int(to))
-            .map(|m| crate::model::migration::Applied {
-                version: m.version,
-                name: m.name.clone(),
-                checksum: m.checksum.to_hex(),
-                dirty: false,
-            })
+            .map(crate::model::migration::Migration::applied)
             .collect()
     }
 
