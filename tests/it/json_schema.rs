@@ -416,10 +416,36 @@ fn shared_run(events: &Events, pg: &Pg) -> BTreeSet<String> {
     seen
 }
 
+/// Runs of sets whose versions are not whole numbers (Flyway's dotted, diesel's text):
+/// their versions are strings in every line.
+fn text_version_runs(events: &Events) {
+    for layout in ["flyway", "diesel"] {
+        let p = Project::new();
+        p.fleet(&format!(
+            "migrations: {{ path: \"{}/tests/fixtures/layouts/{layout}\" }}\n\
+             defaults: {{ url: \"sqlite://data/{{id}}.db\" }}\ntenants:\n  - {{ id: a }}\n  - {{ id: b }}\n",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        std::fs::create_dir_all(p.path().join("data")).unwrap();
+        let up = p.run(&["up", "--format", "json"]);
+        assert_eq!(up.code, 0, "{layout}: {up:?}");
+        events.check(&format!("{layout} up"), &up.stdout);
+        assert!(
+            up.stdout.contains("\"version\":\""),
+            "{layout}: no string version: {}",
+            up.stdout
+        );
+        let down = p.run(&["down", "--steps", "1", "--format", "json"]);
+        assert_eq!(down.code, 0, "{layout}: {down:?}");
+        events.check(&format!("{layout} down"), &down.stdout);
+    }
+}
+
 #[test]
 fn every_line_of_real_runs_fits_the_schema_and_every_event_kind_comes_up() {
     let events = Events::load();
     let mut seen = sqlite_runs(&events);
+    text_version_runs(&events);
     let retried = retried_run(&events);
     let confirmed = unconfirmed_run(&events);
     let mut documented = events.documented();
