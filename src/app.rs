@@ -128,30 +128,47 @@ fn options(g: &Global, to: Option<Version>) -> Options {
 /// `--out-of-order`), else the fleet file's `migrations:`, else `migrations/`; the layout
 /// detected when none is named.
 fn migrations_source(g: &Global) -> Result<MigrationsSource, Error> {
-    if let Some(dir) = &g.migrations {
-        return Ok(MigrationsSource {
+    let entry = match g.migrations {
+        Some(_) => None,
+        None => load::fleet::migrations_entry(&g.fleet)?,
+    };
+    Ok(resolve_source(g, entry.as_ref()))
+}
+
+/// `--migrations`, `--layout` and `--out-of-order` over the fleet file's `migrations:`.
+fn resolve_source(g: &Global, entry: Option<&MigrationsSource>) -> MigrationsSource {
+    match (&g.migrations, entry) {
+        (Some(dir), _) => MigrationsSource {
             path: dir.clone(),
             layout: g.layout,
             out_of_order: g.out_of_order,
-        });
-    }
-    Ok(match load::fleet::migrations_entry(&g.fleet)? {
-        Some(source) => MigrationsSource {
+        },
+        (None, Some(source)) => MigrationsSource {
+            path: source.path.clone(),
             layout: g.layout.or(source.layout),
             out_of_order: g.out_of_order || source.out_of_order,
-            ..source
         },
-        None => MigrationsSource {
+        (None, None) => MigrationsSource {
             path: "migrations".into(),
             layout: g.layout,
             out_of_order: g.out_of_order,
         },
-    })
+    }
 }
 
-/// The migration set, from where [`migrations_source`] says.
+/// The migration set, from where [`migrations_source`] says: for a command that does not
+/// otherwise read the fleet file (`history`, `new`, `sql`).
 fn load_set(g: &Global) -> Result<MigrationSet, Error> {
-    let source = migrations_source(g)?;
+    load_from(migrations_source(g)?)
+}
+
+/// The migration set of a command that has loaded the fleet: its `migrations:` as read
+/// with it, the fleet file not read a second time.
+fn load_set_of(g: &Global, fleet: &Fleet) -> Result<MigrationSet, Error> {
+    load_from(resolve_source(g, fleet.migrations.as_ref()))
+}
+
+fn load_from(source: MigrationsSource) -> Result<MigrationSet, Error> {
     Ok(api::load_migrations_in(&source.path, source.layout)?.with_out_of_order(source.out_of_order))
 }
 

@@ -42,8 +42,8 @@ pub(super) async fn up(
     rollout: &Rollout,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
-    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
+    let set = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &g.select)?;
     let to = api::target(&set, to)?;
     let args = RunArgs {
@@ -72,8 +72,8 @@ pub(super) async fn down(
             policy.name()
         )));
     }
-    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
+    let set = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &g.select)?;
     let target = match (to, steps) {
         (Some(to), _) => Target::Down {
@@ -110,8 +110,8 @@ pub(super) async fn stamp(
     checksums: Option<Option<Version>>,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
-    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
+    let set = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &g.select)?;
     let action = match (version, checksums) {
         (_, Some(only)) => Action::Checksums(
@@ -133,8 +133,8 @@ pub(super) async fn stamp(
 
 /// `adopt --from TOOL`: records each tenant's other-tool history as fleetmig's.
 pub(super) async fn adopt(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
-    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
+    let set = super::load_set_of(g, &fleet)?;
     let args = RunArgs {
         tenants: api::selected(&fleet, &g.select)?,
         action: Action::Adopt(tool),

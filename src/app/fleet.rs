@@ -28,8 +28,8 @@ pub(super) async fn plan(
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let opts = options(g, to);
-    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
+    let set = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &opts.select)?;
     let to = api::target(&set, opts.to)?;
     let waves = api::plan_waves(&fleet, &tenants, canary, spec);
@@ -100,8 +100,8 @@ pub(super) async fn status(
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let opts = options(g, to);
-    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
+    let set = super::load_set_of(g, &fleet)?;
     let mut status = api::assess(&fleet, &set, &opts).await?;
     // The ledger only adds since-when and last errors: one that cannot be read is noted,
     // and a missing one is not created.
@@ -138,8 +138,8 @@ pub(super) async fn wait(
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let opts = options(g, to);
-    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
+    let set = super::load_set_of(g, &fleet)?;
     let mut progress = report::WaitProgress::new(g.format == Format::Text);
     let outcome = api::watch(&fleet, &set, &opts, wait, &mut |s| progress.read(s, out)).await?;
     write_wait(&outcome, g.format, out)?;
@@ -163,8 +163,8 @@ fn write_wait(outcome: &WaitOutcome, format: Format, out: &mut (dyn Write + Send
 /// `adopt --from TOOL --dry-run`: what each tenant would record, or why not; nothing written.
 pub(super) async fn adopt_plan(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
     let opts = options(g, None);
-    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
+    let set = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &opts.select)?;
     let read = api::inspect_adoptable(&fleet, &set, &opts, &tenants, tool).await;
     let rows: Vec<tables::AdoptRow> = read

@@ -46,7 +46,7 @@ pub(super) async fn report(g: &Global, run: &str, all: bool, out: &mut (dyn Writ
                 Rows::Screenful { more: &more }
             };
             // The grouped problems' advice reads the migrations folder when there is one.
-            let set = super::load_set(g)
+            let set = super::load_set_of(g, &fleet)
                 .or_else(|_| MigrationSet::new(Vec::new()))
                 .expect("an empty set has no duplicates");
             let grouped = crate::report::refusals::run_text(&set, &report);

@@ -58,8 +58,8 @@ pub(super) async fn up(
     rollout: &Rollout,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
-    let set = super::load_set(g)?;
     let mut fleet = super::load_fleet(g).await?;
+    let set = super::load_set_of(g, &fleet)?;
     if !g.select.is_empty() {
         return Err(Error::Usage(
             "--resume runs the run's own tenants: drop --select".into(),

@@ -78,8 +78,8 @@ pub(super) async fn up(
     if together.lease < Duration::from_secs(1) {
         return Err(Error::Usage("--lease must be at least 1s".into()));
     }
-    let set = super::load_set(g)?;
     let fleet = super::load_fleet(g).await?;
+    let set = super::load_set_of(g, &fleet)?;
     refuse_file_gates(&fleet)?;
     let ledger = open_ledger(g, &fleet).await?;
     ledger.prepare_sharing().await?;

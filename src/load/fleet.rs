@@ -88,7 +88,8 @@ struct FileDoc {
     /// Optional when `discover:` finds the tenants.
     tenants: Option<Vec<TenantDoc>>,
     discover: Option<DiscoverDoc>,
-    migrations: Option<MigrationsDoc>,
+    /// Read through [`migrations_value`], whose error names the key and its two forms.
+    migrations: Option<serde_yaml::Value>,
 }
 
 /// `migrations:`: a folder, or a folder and its layout.
@@ -149,6 +150,11 @@ pub fn migrations_entry(path: &Path) -> Result<Option<MigrationsSource>, FleetEr
     else {
         return Ok(None);
     };
+    migrations_value(path, &base_of(path), value).map(Some)
+}
+
+/// The `migrations:` entry from its YAML value, either form, or an error naming the key.
+fn migrations_value(path: &Path, base: &Path, value: serde_yaml::Value) -> Result<MigrationsSource, FleetError> {
     let doc = serde_yaml::from_value::<MigrationsDoc>(value).map_err(|_| {
         invalid(
             path,
@@ -156,7 +162,7 @@ pub fn migrations_entry(path: &Path) -> Result<Option<MigrationsSource>, FleetEr
             "write a folder (`migrations: db/migrations`) or `{ path: db/migrations, layout: diesel, out_of_order: false }`",
         )
     })?;
-    migrations_section(path, &base_of(path), doc).map(Some)
+    migrations_section(path, base, doc)
 }
 
 /// The folder relative paths in a fleet file are taken from: the file's own.
@@ -947,7 +953,7 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
         .ledger
         .map(|text| ledger_section(path, &text, base, env))
         .transpose()?;
-    let migrations = doc.migrations.map(|m| migrations_section(path, base, m)).transpose()?;
+    let migrations = doc.migrations.map(|m| migrations_value(path, base, m)).transpose()?;
     Ok(FleetFile {
         fleet: Fleet {
             path: path.to_owned(),
