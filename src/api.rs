@@ -22,6 +22,7 @@ use crate::model::migration::{Layout, MigrationSet, Version};
 use crate::model::policy::WaveSpec;
 pub use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::model::secret::DbUrl;
+pub use crate::model::sets::Sets;
 use crate::plan::select::select;
 use crate::plan::tenant::Target;
 use crate::plan::waves::{Wave, waves};
@@ -102,9 +103,14 @@ pub async fn load_fleet(path: impl AsRef<Path>, connect_timeout: std::time::Dura
     Ok(load::discover::merge(file, rows)?)
 }
 
-/// Reads the migrations folder.
-pub fn load_migrations(dir: impl AsRef<Path>) -> Result<MigrationSet, Error> {
-    load_migrations_in(dir, None)
+/// Reads the migrations folder: one set, or a set per engine when it holds a folder per
+/// engine (`postgres/`, `mysql/`, `sqlite/`).
+pub fn load_migrations(dir: impl AsRef<Path>) -> Result<Sets, Error> {
+    let dir = dir.as_ref();
+    load::migrations::load_sets(dir, None).map_err(|source| Error::Migrations {
+        dir: dir.display().to_string(),
+        source,
+    })
 }
 
 /// Reads the migrations folder in `layout`, or in the layout it is found to have (see
@@ -115,6 +121,15 @@ pub fn load_migrations_in(dir: impl AsRef<Path>, layout: Option<Layout>) -> Resu
         dir: dir.display().to_string(),
         source,
     })
+}
+
+/// [`selected`], each with a set in `sets` (a tenant whose engine has no folder of its
+/// own is an error).
+fn selected_with_sets<'f>(fleet: &'f Fleet, sets: &Sets, selectors: &[Selector]) -> Result<Vec<&'f Tenant>, Error> {
+    let tenants = selected(fleet, selectors)?;
+    sets.covers(tenants.iter().copied())
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    Ok(tenants)
 }
 
 /// The selected tenants, in fleet order; none is an error, and so is a fleet with no
@@ -146,9 +161,12 @@ pub fn selected<'f>(fleet: &'f Fleet, selectors: &[Selector]) -> Result<Vec<&'f 
     Ok(tenants)
 }
 
-/// `v`, read in the set's version style, when a migration has that version (or it is 0);
-/// `flag` names where it came from in the error.
+/// `v`, read in the set's version style, when a migration has that version (or it is 0;
+/// `head` is the set's head); `flag` names where it came from in the error.
 pub(crate) fn check_target(set: &MigrationSet, v: Version, flag: &str) -> Result<Version, Error> {
+    if v == Version::HEAD {
+        return Ok(set.head());
+    }
     let v = v
         .restyled(set.style())
         .map_err(|e| Error::Usage(format!("{flag}: {e}")))?;
@@ -163,8 +181,34 @@ pub(crate) fn check_target(set: &MigrationSet, v: Version, flag: &str) -> Result
 }
 
 /// The version to reach: `to`, else head.
-pub(crate) fn target(set: &MigrationSet, to: Option<Version>) -> Result<Version, Error> {
-    check_target(set, to.unwrap_or(set.head()), "--to")
+pub(crate) fn target(sets: &Sets, to: Option<Version>) -> Result<Version, Error> {
+    check_targets(sets, to.unwrap_or(sets.head()), "--to")
+}
+
+/// [`check_target`] for a fleet's sets: with a set per engine, `v` is `head`, 0, or a
+/// version every engine's set has (select one engine's tenants, and give its folder with
+/// `--migrations`, to move them alone to one of its versions).
+pub(crate) fn check_targets(sets: &Sets, v: Version, flag: &str) -> Result<Version, Error> {
+    match sets {
+        Sets::One(set) => check_target(set, v, flag),
+        Sets::PerEngine(_) if v == Version::HEAD || v == Version::ZERO => Ok(v),
+        Sets::PerEngine(map) => {
+            let lacking: Vec<String> = map
+                .iter()
+                .filter(|(_, set)| check_target(set, v, flag).is_err())
+                .map(|(e, set)| format!("{e} (head {})", set.head()))
+                .collect();
+            if lacking.is_empty() {
+                return Ok(v);
+            }
+            Err(Error::Usage(format!(
+                "{flag} {v}: each engine has its own migrations, and {} {} no migration {v}; \
+                 give `head`, 0, or a version every engine's folder has",
+                lacking.join(", "),
+                if lacking.len() == 1 { "has" } else { "have" }
+            )))
+        }
+    }
 }
 
 /// A new run's id: the time in milliseconds and the process, in hex.
@@ -175,11 +219,11 @@ pub(crate) fn run_id() -> String {
 
 /// What every reading or running of tenants shares: the connector under `opts`' limits
 /// and a new run id; no ledger, no retries, a transaction per migration.
-pub(crate) fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, opts: &Options) -> RunContext<'a> {
+pub(crate) fn context<'a>(fleet: &'a Fleet, sets: &'a Sets, opts: &Options) -> RunContext<'a> {
     RunContext {
         fleet,
-        set,
-        connector: Connector::new(fleet, opts.limits.clone()).versions(set.style()),
+        sets,
+        connector: Connector::new(fleet, opts.limits.clone()).versions_of(sets),
         concurrency: opts.concurrency.max(1),
         per_tenant_tx: false,
         retry: Retry::NEVER,
@@ -191,11 +235,11 @@ pub(crate) fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, opts: &Option
 /// Every tenant's history rows, read without changing anything, in the order given.
 pub(crate) async fn inspect<'t>(
     fleet: &Fleet,
-    set: &MigrationSet,
+    sets: &Sets,
     opts: &Options,
     tenants: &[&'t Tenant],
 ) -> Vec<Inspected<'t>> {
-    let ctx = context(fleet, set, opts);
+    let ctx = context(fleet, sets, opts);
     let states = inspect_all(&ctx, tenants).await;
     ctx.connector.close().await;
     states
@@ -204,12 +248,12 @@ pub(crate) async fn inspect<'t>(
 /// Each tenant's history and `tool`'s, read without changing anything (`adopt --dry-run`).
 pub(crate) async fn inspect_adoptable<'t>(
     fleet: &Fleet,
-    set: &MigrationSet,
+    sets: &Sets,
     opts: &Options,
     tenants: &[&'t Tenant],
     tool: crate::model::foreign::Tool,
 ) -> Vec<crate::exec::run::Adoptable<'t>> {
-    let ctx = context(fleet, set, opts);
+    let ctx = context(fleet, sets, opts);
     let states = crate::exec::run::inspect_adoptable(&ctx, tenants, tool).await;
     ctx.connector.close().await;
     states
@@ -380,24 +424,24 @@ pub async fn annotate_within(status: &mut FleetStatus, url: &DbUrl, limit: std::
 
 /// Where every selected tenant stands against the target, from their history tables
 /// alone (no ledger).
-pub(crate) async fn assess(fleet: &Fleet, set: &MigrationSet, opts: &Options) -> Result<FleetStatus, Error> {
-    let tenants = selected(fleet, &opts.select)?;
-    let to = target(set, opts.to)?;
-    let states = inspect(fleet, set, opts, &tenants).await;
-    Ok(FleetStatus::assess(
-        set,
+pub(crate) async fn assess(fleet: &Fleet, sets: &Sets, opts: &Options) -> Result<FleetStatus, Error> {
+    let tenants = selected_with_sets(fleet, sets, &opts.select)?;
+    let to = target(sets, opts.to)?;
+    let states = inspect(fleet, sets, opts, &tenants).await;
+    Ok(FleetStatus::assess_sets(
+        sets,
         to,
         states
             .into_iter()
-            .map(|(t, rows)| (t.id.to_string(), rows.map_err(|e| e.to_string()))),
+            .map(|(t, rows)| (t.id.to_string(), t.engine, rows.map_err(|e| e.to_string()))),
     ))
 }
 
 /// Where every selected tenant stands against the target, read with a few queries per
 /// pooled PostgreSQL host. Adds what the fleet's ledger (its `ledger:`, else the SQLite
 /// file beside the fleet file) knows, when it exists and can be read.
-pub async fn status(fleet: &Fleet, set: &MigrationSet, opts: &Options) -> Result<FleetStatus, Error> {
-    let mut status = assess(fleet, set, opts).await?;
+pub async fn status(fleet: &Fleet, sets: &Sets, opts: &Options) -> Result<FleetStatus, Error> {
+    let mut status = assess(fleet, sets, opts).await?;
     let url = ledger_view::fleet_ledger_url(fleet);
     if let Err(e) = annotate_within(&mut status, &url, opts.limits.connect_timeout).await {
         tracing::warn!("{}", crate::error::render(&e));
@@ -409,26 +453,21 @@ pub async fn status(fleet: &Fleet, set: &MigrationSet, opts: &Options) -> Result
 /// further along count as there; drifted, dirty and unreachable ones do not), reading the
 /// fleet every `wait.interval`, for at most `wait.timeout`. `Ok` either way: look at
 /// [`WaitOutcome::arrived`] and [`WaitOutcome::laggards`].
-pub async fn wait_for(
-    fleet: &Fleet,
-    set: &MigrationSet,
-    opts: &Options,
-    wait: &WaitOptions,
-) -> Result<WaitOutcome, Error> {
-    watch(fleet, set, opts, wait, &mut |_| {}).await
+pub async fn wait_for(fleet: &Fleet, sets: &Sets, opts: &Options, wait: &WaitOptions) -> Result<WaitOutcome, Error> {
+    watch(fleet, sets, opts, wait, &mut |_| {}).await
 }
 
 /// [`wait_for`], handing each read of the fleet to `seen` as it comes.
 pub(crate) async fn watch(
     fleet: &Fleet,
-    set: &MigrationSet,
+    sets: &Sets,
     opts: &Options,
     wait: &WaitOptions,
     seen: &mut (dyn FnMut(&FleetStatus) + Send),
 ) -> Result<WaitOutcome, Error> {
-    let tenants = selected(fleet, &opts.select)?;
-    let to = target(set, opts.to)?;
-    let ctx = context(fleet, set, opts);
+    let tenants = selected_with_sets(fleet, sets, &opts.select)?;
+    let to = target(sets, opts.to)?;
+    let ctx = context(fleet, sets, opts);
     let outcome = crate::exec::wait::wait(&ctx, &tenants, to, *wait, seen).await;
     ctx.connector.close().await;
     Ok(outcome)
@@ -436,10 +475,10 @@ pub(crate) async fn watch(
 
 /// Applies pending migrations to the selected tenants, as `fleetmig up` does. A failing
 /// tenant is in the report, not an `Err`: check [`RunReport::is_success`].
-pub async fn up(fleet: &Fleet, set: &MigrationSet, opts: &Options, up: &UpOptions) -> Result<RunReport, Error> {
-    let tenants = selected(fleet, &opts.select)?;
-    let to = target(set, opts.to)?;
-    let mut ctx = context(fleet, set, opts);
+pub async fn up(fleet: &Fleet, sets: &Sets, opts: &Options, up: &UpOptions) -> Result<RunReport, Error> {
+    let tenants = selected_with_sets(fleet, sets, &opts.select)?;
+    let to = target(sets, opts.to)?;
+    let mut ctx = context(fleet, sets, opts);
     ctx.retry = up.retry;
     let mut run = Run {
         ctx,

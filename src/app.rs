@@ -15,6 +15,7 @@ use crate::load;
 use crate::model::fleet::{Fleet, MigrationsSource};
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::secret::DbUrl;
+use crate::model::sets::Sets;
 
 mod checks;
 mod execute;
@@ -142,34 +143,74 @@ fn resolve_source(g: &Global, entry: Option<&MigrationsSource>) -> MigrationsSou
             path: dir.clone(),
             layout: g.layout,
             out_of_order: g.out_of_order,
+            engines: Vec::new(),
         },
         (None, Some(source)) => MigrationsSource {
             path: source.path.clone(),
             layout: g.layout.or(source.layout),
             out_of_order: g.out_of_order || source.out_of_order,
+            engines: source.engines.clone(),
         },
         (None, None) => MigrationsSource {
             path: "migrations".into(),
             layout: g.layout,
             out_of_order: g.out_of_order,
+            engines: Vec::new(),
         },
     }
 }
 
-/// The migration set, from where [`migrations_source`] says: for a command that does not
-/// otherwise read the fleet file (`history`, `new`, `sql`).
+/// The one migration set, from where [`migrations_source`] says: for a command that does
+/// not otherwise read the fleet file (`history`, `new`). Folders per engine are refused:
+/// the command works on one folder.
 fn load_set(g: &Global) -> Result<MigrationSet, Error> {
-    load_from(migrations_source(g)?)
+    one_set(load_from(migrations_source(g)?)?)
 }
 
-/// The migration set of a command that has loaded the fleet: its `migrations:` as read
-/// with it, the fleet file not read a second time.
-fn load_set_of(g: &Global, fleet: &Fleet) -> Result<MigrationSet, Error> {
-    load_from(resolve_source(g, fleet.migrations.as_ref()))
+/// The set of a command that works on one folder, or why it cannot.
+fn one_set(sets: Sets) -> Result<MigrationSet, Error> {
+    match sets {
+        Sets::One(set) => Ok(set),
+        Sets::PerEngine(map) => Err(Error::Usage(format!(
+            "the migrations are a folder per engine ({}): name one with --migrations",
+            map.keys().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
-fn load_from(source: MigrationsSource) -> Result<MigrationSet, Error> {
-    Ok(api::load_migrations_in(&source.path, source.layout)?.with_out_of_order(source.out_of_order))
+/// The migration sets of a command that has loaded the fleet: its `migrations:` as read
+/// with it, the fleet file not read a second time; with a set per engine, those of the
+/// selected tenants' engines. A selected tenant whose engine has no folder is an error,
+/// before anything runs.
+fn load_set_of(g: &Global, fleet: &Fleet) -> Result<Sets, Error> {
+    let sets = load_from(resolve_source(g, fleet.migrations.as_ref()))?;
+    if sets.single().is_some() {
+        return Ok(sets);
+    }
+    let tenants = api::selected(fleet, &g.select)?;
+    sets.covers(tenants.iter().copied())
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    Ok(sets.narrowed(tenants.into_iter()))
+}
+
+/// The sets `source` names: its folder (of migrations, or of a folder per engine), or the
+/// fleet file's folder per engine.
+fn load_from(source: MigrationsSource) -> Result<Sets, Error> {
+    let folder_error = |dir: &Path| {
+        let dir = dir.display().to_string();
+        move |source| Error::Migrations { dir, source }
+    };
+    let sets = if source.engines.is_empty() {
+        load::migrations::load_sets(&source.path, source.layout).map_err(folder_error(&source.path))?
+    } else {
+        let mut map = std::collections::BTreeMap::new();
+        for (engine, dir, layout) in &source.engines {
+            let set = load::migrations::load_in(dir, source.layout.or(*layout)).map_err(folder_error(dir))?;
+            map.insert(*engine, set);
+        }
+        Sets::PerEngine(map)
+    };
+    Ok(sets.with_out_of_order(source.out_of_order))
 }
 
 async fn load_fleet(g: &Global) -> Result<Fleet, Error> {

@@ -10,16 +10,25 @@ use crate::error::Error;
 use crate::exec::run::Inspected;
 use crate::exec::tenant::Action;
 use crate::model::fleet::{Fleet, Tenant};
-use crate::model::migration::{Direction, Migration, MigrationSet, Version};
+use crate::model::migration::{Applied, Direction, Migration, Version};
 use crate::model::refusal::Refusal;
+use crate::model::sets::Sets;
 use crate::plan::tenant::{self as plan, Target};
 
 /// What every check reads: the migrations, the fleet, the options and the tenants.
 pub(super) struct Scope<'a, 'f> {
-    pub set: &'a MigrationSet,
+    pub sets: &'a Sets,
     pub fleet: &'f Fleet,
     pub opts: &'a Options,
     pub tenants: &'a [&'f Tenant],
+}
+
+impl Scope<'_, '_> {
+    /// What `target` would run on tenant `t`, whose history is `rows`.
+    fn plan<'s>(&'s self, t: &Tenant, rows: &[Applied], target: Target) -> Result<plan::TenantPlan<'s>, Refusal> {
+        let target = target.map(|v| self.sets.resolve(t.engine, v));
+        plan::plan(self.sets.of(t.engine), rows, target)
+    }
 }
 
 /// `--report FILE` is checked before anything runs, so a run is refused rather than found
@@ -63,19 +72,22 @@ pub(super) async fn check_per_tenant_tx(s: &Scope<'_, '_>, action: Action) -> Re
     }
     let Action::Migrate(target) = action else { return Ok(()) };
     let in_reach = match target {
-        Target::Up { to } => s.set.iter().any(|m| m.version <= to && !m.up.transactional),
-        Target::Down { .. } | Target::DownSteps { .. } => {
-            s.set.iter().any(|m| m.down.as_ref().is_some_and(|d| !d.transactional))
-        }
+        Target::Up { to } => s.sets.iter().any(|(engine, set)| {
+            let to = engine.map_or(to, |e| s.sets.resolve(e, to));
+            set.iter().any(|m| m.version <= to && !m.up.transactional)
+        }),
+        Target::Down { .. } | Target::DownSteps { .. } => s
+            .sets
+            .any_migration(|_, m| m.down.as_ref().is_some_and(|d| !d.transactional)),
     };
     if !in_reach {
         return Ok(());
     }
     // A tenant that cannot be read or is refused is skipped by the run; should it come
     // back in between, its one transaction refuses the step (see `exec::tenant`).
-    for (tenant, rows) in api::inspect(s.fleet, s.set, s.opts, s.tenants).await {
+    for (tenant, rows) in api::inspect(s.fleet, s.sets, s.opts, s.tenants).await {
         let Ok(rows) = rows else { continue };
-        let Ok(p) = plan::plan(s.set, &rows, target) else {
+        let Ok(p) = s.plan(tenant, &rows, target) else {
             continue;
         };
         let step = p.steps.iter().find(|step| {
@@ -114,20 +126,21 @@ pub(super) async fn read_for_down<'t>(s: &Scope<'_, 't>, target: Target, yes: bo
     if matches!(target, Target::Down { .. }) && yes {
         return Vec::new();
     }
-    api::inspect(s.fleet, s.set, s.opts, s.tenants).await
+    api::inspect(s.fleet, s.sets, s.opts, s.tenants).await
 }
 
 /// `down --to` refuses before anything is read when a migration past `to` has no down
-/// script.
-pub(super) fn refuse_irreversible_past(set: &MigrationSet, target: Target) -> Result<(), Error> {
+/// script (in any engine's set).
+pub(super) fn refuse_irreversible_past(sets: &Sets, target: Target) -> Result<(), Error> {
     let Target::Down { to } = target else { return Ok(()) };
-    match set.iter().find(|m| m.version > to && !m.is_reversible()) {
-        Some(m) => {
+    for (engine, set) in sets.iter() {
+        let to = engine.map_or(to, |e| sets.resolve(e, to));
+        if let Some(m) = set.iter().find(|m| m.version > to && !m.is_reversible()) {
             let refusal = m.irreversible();
-            Err(Error::Refused(format!("down --to {to}: {refusal}")))
+            return Err(Error::Refused(format!("down --to {to}: {refusal}")));
         }
-        None => Ok(()),
     }
+    Ok(())
 }
 
 /// `down --steps` refuses before anything runs when any tenant would pass a migration
@@ -138,7 +151,7 @@ pub(super) fn refuse_irreversible(s: &Scope<'_, '_>, target: Target, states: &[I
     }
     for (tenant, rows) in states {
         if let Ok(rows) = rows {
-            if let Err(r @ Refusal::Irreversible { .. }) = plan::plan(s.set, rows, target) {
+            if let Err(r @ Refusal::Irreversible { .. }) = s.plan(tenant, rows, target) {
                 return Err(Error::Refused(format!("tenant `{}`: {r}", tenant.id)));
             }
         }
@@ -160,8 +173,10 @@ pub(super) async fn confirm_down_to_zero(
     }
     let to_zero: Vec<String> = states
         .iter()
-        .filter(|(_, rows)| match rows {
-            Ok(rows) => plan::plan(s.set, rows, target).is_ok_and(|p| p.to == Version::ZERO && !p.steps.is_empty()),
+        .filter(|(t, rows)| match rows {
+            Ok(rows) => s
+                .plan(t, rows, target)
+                .is_ok_and(|p| p.to == Version::ZERO && !p.steps.is_empty()),
             // Unread now, but reverted to nothing should it answer during the run.
             Err(_) => target == Target::Down { to: Version::ZERO },
         })

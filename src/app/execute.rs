@@ -25,9 +25,10 @@ use crate::exec::join::Shared;
 use crate::exec::tenant::{Action, Retry};
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::foreign::Tool;
-use crate::model::migration::{MigrationSet, Version};
+use crate::model::migration::Version;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::model::run::RunReport;
+use crate::model::sets::Sets;
 use crate::plan::tenant::Target;
 use crate::plan::waves::{Wave, waves};
 use crate::report::json::write_event;
@@ -43,9 +44,9 @@ pub(super) async fn up(
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let fleet = super::load_fleet(g).await?;
-    let set = super::load_set_of(g, &fleet)?;
+    let sets = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &g.select)?;
-    let to = api::target(&set, to)?;
+    let to = api::target(&sets, to)?;
     let args = RunArgs {
         tenants,
         action: Action::Migrate(Target::Up { to }),
@@ -53,7 +54,7 @@ pub(super) async fn up(
         rollout: Some(rollout),
         record: Record::New,
     };
-    execute(g, &fleet, &set, args, out).await
+    execute(g, &fleet, &sets, args, out).await
 }
 
 /// `down --to VERSION` or `down --steps N`.
@@ -73,23 +74,23 @@ pub(super) async fn down(
         )));
     }
     let fleet = super::load_fleet(g).await?;
-    let set = super::load_set_of(g, &fleet)?;
+    let sets = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &g.select)?;
     let target = match (to, steps) {
         (Some(to), _) => Target::Down {
-            to: api::check_target(&set, to, "--to")?,
+            to: api::check_targets(&sets, to, "--to")?,
         },
         (None, Some(steps)) => Target::DownSteps { steps },
         (None, None) => return Err(Error::Usage("give --to or --steps".into())),
     };
     let opts = options(g, None);
     let scope = Scope {
-        set: &set,
+        sets: &sets,
         fleet: &fleet,
         opts: &opts,
         tenants: &tenants,
     };
-    refuse_irreversible_past(&set, target)?;
+    refuse_irreversible_past(&sets, target)?;
     let states = read_for_down(&scope, target, rollout.yes).await;
     refuse_irreversible(&scope, target, &states)?;
     confirm_down_to_zero(&scope, target, rollout.yes, &states).await?;
@@ -100,7 +101,7 @@ pub(super) async fn down(
         rollout: Some(rollout),
         record: Record::New,
     };
-    execute(g, &fleet, &set, args, out).await
+    execute(g, &fleet, &sets, args, out).await
 }
 
 /// `stamp VERSION` or `stamp --checksums[=VERSION]`.
@@ -111,14 +112,14 @@ pub(super) async fn stamp(
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let fleet = super::load_fleet(g).await?;
-    let set = super::load_set_of(g, &fleet)?;
+    let sets = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &g.select)?;
     let action = match (version, checksums) {
         (_, Some(only)) => Action::Checksums(
-            only.map(|v| api::check_target(&set, v, "stamp --checksums"))
+            only.map(|v| api::check_targets(&sets, v, "stamp --checksums"))
                 .transpose()?,
         ),
-        (Some(v), None) => Action::Stamp(api::check_target(&set, v, "stamp")?),
+        (Some(v), None) => Action::Stamp(api::check_targets(&sets, v, "stamp")?),
         (None, None) => unreachable!("clap requires VERSION or --checksums"),
     };
     let args = RunArgs {
@@ -128,13 +129,13 @@ pub(super) async fn stamp(
         rollout: None,
         record: Record::New,
     };
-    execute(g, &fleet, &set, args, out).await
+    execute(g, &fleet, &sets, args, out).await
 }
 
 /// `adopt --from TOOL`: records each tenant's other-tool history as fleetmig's.
 pub(super) async fn adopt(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
     let fleet = super::load_fleet(g).await?;
-    let set = super::load_set_of(g, &fleet)?;
+    let sets = super::load_set_of(g, &fleet)?;
     let args = RunArgs {
         tenants: api::selected(&fleet, &g.select)?,
         action: Action::Adopt(tool),
@@ -142,7 +143,7 @@ pub(super) async fn adopt(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) 
         rollout: None,
         record: Record::New,
     };
-    execute(g, &fleet, &set, args, out).await
+    execute(g, &fleet, &sets, args, out).await
 }
 
 /// A run the ledger already holds, picked up again: resumed, or a shared run joined.
@@ -181,7 +182,7 @@ pub(super) struct RunArgs<'a, 'f> {
 pub(super) async fn execute(
     g: &Global,
     fleet: &Fleet,
-    set: &MigrationSet,
+    sets: &Sets,
     args: RunArgs<'_, '_>,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
@@ -189,24 +190,19 @@ pub(super) async fn execute(
     if let Some(path) = report_path {
         check_report_path(path)?;
     }
-    let mut run = prepare(g, fleet, set, args).await?;
+    let mut run = prepare(g, fleet, sets, args).await?;
     let (report, written) = show(g.format, &mut run, out).await;
-    let report = finish(g, set, &run, report, written, report_path, out)?;
+    let report = finish(g, sets, &run, report, written, report_path, out)?;
     Ok(Outcome::Run(Box::new(report)))
 }
 
 /// The run, planned and checked once, and recorded in the ledger (new) or taken up again
 /// there (resumed, joined). Every refusal comes before the ledger hears of the run: a
 /// refused run leaves no run behind for `--resume` to pick up.
-async fn prepare<'f>(
-    g: &Global,
-    fleet: &'f Fleet,
-    set: &'f MigrationSet,
-    args: RunArgs<'_, 'f>,
-) -> Result<Run<'f>, Error> {
+async fn prepare<'f>(g: &Global, fleet: &'f Fleet, sets: &'f Sets, args: RunArgs<'_, 'f>) -> Result<Run<'f>, Error> {
     let (waves, policy) = rollout_plan(fleet, &args.tenants, args.rollout)?;
     let opts = options(g, None);
-    let mut ctx = api::context(fleet, set, &opts);
+    let mut ctx = api::context(fleet, sets, &opts);
     if let Some(r) = args.rollout {
         ctx.retry = Retry {
             within: r.retry_within(),
@@ -214,7 +210,7 @@ async fn prepare<'f>(
         };
         if r.tx_mode() == TxMode::PerTenant {
             let scope = Scope {
-                set,
+                sets,
                 fleet,
                 opts: &opts,
                 tenants: &args.tenants,
@@ -232,7 +228,10 @@ async fn prepare<'f>(
         shared: None,
     };
     rehearse(&run).await?;
-    let recorded = args.rollout.map(|r| resume::record(fleet, r, &run.policy));
+    let out_of_order = sets.iter().any(|(_, s)| s.out_of_order());
+    let recorded = args
+        .rollout
+        .map(|r| resume::record(fleet, r, &run.policy, out_of_order));
     match args.record {
         Record::New => run.begin(open_ledger(g, fleet).await?, recorded).await?,
         Record::NewShared { ledger, lease } => run.begin_shared(ledger, recorded, lease).await?,
@@ -375,7 +374,7 @@ async fn relay(
 /// output is still written.
 fn finish(
     g: &Global,
-    set: &MigrationSet,
+    sets: &Sets,
     run: &Run<'_>,
     report: RunReport,
     written: std::io::Result<()>,
@@ -398,7 +397,7 @@ fn finish(
             None => Rows::Screenful { more: &more },
             Some(_) => Rows::All,
         };
-        let grouped = crate::report::refusals::run_text(set, &report);
+        let grouped = crate::report::refusals::run_text(sets, &report);
         if let Err(e) = write!(out, "{}{grouped}", run_report::text(&report, rows)).and_then(|()| out.flush()) {
             unwritten = Some(("standard output".to_owned(), e));
         }

@@ -11,8 +11,9 @@ use crate::exec::run::Inspected;
 use crate::exec::wait::{WaitOptions, WaitOutcome};
 use crate::model::fleet::Tenant;
 use crate::model::foreign::Tool;
-use crate::model::migration::{Direction, MigrationSet, Version};
+use crate::model::migration::{Direction, Version};
 use crate::model::policy::WaveSpec;
+use crate::model::sets::Sets;
 use crate::plan::select::Selector;
 use crate::plan::tenant::{self as plan, Target};
 use crate::report::status as report;
@@ -29,21 +30,21 @@ pub(super) async fn plan(
 ) -> Result<Outcome, Error> {
     let opts = options(g, to);
     let fleet = super::load_fleet(g).await?;
-    let set = super::load_set_of(g, &fleet)?;
+    let sets = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &opts.select)?;
-    let to = api::target(&set, opts.to)?;
+    let to = api::target(&sets, opts.to)?;
     let waves = api::plan_waves(&fleet, &tenants, canary, spec);
     let ordered: Vec<&Tenant> = waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
     let wave_of: Vec<usize> = waves.iter().flat_map(|w| w.tenants.iter().map(|_| w.number)).collect();
-    let states = api::inspect(&fleet, &set, &opts, &ordered).await;
+    let states = api::inspect(&fleet, &sets, &opts, &ordered).await;
     let rows: Vec<PlanRow> = states
         .into_iter()
         .zip(wave_of)
-        .map(|(state, wave)| plan_row(&set, to, state, wave))
+        .map(|(state, wave)| plan_row(&sets, to, state, wave))
         .collect();
     match g.format {
         Format::Json => writeln!(out, "{}", serde_json::json!({ "target": to, "tenants": rows }))?,
-        Format::Text => write!(out, "{}", tables::plan_text(&set, &rows, verbose))?,
+        Format::Text => write!(out, "{}", tables::plan_text(&sets, &rows, verbose))?,
     }
     let all_well = rows.iter().all(|r| r.refused.is_none());
     Ok(Outcome::Fleet { all_well })
@@ -51,7 +52,8 @@ pub(super) async fn plan(
 
 /// One tenant's line of the plan: the steps to `to` (up or down from where it is), or why
 /// it cannot be planned.
-fn plan_row(set: &MigrationSet, to: Version, (t, rows): Inspected<'_>, wave: usize) -> PlanRow {
+fn plan_row(sets: &Sets, to: Version, (t, rows): Inspected<'_>, wave: usize) -> PlanRow {
+    let (set, to) = (sets.of(t.engine), sets.resolve(t.engine, to));
     let refused = |from, refused, refusal| PlanRow {
         wave,
         id: t.id.to_string(),
@@ -101,8 +103,8 @@ pub(super) async fn status(
 ) -> Result<Outcome, Error> {
     let opts = options(g, to);
     let fleet = super::load_fleet(g).await?;
-    let set = super::load_set_of(g, &fleet)?;
-    let mut status = api::assess(&fleet, &set, &opts).await?;
+    let sets = super::load_set_of(g, &fleet)?;
+    let mut status = api::assess(&fleet, &sets, &opts).await?;
     // The ledger only adds since-when and last errors: one that cannot be read is noted,
     // and a missing one is not created.
     let ledger_error = if status.all_current() {
@@ -120,7 +122,7 @@ pub(super) async fn status(
             writeln!(out, "{}", serde_json::to_string(&doc).map_err(std::io::Error::other)?)?
         }
         Format::Text => {
-            let text = report::status_text(&set, &status, lagging, ledger_error.as_deref());
+            let text = report::status_text(&sets, &status, lagging, ledger_error.as_deref());
             write!(out, "{text}")?
         }
     }
@@ -139,9 +141,9 @@ pub(super) async fn wait(
 ) -> Result<Outcome, Error> {
     let opts = options(g, to);
     let fleet = super::load_fleet(g).await?;
-    let set = super::load_set_of(g, &fleet)?;
+    let sets = super::load_set_of(g, &fleet)?;
     let mut progress = report::WaitProgress::new(g.format == Format::Text);
-    let outcome = api::watch(&fleet, &set, &opts, wait, &mut |s| progress.read(s, out)).await?;
+    let outcome = api::watch(&fleet, &sets, &opts, wait, &mut |s| progress.read(s, out)).await?;
     write_wait(&outcome, g.format, out)?;
     Ok(Outcome::Fleet {
         all_well: outcome.arrived,
@@ -164,14 +166,15 @@ fn write_wait(outcome: &WaitOutcome, format: Format, out: &mut (dyn Write + Send
 pub(super) async fn adopt_plan(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
     let opts = options(g, None);
     let fleet = super::load_fleet(g).await?;
-    let set = super::load_set_of(g, &fleet)?;
+    let sets = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &opts.select)?;
-    let read = api::inspect_adoptable(&fleet, &set, &opts, &tenants, tool).await;
+    let read = api::inspect_adoptable(&fleet, &sets, &opts, &tenants, tool).await;
     let rows: Vec<tables::AdoptRow> = read
         .into_iter()
         .map(|(t, read)| {
-            let planned =
-                read.map(|(applied, foreign)| crate::plan::adopt::adopt(&set, &applied, tool, foreign.as_deref()));
+            let planned = read.map(|(applied, foreign)| {
+                crate::plan::adopt::adopt(sets.of(t.engine), &applied, tool, foreign.as_deref())
+            });
             tables::adopt_row(t, tool, planned)
         })
         .collect();

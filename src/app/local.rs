@@ -22,6 +22,16 @@ pub(super) fn new(g: &Global, name: &str, out: &mut (dyn Write + Send)) -> Resul
         dir: dir.display().to_string(),
         source,
     };
+    if !source.engines.is_empty()
+        || !crate::load::layouts::engine_folders(dir)
+            .map_err(folder_error)?
+            .is_empty()
+    {
+        return Err(Error::Usage(format!(
+            "`{}` has a folder per engine: name the one to add to with --migrations",
+            dir.display()
+        )));
+    }
     if !dir.exists() {
         std::fs::create_dir_all(dir).map_err(|source| {
             folder_error(MigrationsError::Write {
@@ -76,18 +86,21 @@ pub(super) async fn sql(
     schema: Option<&str>,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
-    let set = super::load_set(g)?;
-    let from = api::check_target(&set, from, "--from")?;
-    let to = api::target(&set, to)?;
+    let sets = super::load_from(super::migrations_source(g)?)?;
     let engine = match engine {
         Some(e) => Engine::from(e),
         None => fleet_engine(g).await?,
     };
+    let Some(set) = sets.get(engine) else {
+        return Err(Error::Usage(format!("the migrations have no {engine} folder ({sets})")));
+    };
+    let from = api::check_target(set, from, "--from")?;
+    let to = api::check_target(set, to.unwrap_or(Version::HEAD), "--to")?;
     let namespace = schema
         .map(|s| Ident::new(s).map_err(|m| Error::Usage(format!("--schema: {m}"))))
         .transpose()?;
     let script =
-        offline::script(engine, &set, from, to, namespace.as_ref()).map_err(|r| Error::Refused(r.to_string()))?;
+        offline::script(engine, set, from, to, namespace.as_ref()).map_err(|r| Error::Refused(r.to_string()))?;
     write!(out, "{script}")?;
     Ok(Outcome::Done)
 }

@@ -7,6 +7,7 @@ use super::exit::Outcome;
 use crate::cli::{Format, Global};
 use crate::error::Error;
 use crate::model::migration::MigrationSet;
+use crate::model::sets::Sets;
 use crate::report::run::{self as run_report, Rows};
 use crate::report::tables;
 
@@ -46,10 +47,10 @@ pub(super) async fn report(g: &Global, run: &str, all: bool, out: &mut (dyn Writ
                 Rows::Screenful { more: &more }
             };
             // The grouped problems' advice reads the migrations folder when there is one.
-            let set = super::load_set_of(g, &fleet)
-                .or_else(|_| MigrationSet::new(Vec::new()))
+            let sets = super::load_set_of(g, &fleet)
+                .or_else(|_| MigrationSet::new(Vec::new()).map(Sets::One))
                 .expect("an empty set has no duplicates");
-            let grouped = crate::report::refusals::run_text(&set, &report);
+            let grouped = crate::report::refusals::run_text(&sets, &report);
             write!(out, "{}{grouped}", run_report::text(&report, rows))?
         }
     }

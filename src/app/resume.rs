@@ -33,7 +33,7 @@ fn value_name<V: ValueEnum>(v: V) -> String {
 
 /// What the ledger keeps of a new run's rollout: the values in force, flags or the fleet
 /// file's `rollout:` defaults.
-pub(super) fn record(fleet: &Fleet, r: &Rollout, policy: &Policy) -> RecordedPolicy {
+pub(super) fn record(fleet: &Fleet, r: &Rollout, policy: &Policy, out_of_order: bool) -> RecordedPolicy {
     RecordedPolicy {
         waves: r.waves.as_ref().or(fleet.rollout.waves.as_ref()).map(spec_text),
         canary: r.canary.iter().map(|s| s.to_string()).collect(),
@@ -47,6 +47,7 @@ pub(super) fn record(fleet: &Fleet, r: &Rollout, policy: &Policy) -> RecordedPol
         tx: value_name(r.tx_mode()),
         retry_for_ms: Some(r.retry_within().as_millis() as u64),
         retries: r.retries,
+        out_of_order,
     }
 }
 
@@ -59,7 +60,7 @@ pub(super) async fn up(
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let mut fleet = super::load_fleet(g).await?;
-    let set = super::load_set_of(g, &fleet)?;
+    let mut sets = super::load_set_of(g, &fleet)?;
     if !g.select.is_empty() {
         return Err(Error::Usage(
             "--resume runs the run's own tenants: drop --select".into(),
@@ -71,6 +72,10 @@ pub(super) async fn up(
     let rollout = match &plan.policy {
         Some(recorded) => {
             kept = resumed(&run_id, recorded, rollout)?;
+            // A run started with --out-of-order goes on with it.
+            if recorded.out_of_order {
+                sets = sets.with_out_of_order(true);
+            }
             // The recorded policy is whole: a bake or check added to the fleet
             // file since the run started is not this run's.
             fleet.rollout = Default::default();
@@ -78,7 +83,7 @@ pub(super) async fn up(
         }
         None => rollout,
     };
-    let to = api::check_target(&set, plan.target, "--resume: the run's target")?;
+    let to = api::check_targets(&sets, plan.target, "--resume: the run's target")?;
     let waves = api::recorded_waves(&fleet, &plan, |id| {
         Error::Usage(format!(
             "run `{run_id}` included tenant `{id}`, which the fleet file no longer lists"
@@ -96,7 +101,7 @@ pub(super) async fn up(
             shared: None,
         }),
     };
-    execute(g, &fleet, &set, args, out).await
+    execute(g, &fleet, &sets, args, out).await
 }
 
 /// The run to resume, as the ledger holds it: `run`, or (empty) the newest unfinished one;

@@ -15,8 +15,9 @@ use crate::error::Error;
 use crate::exec::join::Shared;
 use crate::exec::tenant::Action;
 use crate::model::fleet::Fleet;
-use crate::model::migration::{MigrationSet, Version};
+use crate::model::migration::Version;
 use crate::model::policy::MaxFailures;
+use crate::model::sets::Sets;
 use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
 
@@ -79,13 +80,13 @@ pub(super) async fn up(
         return Err(Error::Usage("--lease must be at least 1s".into()));
     }
     let fleet = super::load_fleet(g).await?;
-    let set = super::load_set_of(g, &fleet)?;
+    let sets = super::load_set_of(g, &fleet)?;
     refuse_file_gates(&fleet)?;
     let ledger = open_ledger(g, &fleet).await?;
     ledger.prepare_sharing().await?;
     let (tenants, to, record) = match &together.join {
         Some(run_id) => {
-            let taken = join(g, &set, &fleet, &ledger, run_id).await?;
+            let taken = join(g, &sets, &fleet, &ledger, run_id).await?;
             let tenants: Vec<_> = taken.waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
             let shared = Shared {
                 lease: together.lease,
@@ -104,7 +105,7 @@ pub(super) async fn up(
         // Planned and checked as `up` plans a run, then recorded for every runner.
         None => {
             let tenants = api::selected(&fleet, &g.select)?;
-            let to = api::target(&set, to)?;
+            let to = api::target(&sets, to)?;
             let lease = together.lease;
             (tenants, to, Record::NewShared { ledger, lease })
         }
@@ -116,13 +117,13 @@ pub(super) async fn up(
         rollout: Some(rollout),
         record,
     };
-    execute(g, &fleet, &set, args, out).await
+    execute(g, &fleet, &sets, args, out).await
 }
 
 /// `--join RUN`: the shared run's target, waves and failure limit, as its creator recorded them.
 async fn join<'f>(
     g: &Global,
-    set: &MigrationSet,
+    sets: &Sets,
     fleet: &'f Fleet,
     ledger: &Ledger,
     run_id: &str,
@@ -148,7 +149,7 @@ async fn join<'f>(
         )));
     }
     let max_failures = limit.parse::<MaxFailures>().map_err(|e| Error::Usage(e.to_string()))?;
-    let to = api::check_target(set, plan.target, "--join: the run's target")?;
+    let to = api::check_targets(sets, plan.target, "--join: the run's target")?;
     let waves = api::recorded_waves(fleet, &plan, |id| {
         Error::Usage(format!(
             "run `{run_id}` includes tenant `{id}`, which the fleet file does not list"

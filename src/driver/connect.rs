@@ -226,8 +226,9 @@ pub struct Connector {
     caps: HashMap<String, u32>,
     /// One pool per named PostgreSQL host, for its schema-tenants; made on first use.
     pools: Mutex<HashMap<String, PgPool>>,
-    /// How the run's migration set writes versions: history rows are read in it.
-    pub style: VersionStyle,
+    /// How each engine's migration set writes versions: its tenants' history rows are
+    /// read in it.
+    styles: [VersionStyle; 3],
 }
 
 impl Connector {
@@ -241,14 +242,33 @@ impl Connector {
             limits,
             caps,
             pools: Mutex::default(),
-            style: VersionStyle::default(),
+            styles: [VersionStyle::default(); 3],
         }
     }
 
-    /// This connector, reading history versions in `style` (the migration set's).
-    pub fn versions(mut self, style: VersionStyle) -> Self {
-        self.style = style;
+    /// This connector, reading `engine`'s tenants' history versions in `style` (their
+    /// migration set's).
+    pub fn versions(mut self, engine: Engine, style: VersionStyle) -> Self {
+        self.styles[engine as usize] = style;
         self
+    }
+
+    /// This connector, reading each engine's tenants' history versions as `sets` write them.
+    pub fn versions_of(self, sets: &crate::model::sets::Sets) -> Self {
+        [Engine::Postgres, Engine::MySql, Engine::Sqlite]
+            .into_iter()
+            .fold(self, |c, e| c.versions(e, sets.style(e)))
+    }
+
+    /// This connector, reading history versions as `other` does.
+    pub fn versions_like(mut self, other: &Connector) -> Self {
+        self.styles = other.styles;
+        self
+    }
+
+    /// The style `engine`'s tenants' history versions are read in.
+    pub fn style(&self, engine: Engine) -> VersionStyle {
+        self.styles[engine as usize]
     }
 
     /// The pool a tenant's sessions come from: schema-tenants of a named PostgreSQL host.
@@ -320,7 +340,10 @@ impl Connector {
                 let Some(schema) = &t.namespace.schema else { continue };
                 // A row that does not read in the set's style: the tenant is read on its
                 // own, where the error is reported.
-                if let Ok(rows) = session::restyle(rows.remove(schema.as_str()).unwrap_or_default(), self.style) {
+                if let Ok(rows) = session::restyle(
+                    rows.remove(schema.as_str()).unwrap_or_default(),
+                    self.style(Engine::Postgres),
+                ) {
                     out.insert(t.id.clone(), rows);
                 }
             }

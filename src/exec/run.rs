@@ -13,13 +13,15 @@ use crate::exec::tenant;
 use crate::model::db_error::DbError;
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::foreign::{ForeignRow, Tool};
-use crate::model::migration::{Applied, MigrationSet};
+use crate::model::migration::Applied;
+use crate::model::sets::Sets;
 
 /// What every tenant task of a run shares.
 #[derive(Debug)]
 pub struct RunContext<'a> {
     pub fleet: &'a Fleet,
-    pub set: &'a MigrationSet,
+    /// The migrations: one set, or one per engine (a tenant uses its engine's).
+    pub sets: &'a Sets,
     /// Opens sessions, under the run's time limits and host pools.
     pub connector: Connector,
     /// Tenants in flight at once.

@@ -10,11 +10,12 @@ use crate::driver::connect::{Access, AnySession, Connector, Limits};
 use crate::driver::session::{StepFailed, Undo};
 use crate::exec::events::{Event, Events};
 use crate::model::db_error::{DbError, ErrorKind};
-use crate::model::fleet::{Tenant, TenantId};
+use crate::model::fleet::{Engine, Tenant, TenantId};
 use crate::model::foreign::Tool;
 use crate::model::migration::{Applied, Direction, MigrationSet, Version, VersionStyle};
 use crate::model::refusal::Refusal;
 use crate::model::run::{Outcome, Phase, SkipReason, StepDone, TenantReport};
+use crate::model::sets::Sets;
 use crate::plan::tenant::{self as plan, Target};
 
 /// What a run does to each tenant.
@@ -28,6 +29,20 @@ pub enum Action {
     Checksums(Option<Version>),
     /// Record what another tool's history table says is applied, without running SQL.
     Adopt(Tool),
+}
+
+impl Action {
+    /// This action as a tenant of `engine` takes it: [`Version::HEAD`] is its set's head,
+    /// other versions are read in its set's style.
+    pub fn resolved(self, sets: &Sets, engine: Engine) -> Action {
+        let v = |to| sets.resolve(engine, to);
+        match self {
+            Action::Migrate(target) => Action::Migrate(target.map(v)),
+            Action::Stamp(to) => Action::Stamp(v(to)),
+            Action::Checksums(only) => Action::Checksums(only.map(v)),
+            Action::Adopt(tool) => Action::Adopt(tool),
+        }
+    }
 }
 
 /// How a tenant is tried again after a transient error.
@@ -425,7 +440,7 @@ async fn attempt(
         Ok(session) => session,
         Err(report) => return report,
     };
-    let report = match finish_undo(&mut session, tenant, pending, connector.style).await {
+    let report = match finish_undo(&mut session, tenant, pending, connector.style(tenant.engine)).await {
         Err(report) => report,
         Ok(Ok(applied)) => act(&mut session, tenant, &applied, job, pending).await,
         Ok(Err(error)) => failed_before_any_step(tenant, error, Phase::ReadingHistory),
@@ -827,7 +842,7 @@ pub async fn inspect_foreign(
     tool: Tool,
 ) -> Result<(Vec<Applied>, Option<Vec<crate::model::foreign::ForeignRow>>), DbError> {
     let mut session = connector.open(tenant, Access::Read).await?;
-    let rows = match session.applied(connector.style).await {
+    let rows = match session.applied(connector.style(tenant.engine)).await {
         Ok(applied) => session.foreign(tool).await.map(|foreign| (applied, foreign)),
         Err(e) => Err(e),
     };
@@ -838,7 +853,7 @@ pub async fn inspect_foreign(
 /// A tenant's history rows, read without locking or creating anything.
 pub async fn inspect(tenant: &Tenant, connector: &Connector) -> Result<Vec<Applied>, DbError> {
     let mut session = connector.open(tenant, Access::Read).await?;
-    let rows = session.applied(connector.style).await;
+    let rows = session.applied(connector.style(tenant.engine)).await;
     session.release().await;
     rows
 }

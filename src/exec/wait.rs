@@ -103,17 +103,18 @@ pub async fn wait(
 ) -> WaitOutcome {
     let probe = || async {
         let states = inspect_all(ctx, tenants).await;
-        FleetStatus::assess(
-            ctx.set,
+        FleetStatus::assess_sets(
+            ctx.sets,
             target,
             states
                 .into_iter()
-                .map(|(t, rows)| (t.id.to_string(), rows.map_err(|e| e.to_string()))),
+                .map(|(t, rows)| (t.id.to_string(), t.engine, rows.map_err(|e| e.to_string()))),
         )
     };
     let (arrived, waited, polls, last) = poll(probe, opts, ctx.connector.limits.connect_timeout, on_read).await;
     let status = last.unwrap_or_else(|| FleetStatus {
-        head: ctx.set.head(),
+        head: ctx.sets.head(),
+        heads: std::collections::BTreeMap::new(),
         target,
         tenants: tenants
             .iter()
@@ -126,6 +127,7 @@ pub async fn wait(
                 detail: Some(format!("no answer within {}", humantime::format_duration(waited))),
                 refusal: None,
                 note: LedgerNote::default(),
+                against: None,
             })
             .collect(),
     });

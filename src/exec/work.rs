@@ -80,13 +80,13 @@ impl Work for Databases<'_, '_> {
             lock_budget: within,
             ..self.ctx.connector.limits.clone()
         };
-        let connector = Connector::new(self.ctx.fleet, limits).versions(self.ctx.connector.style);
+        let connector = Connector::new(self.ctx.fleet, limits).versions_like(&self.ctx.connector);
         let reads = tenants.iter().map(|t| {
             let connector = &connector;
             async move {
                 let read = tokio::time::timeout_at(deadline, async {
                     let mut session = connector.open(t, Access::Write).await?;
-                    let rows = session.applied(connector.style).await;
+                    let rows = session.applied(connector.style(t.engine)).await;
                     Ok::<_, DbError>((session, rows))
                 })
                 .await;
@@ -128,7 +128,7 @@ pub async fn rehearse_check(ctx: &RunContext<'_>, t: &Tenant, sql: &str) -> Resu
     if limits.statement_timeout.is_zero() || limits.statement_timeout > REHEARSAL {
         limits.statement_timeout = REHEARSAL;
     }
-    let connector = Connector::new(ctx.fleet, limits).versions(ctx.connector.style);
+    let connector = Connector::new(ctx.fleet, limits).versions_like(&ctx.connector);
     let rehearsal = async {
         let Ok(mut session) = connector.open(t, Access::Read).await else {
             return Ok(());

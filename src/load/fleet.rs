@@ -103,32 +103,86 @@ enum MigrationsDoc {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MigrationsMap {
-    path: String,
+    path: Option<String>,
     layout: Option<String>,
     #[serde(default)]
     out_of_order: bool,
+    /// A folder per engine, instead of `path`.
+    #[serde(alias = "postgresql")]
+    postgres: Option<EngineFolderDoc>,
+    #[serde(alias = "mariadb")]
+    mysql: Option<EngineFolderDoc>,
+    sqlite: Option<EngineFolderDoc>,
+}
+
+/// One engine's folder: a path, or a path and its layout.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EngineFolderDoc {
+    Path(String),
+    Map { path: String, layout: Option<String> },
 }
 
 /// The `migrations:` entry, its path taken relative to the fleet file's folder `base`.
 fn migrations_section(path: &Path, base: &Path, doc: MigrationsDoc) -> Result<MigrationsSource, FleetError> {
-    let (dir, layout, out_of_order) = match doc {
-        MigrationsDoc::Path(dir) => (dir, None, false),
-        MigrationsDoc::Map(m) => (m.path, m.layout, m.out_of_order),
+    let layout_of = |key: &str, l: Option<String>| {
+        l.map(|l| l.parse::<Layout>().map_err(|e| invalid(path, key, e)))
+            .transpose()
     };
-    if dir.trim().is_empty() {
-        return Err(invalid(
-            path,
-            "migrations",
-            "the path is empty: name the migrations folder",
-        ));
+    let folder = |key: &str, dir: String| {
+        if dir.trim().is_empty() {
+            return Err(invalid(path, key, "the path is empty: name the migrations folder"));
+        }
+        Ok(base.join(dir))
+    };
+    let m = match doc {
+        MigrationsDoc::Path(dir) => {
+            return Ok(MigrationsSource {
+                path: folder("migrations", dir)?,
+                layout: None,
+                out_of_order: false,
+                engines: Vec::new(),
+            });
+        }
+        MigrationsDoc::Map(m) => m,
+    };
+    let mut engines = Vec::new();
+    for (engine, doc) in [
+        (Engine::Postgres, m.postgres),
+        (Engine::MySql, m.mysql),
+        (Engine::Sqlite, m.sqlite),
+    ] {
+        let key = format!("migrations.{engine}");
+        let (dir, layout) = match doc {
+            None => continue,
+            Some(EngineFolderDoc::Path(dir)) => (dir, None),
+            Some(EngineFolderDoc::Map { path, layout }) => (path, layout),
+        };
+        engines.push((engine, folder(&key, dir)?, layout_of(&format!("{key}.layout"), layout)?));
     }
-    let layout = layout
-        .map(|l| l.parse::<Layout>().map_err(|e| invalid(path, "migrations.layout", e)))
-        .transpose()?;
+    let dir = match (m.path, engines.is_empty()) {
+        (Some(dir), true) => folder("migrations.path", dir)?,
+        (None, false) => base.to_owned(),
+        (Some(_), false) => {
+            return Err(invalid(
+                path,
+                "migrations",
+                "give either `path:` or a folder per engine (`postgres:`, `mysql:`, `sqlite:`), not both",
+            ));
+        }
+        (None, true) => {
+            return Err(invalid(
+                path,
+                "migrations",
+                "name the folder with `path:`, or a folder per engine with `postgres:`, `mysql:`, `sqlite:`",
+            ));
+        }
+    };
     Ok(MigrationsSource {
-        path: base.join(dir),
-        layout,
-        out_of_order,
+        path: dir,
+        layout: layout_of("migrations.layout", m.layout)?,
+        out_of_order: m.out_of_order,
+        engines,
     })
 }
 
@@ -159,7 +213,8 @@ fn migrations_value(path: &Path, base: &Path, value: serde_yaml::Value) -> Resul
         invalid(
             path,
             "migrations",
-            "write a folder (`migrations: db/migrations`) or `{ path: db/migrations, layout: diesel, out_of_order: false }`",
+            "write a folder (`migrations: db/migrations`), `{ path: db/migrations, layout: diesel, out_of_order: false }` \
+             or a folder per engine (`{ postgres: db/pg, mysql: { path: db/mysql, layout: flyway } }`)",
         )
     })?;
     migrations_section(path, base, doc)

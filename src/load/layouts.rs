@@ -9,6 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::migrations::{MigrationsError, not_a_file, read};
+use crate::model::fleet::Engine;
 use crate::model::migration::{DuplicateVersion, Layout, Migration, MigrationSet, Script, Version, VersionStyle};
 
 /// What a folder's entries look like, per layout: counts and a first example, for
@@ -49,6 +50,47 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, MigrationsError> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The engine folders of `dir` (`postgres/` or `postgresql/`, `mysql/` or `mariadb/`,
+/// `sqlite/`), when it holds a folder of migrations per engine; empty when it is itself
+/// one folder of migrations. Migrations beside engine folders, or two folders for one
+/// engine, are an error: which tenants would they be for?
+pub fn engine_folders(dir: &Path) -> Result<Vec<(Engine, PathBuf)>, MigrationsError> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut folders: Vec<(Engine, PathBuf)> = Vec::new();
+    let mut beside = Vec::new();
+    for (name, path) in entries(dir)? {
+        match Engine::from_scheme(&name).filter(|_| path.is_dir()) {
+            Some(engine) => {
+                if let Some((_, first)) = folders.iter().find(|(e, _)| *e == engine) {
+                    return Err(MigrationsError::SameEngine {
+                        first: first.clone(),
+                        second: path,
+                        engine,
+                    });
+                }
+                folders.push((engine, path));
+            }
+            None if name.ends_with(".sql") || path.join("up.sql").is_file() => beside.push(name),
+            None => {}
+        }
+    }
+    if !folders.is_empty() && !beside.is_empty() {
+        return Err(MigrationsError::MixedEngineFolders {
+            dir: dir.to_owned(),
+            engines: folders
+                .iter()
+                .map(|(e, _)| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            beside: beside.join(", "),
+        });
+    }
+    folders.sort_by_key(|(e, _)| *e);
+    Ok(folders)
 }
 
 /// `V1_2__add_users.sql` → (`V`, `1_2`, `add_users`).

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::layouts;
+use crate::model::fleet::Engine;
 use crate::model::migration::{DuplicateVersion, Layout, Migration, MigrationSet, Script, Version};
+use crate::model::sets::Sets;
 
 /// What can be wrong with a migrations folder. Each names the file or folder.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,21 @@ pub enum MigrationsError {
     Unsupported { path: PathBuf, what: String },
     #[error("`new` writes fleetmig's layout; this folder is {layout}'s: create its next migration with {layout}")]
     ForeignLayout { layout: Layout },
+    #[error(
+        "`{}` holds a folder per engine ({engines}) and migrations beside them ({beside}): move those into the engine folders",
+        dir.display()
+    )]
+    MixedEngineFolders {
+        dir: PathBuf,
+        engines: String,
+        beside: String,
+    },
+    #[error("`{}` and `{}` are both {engine} folders: keep one", first.display(), second.display())]
+    SameEngine {
+        first: PathBuf,
+        second: PathBuf,
+        engine: Engine,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +236,20 @@ pub fn load_in(dir: &Path, layout: Option<Layout>) -> Result<MigrationSet, Migra
         Layout::Fleetmig => load(dir),
         other => layouts::load(dir, other),
     }
+}
+
+/// The migrations in `dir`: a folder per engine when it has them (`postgres/`, `mysql/`
+/// or `mariadb/`, `sqlite/`), each read as [`load_in`] does, else `dir` itself.
+pub fn load_sets(dir: &Path, layout: Option<Layout>) -> Result<Sets, MigrationsError> {
+    let folders = layouts::engine_folders(dir)?;
+    if folders.is_empty() {
+        return load_in(dir, layout).map(Sets::One);
+    }
+    let mut map = BTreeMap::new();
+    for (engine, path) in folders {
+        map.insert(engine, load_in(&path, layout)?);
+    }
+    Ok(Sets::PerEngine(map))
 }
 
 /// As [`load`], but an up script with no statement yet is taken: for `new`, which needs only

@@ -383,11 +383,15 @@ pub struct Fleet {
 /// `migrations: { path: DIR, layout: diesel }`, the path relative to the fleet file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationsSource {
+    /// The folder: of migrations, or of a folder per engine (unless `engines` names them).
     pub path: PathBuf,
     /// `None`: detected from the folder.
     pub layout: Option<crate::model::migration::Layout>,
     /// `out_of_order: true`: pending migrations older than a tenant's newest run.
     pub out_of_order: bool,
+    /// `{ postgres: DIR, mysql: { path: DIR, layout: flyway } }`: each engine's folder and
+    /// its layout (`None`: detected, or `layout`), when the fleet file names them.
+    pub engines: Vec<(Engine, PathBuf, Option<crate::model::migration::Layout>)>,
 }
 
 impl Fleet {

@@ -109,6 +109,9 @@ pub struct Version(Key);
 #[derive(Debug, Clone, Copy)]
 enum Key {
     Zero,
+    /// Each set's own newest version: the target of a fleet whose engines have their own
+    /// folders, resolved per tenant.
+    Head,
     Integer(i64),
     /// The canonical text and its parts.
     Dotted(&'static intern::Interned),
@@ -120,6 +123,9 @@ pub const MAX_VERSION_LEN: usize = 50;
 
 impl Version {
     pub const ZERO: Version = Version(Key::Zero);
+    /// The newest version of whichever set a tenant is measured against (`--to head`),
+    /// after every other version. Never a migration's own version.
+    pub const HEAD: Version = Version(Key::Head);
 
     /// A whole-number version (1 and up; 0 is [`Version::ZERO`]).
     pub const fn int(n: i64) -> Version {
@@ -165,7 +171,8 @@ impl Version {
                 Ok(Version(Key::Dotted(intern::dotted(&canonical, &parts))))
             }
             VersionStyle::Text => {
-                let plain = (1..=MAX_VERSION_LEN).contains(&text.len())
+                let plain = text != "head"
+                    && (1..=MAX_VERSION_LEN).contains(&text.len())
                     && text
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
@@ -181,6 +188,9 @@ impl Version {
     /// known: a whole number written plainly is an integer, any other text is kept as
     /// written, so [`Version::restyled`] can read it again in the set's style.
     pub fn read(text: &str) -> Result<Version, BadVersion> {
+        if text == "head" {
+            return Ok(Version::HEAD);
+        }
         let plain_int = text == "0" || (!text.starts_with('0') && text.bytes().all(|b| b.is_ascii_digit()));
         match text.parse::<i64>() {
             Ok(n) if plain_int && n >= 0 => Ok(Version::int(n)),
@@ -197,10 +207,10 @@ impl Version {
         Version::parse(&self.text(), style)
     }
 
-    /// The style that read this version (`None` for [`Version::ZERO`]).
+    /// The style that read this version (`None` for [`Version::ZERO`] and [`Version::HEAD`]).
     pub fn style(self) -> Option<VersionStyle> {
         match self.0 {
-            Key::Zero => None,
+            Key::Zero | Key::Head => None,
             Key::Integer(_) => Some(VersionStyle::Integer),
             Key::Dotted(..) => Some(VersionStyle::Dotted),
             Key::Text(_) => Some(VersionStyle::Text),
@@ -220,6 +230,7 @@ impl Version {
     pub fn text(self) -> std::borrow::Cow<'static, str> {
         match self.0 {
             Key::Zero => "0".into(),
+            Key::Head => "head".into(),
             Key::Integer(n) => n.to_string().into(),
             Key::Dotted(t) | Key::Text(t) => t.text.as_str().into(),
         }
@@ -273,7 +284,7 @@ mod intern {
 impl PartialEq for Version {
     fn eq(&self, other: &Self) -> bool {
         match (self.0, other.0) {
-            (Key::Zero, Key::Zero) => true,
+            (Key::Zero, Key::Zero) | (Key::Head, Key::Head) => true,
             (Key::Integer(a), Key::Integer(b)) => a == b,
             (Key::Dotted(a) | Key::Text(a), Key::Dotted(b) | Key::Text(b)) => a.text == b.text,
             _ => self.text() == other.text(),
@@ -291,14 +302,14 @@ impl std::hash::Hash for Version {
 }
 
 impl Ord for Version {
-    /// In the versions' style; [`Version::ZERO`] first. Versions read in different styles
+    /// In the versions' style; [`Version::ZERO`] first, [`Version::HEAD`] last. Versions read in different styles
     /// (which one set never holds) compare as text.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         use std::cmp::Ordering;
         match (self.0, other.0) {
-            (Key::Zero, Key::Zero) => Ordering::Equal,
-            (Key::Zero, _) => Ordering::Less,
-            (_, Key::Zero) => Ordering::Greater,
+            (Key::Zero, Key::Zero) | (Key::Head, Key::Head) => Ordering::Equal,
+            (Key::Zero, _) | (_, Key::Head) => Ordering::Less,
+            (_, Key::Zero) | (Key::Head, _) => Ordering::Greater,
             (Key::Integer(a), Key::Integer(b)) => a.cmp(&b),
             (Key::Dotted(a), Key::Dotted(b)) => a.parts.cmp(&b.parts).then_with(|| a.text.cmp(&b.text)),
             (Key::Text(a), Key::Text(b)) => a.text.cmp(&b.text),

@@ -11,4 +11,5 @@ pub mod record;
 pub mod refusal;
 pub mod run;
 pub mod secret;
+pub mod sets;
 pub mod text;

@@ -7,10 +7,12 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::model::fleet::Engine;
 use crate::model::migration::{Applied, Direction, MigrationSet, Version};
 use crate::model::record::TenantState;
 use crate::model::refusal::Refusal;
 use crate::model::run::Status;
+use crate::model::sets::Sets;
 use crate::plan::tenant::{self as plan, State};
 
 pub use crate::plan::tenant::Condition;
@@ -123,6 +125,9 @@ pub struct Standing {
     /// the same problem; `None` for a dirty tenant a run holds in flight (its own detail says why).
     pub refusal: Option<Refusal>,
     pub note: LedgerNote,
+    /// The engine whose set, and the head of it, the tenant is measured against, when
+    /// the fleet's engines have a set each.
+    pub against: Option<(Engine, Version)>,
 }
 
 impl Standing {
@@ -146,6 +151,7 @@ impl Standing {
                     detail: Some(error.to_string()),
                     refusal: None,
                     note: LedgerNote::default(),
+                    against: None,
                 };
             }
         };
@@ -174,6 +180,7 @@ impl Standing {
                 _ => None,
             },
             note: LedgerNote::default(),
+            against: None,
         }
     }
 
@@ -203,7 +210,10 @@ impl Standing {
 /// Every selected tenant's standing, in fleet order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetStatus {
+    /// The set's head; [`Version::HEAD`] when each engine has its own set (see `heads`).
     pub head: Version,
+    /// Each engine's head, when each engine has its own set.
+    pub heads: BTreeMap<Engine, Version>,
     pub target: Version,
     pub tenants: Vec<Standing>,
 }
@@ -217,10 +227,38 @@ impl FleetStatus {
     {
         FleetStatus {
             head: set.head(),
+            heads: BTreeMap::new(),
             target,
             tenants: tenants
                 .into_iter()
                 .map(|(id, rows)| Standing::of(set, target, id, rows.as_deref()))
+                .collect(),
+        }
+    }
+
+    /// [`FleetStatus::assess`] for a fleet's sets: each tenant (with its engine) against
+    /// `target` as its engine's set reads it ([`Version::HEAD`]: that set's head).
+    pub fn assess_sets<I, E>(sets: &Sets, target: Version, tenants: I) -> FleetStatus
+    where
+        I: IntoIterator<Item = (String, Engine, Result<Vec<Applied>, E>)>,
+        E: fmt::Display,
+    {
+        let per_engine = sets.single().is_none();
+        FleetStatus {
+            head: sets.head(),
+            heads: match sets {
+                Sets::One(_) => BTreeMap::new(),
+                Sets::PerEngine(map) => map.iter().map(|(e, s)| (*e, s.head())).collect(),
+            },
+            target,
+            tenants: tenants
+                .into_iter()
+                .map(|(id, engine, rows)| {
+                    let set = sets.of(engine);
+                    let mut standing = Standing::of(set, sets.resolve(engine, target), id, rows.as_deref());
+                    standing.against = per_engine.then(|| (engine, set.head()));
+                    standing
+                })
                 .collect(),
         }
     }
@@ -244,11 +282,24 @@ impl FleetStatus {
         }
     }
 
-    /// How many readable tenants sit at each version.
+    /// How many readable tenants sit at each version (of every engine's set together:
+    /// see [`FleetStatus::histograms`]).
     pub fn histogram(&self) -> BTreeMap<Version, usize> {
         let mut bars = BTreeMap::new();
         for v in self.tenants.iter().filter_map(|t| t.version) {
             *bars.entry(v).or_insert(0) += 1;
+        }
+        bars
+    }
+
+    /// How many readable tenants sit at each version of each engine's set, when each
+    /// engine has its own; empty otherwise.
+    pub fn histograms(&self) -> BTreeMap<Engine, BTreeMap<Version, usize>> {
+        let mut bars: BTreeMap<Engine, BTreeMap<Version, usize>> = BTreeMap::new();
+        for t in &self.tenants {
+            if let (Some(v), Some((engine, _))) = (t.version, t.against) {
+                *bars.entry(engine).or_default().entry(v).or_insert(0) += 1;
+            }
         }
         bars
     }

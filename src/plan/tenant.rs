@@ -17,6 +17,17 @@ pub enum Target {
     DownSteps { steps: usize },
 }
 
+impl Target {
+    /// This target with its version mapped by `f`: per tenant, `head` made its set's head.
+    pub fn map(self, f: impl FnOnce(Version) -> Version) -> Target {
+        match self {
+            Target::Up { to } => Target::Up { to: f(to) },
+            Target::Down { to } => Target::Down { to: f(to) },
+            steps @ Target::DownSteps { .. } => steps,
+        }
+    }
+}
+
 /// One migration to run, one way.
 #[derive(Debug, Clone, Copy)]
 pub struct Step<'a> {

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::refusal::{Refusal, short_checksum};
 use crate::model::run::RunReport;
+use crate::model::sets::Sets;
 
 /// How many ids a group names before it counts the rest.
 const SHOWN: usize = 3;
@@ -91,7 +92,21 @@ fn headline(refusal: &Refusal) -> String {
     }
 }
 
-fn advice(set: &MigrationSet, g: &Group<'_>) -> Vec<String> {
+/// The set a group's advice is read from: with a set per engine, the first that has the
+/// migration the refusal names.
+fn set_for<'s>(sets: &'s Sets, refusal: &Refusal) -> &'s MigrationSet {
+    let version = match refusal {
+        Refusal::Dirty { version } | Refusal::Modified { version, .. } => Some(*version),
+        _ => None,
+    };
+    let named = version.and_then(|v| sets.iter().map(|(_, s)| s).find(|s| s.get(v).is_some()));
+    named
+        .or_else(|| sets.iter().next().map(|(_, s)| s))
+        .expect("a fleet has a set")
+}
+
+fn advice(sets: &Sets, g: &Group<'_>) -> Vec<String> {
+    let set = set_for(sets, g.refusal);
     let before = |version: Version| {
         set.iter()
             .map(|m| m.version)
@@ -164,7 +179,7 @@ fn advice(set: &MigrationSet, g: &Group<'_>) -> Vec<String> {
 }
 
 /// The refused tenants, one paragraph per problem; empty when there are none.
-pub fn grouped(set: &MigrationSet, items: &[Refused<'_>]) -> String {
+pub fn grouped(sets: &Sets, items: &[Refused<'_>]) -> String {
     let mut out = String::new();
     for (k, g) in groups(items).into_iter().enumerate() {
         if k > 0 {
@@ -180,7 +195,7 @@ pub fn grouped(set: &MigrationSet, items: &[Refused<'_>]) -> String {
             if n == 1 { "" } else { "s" },
             few(&ids, SHOWN)
         );
-        for line in advice(set, &g) {
+        for line in advice(sets, &g) {
             let _ = writeln!(out, "  - {}", crate::model::text::printable(&line));
         }
     }
@@ -188,7 +203,7 @@ pub fn grouped(set: &MigrationSet, items: &[Refused<'_>]) -> String {
 }
 
 /// The refused tenants of a run, grouped, under its report; empty when there are none.
-pub fn run_text(set: &MigrationSet, report: &RunReport) -> String {
+pub fn run_text(sets: &Sets, report: &RunReport) -> String {
     let refused: Vec<Refused> = report
         .tenants
         .iter()
@@ -205,7 +220,7 @@ pub fn run_text(set: &MigrationSet, report: &RunReport) -> String {
     }
     format!(
         "\nLeft alone until their problem is solved:\n{}",
-        grouped(set, &refused)
+        grouped(sets, &refused)
     )
 }
 
@@ -235,7 +250,7 @@ mod tests {
             refusal: &unknown,
             at: Some(Version::int(4)),
         }];
-        let out = grouped(&set(), &items);
+        let out = grouped(&set().into(), &items);
         assert!(!out.contains('\x1b'), "{out}");
         assert!(out.contains("(`gone\\u{1b}[2J next`)"), "{out}");
     }
@@ -304,7 +319,7 @@ mod tests {
             refusal: &late,
             at: Some(Version::int(6)),
         });
-        insta::assert_snapshot!(grouped(&set(), &items), @r"
+        insta::assert_snapshot!(grouped(&set().into(), &items), @r"
             migration 3 was edited after it was applied: `migrations/0003_m3.up.sql` is 1a2b3c4d5e6f now, was 9f8e7d6c5b4a when applied
               12 tenants: t00, t01, t02 and 9 more
               - an edit by mistake: restore the file, `git checkout -- migrations/0003_m3.up.sql`

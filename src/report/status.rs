@@ -10,7 +10,9 @@ use comfy_table::{Cell, Table};
 use serde::Serialize;
 
 use crate::exec::wait::WaitOutcome;
-use crate::model::migration::{MigrationSet, Version};
+use crate::model::fleet::Engine;
+use crate::model::migration::Version;
+use crate::model::sets::Sets;
 use crate::plan::status::{Condition, FleetStatus, Standing};
 use crate::report::refusals::{Refused, grouped};
 
@@ -32,6 +34,12 @@ pub struct StatusRow {
     pub dirty: Option<Version>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// With a set per engine: the tenant's engine, whose set it is measured against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+    /// With a set per engine: the head of the tenant's engine's set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<Version>,
 }
 
 /// The last error the ledger holds for a tenant.
@@ -61,17 +69,29 @@ pub struct LagRow {
     pub since_ms: Option<i64>,
     pub last_error: Option<LastErrorDoc>,
     pub detail: Option<String>,
+    /// With a set per engine: the tenant's engine and its set's head.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<Version>,
 }
 
 /// The `status --format json` document.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusDoc {
+    /// The set's head; `"head"` with a set per engine (see `heads`).
     pub head: Version,
     pub target: Version,
+    /// With a set per engine: each engine's head.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub heads: BTreeMap<Engine, Version>,
     /// Tenants per state (states with none left out).
     pub counts: BTreeMap<Condition, usize>,
-    /// Readable tenants per version.
+    /// Readable tenants per version (with a set per engine, of every set: see `histograms`).
     pub histogram: BTreeMap<Version, usize>,
+    /// With a set per engine: readable tenants per version of each engine's set.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub histograms: BTreeMap<Engine, BTreeMap<Version, usize>>,
     /// Every selected tenant, or with `--lagging` only those not current.
     pub tenants: Vec<StatusRow>,
     pub lagging: Vec<LagRow>,
@@ -92,6 +112,8 @@ fn status_row(t: &Standing) -> StatusRow {
         pending: t.pending(),
         dirty: t.dirty,
         detail: t.detail.clone(),
+        engine: t.against.map(|a| a.0),
+        head: t.against.map(|a| a.1),
     }
 }
 
@@ -111,6 +133,8 @@ fn lag_row(t: &Standing) -> LagRow {
             error: e.error.clone(),
         }),
         detail: t.detail.clone(),
+        engine: t.against.map(|a| a.0),
+        head: t.against.map(|a| a.1),
     }
 }
 
@@ -118,8 +142,10 @@ pub fn status_doc(status: &FleetStatus, lagging_only: bool, ledger_error: Option
     StatusDoc {
         head: status.head,
         target: status.target,
+        heads: status.heads.clone(),
         counts: status.counts(),
         histogram: status.histogram(),
+        histograms: status.histograms(),
         tenants: status
             .tenants
             .iter()
@@ -143,14 +169,47 @@ fn bar(count: usize, max: usize) -> String {
 }
 
 /// Tenants per version as a bar chart, newest version first; unreachable tenants last.
+/// With a set per engine, one chart per engine, each against its own head.
 pub fn histogram_text(status: &FleetStatus) -> String {
-    let hist = status.histogram();
-    let unreachable = status.count(Condition::Unreachable);
+    if status.heads.is_empty() {
+        let title = format!("Tenants by version (target {}, head {}):", status.target, status.head);
+        return chart(
+            &title,
+            &status.histogram(),
+            status.target,
+            status.count(Condition::Unreachable),
+        );
+    }
+    let histograms = status.histograms();
+    let mut out = String::new();
+    for (engine, head) in &status.heads {
+        let target = if status.target == Version::HEAD {
+            *head
+        } else {
+            status.target
+        };
+        let unreachable = status
+            .tenants
+            .iter()
+            .filter(|t| t.condition == Condition::Unreachable && t.against.is_some_and(|a| a.0 == *engine))
+            .count();
+        let empty = BTreeMap::new();
+        let hist = histograms.get(engine).unwrap_or(&empty);
+        if hist.is_empty() && unreachable == 0 {
+            continue;
+        }
+        let title = format!("{engine} tenants by version (target {target}, head {head}):");
+        out.push_str(&chart(&title, hist, target, unreachable));
+    }
+    out
+}
+
+fn chart(title: &str, hist: &BTreeMap<Version, usize>, target: Version, unreachable: usize) -> String {
     let mut lines: Vec<(String, usize, &str)> = hist
         .iter()
         .rev()
         .map(|(v, n)| {
-            let mark = if *v == status.target { " target" } else { "" };
+            let mark = if *v == target { " target" } else { "" };
             (v.to_string(), *n, mark)
         })
         .collect();
@@ -160,7 +219,7 @@ pub fn histogram_text(status: &FleetStatus) -> String {
     let max = lines.iter().map(|l| l.1).max().unwrap_or(0);
     let label = lines.iter().map(|l| l.0.len()).max().unwrap_or(0);
     let count = lines.iter().map(|l| l.1.to_string().len()).max().unwrap_or(0);
-    let mut out = format!("Tenants by version (target {}, head {}):\n", status.target, status.head);
+    let mut out = format!("{title}\n");
     for (v, n, mark) in lines {
         let _ = writeln!(out, "  {v:>label$} {} {n:>count$}{mark}", bar(n, max));
     }
@@ -209,10 +268,14 @@ fn trim_lines(text: &str) -> String {
 
 /// A tenant's version, and the migration it is dirty at, as the run's report shows them.
 fn version_text(t: &Standing) -> String {
-    match t.dirty {
+    let mut text = match t.dirty {
         Some(d) => format!("{} (dirty at {d})", opt(t.version)),
         None => opt(t.version),
+    };
+    if let Some((engine, head)) = t.against {
+        let _ = write!(text, " ({engine}, head {head})");
     }
+    text
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -221,7 +284,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 
 /// `status` for people: the chart, the tenant table (only the lagging ones with
 /// `lagging_only`), the refused tenants grouped by problem with what to do, and a summary.
-pub fn status_text(set: &MigrationSet, status: &FleetStatus, lagging_only: bool, ledger_error: Option<&str>) -> String {
+pub fn status_text(sets: &Sets, status: &FleetStatus, lagging_only: bool, ledger_error: Option<&str>) -> String {
     let mut out = histogram_text(status);
     let rows: Vec<&Standing> = status
         .tenants
@@ -257,7 +320,7 @@ pub fn status_text(set: &MigrationSet, status: &FleetStatus, lagging_only: bool,
         let _ = write!(
             out,
             "\nLeft alone until their problem is solved:\n{}",
-            grouped(set, &refused)
+            grouped(sets, &refused)
         );
     }
     let current = status.count(Condition::Current);
@@ -409,6 +472,7 @@ mod tests {
             detail: None,
             refusal: None,
             note: LedgerNote::default(),
+            against: None,
         }
     }
 
@@ -435,10 +499,13 @@ mod tests {
         tenants.push(gone);
         FleetStatus {
             head: Version::int(7),
+            heads: BTreeMap::new(),
             target: Version::int(7),
             tenants,
         }
     }
+
+    use crate::model::migration::MigrationSet;
 
     fn set(n: i64) -> MigrationSet {
         crate::model::migration::test_set(&vec![false; n as usize])
@@ -473,7 +540,7 @@ mod tests {
     fn status_groups_tenants_with_the_same_problem() {
         let set = set(7);
         let status = drifted_fleet(&set);
-        insta::assert_snapshot!(status_text(&set, &status, true, None), @r"
+        insta::assert_snapshot!(status_text(&set.clone().into(), &status, true, None), @r"
             Tenants by version (target 7, head 7):
               7 ████████████████████████████████████████ 14 target
               4 █████▊                                    2
@@ -533,7 +600,7 @@ mod tests {
 
     #[test]
     fn status_text_lagging_only() {
-        insta::assert_snapshot!(status_text(&set(7), &fleet(), true, None), @r"
+        insta::assert_snapshot!(status_text(&set(7).into(), &fleet(), true, None), @r"
         Tenants by version (target 7, head 7):
           7 ████████████████████████████████████████ 30 target
           5 █▍                                        1

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::refusal::Refusal;
+use crate::model::sets::Sets;
 use crate::report::refusals::{Refused, grouped};
 
 fn table(header: &[&str]) -> Table {
@@ -52,7 +53,7 @@ fn would_run(steps: &[String], verbose: bool) -> String {
 
 /// `plan` for people; `verbose` lists every migration a tenant would run. Refused tenants
 /// are grouped by problem under the table, with what to do.
-pub fn plan_text(set: &MigrationSet, rows: &[PlanRow], verbose: bool) -> String {
+pub fn plan_text(sets: &Sets, rows: &[PlanRow], verbose: bool) -> String {
     let mut t = table(&["WAVE", "TENANT", "FROM", "TO", "WOULD RUN"]);
     let v = |v: Option<Version>| v.map_or("?".to_owned(), |v| v.to_string());
     for r in rows {
@@ -80,7 +81,7 @@ pub fn plan_text(set: &MigrationSet, rows: &[PlanRow], verbose: bool) -> String 
     } else {
         format!(
             "\nLeft alone until their problem is solved:\n{}\n",
-            grouped(set, &refused)
+            grouped(sets, &refused)
         )
     };
     format!(
@@ -297,7 +298,7 @@ mod tests {
     #[test]
     fn plan_summarises_each_tenants_migrations_as_a_range() {
         let rows = rows();
-        insta::assert_snapshot!(plan_text(&MigrationSet::new(vec![]).unwrap(), &rows, false), @r"
+        insta::assert_snapshot!(plan_text(&MigrationSet::new(vec![]).unwrap().into(), &rows, false), @r"
             WAVE  TENANT  FROM  TO   WOULD RUN
             1     fresh   0     285  0001..0285, 285 migrations
             1     late    282   285  0283..0285, 3 migrations
@@ -327,7 +328,7 @@ mod tests {
 
     #[test]
     fn plan_verbose_lists_every_migration() {
-        let text = plan_text(&MigrationSet::new(vec![]).unwrap(), &rows()[1..2], true);
+        let text = plan_text(&MigrationSet::new(vec![]).unwrap().into(), &rows()[1..2], true);
         insta::assert_snapshot!(text, @r"
         WAVE  TENANT  FROM  TO   WOULD RUN
         1     late    282   285  0283_m283, 0284_m284, 0285_m285

@@ -91,7 +91,8 @@ fn sqlite_tenants_migrated_by_sqlx_are_adopted_and_bad_histories_refused_by_name
     let run = p.run(&["adopt", "--from", "sqlx"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.all().contains("version 2 is marked failed"), "{}", run.all());
-    let set = fleetmig::api::load_migrations(p.path().join("migrations")).unwrap();
+    let sets = fleetmig::api::load_migrations(p.path().join("migrations")).unwrap();
+    let set = sets.single().unwrap();
     let expected: Vec<String> = set
         .iter()
         .take(2)

@@ -439,6 +439,18 @@ fn text_version_runs(events: &Events) {
         assert_eq!(down.code, 0, "{layout}: {down:?}");
         events.check(&format!("{layout} down"), &down.stdout);
     }
+    // A folder per engine: the run's target is each engine's own head, `"head"`.
+    let p = Project::new();
+    p.fleet(&format!(
+        "migrations: {{ sqlite: \"{}/tests/fixtures/layouts/flyway\" }}\n\
+         defaults: {{ url: \"sqlite://data/{{id}}.db\" }}\ntenants:\n  - {{ id: a }}\n",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    let up = p.run(&["up", "--format", "json"]);
+    assert_eq!(up.code, 0, "{up:?}");
+    events.check("per-engine up", &up.stdout);
+    assert!(up.stdout.contains("\"target\":\"head\""), "{}", up.stdout);
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod layout_sets;
 mod layouts;
 mod ledger;
 mod ledger_faults;
+mod per_engine;
 mod rollout;
 mod safety;
 mod seat;

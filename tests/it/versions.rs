@@ -20,8 +20,8 @@ fn three(p: &Project) {
 
 /// The checksum `status` would expect for migration `i` of [`three`].
 fn checksum(p: &Project, i: usize) -> String {
-    let set = fleetmig::api::load_migrations(p.path().join("migrations")).unwrap();
-    set.iter().nth(i - 1).unwrap().checksum.to_hex()
+    let sets = fleetmig::api::load_migrations(p.path().join("migrations")).unwrap();
+    sets.single().unwrap().iter().nth(i - 1).unwrap().checksum.to_hex()
 }
 
 fn status(p: &Project) -> Value {
@@ -209,6 +209,32 @@ fn an_older_pending_migration_is_refused_unless_out_of_order_is_allowed() {
     let down = p.run(&["down", "--steps", "2"]);
     assert_eq!(down.code, 0, "{}", down.all());
     assert_eq!(history(), ["1"]);
+}
+
+/// A run started with `--out-of-order` and paused (or interrupted) goes on with it when
+/// resumed without the flag: its later tenants are not refused.
+#[test]
+fn a_resumed_run_keeps_out_of_order() {
+    let p = Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n  - { id: globex }\n");
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    p.migration("0001_a.up.sql", "CREATE TABLE a (id INTEGER);");
+    p.migration("0003_c.up.sql", "CREATE TABLE c (id INTEGER);");
+    assert_eq!(p.run(&["up"]).code, 0);
+    p.migration("0002_b.up.sql", "CREATE TABLE b (id INTEGER);");
+    let paused = p.run(&["up", "--out-of-order", "--waves", "1,100%", "--pause-after", "1"]);
+    assert_eq!(paused.code, 0, "{}", paused.all());
+    let history = |id: &str| {
+        sqlite_column(
+            &p.db_path(id),
+            "SELECT version FROM fleetmig_history ORDER BY applied_at, rowid",
+        )
+    };
+    assert_eq!(history("acme"), ["1", "3", "2"]);
+    assert_eq!(history("globex"), ["1", "3"]);
+    let resumed = p.run(&["up", "--resume"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.all());
+    assert_eq!(history("globex"), ["1", "3", "2"]);
 }
 
 /// Two runners meet old integer history tables at once, on every engine: each table is

@@ -59,6 +59,9 @@ pub struct RecordedPolicy {
     pub retry_for_ms: Option<u64>,
     /// `--retries` (`None`: no count limit).
     pub retries: Option<u32>,
+    /// `--out-of-order` (or the fleet file's `out_of_order: true`): a resumed run keeps it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_order: bool,
 }
 
 pub(super) fn now_ms() -> i64 {

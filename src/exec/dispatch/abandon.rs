@@ -9,6 +9,7 @@ use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::Tenant;
 use crate::model::migration::{Applied, MigrationSet};
 use crate::model::run::{Outcome, Phase, TenantReport};
+use crate::model::sets::Sets;
 use crate::plan::tenant::Target;
 
 impl<W: Work> Dispatcher<'_, W> {
@@ -26,7 +27,7 @@ impl<W: Work> Dispatcher<'_, W> {
         for (i, read) in ids.into_iter().zip(settled) {
             let tenant = self.slots[i].tenant;
             let known = progress.lock().expect("not poisoned").remove(&tenant.id);
-            let report = abandoned_report(tenant, self.ctx.set, self.action, read, known);
+            let report = abandoned_report(tenant, self.ctx.sets, self.action, read, known);
             self.events.emit(Event::TenantFinished {
                 wave: self.slots[i].wave,
                 report: report.clone(),
@@ -45,12 +46,13 @@ const WHY: &str = "abandoned by a second interrupt (Ctrl-C or SIGTERM)";
 /// before it was dropped (where it started, where its plan went, the steps it completed).
 pub(crate) fn abandoned_report(
     t: &Tenant,
-    set: &MigrationSet,
+    sets: &Sets,
     action: Action,
     read: Result<Vec<Applied>, Unread>,
     known: Option<tenant::Progress>,
 ) -> TenantReport {
     let known = known.unwrap_or_default();
+    let (set, action) = (sets.of(t.engine), action.resolved(sets, t.engine));
     let (outcome, final_version) = match read {
         Err(e) => (
             failed(

@@ -246,8 +246,8 @@ impl<'s, W: Work> Starter<'s, W> {
     /// Runs `t`, of wave `wave`, whose start is announced.
     async fn run(self, t: &Tenant, wave: usize) -> TenantReport {
         let job = Job {
-            set: self.ctx.set,
-            action: self.action,
+            set: self.ctx.sets.of(t.engine),
+            action: self.action.resolved(self.ctx.sets, t.engine),
             per_tenant_tx: self.ctx.per_tenant_tx,
             retry: self.ctx.retry,
             run_id: &self.ctx.run_id,

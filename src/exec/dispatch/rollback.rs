@@ -86,7 +86,7 @@ impl<W: Work> Dispatcher<'_, W> {
                     let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
                     let quiet = events.retries_only();
                     let job = Job {
-                        set: ctx.set,
+                        set: ctx.sets.of(t.engine),
                         action: Action::Migrate(Target::Down { to }),
                         per_tenant_tx: false,
                         retry: ctx.retry,
@@ -134,7 +134,7 @@ impl<W: Work> Dispatcher<'_, W> {
         let settled = self.work.settled(&tenants, self.within(AFTER_ABANDON)).await;
         for (i, read) in cut.into_iter().zip(settled) {
             let action = Action::Migrate(Target::Down { to: starts[&i] });
-            let report = abandoned_report(self.slots[i].tenant, self.ctx.set, action, read, None);
+            let report = abandoned_report(self.slots[i].tenant, self.ctx.sets, action, read, None);
             if report.final_version.is_none() {
                 // Unknown, not where the run left it before the rollback began.
                 if let Some(r) = self.slots[i].report.as_mut() {

@@ -16,7 +16,8 @@ use crate::exec::events::Stamped;
 use crate::exec::work::Unread;
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Fleet, TenantId};
-use crate::model::migration::{Applied, MigrationSet, Version};
+use crate::model::migration::{Applied, Version};
+use crate::model::sets::Sets;
 
 /// How the fake plays a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,14 +172,14 @@ fn fleet(ids: &[&str]) -> Fleet {
     crate::load::fleet::parse(Path::new("/nowhere/tenants.yaml"), &yaml, &|_| None).unwrap()
 }
 
-fn set() -> MigrationSet {
-    crate::model::migration::test_set(&[false, false])
+fn set() -> Sets {
+    crate::model::migration::test_set(&[false, false]).into()
 }
 
-fn context<'a>(fleet: &'a Fleet, set: &'a MigrationSet, concurrency: usize) -> RunContext<'a> {
+fn context<'a>(fleet: &'a Fleet, sets: &'a Sets, concurrency: usize) -> RunContext<'a> {
     RunContext {
         fleet,
-        set,
+        sets,
         connector: crate::driver::connect::Connector::new(fleet, Default::default()),
         concurrency,
         per_tenant_tx: false,

@@ -18,9 +18,9 @@ use crate::exec::tenant::{self, Action};
 use crate::exec::turns::Turns;
 use crate::exec::work::Work;
 use crate::model::fleet::Tenant;
-use crate::model::migration::MigrationSet;
 use crate::model::policy::StopReason;
 use crate::model::run::{Outcome, Summary, TenantReport};
+use crate::model::sets::Sets;
 use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
 
@@ -75,7 +75,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         // Only a shortcut: an interrupt ends it (it may wait up to --connect-timeout on a
         // host that stopped answering), and the tenants then see the stop.
         let mut already_there = {
-            let surveying = already_at_target(self.work, self.ctx.set, self.action, &tenants);
+            let surveying = already_at_target(self.work, self.ctx.sets, self.action, &tenants);
             tokio::select! {
                 found = surveying => found,
                 Some(()) = self.interrupts.recv() => {
@@ -426,19 +426,22 @@ impl<W: Work> Task<'_, W> {
 /// tenant the survey does not cover, takes the ordinary path.
 async fn already_at_target(
     work: &impl Work,
-    set: &MigrationSet,
+    sets: &Sets,
     action: Action,
     tenants: &[(usize, &Tenant, usize)],
 ) -> HashMap<usize, TenantReport> {
-    let Action::Migrate(target @ (Target::Up { .. } | Target::Down { .. })) = action else {
+    if !matches!(action, Action::Migrate(Target::Up { .. } | Target::Down { .. })) {
         return HashMap::new();
-    };
+    }
     let refs: Vec<&Tenant> = tenants.iter().map(|(_, t, _)| *t).collect();
     let mut surveyed = work.survey(&refs).await;
     let mut out = HashMap::new();
     for (i, t, _) in tenants {
         let Some(rows) = surveyed.remove(&t.id) else { continue };
-        let Ok(p) = crate::plan::tenant::plan(set, &rows, target) else {
+        let Action::Migrate(target) = action.resolved(sets, t.engine) else {
+            continue;
+        };
+        let Ok(p) = crate::plan::tenant::plan(sets.of(t.engine), &rows, target) else {
             continue;
         };
         if p.steps.is_empty() {
