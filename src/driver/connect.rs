@@ -371,6 +371,18 @@ impl AnySession {
         each!(self, s => s.applied(style).await)
     }
 
+    pub async fn repeatables(&mut self) -> Result<Vec<(String, String)>, DbError> {
+        each!(self, s => s.repeatables().await)
+    }
+
+    pub async fn run_repeatable(
+        &mut self,
+        r: &crate::model::migration::Repeatable,
+        run_id: &str,
+    ) -> Result<Duration, DbError> {
+        each!(self, s => s.run_repeatable(r, run_id).await)
+    }
+
     pub async fn foreign(
         &mut self,
         tool: crate::model::foreign::Tool,

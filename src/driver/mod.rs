@@ -9,5 +9,6 @@ pub mod offline;
 pub mod postgres;
 pub mod quote;
 pub mod registry;
+pub mod repeatable;
 pub mod session;
 pub mod sqlite;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::Engine;
-use crate::model::migration::{Applied, Direction, Version, VersionStyle};
+use crate::model::migration::{Applied, Direction, Repeatable, Version, VersionStyle};
 use crate::plan::tenant::Step;
 
 /// What each engine provides. Every method is a round trip or a few; none decides anything.
@@ -276,6 +276,50 @@ impl<W: Wire> Session<W> {
             Ok(rows) => Ok(rows.map(super::foreign::rows)),
             Err(e) => Err(self.fail(ErrorKind::Sql, format!("reading {}", tool.table()), e)),
         }
+    }
+
+    /// The repeatable migrations this tenant ran, by name, with the checksum each ran;
+    /// none when it has no `fleetmig_repeatables` table yet.
+    pub async fn repeatables(&mut self) -> Result<Vec<(String, String)>, DbError> {
+        let sql = super::repeatable::select(W::ENGINE, self.wire.schema());
+        match self.wire.text_rows(&sql).await {
+            Ok(rows) => Ok(rows
+                .unwrap_or_default()
+                .into_iter()
+                .map(|[name, checksum, _]| (name, checksum.trim().to_owned()))
+                .collect()),
+            Err(e) => Err(self.fail(ErrorKind::Sql, "reading fleetmig_repeatables", e)),
+        }
+    }
+
+    /// Runs repeatable migration `r` and records its checksum, in one transaction where
+    /// the engine and the script allow (MySQL commits DDL as it goes: a script that ran
+    /// but whose row was not written runs again next time, as a repeatable one may).
+    pub async fn run_repeatable(&mut self, r: &Repeatable, run_id: &str) -> Result<Duration, DbError> {
+        let in_tx = r.script.transactional && W::ENGINE.has_transactional_ddl();
+        let schema = self.wire.schema().map(str::to_owned);
+        let started = Instant::now();
+        let result = async {
+            self.wire
+                .batch(&super::repeatable::create(W::ENGINE, schema.as_deref()))
+                .await?;
+            if in_tx {
+                self.wire.batch(W::BEGIN).await?;
+            }
+            self.wire.batch(&r.script.sql).await?;
+            let ms = millis(started.elapsed());
+            self.wire
+                .batch(&super::repeatable::record(schema.as_deref(), r, ms, run_id))
+                .await?;
+            if in_tx {
+                self.wire.batch("COMMIT").await?;
+            }
+            Ok(())
+        }
+        .await;
+        let op = format!("running repeatable migration `{}`", r.path.display());
+        result.map_err(|e| self.fail(ErrorKind::Sql, op, e))?;
+        Ok(started.elapsed())
     }
 
     /// The history rows, ascending, their versions read in `style` (the set's).

@@ -616,11 +616,66 @@ async fn migrate(
         job,
         plan: &tenant_plan,
     };
-    if job.per_tenant_tx && !tenant_plan.steps.is_empty() {
+    let report = if job.per_tenant_tx && !tenant_plan.steps.is_empty() {
         steps.in_one_transaction(session, report).await
     } else {
         steps.one_by_one(session, report, applied, pending).await
+    };
+    if matches!(target, Target::Up { .. }) {
+        repeat(session, job, report).await
+    } else {
+        report
     }
+}
+
+/// After an `up` that left the tenant at its set's head: the repeatable migrations that
+/// never ran on it, or ran with another checksum, in name order, each in the report as
+/// a step at the head's version. A stop asked for in between is taken before the next.
+async fn repeat(session: &mut AnySession, job: Job<'_>, mut report: TenantReport) -> TenantReport {
+    let set = job.set;
+    let at_head = matches!(report.outcome, Outcome::Succeeded) && report.final_version == Some(set.head());
+    if set.repeatables().is_empty() || !at_head {
+        return report;
+    }
+    let fail = |report: &mut TenantReport, error| {
+        report.outcome = Outcome::Failed {
+            version: None,
+            during: Phase::Migrating,
+            error,
+            dirty: false,
+        };
+    };
+    let ran = match session.repeatables().await {
+        Ok(ran) => ran,
+        Err(error) => {
+            fail(&mut report, error);
+            return report;
+        }
+    };
+    for r in set.repeatables() {
+        let checksum = r.checksum.to_hex();
+        if ran.iter().any(|(name, c)| *name == r.name && *c == checksum) {
+            continue;
+        }
+        if job.stop.load(Ordering::SeqCst) {
+            report.outcome = Outcome::Stopped;
+            return report;
+        }
+        match session.run_repeatable(r, job.run_id).await {
+            Ok(took) => report.steps.push(StepDone {
+                version: set.head(),
+                name: r.name.clone(),
+                direction: Direction::Up,
+                duration_ms: took.as_millis() as u64,
+                repeatable: true,
+            }),
+            Err(error) => {
+                fail(&mut report, error);
+                return report;
+            }
+        }
+    }
+    report
 }
 
 /// A tenant's planned steps being run, and what each one's start and end tell.
@@ -657,6 +712,7 @@ impl Steps<'_, '_> {
             name: step.migration.name.clone(),
             direction: step.direction,
             duration_ms,
+            repeatable: false,
         };
         if let Some(tracker) = self.job.progress {
             let mut all = tracker.lock().expect("not poisoned");
@@ -881,6 +937,7 @@ mod retry_tests {
                     name: format!("m{v}"),
                     direction: Direction::Up,
                     duration_ms: 1,
+                    repeatable: false,
                 })
                 .collect(),
         }

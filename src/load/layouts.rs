@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use super::migrations::{MigrationsError, not_a_file, read};
 use crate::model::fleet::Engine;
-use crate::model::migration::{DuplicateVersion, Layout, Migration, MigrationSet, Script, Version, VersionStyle};
+use crate::model::migration::{
+    DuplicateVersion, Layout, Migration, MigrationSet, Repeatable, Script, Version, VersionStyle,
+};
 
 /// What a folder's entries look like, per layout: counts and a first example, for
 /// detection and its error.
@@ -196,7 +198,43 @@ pub fn load(dir: &Path, layout: Layout) -> Result<MigrationSet, MigrationsError>
         Layout::Diesel => ignored,
         _ => not_taken(dir, layout)?,
     };
-    Ok(MigrationSet::with_style(migrations, style)?.with_layout(layout, ignored))
+    let repeatables = match layout {
+        Layout::Flyway => flyway_repeatables(dir)?,
+        _ => Vec::new(),
+    };
+    Ok(MigrationSet::with_style(migrations, style)?
+        .with_layout(layout, ignored)
+        .with_repeatables(repeatables))
+}
+
+/// Flyway's repeatable migrations in `dir`: `R__name.sql`, each run again whenever its
+/// checksum changes. The name is what the tenant records, so it keeps to letters, digits,
+/// `_`, `-`, `.` and spaces.
+fn flyway_repeatables(dir: &Path) -> Result<Vec<Repeatable>, MigrationsError> {
+    let mut out = Vec::new();
+    for (name, path) in entries(dir)? {
+        let Some(('R', _, desc)) = flyway_name(&name) else {
+            continue;
+        };
+        if let Some(kind) = not_a_file(&path)? {
+            return Err(MigrationsError::NotAFile { path, kind });
+        }
+        let plain = !desc.is_empty()
+            && desc.len() <= 200
+            && desc
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
+        if !plain {
+            return Err(MigrationsError::BadVersion {
+                path,
+                why: "a repeatable migration's name keeps to letters, digits, `_`, `-`, `.` and spaces (200 at most)"
+                    .into(),
+            });
+        }
+        let sql = written(read(&path)?, &path)?;
+        out.push(Repeatable::new(desc.to_owned(), sql, path));
+    }
+    Ok(out)
 }
 
 /// The entries of a flat layout's folder that are not its migrations.
@@ -387,10 +425,8 @@ fn flyway(dir: &Path) -> Result<Vec<Migration>, MigrationsError> {
             continue;
         };
         if kind == 'R' {
-            return Err(MigrationsError::Unsupported {
-                path,
-                what: "Flyway repeatable migrations (`R__`) are not run by fleetmig yet".into(),
-            });
+            // Read by `flyway_repeatables`.
+            continue;
         }
         if let Some(kind) = not_a_file(&path)? {
             return Err(MigrationsError::NotAFile { path, kind });

@@ -547,6 +547,27 @@ pub enum Direction {
     Down,
 }
 
+/// A repeatable migration (Flyway's `R__name.sql`): no version; run after the versioned
+/// ones, in name order, whenever its checksum differs from the one the tenant last ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeatable {
+    pub name: String,
+    pub script: Script,
+    pub checksum: Checksum,
+    pub path: PathBuf,
+}
+
+impl Repeatable {
+    pub fn new(name: String, sql: String, path: PathBuf) -> Self {
+        Repeatable {
+            name,
+            checksum: Checksum::of(&sql),
+            script: Script::new(sql),
+            path,
+        }
+    }
+}
+
 /// A migration: its up script and, when it is reversible, its down script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
@@ -650,6 +671,8 @@ pub struct MigrationSet {
     /// Whether a pending migration older than a tenant's newest applied one runs (as
     /// Flyway's `outOfOrder` and diesel do) instead of refusing the tenant.
     out_of_order: bool,
+    /// Flyway's repeatable migrations, in name order.
+    repeatables: Vec<Repeatable>,
 }
 
 impl MigrationSet {
@@ -673,8 +696,21 @@ impl MigrationSet {
             style,
             layout: Layout::Fleetmig,
             ignored: Vec::new(),
+            repeatables: Vec::new(),
             out_of_order: false,
         })
+    }
+
+    /// This set with `repeatables`, run in name order after the versioned migrations.
+    pub fn with_repeatables(mut self, mut repeatables: Vec<Repeatable>) -> Self {
+        repeatables.sort_by(|a, b| a.name.cmp(&b.name));
+        self.repeatables = repeatables;
+        self
+    }
+
+    /// The repeatable migrations, in the order they run.
+    pub fn repeatables(&self) -> &[Repeatable] {
+        &self.repeatables
     }
 
     /// This set, read from a folder in `layout` that also held `ignored`.

@@ -131,10 +131,14 @@ impl Phase {
 /// One step that ran to completion.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepDone {
+    /// For a repeatable migration, the version the tenant was at when it ran.
     pub version: Version,
     pub name: String,
     pub direction: Direction,
     pub duration_ms: u64,
+    /// A repeatable migration (Flyway's `R__`), run again because its checksum changed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeatable: bool,
 }
 
 /// Everything a run did to one tenant. In JSON its fields sit flat in `tenant_finished`,

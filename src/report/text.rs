@@ -310,6 +310,7 @@ pub(crate) mod tests {
             name: format!("step_{version}"),
             direction: Direction::Up,
             duration_ms,
+            repeatable: false,
         }
     }
 

@@ -451,6 +451,16 @@ fn text_version_runs(events: &Events) {
     assert_eq!(up.code, 0, "{up:?}");
     events.check("per-engine up", &up.stdout);
     assert!(up.stdout.contains("\"target\":\"head\""), "{}", up.stdout);
+    // A repeatable migration's step says so.
+    let p = Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: a }\n");
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    p.migration("V1__t.sql", "CREATE TABLE t (id INTEGER);");
+    p.migration("R__v.sql", "DROP VIEW IF EXISTS v; CREATE VIEW v AS SELECT id FROM t;");
+    let up = p.run(&["up", "--format", "json"]);
+    assert_eq!(up.code, 0, "{up:?}");
+    events.check("repeatable up", &up.stdout);
+    assert!(up.stdout.contains("\"repeatable\":true"), "{}", up.stdout);
 }
 
 #[test]

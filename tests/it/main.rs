@@ -25,6 +25,7 @@ mod layouts;
 mod ledger;
 mod ledger_faults;
 mod per_engine;
+mod repeatables;
 mod rollout;
 mod safety;
 mod seat;
