@@ -427,14 +427,24 @@ pub async fn annotate_within(status: &mut FleetStatus, url: &DbUrl, limit: std::
 pub(crate) async fn assess(fleet: &Fleet, sets: &Sets, opts: &Options) -> Result<FleetStatus, Error> {
     let tenants = selected_with_sets(fleet, sets, &opts.select)?;
     let to = target(sets, opts.to)?;
-    let states = inspect(fleet, sets, opts, &tenants).await;
-    Ok(FleetStatus::assess_sets(
+    let ctx = context(fleet, sets, opts);
+    let states = inspect_all(&ctx, &tenants).await;
+    let mut status = FleetStatus::assess_sets(
         sets,
         to,
         states
             .into_iter()
             .map(|(t, rows)| (t.id.to_string(), t.engine, rows.map_err(|e| e.to_string()))),
-    ))
+    );
+    // Repeatable migrations count only at the head, where `up` runs them.
+    let at_head: Vec<&Tenant> = tenants
+        .iter()
+        .copied()
+        .filter(|t| sets.resolve(t.engine, to) == sets.of(t.engine).head())
+        .collect();
+    status.note_repeatables(&crate::exec::run::stale_repeatables(&ctx, &at_head).await);
+    ctx.connector.close().await;
+    Ok(status)
 }
 
 /// Where every selected tenant stands against the target, read with a few queries per

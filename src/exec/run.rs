@@ -83,6 +83,39 @@ pub async fn inspect_all<'t>(ctx: &RunContext<'_>, tenants: &[&'t Tenant]) -> Ve
     rows.into_iter().map(|(_, row)| row).collect()
 }
 
+/// The repeatable migrations (by name) each of `tenants` has not run as their files are
+/// now, for those whose set has any; a tenant that cannot be read is left out (its
+/// history read says why). Read-only sessions under the run's caps.
+pub async fn stale_repeatables(ctx: &RunContext<'_>, tenants: &[&Tenant]) -> HashMap<String, Vec<String>> {
+    let with: Vec<&Tenant> = tenants
+        .iter()
+        .copied()
+        .filter(|t| !ctx.sets.of(t.engine).repeatables().is_empty())
+        .collect();
+    let caps = host_caps(ctx, &with);
+    futures::stream::iter(with)
+        .map(|t| {
+            let cap = caps[&t.server_key()].clone();
+            async move {
+                let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
+                let ran = tenant::inspect_repeatables(t, &ctx.connector).await.ok()?;
+                let stale: Vec<String> = ctx
+                    .sets
+                    .of(t.engine)
+                    .repeatables()
+                    .iter()
+                    .filter(|r| !ran.iter().any(|(n, c)| *n == r.name && *c == r.checksum.to_hex()))
+                    .map(|r| r.name.clone())
+                    .collect();
+                Some((t.id.to_string(), stale))
+            }
+        })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .filter_map(|x| async move { x.filter(|(_, stale)| !stale.is_empty()) })
+        .collect()
+        .await
+}
+
 /// A tenant's own history and another tool's (`None`: it has no such table), or why they
 /// could not be read.
 pub type Adoptable<'t> = (&'t Tenant, Result<(Vec<Applied>, Option<Vec<ForeignRow>>), DbError>);

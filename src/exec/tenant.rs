@@ -906,6 +906,15 @@ pub async fn inspect_foreign(
     rows
 }
 
+/// The repeatable migrations a tenant ran (name, checksum), read without locking or
+/// creating anything.
+pub async fn inspect_repeatables(tenant: &Tenant, connector: &Connector) -> Result<Vec<(String, String)>, DbError> {
+    let mut session = connector.open(tenant, Access::Read).await?;
+    let rows = session.repeatables().await;
+    session.release().await;
+    rows
+}
+
 /// A tenant's history rows, read without locking or creating anything.
 pub async fn inspect(tenant: &Tenant, connector: &Connector) -> Result<Vec<Applied>, DbError> {
     let mut session = connector.open(tenant, Access::Read).await?;

@@ -263,6 +263,22 @@ impl FleetStatus {
         }
     }
 
+    /// Tenants at the target whose repeatable migrations (named in `stale`, by tenant)
+    /// changed since they ran them: behind by that many, until `up` runs them again.
+    pub fn note_repeatables(&mut self, stale: &HashMap<String, Vec<String>>) {
+        for t in &mut self.tenants {
+            let Some(names) = stale.get(&t.id) else { continue };
+            if t.condition == Condition::Current {
+                t.condition = Condition::Behind;
+                t.behind_by = Some(names.len());
+                t.detail = Some(format!(
+                    "repeatable migration(s) changed or never run: {}",
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+
     /// Attaches what the ledger knows to the tenants that are not current.
     pub fn annotate(&mut self, notes: &HashMap<String, LedgerNote>) {
         for t in self.tenants.iter_mut().filter(|t| !t.is_current()) {

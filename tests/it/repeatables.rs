@@ -33,6 +33,16 @@ fn cycle(p: &Project, what: &str, view: &dyn Fn() -> Vec<String>, recorded: &dyn
     assert!(noop.stdout.contains("Nothing to do"), "{what}: {}", noop.all());
 
     p.migration("R__items_view.sql", VIEW_2);
+    let status = p.run(&["status", "--format", "json"]);
+    assert_eq!(status.code, 1, "{what}: behind: {}", status.all());
+    assert!(
+        status.stdout.contains("\"state\":\"behind\"")
+            && status
+                .stdout
+                .contains("repeatable migration(s) changed or never run: items_view"),
+        "{what}: {}",
+        status.stdout
+    );
     let again = p.run(&["up", "--format", "json"]);
     assert_eq!(again.code, 0, "{what}: {}", again.all());
     assert!(
@@ -42,6 +52,7 @@ fn cycle(p: &Project, what: &str, view: &dyn Fn() -> Vec<String>, recorded: &dyn
         again.stdout
     );
     assert_eq!(view(), ["id", "label"], "{what}");
+    assert_eq!(p.run(&["status"]).code, 0, "{what}: current again");
     assert!(
         p.run(&["up"]).stdout.contains("Nothing to do"),
         "{what}: ran again unchanged"
