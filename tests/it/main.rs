@@ -32,5 +32,6 @@ mod seat;
 mod signals;
 mod sqlite_fk;
 mod status;
+mod stock_tools;
 mod truth;
 mod versions;

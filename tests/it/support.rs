@@ -733,3 +733,37 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Another migration tool's command, to check fleetmig against the real thing: the path
+/// in `FLEETMIG_<NAME>` (CI installs them), else `name` on the `PATH`. `None` (after saying
+/// so) when it is not installed, unless `FLEETMIG_REQUIRE_TOOLS=1` makes that a failure.
+pub fn stock_tool(name: &str) -> Option<PathBuf> {
+    let var = format!("FLEETMIG_{}", name.to_uppercase().replace('-', "_"));
+    let found = match std::env::var_os(&var) {
+        Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
+        None => std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        }),
+    };
+    if found.is_none() {
+        if std::env::var("FLEETMIG_REQUIRE_TOOLS").is_ok_and(|v| v == "1" || v == "true") {
+            panic!("{name} is required (FLEETMIG_REQUIRE_TOOLS=1) but not found: set {var} or put it on the PATH");
+        }
+        eprintln!("SKIPPED: {name} not installed (set {var}, or FLEETMIG_REQUIRE_TOOLS=1 to make this a failure)");
+    }
+    found
+}
+
+/// Runs a stock tool; panics with its output when it fails.
+pub fn run_tool(tool: &Path, args: &[&str]) -> String {
+    let out = Command::new(tool).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{} {args:?}: {text}", tool.display());
+    text
+}
