@@ -58,7 +58,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
     }
     match &cli.command {
         Command::New { name } => local::new(g, name, out),
-        Command::History => local::history(g, out),
+        Command::History { verbose } => local::history(g, *verbose, out),
         Command::Sql {
             from,
             to,

@@ -304,7 +304,15 @@ pub enum Command {
         interval: Duration,
     },
     /// The migration set: version, name, reversible or not, checksum.
-    History,
+    ///
+    /// Entries of the folder that are not migrations (a README, a loose `.sql` beside
+    /// diesel's folders, hidden files) are left alone, never applied: counted here, listed
+    /// with --verbose, and always in `--format json`'s `ignored`.
+    History {
+        /// List each folder entry that is not a migration, not just their count.
+        #[arg(long, short = 'v')]
+        verbose: bool,
+    },
     /// Print the SQL an offline DBA would run, history writes included. Connects to nothing.
     Sql {
         /// The version the database is at; the script starts after it.
