@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::exec::wait::WaitOptions;
 use crate::load;
 use crate::model::fleet::{Fleet, MigrationsSource};
+use crate::model::foreign::{Adoption, RevisionMap, Tool};
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::secret::DbUrl;
 
@@ -170,6 +171,11 @@ fn load_set_of(g: &Global, fleet: &Fleet) -> Result<MigrationSet, Error> {
 
 fn load_from(source: MigrationsSource) -> Result<MigrationSet, Error> {
     Ok(api::load_migrations_in(&source.path, source.layout)?.with_out_of_order(source.out_of_order))
+}
+
+/// What `adopt` reads: `tool`'s table, through `map` for Alembic.
+fn adoption(tool: Tool, map: Option<&RevisionMap>) -> Result<Adoption<'_>, Error> {
+    Adoption::new(tool, map).map_err(|e| Error::Usage(e.to_string()))
 }
 
 async fn load_fleet(g: &Global) -> Result<Fleet, Error> {

@@ -137,7 +137,7 @@ pub(super) async fn adopt(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) 
     let set = super::load_set_of(g, &fleet)?;
     let args = RunArgs {
         tenants: api::selected(&fleet, &g.select)?,
-        action: Action::Adopt(tool),
+        action: Action::Adopt(super::adoption(tool, None)?),
         command: "adopt",
         rollout: None,
         record: Record::New,
@@ -169,7 +169,7 @@ pub(super) enum Record<'f> {
 pub(super) struct RunArgs<'a, 'f> {
     /// The run's tenants: the selection, or a recorded run's.
     pub tenants: Vec<&'f Tenant>,
-    pub action: Action,
+    pub action: Action<'f>,
     pub command: &'static str,
     /// `None` for `stamp`: one wave, no limits, no rollback.
     pub rollout: Option<&'a Rollout>,

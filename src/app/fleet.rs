@@ -165,13 +165,14 @@ pub(super) async fn adopt_plan(g: &Global, tool: Tool, out: &mut (dyn Write + Se
     let opts = options(g, None);
     let fleet = super::load_fleet(g).await?;
     let set = super::load_set_of(g, &fleet)?;
+    let from = super::adoption(tool, None)?;
     let tenants = api::selected(&fleet, &opts.select)?;
     let read = api::inspect_adoptable(&fleet, &set, &opts, &tenants, tool).await;
     let rows: Vec<tables::AdoptRow> = read
         .into_iter()
         .map(|(t, read)| {
             let planned =
-                read.map(|(applied, foreign)| crate::plan::adopt::adopt(&set, &applied, tool, foreign.as_deref()));
+                read.map(|(applied, foreign)| crate::plan::adopt::adopt(&set, &applied, from, foreign.as_deref()));
             tables::adopt_row(t, tool, planned)
         })
         .collect();
@@ -181,7 +182,7 @@ pub(super) async fn adopt_plan(g: &Global, tool: Tool, out: &mut (dyn Write + Se
             "{}",
             serde_json::json!({ "from": tool, "dry_run": true, "tenants": rows })
         )?,
-        Format::Text => write!(out, "{}", tables::adopt_text(tool, &rows))?,
+        Format::Text => write!(out, "{}", tables::adopt_text(from, &rows))?,
     }
     Ok(Outcome::Fleet {
         all_well: rows.iter().all(|r| r.refused.is_none()),

@@ -427,7 +427,7 @@ impl<W: Work> Task<'_, W> {
 async fn already_at_target(
     work: &impl Work,
     set: &MigrationSet,
-    action: Action,
+    action: Action<'_>,
     tenants: &[(usize, &Tenant, usize)],
 ) -> HashMap<usize, TenantReport> {
     let Action::Migrate(target @ (Target::Up { .. } | Target::Down { .. })) = action else {
