@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::exec::wait::WaitOptions;
 use crate::load;
 use crate::model::fleet::{Fleet, MigrationsSource};
-use crate::model::foreign::{Adoption, RevisionMap, Tool};
+use crate::model::foreign::{Adoption, MapMisuse, RevisionMap, Tool};
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::secret::DbUrl;
 
@@ -101,8 +101,13 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
         Command::Report { run, all } => past::report(g, run, *all, out).await,
         Command::Down { to, steps, rollout } => execute::down(g, *to, *steps, rollout, out).await,
         Command::Stamp { version, checksums } => execute::stamp(g, *version, *checksums, out).await,
-        Command::Adopt { from, dry_run: false } => execute::adopt(g, *from, out).await,
-        Command::Adopt { from, dry_run: true } => fleet::adopt_plan(g, *from, out).await,
+        Command::Adopt { from, map, dry_run } => {
+            MapMisuse::check(*from, map.is_some()).map_err(|e| Error::Usage(e.to_string()))?;
+            match dry_run {
+                false => execute::adopt(g, *from, map.as_deref(), out).await,
+                true => fleet::adopt_plan(g, *from, map.as_deref(), out).await,
+            }
+        }
     }
 }
 
@@ -171,6 +176,14 @@ fn load_set_of(g: &Global, fleet: &Fleet) -> Result<MigrationSet, Error> {
 
 fn load_from(source: MigrationsSource) -> Result<MigrationSet, Error> {
     Ok(api::load_migrations_in(&source.path, source.layout)?.with_out_of_order(source.out_of_order))
+}
+
+/// `adopt --map FILE`'s revision map, its versions read in the set's style; `None` without
+/// `--map` (checked against `--from` before anything is loaded).
+fn revision_map(map: Option<&Path>, set: &MigrationSet) -> Result<Option<RevisionMap>, Error> {
+    Ok(map
+        .map(|path| load::fleet::revision_map(path, set.style()))
+        .transpose()?)
 }
 
 /// What `adopt` reads: `tool`'s table, through `map` for Alembic.

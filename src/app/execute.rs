@@ -131,13 +131,19 @@ pub(super) async fn stamp(
     execute(g, &fleet, &set, args, out).await
 }
 
-/// `adopt --from TOOL`: records each tenant's other-tool history as fleetmig's.
-pub(super) async fn adopt(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+/// `adopt --from TOOL [--map FILE]`: records each tenant's other-tool history as fleetmig's.
+pub(super) async fn adopt(
+    g: &Global,
+    tool: Tool,
+    map: Option<&Path>,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
     let fleet = super::load_fleet(g).await?;
     let set = super::load_set_of(g, &fleet)?;
+    let map = super::revision_map(map, &set)?;
     let args = RunArgs {
         tenants: api::selected(&fleet, &g.select)?,
-        action: Action::Adopt(super::adoption(tool, None)?),
+        action: Action::Adopt(super::adoption(tool, map.as_ref())?),
         command: "adopt",
         rollout: None,
         record: Record::New,

@@ -1,6 +1,7 @@
 //! Commands that read the fleet and change nothing: `plan`, `status`, `wait`.
 
 use std::io::Write;
+use std::path::Path;
 
 use super::exit::Outcome;
 use super::options;
@@ -160,12 +161,18 @@ fn write_wait(outcome: &WaitOutcome, format: Format, out: &mut (dyn Write + Send
     Ok(())
 }
 
-/// `adopt --from TOOL --dry-run`: what each tenant would record, or why not; nothing written.
-pub(super) async fn adopt_plan(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+/// `adopt --from TOOL [--map FILE] --dry-run`: what each tenant would record, or why not; nothing written.
+pub(super) async fn adopt_plan(
+    g: &Global,
+    tool: Tool,
+    map: Option<&Path>,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
     let opts = options(g, None);
     let fleet = super::load_fleet(g).await?;
     let set = super::load_set_of(g, &fleet)?;
-    let from = super::adoption(tool, None)?;
+    let map = super::revision_map(map, &set)?;
+    let from = super::adoption(tool, map.as_ref())?;
     let tenants = api::selected(&fleet, &opts.select)?;
     let read = api::inspect_adoptable(&fleet, &set, &opts, &tenants, tool).await;
     let rows: Vec<tables::AdoptRow> = read
