@@ -290,12 +290,17 @@ pub(crate) fn limits_policy(
 }
 
 /// What the ledger keeps of a run so it can be resumed: the command, target and waves.
-pub(crate) fn run_plan(command: &str, action: Action, waves: &[Wave<'_>], policy: Option<RecordedPolicy>) -> RunPlan {
+pub(crate) fn run_plan(
+    command: &str,
+    action: Action<'_>,
+    waves: &[Wave<'_>],
+    policy: Option<RecordedPolicy>,
+) -> RunPlan {
     RunPlan {
         command: match action {
             Action::Checksums(None) => "stamp --checksums".to_owned(),
             Action::Checksums(Some(v)) => format!("stamp --checksums={v}"),
-            Action::Adopt(tool) => format!("adopt --from {tool}"),
+            Action::Adopt(from) => format!("adopt {from}"),
             _ => command.to_owned(),
         },
         target: match action {
@@ -342,7 +347,7 @@ pub(crate) fn recorded_waves<'f>(
 pub(crate) struct Run<'f> {
     pub ctx: RunContext<'f>,
     pub waves: Vec<Wave<'f>>,
-    pub action: Action,
+    pub action: Action<'f>,
     pub policy: Policy,
     /// The command's name, as the events, the report and the ledger give it.
     pub command: &'static str,

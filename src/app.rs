@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::exec::wait::WaitOptions;
 use crate::load;
 use crate::model::fleet::{Fleet, MigrationsSource};
+use crate::model::foreign::{Adoption, MapMisuse, RevisionMap, Tool};
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::secret::DbUrl;
 use crate::model::sets::Sets;
@@ -59,7 +60,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
     }
     match &cli.command {
         Command::New { name } => local::new(g, name, out),
-        Command::History => local::history(g, out),
+        Command::History { verbose } => local::history(g, *verbose, out),
         Command::Sql {
             from,
             to,
@@ -101,8 +102,13 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
         Command::Report { run, all } => past::report(g, run, *all, out).await,
         Command::Down { to, steps, rollout } => execute::down(g, *to, *steps, rollout, out).await,
         Command::Stamp { version, checksums } => execute::stamp(g, *version, *checksums, out).await,
-        Command::Adopt { from, dry_run: false } => execute::adopt(g, *from, out).await,
-        Command::Adopt { from, dry_run: true } => fleet::adopt_plan(g, *from, out).await,
+        Command::Adopt { from, map, dry_run } => {
+            MapMisuse::check(*from, map.is_some()).map_err(|e| Error::Usage(e.to_string()))?;
+            match dry_run {
+                false => execute::adopt(g, *from, map.as_deref(), out).await,
+                true => fleet::adopt_plan(g, *from, map.as_deref(), out).await,
+            }
+        }
     }
 }
 
@@ -211,6 +217,26 @@ fn load_from(source: MigrationsSource) -> Result<Sets, Error> {
         Sets::PerEngine(map)
     };
     Ok(sets.with_out_of_order(source.out_of_order))
+}
+
+/// `adopt --map FILE`'s revision map, its versions read in the set's style; `None` without
+/// `--map` (checked against `--from` before anything is loaded).
+fn revision_map(map: Option<&Path>, sets: &Sets) -> Result<Option<RevisionMap>, Error> {
+    let Some(path) = map else { return Ok(None) };
+    // One style reads the map: with a folder per engine, theirs must agree.
+    let mut styles: Vec<_> = sets.iter().map(|(_, s)| s.style()).collect();
+    styles.dedup();
+    let [style] = styles[..] else {
+        return Err(Error::Usage(format!(
+            "--map: the selected tenants' engine folders write versions differently ({sets}); select one engine's tenants"
+        )));
+    };
+    Ok(Some(load::fleet::revision_map(path, style)?))
+}
+
+/// What `adopt` reads: `tool`'s table, through `map` for Alembic.
+fn adoption(tool: Tool, map: Option<&RevisionMap>) -> Result<Adoption<'_>, Error> {
+    Adoption::new(tool, map).map_err(|e| Error::Usage(e.to_string()))
 }
 
 async fn load_fleet(g: &Global) -> Result<Fleet, Error> {

@@ -304,7 +304,16 @@ pub enum Command {
         interval: Duration,
     },
     /// The migration set: version, name, reversible or not, checksum.
-    History,
+    ///
+    /// Entries of the folder that are not migrations (a README, a loose `.sql` beside
+    /// diesel's folders) are left alone, never applied: counted here, listed with
+    /// --verbose, and always in `--format json`'s `ignored`. Hidden files are skipped
+    /// without a mention.
+    History {
+        /// List each folder entry that is not a migration, not just their count.
+        #[arg(long, short = 'v')]
+        verbose: bool,
+    },
     /// Print the SQL an offline DBA would run, history writes included. Connects to nothing.
     Sql {
         /// The version the database is at; the script starts after it.
@@ -345,16 +354,24 @@ pub enum Command {
     /// Take over tenants another migration tool migrated: record what its history says
     ///
     /// Reads each selected tenant's diesel (`__diesel_schema_migrations`), sqlx
-    /// (`_sqlx_migrations`), golang-migrate or dbmate (`schema_migrations`) or Flyway
-    /// (`flyway_schema_history`) table and records exactly those versions, with the
-    /// migration files' checksums, in fleetmig_history, under the tenant's lock, without
-    /// running SQL. A tenant whose table records a version no file has, marks a row failed
-    /// or dirty, or whose fleetmig history already says otherwise, is refused by name.
+    /// (`_sqlx_migrations`), golang-migrate or dbmate (`schema_migrations`), Flyway
+    /// (`flyway_schema_history`) or Alembic (`alembic_version`) table and records exactly
+    /// those versions, with the migration files' checksums, in fleetmig_history, under the
+    /// tenant's lock, without running SQL. Alembic keeps only its head revision, whose
+    /// version --map gives: every migration up to it is recorded. A tenant whose table
+    /// records a version no file has, marks a row failed or dirty, holds several Alembic
+    /// heads or a revision the map lacks, or whose fleetmig history already says
+    /// otherwise, is refused by name.
     Adopt {
         /// The tool whose history table the tenants hold: diesel, sqlx, golang-migrate,
-        /// flyway or dbmate.
+        /// flyway, dbmate or alembic.
         #[arg(long, value_name = "TOOL")]
         from: Tool,
+        /// With --from alembic (and only then): a YAML file mapping each Alembic revision
+        /// id to the version of the migration set it stands for, one `revision: version`
+        /// a line (`ae1027a6acf: 3`).
+        #[arg(long, value_name = "FILE")]
+        map: Option<PathBuf>,
         /// Print what each tenant would record (or why not) and change nothing.
         #[arg(long)]
         dry_run: bool,

@@ -1,6 +1,6 @@
 //! Setup errors: anything that stops a command before it touches a tenant.
 
-use crate::load::fleet::FleetError;
+use crate::load::fleet::{FleetError, MapError};
 use crate::load::migrations::MigrationsError;
 use crate::model::db_error::DbError;
 
@@ -8,6 +8,9 @@ use crate::model::db_error::DbError;
 pub enum Error {
     #[error(transparent)]
     Fleet(#[from] FleetError),
+    /// `adopt --map`'s revision map.
+    #[error(transparent)]
+    Map(#[from] MapError),
     /// The `discover:` query could not run: the registry is unreachable or refused it.
     #[error("fleet file `{path}`: discover: registry `{registry}`")]
     Discover {

@@ -63,7 +63,7 @@ pub(super) fn check_report_path(path: &Path) -> Result<(), Error> {
 /// applied long ago does not stand in the way. When the set has such a migration within
 /// reach, each tenant's history is read to tell; the first tenant that would run one is
 /// named, with the migration, and nothing runs.
-pub(super) async fn check_per_tenant_tx(s: &Scope<'_, '_>, action: Action) -> Result<(), Error> {
+pub(super) async fn check_per_tenant_tx(s: &Scope<'_, '_>, action: Action<'_>) -> Result<(), Error> {
     if let Some(t) = s.tenants.iter().find(|t| !t.engine.has_transactional_ddl()) {
         return Err(Error::Usage(format!(
             "--tx per-tenant: tenant `{}` is on MySQL, which commits DDL implicitly; use PostgreSQL or SQLite tenants, or --tx per-migration",

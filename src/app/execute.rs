@@ -132,13 +132,19 @@ pub(super) async fn stamp(
     execute(g, &fleet, &sets, args, out).await
 }
 
-/// `adopt --from TOOL`: records each tenant's other-tool history as fleetmig's.
-pub(super) async fn adopt(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+/// `adopt --from TOOL [--map FILE]`: records each tenant's other-tool history as fleetmig's.
+pub(super) async fn adopt(
+    g: &Global,
+    tool: Tool,
+    map: Option<&Path>,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
     let fleet = super::load_fleet(g).await?;
     let sets = super::load_set_of(g, &fleet)?;
+    let map = super::revision_map(map, &sets)?;
     let args = RunArgs {
         tenants: api::selected(&fleet, &g.select)?,
-        action: Action::Adopt(tool),
+        action: Action::Adopt(super::adoption(tool, map.as_ref())?),
         command: "adopt",
         rollout: None,
         record: Record::New,
@@ -170,7 +176,7 @@ pub(super) enum Record<'f> {
 pub(super) struct RunArgs<'a, 'f> {
     /// The run's tenants: the selection, or a recorded run's.
     pub tenants: Vec<&'f Tenant>,
-    pub action: Action,
+    pub action: Action<'f>,
     pub command: &'static str,
     /// `None` for `stamp`: one wave, no limits, no rollback.
     pub rollout: Option<&'a Rollout>,

@@ -1,6 +1,7 @@
 //! Commands that read the fleet and change nothing: `plan`, `status`, `wait`.
 
 use std::io::Write;
+use std::path::Path;
 
 use super::exit::Outcome;
 use super::options;
@@ -162,18 +163,25 @@ fn write_wait(outcome: &WaitOutcome, format: Format, out: &mut (dyn Write + Send
     Ok(())
 }
 
-/// `adopt --from TOOL --dry-run`: what each tenant would record, or why not; nothing written.
-pub(super) async fn adopt_plan(g: &Global, tool: Tool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+/// `adopt --from TOOL [--map FILE] --dry-run`: what each tenant would record, or why not; nothing written.
+pub(super) async fn adopt_plan(
+    g: &Global,
+    tool: Tool,
+    map: Option<&Path>,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
     let opts = options(g, None);
     let fleet = super::load_fleet(g).await?;
     let sets = super::load_set_of(g, &fleet)?;
+    let map = super::revision_map(map, &sets)?;
+    let from = super::adoption(tool, map.as_ref())?;
     let tenants = api::selected(&fleet, &opts.select)?;
     let read = api::inspect_adoptable(&fleet, &sets, &opts, &tenants, tool).await;
     let rows: Vec<tables::AdoptRow> = read
         .into_iter()
         .map(|(t, read)| {
             let planned = read.map(|(applied, foreign)| {
-                crate::plan::adopt::adopt(sets.of(t.engine), &applied, tool, foreign.as_deref())
+                crate::plan::adopt::adopt(sets.of(t.engine), &applied, from, foreign.as_deref())
             });
             tables::adopt_row(t, tool, planned)
         })
@@ -184,7 +192,7 @@ pub(super) async fn adopt_plan(g: &Global, tool: Tool, out: &mut (dyn Write + Se
             "{}",
             serde_json::json!({ "from": tool, "dry_run": true, "tenants": rows })
         )?,
-        Format::Text => write!(out, "{}", tables::adopt_text(tool, &rows))?,
+        Format::Text => write!(out, "{}", tables::adopt_text(from, &rows))?,
     }
     Ok(Outcome::Fleet {
         all_well: rows.iter().all(|r| r.refused.is_none()),

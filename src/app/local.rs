@@ -53,8 +53,9 @@ pub(super) fn new(g: &Global, name: &str, out: &mut (dyn Write + Send)) -> Resul
     Ok(Outcome::Done)
 }
 
-/// `history`: the migration set.
-pub(super) fn history(g: &Global, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+/// `history`: the migration set; the entries that are not migrations counted, or with
+/// `verbose` listed one a line (JSON lists them always).
+pub(super) fn history(g: &Global, verbose: bool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
     let set = super::load_set(g)?;
     let rows = tables::history_rows(&set);
     let ignored: Vec<String> = set.ignored().iter().map(|p| p.display().to_string()).collect();
@@ -69,8 +70,16 @@ pub(super) fn history(g: &Global, out: &mut (dyn Write + Send)) -> Result<Outcom
             if set.layout() != Layout::Fleetmig {
                 writeln!(out, "Layout: {} (versions: {})", set.layout(), set.style())?;
             }
-            if !ignored.is_empty() {
-                writeln!(out, "Not migrations, left alone: {}", ignored.join(", "))?;
+            match (ignored.len(), verbose) {
+                (0, _) => {}
+                (_, true) => {
+                    writeln!(out, "Not migrations, left alone:")?;
+                    for path in &ignored {
+                        writeln!(out, "  {path}")?;
+                    }
+                }
+                (1, false) => writeln!(out, "1 entry ignored (history --verbose lists it)")?,
+                (n, false) => writeln!(out, "{n} entries ignored (history --verbose lists them)")?,
             }
         }
     }

@@ -13,7 +13,7 @@ pub fn query(tool: Tool, engine: Engine, schema: Option<&str>) -> String {
         Engine::Postgres | Engine::Sqlite => format!("CAST({expr} AS TEXT)"),
     };
     let (ok, kind, filter) = match tool {
-        Tool::Diesel | Tool::Dbmate => ("1", "''".to_owned(), ""),
+        Tool::Diesel | Tool::Dbmate | Tool::Alembic => ("1", "''".to_owned(), ""),
         Tool::Sqlx => ("CASE WHEN success THEN 1 ELSE 0 END", "''".to_owned(), ""),
         Tool::GolangMigrate => ("CASE WHEN dirty THEN 0 ELSE 1 END", "''".to_owned(), ""),
         // Repeatable migrations have no version; they are not adopted.
@@ -27,7 +27,12 @@ pub fn query(tool: Tool, engine: Engine, schema: Option<&str>) -> String {
         Some(schema) => format!("{}.{}", crate::driver::quote::double(schema), tool.table()),
         None => tool.table().to_owned(),
     };
-    format!("SELECT {}, {}, {kind} FROM {table}{filter}", text("version"), text(ok))
+    // Alembic's column holds a revision id, read through the user's map in `plan::adopt`.
+    let version = match tool {
+        Tool::Alembic => "version_num",
+        _ => "version",
+    };
+    format!("SELECT {}, {}, {kind} FROM {table}{filter}", text(version), text(ok))
 }
 
 /// Rows read by [`query`], from their three text columns.

@@ -11,16 +11,16 @@ use crate::driver::session::{StepFailed, Undo};
 use crate::exec::events::{Event, Events};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant, TenantId};
-use crate::model::foreign::Tool;
+use crate::model::foreign::{Adoption, Tool};
 use crate::model::migration::{Applied, Direction, MigrationSet, Version, VersionStyle};
 use crate::model::refusal::Refusal;
 use crate::model::run::{Outcome, Phase, SkipReason, StepDone, TenantReport};
 use crate::model::sets::Sets;
 use crate::plan::tenant::{self as plan, Target};
 
-/// What a run does to each tenant.
+/// What a run does to each tenant; `'a`: what it borrows (`adopt`'s revision map).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<'a> {
     Migrate(Target),
     /// Record the tenant as being at this version without running SQL.
     Stamp(Version),
@@ -28,13 +28,13 @@ pub enum Action {
     /// keeping its version.
     Checksums(Option<Version>),
     /// Record what another tool's history table says is applied, without running SQL.
-    Adopt(Tool),
+    Adopt(Adoption<'a>),
 }
 
-impl Action {
+impl<'a> Action<'a> {
     /// This action as a tenant of `engine` takes it: [`Version::HEAD`] is its set's head,
     /// other versions are read in its set's style.
-    pub fn resolved(self, sets: &Sets, engine: Engine) -> Action {
+    pub fn resolved(self, sets: &Sets, engine: Engine) -> Action<'a> {
         let v = |to| sets.resolve(engine, to);
         match self {
             Action::Migrate(target) => Action::Migrate(target.map(v)),
@@ -94,7 +94,7 @@ pub type Tracker = Mutex<std::collections::HashMap<TenantId, Progress>>;
 #[derive(Clone, Copy)]
 pub struct Job<'a> {
     pub set: &'a MigrationSet,
-    pub action: Action,
+    pub action: Action<'a>,
     /// All of a tenant's steps in one transaction (PostgreSQL, SQLite).
     pub per_tenant_tx: bool,
     /// When to try again after a transient error.
@@ -553,12 +553,12 @@ async fn act(
             }
             Err(refusal) => refused(tenant, applied, refusal),
         },
-        Action::Adopt(tool) => {
-            let rows = match session.foreign(tool).await {
+        Action::Adopt(from) => {
+            let rows = match session.foreign(from.tool()).await {
                 Ok(rows) => rows,
                 Err(error) => return failed_before_any_step(tenant, error, Phase::ReadingHistory),
             };
-            match crate::plan::adopt::adopt(job.set, applied, tool, rows.as_deref()) {
+            match crate::plan::adopt::adopt(job.set, applied, from, rows.as_deref()) {
                 Ok((rows, at)) => stamp(session, tenant, applied, rows, at, job.run_id).await,
                 Err(refusal) => refused(tenant, applied, refusal),
             }

@@ -1,4 +1,5 @@
-//! The fleet file (`tenants.yaml`): the only code that reads YAML.
+//! The fleet file (`tenants.yaml`), and `adopt --map`'s revision map: the only code that
+//! reads YAML.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -14,7 +15,8 @@ use crate::model::fleet::{
     BadIdent, Discover, Engine, Fleet, Host, Ident, MigrationsSource, Namespace, RolloutDefaults, Tenant, TenantId,
     quoted,
 };
-use crate::model::migration::Layout;
+use crate::model::foreign::RevisionMap;
+use crate::model::migration::{Layout, Version, VersionStyle};
 use crate::model::policy::RollbackPolicy;
 use crate::model::secret::{DbUrl, redact, scrub};
 
@@ -1585,6 +1587,110 @@ fn client_takes(engine: Engine, url: DbUrl) -> Result<(Engine, DbUrl), UrlError>
     }
 }
 
+/// What can be wrong with `adopt --map`'s revision map file.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    #[error("reading revision map `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("revision map `{}`: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// `adopt --from alembic --map FILE`: a YAML mapping of Alembic revision ids to versions of
+/// the set, each read in its `style` (`ae1027a6acf: 3`, `"1.10"` for a dotted one). Keys
+/// and values are taken as written, so `1.10` stays `1.10`; a revision twice, an empty
+/// map or a version the set's style cannot read is refused, naming the file.
+pub fn revision_map(path: &Path, style: VersionStyle) -> Result<RevisionMap, MapError> {
+    let text = fs::read_to_string(path).map_err(|source| MapError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_revision_map(path, &text, style)
+}
+
+/// [`revision_map`] of the file `path`'s `text`.
+fn parse_revision_map(path: &Path, text: &str, style: VersionStyle) -> Result<RevisionMap, MapError> {
+    let invalid = |message: String| MapError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    if text.trim().is_empty() {
+        return Err(invalid(
+            "is empty: it maps each Alembic revision id to a version, `ae1027a6acf: 3`".into(),
+        ));
+    }
+    let pairs = serde_yaml::from_str::<Pairs>(text).map_err(|e| invalid(map_yaml_message(&e)))?;
+    let mut versions = BTreeMap::new();
+    for (revision, version) in pairs.0 {
+        let version = Version::parse(&version, style).map_err(|e| invalid(format!("revision `{revision}`: {e}")))?;
+        if versions.insert(revision.clone(), version).is_some() {
+            let lines = key_lines(text, &revision);
+            return Err(invalid(format!("revision `{revision}` is mapped twice{lines}")));
+        }
+    }
+    Ok(RevisionMap {
+        file: path.to_owned(),
+        versions,
+    })
+}
+
+/// ` (lines 2 and 5)`: where the plain mapping `text` has `key` as a key, when that is
+/// more than once; empty when it cannot tell (a key written another way).
+fn key_lines(text: &str, key: &str) -> String {
+    let quotes: &[char] = &['"', '\''];
+    let lines: Vec<String> = (1..)
+        .zip(text.lines())
+        .filter(|(_, line)| {
+            let line = line.trim_start().trim_start_matches(quotes);
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start_matches(quotes).trim_start().starts_with(':'))
+        })
+        .map(|(n, _)| n.to_string())
+        .collect();
+    match lines.as_slice() {
+        [_, _, ..] => format!(" (lines {})", lines.join(" and ")),
+        _ => String::new(),
+    }
+}
+
+/// A mapping's entries as written, in order: each key and value a scalar taken as its text.
+struct Pairs(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of Alembic revision ids to versions (`ae1027a6acf: 3`)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry::<String, String>()? {
+                    pairs.push(pair);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// The parser's message with its line and column, which serde_yaml leaves out of some.
+fn map_yaml_message(e: &serde_yaml::Error) -> String {
+    let mut message = e.to_string();
+    if !message.contains(" line ") {
+        if let Some(at) = e.location() {
+            message.push_str(&format!(" at line {} column {}", at.line(), at.column()));
+        }
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2111,5 +2217,45 @@ tenants:
                 .to_string()
                 .contains("`B` is not set")
         );
+    }
+
+    #[test]
+    fn a_revision_map_takes_versions_as_written_and_refuses_what_is_wrong_naming_file_and_line() {
+        let path = Path::new("/fleet/revisions.yaml");
+        let map = parse_revision_map(
+            path,
+            "# alembic history\n1975ea83b712: 1.2\nae1027a6acf: \"1.10\"\n27c6a30d7c24: 1.10\n",
+            VersionStyle::Dotted,
+        )
+        .unwrap();
+        let texts: Vec<(&str, String)> = map.versions.iter().map(|(r, v)| (r.as_str(), v.to_string())).collect();
+        assert_eq!(
+            texts,
+            [
+                ("1975ea83b712", "1.2".to_owned()),
+                ("27c6a30d7c24", "1.10".to_owned()),
+                ("ae1027a6acf", "1.10".to_owned())
+            ]
+        );
+        assert_eq!(map.file, path);
+        let numeric = parse_revision_map(path, "123456789012: 0003\n", VersionStyle::Integer).unwrap();
+        assert_eq!(numeric.versions["123456789012"], Version::int(3));
+        for (text, says) in [
+            ("", "revision map `/fleet/revisions.yaml`: is empty"),
+            ("a: 1\nb: 2\n'a': 3\n", "revision `a` is mapped twice (lines 1 and 3)"),
+            ("a: 1\nb: [2]\n", "line 2"),
+            ("- a\n- b\n", "a mapping of Alembic revision ids to versions"),
+            ("a: 1\n  b: 2\n", "line 2"),
+            ("a: 1\nb: two\n", "revision `b`: `two` is not a migration version"),
+        ] {
+            let err = parse_revision_map(path, text, VersionStyle::Integer)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("revision map `/fleet/revisions.yaml`: "),
+                "{text:?}: {err}"
+            );
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
     }
 }

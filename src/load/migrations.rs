@@ -268,6 +268,7 @@ fn load_with(dir: &Path, unwritten_ok: bool) -> Result<MigrationSet, MigrationsE
     })?;
     let mut ups: BTreeMap<(Version, String), PathBuf> = BTreeMap::new();
     let mut downs: BTreeMap<(Version, String), PathBuf> = BTreeMap::new();
+    let mut ignored = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| MigrationsError::Read {
             path: dir.to_owned(),
@@ -275,7 +276,11 @@ fn load_with(dir: &Path, unwritten_ok: bool) -> Result<MigrationSet, MigrationsE
         })?;
         let path = entry.path();
         let file = entry.file_name().to_string_lossy().into_owned();
-        if file.starts_with('.') || !looks_like_migration(&file) {
+        if file.starts_with('.') {
+            continue;
+        }
+        if !looks_like_migration(&file) {
+            ignored.push(path);
             continue;
         }
         let kind_of_file = not_a_file(&path)?;
@@ -283,6 +288,7 @@ fn load_with(dir: &Path, unwritten_ok: bool) -> Result<MigrationSet, MigrationsE
         // A folder is left alone unless it has a migration's very name: then the migration
         // would be silently missing.
         if kind_of_file == Some("a folder") && parsed.is_err() {
+            ignored.push(path);
             continue;
         }
         let (version, name, kind) = parsed.map_err(|why| MigrationsError::Misnamed {
@@ -317,7 +323,8 @@ fn load_with(dir: &Path, unwritten_ok: bool) -> Result<MigrationSet, MigrationsE
         };
         migrations.push(Migration::new(version, name, up, down, path));
     }
-    Ok(MigrationSet::new(migrations)?)
+    ignored.sort();
+    Ok(MigrationSet::new(migrations)?.with_layout(Layout::Fleetmig, ignored))
 }
 
 /// The digits of a file's version, as written (`0007`, `20240101120000`).
@@ -576,7 +583,13 @@ mod tests {
             assert!(err.contains(why), "{file:?}: {err}");
         }
         let dir = dir_with(&[("README.md", ""), ("notes.txt", ""), (".0001_a.up.sql.swp", "")]);
-        assert!(load(dir.path()).unwrap().is_empty());
+        let set = load(dir.path()).unwrap();
+        assert!(set.is_empty());
+        // Left alone and listed for `history --verbose`; hidden files are not even listed.
+        assert_eq!(
+            set.ignored(),
+            [dir.path().join("README.md"), dir.path().join("notes.txt")]
+        );
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! Other migration tools whose history a tenant may already hold, for `fleetmig adopt`.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Serialize;
+
+use crate::model::migration::Version;
 
 /// A migration tool whose history table fleetmig reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -14,6 +18,9 @@ pub enum Tool {
     GolangMigrate,
     Flyway,
     Dbmate,
+    /// Alembic: its `alembic_version` holds only the current head revision id(s), which
+    /// carry no order; a [`RevisionMap`] gives each the version it stands for.
+    Alembic,
 }
 
 impl Tool {
@@ -24,6 +31,7 @@ impl Tool {
             Tool::GolangMigrate => "golang-migrate",
             Tool::Flyway => "flyway",
             Tool::Dbmate => "dbmate",
+            Tool::Alembic => "alembic",
         }
     }
 
@@ -34,6 +42,7 @@ impl Tool {
             Tool::Sqlx => "_sqlx_migrations",
             Tool::GolangMigrate | Tool::Dbmate => "schema_migrations",
             Tool::Flyway => "flyway_schema_history",
+            Tool::Alembic => "alembic_version",
         }
     }
 }
@@ -46,7 +55,7 @@ impl fmt::Display for Tool {
 
 /// A tool name fleetmig does not adopt from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a tool fleetmig adopts from (known: diesel, sqlx, golang-migrate, flyway, dbmate)")]
+#[error("`{0}` is not a tool fleetmig adopts from (known: diesel, sqlx, golang-migrate, flyway, dbmate, alembic)")]
 pub struct BadTool(pub String);
 
 impl FromStr for Tool {
@@ -58,6 +67,7 @@ impl FromStr for Tool {
             "golang-migrate" | "migrate" => Ok(Tool::GolangMigrate),
             "flyway" => Ok(Tool::Flyway),
             "dbmate" => Ok(Tool::Dbmate),
+            "alembic" => Ok(Tool::Alembic),
             _ => Err(BadTool(s.to_owned())),
         }
     }
@@ -72,4 +82,71 @@ pub struct ForeignRow {
     pub ok: bool,
     /// Flyway's row type (`SQL`, `BASELINE`, `UNDO_SQL`, ...); empty for the others.
     pub kind: String,
+}
+
+/// Alembic revision ids, each mapped to the version of the migration set it stands for
+/// (`adopt --from alembic --map FILE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionMap {
+    /// The file it was read from, named in every refusal that involves it.
+    pub file: PathBuf,
+    pub versions: BTreeMap<String, Version>,
+}
+
+/// Where `adopt` reads a tenant's history: a tool's table, and for Alembic the revision
+/// map its rows are read through. Only Alembic has a map, and it always has one. Borrowed,
+/// so that a run's action stays `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adoption<'m> {
+    tool: Tool,
+    map: Option<&'m RevisionMap>,
+}
+
+/// A revision map given where none is needed, or missing where one is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapMisuse {
+    #[error(
+        "--from alembic needs --map FILE: Alembic's revision ids carry no order, so the map says which version each stands for"
+    )]
+    Missing,
+    #[error("--map is for --from alembic only: {0} keeps versions in its table")]
+    NotAlembic(Tool),
+}
+
+impl MapMisuse {
+    /// Whether `tool` is adopted with a map when `has_map` says there is one: checked
+    /// before the map file is read, and again when the adoption is built.
+    pub fn check(tool: Tool, has_map: bool) -> Result<(), MapMisuse> {
+        match (tool, has_map) {
+            (Tool::Alembic, false) => Err(MapMisuse::Missing),
+            (Tool::Alembic, true) | (_, false) => Ok(()),
+            (tool, true) => Err(MapMisuse::NotAlembic(tool)),
+        }
+    }
+}
+
+impl<'m> Adoption<'m> {
+    pub fn new(tool: Tool, map: Option<&'m RevisionMap>) -> Result<Adoption<'m>, MapMisuse> {
+        MapMisuse::check(tool, map.is_some())?;
+        Ok(Adoption { tool, map })
+    }
+
+    pub fn tool(self) -> Tool {
+        self.tool
+    }
+
+    /// The revision map, for Alembic.
+    pub fn map(self) -> Option<&'m RevisionMap> {
+        self.map
+    }
+}
+
+/// `--from TOOL`, and `--map FILE` for Alembic: how the ledger and the report name it.
+impl fmt::Display for Adoption<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.map {
+            Some(map) => write!(f, "--from {} --map {}", self.tool, map.file.display()),
+            None => write!(f, "--from {}", self.tool),
+        }
+    }
 }

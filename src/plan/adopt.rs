@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::foreign::{ForeignRow, Tool};
+use crate::model::foreign::{Adoption, ForeignRow, RevisionMap, Tool};
 use crate::model::migration::{Applied, Migration, MigrationSet, Version};
 use crate::model::refusal::Refusal;
 
@@ -13,16 +13,20 @@ use crate::model::refusal::Refusal;
 pub fn adopt(
     set: &MigrationSet,
     applied: &[Applied],
-    tool: Tool,
+    from: Adoption<'_>,
     rows: Option<&[ForeignRow]>,
 ) -> Result<(Vec<Applied>, Version), Refusal> {
+    let tool = from.tool();
     let refuse = |why: String| Refusal::Foreign {
         tool: tool.name().to_owned(),
         table: tool.table().to_owned(),
         why,
     };
     let rows = rows.ok_or_else(|| refuse("no such table here: nothing to adopt".into()))?;
-    let versions = recorded(set, tool, rows, &refuse)?;
+    let versions = match from.map() {
+        Some(map) => revisions(set, map, rows, &refuse)?,
+        None => recorded(set, tool, rows, &refuse)?,
+    };
     let adopted: Vec<Applied> = set
         .iter()
         .filter(|m| versions.contains(&m.version))
@@ -84,9 +88,46 @@ fn recorded(
     Ok(versions)
 }
 
+/// The versions an Alembic table's rows stand for: its one head revision read through the
+/// map, and every migration at or below its version. No row: nothing applied yet.
+fn revisions(
+    set: &MigrationSet,
+    map: &RevisionMap,
+    rows: &[ForeignRow],
+    refuse: &dyn Fn(String) -> Refusal,
+) -> Result<BTreeSet<Version>, Refusal> {
+    let file = map.file.display();
+    let head = match rows {
+        [] => return Ok(BTreeSet::new()),
+        [head] => &head.version,
+        heads => {
+            let mut names: Vec<&str> = heads.iter().map(|r| r.version.as_str()).collect();
+            names.sort_unstable();
+            return Err(refuse(format!(
+                "{} heads ({}): Alembic's branches are not merged, and fleetmig's history is one line; \
+                 merge them (`alembic merge`) and upgrade first",
+                heads.len(),
+                names.join(", ")
+            )));
+        }
+    };
+    let Some(&v) = map.versions.get(head) else {
+        return Err(refuse(format!(
+            "revision {head} is not in the map `{file}`: add it with the version it stands for"
+        )));
+    };
+    if v != Version::ZERO && set.get(v).is_none() {
+        return Err(refuse(format!(
+            "revision {head} maps to version {v} in `{file}`, which no migration file has"
+        )));
+    }
+    Ok(set.iter().map(|m| m.version).filter(|m| *m <= v).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::foreign::MapMisuse;
 
     fn row(v: &str) -> ForeignRow {
         ForeignRow {
@@ -96,6 +137,10 @@ mod tests {
         }
     }
 
+    fn of(tool: Tool) -> Adoption<'static> {
+        Adoption::new(tool, None).unwrap()
+    }
+
     fn versions(rows: &[Applied]) -> Vec<String> {
         rows.iter().map(|a| a.version.to_string()).collect()
     }
@@ -103,19 +148,19 @@ mod tests {
     #[test]
     fn each_tools_rows_become_the_files_history() {
         let set = crate::model::migration::test_set(&[true, true, true, true]);
-        let (rows, at) = adopt(&set, &[], Tool::Sqlx, Some(&[row("1"), row("2"), row("4")])).unwrap();
+        let (rows, at) = adopt(&set, &[], of(Tool::Sqlx), Some(&[row("1"), row("2"), row("4")])).unwrap();
         assert_eq!(
             (versions(&rows), at),
             (vec!["1".into(), "2".into(), "4".into()], Version::int(4))
         );
         assert_eq!(rows[0].checksum, set.get(Version::int(1)).unwrap().checksum.to_hex());
         // golang-migrate's one row is its current version.
-        let (rows, _) = adopt(&set, &[], Tool::GolangMigrate, Some(&[row("3")])).unwrap();
+        let (rows, _) = adopt(&set, &[], of(Tool::GolangMigrate), Some(&[row("3")])).unwrap();
         assert_eq!(versions(&rows), ["1", "2", "3"]);
         // Adopting again over the same history is a no-op; over another, refused.
-        let (again, _) = adopt(&set, &rows, Tool::GolangMigrate, Some(&[row("3")])).unwrap();
+        let (again, _) = adopt(&set, &rows, of(Tool::GolangMigrate), Some(&[row("3")])).unwrap();
         assert_eq!(again, rows);
-        let err = adopt(&set, &rows[..1], Tool::GolangMigrate, Some(&[row("3")])).unwrap_err();
+        let err = adopt(&set, &rows[..1], of(Tool::GolangMigrate), Some(&[row("3")])).unwrap_err();
         assert!(
             err.to_string().contains("already records other migrations (1)"),
             "{err}"
@@ -149,8 +194,67 @@ mod tests {
             ),
             (Tool::Dbmate, None, "`schema_migrations`: no such table here"),
         ] {
-            let err = adopt(&set, &[], tool, rows.as_deref()).unwrap_err();
+            let err = adopt(&set, &[], of(tool), rows.as_deref()).unwrap_err();
             assert!(err.to_string().contains(says), "{tool}: {err}");
         }
+    }
+
+    fn alembic_map(pairs: &[(&str, i64)]) -> RevisionMap {
+        RevisionMap {
+            file: "revisions.yaml".into(),
+            versions: pairs.iter().map(|(r, v)| ((*r).to_owned(), Version::int(*v))).collect(),
+        }
+    }
+
+    #[test]
+    fn an_alembic_head_revision_takes_every_migration_up_to_its_mapped_version() {
+        let set = crate::model::migration::test_set(&[true, true, true]);
+        let map = alembic_map(&[("1975ea83b712", 1), ("ae1027a6acf", 2), ("27c6a30d7c24", 0)]);
+        let from = Adoption::new(Tool::Alembic, Some(&map)).unwrap();
+        let (rows, at) = adopt(&set, &[], from, Some(&[row("ae1027a6acf")])).unwrap();
+        assert_eq!((versions(&rows), at), (vec!["1".into(), "2".into()], Version::int(2)));
+        // An empty alembic_version, or a head mapped to 0: nothing applied, nothing recorded.
+        for rows in [vec![], vec![row("27c6a30d7c24")]] {
+            let (none, at) = adopt(&set, &[], from, Some(&rows)).unwrap();
+            assert_eq!((none.len(), at), (0, Version::ZERO));
+        }
+    }
+
+    #[test]
+    fn alembic_branches_unmapped_revisions_and_versions_without_a_file_are_refused_by_name() {
+        let set = crate::model::migration::test_set(&[true, true]);
+        let map = alembic_map(&[("1975ea83b712", 1), ("ae1027a6acf", 7)]);
+        let from = Adoption::new(Tool::Alembic, Some(&map)).unwrap();
+        for (rows, says) in [
+            (
+                vec![row("ae1027a6acf"), row("1975ea83b712")],
+                "`alembic_version`: 2 heads (1975ea83b712, ae1027a6acf)",
+            ),
+            (
+                vec![row("3f2e1d0c9b8a")],
+                "revision 3f2e1d0c9b8a is not in the map `revisions.yaml`",
+            ),
+            (
+                vec![row("ae1027a6acf")],
+                "revision ae1027a6acf maps to version 7 in `revisions.yaml`, which no migration file has",
+            ),
+        ] {
+            let err = adopt(&set, &[], from, Some(&rows)).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        let err = adopt(&set, &[], from, None).unwrap_err();
+        assert!(err.to_string().contains("no such table here"), "{err}");
+    }
+
+    #[test]
+    fn only_alembic_takes_a_map_and_it_always_needs_one() {
+        let map = alembic_map(&[]);
+        assert_eq!(Adoption::new(Tool::Alembic, None), Err(MapMisuse::Missing));
+        assert_eq!(
+            Adoption::new(Tool::Flyway, Some(&map)),
+            Err(MapMisuse::NotAlembic(Tool::Flyway))
+        );
+        let from = Adoption::new(Tool::Alembic, Some(&map)).unwrap();
+        assert_eq!(from.to_string(), "--from alembic --map revisions.yaml");
     }
 }

@@ -168,6 +168,12 @@ fn advice(sets: &Sets, g: &Group<'_>) -> Vec<String> {
             "write its down script beside `{}`, or stop the down above it",
             path.display()
         )],
+        // Alembic's heads, and the map that gives them their versions.
+        Refusal::Foreign { tool, .. } if tool == crate::model::foreign::Tool::Alembic.name() => vec![
+            "merge its heads with alembic, or give its revision a version in the map file, then \
+             `fleetmig adopt --from alembic --map FILE` again; `--dry-run` shows what would be recorded"
+                .to_owned(),
+        ],
         Refusal::Foreign { tool, .. } => vec![format!(
             "fix it with {tool} (or by hand) first, then `fleetmig adopt --from {tool}` again; `--dry-run` shows what would be recorded"
         )],

@@ -382,7 +382,7 @@ pub fn adopt_row(
 }
 
 /// `adopt --dry-run` as a table: what each tenant would record.
-pub fn adopt_text(tool: crate::model::foreign::Tool, rows: &[AdoptRow]) -> String {
+pub fn adopt_text(from: crate::model::foreign::Adoption<'_>, rows: &[AdoptRow]) -> String {
     let mut t = table(&["TENANT", "WOULD RECORD", "AT", "DETAIL"]);
     for r in rows {
         let record = match (r.record.first(), r.record.last()) {
@@ -401,7 +401,7 @@ pub fn adopt_text(tool: crate::model::foreign::Tool, rows: &[AdoptRow]) -> Strin
     }
     let refused = rows.iter().filter(|r| r.refused.is_some()).count();
     format!(
-        "{}\nadopt --from {tool} --dry-run: {} tenant(s) would be adopted, {refused} refused; nothing was written.\n",
+        "{}\nadopt {from} --dry-run: {} tenant(s) would be adopted, {refused} refused; nothing was written.\n",
         trim_lines(&t.to_string()),
         rows.len() - refused
     )

@@ -465,3 +465,72 @@ fn bad_files_in_other_layouts_are_refused_naming_the_file() {
         assert!(!p.db_path("acme").exists(), "{what}: nothing ran");
     }
 }
+
+/// The diesel fixture's README and loose `schema.sql` are not migrations: plain `history`
+/// counts them in one line, `--verbose` lists each path, JSON lists them always; none of
+/// them is an error or applied.
+#[test]
+fn history_counts_ignored_entries_and_lists_them_with_verbose() {
+    let p = Project::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/layouts/diesel");
+    let dir = dir.to_str().unwrap();
+    let plain = p.run(&["history", "--migrations", dir]);
+    assert_eq!(plain.code, 0, "{}", plain.all());
+    assert!(
+        plain
+            .stdout
+            .contains("2 entries ignored (history --verbose lists them)"),
+        "{}",
+        plain.stdout
+    );
+    assert!(
+        !plain.stdout.contains("README.md") && !plain.stdout.contains("schema.sql"),
+        "plain history names no ignored entry: {}",
+        plain.stdout
+    );
+    for flag in ["--verbose", "-v"] {
+        let verbose = p.run(&["history", flag, "--migrations", dir]);
+        assert_eq!(verbose.code, 0, "{}", verbose.all());
+        let listed: Vec<&str> = verbose
+            .stdout
+            .lines()
+            .skip_while(|l| *l != "Not migrations, left alone:")
+            .skip(1)
+            .collect();
+        assert_eq!(
+            listed,
+            [format!("  {dir}/README.md"), format!("  {dir}/schema.sql")],
+            "{}",
+            verbose.stdout
+        );
+        assert!(!verbose.stdout.contains("entries ignored"), "{}", verbose.stdout);
+    }
+    let h = json(&p, &["history", "--migrations", dir, "--format", "json"]);
+    assert_eq!(
+        h["ignored"],
+        serde_json::json!([format!("{dir}/README.md"), format!("{dir}/schema.sql")]),
+        "{h}"
+    );
+    assert_eq!(h["migrations"].as_array().unwrap().len(), 5, "{h}");
+
+    // fleetmig's own folder: nothing ignored, nothing said; a README is counted, then listed.
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id INTEGER);");
+    let none = p.run(&["history"]);
+    assert_eq!(none.code, 0, "{}", none.all());
+    assert!(!none.stdout.contains("ignored"), "{}", none.stdout);
+    p.migration("README.md", "notes");
+    let one = p.run(&["history"]);
+    assert!(
+        one.stdout.contains("1 entry ignored (history --verbose lists it)"),
+        "{}",
+        one.stdout
+    );
+    let listed = p.run(&["history", "--verbose"]);
+    assert!(
+        listed
+            .stdout
+            .ends_with("Not migrations, left alone:\n  migrations/README.md\n"),
+        "{}",
+        listed.stdout
+    );
+}

@@ -47,7 +47,7 @@ const WHY: &str = "abandoned by a second interrupt (Ctrl-C or SIGTERM)";
 pub(crate) fn abandoned_report(
     t: &Tenant,
     sets: &Sets,
-    action: Action,
+    action: Action<'_>,
     read: Result<Vec<Applied>, Unread>,
     known: Option<tenant::Progress>,
 ) -> TenantReport {
@@ -92,7 +92,7 @@ fn failed(version: Option<crate::model::migration::Version>, message: String, di
 /// plan went, when its task noted it.
 fn settled_outcome(
     set: &MigrationSet,
-    action: Action,
+    action: Action<'_>,
     rows: &[Applied],
     planned_to: Option<crate::model::migration::Version>,
 ) -> Outcome {

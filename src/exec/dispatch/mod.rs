@@ -106,7 +106,7 @@ pub struct RunSpec<'r> {
     pub ctx: &'r RunContext<'r>,
     /// The run's tenants in order: for a shared run, the run's plan as the ledger holds it.
     pub waves: &'r [Wave<'r>],
-    pub action: Action,
+    pub action: Action<'r>,
     pub policy: &'r Policy,
     /// The command's name, as the events and the report give it.
     pub command: &'r str,
@@ -202,7 +202,7 @@ struct Dispatcher<'r, W> {
     work: &'r W,
     waves: &'r [Wave<'r>],
     policy: &'r Policy,
-    action: Action,
+    action: Action<'r>,
     command: &'r str,
     events: &'r Events,
     /// The run's tenants (this runner's waves), or those this runner claimed (a shared run).
@@ -228,7 +228,7 @@ struct Dispatcher<'r, W> {
 struct Starter<'s, W> {
     ctx: &'s RunContext<'s>,
     work: &'s W,
-    action: Action,
+    action: Action<'s>,
     events: &'s Events,
     stop: &'s AtomicBool,
     progress: &'s tenant::Tracker,

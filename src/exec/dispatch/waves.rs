@@ -427,7 +427,7 @@ impl<W: Work> Task<'_, W> {
 async fn already_at_target(
     work: &impl Work,
     sets: &Sets,
-    action: Action,
+    action: Action<'_>,
     tenants: &[(usize, &Tenant, usize)],
 ) -> HashMap<usize, TenantReport> {
     if !matches!(action, Action::Migrate(Target::Up { .. } | Target::Down { .. })) {
