@@ -14,7 +14,7 @@ use crate::exec::wait::WaitOptions;
 use crate::load;
 use crate::model::fleet::{Fleet, MigrationsSource};
 use crate::model::foreign::{Adoption, MapMisuse, RevisionMap, Tool};
-use crate::model::migration::{MigrationSet, Version};
+use crate::model::migration::Version;
 use crate::model::secret::DbUrl;
 use crate::model::sets::Sets;
 
@@ -163,24 +163,6 @@ fn resolve_source(g: &Global, entry: Option<&MigrationsSource>) -> MigrationsSou
             out_of_order: g.out_of_order,
             engines: Vec::new(),
         },
-    }
-}
-
-/// The one migration set, from where [`migrations_source`] says: for a command that does
-/// not otherwise read the fleet file (`history`, `new`). Folders per engine are refused:
-/// the command works on one folder.
-fn load_set(g: &Global) -> Result<MigrationSet, Error> {
-    one_set(load_from(migrations_source(g)?)?)
-}
-
-/// The set of a command that works on one folder, or why it cannot.
-fn one_set(sets: Sets) -> Result<MigrationSet, Error> {
-    match sets {
-        Sets::One(set) => Ok(set),
-        Sets::PerEngine(map) => Err(Error::Usage(format!(
-            "the migrations are a folder per engine ({}): name one with --migrations",
-            map.keys().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
-        ))),
     }
 }
 

@@ -11,7 +11,8 @@ use crate::driver::offline;
 use crate::error::Error;
 use crate::load::migrations::{self, MigrationsError};
 use crate::model::fleet::{Engine, Ident};
-use crate::model::migration::{Layout, Version};
+use crate::model::migration::{Layout, MigrationSet, Version};
+use crate::model::sets::Sets;
 use crate::report::tables;
 
 /// `new NAME`: writes the next migration's up and down files, creating the folder.
@@ -56,34 +57,78 @@ pub(super) fn new(g: &Global, name: &str, out: &mut (dyn Write + Send)) -> Resul
 /// `history`: the migration set; the entries that are not migrations counted, or with
 /// `verbose` listed one a line (JSON lists them always).
 pub(super) fn history(g: &Global, verbose: bool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
-    let set = super::load_set(g)?;
-    let rows = tables::history_rows(&set);
-    let ignored: Vec<String> = set.ignored().iter().map(|p| p.display().to_string()).collect();
-    match g.format {
-        Format::Json => writeln!(
-            out,
-            "{}",
-            serde_json::json!({ "layout": set.layout(), "style": set.style(), "migrations": rows, "ignored": ignored })
-        )?,
-        Format::Text => {
-            write!(out, "{}", tables::history_text(&rows))?;
-            if set.layout() != Layout::Fleetmig {
-                writeln!(out, "Layout: {} (versions: {})", set.layout(), set.style())?;
-            }
-            match (ignored.len(), verbose) {
-                (0, _) => {}
-                (_, true) => {
-                    writeln!(out, "Not migrations, left alone:")?;
-                    for path in &ignored {
-                        writeln!(out, "  {path}")?;
-                    }
-                }
-                (1, false) => writeln!(out, "1 entry ignored (history --verbose lists it)")?,
-                (n, false) => writeln!(out, "{n} entries ignored (history --verbose lists them)")?,
+    let sets = super::load_from(super::migrations_source(g)?)?;
+    match (g.format, &sets) {
+        (Format::Json, Sets::One(set)) => writeln!(out, "{}", history_json(set))?,
+        (Format::Json, Sets::PerEngine(map)) => {
+            let engines: serde_json::Map<String, serde_json::Value> =
+                map.iter().map(|(e, set)| (e.to_string(), history_json(set))).collect();
+            writeln!(out, "{}", serde_json::json!({ "engines": engines }))?
+        }
+        (Format::Text, Sets::One(set)) => history_text(set, verbose, out)?,
+        (Format::Text, Sets::PerEngine(map)) => {
+            for (k, (engine, set)) in map.iter().enumerate() {
+                let dir = set
+                    .iter()
+                    .next()
+                    .and_then(|m| m.path.parent().map(|p| p.display().to_string()));
+                let sep = if k > 0 { "\n" } else { "" };
+                writeln!(
+                    out,
+                    "{sep}{engine} ({}):",
+                    dir.unwrap_or_else(|| "no migrations".into())
+                )?;
+                history_text(set, verbose, out)?;
             }
         }
     }
     Ok(Outcome::Done)
+}
+
+/// One set's `history --format json`.
+fn history_json(set: &MigrationSet) -> serde_json::Value {
+    let ignored: Vec<String> = set.ignored().iter().map(|p| p.display().to_string()).collect();
+    let repeatables: Vec<serde_json::Value> = set
+        .repeatables()
+        .iter()
+        .map(|r| serde_json::json!({ "name": r.name, "checksum": r.checksum.to_hex(), "path": r.path }))
+        .collect();
+    serde_json::json!({
+        "layout": set.layout(),
+        "style": set.style(),
+        "migrations": tables::history_rows(set),
+        "repeatables": repeatables,
+        "ignored": ignored,
+    })
+}
+
+/// One set's `history` for people; `verbose` lists the entries left alone.
+fn history_text(set: &MigrationSet, verbose: bool, out: &mut (dyn Write + Send)) -> std::io::Result<()> {
+    let ignored: Vec<String> = set.ignored().iter().map(|p| p.display().to_string()).collect();
+    write!(out, "{}", tables::history_text(&tables::history_rows(set)))?;
+    for r in set.repeatables() {
+        writeln!(
+            out,
+            "Repeatable: {} (`{}`), run again whenever it changes",
+            r.name,
+            r.path.display()
+        )?;
+    }
+    if set.layout() != Layout::Fleetmig {
+        writeln!(out, "Layout: {} (versions: {})", set.layout(), set.style())?;
+    }
+    match (ignored.len(), verbose) {
+        (0, _) => {}
+        (_, true) => {
+            writeln!(out, "Not migrations, left alone:")?;
+            for path in &ignored {
+                writeln!(out, "  {path}")?;
+            }
+        }
+        (1, false) => writeln!(out, "1 entry ignored (history --verbose lists it)")?,
+        (n, false) => writeln!(out, "{n} entries ignored (history --verbose lists them)")?,
+    }
+    Ok(())
 }
 
 /// `sql`: the script an offline DBA would run from `from` to `to` (else head).

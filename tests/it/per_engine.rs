@@ -88,7 +88,32 @@ fn engine_folders_are_found_and_each_tenant_uses_its_engines() {
     let again = p.run(&["up", "--to", "head"]);
     assert_eq!(again.code, 0, "{}", again.all());
 
-    // Commands that work on one folder say so, and write nothing.
+    // `history` lists each engine's folder under its name.
+    let history = p.run(&["history"]);
+    assert_eq!(history.code, 0, "{}", history.all());
+    let (pg_part, lite_part) = history
+        .stdout
+        .split_once("sqlite (")
+        .unwrap_or_else(|| panic!("{}", history.all()));
+    assert!(
+        pg_part.starts_with("postgres (") && pg_part.contains("9") && pg_part.contains("z"),
+        "{}",
+        history.all()
+    );
+    assert!(
+        lite_part.contains("b") && !lite_part.contains(" z "),
+        "{}",
+        history.all()
+    );
+    let doc = json(&p.run(&["history", "--format", "json"]).stdout);
+    assert_eq!(
+        doc["engines"]["sqlite"]["migrations"].as_array().unwrap().len(),
+        2,
+        "{doc}"
+    );
+    assert_eq!(doc["engines"]["postgres"]["migrations"][1]["version"], 9, "{doc}");
+
+    // `new` works on one folder: it says so, and writes nothing.
     let new = p.run(&["new", "c"]);
     assert_eq!(new.code, 2, "{}", new.all());
     assert!(new.stderr.contains("has a folder per engine"), "{}", new.all());

@@ -23,6 +23,12 @@ fn project(fleet: &str) -> Project {
 /// up, a no-op up, an edited repeatable run again alone, a broken one failing by name;
 /// `view` reads the view's columns, `recorded` the repeatables table.
 fn cycle(p: &Project, what: &str, view: &dyn Fn() -> Vec<String>, recorded: &dyn Fn() -> Vec<String>) {
+    let history = p.run(&["history"]);
+    assert!(
+        history.stdout.contains("Repeatable: items_view (`"),
+        "{what}: {}",
+        history.all()
+    );
     let up = p.run(&["up"]);
     assert_eq!(up.code, 0, "{what}: {}", up.all());
     assert_eq!(view(), ["id"], "{what}");
