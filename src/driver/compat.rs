@@ -63,7 +63,7 @@ impl Compat {
     /// The tool's table as the tool creates it on this engine, when it is missing.
     pub fn create_sql(&self) -> String {
         let t = &self.table;
-        let (pg, my) = (self.engine == Engine::Postgres, self.engine == Engine::MySql);
+        let pg = self.engine == Engine::Postgres;
         match self.tool {
             Tool::Sqlx => format!(
                 "CREATE TABLE IF NOT EXISTS {t} (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
@@ -84,9 +84,8 @@ impl Compat {
             Tool::GolangMigrate => {
                 format!("CREATE TABLE IF NOT EXISTS {t} (version bigint not null primary key, dirty boolean not null);")
             }
-            Tool::Dbmate if my => format!(
-                "CREATE TABLE IF NOT EXISTS {t} (version varchar(128) primary key) character set latin1 collate latin1_bin;"
-            ),
+            // As dbmate 2.36 writes it (checked against the real binary).
+            Tool::Dbmate if pg => format!("CREATE TABLE IF NOT EXISTS {t} (version varchar primary key);"),
             Tool::Dbmate => format!("CREATE TABLE IF NOT EXISTS {t} (version varchar(128) primary key);"),
             Tool::Flyway => self.flyway_table(),
         }
