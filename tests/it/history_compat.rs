@@ -510,3 +510,35 @@ fn a_step_that_fails_part_way_on_mariadb_leaves_the_sqlx_row_failed_and_sqlx_ref
         "{refused:?}"
     );
 }
+
+#[test]
+fn golang_migrate_keeps_one_row_on_sqlite_and_postgres_too() {
+    let Some(pg) = Pg::create("compat_gm") else { return };
+    let p = Project::new();
+    sqlx_set(&p);
+    p.fleet(&format!(
+        "defaults: {{ history_compat: golang-migrate }}\ntenants:\n  - {{ id: lite, url: \"sqlite://data/lite.db\" }}\n  \
+         - {{ id: pg, url: \"{}\", schema: gm }}\n",
+        pg.url()
+    ));
+    let db = p.db_path("lite");
+    let read = || {
+        let lite = sqlite_column(&db, "SELECT version || ' ' || dirty FROM schema_migrations");
+        let pg = pg.column("SELECT version || ' ' || dirty FROM gm.schema_migrations");
+        (lite, pg)
+    };
+    run_ok(&p, &["up"]);
+    assert_eq!(read(), (vec!["3 0".to_owned()], vec!["3 false".to_owned()]));
+    run_ok(&p, &["down", "--to", "1"]);
+    assert_eq!(read(), (vec!["1 0".to_owned()], vec!["1 false".to_owned()]));
+    assert_eq!(
+        sqlite_column(
+            &db,
+            "SELECT sql FROM sqlite_master WHERE name IN ('schema_migrations', 'version_unique') ORDER BY name"
+        ),
+        [
+            "CREATE TABLE \"schema_migrations\" (version uint64, dirty bool)",
+            "CREATE UNIQUE INDEX version_unique ON \"schema_migrations\" (version)"
+        ]
+    );
+}
