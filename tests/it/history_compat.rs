@@ -542,3 +542,25 @@ fn golang_migrate_keeps_one_row_on_sqlite_and_postgres_too() {
         ]
     );
 }
+
+#[test]
+fn pooled_postgres_schema_tenants_at_their_target_still_get_rows_set_late() {
+    let Some(pg) = Pg::create("compat_late") else { return };
+    let p = Project::new();
+    sqlx_set(&p);
+    let fleet = |compat: &str| {
+        format!(
+            "hosts:\n  pg: {{ url: \"{}\" }}\ndefaults: {{ host: pg, schema: \"t_{{id}}\"{compat} }}\ntenants:\n  - {{ id: acme }}\n",
+            pg.url()
+        )
+    };
+    p.fleet(&fleet(""));
+    run_ok(&p, &["up"]);
+    p.fleet(&fleet(", history_compat: sqlx"));
+    let noop = run_ok(&p, &["up"]);
+    assert!(noop.contains("Nothing to do") || noop.contains("0 step"), "{noop}");
+    assert_eq!(
+        pg.column("SELECT version::text FROM t_acme._sqlx_migrations ORDER BY version"),
+        ["1", "2", "3"]
+    );
+}
