@@ -1,6 +1,6 @@
 //! Refusals before a run touches anything: a `--report` file that cannot be written, a
 //! `--tx per-tenant` that cannot hold, a `down` past a migration without a down script or
-//! to version 0 unconfirmed.
+//! to version 0 unconfirmed, a `history_compat` tool that cannot record the set's versions.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::exec::run::Inspected;
 use crate::exec::tenant::Action;
 use crate::model::fleet::{Fleet, Tenant};
-use crate::model::migration::{Applied, Direction, Migration, Version};
+use crate::model::migration::{Applied, Direction, Migration, Version, VersionStyle};
 use crate::model::refusal::Refusal;
 use crate::model::sets::Sets;
 use crate::plan::tenant::{self as plan, Target};
@@ -56,6 +56,24 @@ pub(super) fn check_report_path(path: &Path) -> Result<(), Error> {
             path.display()
         ))),
     }
+}
+
+/// `history_compat: sqlx` and `golang-migrate` record whole-number versions: a set of
+/// dotted or text versions is refused before anything runs, naming the first tenant.
+pub(super) fn check_history_compat(sets: &Sets, fleet: &Fleet, tenants: &[&Tenant]) -> Result<(), Error> {
+    let Some((tenant, tool, style)) = tenants.iter().find_map(|t| {
+        let style = sets.of(t.engine).style();
+        t.history_compat
+            .filter(|tool| tool.whole_numbers() && style != VersionStyle::Integer)
+            .map(|tool| (t, tool, style))
+    }) else {
+        return Ok(());
+    };
+    Err(Error::Usage(format!(
+        "fleet file `{}`: tenant `{}` history_compat: {tool} records whole-number versions only, and the migrations' versions are {style}",
+        fleet.path.display(),
+        tenant.id,
+    )))
 }
 
 /// `--tx per-tenant` needs transactional DDL, and no step a tenant would run marked

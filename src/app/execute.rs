@@ -9,8 +9,8 @@ use std::time::Duration;
 use indicatif::ProgressDrawTarget;
 
 use super::checks::{
-    Scope, check_per_tenant_tx, check_report_path, confirm_down_to_zero, read_for_down, refuse_irreversible,
-    refuse_irreversible_past,
+    Scope, check_history_compat, check_per_tenant_tx, check_report_path, confirm_down_to_zero, read_for_down,
+    refuse_irreversible, refuse_irreversible_past,
 };
 use super::exit::Outcome;
 use super::prompt::{can_confirm, wave_prompt};
@@ -207,6 +207,7 @@ pub(super) async fn execute(
 /// refused run leaves no run behind for `--resume` to pick up.
 async fn prepare<'f>(g: &Global, fleet: &'f Fleet, sets: &'f Sets, args: RunArgs<'_, 'f>) -> Result<Run<'f>, Error> {
     let (waves, policy) = rollout_plan(fleet, &args.tenants, args.rollout)?;
+    check_history_compat(sets, fleet, &args.tenants)?;
     let opts = options(g, None);
     let mut ctx = api::context(fleet, sets, &opts);
     if let Some(r) = args.rollout {

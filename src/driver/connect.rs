@@ -402,8 +402,21 @@ impl AnySession {
         each!(self, s => s.run_in_one_tx(steps, run_id).await)
     }
 
-    pub async fn stamp(&mut self, rows: &[Applied], run_id: &str) -> Result<(), DbError> {
-        each!(self, s => s.stamp(rows, run_id).await)
+    pub async fn stamp(
+        &mut self,
+        rows: &[Applied],
+        set: &crate::model::migration::MigrationSet,
+        run_id: &str,
+    ) -> Result<(), DbError> {
+        each!(self, s => s.stamp(rows, set, run_id).await)
+    }
+
+    pub async fn backfill_compat(
+        &mut self,
+        applied: &[Applied],
+        set: &crate::model::migration::MigrationSet,
+    ) -> Result<(), DbError> {
+        each!(self, s => s.backfill_compat(applied, set).await)
     }
 
     pub async fn check(&mut self, sql: &str) -> Result<bool, DbError> {

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Executor, Row};
 
+use crate::driver::compat::Compat;
 use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, answered, connect_within};
 use crate::driver::quote::backtick;
 use crate::driver::session::{Session, Wire, applied_row, run_init_sql};
@@ -80,6 +81,9 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
         Some(db) => format!("{}.fleetmig_history", backtick(db)),
         None => "fleetmig_history".to_owned(),
     };
+    let compat = tenant
+        .history_compat
+        .map(|tool| Compat::new(tool, Engine::MySql, database.as_deref(), &table));
     let mut wire = MySqlWire {
         conn,
         table,
@@ -89,8 +93,8 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
         answer_within: limits.answer_within(),
         last_error: None,
     };
-    match prepare(&mut wire, tenant, limits, access).await {
-        Ok(()) => Ok(Session::new(wire, secret)),
+    match prepare(&mut wire, tenant, limits, access, compat.as_ref()).await {
+        Ok(()) => Ok(Session::new(wire, secret).keeping(compat)),
         Err((kind, op, e)) => {
             let err = fail(kind, &op, e);
             wire.finish(false).await;
@@ -121,7 +125,13 @@ async fn upgrade_history(wire: &mut MySqlWire) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access: Access) -> Result<(), Failure> {
+async fn prepare(
+    wire: &mut MySqlWire,
+    tenant: &Tenant,
+    limits: &Limits,
+    access: Access,
+    compat: Option<&Compat>,
+) -> Result<(), Failure> {
     run_init_sql(wire, tenant)
         .await
         .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
@@ -163,6 +173,11 @@ async fn prepare(wire: &mut MySqlWire, tenant: &Tenant, limits: &Limits, access:
                 e,
             )
         })?;
+        if let Some(compat) = compat {
+            wire.batch(&compat.create_sql())
+                .await
+                .map_err(|e| (ErrorKind::Sql, format!("creating {}", compat.tool().table()), e))?;
+        }
     } else if let Some(db) = &wire.database {
         let found: Option<String> = answered(
             wire.answer_within,

@@ -16,9 +16,10 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Column, Connection, Either, Executor, Row};
 
+use crate::driver::compat::Compat;
 use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, NO_ANSWER, answered, connect_within};
 use crate::driver::quote::double;
-use crate::driver::session::{self, Session, Wire, read_version, run_init_sql};
+use crate::driver::session::{self, Session, TenantStep, Wire, read_version, run_init_sql};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Direction, Version};
@@ -189,6 +190,9 @@ pub async fn open(
         Some(s) => format!("{}.fleetmig_history", double(s)),
         None => "fleetmig_history".to_owned(),
     };
+    let compat = tenant
+        .history_compat
+        .map(|tool| Compat::new(tool, Engine::Postgres, schema.as_deref(), &table));
     let mut wire = PgWire {
         conn: Some(conn),
         table,
@@ -198,8 +202,8 @@ pub async fn open(
         history: None,
         answer_within: limits.answer_within(),
     };
-    match prepare(&mut wire, tenant, limits, access).await {
-        Ok(()) => Ok(Session::new(wire, secret)),
+    match prepare(&mut wire, tenant, limits, access, compat.as_ref()).await {
+        Ok(()) => Ok(Session::new(wire, secret).keeping(compat)),
         Err(failure) => {
             let err = match failure {
                 PrepareError::Db((kind, op, e)) => fail(kind, &op, e),
@@ -419,7 +423,13 @@ fn jitter(d: Duration) -> Duration {
     half + Duration::from_nanos(random % (half.as_nanos() as u64 + 1))
 }
 
-async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Access) -> Result<(), PrepareError> {
+async fn prepare(
+    wire: &mut PgWire,
+    tenant: &Tenant,
+    limits: &Limits,
+    access: Access,
+    compat: Option<&Compat>,
+) -> Result<(), PrepareError> {
     run_init_sql(wire, tenant)
         .await
         .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
@@ -457,6 +467,9 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
             }
             let _ = writeln!(setup, "CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS});", wire.table);
         }
+        if let Some(compat) = compat {
+            let _ = writeln!(setup, "{}", compat.create_sql());
+        }
         if integer_versions {
             // Once, under the lock: every row kept, its version as text.
             let _ = writeln!(
@@ -475,17 +488,8 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
     if access == Access::Write {
         // The table exists now: read the history in the same round trip.
         let _ = write!(setup, "{}", history_query(&wire.table));
-        let what = if setup.contains("ALTER TABLE") {
-            "upgrading fleetmig_history (versions as text)"
-        } else if setup.contains("CREATE TABLE") {
-            "creating fleetmig_history"
-        } else {
-            "reading fleetmig_history"
-        };
-        let rows = wire
-            .fetch(&setup)
-            .await
-            .map_err(|e| (ErrorKind::Sql, what.to_owned(), e))?;
+        let what = setup_op(&setup, compat);
+        let rows = wire.fetch(&setup).await.map_err(|e| (ErrorKind::Sql, what, e))?;
         let applied = rows.iter().map(applied_of).collect::<Result<_, _>>();
         wire.history = Some(applied.map_err(|e| (ErrorKind::Sql, "reading fleetmig_history".to_owned(), e))?);
     } else if !setup.is_empty() {
@@ -494,6 +498,19 @@ async fn prepare(wire: &mut PgWire, tenant: &Tenant, limits: &Limits, access: Ac
             .map_err(|e| (ErrorKind::Sql, "setting search_path".to_owned(), e))?;
     }
     Ok(())
+}
+
+/// What a writer's setup text does, for its error message.
+fn setup_op(setup: &str, compat: Option<&Compat>) -> String {
+    if setup.contains("ALTER TABLE") {
+        "upgrading fleetmig_history (versions as text)".to_owned()
+    } else if let Some(compat) = compat {
+        format!("creating fleetmig_history and {}", compat.tool().table())
+    } else if setup.contains("CREATE TABLE") {
+        "creating fleetmig_history".to_owned()
+    } else {
+        "reading fleetmig_history".to_owned()
+    }
 }
 
 /// The tenant's schema (the session's `search_path`) as an oid expression.
@@ -677,26 +694,36 @@ impl Wire for PgWire {
         rows.iter().map(applied_of).collect()
     }
 
-    fn step_sql(&self, script: &str, row: &Applied, direction: Direction, run_id: &str, wrap: bool) -> Option<String> {
+    fn step_sql(
+        &self,
+        script: &str,
+        row: &Applied,
+        direction: Direction,
+        run_id: &str,
+        wrap: bool,
+        compat: &str,
+    ) -> Option<String> {
         // One step per transaction: its duration is the time since the transaction began.
         let since = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint";
         let record = self.record(row, direction, run_id, since, "");
         Some(if wrap {
-            format!("BEGIN;\n{script}\n;\n{record}\nCOMMIT;")
+            format!("BEGIN;\n{script}\n;\n{compat}{record}\nCOMMIT;")
         } else {
-            format!("{script}\n;\n{record}")
+            format!("{script}\n;\n{compat}{record}")
         })
     }
 
-    fn tenant_sql(&self, steps: &[(&str, &Applied, Direction)], run_id: &str) -> Option<String> {
+    fn tenant_sql(&self, steps: &[TenantStep<'_>], run_id: &str) -> Option<String> {
         // Each step's own duration: the clock at its start, kept in a transaction-local setting.
         const MARK: &str = "SELECT FROM set_config('fleetmig.step_started', clock_timestamp()::text, true);";
         const SINCE: &str = "(extract(epoch FROM clock_timestamp() - current_setting('fleetmig.step_started')::timestamptz) * 1000)::bigint";
         let returning = format!(" RETURNING version::text AS fleetmig_step, {SINCE}");
         let mut sql = String::from("BEGIN;\n");
-        for (script, row, direction) in steps {
+        // The other tool's history before the step's own row, which returns the row that
+        // says the step finished.
+        for (script, row, direction, compat) in steps {
             let record = self.record(row, *direction, run_id, SINCE, &returning);
-            let _ = write!(sql, "{MARK}\n{script}\n;\n{record}\n");
+            let _ = write!(sql, "{MARK}\n{script}\n;\n{compat}{record}\n");
         }
         sql.push_str("COMMIT;");
         Some(sql)

@@ -7,9 +7,11 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::driver::compat::{Compat, Mark};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::Engine;
-use crate::model::migration::{Applied, Direction, Repeatable, Version, VersionStyle};
+use crate::model::foreign::ForeignEntry;
+use crate::model::migration::{Applied, Direction, Migration, MigrationSet, Repeatable, Version, VersionStyle};
 use crate::plan::tenant::Step;
 
 /// What each engine provides. Every method is a round trip or a few; none decides anything.
@@ -21,7 +23,9 @@ pub trait Wire: Send {
     /// The whole of a transactional step (begin, script, history write, commit) as one text
     /// to send in one round trip, where the engine allows it; `None` runs it statement by
     /// statement.
-    /// `wrap`: add the transaction's begin and commit around it.
+    /// `wrap`: add the transaction's begin and commit around it. `compat`: statements that
+    /// go in the same transaction, after the script (another tool's history, see
+    /// [`super::compat`]).
     fn step_sql(
         &self,
         _script: &str,
@@ -29,6 +33,7 @@ pub trait Wire: Send {
         _direction: Direction,
         _run_id: &str,
         _wrap: bool,
+        _compat: &str,
     ) -> Option<String> {
         None
     }
@@ -37,8 +42,9 @@ pub trait Wire: Send {
     /// one round trip (`--tx per-tenant`). Each step's history write returns one row whose
     /// first column is named `fleetmig_step`, holding the version, and whose second holds
     /// the step's duration in milliseconds, so a failure can be placed. `None` runs it step
-    /// by step.
-    fn tenant_sql(&self, _steps: &[(&str, &Applied, Direction)], _run_id: &str) -> Option<String> {
+    /// by step. Each step's last text holds statements that go after its script (another
+    /// tool's history).
+    fn tenant_sql(&self, _steps: &[TenantStep<'_>], _run_id: &str) -> Option<String> {
         None
     }
 
@@ -131,6 +137,10 @@ pub trait Wire: Send {
     fn finish(self, clean: bool) -> impl Future<Output = ()> + Send;
 }
 
+/// One step of [`Wire::tenant_sql`]: its script, history row, direction, and the statements
+/// that keep another tool's history with it.
+pub type TenantStep<'a> = (&'a str, &'a Applied, Direction, &'a str);
+
 /// A history row from the columns `version, name, checksum, dirty`, the dirty flag an
 /// integer (MySQL, SQLite; PostgreSQL's is a boolean, read by its own `applied_of`).
 pub fn applied_row<'r, R: sqlx::Row>(r: &'r R) -> Result<Applied, sqlx::Error>
@@ -222,6 +232,8 @@ pub struct Undo {
     direction: Direction,
     mark: Vec<(i64, bool)>,
     script: String,
+    /// What puts another tool's history back as it was before the step (`history_compat`).
+    compat: String,
 }
 
 /// Where in a step an error happened, for its message.
@@ -250,6 +262,8 @@ pub struct Session<W: Wire> {
     secret: Option<String>,
     /// Set by any error: the session is closed at the end, never reused.
     broken: bool,
+    /// Another tool's history table kept in step with fleetmig_history.
+    compat: Option<Compat>,
 }
 
 impl<W: Wire> Session<W> {
@@ -258,6 +272,66 @@ impl<W: Wire> Session<W> {
             wire,
             secret,
             broken: false,
+            compat: None,
+        }
+    }
+
+    /// This session, keeping `compat`'s table in step with fleetmig_history.
+    pub fn keeping(mut self, compat: Option<Compat>) -> Self {
+        self.compat = compat;
+        self
+    }
+
+    /// The row the kept tool's table holds for `m`; `None` without `history_compat`.
+    fn entry(&mut self, m: &Migration, op: &str) -> Result<Option<ForeignEntry>, DbError> {
+        let Some(tool) = self.compat.as_ref().map(Compat::tool) else {
+            return Ok(None);
+        };
+        match ForeignEntry::of(tool, m) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(e) => Err(self.fail(
+                ErrorKind::Sql,
+                Phase::Before.op(op),
+                sqlx::Error::Configuration(Box::new(e)),
+            )),
+        }
+    }
+
+    /// The statements that make the kept tool's table say `mark` of `entry`'s migration;
+    /// empty without `history_compat`.
+    fn compat_sql(&self, entry: Option<&ForeignEntry>, mark: Mark, ms: Option<i64>) -> String {
+        match (&self.compat, entry) {
+            (Some(compat), Some(entry)) => compat.record(entry, mark, ms),
+            _ => String::new(),
+        }
+    }
+
+    /// Runs `compat_sql`'s statements, if any.
+    async fn batch_compat(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        if sql.is_empty() {
+            return Ok(());
+        }
+        self.wire.batch(sql).await
+    }
+
+    /// Writes the kept tool's row of every migration the history records cleanly, where it
+    /// is missing: a tenant fleetmig migrated before `history_compat` was set.
+    pub async fn backfill_compat(&mut self, applied: &[Applied], set: &MigrationSet) -> Result<(), DbError> {
+        let Some(compat) = &self.compat else {
+            return Ok(());
+        };
+        let mut sql = String::new();
+        for row in applied.iter().filter(|a| !a.dirty) {
+            if let Some(m) = set.get(row.version) {
+                if let Ok(entry) = ForeignEntry::of(compat.tool(), m) {
+                    sql.push_str(&compat.record(&entry, Mark::Applied, None));
+                }
+            }
+        }
+        let op = format!("recording the history in {}", compat.tool().table());
+        match self.batch_compat(&sql).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(ErrorKind::Sql, op, e)),
         }
     }
 
@@ -334,11 +408,18 @@ impl<W: Wire> Session<W> {
     /// Runs one step and records it; returns how long the script took.
     pub async fn run_step(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, StepFailed> {
         let (script, op, row) = describe(step);
+        let entry = self.entry(step.migration, &op).map_err(|error| StepFailed {
+            error,
+            dirty: step.rerun,
+            undo: None,
+        })?;
         // A dirty row to run over goes through the dirty protocol, which updates the row.
         let in_tx = script.transactional && W::ENGINE.has_transactional_ddl() && !step.rerun;
         let started = Instant::now();
         let one_trip = if in_tx {
-            self.wire.step_sql(&script.sql, &row, step.direction, run_id, true)
+            let compat = self.compat_sql(entry.as_ref(), done(step.direction), None);
+            self.wire
+                .step_sql(&script.sql, &row, step.direction, run_id, true, &compat)
         } else {
             None
         };
@@ -346,11 +427,20 @@ impl<W: Wire> Session<W> {
         let result = if let Some(sql) = one_trip {
             self.wire.batch(&sql).await.map_err(|e| (Phase::Script, e))
         } else if in_tx {
-            self.step_in_transaction(&row, step.direction, &script.sql, run_id, started)
-                .await
+            let step_row = StepRow {
+                row: &row,
+                entry: entry.as_ref(),
+                direction: step.direction,
+            };
+            self.step_in_transaction(step_row, &script.sql, run_id, started).await
         } else {
+            let step_row = StepRow {
+                row: &row,
+                entry: entry.as_ref(),
+                direction: step.direction,
+            };
             return self
-                .step_marked_dirty(step, &row, &script.sql, &op, run_id, started)
+                .step_marked_dirty(step, step_row, &script.sql, &op, run_id, started)
                 .await;
         };
         // In a transaction, whatever failed rolled back with it: nothing is left dirty.
@@ -371,17 +461,19 @@ impl<W: Wire> Session<W> {
 
     async fn step_in_transaction(
         &mut self,
-        row: &Applied,
-        direction: Direction,
+        step: StepRow<'_>,
         sql: &str,
         run_id: &str,
         started: Instant,
     ) -> Result<(), (Phase, sqlx::Error)> {
+        let StepRow { row, entry, direction } = step;
         self.wire.before_steps().await.map_err(|e| (Phase::Before, e))?;
         self.wire.batch(W::BEGIN).await.map_err(|e| (Phase::Before, e))?;
         self.wire.batch(sql).await.map_err(|e| (Phase::Script, e))?;
         self.wire.verify_step().await.map_err(|e| (Phase::Script, e))?;
         let ms = millis(started.elapsed());
+        let compat = self.compat_sql(entry, done(direction), Some(ms));
+        self.batch_compat(&compat).await.map_err(|e| (Phase::After, e))?;
         match direction {
             Direction::Up => self.wire.insert_row(row, ms, run_id).await,
             Direction::Down => self.wire.delete_row(row.version).await,
@@ -398,27 +490,33 @@ impl<W: Wire> Session<W> {
     async fn step_marked_dirty(
         &mut self,
         step: Step<'_>,
-        row: &Applied,
+        step_row: StepRow<'_>,
         sql: &str,
         op: &str,
         run_id: &str,
         started: Instant,
     ) -> Result<Duration, StepFailed> {
-        let mark = self.mark_dirty(step, row, sql, op, run_id).await?;
+        let row = step_row.row;
+        let mark = self.mark_dirty(step, step_row, sql, op, run_id).await?;
         let ran = match self.wire.batch(sql).await {
             Ok(()) => self.wire.verify_step().await,
             Err(e) => Err(e),
         };
         if let Err(e) = ran {
+            let before = match step.direction {
+                Direction::Up => Mark::Reverted,
+                Direction::Down => Mark::Applied,
+            };
             let undo = Undo {
                 version: row.version,
                 direction: step.direction,
                 mark,
                 script: sql.to_owned(),
+                compat: self.compat_sql(step_row.entry, before, None),
             };
             return Err(self.script_failed(e, op, undo).await);
         }
-        self.clear_mark(step, row, op, started).await
+        self.clear_mark(step, step_row, op, started).await
     }
 
     /// The bookkeeping before a script run outside a transaction: what a rerun needs, the
@@ -427,11 +525,12 @@ impl<W: Wire> Session<W> {
     async fn mark_dirty(
         &mut self,
         step: Step<'_>,
-        row: &Applied,
+        step_row: StepRow<'_>,
         sql: &str,
         op: &str,
         run_id: &str,
     ) -> Result<Vec<(i64, bool)>, StepFailed> {
+        let row = step_row.row;
         let before = |this: &mut Self, e| StepFailed {
             error: this.fail(ErrorKind::Sql, Phase::Before.op(op), e),
             dirty: step.rerun,
@@ -449,6 +548,16 @@ impl<W: Wire> Session<W> {
             Ok(mark) => mark,
             Err(e) => return Err(before(self, e)),
         };
+        // The other tool's table first: should fleetmig's mark then fail, its own row says
+        // nothing changed, and the next run writes the other table again.
+        let running = match step.direction {
+            Direction::Up => Mark::Applying,
+            Direction::Down => Mark::Reverting,
+        };
+        let compat = self.compat_sql(step_row.entry, running, None);
+        if let Err(e) = self.batch_compat(&compat).await {
+            return Err(before(self, e));
+        }
         let marked = match (step.direction, step.rerun) {
             (Direction::Up, false) => {
                 let dirty = Applied {
@@ -513,14 +622,19 @@ impl<W: Wire> Session<W> {
     async fn clear_mark(
         &mut self,
         step: Step<'_>,
-        row: &Applied,
+        step_row: StepRow<'_>,
         op: &str,
         started: Instant,
     ) -> Result<Duration, StepFailed> {
+        let row = step_row.row;
         let ms = millis(started.elapsed());
-        let recorded = match step.direction {
-            Direction::Up => self.wire.mark_row(row.version, false, Some(ms)).await,
-            Direction::Down => self.wire.delete_row(row.version).await,
+        let compat = self.compat_sql(step_row.entry, done(step.direction), Some(ms));
+        let recorded = match self.batch_compat(&compat).await {
+            Err(e) => Err(e),
+            Ok(()) => match step.direction {
+                Direction::Up => self.wire.mark_row(row.version, false, Some(ms)).await,
+                Direction::Down => self.wire.delete_row(row.version).await,
+            },
         };
         match recorded {
             Ok(()) => Ok(started.elapsed()),
@@ -553,6 +667,7 @@ impl<W: Wire> Session<W> {
         if !self.wire.undo_loose(&undo.mark, &undo.script).await? {
             return Ok(false);
         }
+        self.batch_compat(&undo.compat).await?;
         match undo.direction {
             Direction::Up => self.wire.delete_row(undo.version).await?,
             Direction::Down => self.wire.mark_row(undo.version, false, None).await?,
@@ -589,12 +704,21 @@ impl<W: Wire> Session<W> {
     /// Runs one step and its history row inside the transaction `begin` opened.
     pub async fn run_step_in_open_tx(&mut self, step: Step<'_>, run_id: &str) -> Result<Duration, DbError> {
         let (script, op, row) = describe(step);
+        let entry = self.entry(step.migration, &op)?;
+        let compat = self.compat_sql(entry.as_ref(), done(step.direction), None);
         let started = Instant::now();
-        let result = match self.wire.step_sql(&script.sql, &row, step.direction, run_id, false) {
+        let result = match self
+            .wire
+            .step_sql(&script.sql, &row, step.direction, run_id, false, &compat)
+        {
             Some(sql) => self.wire.batch(&sql).await,
             None => {
                 let ran = match self.wire.batch(&script.sql).await {
                     Ok(()) => self.wire.verify_step().await,
+                    Err(e) => Err(e),
+                };
+                let ran = match ran {
+                    Ok(()) => self.batch_compat(&compat).await,
                     Err(e) => Err(e),
                 };
                 match (ran, step.direction) {
@@ -613,10 +737,16 @@ impl<W: Wire> Session<W> {
     /// failed (the number of steps when the commit did), and why.
     pub async fn run_in_one_tx(&mut self, steps: &[Step<'_>], run_id: &str) -> Result<Vec<Duration>, (usize, DbError)> {
         let described: Vec<_> = steps.iter().map(|s| describe(*s)).collect();
-        let parts: Vec<(&str, &Applied, Direction)> = described
+        let mut compat = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let entry = self.entry(step.migration, &described[i].1).map_err(|e| (i, e))?;
+            compat.push(self.compat_sql(entry.as_ref(), done(step.direction), None));
+        }
+        let parts: Vec<TenantStep<'_>> = described
             .iter()
             .zip(steps)
-            .map(|((script, _, row), step)| (script.sql.as_str(), row, step.direction))
+            .zip(&compat)
+            .map(|(((script, _, row), step), compat)| (script.sql.as_str(), row, step.direction, compat.as_str()))
             .collect();
         let Some(sql) = self.wire.tenant_sql(&parts, run_id) else {
             self.begin().await.map_err(|e| (0, e))?;
@@ -660,11 +790,14 @@ impl<W: Wire> Session<W> {
         }
     }
 
-    /// Makes the history hold exactly `rows` (dirty flags cleared), without running scripts.
-    pub async fn stamp(&mut self, rows: &[Applied], run_id: &str) -> Result<(), DbError> {
+    /// Makes the history hold exactly `rows` (dirty flags cleared), without running scripts;
+    /// the kept tool's table (`history_compat`) says the same of `set`'s migrations.
+    pub async fn stamp(&mut self, rows: &[Applied], set: &MigrationSet, run_id: &str) -> Result<(), DbError> {
         let result = async {
             let existing = self.wire.read_history().await?;
+            let compat = self.stamp_compat(&existing, rows, set)?;
             self.wire.batch(W::BEGIN).await?;
+            self.batch_compat(&compat).await?;
             for old in &existing {
                 if !rows.iter().any(|r| r.version == old.version) {
                     self.wire.delete_row(old.version).await?;
@@ -683,6 +816,30 @@ impl<W: Wire> Session<W> {
         result.map_err(|e| self.fail(ErrorKind::Sql, "stamping fleetmig_history", e))
     }
 
+    /// What `stamp` writes to the kept tool's table: rows gone from the history removed,
+    /// every row of `rows` recorded.
+    fn stamp_compat(&self, existing: &[Applied], rows: &[Applied], set: &MigrationSet) -> Result<String, sqlx::Error> {
+        let Some(compat) = &self.compat else {
+            return Ok(String::new());
+        };
+        let tool = compat.tool();
+        let entry = |version: Version| {
+            let made = match set.get(version) {
+                Some(m) => ForeignEntry::of(tool, m),
+                None => ForeignEntry::version_only(tool, version),
+            };
+            made.map_err(|e| sqlx::Error::Configuration(Box::new(e)))
+        };
+        let mut sql = String::new();
+        for old in existing.iter().filter(|o| !rows.iter().any(|r| r.version == o.version)) {
+            sql.push_str(&compat.record(&entry(old.version)?, Mark::Reverted, None));
+        }
+        for row in rows {
+            sql.push_str(&compat.record(&entry(row.version)?, Mark::Applied, None));
+        }
+        Ok(sql)
+    }
+
     /// Runs a gate query on the tenant.
     pub async fn check(&mut self, sql: &str) -> Result<bool, DbError> {
         match self.wire.check(sql).await {
@@ -695,6 +852,22 @@ impl<W: Wire> Session<W> {
     pub async fn release(mut self) {
         let clean = !self.broken && self.wire.unlock().await.is_ok();
         self.wire.finish(clean).await;
+    }
+}
+
+/// A step's history row, the kept tool's row of its migration, and its direction.
+#[derive(Clone, Copy)]
+struct StepRow<'a> {
+    row: &'a Applied,
+    entry: Option<&'a ForeignEntry>,
+    direction: Direction,
+}
+
+/// What the kept tool's table says of a step's migration once the step is done.
+fn done(direction: Direction) -> Mark {
+    match direction {
+        Direction::Up => Mark::Applied,
+        Direction::Down => Mark::Reverted,
     }
 }
 

@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteLockingMode};
 use sqlx::{Connection, Executor, Row};
 use tokio::time::Instant;
 
+use crate::driver::compat::Compat;
 use crate::driver::connect::{Access, Limits};
 use crate::driver::session::{Session, Wire, applied_row, run_init_sql};
 use crate::model::db_error::{DbError, ErrorKind};
@@ -96,8 +97,11 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
         known_violations: Violations::new(),
         keys_off: false,
     };
-    match prepare(&mut wire, tenant, limits, access).await {
-        Ok(()) => Ok(Session::new(wire, None)),
+    let compat = tenant
+        .history_compat
+        .map(|tool| Compat::new(tool, Engine::Sqlite, None, "fleetmig_history"));
+    match prepare(&mut wire, tenant, limits, access, compat.as_ref()).await {
+        Ok(()) => Ok(Session::new(wire, None).keeping(compat)),
         Err((op, e)) => {
             let err = DbError::sqlx(ErrorKind::Sql, op, &e, None);
             wire.finish(false).await;
@@ -148,18 +152,27 @@ async fn prepare(
     tenant: &Tenant,
     limits: &Limits,
     access: Access,
-) -> Result<(), (&'static str, sqlx::Error)> {
-    run_init_sql(wire, tenant).await.map_err(|e| ("running init_sql", e))?;
+    compat: Option<&Compat>,
+) -> Result<(), (String, sqlx::Error)> {
+    let op = |what: &str| what.to_owned();
+    run_init_sql(wire, tenant)
+        .await
+        .map_err(|e| (op("running init_sql"), e))?;
     if access == Access::Write {
         wire.batch(&format!(
             "PRAGMA busy_timeout = {}; CREATE TABLE IF NOT EXISTS fleetmig_history ({HISTORY_COLUMNS})",
             limits.lock_wait.as_millis()
         ))
         .await
-        .map_err(|e| ("creating fleetmig_history", e))?;
+        .map_err(|e| (op("creating fleetmig_history"), e))?;
         upgrade_history(wire)
             .await
-            .map_err(|e| ("upgrading fleetmig_history (versions as text)", e))?;
+            .map_err(|e| (op("upgrading fleetmig_history (versions as text)"), e))?;
+        if let Some(compat) = compat {
+            wire.batch(&compat.create_sql())
+                .await
+                .map_err(|e| (format!("creating {}", compat.tool().table()), e))?;
+        }
     }
     Ok(())
 }

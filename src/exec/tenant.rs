@@ -545,11 +545,11 @@ async fn act(
 ) -> TenantReport {
     match job.action {
         Action::Migrate(target) => migrate(session, tenant, applied, target, job, pending).await,
-        Action::Stamp(to) => stamp(session, tenant, applied, plan::stamp(job.set, to), to, job.run_id).await,
+        Action::Stamp(to) => stamp(session, tenant, applied, plan::stamp(job.set, to), to, job).await,
         Action::Checksums(only) => match plan::with_checksums(job.set, applied, only) {
             Ok(rows) => {
                 let at = plan::version_of(applied);
-                stamp(session, tenant, applied, rows, at, job.run_id).await
+                stamp(session, tenant, applied, rows, at, job).await
             }
             Err(refusal) => refused(tenant, applied, refusal),
         },
@@ -559,7 +559,7 @@ async fn act(
                 Err(error) => return failed_before_any_step(tenant, error, Phase::ReadingHistory),
             };
             match crate::plan::adopt::adopt(job.set, applied, from, rows.as_deref()) {
-                Ok((rows, at)) => stamp(session, tenant, applied, rows, at, job.run_id).await,
+                Ok((rows, at)) => stamp(session, tenant, applied, rows, at, job).await,
                 Err(refusal) => refused(tenant, applied, refusal),
             }
         }
@@ -605,6 +605,10 @@ async fn migrate(
             return report;
         }
     };
+    // A tenant migrated before `history_compat` was set gets the other tool's rows first.
+    if let Err(error) = session.backfill_compat(applied, job.set).await {
+        return failed_before_any_step(tenant, error, Phase::Migrating);
+    }
     if let Some(tracker) = job.progress {
         let mut all = tracker.lock().expect("not poisoned");
         let known = all.entry(tenant.id.clone()).or_default();
@@ -865,10 +869,10 @@ async fn stamp(
     applied: &[Applied],
     rows: Vec<Applied>,
     to: Version,
-    run_id: &str,
+    job: Job<'_>,
 ) -> TenantReport {
     let start = plan::version_of(applied);
-    let outcome = match session.stamp(&rows, run_id).await {
+    let outcome = match session.stamp(&rows, job.set, job.run_id).await {
         Ok(()) => Outcome::Succeeded,
         Err(error) => Outcome::Failed {
             version: Some(to),

@@ -15,7 +15,7 @@ use crate::model::fleet::{
     BadIdent, Discover, Engine, Fleet, Host, Ident, MigrationsSource, Namespace, RolloutDefaults, Tenant, TenantId,
     quoted,
 };
-use crate::model::foreign::RevisionMap;
+use crate::model::foreign::{RevisionMap, Tool};
 use crate::model::migration::{Layout, Version, VersionStyle};
 use crate::model::policy::RollbackPolicy;
 use crate::model::secret::{DbUrl, redact, scrub};
@@ -302,6 +302,8 @@ struct DefaultsDoc {
     /// For PostgreSQL schema-tenants: `"{schema}, public"`.
     search_path: Option<String>,
     create_database: Option<bool>,
+    /// diesel, sqlx, golang-migrate, flyway or dbmate.
+    history_compat: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -320,6 +322,8 @@ struct TenantDoc {
     init_sql: Statements,
     search_path: Option<String>,
     create_database: Option<bool>,
+    /// diesel, sqlx, golang-migrate, flyway or dbmate.
+    history_compat: Option<String>,
 }
 
 /// A label value or id: YAML may write it as a string, a number or a boolean. Anything
@@ -667,6 +671,7 @@ pub(super) struct Entry {
     /// The `search_path:` template, unchecked.
     pub search_path: Option<String>,
     pub create_database: Option<bool>,
+    pub history_compat: Option<Tool>,
     /// True for a `discover:` row: its `url` may carry only the parameters its engine
     /// allows a registry ([`Engine::registry_params`]).
     pub registry: bool,
@@ -684,6 +689,7 @@ struct Defaults {
     /// The `search_path:` template, checked: the schemas after the tenant's own.
     search_path: Vec<Ident>,
     create_database: Option<bool>,
+    history_compat: Option<Tool>,
 }
 
 /// Each host's `init_sql`, by host name.
@@ -797,6 +803,7 @@ impl Rules {
                 .create_database
                 .or(self.defaults.create_database)
                 .unwrap_or(engine == Engine::MySql),
+            history_compat: entry.history_compat.or(self.defaults.history_compat),
         })
     }
 
@@ -1118,6 +1125,7 @@ fn defaults_section(
             .transpose()?
             .unwrap_or_default(),
         create_database: doc.create_database,
+        history_compat: history_compat(path, "defaults history_compat", doc.history_compat)?,
     })
 }
 
@@ -1173,8 +1181,34 @@ fn listed_entry(
             .map_err(|m| invalid(path, format!("{context} init_sql"), m))?,
         search_path: entry.search_path,
         create_database: entry.create_database,
+        history_compat: history_compat(path, &format!("{context} history_compat"), entry.history_compat)?,
         registry: false,
     })
+}
+
+/// A `history_compat:` value: the tool whose history table fleetmig keeps in step.
+fn history_compat(path: &Path, context: &str, value: Option<String>) -> Result<Option<Tool>, FleetError> {
+    value
+        .map(|name| {
+            match name.parse::<Tool>() {
+                Ok(Tool::Alembic) => Err(invalid(
+                    path,
+                    context,
+                    "alembic keeps only its head revision id, which fleetmig cannot name from a migration: \
+                     run `alembic stamp` after a rollout instead (known: diesel, sqlx, golang-migrate, flyway, dbmate)",
+                )),
+                Ok(tool) => Ok(tool),
+                Err(_) => Err(invalid(
+                    path,
+                    context,
+                    format!(
+                        "`{}` is not a tool whose history fleetmig keeps (known: diesel, sqlx, golang-migrate, flyway, dbmate)",
+                        name.escape_debug()
+                    ),
+                )),
+            }
+        })
+        .transpose()
 }
 
 /// The `ledger:` URL, its `${VAR}`s expanded.
@@ -1212,7 +1246,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct DefaultsDoc",
-            "a map of defaults (host, url, schema, database, labels, init_sql, search_path, create_database)",
+            "a map of defaults (host, url, schema, database, labels, init_sql, search_path, create_database, history_compat)",
         ),
         (
             "struct RolloutDoc",
@@ -1220,7 +1254,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct TenantDoc",
-            "a tenant: a map with `id` and `url` or `host` (and schema, database, labels, canary, init_sql, search_path, create_database)",
+            "a tenant: a map with `id` and `url` or `host` (and schema, database, labels, canary, init_sql, search_path, create_database, history_compat)",
         ),
         ("struct DiscoverDoc", "a map with `url`, `query` and optionally `host`"),
         ("field identifier", "a key name"),

@@ -301,6 +301,9 @@ pub struct Tenant {
     /// MySQL does unless the fleet file says `create_database: false`, and PostgreSQL only
     /// when it says `create_database: true`.
     pub create_database: bool,
+    /// Another tool whose history table fleetmig keeps in step with its own
+    /// (`history_compat:`), so that tool's migrator finds nothing to do.
+    pub history_compat: Option<crate::model::foreign::Tool>,
 }
 
 impl Tenant {

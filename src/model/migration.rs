@@ -435,6 +435,9 @@ pub struct Script {
     /// True when it declares itself safe to run again (`rerun-if-dirty` in the marker): a
     /// tenant left dirty at it is run again instead of refused.
     pub rerun_if_dirty: bool,
+    /// The file began with a byte-order mark, dropped from `sql`: other tools' checksums
+    /// (sqlx's) take the file's text as it is.
+    pub bom: bool,
 }
 
 /// The marker, on a script's first line, that runs it outside a transaction.
@@ -448,9 +451,9 @@ impl Script {
     /// write) is no SQL: it is dropped here, so the marker on the first line counts and
     /// PostgreSQL (which refuses one) gets the script; the checksum stays that of the file.
     pub fn new(sql: String) -> Self {
-        let sql = match sql.strip_prefix('\u{feff}') {
-            Some(rest) => rest.to_owned(),
-            None => sql,
+        let (sql, bom) = match sql.strip_prefix('\u{feff}') {
+            Some(rest) => (rest.to_owned(), true),
+            None => (sql, false),
         };
         let first = sql.lines().next().map(str::trim).unwrap_or_default();
         let options: Vec<&str> = first
@@ -465,6 +468,16 @@ impl Script {
             transactional: !has("no-transaction"),
             rerun_if_dirty: has("rerun-if-dirty"),
             sql,
+            bom,
+        }
+    }
+
+    /// The script's file text as read, byte-order mark and all.
+    pub fn file_text(&self) -> std::borrow::Cow<'_, str> {
+        if self.bom {
+            format!("\u{feff}{}", self.sql).into()
+        } else {
+            self.sql.as_str().into()
         }
     }
 

@@ -134,6 +134,7 @@ mod tests {
             init_sql: vec![],
             search_path: vec![],
             create_database: false,
+            history_compat: None,
         }
     }
 

@@ -18,6 +18,7 @@ mod final_report;
 mod fleet_keys;
 mod fuzz;
 mod gates;
+mod history_compat;
 mod join;
 mod json_schema;
 mod layout_sets;

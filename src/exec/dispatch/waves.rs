@@ -423,7 +423,8 @@ impl<W: Work> Task<'_, W> {
 
 /// Tenants a survey shows at the target already, with their (empty) reports: they need
 /// no session at all. Only for `up` and `down` to a version; anything else, and any
-/// tenant the survey does not cover, takes the ordinary path.
+/// tenant the survey does not cover (or keeps another tool's history), takes the ordinary
+/// path.
 async fn already_at_target(
     work: &impl Work,
     sets: &Sets,
@@ -433,7 +434,13 @@ async fn already_at_target(
     if !matches!(action, Action::Migrate(Target::Up { .. } | Target::Down { .. })) {
         return HashMap::new();
     }
-    let refs: Vec<&Tenant> = tenants.iter().map(|(_, t, _)| *t).collect();
+    // A tenant with `history_compat` takes a session even at its target: the session writes
+    // the other tool's rows it may still lack (set after the tenant was migrated).
+    let refs: Vec<&Tenant> = tenants
+        .iter()
+        .map(|(_, t, _)| *t)
+        .filter(|t| t.history_compat.is_none())
+        .collect();
     let mut surveyed = work.survey(&refs).await;
     let mut out = HashMap::new();
     for (i, t, _) in tenants {
