@@ -569,3 +569,58 @@ fn pooled_postgres_schema_tenants_at_their_target_still_get_rows_set_late() {
         ["1", "2", "3"]
     );
 }
+
+/// A tenant sqlx's own migrator migrated is adopted: the same schema as fleetmig's from
+/// the same files, `status` current, `up` runs nothing, the next migration runs once; and
+/// with `history_compat: sqlx`, sqlx's migrator afterwards finds nothing left to run.
+#[test]
+fn a_tenant_sqlx_migrated_is_adopted_and_sqlx_then_finds_nothing_to_run() {
+    let p = Project::new();
+    sqlx_set(&p);
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    let fleet = |compat: &str| {
+        format!(
+            "defaults: {{ url: \"sqlite://data/{{id}}.db\"{compat} }}\ntenants:\n  - {{ id: stock }}\n  - {{ id: ours }}\n"
+        )
+    };
+    p.fleet(&fleet(""));
+    let dir = p.path().join("migrations");
+    let stock = p.db_path("stock");
+    let url = format!("sqlite://{}?mode=rwc", stock.display());
+    let sqlx_run = |what: &str| {
+        runtime().block_on(async {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx_migrate(&dir, &mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            conn.close().await.unwrap();
+        })
+    };
+    sqlx_run("sqlx migrates the stock tenant");
+    run_ok(&p, &["up", "--select", "id=ours"]);
+    let schema = |id: &str| {
+        sqlite_column(
+            &p.db_path(id),
+            "SELECT type || ' ' || name || ': ' || sql FROM sqlite_master \
+             WHERE name NOT LIKE 'fleetmig%' AND name NOT LIKE '_sqlx%' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+    };
+    assert_eq!(schema("stock"), schema("ours"), "the same files, the same schema");
+
+    run_ok(&p, &["adopt", "--from", "sqlx", "--select", "id=stock"]);
+    run_ok(&p, &["status"]);
+    assert!(run_ok(&p, &["up"]).contains("Nothing to do"));
+
+    p.fleet(&fleet(", history_compat: sqlx"));
+    p.migration(
+        "0004_create_sprockets.up.sql",
+        "CREATE TABLE sprockets (id INTEGER PRIMARY KEY);\n",
+    );
+    p.migration("0004_create_sprockets.down.sql", "DROP TABLE sprockets;\n");
+    assert!(run_ok(&p, &["up"]).contains("2 changed"));
+    assert_eq!(schema("stock"), schema("ours"));
+    let before = sqlite_rows(&stock, SQLX_ROWS_SQLITE);
+    assert_eq!(before.len(), 4, "{before:?}");
+    sqlx_run("sqlx finds nothing to run");
+    assert_eq!(sqlite_rows(&stock, SQLX_ROWS_SQLITE), before, "sqlx applied nothing");
+}
