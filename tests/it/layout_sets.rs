@@ -126,3 +126,61 @@ fn every_layout_set_cycles_on_mariadb_database_tenants() {
         });
     }
 }
+
+/// diesel on SQLite, as real SQLite histories do it: a table rebuild (create new, copy,
+/// drop old, rename) under a table whose rows point at it with ON DELETE CASCADE. The
+/// children survive the up, the down and the up again.
+#[test]
+fn a_sqlite_table_rebuild_under_cascading_children_keeps_them() {
+    let p = Project::new();
+    p.fleet(&format!(
+        "migrations: {{ path: \"{}\", layout: diesel }}\n\
+         defaults: {{ url: \"sqlite://data/{{id}}.db\" }}\ntenants:\n  - {{ id: acme }}\n",
+        fixture("diesel-sqlite").display()
+    ));
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    let db = p.db_path("acme");
+    let members = || sqlite_column(&db, "SELECT CAST(count(*) AS TEXT) FROM members");
+    let catalog = || {
+        sqlite_column(
+            &db,
+            "SELECT m.name || '.' || c.name FROM sqlite_master m, pragma_table_info(m.name) c \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'fleetmig%' ORDER BY 1",
+        )
+    };
+    cycle(&p, "diesel-sqlite", Some("20200101000000"), &|| {
+        let mut rows = catalog();
+        rows.extend(members());
+        rows
+    });
+    assert_eq!(members(), ["3"]);
+    assert!(catalog().contains(&"orgs.plan".to_owned()));
+}
+
+/// PostgreSQL schema tenants whose migrations use an extension's type installed once in
+/// `public` (citext), found through the fleet's `search_path`.
+#[test]
+fn a_set_using_an_extension_type_in_public_cycles_on_schema_tenants() {
+    let Some(pg) = support::Pg::create("citext") else {
+        return;
+    };
+    pg.exec("CREATE EXTENSION citext");
+    let p = Project::new();
+    p.fleet(&format!(
+        "migrations: {{ path: \"{}\", layout: flyway }}\n\
+         defaults: {{ url: \"{}\", schema: \"ci_{{id}}\", search_path: \"{{schema}}, public\" }}\n\
+         tenants:\n  - {{ id: acme }}\n  - {{ id: globex }}\n",
+        fixture("flyway-citext").display(),
+        pg.url()
+    ));
+    cycle(&p, "flyway-citext", Some("1"), &|| {
+        pg.column(
+            "SELECT table_name || '.' || column_name || ' ' || udt_schema || '.' || udt_name \
+             FROM information_schema.columns WHERE table_schema = 'ci_globex' AND table_name NOT LIKE 'fleetmig%' ORDER BY 1",
+        )
+    });
+    assert_eq!(
+        pg.column("SELECT udt_schema || '.' || udt_name FROM information_schema.columns WHERE table_schema = 'ci_acme' AND column_name = 'email'"),
+        ["public.citext"]
+    );
+}
