@@ -306,9 +306,8 @@ pub enum Command {
     /// The migration set: version, name, reversible or not, checksum.
     ///
     /// Entries of the folder that are not migrations (a README, a loose `.sql` beside
-    /// diesel's folders) are left alone, never applied: counted here, listed with
-    /// --verbose, and always in `--format json`'s `ignored`. Hidden files are skipped
-    /// without a mention.
+    /// diesel's folders, hidden files) are left alone, never applied: counted here, listed
+    /// with --verbose, and always in `--format json`'s `ignored`.
     History {
         /// List each folder entry that is not a migration, not just their count.
         #[arg(long, short = 'v')]

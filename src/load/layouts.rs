@@ -36,6 +36,23 @@ impl Evidence {
     }
 }
 
+/// The folder's hidden entries (`.gitkeep`, `.DS_Store`): never migrations, listed with
+/// what a set leaves alone.
+fn hidden(dir: &Path) -> Result<Vec<PathBuf>, MigrationsError> {
+    let read_err = |source| MigrationsError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(read_err)? {
+        let entry = entry.map_err(read_err)?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
+}
+
 /// The folder's entries that are not hidden, sorted by name.
 fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, MigrationsError> {
     let read_err = |source| MigrationsError::Read {
@@ -194,10 +211,12 @@ pub fn load(dir: &Path, layout: Layout) -> Result<MigrationSet, MigrationsError>
         }
         Layout::Flyway => (flyway(dir)?, Vec::new(), VersionStyle::Dotted),
     };
-    let ignored = match layout {
+    let mut ignored = match layout {
         Layout::Diesel => ignored,
         _ => not_taken(dir, layout)?,
     };
+    ignored.extend(hidden(dir)?);
+    ignored.sort();
     let repeatables = match layout {
         Layout::Flyway => flyway_repeatables(dir)?,
         _ => Vec::new(),

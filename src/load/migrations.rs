@@ -276,10 +276,7 @@ fn load_with(dir: &Path, unwritten_ok: bool) -> Result<MigrationSet, MigrationsE
         })?;
         let path = entry.path();
         let file = entry.file_name().to_string_lossy().into_owned();
-        if file.starts_with('.') {
-            continue;
-        }
-        if !looks_like_migration(&file) {
+        if file.starts_with('.') || !looks_like_migration(&file) {
             ignored.push(path);
             continue;
         }

@@ -97,7 +97,9 @@ fn a_diesel_folder_runs_in_diesels_order_with_text_versions() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(
-        ignored.iter().any(|i| i.ends_with("schema.sql")) && ignored.iter().any(|i| i.ends_with("README.md")),
+        ignored.iter().any(|i| i.ends_with("schema.sql"))
+            && ignored.iter().any(|i| i.ends_with("README.md"))
+            && ignored.iter().any(|i| i.ends_with(".keep")),
         "{h}"
     );
 
