@@ -582,10 +582,14 @@ mod tests {
         let dir = dir_with(&[("README.md", ""), ("notes.txt", ""), (".0001_a.up.sql.swp", "")]);
         let set = load(dir.path()).unwrap();
         assert!(set.is_empty());
-        // Left alone and listed for `history --verbose`; hidden files are not even listed.
+        // Left alone and listed for `history --verbose`, a hidden editor file too.
         assert_eq!(
             set.ignored(),
-            [dir.path().join("README.md"), dir.path().join("notes.txt")]
+            [
+                dir.path().join(".0001_a.up.sql.swp"),
+                dir.path().join("README.md"),
+                dir.path().join("notes.txt")
+            ]
         );
     }
 
