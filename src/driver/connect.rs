@@ -410,6 +410,10 @@ impl AnySession {
         each!(self, s => s.check(sql).await)
     }
 
+    pub async fn catalog(&mut self) -> Result<crate::model::catalog::Catalog, DbError> {
+        each!(self, s => s.catalog().await)
+    }
+
     pub async fn release(self) {
         each!(self, s => s.release().await)
     }

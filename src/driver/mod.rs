@@ -1,5 +1,6 @@
 //! The only code that speaks SQL: one narrow trait, one implementation per engine.
 
+pub mod catalog;
 pub mod connect;
 pub mod error;
 pub mod foreign;

@@ -2,6 +2,7 @@
 //! no async.
 
 pub mod bounds;
+pub mod catalog;
 pub mod db_error;
 pub mod fleet;
 pub mod foreign;
