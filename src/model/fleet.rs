@@ -377,6 +377,9 @@ pub struct Fleet {
     pub discover: Option<Discover>,
     /// The fleet file's `migrations:`, if it names the folder.
     pub migrations: Option<MigrationsSource>,
+    /// The fleet file's `scratch:`: the servers `check` makes its scratch databases on, one
+    /// per engine at most.
+    pub scratch: Vec<(Engine, DbUrl)>,
 }
 
 /// Where a fleet's migrations are: the fleet file's `migrations: DIR` or
