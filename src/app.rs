@@ -17,6 +17,7 @@ use crate::model::migration::{MigrationSet, Version};
 use crate::model::secret::DbUrl;
 use crate::model::sets::Sets;
 
+mod check;
 mod checks;
 mod execute;
 mod fleet;
@@ -103,6 +104,22 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
         Command::Stamp { version, checksums } => execute::stamp(g, *version, *checksums, out).await,
         Command::Adopt { from, dry_run: false } => execute::adopt(g, *from, out).await,
         Command::Adopt { from, dry_run: true } => fleet::adopt_plan(g, *from, out).await,
+        Command::Check {
+            engine,
+            from,
+            to,
+            scratch,
+            strict,
+        } => {
+            let args = check::Args {
+                engine: engine.map(Into::into),
+                from: *from,
+                to: *to,
+                scratch,
+                strict: *strict,
+            };
+            check::check(g, &args, out).await
+        }
     }
 }
 

@@ -320,6 +320,33 @@ pub enum Command {
         #[arg(long)]
         schema: Option<String>,
     },
+    /// Prove every migration and its way back on an empty scratch target
+    ///
+    /// For each engine of the fleet (or --engine), one migration at a time: the catalog is
+    /// read, the up applied, read again, the down applied (the catalog must be as before
+    /// the up), and the up applied again (it must be as after the first up). SQLite runs
+    /// in a temporary file; PostgreSQL and MySQL in a temporary database made, and always
+    /// dropped, on the server --scratch or the fleet file's `scratch:` names. Verdicts: ok,
+    /// irreversible, up-fails, down-fails, down-incomplete, redo-fails, redo-differs. Exit 1
+    /// on anything but ok and irreversible.
+    Check {
+        /// Check only this engine's migrations.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+        /// Start above this version: the migrations up to it are applied first, unchecked.
+        #[arg(long, value_name = "VERSION")]
+        from: Option<Version>,
+        /// Check up to this version instead of head.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<Version>,
+        /// A PostgreSQL or MySQL server to make the scratch database on (repeat for both),
+        /// instead of the fleet file's `scratch:`.
+        #[arg(long, value_name = "URL")]
+        scratch: Vec<String>,
+        /// Count an irreversible migration as a failure.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Record tenants as being at VERSION without running SQL (adopt a fleet, clear a dirty tenant)
     ///
     /// With --checksums instead of VERSION, keep each tenant's version and record the

@@ -11,5 +11,6 @@ pub mod postgres;
 pub mod quote;
 pub mod registry;
 pub mod repeatable;
+pub mod scratch;
 pub mod session;
 pub mod sqlite;

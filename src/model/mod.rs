@@ -3,6 +3,7 @@
 
 pub mod bounds;
 pub mod catalog;
+pub mod check;
 pub mod db_error;
 pub mod fleet;
 pub mod foreign;
