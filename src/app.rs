@@ -86,7 +86,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             resume: None,
             rollout,
             together,
-        } if together.is_shared() => shared::up(g, *to, rollout, together, out).await,
+            check_migrations,
+        } if together.is_shared() => shared::up(g, *to, rollout, together, *check_migrations, out).await,
         Command::Up {
             resume: Some(run),
             rollout,
@@ -96,8 +97,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             to,
             resume: None,
             rollout,
+            check_migrations,
             ..
-        } => execute::up(g, *to, rollout, out).await,
+        } => execute::up(g, *to, rollout, *check_migrations, out).await,
         Command::Runs { limit } => past::runs(g, *limit, out).await,
         Command::Report { run, all } => past::report(g, run, *all, out).await,
         Command::Down { to, steps, rollout } => execute::down(g, *to, *steps, rollout, out).await,

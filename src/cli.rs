@@ -242,6 +242,11 @@ pub enum Command {
         /// and waves; each tenant's real version is read from its history table.
         #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "", conflicts_with = "to")]
         resume: Option<String>,
+        /// Before wave 1, run `check` over the pending migrations on a scratch target and
+        /// refuse the run when one fails [default: the fleet file's
+        /// `rollout.check_migrations`, else off].
+        #[arg(long, conflicts_with_all = ["resume", "join"])]
+        check_migrations: bool,
         #[command(flatten)]
         rollout: Rollout,
         #[command(flatten)]

@@ -62,6 +62,53 @@ pub(super) async fn check(g: &Global, args: &Args<'_>, out: &mut (dyn Write + Se
     })
 }
 
+/// `up --check-migrations` (or `rollout: check_migrations: true`): `check` over the
+/// pending migrations of the selected tenants' engines, from the lowest version any of
+/// them is at up to the run's target, on the fleet file's `scratch:` servers. A failure
+/// refuses the run before any tenant is touched.
+pub(super) async fn before_up(
+    g: &Global,
+    fleet: &Fleet,
+    sets: &Sets,
+    tenants: &[&Tenant],
+    to: Version,
+) -> Result<(), Error> {
+    let opts = super::options(g, None);
+    let states = crate::api::inspect(fleet, sets, &opts, tenants).await;
+    let mut failures = Vec::new();
+    for engine in engines(None, tenants, sets)? {
+        let lowest = states
+            .iter()
+            .filter(|(t, _)| t.engine == engine)
+            .map(|(_, rows)| match rows {
+                Ok(rows) => rows.iter().map(|r| r.version).max().unwrap_or(Version::ZERO),
+                Err(_) => Version::ZERO,
+            })
+            .min()
+            .unwrap_or(Version::ZERO);
+        let scratch = Scratch {
+            engine,
+            server: fleet.scratch.iter().find(|(e, _)| *e == engine).map(|(_, u)| u.clone()),
+            template: tenants.iter().find(|t| t.engine == engine).map(|t| (*t).clone()),
+        };
+        let options = CheckOptions {
+            from: Some(lowest),
+            to: Some(sets.resolve(engine, to)),
+            strict: false,
+            limits: opts.limits.clone(),
+        };
+        let report = crate::exec::check::check(&[scratch], sets, &options).await;
+        failures.extend(crate::report::check::failures(&report));
+    }
+    match failures.is_empty() {
+        true => Ok(()),
+        false => Err(Error::Refused(format!(
+            "--check-migrations: {} (`fleetmig check` shows the whole report)",
+            failures.join("; ")
+        ))),
+    }
+}
+
 /// The engines to check: `--engine`, else those of the selected tenants, else those with
 /// a folder of their own, else SQLite (which needs no server).
 fn engines(engine: Option<Engine>, tenants: &[&Tenant], sets: &Sets) -> Result<Vec<Engine>, Error> {

@@ -257,6 +257,8 @@ struct RolloutDoc {
     max_failures: Option<Scalar>,
     max_skipped: Option<Scalar>,
     rollback: Option<String>,
+    #[serde(default)]
+    check_migrations: bool,
 }
 
 /// `waves:` as one text (`1,10%,100%`) or a list of sizes.
@@ -1267,7 +1269,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct RolloutDoc",
-            "a map of rollout settings (waves, bake, check, max_failures, max_skipped, rollback)",
+            "a map of rollout settings (waves, bake, check, max_failures, max_skipped, rollback, check_migrations)",
         ),
         (
             "struct TenantDoc",
@@ -1389,6 +1391,7 @@ fn rollout_defaults(path: &Path, doc: RolloutDoc) -> Result<RolloutDefaults, Fle
             .map(|r| r.parse::<RollbackPolicy>())
             .transpose()
             .map_err(|m| invalid("rollback", &m))?,
+        check_migrations: doc.check_migrations,
     })
 }
 

@@ -344,6 +344,8 @@ pub struct RolloutDefaults {
     pub max_failures: Option<MaxFailures>,
     pub max_skipped: Option<MaxSkipped>,
     pub rollback: Option<RollbackPolicy>,
+    /// `check_migrations: true`: `up` runs `check` over the pending migrations first.
+    pub check_migrations: bool,
 }
 
 /// The fleet file's `discover:` section: a query on a registry database whose rows are

@@ -79,6 +79,26 @@ fn detail(verdict: &Verdict) -> Vec<String> {
     }
 }
 
+/// Each failure, on one line: `sqlite 0002_audit: down-incomplete (index users_email_idx
+/// left behind)`, for a refusal's message.
+pub fn failures(report: &CheckReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for engine in &report.engines {
+        if let Some(error) = &engine.error {
+            out.push(format!("{}: {error}", engine.engine));
+        }
+        for m in engine.migrations.iter().filter(|m| !m.verdict.passes(report.strict)) {
+            let details = detail(&m.verdict);
+            let why = match details.as_slice() {
+                [] => String::new(),
+                lines => format!(" ({})", lines.join("; ").trim_start_matches("- ").replace("; - ", "; ")),
+            };
+            out.push(format!("{} {}: {}{why}", engine.engine, m.label, m.verdict.name()));
+        }
+    }
+    out
+}
+
 /// The report as one JSON document.
 pub fn json(report: &CheckReport) -> String {
     let mut value = serde_json::to_value(report).expect("a check report serialises");

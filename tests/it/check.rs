@@ -307,3 +307,44 @@ fn mariadb_fixtures_get_their_verdicts_and_diffs() {
     ));
     assert_eq!(left, ["0"], "scratch database {name} left behind");
 }
+
+/// `up --check-migrations` (or `rollout: check_migrations: true`) checks the pending
+/// migrations first and refuses a set with a broken down before any tenant is touched.
+#[test]
+fn up_check_migrations_refuses_a_broken_down_before_any_tenant_is_touched() {
+    let p = Project::new();
+    for entry in std::fs::read_dir(fixture("forgotten_index")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        p.migration(&name, &std::fs::read_to_string(&path).unwrap());
+    }
+    let fleet = "defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n";
+    p.fleet(fleet);
+    let run = p.run(&["up", "--check-migrations"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("sqlite 0002_audit: down-incomplete (index users_email_idx left behind)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!p.db_path("acme").exists(), "a tenant was touched");
+
+    let run = p.run(&["up", "--check-migrations", "--to", "1"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        crate::support::sqlite_column(&p.db_path("acme"), "SELECT version FROM fleetmig_history"),
+        ["1"]
+    );
+
+    // From the fleet file, over what is pending: 0002 on.
+    p.fleet(&format!("{fleet}rollout: {{ check_migrations: true }}\n"));
+    let run = p.run(&["up"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("0002_audit: down-incomplete"), "{}", run.stderr);
+    assert!(!run.stderr.contains("0001_users"), "{}", run.stderr);
+    assert_eq!(
+        crate::support::sqlite_column(&p.db_path("acme"), "SELECT version FROM fleetmig_history"),
+        ["1"]
+    );
+}
