@@ -227,6 +227,26 @@ fn postgres_fixtures_get_their_verdicts_and_diffs() {
     assert_eq!(code, 0, "{doc}");
     assert_eq!(verdicts(&doc)[2], ("0003_tags".to_owned(), "ok".to_owned()));
     scratch_dropped(&pg, &doc);
+
+    // The demo set as written for PostgreSQL passes.
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/postgres/migrations");
+    let demo = demo.display().to_string();
+    let run = p.run(&[
+        "check",
+        "--engine",
+        "postgres",
+        "--migrations",
+        &demo,
+        "--scratch",
+        PG_ADMIN,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout
+            .ends_with("check passed: 7 migration(s) on 1 engine(s): 7 ok\n"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// The fleet file's `scratch:` names a host; a schema-tenant fleet is checked in a scratch
