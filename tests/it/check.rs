@@ -368,3 +368,25 @@ fn up_check_migrations_refuses_a_broken_down_before_any_tenant_is_touched() {
         ["1"]
     );
 }
+
+/// A down script that fails is `down-fails`, naming the down file; the walk stops there.
+#[test]
+fn sqlite_a_failing_down_is_down_fails() {
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n");
+    p.migration("0001_a.down.sql", "DROP TABLE no_such_table;\n");
+    p.migration("0002_b.up.sql", "CREATE TABLE b (id INTEGER PRIMARY KEY);\n");
+    p.migration("0002_b.down.sql", "DROP TABLE b;\n");
+    let run = p.run(&["check", "--engine", "sqlite", "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let doc = json(&run.stdout);
+    assert_eq!(
+        verdicts(&doc),
+        pairs(&[("0001_a", "down-fails"), ("0002_b", "not-checked")])
+    );
+    let error = doc["engines"][0]["migrations"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("0001_a.down.sql") && error.contains("no such table"),
+        "{error}"
+    );
+}
