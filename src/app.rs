@@ -18,6 +18,7 @@ use crate::model::migration::Version;
 use crate::model::secret::DbUrl;
 use crate::model::sets::Sets;
 
+mod check;
 mod checks;
 mod execute;
 mod fleet;
@@ -86,7 +87,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             resume: None,
             rollout,
             together,
-        } if together.is_shared() => shared::up(g, *to, rollout, together, out).await,
+            check_migrations,
+        } if together.is_shared() => shared::up(g, *to, rollout, together, *check_migrations, out).await,
         Command::Up {
             resume: Some(run),
             rollout,
@@ -96,8 +98,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             to,
             resume: None,
             rollout,
+            check_migrations,
             ..
-        } => execute::up(g, *to, rollout, out).await,
+        } => execute::up(g, *to, rollout, *check_migrations, out).await,
         Command::Runs { limit } => past::runs(g, *limit, out).await,
         Command::Report { run, all } => past::report(g, run, *all, out).await,
         Command::Down { to, steps, rollout } => execute::down(g, *to, *steps, rollout, out).await,
@@ -108,6 +111,22 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
                 false => execute::adopt(g, *from, map.as_deref(), out).await,
                 true => fleet::adopt_plan(g, *from, map.as_deref(), out).await,
             }
+        }
+        Command::Check {
+            engine,
+            from,
+            to,
+            scratch,
+            strict,
+        } => {
+            let args = check::Args {
+                engine: engine.map(Into::into),
+                from: *from,
+                to: *to,
+                scratch,
+                strict: *strict,
+            };
+            check::check(g, &args, out).await
         }
     }
 }

@@ -242,6 +242,11 @@ pub enum Command {
         /// and waves; each tenant's real version is read from its history table.
         #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "", conflicts_with = "to")]
         resume: Option<String>,
+        /// Before wave 1, run `check` over the pending migrations on a scratch target and
+        /// refuse the run when one fails [default: the fleet file's
+        /// `rollout.check_migrations`, else off].
+        #[arg(long, conflicts_with_all = ["resume", "join"])]
+        check_migrations: bool,
         #[command(flatten)]
         rollout: Rollout,
         #[command(flatten)]
@@ -327,6 +332,33 @@ pub enum Command {
         /// Create and use this schema (PostgreSQL) or database (MySQL) first.
         #[arg(long)]
         schema: Option<String>,
+    },
+    /// Prove every migration and its way back on an empty scratch target
+    ///
+    /// For each engine of the fleet (or --engine), one migration at a time: the catalog is
+    /// read, the up applied, read again, the down applied (the catalog must be as before
+    /// the up), and the up applied again (it must be as after the first up). SQLite runs
+    /// in a temporary file; PostgreSQL and MySQL in a temporary database made, and always
+    /// dropped, on the server --scratch or the fleet file's `scratch:` names. Verdicts: ok,
+    /// irreversible, up-fails, down-fails, down-incomplete, redo-fails, redo-differs. Exit 1
+    /// on anything but ok and irreversible.
+    Check {
+        /// Check only this engine's migrations.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+        /// Start above this version: the migrations up to it are applied first, unchecked.
+        #[arg(long, value_name = "VERSION")]
+        from: Option<Version>,
+        /// Check up to this version instead of head.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<Version>,
+        /// A PostgreSQL or MySQL server to make the scratch database on (repeat for both),
+        /// instead of the fleet file's `scratch:`.
+        #[arg(long, value_name = "URL")]
+        scratch: Vec<String>,
+        /// Count an irreversible migration as a failure.
+        #[arg(long)]
+        strict: bool,
     },
     /// Record tenants as being at VERSION without running SQL (adopt a fleet, clear a dirty tenant)
     ///

@@ -41,12 +41,16 @@ pub(super) async fn up(
     g: &Global,
     to: Option<Version>,
     rollout: &Rollout,
+    check_migrations: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let fleet = super::load_fleet(g).await?;
     let sets = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &g.select)?;
     let to = api::target(&sets, to)?;
+    if check_migrations || fleet.rollout.check_migrations {
+        super::check::before_up(g, &fleet, &sets, &tenants, to).await?;
+    }
     let args = RunArgs {
         tenants,
         action: Action::Migrate(Target::Up { to }),

@@ -70,6 +70,7 @@ pub(super) async fn up(
     to: Option<Version>,
     rollout: &Rollout,
     together: &Together,
+    check_migrations: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     refuse_gates(rollout)?;
@@ -106,6 +107,9 @@ pub(super) async fn up(
         None => {
             let tenants = api::selected(&fleet, &g.select)?;
             let to = api::target(&sets, to)?;
+            if check_migrations || fleet.rollout.check_migrations {
+                super::check::before_up(g, &fleet, &sets, &tenants, to).await?;
+            }
             let lease = together.lease;
             (tenants, to, Record::NewShared { ledger, lease })
         }

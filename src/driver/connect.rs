@@ -246,6 +246,16 @@ impl Connector {
         }
     }
 
+    /// A connector for tenants on no named host (a scratch target).
+    pub fn alone(limits: Limits) -> Self {
+        Connector {
+            limits,
+            caps: HashMap::new(),
+            pools: Mutex::default(),
+            styles: [VersionStyle::default(); 3],
+        }
+    }
+
     /// This connector, reading `engine`'s tenants' history versions in `style` (their
     /// migration set's).
     pub fn versions(mut self, engine: Engine, style: VersionStyle) -> Self {
@@ -421,6 +431,10 @@ impl AnySession {
 
     pub async fn check(&mut self, sql: &str) -> Result<bool, DbError> {
         each!(self, s => s.check(sql).await)
+    }
+
+    pub async fn catalog(&mut self) -> Result<crate::model::catalog::Catalog, DbError> {
+        each!(self, s => s.catalog().await)
     }
 
     pub async fn release(self) {

@@ -1,5 +1,6 @@
 //! The only code that speaks SQL: one narrow trait, one implementation per engine.
 
+pub mod catalog;
 pub mod compat;
 pub mod connect;
 pub mod error;
@@ -11,5 +12,6 @@ pub mod postgres;
 pub mod quote;
 pub mod registry;
 pub mod repeatable;
+pub mod scratch;
 pub mod session;
 pub mod sqlite;

@@ -352,6 +352,17 @@ impl Wire for MySqlWire {
         }))
     }
 
+    async fn catalog(&mut self) -> Result<crate::model::catalog::Catalog, sqlx::Error> {
+        let mut objects = Vec::new();
+        for (kind, sql) in super::catalog::MYSQL {
+            let rows = answered(self.answer_within, sqlx::query(sql).fetch_all(&mut self.conn)).await?;
+            for row in &rows {
+                objects.push(super::catalog::object(*kind, row)?);
+            }
+        }
+        Ok(crate::model::catalog::Catalog::new(objects))
+    }
+
     async fn unlock(&mut self) -> Result<(), sqlx::Error> {
         if self.locked {
             answered(

@@ -904,6 +904,16 @@ impl Wire for PgWire {
         }))
     }
 
+    async fn catalog(&mut self) -> Result<crate::model::catalog::Catalog, sqlx::Error> {
+        let mut objects = Vec::new();
+        for (kind, sql) in super::catalog::POSTGRES {
+            for row in self.fetch(sql).await? {
+                objects.push(super::catalog::object(*kind, &row)?);
+            }
+        }
+        Ok(crate::model::catalog::Catalog::new(objects))
+    }
+
     async fn unlock(&mut self) -> Result<(), sqlx::Error> {
         let mut sql = String::new();
         if self.locked {

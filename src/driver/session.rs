@@ -131,6 +131,8 @@ pub trait Wire: Send {
     /// Runs a query of three text columns (another tool's history, see
     /// [`super::foreign::query`]); `None` when its table does not exist.
     fn text_rows(&mut self, sql: &str) -> impl Future<Output = Result<Option<Vec<[String; 3]>>, sqlx::Error>> + Send;
+    /// A snapshot of the tenant's catalog (see [`super::catalog`]).
+    fn catalog(&mut self) -> impl Future<Output = Result<crate::model::catalog::Catalog, sqlx::Error>> + Send;
     /// Releases the tenant lock and resets the session, ready for reuse.
     fn unlock(&mut self) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     /// Ends the session: back to its pool when `clean`, closed otherwise.
@@ -838,6 +840,14 @@ impl<W: Wire> Session<W> {
             sql.push_str(&compat.record(&entry(row.version)?, Mark::Applied, None));
         }
         Ok(sql)
+    }
+
+    /// A snapshot of the tenant's catalog, fleetmig's own tables left out.
+    pub async fn catalog(&mut self) -> Result<crate::model::catalog::Catalog, DbError> {
+        match self.wire.catalog().await {
+            Ok(catalog) => Ok(catalog),
+            Err(e) => Err(self.fail(ErrorKind::Sql, "reading the catalog", e)),
+        }
     }
 
     /// Runs a gate query on the tenant.

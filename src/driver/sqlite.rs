@@ -386,6 +386,18 @@ impl Wire for SqliteWire {
         Ok(row.is_some_and(|r| is_true(&r)))
     }
 
+    async fn catalog(&mut self) -> Result<crate::model::catalog::Catalog, sqlx::Error> {
+        let mut objects = Vec::new();
+        if let Some(conn) = self.conn.as_mut() {
+            for (kind, sql) in super::catalog::SQLITE {
+                for row in sqlx::query(sql).fetch_all(&mut *conn).await? {
+                    objects.push(super::catalog::object(*kind, &row)?);
+                }
+            }
+        }
+        Ok(crate::model::catalog::Catalog::new(objects))
+    }
+
     async fn unlock(&mut self) -> Result<(), sqlx::Error> {
         Ok(())
     }

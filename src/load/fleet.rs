@@ -92,6 +92,17 @@ struct FileDoc {
     discover: Option<DiscoverDoc>,
     /// Read through [`migrations_value`], whose error names the key and its two forms.
     migrations: Option<serde_yaml::Value>,
+    /// Where `check` makes its scratch databases: a server URL or a host's name, or a
+    /// list of them (one per engine).
+    scratch: Option<ScratchDoc>,
+}
+
+/// `scratch:`: one server, or one per engine.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ScratchDoc {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// `migrations:`: a folder, or a folder and its layout.
@@ -248,6 +259,8 @@ struct RolloutDoc {
     max_failures: Option<Scalar>,
     max_skipped: Option<Scalar>,
     rollback: Option<String>,
+    #[serde(default)]
+    check_migrations: bool,
 }
 
 /// `waves:` as one text (`1,10%,100%`) or a list of sizes.
@@ -1018,6 +1031,11 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
         .map(|text| ledger_section(path, &text, base, env))
         .transpose()?;
     let migrations = doc.migrations.map(|m| migrations_value(path, base, m)).transpose()?;
+    let scratch = match doc.scratch {
+        None => Vec::new(),
+        Some(ScratchDoc::One(one)) => scratch_section(path, vec![one], &rules, env)?,
+        Some(ScratchDoc::Many(many)) => scratch_section(path, many, &rules, env)?,
+    };
     Ok(FleetFile {
         fleet: Fleet {
             path: path.to_owned(),
@@ -1027,9 +1045,46 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
             tenants,
             discover,
             migrations,
+            scratch,
         },
         rules,
     })
+}
+
+/// The `scratch:` servers, each a URL (`${VAR}`s expanded) or the name of a host in
+/// `hosts:`; at most one per engine, SQLite none (it checks in a temporary file).
+fn scratch_section(
+    path: &Path,
+    entries: Vec<String>,
+    rules: &Rules,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(Engine, DbUrl)>, FleetError> {
+    let mut out: Vec<(Engine, DbUrl)> = Vec::new();
+    for entry in entries {
+        let invalid = |m: &dyn fmt::Display| invalid(path, "scratch", m);
+        let (engine, url) = match rules.hosts.get(&entry) {
+            Some(host) if engine_of(&host.url) == Engine::Sqlite => return Err(invalid(&UrlError::ScratchEngine)),
+            Some(host) => (engine_of(&host.url), host.url.clone()),
+            None => {
+                let text = expand_vars(&entry, env).map_err(|e| invalid(&e))?;
+                scratch_url(&text, &rules.base).map_err(|e| invalid(&e))?
+            }
+        };
+        if out.iter().any(|(e, _)| *e == engine) {
+            return Err(invalid(&format!("names two {engine} servers: give one per engine")));
+        }
+        out.push((engine, url));
+    }
+    Ok(out)
+}
+
+/// A scratch server's URL for `check`: PostgreSQL or MySQL (SQLite checks in a temporary
+/// file).
+pub fn scratch_url(text: &str, base: &Path) -> Result<(Engine, DbUrl), UrlError> {
+    match parse_url(text, base)? {
+        (Engine::Sqlite, _) => Err(UrlError::ScratchEngine),
+        found => Ok(found),
+    }
 }
 
 /// A fleet file's problem with a value, at `context` ("host `main` url"), passwords hidden.
@@ -1250,7 +1305,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct RolloutDoc",
-            "a map of rollout settings (waves, bake, check, max_failures, max_skipped, rollback)",
+            "a map of rollout settings (waves, bake, check, max_failures, max_skipped, rollback, check_migrations)",
         ),
         (
             "struct TenantDoc",
@@ -1372,6 +1427,7 @@ fn rollout_defaults(path: &Path, doc: RolloutDoc) -> Result<RolloutDefaults, Fle
             .map(|r| r.parse::<RollbackPolicy>())
             .transpose()
             .map_err(|m| invalid("rollback", &m))?,
+        check_migrations: doc.check_migrations,
     })
 }
 
@@ -1464,6 +1520,8 @@ pub enum UrlError {
     ClientRefuses { url: String, why: String },
     #[error("the ledger lives in PostgreSQL or SQLite")]
     LedgerEngine,
+    #[error("a scratch server is PostgreSQL or MySQL; SQLite is checked in a temporary file")]
+    ScratchEngine,
     #[error(
         "`{url}` names server {host}:{port}, which no host in `hosts:` names: a registry row may \
          only place a tenant on a server the fleet file lists (its session would get this \
@@ -1771,6 +1829,26 @@ tenants:
     url: "sqlite://data/initech.db"
   - id: 42
 "#;
+
+    #[test]
+    fn scratch_names_a_host_or_a_url_one_per_engine() {
+        let fleet = parse_str(&format!("scratch: main\n{EXAMPLE}")).unwrap();
+        assert_eq!(fleet.scratch.len(), 1);
+        assert_eq!(fleet.scratch[0].0, Engine::Postgres);
+        assert_eq!(fleet.scratch[0].1.password(), Some("hunter2"));
+        let both = "scratch: [main, \"mysql://root@127.0.0.1:3306/\"]\n";
+        let fleet = parse_str(&format!("{both}{EXAMPLE}")).unwrap();
+        assert_eq!(fleet.scratch[1].0, Engine::MySql);
+        assert!(parse_str(EXAMPLE).unwrap().scratch.is_empty());
+        for (bad, says) in [
+            ("scratch: \"sqlite://x.db\"\n", "SQLite is checked in a temporary file"),
+            ("scratch: [main, \"postgres://h/db\"]\n", "names two postgres servers"),
+            ("scratch: nowhere\n", "unknown scheme"),
+        ] {
+            let err = message(parse_str(&format!("{bad}{EXAMPLE}")).unwrap_err());
+            assert!(err.contains("scratch") && err.contains(says), "{err}");
+        }
+    }
 
     #[test]
     fn the_documented_shape_loads() {

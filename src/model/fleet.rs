@@ -347,6 +347,8 @@ pub struct RolloutDefaults {
     pub max_failures: Option<MaxFailures>,
     pub max_skipped: Option<MaxSkipped>,
     pub rollback: Option<RollbackPolicy>,
+    /// `check_migrations: true`: `up` runs `check` over the pending migrations first.
+    pub check_migrations: bool,
 }
 
 /// The fleet file's `discover:` section: a query on a registry database whose rows are
@@ -380,6 +382,9 @@ pub struct Fleet {
     pub discover: Option<Discover>,
     /// The fleet file's `migrations:`, if it names the folder.
     pub migrations: Option<MigrationsSource>,
+    /// The fleet file's `scratch:`: the servers `check` makes its scratch databases on, one
+    /// per engine at most.
+    pub scratch: Vec<(Engine, DbUrl)>,
 }
 
 /// Where a fleet's migrations are: the fleet file's `migrations: DIR` or

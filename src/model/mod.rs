@@ -2,6 +2,8 @@
 //! no async.
 
 pub mod bounds;
+pub mod catalog;
+pub mod check;
 pub mod db_error;
 pub mod fleet;
 pub mod foreign;

@@ -1,0 +1,292 @@
+//! Catalog snapshots: for each engine, the queries that read a tenant's catalog (its
+//! PostgreSQL schema, its MySQL database, its SQLite file) into [`Catalog`] objects.
+//!
+//! Every query returns one row per object: its `name`, the table it belongs to as
+//! `owner` (NULL when none), then one text column per attribute, named as the diff shows
+//! it. PostgreSQL reads the session's schema (`current_schema()`, the tenant's own first in
+//! its `search_path`), MySQL the session's database; objects that belong to an extension
+//! are the extension's, not listed one by one.
+
+use sqlx::{Column, Row};
+
+use crate::model::catalog::{Kind, Object};
+
+/// The tenant's schema as an oid expression.
+macro_rules! ns {
+    () => {
+        "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+    };
+}
+
+/// Not a member of an extension: `$class` is the catalog (`pg_class`), `$oid` the object.
+macro_rules! own {
+    ($class:literal, $oid:literal) => {
+        concat!(
+            "NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = '",
+            $class,
+            "'::regclass AND d.objid = ",
+            $oid,
+            " AND d.deptype = 'e')"
+        )
+    };
+}
+
+pub const POSTGRES: &[(Kind, &str)] = &[
+    (
+        Kind::Extension,
+        concat!(
+            "SELECT e.extname::text AS name, NULL::text AS owner, e.extversion::text AS version \
+             FROM pg_extension e WHERE e.extnamespace = ",
+            ns!()
+        ),
+    ),
+    (
+        Kind::EnumType,
+        concat!(
+            "SELECT t.typname::text AS name, NULL::text AS owner, \
+             string_agg(e.enumlabel::text, ', ' ORDER BY e.enumsortorder) AS labels \
+             FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid WHERE t.typnamespace = ",
+            ns!(),
+            " AND ",
+            own!("pg_type", "t.oid"),
+            " GROUP BY t.typname"
+        ),
+    ),
+    (
+        Kind::Sequence,
+        concat!(
+            "SELECT c.relname::text AS name, NULL::text AS owner, format_type(s.seqtypid, NULL) AS type, \
+             s.seqincrement::text AS increment, s.seqstart::text AS start \
+             FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid WHERE c.relnamespace = ",
+            ns!(),
+            " AND ",
+            own!("pg_class", "c.oid")
+        ),
+    ),
+    (
+        Kind::Table,
+        concat!(
+            "SELECT c.relname::text AS name, NULL::text AS owner, \
+             CASE c.relkind WHEN 'p' THEN 'partitioned' END AS kind \
+             FROM pg_class c WHERE c.relkind IN ('r', 'p') AND c.relnamespace = ",
+            ns!(),
+            " AND ",
+            own!("pg_class", "c.oid")
+        ),
+    ),
+    (
+        Kind::Column,
+        concat!(
+            "SELECT c.relname || '.' || a.attname AS name, c.relname::text AS owner, \
+             format_type(a.atttypid, a.atttypmod) AS type, \
+             CASE WHEN a.attnotnull THEN 'no' ELSE 'yes' END AS nullable, \
+             pg_get_expr(d.adbin, d.adrelid) AS \"default\", \
+             CASE WHEN a.attcollation <> t.typcollation THEN co.collname::text END AS collation, \
+             NULLIF(a.attidentity::text, '') AS identity, NULLIF(a.attgenerated::text, '') AS generated \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             LEFT JOIN pg_collation co ON co.oid = a.attcollation \
+             WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND c.relnamespace = ",
+            ns!(),
+            " AND ",
+            own!("pg_class", "c.oid")
+        ),
+    ),
+    (
+        Kind::Constraint,
+        concat!(
+            "SELECT r.relname || '.' || con.conname AS name, r.relname::text AS owner, \
+             pg_get_constraintdef(con.oid) AS definition \
+             FROM pg_constraint con JOIN pg_class r ON r.oid = con.conrelid WHERE con.connamespace = ",
+            ns!()
+        ),
+    ),
+    (
+        Kind::Index,
+        concat!(
+            "SELECT i.relname::text AS name, t.relname::text AS owner, pg_get_indexdef(i.oid) AS definition \
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
+             WHERE i.relnamespace = ",
+            ns!(),
+            " AND ",
+            own!("pg_class", "t.oid")
+        ),
+    ),
+    (
+        Kind::View,
+        concat!(
+            "SELECT c.relname::text AS name, NULL::text AS owner, \
+             CASE c.relkind WHEN 'm' THEN 'materialized' END AS kind, pg_get_viewdef(c.oid) AS definition \
+             FROM pg_class c WHERE c.relkind IN ('v', 'm') AND c.relnamespace = ",
+            ns!(),
+            " AND ",
+            own!("pg_class", "c.oid")
+        ),
+    ),
+    (
+        Kind::Function,
+        concat!(
+            "SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name, \
+             NULL::text AS owner, pg_get_functiondef(p.oid) AS definition \
+             FROM pg_proc p WHERE p.prokind IN ('f', 'p') AND p.pronamespace = ",
+            ns!(),
+            " AND ",
+            own!("pg_proc", "p.oid")
+        ),
+    ),
+    (
+        Kind::Trigger,
+        concat!(
+            "SELECT c.relname || '.' || t.tgname AS name, c.relname::text AS owner, \
+             pg_get_triggerdef(t.oid) AS definition \
+             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND c.relnamespace = ",
+            ns!()
+        ),
+    ),
+];
+
+/// The session's database's base tables, for MySQL queries that list columns.
+macro_rules! my_tables {
+    () => {
+        "(SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+         AND TABLE_TYPE = 'BASE TABLE')"
+    };
+}
+
+pub const MYSQL: &[(Kind, &str)] = &[
+    (
+        Kind::Sequence,
+        "SELECT CAST(TABLE_NAME AS CHAR) AS name, CAST(NULL AS CHAR) AS owner FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'",
+    ),
+    (
+        Kind::Table,
+        "SELECT CAST(TABLE_NAME AS CHAR) AS name, CAST(NULL AS CHAR) AS owner, CAST(ENGINE AS CHAR) AS engine, \
+         CAST(TABLE_COLLATION AS CHAR) AS collation FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'",
+    ),
+    (
+        Kind::Column,
+        concat!(
+            "SELECT CAST(CONCAT(TABLE_NAME, '.', COLUMN_NAME) AS CHAR) AS name, CAST(TABLE_NAME AS CHAR) AS owner, \
+             CAST(COLUMN_TYPE AS CHAR) AS type, CAST(IF(IS_NULLABLE = 'YES', 'yes', 'no') AS CHAR) AS nullable, \
+             CAST(COLUMN_DEFAULT AS CHAR) AS `default`, CAST(COLLATION_NAME AS CHAR) AS collation, \
+             CAST(NULLIF(EXTRA, '') AS CHAR) AS extra FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ",
+            my_tables!()
+        ),
+    ),
+    (
+        Kind::Constraint,
+        "SELECT CAST(CONCAT(tc.TABLE_NAME, '.', tc.CONSTRAINT_NAME) AS CHAR) AS name, \
+         CAST(tc.TABLE_NAME AS CHAR) AS owner, CAST(tc.CONSTRAINT_TYPE AS CHAR) AS type, \
+         CAST((SELECT GROUP_CONCAT(k.COLUMN_NAME ORDER BY k.ORDINAL_POSITION SEPARATOR ', ') \
+         FROM information_schema.KEY_COLUMN_USAGE k WHERE k.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA \
+         AND k.TABLE_NAME = tc.TABLE_NAME AND k.CONSTRAINT_NAME = tc.CONSTRAINT_NAME) AS CHAR) AS columns, \
+         CAST((SELECT MAX(k.REFERENCED_TABLE_NAME) FROM information_schema.KEY_COLUMN_USAGE k \
+         WHERE k.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA AND k.TABLE_NAME = tc.TABLE_NAME \
+         AND k.CONSTRAINT_NAME = tc.CONSTRAINT_NAME) AS CHAR) AS `references` \
+         FROM information_schema.TABLE_CONSTRAINTS tc WHERE tc.CONSTRAINT_SCHEMA = DATABASE()",
+    ),
+    (
+        Kind::Index,
+        "SELECT CAST(CONCAT(TABLE_NAME, '.', INDEX_NAME) AS CHAR) AS name, CAST(TABLE_NAME AS CHAR) AS owner, \
+         CAST(CONCAT(IF(NON_UNIQUE = 0, 'UNIQUE ', ''), INDEX_TYPE, ' (', GROUP_CONCAT(CONCAT(COLUMN_NAME, \
+         IFNULL(CONCAT('(', SUB_PART, ')'), '')) ORDER BY SEQ_IN_INDEX SEPARATOR ', '), ')') AS CHAR) AS definition \
+         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() \
+         GROUP BY TABLE_NAME, INDEX_NAME, NON_UNIQUE, INDEX_TYPE",
+    ),
+    (
+        Kind::View,
+        "SELECT CAST(TABLE_NAME AS CHAR) AS name, CAST(NULL AS CHAR) AS owner, \
+         CAST(VIEW_DEFINITION AS CHAR) AS definition FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()",
+    ),
+    (
+        Kind::Function,
+        "SELECT CAST(ROUTINE_NAME AS CHAR) AS name, CAST(NULL AS CHAR) AS owner, CAST(ROUTINE_TYPE AS CHAR) AS type, \
+         CAST(ROUTINE_DEFINITION AS CHAR) AS definition FROM information_schema.ROUTINES \
+         WHERE ROUTINE_SCHEMA = DATABASE()",
+    ),
+    (
+        Kind::Trigger,
+        "SELECT CAST(CONCAT(EVENT_OBJECT_TABLE, '.', TRIGGER_NAME) AS CHAR) AS name, \
+         CAST(EVENT_OBJECT_TABLE AS CHAR) AS owner, \
+         CAST(CONCAT(ACTION_TIMING, ' ', EVENT_MANIPULATION, ' ', ACTION_STATEMENT) AS CHAR) AS definition \
+         FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()",
+    ),
+];
+
+/// The file's tables, SQLite's own left out.
+macro_rules! lite_tables {
+    () => {
+        " WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+    };
+}
+
+pub const SQLITE: &[(Kind, &str)] = &[
+    (
+        Kind::Table,
+        concat!(
+            "SELECT m.name AS name, NULL AS owner FROM sqlite_master m",
+            lite_tables!()
+        ),
+    ),
+    (
+        Kind::Column,
+        concat!(
+            "SELECT m.name || '.' || p.name AS name, m.name AS owner, p.type AS type, \
+             CASE WHEN p.\"notnull\" THEN 'no' ELSE 'yes' END AS nullable, p.dflt_value AS \"default\", \
+             CASE WHEN p.pk > 0 THEN CAST(p.pk AS TEXT) END AS primary_key \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) p",
+            lite_tables!()
+        ),
+    ),
+    (
+        Kind::Constraint,
+        concat!(
+            "SELECT m.name || '.foreign key (' || group_concat(f.\"from\", ', ') || ')' AS name, m.name AS owner, \
+             'REFERENCES ' || f.\"table\" || ' (' || group_concat(coalesce(f.\"to\", ''), ', ') || ') ON UPDATE ' \
+             || f.on_update || ' ON DELETE ' || f.on_delete AS definition \
+             FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f",
+            lite_tables!(),
+            " GROUP BY m.name, f.id"
+        ),
+    ),
+    (
+        Kind::Index,
+        concat!(
+            "SELECT i.name AS name, m.name AS owner, CASE WHEN i.partial THEN \
+             (SELECT s.sql FROM sqlite_master s WHERE s.type = 'index' AND s.name = i.name) ELSE \
+             CASE i.\"unique\" WHEN 1 THEN 'UNIQUE ' ELSE '' END || 'INDEX ON ' || m.name || ' (' || \
+             (SELECT group_concat(coalesce(ii.name, '<expression>'), ', ') FROM pragma_index_info(i.name) ii) \
+             || ')' END AS definition \
+             FROM sqlite_master m JOIN pragma_index_list(m.name) i",
+            lite_tables!()
+        ),
+    ),
+    (
+        Kind::View,
+        "SELECT name AS name, NULL AS owner, sql AS definition FROM sqlite_master WHERE type = 'view'",
+    ),
+    (
+        Kind::Trigger,
+        "SELECT tbl_name || '.' || name AS name, tbl_name AS owner, sql AS definition \
+         FROM sqlite_master WHERE type = 'trigger'",
+    ),
+];
+
+/// An object of `kind` from a row of one of the queries above.
+pub fn object<'r, R: Row>(kind: Kind, row: &'r R) -> Result<Object, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut object = Object::new(kind, row.try_get::<Option<String>, _>(0)?.unwrap_or_default());
+    object.table = row.try_get(1)?;
+    for (i, column) in row.columns().iter().enumerate().skip(2) {
+        if let Some(value) = row.try_get::<Option<String>, _>(i)? {
+            object.attrs.insert(column.name().to_owned(), value);
+        }
+    }
+    Ok(object)
+}
