@@ -39,22 +39,16 @@ impl Evidence {
 /// The folder's hidden entries (`.gitkeep`, `.DS_Store`): never migrations, listed with
 /// what a set leaves alone.
 fn hidden(dir: &Path) -> Result<Vec<PathBuf>, MigrationsError> {
-    let read_err = |source| MigrationsError::Read {
-        path: dir.to_owned(),
-        source,
-    };
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(read_err)? {
-        let entry = entry.map_err(read_err)?;
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            out.push(entry.path());
-        }
-    }
-    Ok(out)
+    Ok(named(dir, true)?.into_iter().map(|(_, path)| path).collect())
 }
 
 /// The folder's entries that are not hidden, sorted by name.
 fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, MigrationsError> {
+    named(dir, false)
+}
+
+/// The folder's hidden entries, or the others, with their names, sorted by name.
+fn named(dir: &Path, hidden: bool) -> Result<Vec<(String, PathBuf)>, MigrationsError> {
     let read_err = |source| MigrationsError::Read {
         path: dir.to_owned(),
         source,
@@ -63,7 +57,7 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, MigrationsError> {
     for entry in fs::read_dir(dir).map_err(read_err)? {
         let entry = entry.map_err(read_err)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with('.') {
+        if name.starts_with('.') == hidden {
             out.push((name, entry.path()));
         }
     }
