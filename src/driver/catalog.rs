@@ -216,6 +216,32 @@ pub const MYSQL: &[(Kind, &str)] = &[
     ),
 ];
 
+/// MySQL's CHECK clauses, as `name` (`table.constraint`, as the constraint query names
+/// it) and `check`. MariaDB names a column's CHECK after the column, so two tables can
+/// share a name and only its `TABLE_NAME` column tells them apart; MySQL 8 has no such
+/// column but keeps names unique in a database. The first query is MariaDB's, the second
+/// MySQL's, tried when the first fails.
+pub const MYSQL_CHECKS: [&str; 2] = [
+    "SELECT CAST(CONCAT(TABLE_NAME, '.', CONSTRAINT_NAME) AS CHAR) AS name, CAST(CHECK_CLAUSE AS CHAR) AS `check` \
+     FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()",
+    "SELECT CAST(CONCAT(tc.TABLE_NAME, '.', tc.CONSTRAINT_NAME) AS CHAR) AS name, CAST(cc.CHECK_CLAUSE AS CHAR) AS `check` \
+     FROM information_schema.TABLE_CONSTRAINTS tc JOIN information_schema.CHECK_CONSTRAINTS cc \
+     ON cc.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA AND cc.CONSTRAINT_NAME = tc.CONSTRAINT_NAME \
+     WHERE tc.CONSTRAINT_SCHEMA = DATABASE() AND tc.CONSTRAINT_TYPE = 'CHECK'",
+];
+
+/// Puts each CHECK clause read by [`MYSQL_CHECKS`] on its constraint.
+pub fn mysql_checks(objects: &mut [Object], checks: impl IntoIterator<Item = (String, String)>) {
+    for (name, clause) in checks {
+        if let Some(o) = objects
+            .iter_mut()
+            .find(|o| o.kind == Kind::Constraint && o.name == name)
+        {
+            o.attrs.insert("check".to_owned(), clause);
+        }
+    }
+}
+
 /// The file's tables, SQLite's own left out.
 macro_rules! lite_tables {
     () => {
@@ -290,3 +316,55 @@ where
     }
     Ok(object)
 }
+
+/// SQLite keeps a table's CHECK constraints and its columns' collations only in the
+/// table's `CREATE TABLE` text: read them from `sql` (parsed, so spacing and quoting do not
+/// count) into `objects`, which hold the table's columns already. A statement the parser
+/// cannot read is kept whole, blanks normalised, as the table's `definition`: compared as
+/// text rather than not compared at all.
+pub fn sqlite_table_text(objects: &mut Vec<Object>, table: &str, sql: &str) {
+    use sqlparser::ast::{ColumnOption, Statement, TableConstraint};
+    let parsed = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::SQLiteDialect {}, sql);
+    let Ok([Statement::CreateTable(create)]) = parsed.as_deref() else {
+        if let Some(o) = objects.iter_mut().find(|o| o.kind == Kind::Table && o.name == table) {
+            o.attrs.insert("definition".to_owned(), sql.to_owned());
+        }
+        return;
+    };
+    let mut checks = Vec::new();
+    for column in &create.columns {
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::Check(check) => {
+                    let name = option.name.as_ref().or(check.name.as_ref());
+                    checks.push((name.map(|n| n.value.clone()), check.expr.to_string()));
+                }
+                ColumnOption::Collation(collation) => {
+                    let name = format!("{table}.{}", column.name.value);
+                    if let Some(o) = objects.iter_mut().find(|o| o.kind == Kind::Column && o.name == name) {
+                        o.attrs.insert("collation".to_owned(), collation.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for constraint in &create.constraints {
+        if let TableConstraint::Check(check) = constraint {
+            checks.push((check.name.as_ref().map(|n| n.value.clone()), check.expr.to_string()));
+        }
+    }
+    for (name, expr) in checks {
+        let name = name.unwrap_or_else(|| format!("check ({expr})"));
+        let mut object = Object::new(Kind::Constraint, format!("{table}.{name}"));
+        object.table = Some(table.to_owned());
+        object.attrs.insert("definition".to_owned(), format!("CHECK ({expr})"));
+        objects.push(object);
+    }
+}
+
+/// The file's tables with their `CREATE TABLE` text, for [`sqlite_table_text`].
+pub const SQLITE_TABLE_TEXT: &str = concat!(
+    "SELECT m.name AS name, m.sql AS sql FROM sqlite_master m",
+    lite_tables!()
+);

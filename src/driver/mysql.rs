@@ -360,6 +360,15 @@ impl Wire for MySqlWire {
                 objects.push(super::catalog::object(*kind, row)?);
             }
         }
+        let [mariadb, mysql] = super::catalog::MYSQL_CHECKS;
+        let checks = match answered(self.answer_within, sqlx::query_as(mariadb).fetch_all(&mut self.conn)).await {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(_)) => {
+                answered(self.answer_within, sqlx::query_as(mysql).fetch_all(&mut self.conn)).await?
+            }
+            Err(e) => return Err(e),
+        };
+        super::catalog::mysql_checks(&mut objects, checks);
         Ok(crate::model::catalog::Catalog::new(objects))
     }
 

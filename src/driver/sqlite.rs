@@ -394,6 +394,13 @@ impl Wire for SqliteWire {
                     objects.push(super::catalog::object(*kind, &row)?);
                 }
             }
+            for row in sqlx::query(super::catalog::SQLITE_TABLE_TEXT)
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                let (table, sql): (String, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
+                super::catalog::sqlite_table_text(&mut objects, &table, sql.as_deref().unwrap_or(""));
+            }
         }
         Ok(crate::model::catalog::Catalog::new(objects))
     }

@@ -390,3 +390,86 @@ fn sqlite_a_failing_down_is_down_fails() {
         "{error}"
     );
 }
+
+/// SQLite keeps CHECK constraints and column collations only in a table's CREATE text: a
+/// rebuild in a down script that forgets them (or keeps one it should drop) is seen.
+#[test]
+fn sqlite_checks_and_collations_are_in_the_snapshot() {
+    let p = Project::new();
+    p.migration(
+        "0001_users.up.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL COLLATE NOCASE, age INTEGER CHECK (age >= 0));\n",
+    );
+    p.migration("0001_users.down.sql", "DROP TABLE users;\n");
+    p.migration(
+        "0002_email_len.up.sql",
+        "CREATE TABLE users_new (id INTEGER PRIMARY KEY, email TEXT NOT NULL COLLATE NOCASE, \
+         age INTEGER CHECK (age >= 0), CONSTRAINT email_len CHECK (length(email) > 3));\n\
+         INSERT INTO users_new SELECT id, email, age FROM users;\nDROP TABLE users;\n\
+         ALTER TABLE users_new RENAME TO users;\nPRAGMA foreign_key_check;\n",
+    );
+    // The way back keeps the new CHECK and loses the column's collation and the old CHECK.
+    p.migration(
+        "0002_email_len.down.sql",
+        "CREATE TABLE users_old (id INTEGER PRIMARY KEY, email TEXT NOT NULL, age INTEGER, \
+         CONSTRAINT email_len CHECK (length(email) > 3));\n\
+         INSERT INTO users_old SELECT id, email, age FROM users;\nDROP TABLE users;\n\
+         ALTER TABLE users_old RENAME TO users;\n",
+    );
+    let run = p.run(&["check", "--engine", "sqlite", "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let doc = json(&run.stdout);
+    assert_eq!(
+        verdicts(&doc),
+        pairs(&[("0001_users", "ok"), ("0002_email_len", "down-incomplete")])
+    );
+    assert_eq!(
+        diff(&doc, 1),
+        [
+            "changed column users.email: collation null, expected \"NOCASE\"",
+            "missing constraint users.check (age >= 0)",
+            "extra constraint users.email_len"
+        ]
+    );
+}
+
+/// MariaDB's CHECK clauses are compared, each on its own table even when two tables'
+/// column checks share a name.
+#[test]
+fn mariadb_check_clauses_are_in_the_snapshot() {
+    let Some(_my) = My::create("check_clauses") else { return };
+    let p = Project::new();
+    p.migration(
+        "0001_t.up.sql",
+        "CREATE TABLE t (x INT CHECK (x > 0), y INT, CONSTRAINT y_pos CHECK (y > 0));\n\
+         CREATE TABLE u (x INT CHECK (x < 5));\n",
+    );
+    p.migration("0001_t.down.sql", "DROP TABLE u;\nDROP TABLE t;\n");
+    p.migration(
+        "0002_y.up.sql",
+        "ALTER TABLE t DROP CONSTRAINT y_pos;\nALTER TABLE t ADD CONSTRAINT y_pos CHECK (y > 10);\n",
+    );
+    p.migration(
+        "0002_y.down.sql",
+        "ALTER TABLE t DROP CONSTRAINT y_pos;\nALTER TABLE t ADD CONSTRAINT y_pos CHECK (y >= 0);\n",
+    );
+    let run = p.run(&[
+        "check",
+        "--engine",
+        "mysql",
+        "--scratch",
+        MYSQL_ADMIN,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let doc = json(&run.stdout);
+    assert_eq!(
+        verdicts(&doc),
+        pairs(&[("0001_t", "ok"), ("0002_y", "down-incomplete")])
+    );
+    assert_eq!(
+        diff(&doc, 1),
+        ["changed constraint t.y_pos: check \"`y` >= 0\", expected \"`y` > 0\""]
+    );
+}
