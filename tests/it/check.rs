@@ -473,3 +473,63 @@ fn mariadb_check_clauses_are_in_the_snapshot() {
         ["changed constraint t.y_pos: check \"`y` >= 0\", expected \"`y` > 0\""]
     );
 }
+
+/// An up that makes a different schema the second time (here: it looks at rows its down
+/// left) is `redo-differs`, with the diff against the first up's schema.
+#[test]
+fn postgres_an_up_that_differs_when_run_again_is_redo_differs() {
+    let Some(_pg) = Pg::create("check_redo") else { return };
+    let p = Project::new();
+    p.migration(
+        "0001_flags.up.sql",
+        "CREATE TABLE flags (n int);\nINSERT INTO flags VALUES (1);\n",
+    );
+    p.migration("0001_flags.down.sql", "DROP TABLE flags;\n");
+    p.migration(
+        "0002_more.up.sql",
+        "DO $$ BEGIN IF (SELECT count(*) FROM flags) > 1 THEN CREATE INDEX flags_n ON flags (n); END IF; END $$;\n\
+         INSERT INTO flags VALUES (2);\n",
+    );
+    p.migration("0002_more.down.sql", "-- the rows stay\nSELECT 1;\n");
+    let run = p.run(&[
+        "check",
+        "--engine",
+        "postgres",
+        "--scratch",
+        PG_ADMIN,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let doc = json(&run.stdout);
+    assert_eq!(
+        verdicts(&doc),
+        pairs(&[("0001_flags", "ok"), ("0002_more", "redo-differs")])
+    );
+    assert_eq!(diff(&doc, 1), ["extra index flags_n"]);
+}
+
+/// The demo set as written for MariaDB (examples/mysql) passes on a MariaDB scratch.
+#[test]
+fn mariadb_the_demo_set_passes() {
+    let Some(_my) = My::create("check_demo") else { return };
+    let p = Project::new();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mysql/migrations");
+    let demo = demo.display().to_string();
+    let run = p.run(&[
+        "check",
+        "--engine",
+        "mysql",
+        "--migrations",
+        &demo,
+        "--scratch",
+        MYSQL_ADMIN,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout
+            .ends_with("check passed: 8 migration(s) on 1 engine(s): 8 ok\n"),
+        "{}",
+        run.stdout
+    );
+}

@@ -1,0 +1,2 @@
+DELETE FROM users WHERE email = 'owner@example.com';
+DELETE FROM accounts WHERE name = 'Default account';

@@ -1,0 +1,2 @@
+-- A JSON settings document per account (MariaDB checks it with JSON_VALID).
+ALTER TABLE accounts ADD COLUMN settings JSON NOT NULL DEFAULT ('{"theme": "light"}');
