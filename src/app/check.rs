@@ -52,7 +52,8 @@ pub(super) async fn check(g: &Global, args: &Args<'_>, out: &mut (dyn Write + Se
         strict: args.strict,
         limits: super::options(g, None).limits,
     };
-    let report = crate::exec::check::check(&scratches, &sets, &options).await;
+    let (mut interrupts, _listening) = super::signals::listen();
+    let report = crate::exec::check::check(&scratches, &sets, &options, &mut interrupts).await;
     match g.format {
         Format::Json => writeln!(out, "{}", crate::report::check::json(&report))?,
         Format::Text => write!(out, "{}", crate::report::check::text(&report))?,
@@ -76,6 +77,7 @@ pub(super) async fn before_up(
     let opts = super::options(g, None);
     let states = crate::api::inspect(fleet, sets, &opts, tenants).await;
     let mut failures = Vec::new();
+    let (mut interrupts, _listening) = super::signals::listen();
     for engine in engines(None, tenants, sets)? {
         let lowest = states
             .iter()
@@ -97,7 +99,7 @@ pub(super) async fn before_up(
             strict: false,
             limits: opts.limits.clone(),
         };
-        let report = crate::exec::check::check(&[scratch], sets, &options).await;
+        let report = crate::exec::check::check(&[scratch], sets, &options, &mut interrupts).await;
         failures.extend(crate::report::check::failures(&report));
     }
     match failures.is_empty() {

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use crate::driver::connect::{Access, AnySession, Connector, Limits};
 use crate::driver::scratch;
+use crate::exec::dispatch::Interrupts;
 use crate::model::catalog::Catalog;
 use crate::model::check::{CheckReport, EngineCheck, MigrationCheck, Verdict};
 use crate::model::db_error::DbError;
@@ -48,11 +49,23 @@ pub struct CheckOptions {
 const RUN_ID: &str = "fleetmig-check";
 
 /// Checks each engine of `scratches` against its set of `sets`, one engine after another.
-pub async fn check(scratches: &[Scratch], sets: &Sets, options: &CheckOptions) -> CheckReport {
+/// An interrupt (Ctrl-C, SIGTERM) stops the walk where it is: the engine's report says so,
+/// its scratch database is still dropped, and the engines after it are not checked.
+pub async fn check(
+    scratches: &[Scratch],
+    sets: &Sets,
+    options: &CheckOptions,
+    interrupts: &mut Interrupts,
+) -> CheckReport {
     let mut engines = Vec::new();
     for s in scratches {
         if let Some(set) = sets.get(s.engine) {
-            engines.push(check_engine(s, set, options).await);
+            let engine = check_engine(s, set, options, interrupts).await;
+            let interrupted = engine.error.as_deref() == Some(INTERRUPTED);
+            engines.push(engine);
+            if interrupted {
+                break;
+            }
         }
     }
     CheckReport {
@@ -61,8 +74,30 @@ pub async fn check(scratches: &[Scratch], sets: &Sets, options: &CheckOptions) -
     }
 }
 
+/// What an engine's report says when an interrupt stopped its walk.
+const INTERRUPTED: &str = "interrupted: the walk stopped there";
+
+/// Walks `set` on `tenant` into `result` unless an interrupt comes first.
+async fn walk_unless_stopped(
+    tenant: &Tenant,
+    set: &MigrationSet,
+    options: &CheckOptions,
+    result: &mut EngineCheck,
+    interrupts: &mut Interrupts,
+) {
+    tokio::select! {
+        () = walk_into(tenant, set, options, result) => {}
+        Some(()) = interrupts.recv() => result.error = Some(INTERRUPTED.to_owned()),
+    }
+}
+
 /// One engine: its scratch target made, walked and removed.
-async fn check_engine(s: &Scratch, set: &MigrationSet, options: &CheckOptions) -> EngineCheck {
+async fn check_engine(
+    s: &Scratch,
+    set: &MigrationSet,
+    options: &CheckOptions,
+    interrupts: &mut Interrupts,
+) -> EngineCheck {
     let mut result = EngineCheck {
         engine: s.engine,
         scratch: String::new(),
@@ -81,7 +116,7 @@ async fn check_engine(s: &Scratch, set: &MigrationSet, options: &CheckOptions) -
         let mut url = url::Url::parse("sqlite://").expect("a constant URL");
         url.set_path(&dir.path().join("scratch.db").to_string_lossy());
         let tenant = scratch_tenant(s, DbUrl::new(url), None);
-        walk_into(&tenant, set, options, &mut result).await;
+        walk_unless_stopped(&tenant, set, options, &mut result, interrupts).await;
         return result;
     }
     let Some(server) = &s.server else {
@@ -99,7 +134,7 @@ async fn check_engine(s: &Scratch, set: &MigrationSet, options: &CheckOptions) -
     }
     let database = Ident::new(&name).expect("scratch names are plain identifiers");
     let tenant = scratch_tenant(s, server.clone(), Some(database));
-    walk_into(&tenant, set, options, &mut result).await;
+    walk_unless_stopped(&tenant, set, options, &mut result, interrupts).await;
     if let Err(e) = scratch::drop(s.engine, server, &name, &options.limits).await {
         result.error.get_or_insert(e.to_string());
     }

@@ -533,3 +533,45 @@ fn mariadb_the_demo_set_passes() {
         run.stdout
     );
 }
+
+/// SIGTERM while a migration runs on the scratch database: the walk stops, the scratch
+/// database is still dropped, and the report says the check was interrupted.
+#[test]
+fn sigterm_during_a_check_drops_the_scratch_database() {
+    use std::time::{Duration, Instant};
+    let Some(pg) = Pg::create("check_term") else { return };
+    let p = Project::new();
+    p.migration("0001_slow.up.sql", "CREATE TABLE a (id int);\nSELECT pg_sleep(60);\n");
+    p.migration("0001_slow.down.sql", "DROP TABLE a;\n");
+    let run = crate::support::Spawned::new(p.command(&[
+        "check",
+        "--engine",
+        "postgres",
+        "--scratch",
+        PG_ADMIN,
+        "--format",
+        "json",
+    ]));
+    let prefix = format!("fleetmig_check_{}_", run.pid());
+    let sleeping = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE datname LIKE '{prefix}%' AND query LIKE '%pg_sleep(60)%'"
+    );
+    let bound = Duration::from_secs(60);
+    let until = Instant::now() + bound;
+    while pg.column(&sleeping)[0] == "0" {
+        assert!(Instant::now() < until, "the check never reached its migration");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run.signal("TERM");
+    let (code, lines, stderr) = run.finish(bound);
+    assert_eq!(code, Some(1), "{stderr}");
+    let doc = json(&lines.join("\n"));
+    assert!(
+        doc["engines"][0]["error"].as_str().unwrap().starts_with("interrupted"),
+        "{doc}"
+    );
+    let left = pg.column(&format!(
+        "SELECT count(*)::text FROM pg_database WHERE datname LIKE '{prefix}%'"
+    ));
+    assert_eq!(left, ["0"], "scratch database left behind");
+}
