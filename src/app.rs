@@ -128,6 +128,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             };
             check::check(g, &args, out).await
         }
+        Command::Completions { shell } => local::completions(*shell, out),
+        Command::Man { command } => local::man(command.as_deref(), out),
     }
 }
 

@@ -407,6 +407,26 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print a completion script for a shell
+    ///
+    /// bash: `fleetmig completions bash > ~/.local/share/bash-completion/completions/fleetmig`;
+    /// zsh: into a folder of your `fpath` as `_fleetmig`; fish:
+    /// `fleetmig completions fish > ~/.config/fish/completions/fleetmig.fish`; PowerShell:
+    /// `fleetmig completions powershell | Out-String | Invoke-Expression` in your profile.
+    Completions {
+        /// The shell: bash, zsh, fish, powershell or elvish.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, as roff: `fleetmig man | man -l -`
+    ///
+    /// With a command name, that command's own page (`fleetmig man up`, installed as
+    /// fleetmig-up.1).
+    Man {
+        /// The command whose page to print [default: fleetmig's own].
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 /// Several runners on one `up` run, through a PostgreSQL ledger.
@@ -465,5 +485,34 @@ impl ValueEnum for RollbackPolicy {
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(clap::builder::PossibleValue::new(self.name()).help(self.help()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_option_and_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {}", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&cli, "fleetmig", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:?}");
     }
 }

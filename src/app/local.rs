@@ -172,3 +172,37 @@ async fn fleet_engine(g: &Global) -> Result<Engine, Error> {
         )),
     }
 }
+
+/// `man`: fleetmig's man page, or with a command name that command's (`fleetmig-up`), as
+/// roff on `out`. An unknown command is a usage error naming the known ones.
+pub(super) fn man(command: Option<&str>, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+    use clap::CommandFactory;
+    let mut cli = crate::cli::Cli::command();
+    // Global options reach each command's page only once the tree is built.
+    cli.build();
+    let page = match command {
+        None => cli,
+        Some(name) => match cli.find_subcommand(name) {
+            Some(sub) => sub.clone().name(format!("fleetmig-{name}")),
+            None => {
+                let known: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                return Err(Error::Usage(format!(
+                    "man {name}: no such command (known: {})",
+                    known.join(", ")
+                )));
+            }
+        },
+    };
+    clap_mangen::Man::new(page).render(out)?;
+    Ok(Outcome::Done)
+}
+
+/// `completions`: the shell's completion script on `out`. Written whole from a buffer, so
+/// an output closed early (`| head`) is the usual quiet exit, not clap_complete's panic.
+pub(super) fn completions(shell: clap_complete::Shell, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut crate::cli::Cli::command(), "fleetmig", &mut script);
+    out.write_all(&script)?;
+    Ok(Outcome::Done)
+}
