@@ -45,7 +45,9 @@ pub fn main() -> std::process::ExitCode {
     // Tasks still blocked (a `--confirm` read of stdin, a connection to a server that no
     // longer answers) must not keep the process alive once the command is done.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-    if let Err(err) = &result {
+    if let Err(err @ Error::NothingHere(_)) = &result {
+        eprintln!("fleetmig: {err}");
+    } else if let Err(err) = &result {
         if !exit::is_closed_output(err) {
             eprintln!("error: {}", crate::error::render(err));
         }
@@ -242,7 +244,23 @@ fn adoption(tool: Tool, map: Option<&RevisionMap>) -> Result<Adoption<'_>, Error
     Adoption::new(tool, map).map_err(|e| Error::Usage(e.to_string()))
 }
 
+/// The fleet file, with only `--partition`'s share of its tenants when one is given.
 async fn load_fleet(g: &Global) -> Result<Fleet, Error> {
+    let mut fleet = load_whole_fleet(g).await?;
+    if let Some(partition) = g.partition {
+        let all = fleet.tenants.len();
+        fleet.tenants.retain(|t| partition.holds(t));
+        if fleet.tenants.is_empty() {
+            return Err(Error::NothingHere(format!(
+                "--partition {partition}: this share holds none of the fleet's {all} tenant(s); nothing to do"
+            )));
+        }
+    }
+    Ok(fleet)
+}
+
+/// The fleet file with all its tenants, whatever `--partition` says.
+async fn load_whole_fleet(g: &Global) -> Result<Fleet, Error> {
     api::load_fleet(&g.fleet, g.connect_timeout).await
 }
 

@@ -12,7 +12,7 @@ use crate::model::foreign::Tool;
 use crate::model::migration::{Layout, Version};
 use crate::model::policy::WaveSpec;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
-use crate::plan::select::Selector;
+use crate::plan::select::{Partition, Selector};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,8 +35,9 @@ Environment:
                    `fleetmig=debug`, `sqlx=info,fleetmig=trace` [default: off]
   NO_COLOR         When set (and not empty), the log is never coloured; it is coloured only
                    when stderr is a terminal
-  FLEETMIG_FLEET, FLEETMIG_MIGRATIONS, FLEETMIG_LAYOUT, FLEETMIG_LEDGER:
-                   --fleet, --migrations, --layout, --ledger
+  FLEETMIG_FLEET, FLEETMIG_MIGRATIONS, FLEETMIG_LAYOUT, FLEETMIG_LEDGER,
+  FLEETMIG_PARTITION:
+                   --fleet, --migrations, --layout, --ledger, --partition
 
 Exit codes: 0 success or nothing to do; 1 a tenant failed, was skipped or is not current;
 2 usage or configuration error, nothing touched; 3 a run ran but its report could not be
@@ -84,6 +85,11 @@ pub struct Global {
     /// Tenants in flight at once.
     #[arg(short = 'j', long, global = true, value_name = "N", default_value_t = 8, value_parser = |s: &str| bounds::number(s, 1usize, 1000))]
     pub concurrency: usize,
+    /// Only this share of the fleet: K of N (`2/4`), by a hash of each tenant's id, so N
+    /// runners that know nothing of each other (a Kubernetes Indexed Job, a CI matrix)
+    /// migrate every tenant once between them. A share can be empty: nothing to do, exit 0.
+    #[arg(long, global = true, env = "FLEETMIG_PARTITION", value_name = "K/N")]
+    pub partition: Option<Partition>,
     /// Output: text for people, json for machines.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -111,6 +117,11 @@ pub struct Rollout {
     /// Cumulative wave sizes for the tenants after the canaries, e.g. `1,10%,50%,100%`.
     #[arg(long)]
     pub waves: Option<WaveSpec>,
+    /// Run the canary wave only (tenants marked `canary: true` or matching --canary). With
+    /// --partition K/N, the whole fleet's canaries run in share 1 and the other shares do
+    /// nothing, so one job template can run it on every runner first.
+    #[arg(long)]
+    pub canary_only: bool,
     /// Stop after this many failed tenants (`3`), this share (`10%`), or never (`all`).
     /// [default: the fleet file's `rollout.max_failures`, else 1]
     #[arg(long)]

@@ -31,6 +31,10 @@ pub enum Error {
     Ledger(#[from] crate::driver::ledger::LedgerError),
     #[error("{0}")]
     Usage(String),
+    /// `--partition K/N` picked no tenant, or `--canary-only` runs in another share: not an
+    /// error, nothing to do (exit 0), said on stderr.
+    #[error("{0}")]
+    NothingHere(String),
     #[error("nothing was run: {0}")]
     Refused(String),
     #[error("writing output")]

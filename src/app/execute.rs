@@ -44,9 +44,9 @@ pub(super) async fn up(
     check_migrations: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
-    let fleet = super::load_fleet(g).await?;
+    let fleet = rollout_fleet(g, rollout).await?;
     let sets = super::load_set_of(g, &fleet)?;
-    let tenants = api::selected(&fleet, &g.select)?;
+    let tenants = rollout_tenants(g, &fleet, rollout)?;
     let to = api::target(&sets, to)?;
     if check_migrations || fleet.rollout.check_migrations {
         super::check::before_up(g, &fleet, &sets, &tenants, to).await?;
@@ -77,9 +77,9 @@ pub(super) async fn down(
             policy.name()
         )));
     }
-    let fleet = super::load_fleet(g).await?;
+    let fleet = rollout_fleet(g, rollout).await?;
     let sets = super::load_set_of(g, &fleet)?;
-    let tenants = api::selected(&fleet, &g.select)?;
+    let tenants = rollout_tenants(g, &fleet, rollout)?;
     let target = match (to, steps) {
         (Some(to), _) => Target::Down {
             to: api::check_targets(&sets, to, "--to")?,
@@ -440,4 +440,31 @@ fn finish(
             source,
         }),
     }
+}
+
+/// The fleet an `up` or `down` rolls out to: `--partition`'s share, except that
+/// `--canary-only` takes the canaries of the whole fleet in share 1 and none in the others.
+async fn rollout_fleet(g: &Global, rollout: &Rollout) -> Result<Fleet, Error> {
+    match (rollout.canary_only, g.partition) {
+        (true, Some(p)) if !p.is_first() => Err(Error::NothingHere(format!(
+            "--partition {p} --canary-only: the canary wave runs in share 1; nothing to do here"
+        ))),
+        (true, Some(_)) => super::load_whole_fleet(g).await,
+        _ => super::load_fleet(g).await,
+    }
+}
+
+/// The selected tenants, only the canaries with `--canary-only`.
+fn rollout_tenants<'f>(g: &Global, fleet: &'f Fleet, rollout: &Rollout) -> Result<Vec<&'f Tenant>, Error> {
+    let mut tenants = api::selected(fleet, &g.select)?;
+    if rollout.canary_only {
+        tenants.retain(|t| t.canary || rollout.canary.iter().any(|s| s.matches(t)));
+        if tenants.is_empty() {
+            return Err(Error::Usage(
+                "--canary-only: no selected tenant is a canary (`canary: true` in the fleet file, or --canary EXPR)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(tenants)
 }

@@ -40,6 +40,7 @@ pub fn code(result: &Result<Outcome, Error>) -> u8 {
         Ok(Outcome::Fleet { all_well }) => ok_if(*all_well),
         Ok(Outcome::Run(report)) => ok_if(ended_well(report)),
         Err(Error::Unreported { .. }) => UNREPORTED,
+        Err(Error::NothingHere(_)) => OK,
         Err(e) if is_closed_output(e) => CLOSED_OUTPUT,
         Err(_) => USAGE,
     }
