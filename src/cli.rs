@@ -176,6 +176,11 @@ pub struct Rollout {
     /// Also write the final report here: `.json` or `.md`.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// At the end, write the run's outcome here as OpenMetrics text (tenants per status,
+    /// duration, stop reason, target, run id), replacing the file at once: for the
+    /// node exporter's textfile collector (a `.prom` file in its folder).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

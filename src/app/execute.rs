@@ -196,13 +196,22 @@ pub(super) async fn execute(
     args: RunArgs<'_, '_>,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
-    let report_path = args.rollout.and_then(|r| r.report.as_deref());
-    if let Some(path) = report_path {
+    let outputs = Outputs {
+        report: args.rollout.and_then(|r| r.report.as_deref()),
+        metrics: args.rollout.and_then(|r| r.metrics_file.as_deref()),
+        target: match &args.action {
+            Action::Migrate(Target::Up { to } | Target::Down { to }) => Some(to.to_string()),
+            Action::Migrate(Target::DownSteps { steps }) => Some(format!("-{steps}")),
+            Action::Stamp(v) => Some(v.to_string()),
+            _ => None,
+        },
+    };
+    if let Some(path) = outputs.report {
         check_report_path(path)?;
     }
     let mut run = prepare(g, fleet, sets, args).await?;
     let (report, written) = show(g.format, &mut run, out).await;
-    let report = finish(g, sets, &run, report, written, report_path, out)?;
+    let report = finish(g, sets, &run, report, written, &outputs, out)?;
     Ok(Outcome::Run(Box::new(report)))
 }
 
@@ -389,7 +398,7 @@ fn finish(
     run: &Run<'_>,
     report: RunReport,
     written: std::io::Result<()>,
-    report_path: Option<&Path>,
+    outputs: &Outputs<'_>,
     out: &mut (dyn Write + Send),
 ) -> Result<RunReport, Error> {
     let missed_end = run.ctx.ledger.as_ref().and_then(Ledger::missed_end);
@@ -413,7 +422,13 @@ fn finish(
             unwritten = Some(("standard output".to_owned(), e));
         }
     }
-    if let Some(path) = report_path {
+    if let Some(path) = outputs.metrics {
+        let body = crate::report::metrics::run(&report, outputs.target.as_deref(), std::time::SystemTime::now());
+        if let Err(e) = replace_file(path, body.as_bytes()) {
+            unwritten.get_or_insert((format!("--metrics-file `{}`", path.display()), e));
+        }
+    }
+    if let Some(path) = outputs.report {
         let body = match path.extension().and_then(|e| e.to_str()) {
             Some("md") => run_report::markdown(&report),
             _ => run_report::json(&report),
@@ -467,4 +482,34 @@ fn rollout_tenants<'f>(g: &Global, fleet: &'f Fleet, rollout: &Rollout) -> Resul
         }
     }
     Ok(tenants)
+}
+
+/// Where a run's outcome goes besides standard output.
+struct Outputs<'a> {
+    /// `--report FILE`.
+    report: Option<&'a Path>,
+    /// `--metrics-file FILE`.
+    metrics: Option<&'a Path>,
+    /// The run's target as the metrics show it: a version, `head`, or `-N` steps down.
+    target: Option<String>,
+}
+
+/// Writes `body` to a temporary file beside `path` and renames it over `path`: a reader
+/// (the textfile collector) sees the old file or the new one, never half of one.
+fn replace_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(body)?;
+    // Readable by the collector, which seldom runs as this user (a temporary file is 0600).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

@@ -26,6 +26,7 @@ mod layout_sets;
 mod layouts;
 mod ledger;
 mod ledger_faults;
+mod metrics;
 mod partition;
 mod per_engine;
 mod repeatables;

@@ -180,7 +180,10 @@ fn example(name: &str) -> serde_yaml::Value {
 /// Every tenant of a 60-tenant fleet has the migration, applied once.
 fn all_migrated_once(p: &Project) {
     for i in 0..60 {
-        let rows = sqlite_rows(&p.db_path(&format!("t{i:03}")), "SELECT CAST(count(*) AS TEXT) FROM fleetmig_history");
+        let rows = sqlite_rows(
+            &p.db_path(&format!("t{i:03}")),
+            "SELECT CAST(count(*) AS TEXT) FROM fleetmig_history",
+        );
         assert_eq!(rows, [[Some("1".to_owned())]], "t{i:03}");
     }
 }

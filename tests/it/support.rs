@@ -767,3 +767,46 @@ pub fn run_tool(tool: &Path, args: &[&str]) -> String {
     assert!(out.status.success(), "{} {args:?}: {text}", tool.display());
     text
 }
+
+/// `text` parsed by the strict OpenMetrics parser of Prometheus' Python client
+/// (tests/tools/openmetrics_check.py): its families as JSON, or a failed test naming the
+/// parser's complaint. `None` (saying SKIPPED) when python3 cannot import
+/// `prometheus_client`, from `FLEETMIG_PROMETHEUS_CLIENT` (a `pip install --target`
+/// folder) or its own path, unless `FLEETMIG_REQUIRE_TOOLS=1` makes that a failure.
+pub fn openmetrics(text: &str) -> Option<serde_json::Value> {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/openmetrics_check.py");
+    let mut cmd = Command::new("python3");
+    if let Some(dir) = std::env::var_os("FLEETMIG_PROMETHEUS_CLIENT") {
+        cmd.env("PYTHONPATH", dir);
+    }
+    let importable = Command::new("python3")
+        .envs(
+            cmd.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        if std::env::var("FLEETMIG_REQUIRE_TOOLS").is_ok_and(|v| v == "1" || v == "true") {
+            panic!("prometheus_client is required (FLEETMIG_REQUIRE_TOOLS=1): set FLEETMIG_PROMETHEUS_CLIENT");
+        }
+        eprintln!(
+            "SKIPPED: the OpenMetrics parser (python3 prometheus_client) is not installed; set FLEETMIG_PROMETHEUS_CLIENT"
+        );
+        return None;
+    }
+    let mut child = cmd
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "not valid OpenMetrics: {stderr}\n{text}");
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
