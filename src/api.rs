@@ -21,6 +21,7 @@ use crate::model::fleet::{Fleet, Tenant};
 use crate::model::migration::{Layout, MigrationSet, Version};
 use crate::model::policy::WaveSpec;
 pub use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
+use crate::model::record::RunSource;
 use crate::model::secret::DbUrl;
 pub use crate::model::sets::Sets;
 use crate::plan::select::select;
@@ -317,6 +318,7 @@ pub(crate) fn run_plan(
             Action::Migrate(Target::DownSteps { steps }) => Some(steps),
             _ => None,
         },
+        source: None,
     }
 }
 
@@ -353,6 +355,8 @@ pub(crate) struct Run<'f> {
     pub command: &'static str,
     /// Set when this runner claims tenants of a shared run instead of running them all.
     pub shared: Option<Shared>,
+    /// The migration set's fingerprint and git commit, for the ledger.
+    pub source: Option<RunSource>,
 }
 
 impl<'f> Run<'f> {
@@ -363,7 +367,10 @@ impl<'f> Run<'f> {
 
     /// What the ledger keeps of this run.
     pub(crate) fn plan(&self, policy: Option<RecordedPolicy>) -> RunPlan {
-        run_plan(self.command, self.action, &self.waves, policy)
+        RunPlan {
+            source: self.source.clone(),
+            ..run_plan(self.command, self.action, &self.waves, policy)
+        }
     }
 
     /// Records the run as new in `ledger`, which from then on records its tenants.
@@ -502,6 +509,10 @@ pub async fn up(fleet: &Fleet, sets: &Sets, opts: &Options, up: &UpOptions) -> R
         policy: limits_policy(fleet, up.max_failures, up.max_skipped, up.rollback),
         command: "up",
         shared: None,
+        source: Some(RunSource {
+            fingerprint: sets.fingerprint(),
+            ..RunSource::default()
+        }),
     };
     if let Some(url) = &up.ledger {
         let ledger = Ledger::open(url, opts.limits.connect_timeout).await?;

@@ -189,6 +189,18 @@ fn resolve_source(g: &Global, entry: Option<&MigrationsSource>) -> MigrationsSou
     }
 }
 
+/// The migration set a run applies, for the ledger: its fingerprint, and the git commit of
+/// the migrations folder when it is in a work tree.
+fn run_source(g: &Global, fleet: &Fleet, sets: &Sets) -> crate::model::record::RunSource {
+    let dir = resolve_source(g, fleet.migrations.as_ref()).path;
+    let git = load::source::git_commit(&dir);
+    crate::model::record::RunSource {
+        fingerprint: sets.fingerprint(),
+        git_dirty: git.as_ref().is_some_and(|(_, dirty)| *dirty),
+        git_commit: git.map(|(commit, _)| commit),
+    }
+}
+
 /// The migration sets of a command that has loaded the fleet: its `migrations:` as read
 /// with it, the fleet file not read a second time; with a set per engine, those of the
 /// selected tenants' engines. A selected tenant whose engine has no folder is an error,

@@ -246,6 +246,7 @@ async fn prepare<'f>(g: &Global, fleet: &'f Fleet, sets: &'f Sets, args: RunArgs
         policy,
         command: args.command,
         shared: None,
+        source: Some(super::run_source(g, fleet, sets)),
     };
     rehearse(&run).await?;
     let out_of_order = sets.iter().any(|(_, s)| s.out_of_order());
@@ -418,7 +419,8 @@ fn finish(
             Some(_) => Rows::All,
         };
         let grouped = crate::report::refusals::run_text(sets, &report);
-        if let Err(e) = write!(out, "{}{grouped}", run_report::text(&report, rows)).and_then(|()| out.flush()) {
+        let source = run.source.as_ref().map(run_report::source_line).unwrap_or_default();
+        if let Err(e) = write!(out, "{}{grouped}{source}", run_report::text(&report, rows)).and_then(|()| out.flush()) {
             unwritten = Some(("standard output".to_owned(), e));
         }
     }

@@ -29,16 +29,26 @@ pub(super) async fn runs(g: &Global, limit: i64, out: &mut (dyn Write + Send)) -
 pub(super) async fn report(g: &Global, run: &str, all: bool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
     let fleet = super::load_fleet(g).await?;
     let report = match super::open_ledger_if_any(g, &fleet).await? {
-        Some(ledger) => ledger.report(run).await?,
+        Some(ledger) => match ledger.report(run).await? {
+            Some(report) => Some((report, ledger.plan(run).await?.and_then(|p| p.source))),
+            None => None,
+        },
         None => None,
     };
-    let Some(report) = report else {
+    let Some((report, source)) = report else {
         return Err(Error::Usage(format!(
             "the ledger holds no finished run `{run}` (see `fleetmig runs`)"
         )));
     };
     match g.format {
-        Format::Json => writeln!(out, "{}", run_report::json(&report))?,
+        Format::Json => {
+            let mut doc: serde_json::Value =
+                serde_json::from_str(&run_report::json(&report)).expect("reports are JSON");
+            if let Some(source) = &source {
+                doc["source"] = serde_json::to_value(source).expect("sources serialize");
+            }
+            writeln!(out, "{doc}")?
+        }
         Format::Text => {
             let more = format!("{} lists every tenant", super::report_command(g, run));
             let rows = if all {
@@ -51,7 +61,8 @@ pub(super) async fn report(g: &Global, run: &str, all: bool, out: &mut (dyn Writ
                 .or_else(|_| MigrationSet::new(Vec::new()).map(Sets::One))
                 .expect("an empty set has no duplicates");
             let grouped = crate::report::refusals::run_text(&sets, &report);
-            write!(out, "{}{grouped}", run_report::text(&report, rows))?
+            let source = source.as_ref().map(run_report::source_line).unwrap_or_default();
+            write!(out, "{}{grouped}{source}", run_report::text(&report, rows))?
         }
     }
     Ok(Outcome::Run(Box::new(report)))

@@ -4,3 +4,4 @@ pub mod discover;
 pub mod fleet;
 pub mod layouts;
 pub mod migrations;
+pub mod source;

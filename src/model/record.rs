@@ -1,7 +1,7 @@
 //! What the run ledger records, as reports and runners read it: a run's line in `runs`, a
 //! tenant's last error, and the state a tenant's row is in, with its one spelling.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::run::{Outcome, Status};
 
@@ -28,6 +28,24 @@ pub struct RunRow {
     pub skipped: i64,
     pub not_started: i64,
     pub stopped: i64,
+    /// The migration set the run applied; absent in runs recorded before it was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<RunSource>,
+}
+
+/// The migration set a run applied, as `runs` and `report` show it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RunSource {
+    /// [`crate::model::sets::Sets::fingerprint`]: a hash of every migration's checksum.
+    pub fingerprint: String,
+    /// The commit (`git rev-parse HEAD`) of the work tree holding the migrations folder,
+    /// when it is in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// The folder had changes not committed (`git status --porcelain` printed some).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub git_dirty: bool,
 }
 
 /// The last failure the ledger saw for a tenant, for `status`.

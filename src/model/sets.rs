@@ -113,6 +113,24 @@ impl Sets {
         }
     }
 
+    /// A SHA-256 over every migration's version, name and checksum and every repeatable's
+    /// name and checksum, set by set (each with its engine), in hex: the same files, the
+    /// same fingerprint. The ledger keeps it per run.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for (engine, set) in self.iter() {
+            hash.update(format!("set {}\n", engine.map(|e| e.to_string()).unwrap_or_default()));
+            for m in set.iter() {
+                hash.update(format!("{}\0{}\0{}\n", m.version, m.name, m.checksum));
+            }
+            for r in set.repeatables() {
+                hash.update(format!("R\0{}\0{}\n", r.name, r.checksum));
+            }
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The head: the set's newest version, or [`Version::HEAD`] (each set's own) per engine.
     pub fn head(&self) -> Version {
         match self {

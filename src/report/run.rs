@@ -130,6 +130,19 @@ fn detail(t: &FinalTenant) -> String {
 const NAMED: usize = 3;
 
 /// The report as a text table (failures first), with counts per wave and the stop reason.
+/// The line that says which migrations a run applied: its set's fingerprint shortened as
+/// checksums are in text (`runs --format json` has it whole), and the git commit:
+/// `migrations: set 3f2a9c0d1e4b, git commit 9e1c… with uncommitted changes`.
+pub fn source_line(s: &crate::model::record::RunSource) -> String {
+    let git = match &s.git_commit {
+        Some(c) if s.git_dirty => format!(", git commit {c} with uncommitted changes"),
+        Some(c) => format!(", git commit {c}"),
+        None => String::new(),
+    };
+    let short: String = s.fingerprint.chars().take(12).collect();
+    format!("migrations: set {short}{git}\n")
+}
+
 pub fn text(report: &RunReport, rows: Rows<'_>) -> String {
     let mut out = String::new();
     let mut t = Table::new();

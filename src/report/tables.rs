@@ -183,6 +183,7 @@ pub fn runs_text(runs: &[crate::model::record::RunRow]) -> String {
         "NOT OK",
         "STOP REASON",
         "BY",
+        "MIGRATIONS",
     ]);
     let time = |ms: i64| {
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
@@ -204,12 +205,27 @@ pub fn runs_text(runs: &[crate::model::record::RunRow]) -> String {
             not_ok(r),
             crate::model::text::printable(r.stop_reason.as_deref().unwrap_or_default()),
             crate::model::text::printable(&r.runner),
+            r.source.as_ref().map(source_short).unwrap_or_default(),
         ]);
     }
     if runs.is_empty() {
         return "No runs in the ledger yet.\n".to_owned();
     }
     format!("{}\n", trim_lines(&t.to_string()))
+}
+
+/// A run's migration set in a few characters: its fingerprint's first 12, and the git
+/// commit's first 10 with `+` when the folder had uncommitted changes: `3f2a9c0d1e4b
+/// git:9e1c2b7a4f+`.
+pub fn source_short(s: &crate::model::record::RunSource) -> String {
+    let fingerprint: String = s.fingerprint.chars().take(12).collect();
+    match &s.git_commit {
+        Some(commit) => {
+            let commit: String = commit.chars().take(10).collect();
+            format!("{fingerprint} git:{commit}{}", if s.git_dirty { "+" } else { "" })
+        }
+        None => fingerprint,
+    }
 }
 
 #[cfg(test)]

@@ -590,3 +590,82 @@ fn a_postgres_ledger_from_before_schema_versions_is_upgraded() {
     assert_eq!(columns, ["failure", "owner"]);
     assert!(!p.path().join("tenants.ledger.db").exists());
 }
+
+/// The ledger keeps, per run, the migration set's fingerprint and the git commit of its
+/// folder (with a mark when the folder had uncommitted changes); `runs` and `report` show
+/// them.
+#[test]
+fn runs_record_the_sets_fingerprint_and_git_commit() {
+    let p = crate::support::Project::new();
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: a }\n");
+    p.migration("0001_a.up.sql", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(p.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "migrations"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    let run = p.run(&["up"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let runs = |p: &crate::support::Project| -> serde_json::Value {
+        let run = p.run(&["runs", "--format", "json"]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    let doc = runs(&p);
+    let first = &doc["runs"][0];
+    assert_eq!(first["source"]["git_commit"], commit.as_str(), "{doc}");
+    assert!(first["source"].get("git_dirty").is_none(), "{doc}");
+    let fingerprint = first["source"]["fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint.len(), 64);
+    let text = p.run(&["runs"]);
+    assert!(
+        text.stdout
+            .contains(&format!("{} git:{}", &fingerprint[..12], &commit[..10])),
+        "{}",
+        text.stdout
+    );
+    let run_id = first["run_id"].as_str().unwrap();
+    let report = p.run(&["report", run_id]);
+    assert!(
+        report.stdout.contains(&format!(
+            "migrations: set {}, git commit {commit}\n",
+            &fingerprint[..12]
+        )),
+        "{}",
+        report.stdout
+    );
+    let report = p.run(&["report", run_id, "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(doc["source"]["fingerprint"], fingerprint.as_str());
+
+    // A new migration, not committed: another fingerprint, the same commit, marked dirty.
+    p.migration("0002_b.up.sql", "CREATE TABLE b (id INTEGER PRIMARY KEY);\n");
+    let run = p.run(&["up"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let doc = runs(&p);
+    let second = &doc["runs"][0]["source"];
+    assert_ne!(second["fingerprint"], fingerprint.as_str());
+    assert_eq!(second["git_commit"], commit.as_str());
+    assert_eq!(second["git_dirty"], true);
+    // The same files give the same fingerprint, wherever they are.
+    let again = crate::support::Project::new();
+    again.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: a }\n");
+    again.migration("0001_a.up.sql", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n");
+    assert_eq!(again.run(&["up"]).code, 0);
+    let doc = runs(&again);
+    assert_eq!(doc["runs"][0]["source"]["fingerprint"], fingerprint.as_str());
+    assert!(doc["runs"][0]["source"].get("git_commit").is_none(), "{doc}");
+}

@@ -19,9 +19,7 @@ fn sample(text: &str, name: &str, label: &str) -> String {
 #[test]
 fn metrics_file_holds_the_runs_outcome_as_valid_openmetrics() {
     let p = Project::new();
-    p.fleet(
-        "defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: a1 }\n  - { id: b2 }\n  - { id: c3 }\n",
-    );
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: a1 }\n  - { id: b2 }\n  - { id: c3 }\n");
     p.migration("0001_a.up.sql", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n");
     p.migration("0001_a.down.sql", "DROP TABLE a;\n");
     std::fs::create_dir_all(p.path().join("collector")).unwrap();

@@ -437,8 +437,8 @@ fn report_run_groups_refused_tenants_as_the_run_did() {
     assert_eq!(doc["tenants"][0]["refusal"]["kind"], "modified", "{doc:#}");
     assert_eq!(
         whole(&json.stdout),
-        20,
-        "JSON keeps whole checksums, in each error and refusal"
+        21,
+        "JSON keeps whole checksums, in each error and refusal, and the set's fingerprint"
     );
 }
 

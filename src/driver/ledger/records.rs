@@ -13,6 +13,7 @@ use super::error::Cause;
 use super::error::LedgerError;
 use super::handle::Ledger;
 use crate::model::migration::Version;
+use crate::model::record::RunSource;
 use crate::model::record::TenantState;
 use crate::model::run::{Outcome, RunReport, TenantReport};
 
@@ -35,6 +36,10 @@ pub struct RunPlan {
     /// version then). Absent for every other run, and in runs recorded before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,
+    /// Which migrations the run applied: the set's fingerprint and the git commit of its
+    /// folder. Absent in runs recorded before fleetmig kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RunSource>,
 }
 
 /// A run's rollout policy as the ledger keeps it: every value as its flag writes it, so a

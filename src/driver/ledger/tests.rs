@@ -62,6 +62,7 @@ fn plan() -> RunPlan {
         canary_waves: vec![],
         policy: None,
         steps: None,
+        source: None,
     }
 }
 

@@ -10,18 +10,21 @@ use super::error::{Cause, LedgerError, decode, version};
 use super::handle::Ledger;
 use super::lease::read_state;
 use super::records::RunPlan;
-use crate::model::record::{RunRow, TenantState};
+use crate::model::record::{RunRow, RunSource, TenantState};
 use crate::model::run::{RunReport, Status};
 
 /// The `--steps` a run's recorded plan holds; `None` for other runs and old runs. A plan
 /// that does not read is an error naming the run.
-fn steps_of(run_id: &str, plan: &str) -> Result<Option<usize>, Cause> {
+fn steps_of(run_id: &str, plan: &str) -> Result<(Option<usize>, Option<RunSource>), Cause> {
     #[derive(Deserialize)]
-    struct Steps {
+    struct Extras {
         #[serde(default)]
         steps: Option<usize>,
+        #[serde(default)]
+        source: Option<RunSource>,
     }
-    Ok(decode::<Steps>(run_id, "plan", plan)?.steps)
+    let extras = decode::<Extras>(run_id, "plan", plan)?;
+    Ok((extras.steps, extras.source))
 }
 
 /// Runs, newest first, with their tenants' counts per state.
@@ -33,7 +36,7 @@ const COUNTS: &str = "SELECT run_id, state, COUNT(*) FROM fleetmig_run_tenants W
 /// One run's line, its counts still zero.
 fn run_row(r: &AnyRow) -> Result<RunRow, Cause> {
     let run_id: String = r.try_get(0)?;
-    let steps = steps_of(&run_id, &r.try_get::<String, _>(7)?)?;
+    let (steps, source) = steps_of(&run_id, &r.try_get::<String, _>(7)?)?;
     let command: String = r.try_get(1)?;
     // `stamp --checksums` keeps each tenant's version, and `adopt` takes each to what its
     // other tool recorded: the run has no target.
@@ -59,6 +62,7 @@ fn run_row(r: &AnyRow) -> Result<RunRow, Cause> {
         skipped: 0,
         not_started: 0,
         stopped: 0,
+        source,
     })
 }
 
@@ -190,14 +194,24 @@ mod tests {
         let plan: RunPlan = serde_json::from_str(partial).unwrap();
         assert_eq!(plan.policy.unwrap().retries, Some(4));
         assert_eq!(plan.steps, None);
-        assert_eq!(steps_of("r", old).unwrap(), None);
+        assert_eq!(steps_of("r", old).unwrap(), (None, None));
         assert_eq!(
             steps_of(
                 "r",
                 r#"{"command":"down","target":0,"waves":[],"canary_waves":[],"steps":2}"#
             )
             .unwrap(),
-            Some(2)
+            (Some(2), None)
+        );
+        let sourced = r#"{"command":"up","target":3,"waves":[],"canary_waves":[],"source":{"fingerprint":"ab","git_commit":"c0"}}"#;
+        let source = steps_of("r", sourced).unwrap().1.unwrap();
+        assert_eq!(
+            (
+                source.fingerprint.as_str(),
+                source.git_commit.as_deref(),
+                source.git_dirty
+            ),
+            ("ab", Some("c0"), false)
         );
     }
 }
