@@ -304,8 +304,14 @@ mod tests {
             skipped: 0,
             not_started: 0,
             stopped: 0,
+            source: Some(crate::model::record::RunSource {
+                fingerprint: "0123456789abcdef".into(),
+                git_commit: Some("fedcba9876543210".into()),
+                git_dirty: true,
+            }),
         };
         let out = runs_text(&[run]);
+        assert!(out.contains("0123456789ab git:fedcba9876+"), "{out}");
         assert!(!out.contains('\x1b'), "{out}");
         assert_eq!(out.lines().count(), 2, "{out}");
         assert!(out.contains("check failed: \\u{1b}[2Jboom next"), "{out}");
