@@ -173,7 +173,8 @@ pub struct Rollout {
     /// At most this many retries per tenant within --retry-for [default: no count limit].
     #[arg(long, value_name = "N", value_parser = |s: &str| bounds::number(s, 0u32, 100_000))]
     pub retries: Option<u32>,
-    /// Also write the final report here: `.json` or `.md`.
+    /// Also write the final report here: `.json`, `.md`, or `.xml` (JUnit XML: one test
+    /// suite per wave, one test case per tenant, for CI systems).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// At the end, write the run's outcome here as OpenMetrics text (tenants per status,

@@ -433,6 +433,7 @@ fn finish(
     if let Some(path) = outputs.report {
         let body = match path.extension().and_then(|e| e.to_str()) {
             Some("md") => run_report::markdown(&report),
+            Some("xml") => run_report::junit(&report),
             _ => run_report::json(&report),
         };
         if let Err(e) = std::fs::write(path, body) {

@@ -126,6 +126,47 @@ fn detail(t: &FinalTenant) -> String {
     crate::model::text::printable(&out)
 }
 
+/// The report as JUnit XML, so a CI system shows a rollout as it shows a test run: one
+/// test suite per wave, one test case per tenant (its class name the run), a failed or
+/// rolled-back tenant as a failure with the database's error, a skipped, stopped or
+/// not-started tenant as skipped with why.
+pub fn junit(report: &RunReport) -> String {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut xml = Report::new(format!("fleetmig {} {}", report.command, report.run_id));
+    xml.set_time(std::time::Duration::from_millis(report.summary.elapsed_ms));
+    let mut waves: std::collections::BTreeMap<usize, TestSuite> = std::collections::BTreeMap::new();
+    for t in &report.tenants {
+        let mut status = match t.status {
+            Status::Succeeded => TestCaseStatus::success(),
+            Status::Failed | Status::RolledBack | Status::RollbackFailed => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_type(t.status.name());
+                s
+            }
+            Status::Skipped | Status::NotStarted | Status::Stopped => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_type(t.status.name());
+                s
+            }
+        };
+        let said = detail(t);
+        if !said.is_empty() {
+            status.set_message(said.clone());
+            status.set_description(said);
+        }
+        let mut case = TestCase::new(t.id.clone(), status);
+        case.set_classname(format!("fleetmig.{}.wave{}", report.command, t.wave));
+        case.add_property(("start_version", v(t.start_version).as_str()));
+        case.add_property(("final_version", final_version(t).as_str()));
+        waves
+            .entry(t.wave)
+            .or_insert_with(|| TestSuite::new(format!("wave {}", t.wave)))
+            .add_test_case(case);
+    }
+    xml.add_test_suites(waves.into_values());
+    xml.to_string().expect("a report in memory serializes")
+}
+
 /// How many ids a summarised group names.
 const NAMED: usize = 3;
 

@@ -22,6 +22,7 @@ mod gates;
 mod history_compat;
 mod join;
 mod json_schema;
+mod junit;
 mod layout_sets;
 mod layouts;
 mod ledger;
