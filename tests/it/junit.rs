@@ -18,7 +18,12 @@ fn elements(xml: &str) -> Vec<Element> {
             .map(|a| {
                 let a = a.unwrap();
                 let key = String::from_utf8(a.key.as_ref().to_vec()).unwrap();
-                (key, a.unescape_value().unwrap().into_owned())
+                (
+                    key,
+                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .unwrap()
+                        .into_owned(),
+                )
             })
             .collect();
         out.push((path.join("/"), attrs));
