@@ -26,6 +26,7 @@ mod layout_sets;
 mod layouts;
 mod ledger;
 mod ledger_faults;
+mod lint;
 mod per_engine;
 mod repeatables;
 mod rollout;
