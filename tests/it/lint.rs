@@ -10,6 +10,8 @@ use fleetmig::model::fleet::Engine;
 use fleetmig::model::lint::{Finding, Rule};
 use fleetmig::model::migration::Script;
 
+use crate::support::{Pg, Project};
+
 const ENGINES: [(Engine, &str); 3] = [
     (Engine::Postgres, "postgres"),
     (Engine::MySql, "mysql"),
@@ -77,4 +79,282 @@ fn every_rule_fires_on_its_fixture_and_not_on_the_safe_rewrite() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A file with `name` and `sql` in the project, for `lint FILES`.
+fn file(p: &Project, name: &str, sql: &str) -> String {
+    std::fs::write(p.path().join(name), sql).unwrap();
+    name.to_owned()
+}
+
+#[test]
+fn a_suppression_needs_a_reason_and_one_with_a_reason_shows_in_json() {
+    let p = Project::new();
+    let f = file(
+        &p,
+        "drop.sql",
+        "-- fleetmig: allow drop-table\nDROP TABLE a;\n\
+         -- fleetmig: allow drop-table nothing has read b since 2.0\nDROP TABLE b;\n",
+    );
+    let run = p.run(&["lint", "--engine", "sqlite", &f, "--format", "json"]);
+    assert_eq!(run.code, 0, "warnings only: {}", run.all());
+    let doc = json(&run.stdout);
+    let found: Vec<(String, u64, bool, serde_json::Value)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_owned(),
+                f["line"].as_u64().unwrap(),
+                f["suppressed"].as_bool().unwrap(),
+                f["reason"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("bad-suppression".to_owned(), 1, false, serde_json::Value::Null),
+            ("drop-table".to_owned(), 2, false, serde_json::Value::Null),
+            ("drop-table".to_owned(), 4, true, "nothing has read b since 2.0".into()),
+        ],
+        "{doc}"
+    );
+    assert_eq!((doc["warnings"].as_u64(), doc["allowed"].as_u64()), (Some(2), Some(1)));
+    let reach = &doc["findings"][0]["reach"];
+    assert_eq!(reach["kind"], "unknown", "no fleet was surveyed: {reach}");
+    // --deny-warnings makes the two live warnings fail.
+    assert_eq!(p.run(&["lint", "--engine", "sqlite", &f, "--deny-warnings"]).code, 1);
+}
+
+#[test]
+fn text_and_github_formats_and_the_exit_code_of_an_error() {
+    let p = Project::new();
+    let f = file(
+        &p,
+        "idx.sql",
+        "SET lock_timeout = '2s';\nCREATE INDEX CONCURRENTLY i ON users (email);\n",
+    );
+    let run = p.run(&["lint", "--engine", "postgres", &f]);
+    assert_eq!(run.code, 1, "an error fails the lint: {}", run.all());
+    assert!(
+        run.stdout.starts_with(
+            "idx.sql:2:1: error concurrently-in-transaction: CONCURRENTLY in a migration that runs in a transaction"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("    | CREATE INDEX CONCURRENTLY i ON users (email);\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("    safe: put `-- fleetmig: no-transaction` on the first line"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("    runs on: unknown (files named on the command line"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.ends_with("lint: 1 file(s), 1 error(s), 0 warning(s)\n"),
+        "{}",
+        run.stdout
+    );
+    let run = p.run(&["lint", "--engine", "postgres", &f, "--format", "github"]);
+    assert_eq!(run.code, 1);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stdout);
+    assert!(
+        lines[0].starts_with(
+            "::error file=idx.sql,line=2,col=1,title=concurrently-in-transaction::CONCURRENTLY in a migration"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("%0Asafe: put `-- fleetmig: no-transaction`"),
+        "{}",
+        lines[0]
+    );
+    // The marker makes it safe.
+    let f = file(
+        &p,
+        "ok.sql",
+        "-- fleetmig: no-transaction\nSET lock_timeout = '2s';\nCREATE INDEX CONCURRENTLY i ON users (email);\n",
+    );
+    let run = p.run(&["lint", "--engine", "postgres", &f, "--format", "github"]);
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{}", run.all());
+    // Other commands do not take github.
+    assert_eq!(p.run(&["history", "--format", "github"]).code, 2);
+}
+
+#[test]
+fn files_without_engine_or_fleet_ask_for_the_engine() {
+    let p = Project::new();
+    let f = file(&p, "a.sql", "DROP TABLE a;\n");
+    let run = p.run(&["lint", &f]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("give --engine postgres, mysql or sqlite"),
+        "{}",
+        run.stderr
+    );
+    // With a fleet of one engine, that engine.
+    p.fleet("defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: acme }\n");
+    let run = p.run(&["lint", &f]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.starts_with("a.sql:1:1: warning drop-table: drops table a\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// A SQLite fleet whose second migration drops a table: `lint` counts the tenants that
+/// lack it, `up --lint deny` (and `rollout: lint: deny`) refuses before any tenant is
+/// touched, `up` warns and goes on.
+#[test]
+fn up_lint_deny_refuses_before_touching_anything_and_warn_goes_on() {
+    let p = Project::new();
+    let fleet = "defaults: { url: \"sqlite://data/{id}.db\" }\ntenants:\n  - { id: a }\n  - { id: b }\n";
+    p.fleet(fleet)
+        .migration(
+            "0001_users.up.sql",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY);\nCREATE TABLE old (id INTEGER);\n",
+        )
+        .migration("0002_drop_old.up.sql", "DROP TABLE old;\n");
+    let run = p.run(&["lint", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let doc = json(&run.stdout);
+    assert_eq!(doc["findings"][0]["rule"], "drop-table", "{doc}");
+    assert_eq!(doc["findings"][0]["reach"]["tenants"], 2, "{doc}");
+    let run = p.run(&["up", "--lint", "deny"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("up --lint deny: 1 lint finding(s) not allowed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("0002_drop_old.up.sql:1:1: warning drop-table"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !p.db_path("a").exists() && !p.db_path("b").exists(),
+        "no tenant touched"
+    );
+    p.fleet(&format!("{fleet}rollout: {{ lint: deny }}\n"));
+    assert_eq!(p.run(&["up"]).code, 2);
+    assert!(!p.db_path("a").exists(), "no tenant touched");
+    let run = p.run(&["up", "--lint", "warn"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("warning drop-table"), "{}", run.stdout);
+    // Nothing pending: nothing to lint.
+    let run = p.run(&["lint"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "lint: 0 file(s), 0 error(s), 0 warning(s)\n")
+    );
+    // --from lints what the tenants have too.
+    assert!(p.run(&["lint", "--from", "1"]).stdout.contains("warning drop-table"));
+}
+
+/// PostgreSQL schema tenants on two named hosts of one server: a migration with
+/// CONCURRENTLY and no marker refuses `plan` and `up` before anything runs (no tenant's
+/// schema appears), whatever `--lint` says; with the marker, `lint` counts per host.
+#[test]
+fn pg_concurrently_without_the_marker_refuses_plan_and_up_and_counts_per_host() {
+    let Some(pg) = Pg::create("lint_hosts") else { return };
+    let p = Project::new();
+    let url = pg.url();
+    p.fleet(&format!(
+        "hosts:\n  east: {{ url: \"{url}\", max_connections: 2 }}\n  west: {{ url: \"{url}\", max_connections: 1 }}\n\
+         defaults: {{ schema: \"t_{{id}}\" }}\ntenants:\n\
+         \x20 - {{ id: e1, host: east }}\n  - {{ id: e2, host: east }}\n  - {{ id: e3, host: east }}\n\
+         \x20 - {{ id: w1, host: west }}\n  - {{ id: w2, host: west }}\n"
+    ))
+    .migration(
+        "0001_users.up.sql",
+        "CREATE TABLE users (id bigint PRIMARY KEY, email text);\n",
+    )
+    .migration(
+        "0002_idx.up.sql",
+        "CREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
+    );
+    let schemas = || pg.column("SELECT count(*)::text FROM pg_namespace WHERE nspname LIKE 't\\_%'");
+    for args in [&["plan"][..], &["up"], &["up", "--lint", "off"]] {
+        let run = p.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.all());
+        assert!(
+            run.stderr.contains("lint error(s) that would fail on every tenant: migrations/0002_idx.up.sql:1: concurrently-in-transaction"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert_eq!(schemas(), ["0"], "{args:?} touched no tenant");
+    }
+    p.migration(
+        "0002_idx.up.sql",
+        "-- fleetmig: no-transaction\nCREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
+    );
+    let run = p.run(&["up", "--to", "1"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let run = p.run(&["lint", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let doc = json(&run.stdout);
+    let finding = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "missing-lock-timeout")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(
+        finding["reach"],
+        serde_json::json!({
+            "kind": "surveyed", "tenants": 5, "unreachable": 0,
+            "hosts": [
+                { "host": "east", "tenants": 3, "at_once": 2 },
+                { "host": "west", "tenants": 2, "at_once": 1 },
+            ],
+        }),
+        "{doc}"
+    );
+    let run = p.run(&["-j", "1", "lint"]);
+    assert!(
+        run.stdout
+            .contains("runs on: 5 tenant(s) (east: 3, 1 at once; west: 2, 1 at once)"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// The README's `lint` samples are what the binary prints on the demo fleet.
+#[test]
+fn the_readmes_lint_samples_are_real_output() {
+    use crate::cli::{demo_project, readme_sample};
+    let p = demo_project();
+    for command in ["lint --select tier=free", "lint --format github --select id=acme"] {
+        let run = p.run(&command.split(' ').collect::<Vec<_>>());
+        assert_eq!(run.code, 0, "{command}: {}", run.all());
+        assert_eq!(readme_sample(command), run.stdout, "{command}");
+    }
+    file(
+        &p,
+        "change.sql",
+        "-- fleetmig: allow drop-table audit_log has been unused since 3.0\nDROP TABLE audit_log;\nALTER TABLE users ADD COLUMN plan TEXT NOT NULL;\n",
+    );
+    let run = p.run(&["lint", "--engine", "sqlite", "change.sql"]);
+    assert_eq!(readme_sample("lint --engine sqlite change.sql"), run.stdout);
 }
