@@ -2,7 +2,7 @@
 //! where each finding will run, and the report; and the lint `plan` and `up` run first.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::exit::Outcome;
 use crate::cli::{Cli, Command, Format, Global};
@@ -77,7 +77,8 @@ async fn pending(g: &Global, args: &Args<'_>) -> Result<LintReport, Error> {
     Ok(lint_pending(g, &fleet, &sets, &states, range))
 }
 
-/// Which migrations to lint: above `from` when given, else those a tenant lacks; up to `to`.
+/// Which migrations to lint: above `from` when given, else those a tenant lacks (any, for
+/// a tenant whose history could not be read); up to `to`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Range {
     pub from: Option<Version>,
@@ -93,17 +94,14 @@ pub(super) fn lint_pending(
     states: &[Inspected<'_>],
     range: Range,
 ) -> LintReport {
-    let surveyed: Vec<Surveyed<'_>> = states
-        .iter()
-        .map(|(t, rows)| Surveyed {
-            tenant: t,
-            applied: rows.as_ref().ok().map(|r| r.iter().map(|a| a.version).collect()),
-        })
-        .collect();
+    let surveyed = surveyed(states);
     let mut engines: Vec<Engine> = states.iter().map(|(t, _)| t.engine).collect();
     engines.sort();
     engines.dedup();
-    let mut report = LintReport::default();
+    let mut report = LintReport {
+        unsurveyed: surveyed.iter().filter(|s| s.applied.is_none()).count(),
+        ..LintReport::default()
+    };
     for engine in engines {
         let Some(set) = sets.get(engine) else { continue };
         let to = sets.resolve(engine, range.to);
@@ -112,7 +110,7 @@ pub(super) fn lint_pending(
             surveyed
                 .iter()
                 .filter(of_engine)
-                .any(|s| s.applied.as_ref().is_some_and(|a| !a.contains(&v)))
+                .any(|s| s.applied.as_ref().is_none_or(|a| !a.contains(&v)))
         };
         let wanted = |v: Version| v <= to && range.from.map_or_else(|| lacking(v), |from| v > from);
         report.files += set.iter().filter(|m| wanted(m.version)).count();
@@ -125,16 +123,35 @@ pub(super) fn lint_pending(
     report
 }
 
-/// With FILES: those files, for `--engine` or the fleet's one engine; the fleet is not
-/// surveyed, so the counts are unknown.
+/// With FILES: those files, for `--engine` or the fleet's one engine. A file that is one
+/// of the fleet's migrations is linted as `lint` lints pending ones (against the set
+/// before it, with its tenants counted); any other against the files given before it,
+/// with no counts.
 async fn files(g: &Global, args: &Args<'_>) -> Result<LintReport, Error> {
-    let engine = match args.engine {
-        Some(engine) => engine,
-        None => fleet_engine(g).await?,
+    let fleet = match g.fleet.exists() {
+        true => Some(super::load_fleet(g).await?),
+        false => None,
+    };
+    let engine = match (args.engine, &fleet) {
+        (Some(engine), _) => engine,
+        (None, Some(fleet)) => fleet_engine(g, fleet)?,
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "lint FILES: give --engine postgres, mysql or sqlite (no fleet file `{}` to take it from)",
+                g.fleet.display()
+            )));
+        }
+    };
+    let (mut report, known) = match &fleet {
+        Some(fleet) => known_files(g, fleet, engine, args.files).await?,
+        None => (LintReport::default(), Vec::new()),
+    };
+    let why = match fleet {
+        Some(_) => "not one of the fleet's migrations",
+        None => "no fleet file: the fleet was not surveyed",
     };
     let mut context = Context::default();
-    let mut report = LintReport::default();
-    for path in args.files {
+    for path in args.files.iter().filter(|p| !is_migration(&known, p)) {
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("reading `{}`: {e}", path.display())))?;
         let script = Script::new(text);
@@ -146,25 +163,79 @@ async fn files(g: &Global, args: &Args<'_>) -> Result<LintReport, Error> {
         };
         report.files += 1;
         for finding in lint::lint_file(engine, &source, &mut context) {
-            let reach = Reach::Unknown {
-                why: "files named on the command line: the fleet was not surveyed".into(),
-            };
+            let reach = Reach::Unknown { why: why.into() };
             report.findings.push(Linted { finding, reach });
         }
     }
     Ok(report)
 }
 
-/// The one engine of the selected tenants, else an error that names the choice.
-async fn fleet_engine(g: &Global) -> Result<Engine, Error> {
-    if !g.fleet.exists() {
-        return Err(Error::Usage(format!(
-            "lint FILES: give --engine postgres, mysql or sqlite (no fleet file `{}` to take it from)",
-            g.fleet.display()
-        )));
+/// The lint of the FILES that are `engine`'s migrations in the fleet's folder, counted
+/// against a survey of the selected tenants, and the paths of those migrations.
+async fn known_files(
+    g: &Global,
+    fleet: &Fleet,
+    engine: Engine,
+    paths: &[PathBuf],
+) -> Result<(LintReport, Vec<PathBuf>), Error> {
+    let none = || Ok((LintReport::default(), Vec::new()));
+    let source = super::resolve_source(g, fleet.migrations.as_ref());
+    if !source.path.is_dir() && source.engines.is_empty() {
+        return none();
     }
-    let fleet = super::load_fleet(g).await?;
-    let mut engines: Vec<Engine> = crate::api::selected(&fleet, &g.select)?
+    let sets = super::load_set_of(g, fleet)?;
+    let Some(set) = sets.get(engine) else { return none() };
+    let given: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
+    let versions: Vec<Version> = set
+        .iter()
+        .filter(|m| m.path.canonicalize().is_ok_and(|c| given.contains(&c)))
+        .map(|m| m.version)
+        .collect();
+    if versions.is_empty() {
+        return none();
+    }
+    let tenants: Vec<&Tenant> = crate::api::selected(fleet, &g.select)?
+        .into_iter()
+        .filter(|t| t.engine == engine)
+        .collect();
+    let states = crate::api::inspect(fleet, &sets, &super::options(g, None), &tenants).await;
+    let surveyed = surveyed(&states);
+    let mut report = LintReport {
+        files: versions.len(),
+        unsurveyed: surveyed.iter().filter(|s| s.applied.is_none()).count(),
+        ..LintReport::default()
+    };
+    for finding in lint::lint_set(engine, set, |v| versions.contains(&v)) {
+        let version = finding.version.unwrap_or(Version::ZERO);
+        let reach = lint::reach(Some(engine), version, &surveyed, g.concurrency, &fleet.hosts);
+        report.findings.push(Linted { finding, reach });
+    }
+    let known = set
+        .iter()
+        .filter(|m| versions.contains(&m.version))
+        .map(|m| m.path.clone())
+        .collect();
+    Ok((report, known))
+}
+
+fn is_migration(known: &[PathBuf], path: &Path) -> bool {
+    let Ok(path) = path.canonicalize() else { return false };
+    known.iter().any(|k| k.canonicalize().is_ok_and(|k| k == path))
+}
+
+fn surveyed<'t>(states: &[Inspected<'t>]) -> Vec<Surveyed<'t>> {
+    states
+        .iter()
+        .map(|(t, rows)| Surveyed {
+            tenant: t,
+            applied: rows.as_ref().ok().map(|r| r.iter().map(|a| a.version).collect()),
+        })
+        .collect()
+}
+
+/// The one engine of the selected tenants, else an error that names the choice.
+fn fleet_engine(g: &Global, fleet: &Fleet) -> Result<Engine, Error> {
+    let mut engines: Vec<Engine> = crate::api::selected(fleet, &g.select)?
         .iter()
         .map(|t| t.engine)
         .collect();

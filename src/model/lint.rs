@@ -313,6 +313,9 @@ pub struct LintReport {
     pub findings: Vec<Linted>,
     /// How many files were read.
     pub files: usize,
+    /// Selected tenants whose history could not be read: every migration up to the
+    /// target is linted for them, and the counts may be short.
+    pub unsurveyed: usize,
 }
 
 impl LintReport {

@@ -54,6 +54,13 @@ pub fn summary(report: &LintReport) -> String {
             ", {allowed} allowed by `-- fleetmig: allow` (--format json lists them)"
         );
     }
+    if report.unsurveyed > 0 {
+        let _ = write!(
+            line,
+            "; {} tenant(s) could not be surveyed: every migration up to the target was linted for them",
+            report.unsurveyed
+        );
+    }
     line
 }
 
@@ -88,6 +95,7 @@ pub fn json(report: &LintReport) -> Value {
     let errors = report.errors().count();
     json!({
         "files": report.files,
+        "unsurveyed": report.unsurveyed,
         "errors": errors,
         "warnings": report.live().count() - errors,
         "allowed": report.findings.len() - report.live().count(),

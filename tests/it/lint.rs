@@ -163,7 +163,7 @@ fn text_and_github_formats_and_the_exit_code_of_an_error() {
     );
     assert!(
         run.stdout
-            .contains("    runs on: unknown (files named on the command line"),
+            .contains("    runs on: unknown (no fleet file: the fleet was not surveyed)"),
         "{}",
         run.stdout
     );
@@ -240,6 +240,11 @@ fn up_lint_deny_refuses_before_touching_anything_and_warn_goes_on() {
     let doc = json(&run.stdout);
     assert_eq!(doc["findings"][0]["rule"], "drop-table", "{doc}");
     assert_eq!(doc["findings"][0]["reach"]["tenants"], 2, "{doc}");
+    // A migration named as a file is counted like a pending one.
+    let run = p.run(&["lint", "migrations/0002_drop_old.up.sql", "--format", "json"]);
+    let doc = json(&run.stdout);
+    assert_eq!(doc["findings"][0]["reach"]["tenants"], 2, "{doc}");
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 1, "{doc}");
     let run = p.run(&["up", "--lint", "deny"]);
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(
@@ -270,6 +275,42 @@ fn up_lint_deny_refuses_before_touching_anything_and_warn_goes_on() {
     );
     // --from lints what the tenants have too.
     assert!(p.run(&["lint", "--from", "1"]).stdout.contains("warning drop-table"));
+}
+
+/// A tenant whose history cannot be read: everything up to the target is linted for it,
+/// and the output says the counts may be short rather than printing wrong ones.
+#[test]
+fn an_unreachable_tenant_is_said_not_counted() {
+    let p = Project::new();
+    p.fleet("tenants:\n  - { id: gone, url: \"postgres://postgres@127.0.0.1:1/x\" }\n")
+        .migration("0001_t.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);\n")
+        .migration("0002_drop.up.sql", "SET lock_timeout = '2s';\nDROP TABLE t;\n");
+    let run = p.run(&["lint", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let doc = json(&run.stdout);
+    assert_eq!(
+        (doc["files"].as_u64(), doc["unsurveyed"].as_u64()),
+        (Some(2), Some(1)),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["findings"][0]["reach"],
+        serde_json::json!({ "kind": "surveyed", "tenants": 0, "unreachable": 1, "hosts": [] }),
+        "{doc}"
+    );
+    let run = p.run(&["lint"]);
+    assert!(
+        run.stdout
+            .contains("runs on: 0 tenant(s); 1 more could not be surveyed, so it may run on more"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .ends_with("; 1 tenant(s) could not be surveyed: every migration up to the target was linted for them\n"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// PostgreSQL schema tenants on two named hosts of one server: a migration with
