@@ -240,6 +240,16 @@ fn up_lint_deny_refuses_before_touching_anything_and_warn_goes_on() {
     let doc = json(&run.stdout);
     assert_eq!(doc["findings"][0]["rule"], "drop-table", "{doc}");
     assert_eq!(doc["findings"][0]["reach"]["tenants"], 2, "{doc}");
+    // `plan` shows them; as JSON under `lint`.
+    let run = p.run(&["plan"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("0002_drop_old.up.sql:1:1: warning drop-table"),
+        "{}",
+        run.stdout
+    );
+    let doc = json(&p.run(&["plan", "--format", "json"]).stdout);
+    assert_eq!(doc["lint"]["findings"][0]["rule"], "drop-table", "{doc}");
     // A migration named as a file is counted like a pending one.
     let run = p.run(&["lint", "migrations/0002_drop_old.up.sql", "--format", "json"]);
     let doc = json(&run.stdout);
@@ -346,6 +356,13 @@ fn pg_concurrently_without_the_marker_refuses_plan_and_up_and_counts_per_host() 
         );
         assert_eq!(schemas(), ["0"], "{args:?} touched no tenant");
     }
+    // Allowed (with a reason), it no longer refuses.
+    p.migration(
+        "0002_idx.up.sql",
+        "-- fleetmig: allow concurrently-in-transaction tested by hand\nCREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
+    );
+    let run = p.run(&["plan"]);
+    assert_eq!(run.code, 0, "{}", run.all());
     p.migration(
         "0002_idx.up.sql",
         "-- fleetmig: no-transaction\nCREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
