@@ -291,7 +291,7 @@ pub(super) fn refuse(report: &LintReport, mode: LintMode, command: &str) -> Resu
 }
 
 /// `up`'s lint before wave 1, over the selected tenants' pending migrations up to `to`:
-/// shown, then [`refuse`]d.
+/// shown on stderr, then [`refuse`]d.
 pub(super) async fn before_up(
     g: &Global,
     fleet: &Fleet,
@@ -299,14 +299,10 @@ pub(super) async fn before_up(
     tenants: &[&Tenant],
     to: Version,
     mode: LintMode,
-    out: &mut (dyn Write + Send),
 ) -> Result<(), Error> {
     let states = crate::api::inspect(fleet, sets, &super::options(g, None), tenants).await;
     let report = lint_pending(g, fleet, sets, &states, Range { from: None, to });
-    // JSON Lines on stdout stay JSON: the findings go to stderr then.
-    match g.format {
-        Format::Text => show(&report, mode, out)?,
-        _ => show(&report, mode, &mut std::io::stderr())?,
-    }
+    // Standard output is the run's (its lines, or JSON Lines): the findings go to stderr.
+    show(&report, mode, &mut std::io::stderr())?;
     refuse(&report, mode, "up")
 }

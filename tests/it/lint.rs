@@ -263,9 +263,9 @@ fn up_lint_deny_refuses_before_touching_anything_and_warn_goes_on() {
         run.stderr
     );
     assert!(
-        run.stdout.contains("0002_drop_old.up.sql:1:1: warning drop-table"),
+        run.stderr.contains("0002_drop_old.up.sql:1:1: warning drop-table"),
         "{}",
-        run.stdout
+        run.stderr
     );
     assert!(
         !p.db_path("a").exists() && !p.db_path("b").exists(),
@@ -276,7 +276,12 @@ fn up_lint_deny_refuses_before_touching_anything_and_warn_goes_on() {
     assert!(!p.db_path("a").exists(), "no tenant touched");
     let run = p.run(&["up", "--lint", "warn"]);
     assert_eq!(run.code, 0, "{}", run.all());
-    assert!(run.stdout.contains("warning drop-table"), "{}", run.stdout);
+    assert!(run.stderr.contains("warning drop-table"), "{}", run.stderr);
+    assert!(
+        !run.stdout.contains("drop-table"),
+        "stdout is the run's: {}",
+        run.stdout
+    );
     // Nothing pending: nothing to lint.
     let run = p.run(&["lint"]);
     assert_eq!(
@@ -367,6 +372,7 @@ fn pg_concurrently_without_the_marker_refuses_plan_and_up_and_counts_per_host() 
         "0002_idx.up.sql",
         "-- fleetmig: no-transaction\nCREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
     );
+    p.migration("0003_rename.up.sql", "ALTER TABLE users RENAME COLUMN email TO mail;\n");
     let run = p.run(&["up", "--to", "1"]);
     assert_eq!(run.code, 0, "{}", run.all());
     let run = p.run(&["lint", "--format", "json"]);
@@ -376,7 +382,7 @@ fn pg_concurrently_without_the_marker_refuses_plan_and_up_and_counts_per_host() 
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["rule"] == "missing-lock-timeout")
+        .find(|f| f["rule"] == "rename-column")
         .unwrap_or_else(|| panic!("{doc}"));
     assert_eq!(
         finding["reach"],

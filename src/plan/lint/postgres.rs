@@ -21,7 +21,6 @@ const MAPPED: &[(Squawk, Rule)] = &[
     (Squawk::RenamingTable, Rule::RenameTable),
     (Squawk::BanDropColumn, Rule::DropColumn),
     (Squawk::BanDropTable, Rule::DropTable),
-    (Squawk::RequireLockTimeout, Rule::MissingLockTimeout),
 ];
 
 /// A file's statements with their facts, and squawk's violations as fleetmig hits.
@@ -63,8 +62,39 @@ pub fn read(text: &str, transactional: bool) -> (Vec<Stmt>, Vec<Hit>) {
             message,
         });
     }
+    hits.extend(missing_lock_timeout(&parse.tree()));
     stmts.sort_by_key(|s| s.start);
     (stmts, hits)
+}
+
+/// The first statement that takes an ACCESS EXCLUSIVE lock before any `SET lock_timeout`.
+/// Squawk's own rule stops at the first slow statement whatever its lock; here each slow
+/// statement is put to it alone, and only an ACCESS EXCLUSIVE one counts.
+fn missing_lock_timeout(file: &SourceFile) -> Option<Hit> {
+    for stmt in file.stmts() {
+        if let ast::Stmt::Set(set) = &stmt {
+            let written = set.syntax().text().to_string().to_lowercase();
+            let words: Vec<&str> = written.split_whitespace().collect();
+            if words.iter().take(3).any(|w| w.starts_with("lock_timeout")) {
+                return None;
+            }
+            continue;
+        }
+        if !squawk_linter::analyze::possibly_slow_stmt(&stmt) {
+            continue;
+        }
+        let text = stmt.syntax().text().to_string();
+        let mut linter = Linter::from([Squawk::RequireLockTimeout]);
+        let alone = linter.lint(&SourceFile::parse(&text), &text);
+        if alone.iter().any(|v| v.message.contains("ACCESS EXCLUSIVE")) {
+            return Some(Hit {
+                rule: Rule::MissingLockTimeout,
+                at: statement(&stmt).start,
+                message: "takes an ACCESS EXCLUSIVE lock with no `SET lock_timeout` before it in this migration".into(),
+            });
+        }
+    }
+    None
 }
 
 fn same_stmt(stmts: &[Stmt], a: usize, b: usize) -> bool {
