@@ -22,6 +22,7 @@ mod check;
 mod checks;
 mod execute;
 mod fleet;
+mod lint;
 mod local;
 mod past;
 mod prompt;
@@ -58,9 +59,7 @@ pub fn main() -> std::process::ExitCode {
 /// Runs a parsed command line, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
     let g = &cli.global;
-    if g.concurrency == 0 {
-        return Err(Error::Usage("--concurrency must be at least 1".into()));
-    }
+    refuse_misuse(&cli)?;
     match &cli.command {
         Command::New { name } => local::new(g, name, out),
         Command::History { verbose } => local::history(g, *verbose, out),
@@ -90,7 +89,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             rollout,
             together,
             check_migrations,
-        } if together.is_shared() => shared::up(g, *to, rollout, together, *check_migrations, out).await,
+            lint,
+        } if together.is_shared() => shared::up(g, *to, rollout, together, *check_migrations, *lint, out).await,
         Command::Up {
             resume: Some(run),
             rollout,
@@ -101,8 +101,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             resume: None,
             rollout,
             check_migrations,
+            lint,
             ..
-        } => execute::up(g, *to, rollout, *check_migrations, out).await,
+        } => execute::up(g, *to, rollout, *check_migrations, *lint, out).await,
         Command::Runs { limit } => past::runs(g, *limit, out).await,
         Command::Report { run, all } => past::report(g, run, *all, out).await,
         Command::Down { to, steps, rollout } => execute::down(g, *to, *steps, rollout, out).await,
@@ -132,7 +133,16 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
         }
         Command::Completions { shell } => local::completions(*shell, out),
         Command::Man { command } => local::man(command.as_deref(), out),
+        Command::Lint { .. } => lint::lint(g, &cli.command, out).await,
     }
+}
+
+/// Global flags no command can use: `-j 0`; `--format github` but for `lint`.
+fn refuse_misuse(cli: &Cli) -> Result<(), Error> {
+    if cli.global.concurrency == 0 {
+        return Err(Error::Usage("--concurrency must be at least 1".into()));
+    }
+    lint::refuse_github(cli)
 }
 
 /// The library's options from the global flags: selection, concurrency, time limits, and

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::model::bounds::{self, DAY, HOUR, MS, SECOND};
 use crate::model::fleet::Engine;
 use crate::model::foreign::Tool;
+use crate::model::lint::LintMode;
 use crate::model::migration::{Layout, Version};
 use crate::model::policy::WaveSpec;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
@@ -91,6 +92,8 @@ pub struct Global {
     #[arg(long, global = true, env = "FLEETMIG_PARTITION", value_name = "K/N")]
     pub partition: Option<Partition>,
     /// Output: text for people, json for machines.
+    /// Output: text for people, json for machines (github: workflow annotations, for
+    /// `lint` only).
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Give up on a tenant that does not answer within this time (1ms to 1h).
@@ -206,6 +209,7 @@ impl Rollout {
 pub enum Format {
     Text,
     Json,
+    Github,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -264,6 +268,12 @@ pub enum Command {
         /// `rollout.check_migrations`, else off].
         #[arg(long, conflicts_with_all = ["resume", "join"])]
         check_migrations: bool,
+        /// Lint the pending migrations before wave 1: warn (print the findings, go on),
+        /// deny (refuse the run on any finding not allowed), off. A CONCURRENTLY in a
+        /// transactional migration refuses the run whatever this says [default: the fleet
+        /// file's `rollout.lint`, else warn].
+        #[arg(long, value_name = "MODE", value_parser = |s: &str| s.parse::<LintMode>(), conflicts_with_all = ["resume", "join"])]
+        lint: Option<LintMode>,
         #[command(flatten)]
         rollout: Rollout,
         #[command(flatten)]
@@ -376,6 +386,30 @@ pub enum Command {
         /// Count an irreversible migration as a failure.
         #[arg(long)]
         strict: bool,
+    },
+    /// Find statements that hurt a live fleet (locks, table rewrites, renames, drops) in
+    /// the pending migrations, or in FILES.
+    ///
+    /// Without FILES: the migrations some selected tenant still lacks (or all above
+    /// --from), each finding with the tenants it will run on. Exit 1 on an error finding
+    /// not allowed by a `-- fleetmig: allow <rule-id> <reason>` comment (with
+    /// --deny-warnings, on any).
+    Lint {
+        /// Lint the migrations above this version, whatever the tenants lack.
+        #[arg(long, value_name = "VERSION")]
+        from: Option<Version>,
+        /// Lint up to this version instead of head.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<Version>,
+        /// The engine FILES are written for [default: the fleet's one engine].
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+        /// Exit 1 on a warning too.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// SQL files to lint instead of the pending migrations (in order: each sees what
+        /// the ones before it created).
+        files: Vec<PathBuf>,
     },
     /// Record tenants as being at VERSION without running SQL (adopt a fleet, clear a dirty tenant)
     ///

@@ -72,6 +72,7 @@ pub mod internal {
     pub use crate::driver::postgres::HISTORY_COLUMNS;
     pub use crate::exec::turns::Turns;
     pub use crate::load::{discover, fleet, migrations};
+    pub use crate::plan::lint;
 
     /// The command line's definition, for tests that walk every argument.
     pub fn command() -> clap::Command {

@@ -25,6 +25,7 @@ use crate::exec::join::Shared;
 use crate::exec::tenant::{Action, Retry};
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::foreign::Tool;
+use crate::model::lint::LintMode;
 use crate::model::migration::Version;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::model::run::RunReport;
@@ -42,12 +43,15 @@ pub(super) async fn up(
     to: Option<Version>,
     rollout: &Rollout,
     check_migrations: bool,
+    lint: Option<LintMode>,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let fleet = rollout_fleet(g, rollout).await?;
     let sets = super::load_set_of(g, &fleet)?;
     let tenants = rollout_tenants(g, &fleet, rollout)?;
     let to = api::target(&sets, to)?;
+    let lint = lint.or(fleet.rollout.lint).unwrap_or_default();
+    super::lint::before_up(g, &fleet, &sets, &tenants, to, lint).await?;
     if check_migrations || fleet.rollout.check_migrations {
         super::check::before_up(g, &fleet, &sets, &tenants, to).await?;
     }
@@ -383,7 +387,7 @@ async fn relay(
     while let Some(event) = rx.recv().await {
         match format {
             Format::Json => write_event(out, &event)?,
-            Format::Text => text.write_event(out, &event)?,
+            Format::Text | Format::Github => text.write_event(out, &event)?,
         }
     }
     out.flush()

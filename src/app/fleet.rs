@@ -12,6 +12,7 @@ use crate::exec::run::Inspected;
 use crate::exec::wait::{WaitOptions, WaitOutcome};
 use crate::model::fleet::Tenant;
 use crate::model::foreign::Tool;
+use crate::model::lint::LintMode;
 use crate::model::migration::{Direction, Version};
 use crate::model::policy::WaveSpec;
 use crate::model::sets::Sets;
@@ -38,15 +39,27 @@ pub(super) async fn plan(
     let ordered: Vec<&Tenant> = waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
     let wave_of: Vec<usize> = waves.iter().flat_map(|w| w.tenants.iter().map(|_| w.number)).collect();
     let states = api::inspect(&fleet, &sets, &opts, &ordered).await;
+    let lint = super::lint::lint_pending(g, &fleet, &sets, &states, super::lint::Range { from: None, to });
     let rows: Vec<PlanRow> = states
         .into_iter()
         .zip(wave_of)
         .map(|(state, wave)| plan_row(&sets, to, state, wave))
         .collect();
     match g.format {
-        Format::Json => writeln!(out, "{}", serde_json::json!({ "target": to, "tenants": rows }))?,
-        Format::Text => write!(out, "{}", tables::plan_text(&sets, &rows, verbose))?,
+        Format::Json => {
+            let lint = crate::report::lint::json(&lint);
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "target": to, "tenants": rows, "lint": lint })
+            )?
+        }
+        Format::Text | Format::Github => {
+            write!(out, "{}", tables::plan_text(&sets, &rows, verbose))?;
+            super::lint::show(&lint, LintMode::Warn, out)?;
+        }
     }
+    super::lint::refuse(&lint, LintMode::Warn, "plan")?;
     let all_well = rows.iter().all(|r| r.refused.is_none());
     Ok(Outcome::Fleet { all_well })
 }
@@ -122,7 +135,7 @@ pub(super) async fn status(
             let doc = report::status_doc(&status, lagging, ledger_error);
             writeln!(out, "{}", serde_json::to_string(&doc).map_err(std::io::Error::other)?)?
         }
-        Format::Text => {
+        Format::Text | Format::Github => {
             let text = report::status_text(&sets, &status, lagging, ledger_error.as_deref());
             write!(out, "{text}")?
         }
@@ -158,7 +171,7 @@ fn write_wait(outcome: &WaitOutcome, format: Format, out: &mut (dyn Write + Send
             "{}",
             serde_json::to_string(&report::wait_doc(outcome)).map_err(std::io::Error::other)?
         )?,
-        Format::Text => write!(out, "{}", report::wait_text(outcome))?,
+        Format::Text | Format::Github => write!(out, "{}", report::wait_text(outcome))?,
     }
     Ok(())
 }
@@ -192,7 +205,7 @@ pub(super) async fn adopt_plan(
             "{}",
             serde_json::json!({ "from": tool, "dry_run": true, "tenants": rows })
         )?,
-        Format::Text => write!(out, "{}", tables::adopt_text(from, &rows))?,
+        Format::Text | Format::Github => write!(out, "{}", tables::adopt_text(from, &rows))?,
     }
     Ok(Outcome::Fleet {
         all_well: rows.iter().all(|r| r.refused.is_none()),

@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::exec::join::Shared;
 use crate::exec::tenant::Action;
 use crate::model::fleet::Fleet;
+use crate::model::lint::LintMode;
 use crate::model::migration::Version;
 use crate::model::policy::MaxFailures;
 use crate::model::sets::Sets;
@@ -71,6 +72,7 @@ pub(super) async fn up(
     rollout: &Rollout,
     together: &Together,
     check_migrations: bool,
+    lint: Option<LintMode>,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     refuse_gates(rollout)?;
@@ -107,6 +109,8 @@ pub(super) async fn up(
         None => {
             let tenants = api::selected(&fleet, &g.select)?;
             let to = api::target(&sets, to)?;
+            let lint = lint.or(fleet.rollout.lint).unwrap_or_default();
+            super::lint::before_up(g, &fleet, &sets, &tenants, to, lint).await?;
             if check_migrations || fleet.rollout.check_migrations {
                 super::check::before_up(g, &fleet, &sets, &tenants, to).await?;
             }

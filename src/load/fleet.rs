@@ -261,6 +261,8 @@ struct RolloutDoc {
     rollback: Option<String>,
     #[serde(default)]
     check_migrations: bool,
+    /// `warn`, `deny` or `off`: `up`'s lint before wave 1.
+    lint: Option<String>,
 }
 
 /// `waves:` as one text (`1,10%,100%`) or a list of sizes.
@@ -1305,7 +1307,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct RolloutDoc",
-            "a map of rollout settings (waves, bake, check, max_failures, max_skipped, rollback, check_migrations)",
+            "a map of rollout settings (waves, bake, check, max_failures, max_skipped, rollback, check_migrations, lint)",
         ),
         (
             "struct TenantDoc",
@@ -1428,6 +1430,11 @@ fn rollout_defaults(path: &Path, doc: RolloutDoc) -> Result<RolloutDefaults, Fle
             .transpose()
             .map_err(|m| invalid("rollback", &m))?,
         check_migrations: doc.check_migrations,
+        lint: doc
+            .lint
+            .map(|l| l.parse::<crate::model::lint::LintMode>())
+            .transpose()
+            .map_err(|m| invalid("lint", &m))?,
     })
 }
 

@@ -349,6 +349,8 @@ pub struct RolloutDefaults {
     pub rollback: Option<RollbackPolicy>,
     /// `check_migrations: true`: `up` runs `check` over the pending migrations first.
     pub check_migrations: bool,
+    /// `lint: warn|deny|off`: what `up`'s lint before wave 1 does [default: warn].
+    pub lint: Option<crate::model::lint::LintMode>,
 }
 
 /// The fleet file's `discover:` section: a query on a registry database whose rows are

@@ -502,6 +502,10 @@ impl Script {
             if !(after.starts_with(':') || after.starts_with("no-transaction") || after.starts_with("rerun-if-dirty")) {
                 continue;
             }
+            // `-- fleetmig: allow <rule-id> <reason>` is `lint`'s, on any line.
+            if is_allow(after) {
+                continue;
+            }
             if n > 0 {
                 return Some(format!(
                     "line {}: a `{MARKER_PREFIX}` marker counts only on the first line",
@@ -550,6 +554,17 @@ impl Script {
             }
         }
     }
+}
+
+/// Whether a `-- fleetmig` comment's text after `fleetmig` (`: allow rule reason`) is a
+/// `lint` suppression rather than a marker.
+fn is_allow(after: &str) -> bool {
+    let Some(rest) = after.strip_prefix(':') else {
+        return false;
+    };
+    let rest = rest.trim_start();
+    rest.strip_prefix("allow")
+        .is_some_and(|a| a.is_empty() || a.starts_with(char::is_whitespace))
 }
 
 /// Which way a migration runs.
@@ -959,6 +974,18 @@ mod tests {
             Script::marker_problem("\u{feff}-- fleetmig: no-transactoin\n"),
             Some("line 1: unknown fleetmig option `no-transactoin` (known: no-transaction, rerun-if-dirty)".into())
         );
+    }
+
+    #[test]
+    fn a_lint_allow_is_no_marker_problem_on_any_line() {
+        let text = "-- fleetmig: allow drop-table the table was never used\nDROP TABLE t;\n";
+        assert_eq!(Script::marker_problem(text), None);
+        assert!(Script::new(text.into()).transactional);
+        let below = "-- fleetmig: no-transaction\n-- fleetmig: allow index-without-concurrently small table\nCREATE INDEX i ON t (a);\n";
+        assert_eq!(Script::marker_problem(below), None);
+        assert!(!Script::new(below.into()).transactional);
+        // Still a misplaced marker when it is not an allow.
+        assert!(Script::marker_problem("SELECT 1;\n-- fleetmig: allowance\n").is_some());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod check;
 pub mod db_error;
 pub mod fleet;
 pub mod foreign;
+pub mod lint;
 pub mod migration;
 pub mod policy;
 pub mod record;

@@ -4,6 +4,7 @@ pub mod check;
 pub mod gates;
 pub mod json;
 pub mod metrics;
+pub mod lint;
 pub mod progress;
 pub mod refusals;
 pub mod run;

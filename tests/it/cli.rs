@@ -21,7 +21,7 @@ const DEMO_TENANTS: [&str; 12] = [
 ];
 
 /// A project holding copies of the repository's `tenants.yaml` and `migrations/`.
-fn demo_project() -> Project {
+pub fn demo_project() -> Project {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let p = Project::new();
     std::fs::copy(root.join("tenants.yaml"), p.path().join("tenants.yaml")).unwrap();
@@ -478,7 +478,7 @@ fn the_readme_quick_start_commands_work_on_the_demo() {
 }
 
 /// What the README shows after the line `$ fleetmig {command}`, to the end of its block.
-fn readme_sample(command: &str) -> String {
+pub fn readme_sample(command: &str) -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let prompt = format!("$ fleetmig {command}\n");
     let at = readme

@@ -29,6 +29,7 @@ mod ledger;
 mod ledger_faults;
 mod metrics;
 mod partition;
+mod lint;
 mod per_engine;
 mod repeatables;
 mod rollout;
