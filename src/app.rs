@@ -20,6 +20,7 @@ use crate::model::sets::Sets;
 
 mod check;
 mod checks;
+mod drift;
 mod execute;
 mod fleet;
 mod local;
@@ -74,7 +75,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             waves,
             verbose,
         } => fleet::plan(g, *to, canary, waves.as_ref(), *verbose, out).await,
-        Command::Status { to, lagging } => fleet::status(g, *to, *lagging, out).await,
+        Command::Status { to, lagging, drift } => fleet::status(g, *to, *lagging, *drift, out).await,
         Command::Wait { to, timeout, interval } => {
             let wait = WaitOptions {
                 timeout: *timeout,
@@ -128,6 +129,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             };
             check::check(g, &args, out).await
         }
+        Command::Drift { reference, scratch } => drift::drift(g, reference.as_deref(), scratch, out).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Consumers of events and results: they write text or JSON and never touch a database.
 
 pub mod check;
+pub mod drift;
 pub mod gates;
 pub mod json;
 pub mod progress;

@@ -12,6 +12,7 @@ mod bad_input2;
 mod check;
 mod cli;
 mod discover;
+mod drift;
 mod engines;
 mod errors;
 mod faults_pg;
