@@ -238,3 +238,27 @@ fn sqlite_a_tenant_at_version_0_is_reported_as_such() {
         run.stdout
     );
 }
+
+/// With `history_compat: sqlx`, the `_sqlx_migrations` table fleetmig keeps in step is
+/// bookkeeping, not drift: the scratch target has none.
+#[test]
+fn sqlite_another_tools_history_table_is_not_drift() {
+    let p = Project::new();
+    p.fleet(
+        "defaults: { url: \"sqlite://data/{id}.db\", history_compat: sqlx }\ntenants:\n  - { id: acme }\n  - { id: globex }\n",
+    );
+    p.migration("0001_a.up.sql", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n");
+    p.migration("0001_a.down.sql", "DROP TABLE a;\n");
+    let run = p.run(&["up"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        crate::support::sqlite_column(
+            &p.db_path("acme"),
+            "SELECT CAST(count(*) AS TEXT) FROM _sqlx_migrations"
+        ),
+        ["1"]
+    );
+    let run = p.run(&["drift"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("  2 match\n"), "{}", run.stdout);
+}
