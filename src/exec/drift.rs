@@ -71,10 +71,11 @@ pub async fn drift(ctx: &RunContext<'_>, tenants: &[&Tenant], options: &DriftOpt
 /// Every tenant's history and catalog, in `tenants`' order.
 async fn read_all(ctx: &RunContext<'_>, tenants: &[&Tenant]) -> Vec<Read> {
     let mut surveyed = ctx.connector.survey(tenants).await;
+    // A tenant with no history is not compared: its catalog is not worth reading.
     let pooled: Vec<&Tenant> = tenants
         .iter()
         .copied()
-        .filter(|t| surveyed.contains_key(&t.id))
+        .filter(|t| surveyed.get(&t.id).is_some_and(|rows| !rows.is_empty()))
         .collect();
     let mut catalogs = ctx.connector.catalogs(&pooled).await;
     let caps = host_caps(ctx, tenants);
@@ -82,6 +83,7 @@ async fn read_all(ctx: &RunContext<'_>, tenants: &[&Tenant]) -> Vec<Read> {
         .map(|(i, t)| {
             let known = match (surveyed.remove(&t.id), catalogs.remove(&t.id)) {
                 (Some(rows), Some(catalog)) => Some(catalog.map(|c| (rows, c))),
+                (Some(rows), None) if rows.is_empty() => Some(Ok((rows, Catalog::default()))),
                 _ => None,
             };
             let cap = caps[&t.server_key()].clone();

@@ -56,6 +56,8 @@ fn postgres_300_schema_tenants_three_edited_are_named_with_their_diffs() {
     p.fleet(&yaml);
     let run = p.run(&["up", "--concurrency", "8"]);
     assert_eq!(run.code, 0, "{}", run.all());
+    // A tenant added since: no schema, no history, listed and not compared.
+    p.fleet(&format!("{yaml}  - {{ id: late }}\n"));
 
     let run = p.run(&["drift"]);
     assert_eq!(run.code, 0, "{}", run.all());
@@ -66,6 +68,12 @@ fn postgres_300_schema_tenants_three_edited_are_named_with_their_diffs() {
         run.stdout
     );
     assert!(run.stdout.contains("  301 match\n"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("  late: no history (version 0): nothing to compare\n"),
+        "{}",
+        run.stdout
+    );
 
     pg.exec(
         "CREATE INDEX users_email_idx ON t_t007.users (email);\n\
@@ -95,7 +103,10 @@ fn postgres_300_schema_tenants_three_edited_are_named_with_their_diffs() {
             ),
         ]
     );
-    assert!(doc["unchecked"].as_array().unwrap().is_empty(), "{doc}");
+    assert_eq!(
+        doc["unchecked"],
+        serde_json::json!([{"tenant": "late", "reason": "no-history"}])
+    );
 
     let run = p.run(&["drift"]);
     assert_eq!(run.code, 1, "{}", run.all());
@@ -103,7 +114,7 @@ fn postgres_300_schema_tenants_three_edited_are_named_with_their_diffs() {
         "  298 match\n",
         "  1 tenant(s): extra index users_email_idx\n    t007\n",
         "  1 tenant(s): missing constraint users.users_email_key; missing index users_email_key\n    t250\n",
-        "drift: DRIFT: 3 of 301 compared tenant(s) differ from their version's reference, 0 not compared\n",
+        "drift: DRIFT: 3 of 301 compared tenant(s) differ from their version's reference, 1 not compared\n",
     ] {
         assert!(run.stdout.contains(line), "{line:?} in:\n{}", run.stdout);
     }
@@ -134,12 +145,19 @@ fn postgres_300_schema_tenants_three_edited_are_named_with_their_diffs() {
     let doc = json(&run.stdout);
     assert_eq!(doc["counts"]["schema_drift"], 3, "{doc}");
     assert_eq!(doc["counts"]["current"], 298, "{doc}");
+    assert_eq!(doc["counts"]["behind"], 1, "{doc}");
     let run = p.run(&["status", "--drift", "--lagging"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stdout.contains("schema_drift"), "{}", run.stdout);
     assert!(run.stdout.contains("3 schema_drift"), "{}", run.stdout);
-    let run = p.run(&["status"]);
-    assert_eq!(run.code, 0, "plain status does not read catalogs: {}", run.all());
+    let run = p.run(&["status", "--format", "json"]);
+    assert_eq!(run.code, 1, "`late` is behind: {}", run.all());
+    let doc = json(&run.stdout);
+    assert!(
+        doc["counts"].get("schema_drift").is_none(),
+        "plain status reads no catalog: {doc}"
+    );
+    assert_eq!(doc["counts"]["current"], 301, "{doc}");
 }
 
 /// A MariaDB fleet: one tenant's column changed by hand is named; the scratch database is
