@@ -152,6 +152,21 @@ pub const POSTGRES: &[(Kind, &str)] = &[
     ),
 ];
 
+/// The views of the schemas in `$1`, by oid: `pg_get_viewdef` locks each view and the
+/// tables it reads until the statement ends, so many schemas' views are read a few at a
+/// time ([`PG_VIEWS_BY_OID`]) lest one statement exhaust the server's lock table.
+pub const PG_VIEW_OIDS: &str = concat!(
+    "SELECT c.oid FROM pg_class c, pg_namespace n WHERE c.relkind IN ('v', 'm') AND ",
+    ns!("c.relnamespace"),
+    " AND ",
+    own!("pg_class", "c.oid")
+);
+
+/// [`POSTGRES`]'s view query for the views whose oids are in `$1`.
+pub const PG_VIEWS_BY_OID: &str = "SELECT n.nspname::text AS schema, c.relname::text AS name, NULL::text AS owner, \
+     CASE c.relkind WHEN 'm' THEN 'materialized' END AS kind, pg_get_viewdef(c.oid) AS definition \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1)";
+
 /// Each schema with the name PostgreSQL prints for it in a definition (`quote_ident`):
 /// `tenant_1`, `"Tenant-1"`.
 pub const PG_QUALIFIERS: &str = "SELECT s, quote_ident(s) FROM unnest($1::text[]) s";
