@@ -459,6 +459,21 @@ pub(crate) async fn assess(fleet: &Fleet, sets: &Sets, opts: &Options) -> Result
     Ok(status)
 }
 
+/// Whether every selected tenant's real catalog is what its version says: each compared
+/// with the reference for its engine and version (see [`crate::exec::drift`]).
+pub async fn drift(
+    fleet: &Fleet,
+    sets: &Sets,
+    opts: &Options,
+    drift: &crate::exec::drift::DriftOptions,
+) -> Result<crate::model::drift::DriftReport, Error> {
+    let tenants = selected_with_sets(fleet, sets, &opts.select)?;
+    let ctx = context(fleet, sets, opts);
+    let report = crate::exec::drift::drift(&ctx, &tenants, drift).await;
+    ctx.connector.close().await;
+    Ok(report)
+}
+
 /// Where every selected tenant stands against the target, read with a few queries per
 /// pooled PostgreSQL host. Adds what the fleet's ledger (its `ledger:`, else the SQLite
 /// file beside the fleet file) knows, when it exists and can be read.

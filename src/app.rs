@@ -20,6 +20,7 @@ use crate::model::sets::Sets;
 
 mod check;
 mod checks;
+mod drift;
 mod execute;
 mod fleet;
 mod lint;
@@ -75,7 +76,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             waves,
             verbose,
         } => fleet::plan(g, *to, canary, waves.as_ref(), *verbose, out).await,
-        Command::Status { to, lagging } => fleet::status(g, *to, *lagging, out).await,
+        Command::Status { to, lagging, drift } => fleet::status(g, *to, *lagging, *drift, out).await,
         Command::Wait { to, timeout, interval } => {
             let wait = WaitOptions {
                 timeout: *timeout,
@@ -134,6 +135,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
         Command::Completions { shell } => local::completions(*shell, out),
         Command::Man { command } => local::man(command.as_deref(), out),
         Command::Lint { .. } => lint::lint(g, &cli.command, out).await,
+        Command::Drift { reference, scratch } => drift::drift(g, reference.as_deref(), scratch, out).await,
     }
 }
 

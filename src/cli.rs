@@ -321,6 +321,10 @@ pub enum Command {
         /// List only the tenants that are not current.
         #[arg(long)]
         lagging: bool,
+        /// Also compare each tenant's catalog with its version's reference, as `drift`
+        /// does: a tenant whose schema differs shows as `schema_drift`.
+        #[arg(long)]
+        drift: bool,
     },
     /// Block until every selected tenant has every migration up to head (or --to); exit 0
     /// when they do, 1 with the tenants still short when the time is up.
@@ -410,6 +414,26 @@ pub enum Command {
         /// SQL files to lint instead of the pending migrations (in order: each sees what
         /// the ones before it created).
         files: Vec<PathBuf>,
+    },
+    /// Is every tenant's real schema what its version says? Touches nothing
+    ///
+    /// Reads each selected tenant's catalog (the schema-tenants of a PostgreSQL host with a
+    /// few queries per host) and version, and compares it with the catalog `check`'s
+    /// scratch target has after the migrations up to that version (SQLite in a temporary
+    /// file; PostgreSQL and MySQL on --scratch or the fleet file's `scratch:`), or with
+    /// --reference's. With neither, a version's tenants are held to the catalog most of
+    /// them share, and the report says it is a guess. Tenants at version 0, dirty or
+    /// unreachable are listed, not compared. Exit 1 on drift, 4 when no tenant drifted but
+    /// some could not be compared.
+    Drift {
+        /// This tenant's catalog is the truth for its version (other versions still use the
+        /// scratch target).
+        #[arg(long, value_name = "TENANT")]
+        reference: Option<String>,
+        /// A PostgreSQL or MySQL server to make the scratch database on (repeat for both),
+        /// instead of the fleet file's `scratch:`.
+        #[arg(long, value_name = "URL")]
+        scratch: Vec<String>,
     },
     /// Record tenants as being at VERSION without running SQL (adopt a fleet, clear a dirty tenant)
     ///

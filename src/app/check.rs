@@ -135,7 +135,7 @@ fn engines(engine: Option<Engine>, tenants: &[&Tenant], sets: &Sets) -> Result<V
 }
 
 /// The scratch servers: `--scratch` URLs, else the fleet file's `scratch:`.
-fn servers(given: &[String], fleet: Option<&Fleet>) -> Result<Vec<(Engine, DbUrl)>, Error> {
+pub(super) fn servers(given: &[String], fleet: Option<&Fleet>) -> Result<Vec<(Engine, DbUrl)>, Error> {
     if given.is_empty() {
         return Ok(fleet.map(|f| f.scratch.clone()).unwrap_or_default());
     }

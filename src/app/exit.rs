@@ -2,6 +2,7 @@
 //! came to into one of them, so `up` and `report RUN` can never disagree about a run.
 
 use crate::error::Error;
+use crate::model::drift::DriftOutcome;
 use crate::model::policy::StopReason;
 use crate::model::run::{RunReport, Status};
 
@@ -14,6 +15,9 @@ pub const USAGE: u8 = 2;
 /// A run ran, but its output (stdout, or the `--report` file) could not be written:
 /// tenants may have changed; the ledger keeps the report (`fleetmig report RUN`).
 pub const UNREPORTED: u8 = 3;
+/// `drift`: no tenant drifted, but some could not be compared (unreachable, dirty, or no
+/// reference for their version): the fleet's schema is not known to be right.
+pub const UNCHECKED: u8 = 4;
 /// A command that only reads (`status`, `plan`, `history`, `sql`, `runs`, ...) found its
 /// standard output closed (`fleetmig history | head`): it ends quietly, with the code a
 /// shell shows for a program SIGPIPE ended (128 + 13). A run (`up`, `down`, `stamp`)
@@ -31,6 +35,8 @@ pub enum Outcome {
     /// A run's report: the run just made (`up`, `down`, `stamp`) or one read back from the
     /// ledger (`report RUN`).
     Run(Box<RunReport>),
+    /// `drift`: drift is `FAILED`, tenants that could not be compared `UNCHECKED`.
+    Drift(DriftOutcome),
 }
 
 /// The exit code for every command's result.
@@ -39,6 +45,9 @@ pub fn code(result: &Result<Outcome, Error>) -> u8 {
         Ok(Outcome::Done) => OK,
         Ok(Outcome::Fleet { all_well }) => ok_if(*all_well),
         Ok(Outcome::Run(report)) => ok_if(ended_well(report)),
+        Ok(Outcome::Drift(DriftOutcome::Clean)) => OK,
+        Ok(Outcome::Drift(DriftOutcome::Drift)) => FAILED,
+        Ok(Outcome::Drift(DriftOutcome::Unchecked)) => UNCHECKED,
         Err(Error::Unreported { .. }) => UNREPORTED,
         Err(Error::NothingHere(_)) => OK,
         Err(e) if is_closed_output(e) => CLOSED_OUTPUT,

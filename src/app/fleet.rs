@@ -113,12 +113,21 @@ pub(super) async fn status(
     g: &Global,
     to: Option<Version>,
     lagging: bool,
+    drift: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
     let opts = options(g, to);
     let fleet = super::load_fleet(g).await?;
     let sets = super::load_set_of(g, &fleet)?;
     let mut status = api::assess(&fleet, &sets, &opts).await?;
+    if drift {
+        let args = super::drift::Args {
+            reference: None,
+            scratch: &[],
+        };
+        let report = super::drift::report(g, &fleet, &sets, &args).await?;
+        status.mark_schema_drift(&crate::report::drift::by_tenant(&report));
+    }
     // The ledger only adds since-when and last errors: one that cannot be read is noted,
     // and a missing one is not created.
     let ledger_error = if status.all_current() {

@@ -3,18 +3,18 @@
 //!
 //! Every query returns one row per object: its `name`, the table it belongs to as
 //! `owner` (NULL when none), then one text column per attribute, named as the diff shows
-//! it. PostgreSQL reads the session's schema (`current_schema()`, the tenant's own first in
-//! its `search_path`), MySQL the session's database; objects that belong to an extension
-//! are the extension's, not listed one by one.
+//! it. PostgreSQL reads the schemas it is given (a PostgreSQL query's first column is the
+//! schema), MySQL the session's database; objects that belong to an extension are the
+//! extension's, not listed one by one.
 
 use sqlx::{Column, Row};
 
 use crate::model::catalog::{Kind, Object};
 
-/// The tenant's schema as an oid expression.
+/// The schemas asked for, as a condition on the namespace oid `$oid`.
 macro_rules! ns {
-    () => {
-        "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+    ($oid:literal) => {
+        concat!($oid, " = n.oid AND n.nspname = ANY($1)")
     };
 }
 
@@ -31,34 +31,39 @@ macro_rules! own {
     };
 }
 
+/// One query per kind, each taking the schemas to read as `$1` (a `text[]`) and returning
+/// the object's schema first, then the columns [`object`] reads. One schema (`check`'s
+/// session) or thousands (`drift` over a host's schema-tenants) read the same way, so the
+/// two give the same snapshot; [`unqualify`] then takes the schema's own name out of the
+/// definitions PostgreSQL qualifies when the schema is not on the search path.
 pub const POSTGRES: &[(Kind, &str)] = &[
     (
         Kind::Extension,
         concat!(
-            "SELECT e.extname::text AS name, NULL::text AS owner, e.extversion::text AS version \
-             FROM pg_extension e WHERE e.extnamespace = ",
-            ns!()
+            "SELECT n.nspname::text AS schema, e.extname::text AS name, NULL::text AS owner, \
+             e.extversion::text AS version FROM pg_extension e, pg_namespace n WHERE ",
+            ns!("e.extnamespace")
         ),
     ),
     (
         Kind::EnumType,
         concat!(
-            "SELECT t.typname::text AS name, NULL::text AS owner, \
+            "SELECT n.nspname::text AS schema, t.typname::text AS name, NULL::text AS owner, \
              string_agg(e.enumlabel::text, ', ' ORDER BY e.enumsortorder) AS labels \
-             FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid WHERE t.typnamespace = ",
-            ns!(),
+             FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid, pg_namespace n WHERE ",
+            ns!("t.typnamespace"),
             " AND ",
             own!("pg_type", "t.oid"),
-            " GROUP BY t.typname"
+            " GROUP BY n.nspname, t.typname"
         ),
     ),
     (
         Kind::Sequence,
         concat!(
-            "SELECT c.relname::text AS name, NULL::text AS owner, format_type(s.seqtypid, NULL) AS type, \
-             s.seqincrement::text AS increment, s.seqstart::text AS start \
-             FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid WHERE c.relnamespace = ",
-            ns!(),
+            "SELECT n.nspname::text AS schema, c.relname::text AS name, NULL::text AS owner, \
+             format_type(s.seqtypid, NULL) AS type, s.seqincrement::text AS increment, s.seqstart::text AS start \
+             FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid, pg_namespace n WHERE ",
+            ns!("c.relnamespace"),
             " AND ",
             own!("pg_class", "c.oid")
         ),
@@ -66,10 +71,10 @@ pub const POSTGRES: &[(Kind, &str)] = &[
     (
         Kind::Table,
         concat!(
-            "SELECT c.relname::text AS name, NULL::text AS owner, \
+            "SELECT n.nspname::text AS schema, c.relname::text AS name, NULL::text AS owner, \
              CASE c.relkind WHEN 'p' THEN 'partitioned' END AS kind \
-             FROM pg_class c WHERE c.relkind IN ('r', 'p') AND c.relnamespace = ",
-            ns!(),
+             FROM pg_class c, pg_namespace n WHERE c.relkind IN ('r', 'p') AND ",
+            ns!("c.relnamespace"),
             " AND ",
             own!("pg_class", "c.oid")
         ),
@@ -77,7 +82,7 @@ pub const POSTGRES: &[(Kind, &str)] = &[
     (
         Kind::Column,
         concat!(
-            "SELECT c.relname || '.' || a.attname AS name, c.relname::text AS owner, \
+            "SELECT n.nspname::text AS schema, c.relname || '.' || a.attname AS name, c.relname::text AS owner, \
              format_type(a.atttypid, a.atttypmod) AS type, \
              CASE WHEN a.attnotnull THEN 'no' ELSE 'yes' END AS nullable, \
              pg_get_expr(d.adbin, d.adrelid) AS \"default\", \
@@ -85,9 +90,9 @@ pub const POSTGRES: &[(Kind, &str)] = &[
              NULLIF(a.attidentity::text, '') AS identity, NULLIF(a.attgenerated::text, '') AS generated \
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_type t ON t.oid = a.atttypid \
              LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-             LEFT JOIN pg_collation co ON co.oid = a.attcollation \
-             WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND c.relnamespace = ",
-            ns!(),
+             LEFT JOIN pg_collation co ON co.oid = a.attcollation, pg_namespace n \
+             WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND ",
+            ns!("c.relnamespace"),
             " AND ",
             own!("pg_class", "c.oid")
         ),
@@ -95,19 +100,20 @@ pub const POSTGRES: &[(Kind, &str)] = &[
     (
         Kind::Constraint,
         concat!(
-            "SELECT r.relname || '.' || con.conname AS name, r.relname::text AS owner, \
+            "SELECT n.nspname::text AS schema, r.relname || '.' || con.conname AS name, r.relname::text AS owner, \
              pg_get_constraintdef(con.oid) AS definition \
-             FROM pg_constraint con JOIN pg_class r ON r.oid = con.conrelid WHERE con.connamespace = ",
-            ns!()
+             FROM pg_constraint con JOIN pg_class r ON r.oid = con.conrelid, pg_namespace n WHERE ",
+            ns!("con.connamespace")
         ),
     ),
     (
         Kind::Index,
         concat!(
-            "SELECT i.relname::text AS name, t.relname::text AS owner, pg_get_indexdef(i.oid) AS definition \
-             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
-             WHERE i.relnamespace = ",
-            ns!(),
+            "SELECT n.nspname::text AS schema, i.relname::text AS name, t.relname::text AS owner, \
+             pg_get_indexdef(i.oid) AS definition \
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid, \
+             pg_namespace n WHERE ",
+            ns!("i.relnamespace"),
             " AND ",
             own!("pg_class", "t.oid")
         ),
@@ -115,10 +121,10 @@ pub const POSTGRES: &[(Kind, &str)] = &[
     (
         Kind::View,
         concat!(
-            "SELECT c.relname::text AS name, NULL::text AS owner, \
+            "SELECT n.nspname::text AS schema, c.relname::text AS name, NULL::text AS owner, \
              CASE c.relkind WHEN 'm' THEN 'materialized' END AS kind, pg_get_viewdef(c.oid) AS definition \
-             FROM pg_class c WHERE c.relkind IN ('v', 'm') AND c.relnamespace = ",
-            ns!(),
+             FROM pg_class c, pg_namespace n WHERE c.relkind IN ('v', 'm') AND ",
+            ns!("c.relnamespace"),
             " AND ",
             own!("pg_class", "c.oid")
         ),
@@ -126,10 +132,11 @@ pub const POSTGRES: &[(Kind, &str)] = &[
     (
         Kind::Function,
         concat!(
-            "SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name, \
+            "SELECT n.nspname::text AS schema, \
+             p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name, \
              NULL::text AS owner, pg_get_functiondef(p.oid) AS definition \
-             FROM pg_proc p WHERE p.prokind IN ('f', 'p') AND p.pronamespace = ",
-            ns!(),
+             FROM pg_proc p, pg_namespace n WHERE p.prokind IN ('f', 'p') AND ",
+            ns!("p.pronamespace"),
             " AND ",
             own!("pg_proc", "p.oid")
         ),
@@ -137,13 +144,66 @@ pub const POSTGRES: &[(Kind, &str)] = &[
     (
         Kind::Trigger,
         concat!(
-            "SELECT c.relname || '.' || t.tgname AS name, c.relname::text AS owner, \
+            "SELECT n.nspname::text AS schema, c.relname || '.' || t.tgname AS name, c.relname::text AS owner, \
              pg_get_triggerdef(t.oid) AS definition \
-             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND c.relnamespace = ",
-            ns!()
+             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid, pg_namespace n WHERE NOT t.tgisinternal AND ",
+            ns!("c.relnamespace")
         ),
     ),
 ];
+
+/// The views of the schemas in `$1`, by oid: `pg_get_viewdef` locks each view and the
+/// tables it reads until the statement ends, so many schemas' views are read a few at a
+/// time ([`PG_VIEWS_BY_OID`]) lest one statement exhaust the server's lock table.
+pub const PG_VIEW_OIDS: &str = concat!(
+    "SELECT c.oid FROM pg_class c, pg_namespace n WHERE c.relkind IN ('v', 'm') AND ",
+    ns!("c.relnamespace"),
+    " AND ",
+    own!("pg_class", "c.oid")
+);
+
+/// [`POSTGRES`]'s view query for the views whose oids are in `$1`.
+pub const PG_VIEWS_BY_OID: &str = "SELECT n.nspname::text AS schema, c.relname::text AS name, NULL::text AS owner, \
+     CASE c.relkind WHEN 'm' THEN 'materialized' END AS kind, pg_get_viewdef(c.oid) AS definition \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1)";
+
+/// Each schema with the name PostgreSQL prints for it in a definition (`quote_ident`):
+/// `tenant_1`, `"Tenant-1"`.
+pub const PG_QUALIFIERS: &str = "SELECT s, quote_ident(s) FROM unnest($1::text[]) s";
+
+/// `text` with schema `qualifier`'s own prefix taken out wherever it qualifies a name:
+/// `tenant_1.users` and `'tenant_1.users_id_seq'::regclass` read `users` and
+/// `'users_id_seq'::regclass`, as when the schema is first on the search path. `qualifier`
+/// is the schema as [`PG_QUALIFIERS`] gives it; inside a string literal its single quotes
+/// are doubled, so that form is taken out too. A prefix that ends another name
+/// (`xtenant_1.users`, `"a""tenant_1".users`) is left alone.
+pub fn unqualify(text: &str, qualifier: &str) -> String {
+    let mut out = text.to_owned();
+    let mut forms = vec![format!("{qualifier}.")];
+    if qualifier.contains('\'') {
+        forms.push(format!("{}.", qualifier.replace('\'', "''")));
+    }
+    for form in forms {
+        out = strip_prefixes(&out, &form);
+    }
+    out
+}
+
+fn strip_prefixes(text: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let before = rest[..at].chars().last().or_else(|| out.chars().last());
+        out.push_str(&rest[..at]);
+        let bounded = before.is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '_' | '$' | '"')));
+        if !bounded {
+            out.push_str(prefix);
+        }
+        rest = &rest[at + prefix.len()..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// The session's database's base tables, for MySQL queries that list columns.
 macro_rules! my_tables {
@@ -307,9 +367,18 @@ where
     usize: sqlx::ColumnIndex<R>,
     Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let mut object = Object::new(kind, row.try_get::<Option<String>, _>(0)?.unwrap_or_default());
-    object.table = row.try_get(1)?;
-    for (i, column) in row.columns().iter().enumerate().skip(2) {
+    object_at(kind, row, 0)
+}
+
+/// An object of `kind` from a row whose `name` column is the `first`.
+pub fn object_at<'r, R: Row>(kind: Kind, row: &'r R, first: usize) -> Result<Object, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut object = Object::new(kind, row.try_get::<Option<String>, _>(first)?.unwrap_or_default());
+    object.table = row.try_get(first + 1)?;
+    for (i, column) in row.columns().iter().enumerate().skip(first + 2) {
         if let Some(value) = row.try_get::<Option<String>, _>(i)? {
             object.attrs.insert(column.name().to_owned(), value);
         }
@@ -368,3 +437,45 @@ pub const SQLITE_TABLE_TEXT: &str = concat!(
     "SELECT m.name AS name, m.sql AS sql FROM sqlite_master m",
     lite_tables!()
 );
+#[cfg(test)]
+mod tests {
+    use super::unqualify;
+
+    #[test]
+    fn a_schemas_own_qualifier_is_taken_out_wherever_it_qualifies_a_name() {
+        assert_eq!(
+            unqualify("CREATE INDEX i ON tenant_1.users USING btree (email)", "tenant_1"),
+            "CREATE INDEX i ON users USING btree (email)"
+        );
+        assert_eq!(
+            unqualify("nextval('tenant_1.users_id_seq'::regclass)", "tenant_1"),
+            "nextval('users_id_seq'::regclass)"
+        );
+        assert_eq!(
+            unqualify("FOREIGN KEY (a) REFERENCES \"Acme-EU\".accounts(id)", "\"Acme-EU\""),
+            "FOREIGN KEY (a) REFERENCES accounts(id)"
+        );
+        assert_eq!(unqualify("'free'::tenant_1.plan_kind", "tenant_1"), "'free'::plan_kind");
+    }
+
+    #[test]
+    fn a_name_that_only_ends_in_the_schema_or_another_schema_is_left_alone() {
+        assert_eq!(unqualify("xtenant_1.users", "tenant_1"), "xtenant_1.users");
+        assert_eq!(unqualify("tenant_10.users", "tenant_1"), "tenant_10.users");
+        assert_eq!(unqualify("public.citext", "tenant_1"), "public.citext");
+        // The schema `A"B` is not `B`, though its quoted name ends in `"B".`.
+        assert_eq!(unqualify("\"A\"\"B\".users", "\"B\""), "\"A\"\"B\".users");
+    }
+
+    #[test]
+    fn quotes_and_dots_in_a_schema_name_are_matched_as_postgres_prints_them() {
+        // quote_ident('we''ird.s') is "we'ird.s"; in a literal its quote is doubled.
+        let q = "\"we'ird.s\"";
+        assert_eq!(unqualify("ON \"we'ird.s\".users", q), "ON users");
+        assert_eq!(
+            unqualify("nextval('\"we''ird.s\".users_id_seq'::regclass)", q),
+            "nextval('users_id_seq'::regclass)"
+        );
+        assert_eq!(unqualify("ON \"we'ird\".s.users", q), "ON \"we'ird\".s.users");
+    }
+}

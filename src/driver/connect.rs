@@ -8,8 +8,9 @@ use sqlx::PgPool;
 
 use crate::driver::session::{self, Session, StepFailed, Undo};
 use crate::driver::{mysql, postgres, sqlite};
+use crate::model::catalog::Catalog;
 use crate::model::db_error::{DbError, ErrorKind};
-use crate::model::fleet::{Engine, Fleet, Tenant, TenantId};
+use crate::model::fleet::{Engine, Fleet, Ident, Tenant, TenantId};
 use crate::model::migration::{Applied, VersionStyle};
 use crate::model::secret::DbUrl;
 use crate::plan::tenant::Step;
@@ -355,6 +356,55 @@ impl Connector {
                     self.style(Engine::Postgres),
                 ) {
                     out.insert(t.id.clone(), rows);
+                }
+            }
+        }
+        out
+    }
+
+    /// Catalog snapshots of many tenants at once, where the engine allows it: the
+    /// schema-tenants of each pooled PostgreSQL host (per `search_path`) are read with one
+    /// query per catalog kind and batch, not a session each. Tenants not covered are absent
+    /// from the map; a host that fails to answer gives each of its tenants the error.
+    pub async fn catalogs(&self, tenants: &[&Tenant]) -> HashMap<TenantId, Result<Catalog, DbError>> {
+        type Group<'t> = (PgPool, Vec<&'t Tenant>);
+        let mut by_host: HashMap<(String, Vec<Ident>), Group<'_>> = HashMap::new();
+        for t in tenants {
+            if let (Ok(Some(pool)), Some(host)) = (self.pool_for(t), &t.host) {
+                by_host
+                    .entry((host.clone(), t.search_path.clone()))
+                    .or_insert_with(|| (pool, Vec::new()))
+                    .1
+                    .push(t);
+            }
+        }
+        let reads = by_host.into_iter().map(|((_, path), (pool, group))| async move {
+            let schemas: Vec<String> = group
+                .iter()
+                .filter_map(|t| t.namespace.schema.as_ref().map(|s| s.as_str().to_owned()))
+                .collect();
+            let extras: Vec<String> = path.iter().map(|s| s.as_str().to_owned()).collect();
+            let answer = answered(
+                self.limits.answer_within(),
+                postgres::catalogs(&pool, &schemas, &extras),
+            )
+            .await;
+            (group, answer)
+        });
+        let mut out = HashMap::new();
+        for (group, answer) in futures::future::join_all(reads).await {
+            match answer {
+                Ok(mut catalogs) => {
+                    for t in group {
+                        let schema = t.namespace.schema.as_ref().map_or("", |s| s.as_str());
+                        out.insert(t.id.clone(), Ok(catalogs.remove(schema).unwrap_or_default()));
+                    }
+                }
+                Err(e) => {
+                    for t in group {
+                        let error = DbError::sqlx(ErrorKind::Sql, "reading the catalog", &e, t.url.password());
+                        out.insert(t.id.clone(), Err(error));
+                    }
                 }
             }
         }

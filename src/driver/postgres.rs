@@ -13,13 +13,16 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Column, Connection, Either, Executor, Row};
 
+use crate::driver::catalog;
 use crate::driver::compat::Compat;
 use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, NO_ANSWER, answered, connect_within};
 use crate::driver::quote::double;
 use crate::driver::session::{self, Session, TenantStep, Wire, read_version, run_init_sql};
+use crate::model::catalog::{Catalog, Kind, Object};
 use crate::model::db_error::{DbError, ErrorKind};
 use crate::model::fleet::{Engine, Tenant};
 use crate::model::migration::{Applied, Direction, Version};
@@ -667,6 +670,109 @@ pub async fn survey(pool: &PgPool, schemas: &[String]) -> Result<HashMap<String,
     Ok(out)
 }
 
+/// The catalogs of `schemas`, read on `conn` with one query per kind whatever their
+/// number, each schema's own name taken out of its definitions ([`catalog::unqualify`]).
+/// A schema with nothing in it, or that does not exist, has an empty catalog.
+pub async fn catalogs_on(conn: &mut PgConnection, schemas: &[String]) -> Result<HashMap<String, Catalog>, sqlx::Error> {
+    read_catalogs(conn, schemas, false).await
+}
+
+/// Views read at once when many schemas are read: each holds about three locks (the view
+/// and the tables it reads) until its statement ends.
+const VIEWS_AT_ONCE: usize = 64;
+
+/// [`catalogs_on`]; with `views_apart`, views are read [`VIEWS_AT_ONCE`] per statement.
+async fn read_catalogs(
+    conn: &mut PgConnection,
+    schemas: &[String],
+    views_apart: bool,
+) -> Result<HashMap<String, Catalog>, sqlx::Error> {
+    let qualifiers: HashMap<String, String> = sqlx::query_as(catalog::PG_QUALIFIERS)
+        .bind(schemas)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+    let mut objects: HashMap<String, Vec<Object>> = schemas.iter().map(|s| (s.clone(), Vec::new())).collect();
+    for (kind, sql) in catalog::POSTGRES {
+        let rows = match (kind, views_apart) {
+            (Kind::View, true) => views_by_oid(conn, schemas).await?,
+            _ => sqlx::query(sql).bind(schemas).fetch_all(&mut *conn).await?,
+        };
+        for row in rows {
+            let schema: String = row.try_get(0)?;
+            let mut object = catalog::object_at(*kind, &row, 1)?;
+            if let Some(q) = qualifiers.get(&schema) {
+                object.name = catalog::unqualify(&object.name, q);
+                for value in object.attrs.values_mut() {
+                    *value = catalog::unqualify(value, q);
+                }
+            }
+            objects.entry(schema).or_default().push(object);
+        }
+    }
+    Ok(objects.into_iter().map(|(s, o)| (s, Catalog::new(o))).collect())
+}
+
+/// The view rows of `schemas`, a few views per statement.
+async fn views_by_oid(conn: &mut PgConnection, schemas: &[String]) -> Result<Vec<PgRow>, sqlx::Error> {
+    let oids: Vec<Oid> = sqlx::query_scalar(catalog::PG_VIEW_OIDS)
+        .bind(schemas)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut rows = Vec::new();
+    for chunk in oids.chunks(VIEWS_AT_ONCE) {
+        rows.extend(
+            sqlx::query(catalog::PG_VIEWS_BY_OID)
+                .bind(chunk)
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
+    Ok(rows)
+}
+
+/// The catalogs of many schemas of one database, as `drift` reads a host's schema-tenants:
+/// split in as many batches as the pool has connections, each read with one query per
+/// kind (views a few at a time), with the session's `search_path` set to what follows
+/// each tenant's own schema on its session (`extras`), so a definition reads as it does
+/// on the tenant's session and on `check`'s scratch target. The setting is reset before
+/// the connection goes back; after an error the connection is closed instead.
+pub async fn catalogs(
+    pool: &PgPool,
+    schemas: &[String],
+    extras: &[String],
+) -> Result<HashMap<String, Catalog>, sqlx::Error> {
+    let lanes = pool.options().get_max_connections().max(1) as usize;
+    let size = schemas.len().div_ceil(lanes).max(200);
+    let path = extras.iter().map(|s| double(s)).collect::<Vec<_>>().join(", ");
+    let batches = schemas.chunks(size.max(1)).map(|chunk| {
+        let path = path.clone();
+        async move {
+            let mut conn = pool.acquire().await?;
+            let read = async {
+                sqlx::query("SELECT set_config('search_path', $1, false)")
+                    .bind(&path)
+                    .execute(&mut *conn)
+                    .await?;
+                let read = read_catalogs(&mut conn, chunk, true).await?;
+                conn.execute("RESET search_path").await?;
+                Ok::<_, sqlx::Error>(read)
+            }
+            .await;
+            if read.is_err() {
+                drop(conn.detach());
+            }
+            read
+        }
+    });
+    let mut out = HashMap::new();
+    for read in futures::future::try_join_all(batches).await? {
+        out.extend(read);
+    }
+    Ok(out)
+}
+
 impl Wire for PgWire {
     const ENGINE: Engine = Engine::Postgres;
     const BEGIN: &'static str = "BEGIN";
@@ -904,14 +1010,21 @@ impl Wire for PgWire {
         }))
     }
 
-    async fn catalog(&mut self) -> Result<crate::model::catalog::Catalog, sqlx::Error> {
-        let mut objects = Vec::new();
-        for (kind, sql) in super::catalog::POSTGRES {
-            for row in self.fetch(sql).await? {
-                objects.push(super::catalog::object(*kind, &row)?);
-            }
-        }
-        Ok(crate::model::catalog::Catalog::new(objects))
+    async fn catalog(&mut self) -> Result<Catalog, sqlx::Error> {
+        let Some(schema) = self
+            .fetch("SELECT current_schema()::text")
+            .await?
+            .first()
+            .map(|r| r.try_get::<Option<String>, _>(0))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(Catalog::default());
+        };
+        let limit = self.answer_within;
+        let schemas = [schema];
+        let mut read = answered(limit, catalogs_on(self.conn(), &schemas)).await?;
+        Ok(read.remove(&schemas[0]).unwrap_or_default())
     }
 
     async fn unlock(&mut self) -> Result<(), sqlx::Error> {

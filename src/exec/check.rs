@@ -104,41 +104,80 @@ async fn check_engine(
         migrations: Vec::new(),
         error: None,
     };
-    if s.engine == Engine::Sqlite {
-        result.scratch = "temporary file".to_owned();
-        let dir = match tempfile::tempdir() {
-            Ok(dir) => dir,
-            Err(e) => {
-                result.error = Some(format!("creating a temporary folder: {e}"));
-                return result;
-            }
-        };
-        let mut url = url::Url::parse("sqlite://").expect("a constant URL");
-        url.set_path(&dir.path().join("scratch.db").to_string_lossy());
-        let tenant = scratch_tenant(s, DbUrl::new(url), None);
-        walk_unless_stopped(&tenant, set, options, &mut result, interrupts).await;
-        return result;
-    }
-    let Some(server) = &s.server else {
-        result.error = Some(format!(
-            "no scratch server for {}: give `--scratch URL` or `scratch:` in the fleet file",
-            s.engine
-        ));
-        return result;
+    let target = match Target::make(s, &options.limits).await {
+        Ok(target) => target,
+        Err(error) => {
+            result.error = Some(error.0);
+            return result;
+        }
     };
-    let name = scratch::name();
-    result.scratch = format!("{} database {name}", server.redacted());
-    if let Err(e) = scratch::create(s.engine, server, &name, &options.limits).await {
-        result.error = Some(e.to_string());
-        return result;
-    }
-    let database = Ident::new(&name).expect("scratch names are plain identifiers");
-    let tenant = scratch_tenant(s, server.clone(), Some(database));
-    walk_unless_stopped(&tenant, set, options, &mut result, interrupts).await;
-    if let Err(e) = scratch::drop(s.engine, server, &name, &options.limits).await {
-        result.error.get_or_insert(e.to_string());
+    result.scratch = target.place.clone();
+    walk_unless_stopped(&target.tenant, set, options, &mut result, interrupts).await;
+    if let Err(error) = target.remove(&options.limits).await {
+        result.error.get_or_insert(error.0);
     }
     result
+}
+
+/// Why a scratch target could not be made or removed, as a report shows it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ScratchError(pub String);
+
+/// An empty scratch target for one engine, as a tenant to open sessions on.
+pub struct Target {
+    pub tenant: Tenant,
+    /// Where it is, for the report: `temporary file`, or the server and database.
+    pub place: String,
+    /// The temporary folder a SQLite target lives in, removed when dropped.
+    _dir: Option<tempfile::TempDir>,
+    /// The server and database made for it, dropped by [`Target::remove`].
+    made: Option<(DbUrl, String)>,
+}
+
+impl Target {
+    /// Makes the target: a SQLite file in a temporary folder, or a database on the
+    /// engine's scratch server. `Err`: why not, as the report shows it.
+    pub async fn make(s: &Scratch, limits: &Limits) -> Result<Target, ScratchError> {
+        if s.engine == Engine::Sqlite {
+            let dir = tempfile::tempdir().map_err(|e| ScratchError(format!("creating a temporary folder: {e}")))?;
+            let mut url = url::Url::parse("sqlite://").expect("a constant URL");
+            url.set_path(&dir.path().join("scratch.db").to_string_lossy());
+            return Ok(Target {
+                tenant: scratch_tenant(s, DbUrl::new(url), None),
+                place: "temporary file".to_owned(),
+                _dir: Some(dir),
+                made: None,
+            });
+        }
+        let Some(server) = &s.server else {
+            return Err(ScratchError(format!(
+                "no scratch server for {}: give `--scratch URL` or `scratch:` in the fleet file",
+                s.engine
+            )));
+        };
+        let name = scratch::name();
+        scratch::create(s.engine, server, &name, limits)
+            .await
+            .map_err(|e| ScratchError(e.to_string()))?;
+        let database = Ident::new(&name).expect("scratch names are plain identifiers");
+        Ok(Target {
+            tenant: scratch_tenant(s, server.clone(), Some(database)),
+            place: format!("{} database {name}", server.redacted()),
+            _dir: None,
+            made: Some((server.clone(), name)),
+        })
+    }
+
+    /// Removes the target: its database dropped, its folder deleted.
+    pub async fn remove(self, limits: &Limits) -> Result<(), ScratchError> {
+        match &self.made {
+            Some((server, name)) => scratch::drop(self.tenant.engine, server, name, limits)
+                .await
+                .map_err(|e| ScratchError(e.to_string())),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The scratch target as a tenant: at `url`, in `database`, with the template's session
@@ -221,10 +260,10 @@ fn checked(m: &Migration, verdict: Verdict, started: Instant) -> MigrationCheck 
 
 /// A step's failure, as the verdict shows it: the script's file and the database's error.
 #[derive(Debug)]
-struct StepError(String);
+pub struct StepError(pub String);
 
 /// Runs one step; a failure names the migration's file.
-async fn step(session: &mut AnySession, m: &Migration, direction: Direction) -> Result<(), StepError> {
+pub async fn step(session: &mut AnySession, m: &Migration, direction: Direction) -> Result<(), StepError> {
     let step = Step {
         migration: m,
         direction,

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod dispatch;
+pub mod drift;
 pub mod events;
 pub mod join;
 pub mod run;

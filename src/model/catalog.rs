@@ -114,6 +114,15 @@ impl Catalog {
         Catalog { objects }
     }
 
+    /// This snapshot without table `table` and what belongs to it: another tool's history
+    /// table, kept by a tenant with `history_compat:`, is bookkeeping too.
+    pub fn without_table(mut self, table: &str) -> Catalog {
+        let is = |name: &str| name.eq_ignore_ascii_case(table);
+        self.objects
+            .retain(|_, o| !((o.kind == Kind::Table && is(&o.name)) || o.table.as_deref().is_some_and(is)));
+        self
+    }
+
     pub fn objects(&self) -> impl Iterator<Item = &Object> {
         self.objects.values()
     }

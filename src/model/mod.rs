@@ -5,6 +5,7 @@ pub mod bounds;
 pub mod catalog;
 pub mod check;
 pub mod db_error;
+pub mod drift;
 pub mod fleet;
 pub mod foreign;
 pub mod lint;

@@ -329,6 +329,19 @@ impl FleetStatus {
         counts
     }
 
+    /// Marks `schema_drift` each tenant `drifted` names (tenant, then how its catalog
+    /// differs), unless its history already gives it a worse condition (drifted, dirty,
+    /// unreachable): what `status --drift` shows.
+    pub fn mark_schema_drift(&mut self, drifted: &HashMap<String, String>) {
+        for t in &mut self.tenants {
+            let Some(how) = drifted.get(&t.id) else { continue };
+            if matches!(t.condition, Condition::Current | Condition::Behind | Condition::Ahead) {
+                t.condition = Condition::SchemaDrift;
+                t.detail = Some(format!("its catalog is not what its version says: {how}"));
+            }
+        }
+    }
+
     pub fn count(&self, condition: Condition) -> usize {
         self.tenants.iter().filter(|t| t.condition == condition).count()
     }

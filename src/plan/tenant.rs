@@ -96,6 +96,9 @@ pub enum Condition {
     Dirty,
     /// Its history could not be read.
     Unreachable,
+    /// Its history is in order, but its catalog is not what its version says (`status
+    /// --drift`, see `drift`).
+    SchemaDrift,
 }
 
 impl Condition {
@@ -107,6 +110,7 @@ impl Condition {
             Condition::Drifted => "drifted",
             Condition::Dirty => "dirty",
             Condition::Unreachable => "unreachable",
+            Condition::SchemaDrift => "schema_drift",
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Consumers of events and results: they write text or JSON and never touch a database.
 
 pub mod check;
+pub mod drift;
 pub mod gates;
 pub mod json;
-pub mod metrics;
 pub mod lint;
+pub mod metrics;
 pub mod progress;
 pub mod refusals;
 pub mod run;
