@@ -38,14 +38,7 @@ pub(super) async fn check(g: &Global, args: &Args<'_>, out: &mut (dyn Write + Se
         None => Vec::new(),
     };
     let servers = servers(args.scratch, fleet.as_ref())?;
-    let scratches: Vec<Scratch> = engines(args.engine, &tenants, &sets)?
-        .into_iter()
-        .map(|engine| Scratch {
-            engine,
-            server: servers.iter().find(|(e, _)| *e == engine).map(|(_, u)| u.clone()),
-            template: tenants.iter().find(|t| t.engine == engine).map(|t| (*t).clone()),
-        })
-        .collect();
+    let scratches = scratch_of(engines(args.engine, &tenants, &sets)?, &servers, &tenants);
     let options = CheckOptions {
         from: args.from,
         to: args.to,
@@ -72,10 +65,10 @@ pub(super) async fn before_up(
     fleet: &Fleet,
     sets: &Sets,
     tenants: &[&Tenant],
+    states: &[crate::exec::run::Inspected<'_>],
     to: Version,
 ) -> Result<(), Error> {
     let opts = super::options(g, None);
-    let states = crate::api::inspect(fleet, sets, &opts, tenants).await;
     let mut failures = Vec::new();
     let (mut interrupts, _listening) = super::signals::listen();
     for engine in engines(None, tenants, sets)? {
@@ -88,11 +81,7 @@ pub(super) async fn before_up(
             })
             .min()
             .unwrap_or(Version::ZERO);
-        let scratch = Scratch {
-            engine,
-            server: fleet.scratch.iter().find(|(e, _)| *e == engine).map(|(_, u)| u.clone()),
-            template: tenants.iter().find(|t| t.engine == engine).map(|t| (*t).clone()),
-        };
+        let scratch = scratch_of([engine], &fleet.scratch, tenants).remove(0);
         let options = CheckOptions {
             from: Some(lowest),
             to: Some(sets.resolve(engine, to)),
@@ -143,6 +132,23 @@ pub(super) fn servers(given: &[String], fleet: Option<&Fleet>) -> Result<Vec<(En
         .iter()
         .map(|text| {
             crate::load::fleet::scratch_url(text, Path::new(".")).map_err(|e| Error::Usage(format!("--scratch: {e}")))
+        })
+        .collect()
+}
+
+/// Where each of `engines` is checked: its server among `servers`, and the first of
+/// `tenants` on it as the template (session setup, schema).
+pub(super) fn scratch_of(
+    engines: impl IntoIterator<Item = Engine>,
+    servers: &[(Engine, DbUrl)],
+    tenants: &[&Tenant],
+) -> Vec<Scratch> {
+    engines
+        .into_iter()
+        .map(|engine| Scratch {
+            engine,
+            server: servers.iter().find(|(e, _)| *e == engine).map(|(_, u)| u.clone()),
+            template: tenants.iter().find(|t| t.engine == engine).map(|t| (*t).clone()),
         })
         .collect()
 }

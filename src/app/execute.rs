@@ -51,10 +51,7 @@ pub(super) async fn up(
     let tenants = rollout_tenants(g, &fleet, rollout)?;
     let to = api::target(&sets, to)?;
     let lint = lint.or(fleet.rollout.lint).unwrap_or_default();
-    super::lint::before_up(g, &fleet, &sets, &tenants, to, lint).await?;
-    if check_migrations || fleet.rollout.check_migrations {
-        super::check::before_up(g, &fleet, &sets, &tenants, to).await?;
-    }
+    before_wave_1(g, &fleet, &sets, &tenants, to, lint, check_migrations).await?;
     let args = RunArgs {
         tenants,
         action: Action::Migrate(Target::Up { to }),
@@ -518,5 +515,25 @@ fn replace_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
     }
     file.as_file().sync_all()?;
     file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// What `up` checks before wave 1, on one survey of the selected tenants: the lint of
+/// their pending migrations (which also refuses a CONCURRENTLY that would fail on every
+/// tenant, whatever `--lint` says), then `--check-migrations`.
+pub(super) async fn before_wave_1(
+    g: &Global,
+    fleet: &Fleet,
+    sets: &Sets,
+    tenants: &[&Tenant],
+    to: Version,
+    lint: LintMode,
+    check_migrations: bool,
+) -> Result<(), Error> {
+    let states = api::inspect(fleet, sets, &options(g, None), tenants).await;
+    super::lint::before_up(g, fleet, sets, &states, to, lint)?;
+    if check_migrations || fleet.rollout.check_migrations {
+        super::check::before_up(g, fleet, sets, tenants, &states, to).await?;
+    }
     Ok(())
 }

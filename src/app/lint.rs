@@ -292,16 +292,15 @@ pub(super) fn refuse(report: &LintReport, mode: LintMode, command: &str) -> Resu
 
 /// `up`'s lint before wave 1, over the selected tenants' pending migrations up to `to`:
 /// shown on stderr, then [`refuse`]d.
-pub(super) async fn before_up(
+pub(super) fn before_up(
     g: &Global,
     fleet: &Fleet,
     sets: &Sets,
-    tenants: &[&Tenant],
+    states: &[Inspected<'_>],
     to: Version,
     mode: LintMode,
 ) -> Result<(), Error> {
-    let states = crate::api::inspect(fleet, sets, &super::options(g, None), tenants).await;
-    let report = lint_pending(g, fleet, sets, &states, Range { from: None, to });
+    let report = lint_pending(g, fleet, sets, states, Range { from: None, to });
     // Standard output is the run's (its lines, or JSON Lines): the findings go to stderr.
     show(&report, mode, &mut std::io::stderr())?;
     refuse(&report, mode, "up")

@@ -110,10 +110,7 @@ pub(super) async fn up(
             let tenants = api::selected(&fleet, &g.select)?;
             let to = api::target(&sets, to)?;
             let lint = lint.or(fleet.rollout.lint).unwrap_or_default();
-            super::lint::before_up(g, &fleet, &sets, &tenants, to, lint).await?;
-            if check_migrations || fleet.rollout.check_migrations {
-                super::check::before_up(g, &fleet, &sets, &tenants, to).await?;
-            }
+            super::execute::before_wave_1(g, &fleet, &sets, &tenants, to, lint, check_migrations).await?;
             let lease = together.lease;
             (tenants, to, Record::NewShared { ledger, lease })
         }
