@@ -5,7 +5,6 @@ use std::io::Write;
 use super::exit::Outcome;
 use crate::cli::{Format, Global};
 use crate::error::Error;
-use crate::exec::check::Scratch;
 use crate::exec::drift::DriftOptions;
 use crate::model::drift::DriftReport;
 use crate::model::fleet::{Fleet, Tenant, TenantId};
@@ -46,14 +45,7 @@ pub(super) async fn report(g: &Global, fleet: &Fleet, sets: &Sets, args: &Args<'
     let mut engines: Vec<_> = tenants.iter().map(|t| t.engine).collect();
     engines.sort();
     engines.dedup();
-    let scratches = engines
-        .into_iter()
-        .map(|engine| Scratch {
-            engine,
-            server: servers.iter().find(|(e, _)| *e == engine).map(|(_, u)| u.clone()),
-            template: tenants.iter().find(|t| t.engine == engine).map(|t| (*t).clone()),
-        })
-        .collect();
+    let scratches = super::check::scratch_of(engines, &servers, &tenants);
     let options = DriftOptions { reference, scratches };
     crate::api::drift(fleet, sets, &super::options(g, None), &options).await
 }
