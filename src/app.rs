@@ -25,6 +25,7 @@ mod execute;
 mod fleet;
 mod lint;
 mod local;
+mod notify;
 mod past;
 mod prompt;
 mod resume;
@@ -76,7 +77,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             waves,
             verbose,
         } => fleet::plan(g, *to, canary, waves.as_ref(), *verbose, out).await,
-        Command::Status { to, lagging, drift } => fleet::status(g, *to, *lagging, *drift, out).await,
+        Command::Status { .. } => fleet::status(g, &cli.command, out).await,
         Command::Wait { to, timeout, interval } => {
             let wait = WaitOptions {
                 timeout: *timeout,
@@ -139,12 +140,13 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
     }
 }
 
-/// Global flags no command can use: `-j 0`; `--format github` but for `lint`.
+/// Global flags no command can use: `-j 0`; `--format github` but for `lint`,
+/// `--format openmetrics` but for `status`.
 fn refuse_misuse(cli: &Cli) -> Result<(), Error> {
     if cli.global.concurrency == 0 {
         return Err(Error::Usage("--concurrency must be at least 1".into()));
     }
-    lint::refuse_github(cli)
+    lint::refuse_format(cli)
 }
 
 /// The library's options from the global flags: selection, concurrency, time limits, and

@@ -91,9 +91,8 @@ pub struct Global {
     /// migrate every tenant once between them. A share can be empty: nothing to do, exit 0.
     #[arg(long, global = true, env = "FLEETMIG_PARTITION", value_name = "K/N")]
     pub partition: Option<Partition>,
-    /// Output: text for people, json for machines.
     /// Output: text for people, json for machines (github: workflow annotations, for
-    /// `lint` only).
+    /// `lint` only; openmetrics: Prometheus' exposition format, for `status` only).
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Give up on a tenant that does not answer within this time (1ms to 1h).
@@ -185,6 +184,16 @@ pub struct Rollout {
     /// node exporter's textfile collector (a `.prom` file in its folder).
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// POST the run's start, each wave's end, a stop and its finish to this webhook
+    /// (repeatable; beside the fleet file's `notify:`). A slow or failing endpoint never
+    /// holds the rollout up: each post is tried 3 times in the background, and the run waits
+    /// at most 2s at its end for the last ones. Tokens in the URL never show.
+    #[arg(long, value_name = "URL")]
+    pub notify: Vec<String>,
+    /// The body --notify's webhooks are sent: json (the event, as JSON Lines print it) or
+    /// slack (an incoming webhook's text).
+    #[arg(long, value_name = "FORMAT", value_parser = ["json", "slack"], default_value = "json")]
+    pub notify_format: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -210,6 +219,7 @@ pub enum Format {
     Text,
     Json,
     Github,
+    Openmetrics,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -325,6 +335,10 @@ pub enum Command {
         /// does: a tenant whose schema differs shows as `schema_drift`.
         #[arg(long)]
         drift: bool,
+        /// With --format openmetrics: fleet labels to add to each tenant's samples,
+        /// beside tenant, host and engine (`tier,region`).
+        #[arg(long, value_name = "LABELS", value_delimiter = ',')]
+        metric_labels: Vec<String>,
     },
     /// Block until every selected tenant has every migration up to head (or --to); exit 0
     /// when they do, 1 with the tenants still short when the time is up.

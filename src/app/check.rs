@@ -49,7 +49,7 @@ pub(super) async fn check(g: &Global, args: &Args<'_>, out: &mut (dyn Write + Se
     let report = crate::exec::check::check(&scratches, &sets, &options, &mut interrupts).await;
     match g.format {
         Format::Json => writeln!(out, "{}", crate::report::check::json(&report))?,
-        Format::Text | Format::Github => write!(out, "{}", crate::report::check::text(&report))?,
+        Format::Text | Format::Github | Format::Openmetrics => write!(out, "{}", crate::report::check::text(&report))?,
     }
     Ok(Outcome::Fleet {
         all_well: report.passes(),

@@ -29,7 +29,7 @@ pub(super) async fn drift(
     let report = report(g, &fleet, &sets, &Args { reference, scratch }).await?;
     match g.format {
         Format::Json => writeln!(out, "{}", crate::report::drift::json(&report))?,
-        Format::Text | Format::Github => write!(out, "{}", crate::report::drift::text(&report))?,
+        Format::Text | Format::Github | Format::Openmetrics => write!(out, "{}", crate::report::drift::text(&report))?,
     }
     Ok(Outcome::Drift(report.outcome()))
 }

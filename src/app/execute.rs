@@ -13,6 +13,7 @@ use super::checks::{
     refuse_irreversible, refuse_irreversible_past,
 };
 use super::exit::Outcome;
+use super::notify::Notifier;
 use super::prompt::{can_confirm, wave_prompt};
 use super::{open_ledger, options, report_command, resume, signals};
 use crate::api::{self, Run};
@@ -27,12 +28,14 @@ use crate::model::fleet::{Fleet, Tenant};
 use crate::model::foreign::Tool;
 use crate::model::lint::LintMode;
 use crate::model::migration::Version;
+use crate::model::notify::{NotifyFormat, Webhook};
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::model::run::RunReport;
 use crate::model::sets::Sets;
 use crate::plan::tenant::Target;
 use crate::plan::waves::{Wave, waves};
 use crate::report::json::write_event;
+use crate::report::notify::Notices;
 use crate::report::progress::ProgressReporter;
 use crate::report::run::{self as run_report, Rows};
 use crate::report::text::TextReporter;
@@ -210,10 +213,27 @@ pub(super) async fn execute(
     if let Some(path) = outputs.report {
         check_report_path(path)?;
     }
+    let webhooks = webhooks(fleet, args.rollout)?;
     let mut run = prepare(g, fleet, sets, args).await?;
-    let (report, written) = show(g.format, &mut run, out).await;
-    let report = finish(g, sets, &run, report, written, &outputs, out)?;
-    Ok(Outcome::Run(Box::new(report)))
+    let notifier = super::notify::Notifier::new(webhooks);
+    let (report, written) = show(g.format, &mut run, &notifier, out).await;
+    let report = finish(g, sets, &run, report, written, &outputs, out);
+    for failure in notifier.finish() {
+        eprintln!("warning: {failure}");
+    }
+    Ok(Outcome::Run(Box::new(report?)))
+}
+
+/// The fleet file's `notify:` webhooks and `--notify`'s.
+fn webhooks(fleet: &Fleet, rollout: Option<&Rollout>) -> Result<Vec<Webhook>, Error> {
+    let mut hooks = fleet.notify.clone();
+    if let Some(r) = rollout {
+        let format: NotifyFormat = r.notify_format.parse().map_err(Error::Usage)?;
+        for text in &r.notify {
+            hooks.push(Webhook::parse(text, format).map_err(|e| Error::Usage(format!("--notify {e}")))?);
+        }
+    }
+    Ok(hooks)
 }
 
 /// The run, planned and checked once, and recorded in the ledger (new) or taken up again
@@ -337,7 +357,12 @@ fn rollout_plan<'f>(
 /// Dispatches the run while its events are shown: progress bars on a terminal (stderr, so
 /// stdout stays for the report), timestamped lines otherwise, JSON Lines on request.
 /// Returns the report, and whether every event could be written.
-async fn show(format: Format, run: &mut Run<'_>, out: &mut (dyn Write + Send)) -> (RunReport, std::io::Result<()>) {
+async fn show(
+    format: Format,
+    run: &mut Run<'_>,
+    notifier: &Notifier,
+    out: &mut (dyn Write + Send),
+) -> (RunReport, std::io::Result<()>) {
     let (events, rx) = Events::channel();
     let (interrupts, listener) = signals::listen();
     let id_width = run.tenants().iter().map(|t| t.id.as_str().len()).max().unwrap_or(0);
@@ -360,31 +385,55 @@ async fn show(format: Format, run: &mut Run<'_>, out: &mut (dyn Write + Send)) -
         drop(events);
         report
     };
-    let (report, written) = tokio::join!(running, relay(rx, progress, format, id_width, out));
+    let shown = Shown {
+        progress,
+        format,
+        id_width,
+        notify: (!notifier.is_empty()).then(|| (Notices::new(&run.ctx.fleet.path.display().to_string()), notifier)),
+    };
+    let (report, written) = tokio::join!(running, relay(rx, shown, out));
     drop(listener);
     (report, written)
+}
+
+/// Where a run's events go besides the ledger.
+struct Shown<'n> {
+    /// Bars on a terminal; `None`: lines.
+    progress: Option<ProgressReporter>,
+    format: Format,
+    id_width: usize,
+    /// The notices webhooks are sent, and the notifier that posts them; `None` without
+    /// webhooks.
+    notify: Option<(Notices, &'n Notifier)>,
 }
 
 /// Writes each event as it comes, until the run drops its sender.
 async fn relay(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Stamped>,
-    progress: Option<ProgressReporter>,
-    format: Format,
-    id_width: usize,
+    mut shown: Shown<'_>,
     out: &mut (dyn Write + Send),
 ) -> std::io::Result<()> {
-    if let Some(mut progress) = progress {
+    let mut tell = |event: &Stamped| {
+        if let Some((notices, notifier)) = &mut shown.notify {
+            if let Some(notice) = notices.on(event) {
+                notifier.send(&notice);
+            }
+        }
+    };
+    if let Some(mut progress) = shown.progress {
         while let Some(event) = rx.recv().await {
+            tell(&event);
             progress.handle(&event);
         }
         progress.finish();
         return out.flush();
     }
-    let mut text = TextReporter::with_timestamps(id_width);
+    let mut text = TextReporter::with_timestamps(shown.id_width);
     while let Some(event) = rx.recv().await {
-        match format {
+        tell(&event);
+        match shown.format {
             Format::Json => write_event(out, &event)?,
-            Format::Text | Format::Github => text.write_event(out, &event)?,
+            Format::Text | Format::Github | Format::Openmetrics => text.write_event(out, &event)?,
         }
     }
     out.flush()

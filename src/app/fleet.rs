@@ -6,7 +6,7 @@ use std::path::Path;
 use super::exit::Outcome;
 use super::options;
 use crate::api;
-use crate::cli::{Format, Global};
+use crate::cli::{Command, Format, Global};
 use crate::error::Error;
 use crate::exec::run::Inspected;
 use crate::exec::wait::{WaitOptions, WaitOutcome};
@@ -54,7 +54,7 @@ pub(super) async fn plan(
                 serde_json::json!({ "target": to, "tenants": rows, "lint": lint })
             )?
         }
-        Format::Text | Format::Github => {
+        Format::Text | Format::Github | Format::Openmetrics => {
             write!(out, "{}", tables::plan_text(&sets, &rows, verbose))?;
             super::lint::show(&lint, LintMode::Warn, out)?;
         }
@@ -109,28 +109,36 @@ fn plan_row(sets: &Sets, to: Version, (t, rows): Inspected<'_>, wave: usize) -> 
 }
 
 /// `status`: where each selected tenant stands, with what the ledger adds.
-pub(super) async fn status(
-    g: &Global,
-    to: Option<Version>,
-    lagging: bool,
-    drift: bool,
-    out: &mut (dyn Write + Send),
-) -> Result<Outcome, Error> {
-    let opts = options(g, to);
+pub(super) async fn status(g: &Global, command: &Command, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+    let Command::Status {
+        to,
+        lagging,
+        drift,
+        metric_labels,
+    } = command
+    else {
+        return Ok(Outcome::Done);
+    };
+    if g.format == Format::Openmetrics {
+        crate::report::metrics::check_label_names(metric_labels).map_err(|e| Error::Usage(e.to_string()))?;
+    } else if !metric_labels.is_empty() {
+        return Err(Error::Usage("--metric-labels: only with --format openmetrics".into()));
+    }
+    let opts = options(g, *to);
     let fleet = super::load_fleet(g).await?;
     let sets = super::load_set_of(g, &fleet)?;
     let mut status = api::assess(&fleet, &sets, &opts).await?;
-    if drift {
-        let args = super::drift::Args {
+    if *drift {
+        let drift = super::drift::Args {
             reference: None,
             scratch: &[],
         };
-        let report = super::drift::report(g, &fleet, &sets, &args).await?;
+        let report = super::drift::report(g, &fleet, &sets, &drift).await?;
         status.mark_schema_drift(&crate::report::drift::by_tenant(&report));
     }
     // The ledger only adds since-when and last errors: one that cannot be read is noted,
-    // and a missing one is not created.
-    let ledger_error = if status.all_current() {
+    // and a missing one is not created. Metrics carry neither.
+    let ledger_error = if status.all_current() || g.format == Format::Openmetrics {
         None
     } else {
         let annotated = match super::ledger_location(g, &fleet) {
@@ -141,11 +149,20 @@ pub(super) async fn status(
     };
     match g.format {
         Format::Json => {
-            let doc = report::status_doc(&status, lagging, ledger_error);
+            let doc = report::status_doc(&status, *lagging, ledger_error);
             writeln!(out, "{}", serde_json::to_string(&doc).map_err(std::io::Error::other)?)?
         }
+        Format::Openmetrics => {
+            let labels = crate::report::metrics::TenantLabels::of(&fleet, metric_labels);
+            let now = std::time::SystemTime::now();
+            write!(
+                out,
+                "{}",
+                crate::report::metrics::status(&status, &labels, *lagging, now)
+            )?
+        }
         Format::Text | Format::Github => {
-            let text = report::status_text(&sets, &status, lagging, ledger_error.as_deref());
+            let text = report::status_text(&sets, &status, *lagging, ledger_error.as_deref());
             write!(out, "{text}")?
         }
     }
@@ -180,7 +197,7 @@ fn write_wait(outcome: &WaitOutcome, format: Format, out: &mut (dyn Write + Send
             "{}",
             serde_json::to_string(&report::wait_doc(outcome)).map_err(std::io::Error::other)?
         )?,
-        Format::Text | Format::Github => write!(out, "{}", report::wait_text(outcome))?,
+        Format::Text | Format::Github | Format::Openmetrics => write!(out, "{}", report::wait_text(outcome))?,
     }
     Ok(())
 }
@@ -214,7 +231,7 @@ pub(super) async fn adopt_plan(
             "{}",
             serde_json::json!({ "from": tool, "dry_run": true, "tenants": rows })
         )?,
-        Format::Text | Format::Github => write!(out, "{}", tables::adopt_text(from, &rows))?,
+        Format::Text | Format::Github | Format::Openmetrics => write!(out, "{}", tables::adopt_text(from, &rows))?,
     }
     Ok(Outcome::Fleet {
         all_well: rows.iter().all(|r| r.refused.is_none()),

@@ -23,12 +23,17 @@ struct Args<'a> {
     pub files: &'a [PathBuf],
 }
 
-/// `--format github` is `lint`'s alone.
-pub(super) fn refuse_github(cli: &Cli) -> Result<(), Error> {
+/// `--format github` is `lint`'s alone, `--format openmetrics` `status`'s.
+pub(super) fn refuse_format(cli: &Cli) -> Result<(), Error> {
     match (cli.global.format, &cli.command) {
-        (Format::Github, Command::Lint { .. }) | (Format::Text | Format::Json, _) => Ok(()),
+        (Format::Github, Command::Lint { .. })
+        | (Format::Openmetrics, Command::Status { .. })
+        | (Format::Text | Format::Json, _) => Ok(()),
         (Format::Github, _) => Err(Error::Usage(
             "--format github: only `lint` writes GitHub annotations".into(),
+        )),
+        (Format::Openmetrics, _) => Err(Error::Usage(
+            "--format openmetrics: only `status` writes OpenMetrics (`up` and `down` have --metrics-file)".into(),
         )),
     }
 }
@@ -57,7 +62,7 @@ pub(super) async fn lint(g: &Global, command: &Command, out: &mut (dyn Write + S
         false => files(g, args).await?,
     };
     match g.format {
-        Format::Text => write!(out, "{}", crate::report::lint::text(&report))?,
+        Format::Text | Format::Openmetrics => write!(out, "{}", crate::report::lint::text(&report))?,
         Format::Json => writeln!(out, "{}", crate::report::lint::json(&report))?,
         Format::Github => write!(out, "{}", crate::report::lint::github(&report))?,
     }

@@ -65,8 +65,8 @@ pub(super) fn history(g: &Global, verbose: bool, out: &mut (dyn Write + Send)) -
                 map.iter().map(|(e, set)| (e.to_string(), history_json(set))).collect();
             writeln!(out, "{}", serde_json::json!({ "engines": engines }))?
         }
-        (Format::Text | Format::Github, Sets::One(set)) => history_text(set, verbose, out)?,
-        (Format::Text | Format::Github, Sets::PerEngine(map)) => {
+        (Format::Text | Format::Github | Format::Openmetrics, Sets::One(set)) => history_text(set, verbose, out)?,
+        (Format::Text | Format::Github | Format::Openmetrics, Sets::PerEngine(map)) => {
             for (k, (engine, set)) in map.iter().enumerate() {
                 let dir = set
                     .iter()

@@ -20,7 +20,7 @@ pub(super) async fn runs(g: &Global, limit: i64, out: &mut (dyn Write + Send)) -
     };
     match g.format {
         Format::Json => writeln!(out, "{}", serde_json::json!({ "runs": runs }))?,
-        Format::Text | Format::Github => write!(out, "{}", tables::runs_text(&runs))?,
+        Format::Text | Format::Github | Format::Openmetrics => write!(out, "{}", tables::runs_text(&runs))?,
     }
     Ok(Outcome::Done)
 }
@@ -49,7 +49,7 @@ pub(super) async fn report(g: &Global, run: &str, all: bool, out: &mut (dyn Writ
             }
             writeln!(out, "{doc}")?
         }
-        Format::Text | Format::Github => {
+        Format::Text | Format::Github | Format::Openmetrics => {
             let more = format!("{} lists every tenant", super::report_command(g, run));
             let rows = if all {
                 Rows::All

@@ -17,6 +17,7 @@ use crate::model::fleet::{
 };
 use crate::model::foreign::{RevisionMap, Tool};
 use crate::model::migration::{Layout, Version, VersionStyle};
+use crate::model::notify::{NotifyFormat, Webhook};
 use crate::model::policy::RollbackPolicy;
 use crate::model::secret::{DbUrl, redact, scrub};
 
@@ -95,6 +96,23 @@ struct FileDoc {
     /// Where `check` makes its scratch databases: a server URL or a host's name, or a
     /// list of them (one per engine).
     scratch: Option<ScratchDoc>,
+    /// Webhooks told of the run's start, each wave's end, a stop and the finish.
+    notify: Option<Vec<NotifyDoc>>,
+}
+
+/// A `notify:` entry: a URL (JSON bodies), or a URL and its body's format.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NotifyDoc {
+    Url(String),
+    Map(NotifyMap),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyMap {
+    url: String,
+    format: Option<String>,
 }
 
 /// `scratch:`: one server, or one per engine.
@@ -1038,6 +1056,7 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
         Some(ScratchDoc::One(one)) => scratch_section(path, vec![one], &rules, env)?,
         Some(ScratchDoc::Many(many)) => scratch_section(path, many, &rules, env)?,
     };
+    let notify = notify_section(path, doc.notify.unwrap_or_default(), env)?;
     Ok(FleetFile {
         fleet: Fleet {
             path: path.to_owned(),
@@ -1048,9 +1067,38 @@ pub fn parse_file(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>)
             discover,
             migrations,
             scratch,
+            notify,
         },
         rules,
     })
+}
+
+/// `notify:`'s webhooks, their `${VAR}`s expanded (a token belongs in the environment).
+fn notify_section(
+    path: &Path,
+    entries: Vec<NotifyDoc>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Webhook>, FleetError> {
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let invalid = |m: &dyn fmt::Display| invalid(path, format!("notify[{i}]"), m);
+            let (text, format) = match entry {
+                NotifyDoc::Url(url) => (url, NotifyFormat::Json),
+                NotifyDoc::Map(NotifyMap { url, format }) => {
+                    let format = format
+                        .as_deref()
+                        .unwrap_or("json")
+                        .parse()
+                        .map_err(|e: String| invalid(&e))?;
+                    (url, format)
+                }
+            };
+            let text = expand_vars(&text, env).map_err(|e| invalid(&e))?;
+            Webhook::parse(&text, format).map_err(|e| invalid(&e))
+        })
+        .collect()
 }
 
 /// The `scratch:` servers, each a URL (`${VAR}`s expanded) or the name of a host in
@@ -1295,7 +1343,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
     for (name, shown) in [
         (
             "struct FileDoc",
-            "a map of sections (hosts, defaults, rollout, ledger, tenants, discover)",
+            "a map of sections (hosts, defaults, rollout, ledger, tenants, discover, migrations, scratch, notify)",
         ),
         (
             "struct HostDoc",
@@ -2106,7 +2154,7 @@ tenants:
             ),
             (
                 "[]",
-                "expected a map of sections (hosts, defaults, rollout, ledger, tenants, discover) at line 1",
+                "expected a map of sections (hosts, defaults, rollout, ledger, tenants, discover, migrations, scratch, notify) at line 1",
             ),
             (
                 "tenants:\n  - {id: [1]}\n",

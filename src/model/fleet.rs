@@ -387,6 +387,8 @@ pub struct Fleet {
     /// The fleet file's `scratch:`: the servers `check` makes its scratch databases on, one
     /// per engine at most.
     pub scratch: Vec<(Engine, DbUrl)>,
+    /// The fleet file's `notify:`: webhooks told of each run's start, waves, stop and end.
+    pub notify: Vec<crate::model::notify::Webhook>,
 }
 
 /// Where a fleet's migrations are: the fleet file's `migrations: DIR` or

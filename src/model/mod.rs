@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod foreign;
 pub mod lint;
 pub mod migration;
+pub mod notify;
 pub mod policy;
 pub mod record;
 pub mod refusal;

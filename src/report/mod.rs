@@ -6,6 +6,7 @@ pub mod gates;
 pub mod json;
 pub mod lint;
 pub mod metrics;
+pub mod notify;
 pub mod progress;
 pub mod refusals;
 pub mod run;

@@ -30,6 +30,7 @@ mod ledger;
 mod ledger_faults;
 mod lint;
 mod metrics;
+mod notify;
 mod partition;
 mod per_engine;
 mod repeatables;
