@@ -217,8 +217,13 @@ pub(super) async fn execute(
     let mut run = prepare(g, fleet, sets, args).await?;
     let notifier = super::notify::Notifier::new(webhooks);
     let (report, written) = show(g.format, &mut run, &notifier, out).await;
+    // After a second interrupt the process must end soon (`signals::GRACE`).
+    let flush = match report.stop_reason {
+        StopReason::Abandoned => Duration::from_millis(300),
+        _ => super::notify::FLUSH,
+    };
     let report = finish(g, sets, &run, report, written, &outputs, out);
-    for failure in notifier.finish() {
+    for failure in notifier.finish(flush) {
         eprintln!("warning: {failure}");
     }
     Ok(Outcome::Run(Box::new(report?)))

@@ -69,10 +69,11 @@ impl Notifier {
         }
     }
 
-    /// Closes the queues and waits, all webhooks together at most `FLUSH`, for them to
-    /// drain. Returns what was not delivered: failures, and notices still queued.
-    pub fn finish(self) -> Vec<String> {
-        let deadline = Instant::now() + FLUSH;
+    /// Closes the queues and waits, all webhooks together at most `wait` ([`FLUSH`] but
+    /// after an abandon), for them to drain. Returns what was not delivered: failures, and
+    /// notices still queued.
+    pub fn finish(self, wait: Duration) -> Vec<String> {
+        let deadline = Instant::now() + wait;
         let mut late = Vec::new();
         let lines: Vec<_> = self
             .lines
@@ -87,7 +88,7 @@ impl Notifier {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
                 Err(RecvTimeoutError::Timeout) => late.push(format!(
                     "notify {webhook}: still posting after the run's end (waited {}); the rest is dropped",
-                    humantime::format_duration(FLUSH)
+                    humantime::format_duration(wait)
                 )),
             }
         }

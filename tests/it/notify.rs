@@ -229,3 +229,30 @@ fn bad_webhooks_are_refused_before_anything_runs() {
     assert!(run.stderr.contains("--notify"), "{}", run.stderr);
     assert!(!p.db_path("a1").exists(), "nothing ran");
 }
+
+/// SIGTERM while a webhook hangs: the run stops as it would without one, and the process
+/// ends once the bounded wait for the webhook is over.
+#[test]
+fn sigterm_with_a_hanging_webhook_stops_the_run_within_its_bounds() {
+    use std::time::{Duration, Instant};
+    let endpoint = Endpoint::start(Answer::Hang);
+    let p = project("");
+    let hook = endpoint.url("/hook/SECRET");
+    let mut run = crate::support::Spawned::new(p.command(&[
+        "--format", "json", "up", "--waves", "1,100%", "--bake", "1h", "--notify", &hook, "--report", "run.json",
+    ]));
+    run.wait_for(Duration::from_secs(60), |v| v["event"] == "gate_started");
+    let signalled = Instant::now();
+    run.signal("TERM");
+    let (code, _, stderr) = run.finish(Duration::from_secs(60));
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(15), "took {took:?} after SIGTERM");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("run.json")).unwrap()).unwrap();
+    assert_eq!(report["stop_reason"]["kind"], "interrupted", "{report}");
+    assert_eq!(report["summary"]["succeeded"], 1, "{report}");
+    assert_eq!(report["summary"]["not_started"], 3, "{report}");
+    assert!(stderr.contains("still posting after the run's end"), "{stderr}");
+    assert!(!stderr.contains("SECRET"), "{stderr}");
+}
