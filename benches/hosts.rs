@@ -1,0 +1,172 @@
+//! Mixed-host dispatch (issue 14): how close a run over hosts of different caps and speeds
+//! comes to its lower bound, max(all work / `-j`, each host's work / its cap), with
+//! latency-bound migrations (`pg_sleep`) so the result does not hang on this machine's
+//! cores. The hosts are names in the fleet file for one PostgreSQL server, each with its
+//! own `max_connections`; tenants are schemas of one database. Shapes:
+//!
+//! - `two`: host `a` (cap 1, 16 tenants) listed first, host `b` (cap 8, 160 tenants), `-j 8`.
+//! - `three`, grouped and interleaved: `slow` (cap 1, 16 tenants), `large` (cap 8, 96
+//!   tenants) and `double` (cap 4, 32 tenants whose migration sleeps twice as long), `-j 8`.
+//!
+//! Prints, per shape, the median wall time of the runs, the bound, and the bound's share of
+//! the time (100%: as fast as the caps allow). `FLEETMIG_BENCH_REPEAT` (3), `FLEETMIG_BENCH_STEP`
+//! (0.2 s, one migration's sleep) and `FLEETMIG_BENCH_PG` scale it.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use sqlx::{Connection, Executor, PgConnection};
+
+const FLEETMIG: &str = env!("CARGO_BIN_EXE_fleetmig");
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A host of the fleet: name, cap, tenants, and how many steps each tenant's migration
+/// sleeps.
+struct Host {
+    name: &'static str,
+    cap: usize,
+    tenants: usize,
+    steps: u32,
+}
+
+struct Shape {
+    name: &'static str,
+    hosts: Vec<Host>,
+    interleaved: bool,
+    concurrency: usize,
+}
+
+impl Shape {
+    /// The fleet file's tenants, grouped by host in the hosts' order or interleaved.
+    fn tenants(&self) -> Vec<(String, &'static str)> {
+        let mut lists: Vec<Vec<(String, &'static str)>> = self
+            .hosts
+            .iter()
+            .map(|h| (0..h.tenants).map(|i| (format!("{}{i:03}", h.name), h.name)).collect())
+            .collect();
+        if !self.interleaved {
+            return lists.concat();
+        }
+        let mut out = Vec::new();
+        let longest = lists.iter().map(Vec::len).max().unwrap_or(0);
+        for i in 0..longest {
+            for list in &mut lists {
+                if let Some(t) = list.get(i) {
+                    out.push(t.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// max(all work / -j, each host's work / its cap), in seconds.
+    fn bound(&self, step: f64) -> f64 {
+        let work = |h: &Host| h.tenants as f64 * f64::from(h.steps) * step;
+        let total: f64 = self.hosts.iter().map(work).sum();
+        self.hosts
+            .iter()
+            .map(|h| work(h) / h.cap as f64)
+            .fold(total / self.concurrency as f64, f64::max)
+    }
+}
+
+fn shapes() -> Vec<Shape> {
+    let three = |interleaved| Shape {
+        name: if interleaved { "three, interleaved" } else { "three, grouped" },
+        hosts: vec![
+            Host { name: "slow", cap: 1, tenants: 16, steps: 1 },
+            Host { name: "large", cap: 8, tenants: 96, steps: 1 },
+            Host { name: "double", cap: 4, tenants: 32, steps: 2 },
+        ],
+        interleaved,
+        concurrency: 8,
+    };
+    vec![
+        Shape {
+            name: "two (issue 14's)",
+            hosts: vec![
+                Host { name: "a", cap: 1, tenants: 16, steps: 1 },
+                Host { name: "b", cap: 8, tenants: 160, steps: 1 },
+            ],
+            interleaved: false,
+            concurrency: 8,
+        },
+        three(false),
+        three(true),
+    ]
+}
+
+fn write_project(dir: &Path, url: &str, shape: &Shape, step: f64) {
+    let mut fleet = String::from("hosts:\n");
+    for h in &shape.hosts {
+        fleet.push_str(&format!("  {}: {{ url: \"{url}\", max_connections: {} }}\n", h.name, h.cap));
+    }
+    fleet.push_str("tenants:\n");
+    for (id, host) in shape.tenants() {
+        fleet.push_str(&format!("  - {{ id: {id}, host: {host}, schema: \"s_{id}\" }}\n"));
+    }
+    std::fs::write(dir.join("tenants.yaml"), fleet).unwrap();
+    let folder = dir.join("migrations");
+    std::fs::create_dir_all(&folder).unwrap();
+    // Tenants of `double` sleep two steps: their schema names start with `s_double`.
+    let sql = format!(
+        "-- fleetmig: no-transaction\nSELECT pg_sleep(CASE WHEN current_schema() LIKE 's\\_double%' THEN {} ELSE {step} END);\n",
+        2.0 * step
+    );
+    std::fs::write(folder.join("0001_sleep.up.sql"), sql).unwrap();
+    std::fs::write(folder.join("0001_sleep.down.sql"), "SELECT 1;\n").unwrap();
+}
+
+async fn fresh_db(server: &str, db: &str) {
+    let mut c = PgConnection::connect(&format!("{server}/postgres")).await.unwrap();
+    c.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str()).await.unwrap();
+    c.execute(format!("CREATE DATABASE \"{db}\"").as_str()).await.unwrap();
+}
+
+/// One cold run's wall time, in seconds.
+fn run(dir: &Path, concurrency: usize) -> f64 {
+    let started = Instant::now();
+    let out = Command::new(FLEETMIG)
+        .current_dir(dir)
+        .args(["up", "-j", &concurrency.to_string()])
+        .output()
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    took
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let server: String = env_or("FLEETMIG_BENCH_PG", "postgres://postgres@127.0.0.1:5432".to_owned());
+    let repeat = env_or("FLEETMIG_BENCH_REPEAT", 3usize);
+    let step = env_or("FLEETMIG_BENCH_STEP", 0.2f64);
+    let db = format!("fm_bench_hosts_{}", std::process::id());
+    println!("| shape | median wall (s) | bound (s) | bound / wall |");
+    println!("|---|---:|---:|---:|");
+    for shape in shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        write_project(dir.path(), &format!("{server}/{db}"), &shape, step);
+        let mut times = Vec::new();
+        for _ in 0..repeat {
+            fresh_db(&server, &db).await;
+            times.push(run(dir.path(), shape.concurrency));
+        }
+        let (wall, bound) = (median(times), shape.bound(step));
+        println!("| {} | {wall:.2} | {bound:.2} | {:.0}% |", shape.name, 100.0 * bound / wall);
+    }
+    let mut c = PgConnection::connect(&format!("{server}/postgres")).await.unwrap();
+    c.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str()).await.unwrap();
+}
