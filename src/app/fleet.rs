@@ -26,7 +26,7 @@ pub(super) async fn plan(
     g: &Global,
     to: Option<Version>,
     canary: &[Selector],
-    spec: Option<&WaveSpec>,
+    waves: &[WaveSpec],
     verbose: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
@@ -35,7 +35,9 @@ pub(super) async fn plan(
     let sets = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &opts.select)?;
     let to = api::target(&sets, opts.to)?;
-    let waves = api::plan_waves(&fleet, &tenants, canary, spec);
+    let spec = WaveSpec::joined(waves).map_err(|e| Error::Usage(format!("--waves: {e}")))?;
+    let planned = api::plan_waves(&fleet, &tenants, canary, spec.as_ref())?;
+    let waves = &planned.waves;
     let ordered: Vec<&Tenant> = waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
     let wave_of: Vec<usize> = waves.iter().flat_map(|w| w.tenants.iter().map(|_| w.number)).collect();
     let states = api::inspect(&fleet, &sets, &opts, &ordered).await;
@@ -48,14 +50,23 @@ pub(super) async fn plan(
     match g.format {
         Format::Json => {
             let lint = crate::report::lint::json(&lint);
-            writeln!(
-                out,
-                "{}",
-                serde_json::json!({ "target": to, "tenants": rows, "lint": lint })
-            )?
+            let doc = serde_json::json!({
+                "target": to,
+                "tenants": rows,
+                "waves": tables::plan_waves(&planned),
+                "wave_steps": planned.steps,
+                "warnings": tables::step_warnings(&planned.steps),
+                "lint": lint,
+            });
+            writeln!(out, "{doc}")?
         }
         Format::Text | Format::Github => {
             write!(out, "{}", tables::plan_text(&sets, &rows, verbose))?;
+            write!(
+                out,
+                "{}",
+                tables::waves_text(&tables::plan_waves(&planned), &planned.steps)
+            )?;
             super::lint::show(&lint, LintMode::Warn, out)?;
         }
     }

@@ -17,7 +17,7 @@ use crate::model::fleet::{
 };
 use crate::model::foreign::{RevisionMap, Tool};
 use crate::model::migration::{Layout, Version, VersionStyle};
-use crate::model::policy::RollbackPolicy;
+use crate::model::policy::{RollbackPolicy, WaveSpec};
 use crate::model::secret::{DbUrl, redact, scrub};
 
 /// Sessions per host when the fleet file does not say.
@@ -252,7 +252,7 @@ struct DiscoverDoc {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RolloutDoc {
-    /// `1,10%,100%` or a list of sizes.
+    /// `1,10%,100%` or a list of waves.
     waves: Option<OneOrMany>,
     bake: Option<String>,
     check: Option<String>,
@@ -265,7 +265,7 @@ struct RolloutDoc {
     lint: Option<String>,
 }
 
-/// `waves:` as one text (`1,10%,100%`) or a list of sizes.
+/// `waves:` as one text (`1,10%,100%`) or a list of waves (sizes, selectors, `*`).
 #[derive(Debug)]
 enum OneOrMany {
     One(Scalar),
@@ -278,7 +278,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = OneOrMany;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("wave sizes, as text such as \"1,10%,100%\" or a list such as [1, 10%, 100%]")
+                f.write_str("waves, as text such as \"1,10%,100%\" or a list such as [\"canary=true\", 10%, \"region=eu\", \"*\"]")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
                 let mut out = Vec::new();
@@ -1403,11 +1403,14 @@ fn rollout_defaults(path: &Path, doc: RolloutDoc) -> Result<RolloutDefaults, Fle
     let invalid = |field: &str, m: &dyn fmt::Display| invalid(path, format!("rollout {field}"), m);
     let waves = match doc.waves {
         None => None,
-        Some(OneOrMany::One(s)) => Some(s.into_string()),
-        Some(OneOrMany::Many(v)) => Some(v.into_iter().map(Scalar::into_string).collect::<Vec<_>>().join(",")),
+        Some(OneOrMany::One(s)) => Some(vec![s.into_string()]),
+        Some(OneOrMany::Many(v)) => Some(v.into_iter().map(Scalar::into_string).collect::<Vec<_>>()),
     };
     Ok(RolloutDefaults {
-        waves: waves.map(|w| w.parse()).transpose().map_err(|m| invalid("waves", &m))?,
+        waves: waves
+            .map(|parts| WaveSpec::from_parts(&parts))
+            .transpose()
+            .map_err(|m| invalid("waves", &m))?,
         bake: doc
             .bake
             .map(|b| bounds::duration(&b, std::time::Duration::ZERO, bounds::BAKE_MAX))
@@ -2118,7 +2121,7 @@ tenants:
             ),
             (
                 "rollout: {waves: {a: 1}}\ntenants: []\n",
-                "rollout.waves: invalid type: map, expected wave sizes",
+                "rollout.waves: invalid type: map, expected waves, as text",
             ),
             (
                 "tenants:\n  - {id: a, url: 'sqlite://a.db', init_sql: 5}\n",

@@ -15,5 +15,6 @@ pub mod record;
 pub mod refusal;
 pub mod run;
 pub mod secret;
+pub mod selector;
 pub mod sets;
 pub mod text;

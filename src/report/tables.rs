@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::refusal::Refusal;
 use crate::model::sets::Sets;
+use crate::plan::waves::{StepPlaced, WavePlan};
 use crate::report::refusals::{Refused, grouped};
 
 fn table(header: &[&str]) -> Table {
@@ -94,6 +95,76 @@ pub fn plan_text(sets: &Sets, rows: &[PlanRow], verbose: bool) -> String {
             ""
         }
     )
+}
+
+/// One wave in `plan`: its number, whether it is the canary wave, its size, and the step
+/// of the spec that formed it (`None`: the canaries, or the last wave of a size-only spec).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanWave {
+    pub wave: usize,
+    pub canary: bool,
+    pub tenants: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+}
+
+/// `plan`'s waves and what each step of the spec did.
+pub fn plan_waves(planned: &WavePlan<'_>) -> Vec<PlanWave> {
+    planned
+        .waves
+        .iter()
+        .map(|w| PlanWave {
+            wave: w.number,
+            canary: w.canary,
+            tenants: w.tenants.len(),
+            step: planned
+                .steps
+                .iter()
+                .find(|s| s.wave == Some(w.number))
+                .map(|s| s.step.clone()),
+        })
+        .collect()
+}
+
+/// A step of the spec that placed no tenant, as a line for people: one that matched none
+/// of the selected tenants (most likely a typo) is a warning; one whose tenants earlier
+/// waves took, a note.
+pub fn step_warnings(steps: &[StepPlaced]) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|s| s.placed == 0)
+        .map(|s| match s.matched {
+            Some(0) => format!("warning: wave selector `{}` matched no selected tenant", s.step),
+            Some(n) => format!(
+                "note: wave selector `{}` placed no tenant: its {n} tenant(s) are in earlier waves",
+                s.step
+            ),
+            None => format!("note: wave `{}` placed no tenant: earlier waves reached it", s.step),
+        })
+        .collect()
+}
+
+/// The waves under `plan`'s table, when the spec has selectors (a size-only spec's waves
+/// are plain from the table's WAVE column).
+pub fn waves_text(waves: &[PlanWave], steps: &[StepPlaced]) -> String {
+    if !steps.iter().any(|s| s.matched.is_some()) {
+        return String::new();
+    }
+    let mut t = table(&["WAVE", "TENANTS", "FROM"]);
+    for w in waves {
+        let from = match (&w.step, w.canary) {
+            (_, true) => "canaries".to_owned(),
+            (Some(step), false) => step.clone(),
+            (None, false) => "the rest".to_owned(),
+        };
+        t.add_row(vec![w.wave.to_string(), w.tenants.to_string(), from]);
+    }
+    let mut out = format!("\n{}\n", trim_lines(&t.to_string()));
+    for line in step_warnings(steps) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// One migration's line in `history`.

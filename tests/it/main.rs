@@ -36,6 +36,7 @@ mod repeatables;
 mod rollout;
 mod safety;
 mod seat;
+mod selector_waves;
 mod signals;
 mod sqlite_fk;
 mod status;
