@@ -13,6 +13,7 @@ use crate::model::lint::LintMode;
 use crate::model::migration::{Layout, Version};
 use crate::model::policy::WaveSpec;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
+use crate::model::window::Window;
 use crate::plan::select::{Partition, Selector};
 
 #[derive(Debug, Parser)]
@@ -149,6 +150,11 @@ pub struct Rollout {
     /// anything changes.
     #[arg(long, value_name = "SQL")]
     pub check: Option<String>,
+    /// Start tenants only in this change window, as `Mon-Fri 02:00-05:00 Europe/Copenhagen`
+    /// (days optional; `22:00-02:00` runs past midnight). Outside it the run waits; tenants
+    /// in flight finish. [default: the fleet file's `rollout.window`, else any time]
+    #[arg(long, value_name = "WINDOW")]
+    pub window: Option<Window>,
     /// Ask on the terminal before each next wave.
     #[arg(long)]
     pub confirm: bool,

@@ -23,6 +23,7 @@ use crate::exec::dispatch::{Gates, Policy, Rate, rehearse_check};
 use crate::exec::events::{Events, Stamped};
 use crate::exec::join::Shared;
 use crate::exec::tenant::{Action, Retry};
+use crate::exec::window::{ChangeWindow, SystemClock};
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::foreign::Tool;
 use crate::model::lint::LintMode;
@@ -340,6 +341,8 @@ fn rollout_plan<'f>(
             per_second,
             burst: r.burst.unwrap_or(per_second),
         }),
+        window: (r.window.clone().or_else(|| defaults.window.clone()))
+            .map(|w| ChangeWindow::new(w, std::sync::Arc::new(SystemClock))),
         ..api::limits_policy(fleet, r.max_failures, r.max_skipped, r.rollback)
     };
     Ok((waves, policy))

@@ -63,6 +63,7 @@ pub(super) fn record(fleet: &Fleet, r: &Rollout, policy: &Policy, out_of_order: 
         max_skipped: policy.max_skipped.to_string(),
         rollback: value_name(policy.rollback),
         bake_ms: policy.gates.bake.map(|d| d.as_millis() as u64),
+        window: policy.window.as_ref().map(|w| w.window.to_string()),
         check: policy.gates.check.clone(),
         rate: policy.rate.map(|r| r.per_second.get()),
         burst: policy.rate.map(|r| r.burst.get()),
@@ -188,6 +189,9 @@ pub(super) fn resumed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Re
     );
     r.bake = rec.bake_ms.map(Duration::from_millis);
     r.check = rec.check.clone();
+    r.window = (rec.window.as_deref().map(str::parse))
+        .transpose()
+        .map_err(|e| unreadable("window", &e))?;
     r.rate = rec.rate.and_then(NonZeroU32::new);
     r.burst = rec.burst.and_then(NonZeroU32::new);
     r.tx = Some(TxMode::from_str(&rec.tx, false).map_err(|e| unreadable("--tx", &e))?);
@@ -234,6 +238,11 @@ fn refuse_changed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Result
     differs("--rollback", given.rollback.map(value_name), Some(rec.rollback.clone()))?;
     let bake = given.bake.map(|b| shown(b.as_millis() as u64));
     differs("--bake", bake, rec.bake_ms.map(shown))?;
+    differs(
+        "--window",
+        given.window.as_ref().map(|w| quoted(&w.to_string())),
+        rec.window.as_ref().map(quoted),
+    )?;
     differs(
         "--check",
         given.check.as_ref().map(quoted),

@@ -255,6 +255,8 @@ struct RolloutDoc {
     /// `1,10%,100%` or a list of waves.
     waves: Option<OneOrMany>,
     bake: Option<String>,
+    /// `Mon-Fri 02:00-05:00 Europe/Copenhagen`.
+    window: Option<String>,
     check: Option<String>,
     max_failures: Option<Scalar>,
     max_skipped: Option<Scalar>,
@@ -1307,7 +1309,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct RolloutDoc",
-            "a map of rollout settings (waves, bake, check, max_failures, max_skipped, rollback, check_migrations, lint)",
+            "a map of rollout settings (waves, bake, window, check, max_failures, max_skipped, rollback, check_migrations, lint)",
         ),
         (
             "struct TenantDoc",
@@ -1416,6 +1418,11 @@ fn rollout_defaults(path: &Path, doc: RolloutDoc) -> Result<RolloutDefaults, Fle
             .map(|b| bounds::duration(&b, std::time::Duration::ZERO, bounds::BAKE_MAX))
             .transpose()
             .map_err(|m| invalid("bake", &m))?,
+        window: doc
+            .window
+            .map(|w| w.parse::<crate::model::window::Window>())
+            .transpose()
+            .map_err(|m| invalid("window", &m))?,
         check: doc.check,
         max_failures: doc
             .max_failures

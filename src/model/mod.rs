@@ -18,3 +18,4 @@ pub mod secret;
 pub mod selector;
 pub mod sets;
 pub mod text;
+pub mod window;

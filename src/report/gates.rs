@@ -1,5 +1,6 @@
-//! How the gates between waves read: the lines that say a gate started and ended, the
-//! question `--confirm` asks, and the plain prompt used when no progress bars are drawn.
+//! How the gates between waves read: the lines that say a gate started and ended (and
+//! that the run waits for its change window), the question `--confirm` asks, and the
+//! plain prompt used when no progress bars are drawn.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub fn line(event: &Event) -> Option<String> {
                 (Gate::Confirm, _) => format!("wave {wave}: {detail}"),
             })
         }
+        Event::WindowWait { window, opens_at, .. } => Some(format!(
+            "change window `{window}` is closed: no tenant starts until it opens at {opens_at}; tenants in flight finish"
+        )),
         _ => None,
     }
 }

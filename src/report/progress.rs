@@ -340,6 +340,7 @@ impl ProgressReporter {
                 self.print(line);
             }
             Event::RunFinished { .. } => self.print(line),
+            Event::WindowWait { .. } => self.print_and_status(line),
             Event::StepFinished { .. } | Event::WaveFinished { .. } => {}
             Event::GateStarted { wave, gate } => {
                 self.clock.lock().expect("not poisoned").pause(Instant::now());

@@ -60,6 +60,10 @@ pub struct RecordedPolicy {
     pub max_skipped: String,
     pub rollback: String,
     pub bake_ms: Option<u64>,
+    /// `--window` (or the fleet file's `rollout.window`), as written. Absent in runs
+    /// recorded before it was kept, and in runs without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
     pub check: Option<String>,
     pub rate: Option<u32>,
     pub burst: Option<u32>,
