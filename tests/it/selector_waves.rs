@@ -257,3 +257,24 @@ fn up_runs_selector_waves_in_order_and_resume_keeps_them() {
         assert_eq!(version(&p, id), 4, "{id}");
     }
 }
+
+/// The README's sample of selector waves is what the binary prints on the demo fleet.
+#[test]
+fn the_readmes_selector_waves_sample_is_real_output() {
+    let p = crate::cli::demo_project();
+    let args = [
+        "plan",
+        "--select",
+        "tier=pro",
+        "--waves",
+        "region=us",
+        "--waves",
+        "region=mars",
+        "--waves",
+        "*",
+    ];
+    let plan = p.run(&args);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    let sample = crate::cli::readme_sample("plan --select tier=pro --waves region=us --waves region=mars --waves '*'");
+    assert_eq!(sample, plan.stdout);
+}
