@@ -47,6 +47,8 @@ pub(super) async fn plan(
         .zip(wave_of)
         .map(|(state, wave)| plan_row(&sets, to, state, wave))
         .collect();
+    // The fleet file's: `plan` takes no --window.
+    let window = (fleet.rollout.window.as_ref()).map(|w| tables::plan_window(w, jiff::Timestamp::now()));
     match g.format {
         Format::Json => {
             let lint = crate::report::lint::json(&lint);
@@ -56,6 +58,7 @@ pub(super) async fn plan(
                 "waves": tables::plan_waves(&planned),
                 "wave_steps": planned.steps,
                 "warnings": tables::step_warnings(&planned.steps),
+                "window": window,
                 "lint": lint,
             });
             writeln!(out, "{doc}")?
@@ -67,6 +70,9 @@ pub(super) async fn plan(
                 "{}",
                 tables::waves_text(&tables::plan_waves(&planned), &planned.steps)
             )?;
+            if let Some(window) = &window {
+                write!(out, "{}", tables::window_text(window))?;
+            }
             super::lint::show(&lint, LintMode::Warn, out)?;
         }
     }

@@ -201,6 +201,12 @@ mod tests {
                 },
             },
             finished(Gate::Confirm, true, Some("confirmed"), 5_000),
+            Event::WindowWait {
+                wave: 2,
+                window: "Mon-Fri 02:00-05:00 Europe/Copenhagen".into(),
+                opens_at: "2026-01-15T02:00:00+01:00[Europe/Copenhagen]".into(),
+                opens_at_ms: 1_768_438_800_000,
+            },
         ];
         let lines: Vec<String> = events.iter().filter_map(line).collect();
         insta::assert_snapshot!(lines.join("\n"), @r"
@@ -212,6 +218,7 @@ mod tests {
         wave 1: bake ended early: interrupted
         wave 1: asking before wave 2 (12 tenant(s))
         wave 1: confirmed
+        change window `Mon-Fri 02:00-05:00 Europe/Copenhagen` is closed: no tenant starts until it opens at 2026-01-15T02:00:00+01:00[Europe/Copenhagen]; tenants in flight finish
         ");
     }
 

@@ -7,8 +7,10 @@ use serde::Serialize;
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::refusal::Refusal;
 use crate::model::sets::Sets;
+use crate::model::window::Window;
 use crate::plan::waves::{StepPlaced, WavePlan};
 use crate::report::refusals::{Refused, grouped};
+use jiff::Timestamp;
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -167,6 +169,46 @@ pub fn waves_text(waves: &[PlanWave], steps: &[StepPlaced]) -> String {
     out
 }
 
+/// The fleet file's change window as `plan` shows it: open or closed at `now`, and until
+/// when (in the window's zone).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanWindow {
+    pub window: String,
+    pub open: bool,
+    /// When it closes, if open now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<String>,
+    /// When it opens next, if closed now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
+}
+
+pub fn plan_window(window: &Window, now: Timestamp) -> PlanWindow {
+    let zoned = |t: Timestamp| t.to_zoned_datetime(window.zone().clone()).to_string();
+    let closes_at = window.closes(now);
+    PlanWindow {
+        window: window.to_string(),
+        open: closes_at.is_some(),
+        closes_at: closes_at.map(zoned),
+        opens_at: match closes_at {
+            Some(_) => None,
+            None => window.next_open(now).map(zoned),
+        },
+    }
+}
+
+/// [`PlanWindow`]'s line under `plan`'s table.
+pub fn window_text(w: &PlanWindow) -> String {
+    match (&w.closes_at, &w.opens_at) {
+        (Some(close), _) => format!("change window `{}`: open now, until {close}\n", w.window),
+        (None, Some(open)) => format!(
+            "change window `{}`: closed now; `up` starts no tenant before {open}\n",
+            w.window
+        ),
+        (None, None) => format!("change window `{}`: closed\n", w.window),
+    }
+}
+
 /// One migration's line in `history`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryRow {
@@ -302,6 +344,24 @@ pub fn source_short(s: &crate::model::record::RunSource) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_says_whether_the_window_is_open_and_until_when() {
+        let window: Window = "Mon-Fri 02:00-05:00 Europe/Copenhagen".parse().unwrap();
+        let open = plan_window(&window, "2026-01-14T02:00:00Z".parse().unwrap());
+        assert_eq!(
+            window_text(&open),
+            "change window `Mon-Fri 02:00-05:00 Europe/Copenhagen`: open now, until \
+             2026-01-14T05:00:00+01:00[Europe/Copenhagen]\n"
+        );
+        let closed = plan_window(&window, "2026-01-16T12:00:00Z".parse().unwrap());
+        assert!(!closed.open);
+        assert_eq!(
+            closed.opens_at.as_deref(),
+            Some("2026-01-19T02:00:00+01:00[Europe/Copenhagen]")
+        );
+        assert!(window_text(&closed).contains("closed now; `up` starts no tenant before 2026-01-19T02:00"));
+    }
 
     fn row(wave: usize, id: &str, from: i64, to: i64, steps: &[&str]) -> PlanRow {
         PlanRow {

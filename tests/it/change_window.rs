@@ -39,7 +39,26 @@ fn a_window_open_now_lets_the_run_go() {
     assert!(!up.stdout.contains("window_wait"), "{}", up.stdout);
     let yaml = std::fs::read_to_string(p.path().join("tenants.yaml")).unwrap();
     p.fleet(&format!("rollout:\n  window: \"Mon-Sun {window}\"\n{yaml}"));
+    let plan = p.run(&["plan"]);
+    assert!(
+        plan.stdout
+            .contains(&format!("change window `Mon-Sun {window}`: open now, until ")),
+        "{}",
+        plan.stdout
+    );
     assert_eq!(p.run(&["down", "--steps", "1"]).code, 0);
+    let closed = window_from_now(2, 1);
+    p.fleet(&format!("rollout:\n  window: \"{closed}\"\n{yaml}"));
+    let plan = p.run(&["plan", "--format", "json"]);
+    let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(doc["window"]["open"], false, "{doc}");
+    assert!(
+        doc["window"]["opens_at"]
+            .as_str()
+            .unwrap()
+            .ends_with(":00:00+00:00[UTC]"),
+        "{doc}"
+    );
 }
 
 #[test]
