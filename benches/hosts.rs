@@ -76,11 +76,30 @@ impl Shape {
 
 fn shapes() -> Vec<Shape> {
     let three = |interleaved| Shape {
-        name: if interleaved { "three, interleaved" } else { "three, grouped" },
+        name: if interleaved {
+            "three, interleaved"
+        } else {
+            "three, grouped"
+        },
         hosts: vec![
-            Host { name: "slow", cap: 1, tenants: 16, steps: 1 },
-            Host { name: "large", cap: 8, tenants: 96, steps: 1 },
-            Host { name: "double", cap: 4, tenants: 32, steps: 2 },
+            Host {
+                name: "slow",
+                cap: 1,
+                tenants: 16,
+                steps: 1,
+            },
+            Host {
+                name: "large",
+                cap: 8,
+                tenants: 96,
+                steps: 1,
+            },
+            Host {
+                name: "double",
+                cap: 4,
+                tenants: 32,
+                steps: 2,
+            },
         ],
         interleaved,
         concurrency: 8,
@@ -89,8 +108,18 @@ fn shapes() -> Vec<Shape> {
         Shape {
             name: "two (issue 14's)",
             hosts: vec![
-                Host { name: "a", cap: 1, tenants: 16, steps: 1 },
-                Host { name: "b", cap: 8, tenants: 160, steps: 1 },
+                Host {
+                    name: "a",
+                    cap: 1,
+                    tenants: 16,
+                    steps: 1,
+                },
+                Host {
+                    name: "b",
+                    cap: 8,
+                    tenants: 160,
+                    steps: 1,
+                },
             ],
             interleaved: false,
             concurrency: 8,
@@ -103,7 +132,10 @@ fn shapes() -> Vec<Shape> {
 fn write_project(dir: &Path, url: &str, shape: &Shape, step: f64) {
     let mut fleet = String::from("hosts:\n");
     for h in &shape.hosts {
-        fleet.push_str(&format!("  {}: {{ url: \"{url}\", max_connections: {} }}\n", h.name, h.cap));
+        fleet.push_str(&format!(
+            "  {}: {{ url: \"{url}\", max_connections: {} }}\n",
+            h.name, h.cap
+        ));
     }
     fleet.push_str("tenants:\n");
     for (id, host) in shape.tenants() {
@@ -123,7 +155,9 @@ fn write_project(dir: &Path, url: &str, shape: &Shape, step: f64) {
 
 async fn fresh_db(server: &str, db: &str) {
     let mut c = PgConnection::connect(&format!("{server}/postgres")).await.unwrap();
-    c.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str()).await.unwrap();
+    c.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str())
+        .await
+        .unwrap();
     c.execute(format!("CREATE DATABASE \"{db}\"").as_str()).await.unwrap();
 }
 
@@ -165,8 +199,14 @@ async fn main() {
             times.push(run(dir.path(), shape.concurrency));
         }
         let (wall, bound) = (median(times), shape.bound(step));
-        println!("| {} | {wall:.2} | {bound:.2} | {:.0}% |", shape.name, 100.0 * bound / wall);
+        println!(
+            "| {} | {wall:.2} | {bound:.2} | {:.0}% |",
+            shape.name,
+            100.0 * bound / wall
+        );
     }
     let mut c = PgConnection::connect(&format!("{server}/postgres")).await.unwrap();
-    c.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str()).await.unwrap();
+    c.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str())
+        .await
+        .unwrap();
 }

@@ -26,7 +26,7 @@ use crate::model::secret::DbUrl;
 pub use crate::model::sets::Sets;
 use crate::plan::select::select;
 use crate::plan::tenant::Target;
-use crate::plan::waves::{Wave, waves};
+use crate::plan::waves::{Wave, WavePlan};
 
 pub use crate::exec::tenant::Retry;
 pub use crate::exec::wait::{WaitOptions, WaitOutcome};
@@ -261,16 +261,17 @@ pub(crate) async fn inspect_adoptable<'t>(
 }
 
 /// The rollout's waves: canaries (marked `canary: true`, or matching one of `canary`)
-/// first, then `spec`, else the fleet file's `rollout.waves`.
+/// first, then `spec`, else the fleet file's `rollout.waves`; with what each step of the
+/// spec placed.
 pub(crate) fn plan_waves<'f>(
     fleet: &Fleet,
     tenants: &[&'f Tenant],
     canary: &[Selector],
     spec: Option<&WaveSpec>,
-) -> Vec<Wave<'f>> {
+) -> Result<WavePlan<'f>, Error> {
     let is_canary = |t: &Tenant| t.canary || canary.iter().any(|s| s.matches(t));
     let spec = spec.or(fleet.rollout.waves.as_ref()).cloned().unwrap_or_default();
-    waves(tenants, &is_canary, &spec)
+    Ok(crate::plan::waves::plan(tenants, &is_canary, &spec)?)
 }
 
 /// The failure and skip limits and rollback: those given, else the fleet file's
@@ -519,7 +520,7 @@ pub async fn up(fleet: &Fleet, sets: &Sets, opts: &Options, up: &UpOptions) -> R
     ctx.retry = up.retry;
     let mut run = Run {
         ctx,
-        waves: plan_waves(fleet, &tenants, &[], None),
+        waves: plan_waves(fleet, &tenants, &[], None)?.waves,
         action: Action::Migrate(Target::Up { to }),
         policy: limits_policy(fleet, up.max_failures, up.max_skipped, up.rollback),
         command: "up",

@@ -76,7 +76,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             canary,
             waves,
             verbose,
-        } => fleet::plan(g, *to, canary, waves.as_ref(), *verbose, out).await,
+        } => fleet::plan(g, *to, canary, waves, *verbose, out).await,
         Command::Status { .. } => fleet::status(g, &cli.command, out).await,
         Command::Wait { to, timeout, interval } => {
             let wait = WaitOptions {

@@ -13,6 +13,7 @@ use crate::model::lint::LintMode;
 use crate::model::migration::{Layout, Version};
 use crate::model::policy::WaveSpec;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
+use crate::model::window::Window;
 use crate::plan::select::{Partition, Selector};
 
 #[derive(Debug, Parser)]
@@ -116,9 +117,11 @@ pub struct Rollout {
     /// Tenants that form the first wave, besides those marked `canary: true`.
     #[arg(long, value_name = "EXPR")]
     pub canary: Vec<Selector>,
-    /// Cumulative wave sizes for the tenants after the canaries, e.g. `1,10%,50%,100%`.
-    #[arg(long)]
-    pub waves: Option<WaveSpec>,
+    /// The waves after the canaries: cumulative sizes (`1,10%,50%,100%`), or, one per
+    /// --waves, a selector (`region=eu,tier!=enterprise`: the tenants not placed yet that
+    /// match) or `*` (all left). With selectors, every tenant must be placed: end with `*`.
+    #[arg(long, value_name = "WAVES")]
+    pub waves: Vec<WaveSpec>,
     /// Run the canary wave only (tenants marked `canary: true` or matching --canary). With
     /// --partition K/N, the whole fleet's canaries run in share 1 and the other shares do
     /// nothing, so one job template can run it on every runner first.
@@ -146,6 +149,11 @@ pub struct Rollout {
     /// anything changes.
     #[arg(long, value_name = "SQL")]
     pub check: Option<String>,
+    /// Start tenants only in this change window, as `Mon-Fri 02:00-05:00 Europe/Copenhagen`
+    /// (days optional; `22:00-02:00` runs past midnight). Outside it the run waits; tenants
+    /// in flight finish. [default: the fleet file's `rollout.window`, else any time]
+    #[arg(long, value_name = "WINDOW")]
+    pub window: Option<Window>,
     /// Ask on the terminal before each next wave.
     #[arg(long)]
     pub confirm: bool,
@@ -257,9 +265,9 @@ pub enum Command {
         /// Tenants that form the first wave, besides those marked `canary: true`.
         #[arg(long, value_name = "EXPR")]
         canary: Vec<Selector>,
-        /// Cumulative wave sizes, as for `up`.
-        #[arg(long)]
-        waves: Option<WaveSpec>,
+        /// The waves after the canaries, as for `up`: sizes, selectors or `*`.
+        #[arg(long, value_name = "WAVES")]
+        waves: Vec<WaveSpec>,
         /// List every migration a tenant would run, not their range and count.
         #[arg(long, short = 'v')]
         verbose: bool,

@@ -31,6 +31,9 @@ pub enum Error {
     Ledger(#[from] crate::driver::ledger::LedgerError),
     #[error("{0}")]
     Usage(String),
+    /// Selector waves that leave selected tenants in no wave.
+    #[error(transparent)]
+    Waves(#[from] crate::plan::waves::Unplaced),
     /// `--partition K/N` picked no tenant, or `--canary-only` runs in another share: not an
     /// error, nothing to do (exit 0), said on stderr.
     #[error("{0}")]

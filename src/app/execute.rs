@@ -24,6 +24,7 @@ use crate::exec::dispatch::{Gates, Policy, Rate, rehearse_check};
 use crate::exec::events::{Events, Stamped};
 use crate::exec::join::Shared;
 use crate::exec::tenant::{Action, Retry};
+use crate::exec::window::{ChangeWindow, SystemClock};
 use crate::model::fleet::{Fleet, Tenant};
 use crate::model::foreign::Tool;
 use crate::model::lint::LintMode;
@@ -33,7 +34,7 @@ use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
 use crate::model::run::RunReport;
 use crate::model::sets::Sets;
 use crate::plan::tenant::Target;
-use crate::plan::waves::{Wave, waves};
+use crate::plan::waves::{Wave, single};
 use crate::report::json::write_event;
 use crate::report::notify::Notices;
 use crate::report::progress::ProgressReporter;
@@ -245,7 +246,13 @@ fn webhooks(fleet: &Fleet, rollout: Option<&Rollout>) -> Result<Vec<Webhook>, Er
 /// there (resumed, joined). Every refusal comes before the ledger hears of the run: a
 /// refused run leaves no run behind for `--resume` to pick up.
 async fn prepare<'f>(g: &Global, fleet: &'f Fleet, sets: &'f Sets, args: RunArgs<'_, 'f>) -> Result<Run<'f>, Error> {
-    let (waves, policy) = rollout_plan(fleet, &args.tenants, args.rollout)?;
+    // A resumed or joined run keeps the waves it was started with, whatever the fleet's
+    // labels say today.
+    let kept = match &args.record {
+        Record::Taken(resume) => Some(resume.waves.clone()),
+        _ => None,
+    };
+    let (waves, policy) = rollout_plan(fleet, &args.tenants, args.rollout, kept)?;
     check_history_compat(sets, fleet, &args.tenants)?;
     let opts = options(g, None);
     let mut ctx = api::context(fleet, sets, &opts);
@@ -278,7 +285,8 @@ async fn prepare<'f>(g: &Global, fleet: &'f Fleet, sets: &'f Sets, args: RunArgs
     let out_of_order = sets.iter().any(|(_, s)| s.out_of_order());
     let recorded = args
         .rollout
-        .map(|r| resume::record(fleet, r, &run.policy, out_of_order));
+        .map(|r| resume::record(fleet, r, &run.policy, out_of_order))
+        .transpose()?;
     match args.record {
         Record::New => run.begin(open_ledger(g, fleet).await?, recorded).await?,
         Record::NewShared { ledger, lease } => run.begin_shared(ledger, recorded, lease).await?,
@@ -316,6 +324,7 @@ fn rollout_plan<'f>(
     fleet: &Fleet,
     tenants: &[&'f Tenant],
     rollout: Option<&Rollout>,
+    kept: Option<Vec<Wave<'f>>>,
 ) -> Result<(Vec<Wave<'f>>, Policy), Error> {
     let Some(r) = rollout else {
         let policy = Policy {
@@ -324,14 +333,17 @@ fn rollout_plan<'f>(
             rollback: RollbackPolicy::None,
             ..Policy::default()
         };
-        return Ok((waves(tenants, &|_| false, &Default::default()), policy));
+        return Ok((kept.unwrap_or_else(|| single(tenants)), policy));
     };
     if r.confirm && !r.yes && !can_confirm() {
         return Err(Error::Usage(
             "--confirm needs a terminal to ask on; add --yes to go on without asking".into(),
         ));
     }
-    let waves = api::plan_waves(fleet, tenants, &r.canary, r.waves.as_ref());
+    let waves = match kept {
+        Some(waves) => waves,
+        None => api::plan_waves(fleet, tenants, &r.canary, resume::wave_spec(r)?.as_ref())?.waves,
+    };
     if let Some(p) = r.pause_after {
         if p == 0 || p > waves.len() {
             return Err(Error::Usage(format!(
@@ -354,6 +366,8 @@ fn rollout_plan<'f>(
             per_second,
             burst: r.burst.unwrap_or(per_second),
         }),
+        window: (r.window.clone().or_else(|| defaults.window.clone()))
+            .map(|w| ChangeWindow::new(w, std::sync::Arc::new(SystemClock))),
         ..api::limits_policy(fleet, r.max_failures, r.max_skipped, r.rollback)
     };
     Ok((waves, policy))

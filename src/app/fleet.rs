@@ -26,7 +26,7 @@ pub(super) async fn plan(
     g: &Global,
     to: Option<Version>,
     canary: &[Selector],
-    spec: Option<&WaveSpec>,
+    waves: &[WaveSpec],
     verbose: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, Error> {
@@ -35,7 +35,9 @@ pub(super) async fn plan(
     let sets = super::load_set_of(g, &fleet)?;
     let tenants = api::selected(&fleet, &opts.select)?;
     let to = api::target(&sets, opts.to)?;
-    let waves = api::plan_waves(&fleet, &tenants, canary, spec);
+    let spec = WaveSpec::joined(waves).map_err(|e| Error::Usage(format!("--waves: {e}")))?;
+    let planned = api::plan_waves(&fleet, &tenants, canary, spec.as_ref())?;
+    let waves = &planned.waves;
     let ordered: Vec<&Tenant> = waves.iter().flat_map(|w| w.tenants.iter().copied()).collect();
     let wave_of: Vec<usize> = waves.iter().flat_map(|w| w.tenants.iter().map(|_| w.number)).collect();
     let states = api::inspect(&fleet, &sets, &opts, &ordered).await;
@@ -45,17 +47,32 @@ pub(super) async fn plan(
         .zip(wave_of)
         .map(|(state, wave)| plan_row(&sets, to, state, wave))
         .collect();
+    // The fleet file's: `plan` takes no --window.
+    let window = (fleet.rollout.window.as_ref()).map(|w| tables::plan_window(w, jiff::Timestamp::now()));
     match g.format {
         Format::Json => {
             let lint = crate::report::lint::json(&lint);
-            writeln!(
-                out,
-                "{}",
-                serde_json::json!({ "target": to, "tenants": rows, "lint": lint })
-            )?
+            let doc = serde_json::json!({
+                "target": to,
+                "tenants": rows,
+                "waves": tables::plan_waves(&planned),
+                "wave_steps": planned.steps,
+                "warnings": tables::step_warnings(&planned.steps),
+                "window": window,
+                "lint": lint,
+            });
+            writeln!(out, "{doc}")?
         }
         Format::Text | Format::Github | Format::Openmetrics => {
             write!(out, "{}", tables::plan_text(&sets, &rows, verbose))?;
+            write!(
+                out,
+                "{}",
+                tables::waves_text(&tables::plan_waves(&planned), &planned.steps)
+            )?;
+            if let Some(window) = &window {
+                write!(out, "{}", tables::window_text(window))?;
+            }
             super::lint::show(&lint, LintMode::Warn, out)?;
         }
     }

@@ -17,12 +17,31 @@ use crate::error::Error;
 use crate::exec::dispatch::Policy;
 use crate::exec::tenant::Action;
 use crate::model::fleet::Fleet;
-use crate::model::policy::WaveSpec;
-use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy};
+use crate::model::policy::{BadPolicy, MaxFailures, MaxSkipped, RollbackPolicy, WaveSpec, WaveStep};
 use crate::plan::tenant::Target;
 
-fn spec_text(spec: &WaveSpec) -> String {
-    spec.0.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+/// The `--waves` a command line gives, as one spec.
+pub(super) fn wave_spec(r: &Rollout) -> Result<Option<WaveSpec>, Error> {
+    WaveSpec::joined(&r.waves).map_err(|e| Error::Usage(format!("--waves: {e}")))
+}
+
+/// How the ledger keeps a spec: sizes alone as the text `--waves` takes (`1,10%,100%`),
+/// as it always did; a spec with selectors or `*` step by step, each one a `--waves`
+/// value, since a selector's own commas join its terms.
+fn recorded_spec(spec: Option<&WaveSpec>) -> (Option<String>, Vec<String>) {
+    match spec {
+        Some(spec) if spec.has_selectors() || spec.0.contains(&WaveStep::Rest) => (None, spec.steps_text()),
+        Some(spec) => (Some(spec.to_string()), Vec::new()),
+        None => (None, Vec::new()),
+    }
+}
+
+/// The spec the ledger kept (see [`recorded_spec`]).
+fn spec_of(rec: &RecordedPolicy) -> Result<Option<WaveSpec>, BadPolicy> {
+    if !rec.wave_steps.is_empty() {
+        return WaveSpec::from_parts(&rec.wave_steps).map(Some);
+    }
+    rec.waves.as_deref().map(str::parse).transpose()
 }
 
 fn value_name<V: ValueEnum>(v: V) -> String {
@@ -33,14 +52,18 @@ fn value_name<V: ValueEnum>(v: V) -> String {
 
 /// What the ledger keeps of a new run's rollout: the values in force, flags or the fleet
 /// file's `rollout:` defaults.
-pub(super) fn record(fleet: &Fleet, r: &Rollout, policy: &Policy, out_of_order: bool) -> RecordedPolicy {
-    RecordedPolicy {
-        waves: r.waves.as_ref().or(fleet.rollout.waves.as_ref()).map(spec_text),
+pub(super) fn record(fleet: &Fleet, r: &Rollout, policy: &Policy, out_of_order: bool) -> Result<RecordedPolicy, Error> {
+    let given = wave_spec(r)?;
+    let (waves, wave_steps) = recorded_spec(given.as_ref().or(fleet.rollout.waves.as_ref()));
+    Ok(RecordedPolicy {
+        waves,
+        wave_steps,
         canary: r.canary.iter().map(|s| s.to_string()).collect(),
         max_failures: policy.max_failures.to_string(),
         max_skipped: policy.max_skipped.to_string(),
         rollback: value_name(policy.rollback),
         bake_ms: policy.gates.bake.map(|d| d.as_millis() as u64),
+        window: policy.window.as_ref().map(|w| w.window.to_string()),
         check: policy.gates.check.clone(),
         rate: policy.rate.map(|r| r.per_second.get()),
         burst: policy.rate.map(|r| r.burst.get()),
@@ -48,7 +71,7 @@ pub(super) fn record(fleet: &Fleet, r: &Rollout, policy: &Policy, out_of_order: 
         retry_for_ms: Some(r.retry_within().as_millis() as u64),
         retries: r.retries,
         out_of_order,
-    }
+    })
 }
 
 /// `up --resume [RUN]`: the newest unfinished run, or RUN, goes on with its own target,
@@ -143,12 +166,7 @@ pub(super) fn resumed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Re
         ))
     };
     let mut r = given.clone();
-    r.waves = rec
-        .waves
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e| unreadable("waves", &e))?;
+    r.waves = spec_of(rec).map_err(|e| unreadable("waves", &e))?.into_iter().collect();
     r.canary = rec
         .canary
         .iter()
@@ -171,6 +189,9 @@ pub(super) fn resumed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Re
     );
     r.bake = rec.bake_ms.map(Duration::from_millis);
     r.check = rec.check.clone();
+    r.window = (rec.window.as_deref().map(str::parse))
+        .transpose()
+        .map_err(|e| unreadable("window", &e))?;
     r.rate = rec.rate.and_then(NonZeroU32::new);
     r.burst = rec.burst.and_then(NonZeroU32::new);
     r.tx = Some(TxMode::from_str(&rec.tx, false).map_err(|e| unreadable("--tx", &e))?);
@@ -199,7 +220,12 @@ fn refuse_changed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Result
     let shown = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
     let quoted = |s: &String| format!("\"{s}\"");
     let text = |n: u32| n.to_string();
-    differs("--waves", given.waves.as_ref().map(spec_text), rec.waves.clone())?;
+    let recorded = spec_of(rec).ok().flatten();
+    if let Some(spec) = wave_spec(given)? {
+        if Some(&spec) != recorded.as_ref() {
+            return refuse("--waves", spec.to_string(), recorded.map(|r| r.to_string()));
+        }
+    }
     let canary: Vec<String> = given.canary.iter().map(|s| s.to_string()).collect();
     if !canary.is_empty() && canary != rec.canary {
         let recorded = (!rec.canary.is_empty()).then(|| rec.canary.join(" --canary "));
@@ -212,6 +238,11 @@ fn refuse_changed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Result
     differs("--rollback", given.rollback.map(value_name), Some(rec.rollback.clone()))?;
     let bake = given.bake.map(|b| shown(b.as_millis() as u64));
     differs("--bake", bake, rec.bake_ms.map(shown))?;
+    differs(
+        "--window",
+        given.window.as_ref().map(|w| quoted(&w.to_string())),
+        rec.window.as_ref().map(quoted),
+    )?;
     differs(
         "--check",
         given.check.as_ref().map(quoted),

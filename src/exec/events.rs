@@ -86,6 +86,15 @@ pub enum Event {
         summary: Summary,
         stop_reason: StopReason,
     },
+    /// The change window (`--window`, `rollout.window`) is closed: no tenant starts until
+    /// `opens_at` (in the window's zone; `opens_at_ms`: Unix epoch ms). Tenants in flight
+    /// go on. Said once per closed spell, by wave `wave`, whose tenants wait.
+    WindowWait {
+        wave: usize,
+        window: String,
+        opens_at: String,
+        opens_at_ms: u64,
+    },
     /// A gate after wave `wave` begins: the run waits on it before the next wave.
     GateStarted {
         wave: usize,

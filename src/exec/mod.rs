@@ -9,4 +9,5 @@ pub mod run;
 pub mod tenant;
 pub mod turns;
 pub mod wait;
+pub mod window;
 pub mod work;

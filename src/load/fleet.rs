@@ -18,7 +18,7 @@ use crate::model::fleet::{
 use crate::model::foreign::{RevisionMap, Tool};
 use crate::model::migration::{Layout, Version, VersionStyle};
 use crate::model::notify::{NotifyFormat, Webhook};
-use crate::model::policy::RollbackPolicy;
+use crate::model::policy::{RollbackPolicy, WaveSpec};
 use crate::model::secret::{DbUrl, redact, scrub};
 
 /// Sessions per host when the fleet file does not say.
@@ -270,9 +270,11 @@ struct DiscoverDoc {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RolloutDoc {
-    /// `1,10%,100%` or a list of sizes.
+    /// `1,10%,100%` or a list of waves.
     waves: Option<OneOrMany>,
     bake: Option<String>,
+    /// `Mon-Fri 02:00-05:00 Europe/Copenhagen`.
+    window: Option<String>,
     check: Option<String>,
     max_failures: Option<Scalar>,
     max_skipped: Option<Scalar>,
@@ -283,7 +285,7 @@ struct RolloutDoc {
     lint: Option<String>,
 }
 
-/// `waves:` as one text (`1,10%,100%`) or a list of sizes.
+/// `waves:` as one text (`1,10%,100%`) or a list of waves (sizes, selectors, `*`).
 #[derive(Debug)]
 enum OneOrMany {
     One(Scalar),
@@ -296,7 +298,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = OneOrMany;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("wave sizes, as text such as \"1,10%,100%\" or a list such as [1, 10%, 100%]")
+                f.write_str("waves, as text such as \"1,10%,100%\" or a list such as [\"canary=true\", 10%, \"region=eu\", \"*\"]")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
                 let mut out = Vec::new();
@@ -1355,7 +1357,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct RolloutDoc",
-            "a map of rollout settings (waves, bake, check, max_failures, max_skipped, rollback, check_migrations, lint)",
+            "a map of rollout settings (waves, bake, window, check, max_failures, max_skipped, rollback, check_migrations, lint)",
         ),
         (
             "struct TenantDoc",
@@ -1451,16 +1453,24 @@ fn rollout_defaults(path: &Path, doc: RolloutDoc) -> Result<RolloutDefaults, Fle
     let invalid = |field: &str, m: &dyn fmt::Display| invalid(path, format!("rollout {field}"), m);
     let waves = match doc.waves {
         None => None,
-        Some(OneOrMany::One(s)) => Some(s.into_string()),
-        Some(OneOrMany::Many(v)) => Some(v.into_iter().map(Scalar::into_string).collect::<Vec<_>>().join(",")),
+        Some(OneOrMany::One(s)) => Some(vec![s.into_string()]),
+        Some(OneOrMany::Many(v)) => Some(v.into_iter().map(Scalar::into_string).collect::<Vec<_>>()),
     };
     Ok(RolloutDefaults {
-        waves: waves.map(|w| w.parse()).transpose().map_err(|m| invalid("waves", &m))?,
+        waves: waves
+            .map(|parts| WaveSpec::from_parts(&parts))
+            .transpose()
+            .map_err(|m| invalid("waves", &m))?,
         bake: doc
             .bake
             .map(|b| bounds::duration(&b, std::time::Duration::ZERO, bounds::BAKE_MAX))
             .transpose()
             .map_err(|m| invalid("bake", &m))?,
+        window: doc
+            .window
+            .map(|w| w.parse::<crate::model::window::Window>())
+            .transpose()
+            .map_err(|m| invalid("window", &m))?,
         check: doc.check,
         max_failures: doc
             .max_failures
@@ -2166,7 +2176,7 @@ tenants:
             ),
             (
                 "rollout: {waves: {a: 1}}\ntenants: []\n",
-                "rollout.waves: invalid type: map, expected wave sizes",
+                "rollout.waves: invalid type: map, expected waves, as text",
             ),
             (
                 "tenants:\n  - {id: a, url: 'sqlite://a.db', init_sql: 5}\n",

@@ -343,6 +343,8 @@ impl Tenant {
 pub struct RolloutDefaults {
     pub waves: Option<WaveSpec>,
     pub bake: Option<Duration>,
+    /// `window: "Mon-Fri 02:00-05:00 Europe/Copenhagen"`: tenants start only then.
+    pub window: Option<crate::model::window::Window>,
     pub check: Option<String>,
     pub max_failures: Option<MaxFailures>,
     pub max_skipped: Option<MaxSkipped>,

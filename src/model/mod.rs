@@ -16,5 +16,7 @@ pub mod record;
 pub mod refusal;
 pub mod run;
 pub mod secret;
+pub mod selector;
 pub mod sets;
 pub mod text;
+pub mod window;

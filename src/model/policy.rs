@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::selector::{BadSelector, Selector};
+
 /// `--max-failures`: how many failed tenants stop the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,12 +50,18 @@ pub enum BadPolicy {
     SkipLimit(String),
     #[error("`{0}` is not one of failed, wave, run, none")]
     Rollback(String),
-    #[error("wave size `{0}` is not a count (10) or a percentage (10%) from 1 to 100%")]
+    #[error(
+        "wave `{0}` is not a size (a count such as 10, or a percentage from 1% to 100%), a selector (`region=eu`) or `*`"
+    )]
     WaveSize(String),
     #[error("wave sizes `{spec}` are cumulative: `{size}` cannot be smaller than the size before it")]
     Shrinking { spec: String, size: WaveSize },
     #[error("wave sizes `{0}`: nothing can follow `100%`")]
     AfterAll(String),
+    #[error("waves `{0}`: nothing can follow `*`, which takes every tenant not placed yet")]
+    AfterRest(String),
+    #[error("wave `{0}` is not a selector (`key=value`, `key!=value`, comma-joined), a size or `*`: {1}")]
+    WaveSelector(String, BadSelector),
 }
 
 impl FromStr for MaxFailures {
@@ -341,36 +349,137 @@ impl fmt::Display for WaveSize {
     }
 }
 
-/// Cumulative wave sizes for the tenants after the canaries, e.g. `1,10%,50%,100%`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct WaveSpec(pub Vec<WaveSize>);
+/// One step of a wave spec: a cumulative size, or the tenants a selector picks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaveStep {
+    /// The wave brings the tenants placed after the canary wave up to this size.
+    Size(WaveSize),
+    /// The tenants not placed yet that match (`region=eu,tier!=enterprise`).
+    Select(Selector),
+    /// `*`: every tenant not placed yet.
+    Rest,
+}
 
-/// Sizes are cumulative, so none may be smaller than the one before it of its kind
-/// (`5,2` or `50%,20%` is a mistake, not two waves), and nothing may follow `100%`.
-impl FromStr for WaveSpec {
-    type Err = BadPolicy;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let sizes = s.split(',').map(str::parse).collect::<Result<Vec<WaveSize>, _>>()?;
+impl WaveStep {
+    /// One step as a flag or the fleet file writes it.
+    fn parse(text: &str) -> Result<WaveStep, BadPolicy> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(WaveStep::Rest);
+        }
+        if !text.contains('=') {
+            return text.parse().map(WaveStep::Size);
+        }
+        text.parse()
+            .map(WaveStep::Select)
+            .map_err(|e| BadPolicy::WaveSelector(text.to_owned(), e))
+    }
+}
+
+impl fmt::Display for WaveStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaveStep::Size(size) => size.fmt(f),
+            WaveStep::Select(selector) => selector.fmt(f),
+            WaveStep::Rest => f.write_str("*"),
+        }
+    }
+}
+
+/// The waves after the canaries, in order: cumulative sizes (`1,10%,50%,100%`), selectors
+/// (`region=eu`), `*`, or a mix.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WaveSpec(pub Vec<WaveStep>);
+
+impl WaveSpec {
+    /// A spec from its parts in order, each one as a `--waves` value or a `waves:` list
+    /// item gives it: sizes (`5,50%`), one selector (`region=eu,tier!=enterprise`: its
+    /// commas join terms), or `*`.
+    pub fn from_parts<S: AsRef<str>>(parts: &[S]) -> Result<WaveSpec, BadPolicy> {
+        let mut steps = Vec::new();
+        for part in parts {
+            steps.extend(WaveSpec::part(part.as_ref())?);
+        }
+        let text = parts.iter().map(|p| p.as_ref().trim()).collect::<Vec<_>>().join(" ");
+        WaveSpec::checked(steps, &text)
+    }
+
+    /// One part: sizes when it holds no `=`, else one selector.
+    fn part(text: &str) -> Result<Vec<WaveStep>, BadPolicy> {
+        if text.contains('=') {
+            return WaveStep::parse(text).map(|step| vec![step]);
+        }
+        text.split(',').map(WaveStep::parse).collect()
+    }
+
+    /// The spec several `--waves` give together, checked as one (`None` when none is given).
+    pub fn joined(parts: &[WaveSpec]) -> Result<Option<WaveSpec>, BadPolicy> {
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let steps: Vec<String> = parts.iter().flat_map(WaveSpec::steps_text).collect();
+        WaveSpec::from_parts(&steps).map(Some)
+    }
+
+    /// Whether any step is a selector: such a spec must place every tenant itself.
+    pub fn has_selectors(&self) -> bool {
+        self.0.iter().any(|s| matches!(s, WaveStep::Select(_)))
+    }
+
+    /// Each step as its own `--waves` value, as the ledger keeps them.
+    pub fn steps_text(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+
+    /// Sizes are cumulative, so none may be smaller than the one before it of its kind
+    /// (`5,2` or `50%,20%` is a mistake, not two waves), and nothing may follow `100%` or
+    /// `*`, which leave nothing to place.
+    fn checked(steps: Vec<WaveStep>, text: &str) -> Result<WaveSpec, BadPolicy> {
         let (mut count, mut percent) = (None, None);
-        for (i, size) in sizes.iter().enumerate() {
-            let (last, value) = match *size {
+        for (i, step) in steps.iter().enumerate() {
+            let last = i + 1 == steps.len();
+            let size = match step {
+                WaveStep::Rest if !last => return Err(BadPolicy::AfterRest(text.to_owned())),
+                WaveStep::Size(size) => *size,
+                _ => continue,
+            };
+            let (before, value) = match size {
                 WaveSize::Count(n) => (&mut count, n),
                 WaveSize::Percent(p) => (&mut percent, p as usize),
             };
-            if let Some(before) = *last {
-                if value < before {
-                    return Err(BadPolicy::Shrinking {
-                        spec: s.to_owned(),
-                        size: *size,
-                    });
-                }
+            if before.is_some_and(|before| value < before) {
+                return Err(BadPolicy::Shrinking {
+                    spec: text.to_owned(),
+                    size,
+                });
             }
-            *last = Some(value);
-            if percent == Some(100) && i + 1 < sizes.len() {
-                return Err(BadPolicy::AfterAll(s.to_owned()));
+            *before = Some(value);
+            if percent == Some(100) && !last {
+                return Err(BadPolicy::AfterAll(text.to_owned()));
             }
         }
-        Ok(WaveSpec(sizes))
+        Ok(WaveSpec(steps))
+    }
+}
+
+/// One `--waves` value: `1,10%,50%,100%`, one selector, or `*`.
+impl FromStr for WaveSpec {
+    type Err = BadPolicy;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        WaveSpec::from_parts(&[s])
+    }
+}
+
+/// Sizes alone as they were always written (`1,10%,100%`); with selectors, one step
+/// after another (`canary=true; 5%; region=eu; *`).
+impl fmt::Display for WaveSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sep = if self.has_selectors() || self.0.contains(&WaveStep::Rest) {
+            "; "
+        } else {
+            ","
+        };
+        f.write_str(&self.steps_text().join(sep))
     }
 }
 

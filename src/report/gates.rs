@@ -1,5 +1,6 @@
-//! How the gates between waves read: the lines that say a gate started and ended, the
-//! question `--confirm` asks, and the plain prompt used when no progress bars are drawn.
+//! How the gates between waves read: the lines that say a gate started and ended (and
+//! that the run waits for its change window), the question `--confirm` asks, and the
+//! plain prompt used when no progress bars are drawn.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub fn line(event: &Event) -> Option<String> {
                 (Gate::Confirm, _) => format!("wave {wave}: {detail}"),
             })
         }
+        Event::WindowWait { window, opens_at, .. } => Some(format!(
+            "change window `{window}` is closed: no tenant starts until it opens at {opens_at}; tenants in flight finish"
+        )),
         _ => None,
     }
 }
@@ -197,6 +201,12 @@ mod tests {
                 },
             },
             finished(Gate::Confirm, true, Some("confirmed"), 5_000),
+            Event::WindowWait {
+                wave: 2,
+                window: "Mon-Fri 02:00-05:00 Europe/Copenhagen".into(),
+                opens_at: "2026-01-15T02:00:00+01:00[Europe/Copenhagen]".into(),
+                opens_at_ms: 1_768_438_800_000,
+            },
         ];
         let lines: Vec<String> = events.iter().filter_map(line).collect();
         insta::assert_snapshot!(lines.join("\n"), @r"
@@ -208,6 +218,7 @@ mod tests {
         wave 1: bake ended early: interrupted
         wave 1: asking before wave 2 (12 tenant(s))
         wave 1: confirmed
+        change window `Mon-Fri 02:00-05:00 Europe/Copenhagen` is closed: no tenant starts until it opens at 2026-01-15T02:00:00+01:00[Europe/Copenhagen]; tenants in flight finish
         ");
     }
 

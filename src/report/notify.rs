@@ -1,5 +1,5 @@
-//! What a webhook is told, and in which words: the run's start, each wave's end, a stop and
-//! the finish, as a JSON event or a Slack incoming webhook's text. Pure: the posting is
+//! What a webhook is told, and in which words: the run's start, each wave's end, a wait for
+//! the change window, a stop and the finish, as a JSON event or a Slack incoming webhook's text. Pure: the posting is
 //! the app's.
 
 use serde_json::json;
@@ -60,6 +60,8 @@ impl Notices {
                 format!("wave {wave} finished: {}", summary_line(summary)),
             ),
             Event::Stopping { .. } => ("stopping", line?),
+            // The run pauses, perhaps for hours: whoever watches the channel should know why.
+            Event::WindowWait { .. } => ("window_wait", line?),
             Event::RunFinished { stop_reason, .. } => {
                 ("run_finished", format!("{} (stop reason: {stop_reason})", line?))
             }
@@ -137,5 +139,16 @@ mod tests {
             (Some("run_finished"), Some("r1"))
         );
         assert!(notices.on(&stamped(Event::RollbackStarted { tenants: 1 })).is_none());
+        let wait = notices.on(&stamped(Event::WindowWait {
+            wave: 2,
+            window: "Mon-Fri 02:00-05:00 Europe/Copenhagen".into(),
+            opens_at: "2026-12-04T02:00:00+01:00".into(),
+            opens_at_ms: 0,
+        }));
+        let wait: serde_json::Value = serde_json::from_str(&wait.unwrap().body(NotifyFormat::Json)).unwrap();
+        assert_eq!(
+            (wait["event"].as_str(), wait["run_id"].as_str()),
+            (Some("window_wait"), Some("r1"))
+        );
     }
 }

@@ -340,6 +340,7 @@ impl ProgressReporter {
                 self.print(line);
             }
             Event::RunFinished { .. } => self.print(line),
+            Event::WindowWait { .. } => self.print_and_status(line),
             Event::StepFinished { .. } | Event::WaveFinished { .. } => {}
             Event::GateStarted { wave, gate } => {
                 self.clock.lock().expect("not poisoned").pause(Instant::now());
@@ -1135,6 +1136,37 @@ mod tests {
             ],
         );
         insta::assert_snapshot!("one_wave", screen.text());
+    }
+
+    #[test]
+    fn a_wait_for_the_change_window_is_shown_with_its_opening() {
+        let (mut reporter, screen) = on_screen(options(8));
+        feed(
+            &mut reporter,
+            [
+                Event::RunStarted {
+                    run_id: "r".into(),
+                    command: "up".into(),
+                    target: None,
+                    tenants: 2,
+                },
+                Event::WindowWait {
+                    wave: 1,
+                    window: "Mon-Fri 02:00-05:00 Europe/Copenhagen".into(),
+                    opens_at: "2026-01-15T02:00:00+01:00[Europe/Copenhagen]".into(),
+                    opens_at_ms: 1_768_438_800_000,
+                },
+            ],
+        );
+        // The line wraps at the screen's width; the bars stay under it.
+        let text = screen.text().replace('\n', " ");
+        assert!(
+            text.contains(
+                "change window `Mon-Fri 02:00-05:00 Europe/Copenhagen` is closed: no tenant starts until it opens \
+                 at 2026-01-15T02:00:00+01:00[Europe/Copenhagen]; tenants in flight finish [  "
+            ),
+            "{text}"
+        );
     }
 
     #[test]

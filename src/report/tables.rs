@@ -7,7 +7,10 @@ use serde::Serialize;
 use crate::model::migration::{MigrationSet, Version};
 use crate::model::refusal::Refusal;
 use crate::model::sets::Sets;
+use crate::model::window::Window;
+use crate::plan::waves::{StepPlaced, WavePlan};
 use crate::report::refusals::{Refused, grouped};
+use jiff::Timestamp;
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -94,6 +97,116 @@ pub fn plan_text(sets: &Sets, rows: &[PlanRow], verbose: bool) -> String {
             ""
         }
     )
+}
+
+/// One wave in `plan`: its number, whether it is the canary wave, its size, and the step
+/// of the spec that formed it (`None`: the canaries, or the last wave of a size-only spec).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanWave {
+    pub wave: usize,
+    pub canary: bool,
+    pub tenants: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+}
+
+/// `plan`'s waves and what each step of the spec did.
+pub fn plan_waves(planned: &WavePlan<'_>) -> Vec<PlanWave> {
+    planned
+        .waves
+        .iter()
+        .map(|w| PlanWave {
+            wave: w.number,
+            canary: w.canary,
+            tenants: w.tenants.len(),
+            step: planned
+                .steps
+                .iter()
+                .find(|s| s.wave == Some(w.number))
+                .map(|s| s.step.clone()),
+        })
+        .collect()
+}
+
+/// A step of the spec that placed no tenant, as a line for people: one that matched none
+/// of the selected tenants (most likely a typo) is a warning; one whose tenants earlier
+/// waves took, a note.
+pub fn step_warnings(steps: &[StepPlaced]) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|s| s.placed == 0)
+        .map(|s| match s.matched {
+            Some(0) => format!("warning: wave selector `{}` matched no selected tenant", s.step),
+            Some(n) => format!(
+                "note: wave selector `{}` placed no tenant: its {n} tenant(s) are in earlier waves",
+                s.step
+            ),
+            None => format!("note: wave `{}` placed no tenant: earlier waves reached it", s.step),
+        })
+        .collect()
+}
+
+/// The waves under `plan`'s table, when the spec has selectors (a size-only spec's waves
+/// are plain from the table's WAVE column).
+pub fn waves_text(waves: &[PlanWave], steps: &[StepPlaced]) -> String {
+    if !steps.iter().any(|s| s.matched.is_some()) {
+        return String::new();
+    }
+    let mut t = table(&["WAVE", "TENANTS", "FROM"]);
+    for w in waves {
+        let from = match (&w.step, w.canary) {
+            (_, true) => "canaries".to_owned(),
+            (Some(step), false) => step.clone(),
+            (None, false) => "the rest".to_owned(),
+        };
+        t.add_row(vec![w.wave.to_string(), w.tenants.to_string(), from]);
+    }
+    let mut out = format!("\n{}\n", trim_lines(&t.to_string()));
+    for line in step_warnings(steps) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The fleet file's change window as `plan` shows it: open or closed at `now`, and until
+/// when (in the window's zone).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanWindow {
+    pub window: String,
+    pub open: bool,
+    /// When it closes, if open now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<String>,
+    /// When it opens next, if closed now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
+}
+
+pub fn plan_window(window: &Window, now: Timestamp) -> PlanWindow {
+    let zoned = |t: Timestamp| t.to_zoned_datetime(window.zone().clone()).to_string();
+    let closes_at = window.closes(now);
+    PlanWindow {
+        window: window.to_string(),
+        open: closes_at.is_some(),
+        closes_at: closes_at.map(zoned),
+        opens_at: match closes_at {
+            Some(_) => None,
+            None => window.next_open(now).map(zoned),
+        },
+    }
+}
+
+/// [`PlanWindow`]'s line under `plan`'s table.
+pub fn window_text(w: &PlanWindow) -> String {
+    match (&w.closes_at, &w.opens_at) {
+        (Some(close), _) => format!("change window `{}`: open now, until {close}\n", w.window),
+        (None, Some(open)) => format!(
+            "change window `{}`: closed now; `up` starts no tenant before {open}\n",
+            w.window
+        ),
+        (None, None) => format!("change window `{}`: closed\n", w.window),
+    }
 }
 
 /// One migration's line in `history`.
@@ -231,6 +344,24 @@ pub fn source_short(s: &crate::model::record::RunSource) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_says_whether_the_window_is_open_and_until_when() {
+        let window: Window = "Mon-Fri 02:00-05:00 Europe/Copenhagen".parse().unwrap();
+        let open = plan_window(&window, "2026-01-14T02:00:00Z".parse().unwrap());
+        assert_eq!(
+            window_text(&open),
+            "change window `Mon-Fri 02:00-05:00 Europe/Copenhagen`: open now, until \
+             2026-01-14T05:00:00+01:00[Europe/Copenhagen]\n"
+        );
+        let closed = plan_window(&window, "2026-01-16T12:00:00Z".parse().unwrap());
+        assert!(!closed.open);
+        assert_eq!(
+            closed.opens_at.as_deref(),
+            Some("2026-01-19T02:00:00+01:00[Europe/Copenhagen]")
+        );
+        assert!(window_text(&closed).contains("closed now; `up` starts no tenant before 2026-01-19T02:00"));
+    }
 
     fn row(wave: usize, id: &str, from: i64, to: i64, steps: &[&str]) -> PlanRow {
         PlanRow {

@@ -139,9 +139,10 @@ impl TextReporter {
                     Some(e) => format!("  {id}  ROLLBACK FAILED at {}: {e}", v(*to)),
                 })
             }
-            Event::GateStarted { .. } | Event::GateProgress { .. } | Event::GateFinished { .. } => {
-                crate::report::gates::line(event)
-            }
+            Event::GateStarted { .. }
+            | Event::GateProgress { .. }
+            | Event::GateFinished { .. }
+            | Event::WindowWait { .. } => crate::report::gates::line(event),
             Event::TenantStarted { .. }
             | Event::StepStarted { .. }
             | Event::StepFinished { .. }

@@ -1,6 +1,7 @@
 //! The JSON Lines events against their documented schema, `docs/events.schema.json`: every
 //! line of real runs (waves with gates, a drifted tenant, a failure rolled back, a stop, a
-//! retry, a `down`, an unanswered `--confirm`, an interrupt between a tenant's steps) must
+//! retry, a `down`, an unanswered `--confirm`, an interrupt between a tenant's steps, a
+//! wait for a change window) must
 //! fit its event's definition, which allows no undocumented field, and every event kind the
 //! schema documents must come up in one of these runs, with every `status` of
 //! `tenant_finished` and every `gate` of `gate_started` and `gate_finished`, so a new event
@@ -463,10 +464,34 @@ fn text_version_runs(events: &Events) {
     assert!(up.stdout.contains("\"repeatable\":true"), "{}", up.stdout);
 }
 
+/// A run whose change window is closed (it opens an hour on at the earliest): it says
+/// so (`window_wait`), and a SIGTERM while it waits stops it.
+fn window_run(events: &Events) -> BTreeSet<String> {
+    let p = Project::new();
+    p.fleet("defaults: {url: \"sqlite://{id}.db\"}\ntenants:\n  - {id: w}\n");
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (id INT);\n");
+    let hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600;
+    let window = format!("{:02}:00-{:02}:00 UTC", (hour + 2) % 24, (hour + 3) % 24);
+    let mut up = Spawned::new(p.command(&["up", "--format", "json", "--window", &window]));
+    up.wait_for(Duration::from_secs(60), |v| v["event"] == "window_wait");
+    up.signal("TERM");
+    let mut lines = up.seen.clone();
+    let (code, rest, stderr) = up.finish(Duration::from_secs(60));
+    lines.extend(rest);
+    let stdout = lines.join("\n");
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    events.check("up waiting for its change window, stopped", &stdout)
+}
+
 #[test]
 fn every_line_of_real_runs_fits_the_schema_and_every_event_kind_comes_up() {
     let events = Events::load();
     let mut seen = sqlite_runs(&events);
+    seen.extend(window_run(&events));
     text_version_runs(&events);
     let retried = retried_run(&events);
     let confirmed = unconfirmed_run(&events);

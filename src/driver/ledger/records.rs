@@ -47,14 +47,23 @@ pub struct RunPlan {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct RecordedPolicy {
-    /// `--waves` (or the fleet file's `rollout.waves`); `None`: one wave after the canaries.
+    /// `--waves` (or the fleet file's `rollout.waves`) when it holds sizes only, as
+    /// `1,10%,100%`; `None`: one wave after the canaries, or see `wave_steps`.
     pub waves: Option<String>,
+    /// A `--waves` spec with selectors or `*`, one step each (`region=eu,tier=free` is one
+    /// step: its comma joins terms). Empty for size-only specs, and in runs recorded before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wave_steps: Vec<String>,
     /// `--canary` selectors.
     pub canary: Vec<String>,
     pub max_failures: String,
     pub max_skipped: String,
     pub rollback: String,
     pub bake_ms: Option<u64>,
+    /// `--window` (or the fleet file's `rollout.window`), as written. Absent in runs
+    /// recorded before it was kept, and in runs without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
     pub check: Option<String>,
     pub rate: Option<u32>,
     pub burst: Option<u32>,

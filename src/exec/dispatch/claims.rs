@@ -137,6 +137,16 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         'r: 's,
     {
         while !c.done && !c.starter.stopping() && c.in_flight.len() < self.ctx.concurrency.max(1) {
+            // A closed window claims nothing: the lease poll comes back here to look again.
+            let wave = c.wave.map_or(1, |(w, _)| w);
+            if self
+                .policy
+                .window
+                .as_ref()
+                .is_some_and(|w| w.closed_now(self.events, wave))
+            {
+                break;
+            }
             if let Some(limiter) = &self.limiter {
                 limiter
                     .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20)))

@@ -29,6 +29,7 @@ use crate::exec::events::{Event, Events, NextWave};
 use crate::exec::join::{LedgerClaims, Shared};
 use crate::exec::run::RunContext;
 use crate::exec::tenant::{self, Action, Job};
+use crate::exec::window::ChangeWindow;
 use crate::exec::work::{Databases, Work};
 use crate::model::fleet::Tenant;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
@@ -83,6 +84,8 @@ pub struct Policy {
     pub pause_after: Option<usize>,
     pub gates: Gates,
     pub rate: Option<Rate>,
+    /// `--window`: tenants start only while it is open.
+    pub window: Option<ChangeWindow>,
 }
 
 /// Ctrl-C presses (and SIGTERM, which `app::signals` maps onto the same channel): the

@@ -695,3 +695,114 @@ async fn a_rollback_that_finds_the_lock_taken_reports_where_the_run_left_the_ten
     });
     assert_eq!(rolled, Some((Some(Version::int(1)), true)));
 }
+
+/// A policy with `window` read on a clock that starts at `at` and runs with paused time.
+fn in_window(window: &str, at: &str) -> Policy {
+    let clock = crate::exec::window::TokioClock::starting_at(at.parse().unwrap());
+    Policy {
+        window: Some(ChangeWindow::new(window.parse().unwrap(), Arc::new(clock))),
+        ..Policy::default()
+    }
+}
+
+fn window_waits(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::WindowWait { opens_at_ms, .. } => Some(*opens_at_ms),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ms(at: &str) -> u64 {
+    at.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64
+}
+
+const WEEKDAYS: &str = "Mon-Fri 02:00-05:00 Europe/Copenhagen";
+
+#[tokio::test(start_paused = true)]
+async fn a_run_begun_outside_its_window_waits_for_it_then_goes_on() {
+    let fleet = fleet(&["a", "b"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 2);
+    let work = Fake::new(tx);
+    // Wed 14 Jan 2026, 01:59 CET: the window opens at 02:00 CET (01:00Z).
+    let policy = in_window(WEEKDAYS, "2026-01-14T00:59:00Z");
+    let began = tokio::time::Instant::now();
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[2]), &policy, &work, rx).await;
+    assert_eq!(report.stop_reason, StopReason::Completed);
+    assert_eq!(
+        window_waits(&events),
+        [ms("2026-01-14T01:00:00Z")],
+        "one wait, said once"
+    );
+    assert!(began.elapsed() >= Duration::from_secs(60), "{:?}", began.elapsed());
+    let waited = events
+        .iter()
+        .position(|e| matches!(e, Event::WindowWait { .. }))
+        .unwrap();
+    let first_start = events
+        .iter()
+        .position(|e| matches!(e, Event::TenantStarted { .. }))
+        .unwrap();
+    assert!(waited < first_start, "no tenant starts before the window opens");
+    assert_eq!(work.ups(), ["a", "b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_that_closes_lets_tenants_in_flight_finish_and_holds_the_rest() {
+    let fleet = fleet(&["a", "b", "c"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 1);
+    let work = Fake::new(tx);
+    // 150 ms before the day's window closes (23:59); each tenant takes 100 ms: a and b
+    // start inside it, b ends after it closed, c waits for the next day's, a minute on.
+    let policy = in_window("00:00-23:59 UTC", "2026-01-14T23:58:59.850Z");
+    let began = tokio::time::Instant::now();
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[3]), &policy, &work, rx).await;
+    assert_eq!(report.stop_reason, StopReason::Completed);
+    assert_eq!(window_waits(&events), [ms("2026-01-15T00:00:00Z")]);
+    let order: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TenantStarted { tenant, .. } => Some(format!("start {tenant}")),
+            Event::TenantFinished { report, .. } => Some(format!("end {}", report.id)),
+            Event::WindowWait { .. } => Some("wait".into()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["start a", "end a", "start b", "end b", "wait", "start c", "end c"]
+    );
+    assert!(began.elapsed() >= Duration::from_secs(60), "{:?}", began.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_while_waiting_for_the_window_stops_the_run_at_once() {
+    let fleet = fleet(&["a", "b", "c"]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 2);
+    let work = Fake::new(tx.clone());
+    // Saturday: the window opens on Monday.
+    let policy = in_window(WEEKDAYS, "2026-01-17T12:00:00Z");
+    let began = tokio::time::Instant::now();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        tx.send(()).unwrap();
+    });
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[1, 2]), &policy, &work, rx).await;
+    assert_eq!(report.stop_reason, StopReason::Interrupted);
+    assert!(began.elapsed() < Duration::from_secs(601), "{:?}", began.elapsed());
+    assert_eq!(window_waits(&events), [ms("2026-01-19T01:00:00Z")]);
+    for id in ["a", "b", "c"] {
+        assert_eq!(status_of(&report, id), Status::NotStarted);
+    }
+    assert!(work.ups().is_empty());
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, Event::TenantFinished { .. }))
+        .count();
+    assert_eq!(finished, 3, "the events account for every tenant");
+}

@@ -16,6 +16,7 @@ use crate::exec::events::{Event, Events, Gate, GateStart, NextWave};
 use crate::exec::run::host_limit;
 use crate::exec::tenant::{self, Action};
 use crate::exec::turns::Turns;
+use crate::exec::window::ChangeWindow;
 use crate::exec::work::Work;
 use crate::model::fleet::Tenant;
 use crate::model::policy::StopReason;
@@ -107,6 +108,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             turns: &turns,
             started: &started,
             limiter: self.limiter.clone(),
+            window: self.policy.window.as_ref(),
         };
         let stream = futures::stream::iter(tenants)
             .map(|(i, t, wave)| task.clone().run(i, t, wave, already_there.remove(&i)))
@@ -345,6 +347,8 @@ struct Task<'s, W> {
     turns: &'s Turns,
     started: &'s Mutex<HashSet<usize>>,
     limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    /// The change window a tenant waits for just before it starts.
+    window: Option<&'s ChangeWindow>,
 }
 
 impl<W> Clone for Task<'_, W> {
@@ -354,6 +358,7 @@ impl<W> Clone for Task<'_, W> {
             turns: self.turns,
             started: self.started,
             limiter: self.limiter.clone(),
+            window: self.window,
         }
     }
 }
@@ -389,6 +394,14 @@ impl<W: Work> Task<'_, W> {
         if let Some(limiter) = &self.limiter {
             tokio::select! {
                 _ = limiter.until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20))) => {}
+                () = stopped(stop) => return (i, not_started(t), None),
+            }
+        }
+        // Last before the start, after every other wait: a window that closed while this
+        // tenant waited its turn or a rate slot keeps it from starting.
+        if let Some(window) = self.window {
+            tokio::select! {
+                () = window.open(events, wave) => {}
                 () = stopped(stop) => return (i, not_started(t), None),
             }
         }
