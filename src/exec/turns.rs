@@ -1,12 +1,24 @@
-//! The order the tenants of a wave start in: fleet order, subject to the run's concurrency
-//! and the per-host caps. The next tenant to start is always the first waiting one that
-//! has room, so a full host holds back only its own tenants, and `plan`'s order is the
-//! order tenants start in.
+//! The order the tenants of a wave start in, subject to the run's concurrency and the
+//! per-host caps. A tenant takes a slot of the run only when its host has room, so a full
+//! host holds back only its own tenants. Among the hosts with room, the one with the most
+//! work left goes first (its waiting tenants times its mean time per tenant so far, over
+//! its cap), so the wave ends when its busiest host ends rather than after a host whose
+//! tenants were listed last; within a host, and between hosts with as much work left,
+//! tenants start in fleet order. On one host, `plan`'s order is the order tenants start in.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// The time per tenant a host is taken to need before any of its tenants finished (and
+/// no other host's did either): only the ratio between hosts matters.
+const UNKNOWN_MS: u64 = 1_000;
+
+/// The order of the hosts with room: most work left first, then fleet order.
+type Rank = (Reverse<u64>, usize);
 
 /// Who may start next. Tenants wait in fleet order; one start happens at a time, from
 /// taking a turn until `Turn::started`, so the start events come out in that order too.
@@ -28,12 +40,17 @@ struct State {
     free: BTreeSet<usize>,
     /// The waiting tenants of each server, in fleet order.
     queues: HashMap<String, BTreeSet<usize>>,
-    /// The first waiting tenant of every server below its cap, and which one that is per
-    /// server: the next to start is the first of these (while the run's concurrency has
-    /// room) or of `free`, found without looking at every waiting tenant. A wave of 100,000
-    /// tenants behind one full host otherwise cost a scan of all of them per start.
-    ready: BTreeSet<usize>,
-    ready_of: HashMap<String, usize>,
+    /// The first waiting tenant of every server below its cap, ranked by the work its
+    /// server has left, and its rank per server: the next to start is the first of these
+    /// (while the run's concurrency has room) or of `free`, found without looking at every
+    /// waiting tenant. A wave of 100,000 tenants behind one full host otherwise cost a scan
+    /// of all of them per start.
+    ready: BTreeSet<Rank>,
+    ready_of: HashMap<String, Rank>,
+    /// Per server, the milliseconds its finished tenants held their slot, and how many.
+    took: HashMap<String, (u64, u64)>,
+    /// The same over all servers, for a server none of whose tenants finished yet.
+    took_all: (u64, u64),
     /// A tenant is between taking its turn and [`Turn::started`].
     starting: bool,
     /// Tenants holding a slot, in all and per server.
@@ -55,7 +72,7 @@ impl State {
         }
         let free = self.free.first().copied();
         let slotted = (self.running < self.concurrency)
-            .then(|| self.ready.first().copied())
+            .then(|| self.ready.first().map(|&(_, place)| place))
             .flatten();
         match (free, slotted) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -63,7 +80,26 @@ impl State {
         }
     }
 
-    /// Puts `server`'s first waiting tenant among the ready ones if the server has room.
+    /// The work `server` has left, in milliseconds per slot: its waiting tenants times its
+    /// mean time per tenant (the run's, or [`UNKNOWN_MS`], until one of its own finished),
+    /// over its cap.
+    fn work_left(&self, server: &str) -> u64 {
+        let waiting = self.queues.get(server).map_or(0, |q| q.len() as u64);
+        let mean = |(total, n): (u64, u64)| (n > 0).then(|| total / n);
+        let per_tenant = self
+            .took
+            .get(server)
+            .copied()
+            .and_then(mean)
+            .or_else(|| mean(self.took_all))
+            .unwrap_or(UNKNOWN_MS)
+            .max(1);
+        let cap = self.caps.get(server).copied().unwrap_or(1).max(1) as u64;
+        waiting.saturating_mul(per_tenant) / cap
+    }
+
+    /// Puts `server`'s first waiting tenant among the ready ones, ranked by the work its
+    /// server has left, if the server has room.
     fn refresh(&mut self, server: &str) {
         if let Some(old) = self.ready_of.remove(server) {
             self.ready.remove(&old);
@@ -72,9 +108,17 @@ impl State {
             return;
         }
         if let Some(&head) = self.queues.get(server).and_then(|q| q.first()) {
-            self.ready.insert(head);
-            self.ready_of.insert(server.to_owned(), head);
+            let rank = (Reverse(self.work_left(server)), head);
+            self.ready.insert(rank);
+            self.ready_of.insert(server.to_owned(), rank);
         }
+    }
+
+    /// A tenant of `server` held its slot for `ms`.
+    fn took(&mut self, server: &str, ms: u64) {
+        let own = self.took.entry(server.to_owned()).or_insert((0, 0));
+        *own = (own.0 + ms, own.1 + 1);
+        self.took_all = (self.took_all.0 + ms, self.took_all.1 + 1);
     }
 
     /// Takes the tenant at `place` out of the waiting ones.
@@ -119,6 +163,8 @@ pub struct Turn<'a> {
     place: usize,
     server: Option<String>,
     held: Held,
+    /// When it started, for its server's time per tenant.
+    since: Option<Instant>,
 }
 
 impl Turns {
@@ -149,6 +195,8 @@ impl Turns {
             queues,
             ready: BTreeSet::new(),
             ready_of: HashMap::new(),
+            took: HashMap::new(),
+            took_all: (0, 0),
             starting: false,
             running: 0,
             per_server: HashMap::new(),
@@ -191,11 +239,12 @@ impl Turns {
             place,
             server,
             held: Held::Waiting,
+            since: None,
         }
     }
 
-    /// Waits until the tenant at `place` is the first waiting tenant with room, and no other
-    /// start is under way; then it holds its slot until the turn is dropped.
+    /// Waits until the tenant at `place` is the next to start (see the module's order), and
+    /// no other start is under way; then it holds its slot until the turn is dropped.
     pub async fn take(&self, place: usize) -> Turn<'_> {
         let mut turn = self.turn(place);
         turn.ready().await;
@@ -218,8 +267,7 @@ impl Turns {
 }
 
 impl Turn<'_> {
-    /// Waits until this tenant is the first waiting one with room and no other start is
-    /// under way; then it holds its slot until dropped. At once if it already does.
+    /// Waits until this tenant is the next to start and no other start is under way; then it holds its slot until dropped. At once if it already does.
     pub async fn ready(&mut self) {
         while self.held == Held::Waiting {
             if self.turns.try_take(self.place) {
@@ -239,6 +287,7 @@ impl Turn<'_> {
             let mut s = self.turns.state.lock().expect("not poisoned");
             s.starting = false;
             self.held = Held::Running;
+            self.since = Some(Instant::now());
             self.turns.changed(&s);
         }
     }
@@ -256,6 +305,9 @@ impl Drop for Turn<'_> {
                     s.starting = false;
                 }
                 if let Some(server) = &self.server {
+                    if let Some(since) = self.since {
+                        s.took(server, since.elapsed().as_millis() as u64);
+                    }
                     s.release(server);
                 }
             }
@@ -335,5 +387,49 @@ mod tests {
         assert_eq!(starts(&turns, &[0, 1, 2, 3, 4, 5]).await, [0, 2, 3, 4]);
         let turns = Arc::new(Turns::new(2, caps, tenants));
         assert_eq!(starts(&turns, &[0, 1, 2, 3, 4, 5]).await, [0, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_host_with_the_most_work_left_goes_first_and_ties_go_in_fleet_order() {
+        let fleet = |a: usize, b: usize| -> Vec<(usize, Option<String>)> {
+            (0..a)
+                .map(|i| (i, Some("a".to_owned())))
+                .chain((a..a + b).map(|i| (i, Some("b".to_owned()))))
+                .collect()
+        };
+        let caps: HashMap<String, usize> = [("a".to_owned(), 1), ("b".to_owned(), 4)].into();
+        // a: 2 tenants on 1 session; b: 12 on 4, three rounds. b goes first, and a's first
+        // tenant waits until b has no more work left per session than a.
+        let turns = Arc::new(Turns::new(4, caps.clone(), fleet(2, 12)));
+        assert_eq!(starts(&turns, &(0..14).collect::<Vec<_>>()).await, [2, 3, 4, 5]);
+        let turns = Arc::new(Turns::new(6, caps.clone(), fleet(2, 12)));
+        assert_eq!(starts(&turns, &(0..14).collect::<Vec<_>>()).await, [2, 3, 4, 5, 0]);
+        // As much work left on each: fleet order.
+        let turns = Arc::new(Turns::new(4, caps, fleet(3, 12)));
+        assert_eq!(starts(&turns, &(0..15).collect::<Vec<_>>()).await, [0, 3, 4, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_whose_tenants_take_longer_counts_as_more_work() {
+        let caps: HashMap<String, usize> = [("a".to_owned(), 1), ("b".to_owned(), 1)].into();
+        // Two tenants each; with no timing yet, a (first in the fleet) goes first.
+        let tenants = [0, 1]
+            .map(|i| (i, Some("a".to_owned())))
+            .into_iter()
+            .chain([2, 3].map(|i| (i, Some("b".to_owned()))));
+        let turns = Turns::new(1, caps, tenants);
+        let mut first = turns.take(0).await;
+        first.started();
+        tokio::time::advance(std::time::Duration::from_millis(100)).await;
+        drop(first);
+        let mut second = turns.take(2).await;
+        second.started();
+        tokio::time::advance(std::time::Duration::from_millis(900)).await;
+        drop(second);
+        // a has 1 tenant of 100 ms left, b 1 of 900 ms: b's goes first.
+        let next = tokio::time::timeout(std::time::Duration::from_millis(10), turns.take(1)).await;
+        assert!(next.is_err(), "a's tenant started before b's, which has more work left");
+        let mut third = turns.take(3).await;
+        third.started();
     }
 }
