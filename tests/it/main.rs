@@ -21,6 +21,7 @@ mod fleet_keys;
 mod fuzz;
 mod gates;
 mod history_compat;
+mod html;
 mod join;
 mod json_schema;
 mod junit;
