@@ -171,6 +171,7 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
                 refusal: failure.refusal,
                 started_ms: None,
                 finished_ms: None,
+                rollback_ms: None,
             }
         })
         .collect();

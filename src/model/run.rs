@@ -314,6 +314,9 @@ pub struct FinalTenant {
     pub started_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_ms: Option<u64>,
+    /// `[start, end]` of its rollback, when one ran, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_ms: Option<[u64; 2]>,
 }
 
 impl FinalTenant {
@@ -340,6 +343,7 @@ impl FinalTenant {
             migrations_run: 0,
             started_ms: None,
             finished_ms: None,
+            rollback_ms: None,
         }
     }
 }

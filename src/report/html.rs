@@ -297,7 +297,11 @@ fn left_alone(out: &mut String, report: &RunReport) {
 
 /// The timeline's scale: from the run's start to the last thing that ended.
 fn span_of(report: &RunReport) -> u64 {
-    let tenants = report.tenants.iter().filter_map(|t| t.finished_ms);
+    let tenants = report
+        .tenants
+        .iter()
+        .flat_map(|t| [t.finished_ms, t.rollback_ms.map(|r| r[1])])
+        .flatten();
     let waves = report.waves.iter().filter_map(|w| w.finished_ms);
     let gates = report.waves.iter().flat_map(|w| w.gates.iter().map(|g| g.finished_ms));
     tenants
@@ -351,7 +355,13 @@ fn timeline(out: &mut String, report: &RunReport) {
     for t in &report.tenants {
         by_wave.entry(t.wave).or_default().push(t);
     }
-    for w in &report.waves {
+    // A tenant whose wave the report does not list still gets its row, under its number.
+    let unlisted: Vec<WaveReport> = by_wave
+        .iter()
+        .filter(|(n, _)| !report.waves.iter().any(|w| w.wave == **n))
+        .map(|(n, ts)| WaveReport::new(*n, false, ts.len(), BTreeMap::new()))
+        .collect();
+    for w in report.waves.iter().chain(&unlisted) {
         let tenants = by_wave.remove(&w.wave).unwrap_or_default();
         let limit = ROWS_PER_WAVE.min(budget);
         budget -= limit.min(tenants.len());
@@ -417,6 +427,10 @@ fn tenant_row(out: &mut String, t: &FinalTenant, total: u64) {
     if let (Some(a), Some(b)) = (t.started_ms, t.finished_ms) {
         let title = format!("{} {}: {} – {}", t.id, t.status.name(), duration(a), duration(b));
         bar(out, class(t), a, b, total, &title);
+    }
+    if let Some([a, b]) = t.rollback_ms {
+        let title = format!("{} rollback: {} – {}", t.id, duration(a), duration(b));
+        bar(out, "rb", a, b, total, &title);
     }
     out.push_str("</td></tr>\n");
 }
@@ -531,6 +545,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:2px 6px;
 .b{position:absolute;top:3px;height:12px;border-radius:2px;min-width:2px}
 .b{background:var(--c)}
 .gate td{font-size:12px;color:#444;font-style:italic}.gate.fail td{color:var(--bad)}
+.b.rb{background:repeating-linear-gradient(45deg,var(--rb) 0,var(--rb) 3px,#fff 3px,#fff 5px);border:1px solid var(--rb)}
 .b.g-bake{background:repeating-linear-gradient(45deg,#7aa6d8 0,#7aa6d8 4px,#cfe0f3 4px,#cfe0f3 8px)}.b.g-check{background:#4a78b0}.b.g-confirm{background:#999}
 .fail .b{outline:2px solid var(--bad)}
 .hist{width:auto;min-width:480px}.hist td{min-width:180px}.hist td.before,.hist td.after{position:relative}
@@ -726,6 +741,9 @@ mod tests {
         let page = html(&serde_json::from_str(old).unwrap(), None);
         assert!(page.contains("This report has no timing"));
         assert!(!page.contains("class=\"b "));
+        // Without its wave in the list, a tenant still has its row.
+        r.waves.clear();
+        assert!(html(&r, None).contains("<tr class=\"t s-failed\" data-id=\"a\""));
     }
 
     #[test]

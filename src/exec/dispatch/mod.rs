@@ -181,6 +181,8 @@ struct Slot<'a> {
     unread: Option<String>,
     /// When it ran, in ms from the run's start (its forward run, not a rollback).
     span: Option<[u64; 2]>,
+    /// When its rollback ran, likewise.
+    rollback_span: Option<[u64; 2]>,
     /// The run stopped before it started: no event has named it yet. Its `tenant_finished`
     /// (`not_started`) comes just before the run's end, so the events account for every
     /// tenant `run_finished` counts.
@@ -197,6 +199,7 @@ impl<'a> Slot<'a> {
             rollback: None,
             unread: None,
             span: None,
+            rollback_span: None,
             unannounced: false,
         }
     }
@@ -631,6 +634,7 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
         migrations_run: report.steps.len(),
         started_ms: slot.span.map(|s| s[0]),
         finished_ms: slot.span.map(|s| s[1]),
+        rollback_ms: slot.rollback_span,
         ..FinalTenant::new(
             slot.tenant.id.to_string(),
             slot.wave,
