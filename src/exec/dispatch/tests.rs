@@ -348,6 +348,12 @@ async fn each_rollback_policy_rolls_back_its_own_tenants() {
                     Some(Version::int(0)),
                     "{rollback:?}: back where it started"
                 );
+                // On the timeline, the rollback (100 ms of fake work) after the run's last tenant.
+                let [from, to] = t.rollback_ms.expect("a rollback's span");
+                assert_eq!(to - from, 100, "{rollback:?}: {}", t.id);
+                assert!(report.tenants.iter().all(|u| u.finished_ms <= Some(from)));
+            } else {
+                assert_eq!(t.rollback_ms, None);
             }
         }
         let announced = events.iter().find_map(|e| match e {
