@@ -381,15 +381,20 @@ fn wave(out: &mut String, w: &WaveReport, tenants: &[&FinalTenant], limit: usize
         .iter()
         .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
         .collect();
+    let counts = if counts.is_empty() {
+        String::new()
+    } else {
+        format!(" · {}", counts.join(", "))
+    };
     let _ = writeln!(
         out,
-        "<tbody class=\"wave\" id=\"wave-{}\"><tr class=\"wh\"><th colspan=\"4\">Wave {}{} · {} tenant{}{when} · {}</th></tr>",
+        "<tbody class=\"wave\" id=\"wave-{}\"><tr class=\"wh\"><th colspan=\"4\">Wave {}{} · {} tenant{}{when}{}</th></tr>",
         w.wave,
         w.wave,
         if w.canary { " (canary)" } else { "" },
         w.tenants,
         if w.tenants == 1 { "" } else { "s" },
-        esc(&counts.join(", "))
+        esc(&counts)
     );
     let mut listed: Vec<&FinalTenant> = tenants.to_vec();
     let mut rest = Vec::new();
@@ -538,7 +543,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:2px 6px;
 .tid{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:260px}
 .tl td:nth-child(2),.tl td:nth-child(3){white-space:nowrap;color:#444;font-size:12px}
 .tl tr.t{border-bottom:1px solid #f0f0f0}.tl tr.t td:first-child{border-left:6px solid var(--c)}
-.tl tr.wh th{background:#eef1f5;padding:6px;font-weight:600}.tl tr.agg td.tid{font-style:italic}
+.tl tr.wh th{background:#eef1f5;padding:6px;font-weight:600}.tl tr.agg td.tid{font-style:italic;white-space:normal;font-size:12px}
 .track{position:relative;width:60%;min-width:300px;height:18px;background:repeating-linear-gradient(90deg,#fff 0,#fff 24.8%,#eee 25%)}
 .axis{position:relative;height:18px}.axis span{position:absolute;top:0;font-weight:400;font-size:11px;color:#777;white-space:nowrap;transform:translateX(-50%)}
 .axis span:first-child{transform:none}.axis span:last-child{transform:translateX(-100%)}
