@@ -151,9 +151,14 @@ fn headless(chromium: &Path, profile: &tempfile::TempDir) -> Command {
 
 /// The DOM of `page` after its script ran, `hash` added to its URL.
 fn dom(chromium: &Path, page: &Path, hash: &str) -> Node {
+    dom_with(chromium, page, hash, &[])
+}
+
+fn dom_with(chromium: &Path, page: &Path, hash: &str, flags: &[&str]) -> Node {
     let url = format!("file://{}{hash}", page.display());
     let profile = tempfile::tempdir().unwrap();
     let out = headless(chromium, &profile)
+        .args(flags)
         .args(["--virtual-time-budget=2000", "--dump-dom", &url])
         .output()
         .unwrap();
@@ -189,6 +194,20 @@ fn rows(root: &Node) -> (Vec<&Node>, Vec<&Node>) {
     let shown = all.iter().copied().filter(|r| r.attr("hidden").is_none()).collect();
     (all, shown)
 }
+
+/// Types `a4` into run.html's filter box, as a person would, and reports what it shows.
+const TYPING: &str = r#"<!DOCTYPE html><html><body><iframe id="report" src="run.html"></iframe><p id="out">not loaded</p>
+<script>
+document.getElementById('report').addEventListener('load', function () {
+  var d = this.contentDocument;
+  var box = d.getElementById('filter');
+  box.value = 'a4';
+  box.dispatchEvent(new Event('input'));
+  var shown = Array.prototype.filter.call(d.querySelectorAll('tr.t'), function (r) { return !r.hidden; });
+  var ids = shown.map(function (r) { return r.dataset.id; }).join(',');
+  document.getElementById('out').textContent = ids + '|' + d.getElementById('shown').textContent + '|' + d.location.hash;
+});
+</script></body></html>"#;
 
 #[test]
 fn a_sqlite_run_reads_as_a_page_in_chromium_and_the_ledger_renders_the_same() {
@@ -311,6 +330,13 @@ fn a_sqlite_run_reads_as_a_page_in_chromium_and_the_ledger_renders_the_same() {
         None,
         "the input's value is a property"
     );
+
+    // Typing in the box: a page beside the report types into it (in a frame) and copies out
+    // the rows left visible, the count shown and the address.
+    let typing = p.path().join("typing.html");
+    std::fs::write(&typing, TYPING).unwrap();
+    let typed = dom_with(&chromium, &typing, "", &["--allow-file-access-from-files"]);
+    assert_eq!(typed.by_id("out").text(), "a4|1 of 6 rows match|#filter=a4");
 
     let (width, height, size) = screenshot(&chromium, &page, &p.path().join("run.png"));
     assert_eq!((width, height), (1280, 2000));
