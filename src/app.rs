@@ -107,7 +107,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, Erro
             ..
         } => execute::up(g, *to, rollout, *check_migrations, *lint, out).await,
         Command::Runs { limit } => past::runs(g, *limit, out).await,
-        Command::Report { run, all } => past::report(g, run, *all, out).await,
+        Command::Report { run, all, html } => past::report(g, run, *all, html.as_deref(), out).await,
         Command::Down { to, steps, rollout } => execute::down(g, *to, *steps, rollout, out).await,
         Command::Stamp { version, checksums } => execute::stamp(g, *version, *checksums, out).await,
         Command::Adopt { from, map, dry_run } => {

@@ -183,8 +183,9 @@ pub struct Rollout {
     /// At most this many retries per tenant within --retry-for [default: no count limit].
     #[arg(long, value_name = "N", value_parser = |s: &str| bounds::number(s, 0u32, 100_000))]
     pub retries: Option<u32>,
-    /// Also write the final report here: `.json`, `.md`, or `.xml` (JUnit XML: one test
-    /// suite per wave, one test case per tenant, for CI systems).
+    /// Also write the final report here: `.json`, `.md`, `.xml` (JUnit XML: one test
+    /// suite per wave, one test case per tenant, for CI systems), or `.html` (one
+    /// self-contained page: failures first, a timeline by wave, versions before and after).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// At the end, write the run's outcome here as OpenMetrics text (tenants per status,
@@ -313,6 +314,9 @@ pub enum Command {
         /// List every tenant, however many.
         #[arg(long)]
         all: bool,
+        /// Also write the report as one self-contained HTML page to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Revert migrations with their down scripts, newest first.
     Down {

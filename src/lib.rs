@@ -73,6 +73,7 @@ pub mod internal {
     pub use crate::exec::turns::Turns;
     pub use crate::load::{discover, fleet, migrations};
     pub use crate::plan::lint;
+    pub use crate::report::html::html as html_report;
 
     /// The command line's definition, for tests that walk every argument.
     pub fn command() -> clap::Command {

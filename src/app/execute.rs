@@ -503,6 +503,7 @@ fn finish(
         let body = match path.extension().and_then(|e| e.to_str()) {
             Some("md") => run_report::markdown(&report),
             Some("xml") => run_report::junit(&report),
+            Some("html" | "htm") => crate::report::html::html(&report, run.source.as_ref()),
             _ => run_report::json(&report),
         };
         if let Err(e) = std::fs::write(path, body) {

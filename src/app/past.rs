@@ -2,6 +2,7 @@
 //! not exist yet is not created.
 
 use std::io::Write;
+use std::path::Path;
 
 use super::exit::Outcome;
 use crate::cli::{Format, Global};
@@ -25,8 +26,15 @@ pub(super) async fn runs(g: &Global, limit: i64, out: &mut (dyn Write + Send)) -
     Ok(Outcome::Done)
 }
 
-/// `report RUN`: a finished run's report, which decides the exit code as the run did.
-pub(super) async fn report(g: &Global, run: &str, all: bool, out: &mut (dyn Write + Send)) -> Result<Outcome, Error> {
+/// `report RUN`: a finished run's report, which decides the exit code as the run did;
+/// `html`: also written there as a page.
+pub(super) async fn report(
+    g: &Global,
+    run: &str,
+    all: bool,
+    html: Option<&Path>,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, Error> {
     let fleet = super::load_fleet(g).await?;
     let report = match super::open_ledger_if_any(g, &fleet).await? {
         Some(ledger) => match ledger.report(run).await? {
@@ -40,6 +48,15 @@ pub(super) async fn report(g: &Global, run: &str, all: bool, out: &mut (dyn Writ
             "the ledger holds no finished run `{run}` (see `fleetmig runs`)"
         )));
     };
+    if let Some(path) = html {
+        let page = crate::report::html::html(&report, source.as_ref());
+        std::fs::write(path, page).map_err(|e| {
+            Error::Usage(format!(
+                "--html `{}`: cannot write the report there: {e}",
+                path.display()
+            ))
+        })?;
+    }
     match g.format {
         Format::Json => {
             let mut doc: serde_json::Value =

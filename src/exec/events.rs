@@ -119,14 +119,7 @@ pub enum Event {
     },
 }
 
-/// The gates between waves, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    Bake,
-    Check,
-    Confirm,
-}
+pub use crate::model::run::Gate;
 
 /// A gate as it starts, with what it waits on.
 #[derive(Debug, Clone, Serialize)]

@@ -138,12 +138,10 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
             };
             let migrations_run = row.migrations_run;
             let wave = row.wave as usize;
-            let w = waves.entry(wave).or_insert_with(|| WaveReport {
-                wave,
-                canary: run.canary_waves.contains(&wave),
-                tenants: 0,
-                counts: BTreeMap::new(),
-            });
+            // The rows keep no timing: a shared run's timeline is not drawn.
+            let w = waves
+                .entry(wave)
+                .or_insert_with(|| WaveReport::new(wave, run.canary_waves.contains(&wave), 0, BTreeMap::new()));
             w.tenants += 1;
             *w.counts.entry(status.name().to_owned()).or_insert(0) += 1;
             let error = match (row.state, row.expired) {
@@ -165,10 +163,15 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
                 error,
                 error_code: failure.error_code,
                 error_number: failure.error_number,
+                detail: failure.detail,
+                hint: failure.hint,
                 rollback: failure.rollback,
                 rollback_error: failure.rollback_error,
                 migrations_run,
                 refusal: failure.refusal,
+                started_ms: None,
+                finished_ms: None,
+                rollback_ms: None,
             }
         })
         .collect();

@@ -295,12 +295,28 @@ pub struct FinalTenant {
     /// Reports recorded before it was kept have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_number: Option<u16>,
+    /// PostgreSQL's DETAIL and HINT, each printable and bounded as in `error`, for the HTML
+    /// report that shows them apart. Reports recorded before they were kept have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     /// `[from, to]` when a rollback ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<[Option<Version>; 2]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_error: Option<String>,
     pub migrations_run: usize,
+    /// When this runner started and finished the tenant, in ms from the run's start, for
+    /// the report's timeline. `None` for a tenant the run never started, and in reports
+    /// recorded before timing was kept or assembled from a shared run's ledger rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+    /// `[start, end]` of its rollback, when one ran, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_ms: Option<[u64; 2]>,
 }
 
 impl FinalTenant {
@@ -320,20 +336,81 @@ impl FinalTenant {
             error: None,
             error_code: None,
             error_number: None,
+            detail: None,
+            hint: None,
             rollback: None,
             rollback_error: None,
             migrations_run: 0,
+            started_ms: None,
+            finished_ms: None,
+            rollback_ms: None,
         }
     }
 }
 
-/// Counts for one wave.
+/// Counts for one wave, and when it ran with the gates after it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WaveReport {
     pub wave: usize,
     pub canary: bool,
     pub tenants: usize,
     pub counts: std::collections::BTreeMap<String, usize>,
+    /// When the wave started and its last tenant ended, in ms from the run's start; `None`
+    /// for a wave the run never reached, and as for [`FinalTenant::started_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+    /// The gates that ran after the wave, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateReport>,
+}
+
+impl WaveReport {
+    /// Wave `wave` with its counts, and no timing yet.
+    pub fn new(wave: usize, canary: bool, tenants: usize, counts: std::collections::BTreeMap<String, usize>) -> Self {
+        WaveReport {
+            wave,
+            canary,
+            tenants,
+            counts,
+            started_ms: None,
+            finished_ms: None,
+            gates: Vec::new(),
+        }
+    }
+}
+
+/// The gates between waves, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    Bake,
+    Check,
+    Confirm,
+}
+
+impl Gate {
+    pub fn name(self) -> &'static str {
+        match self {
+            Gate::Bake => "bake",
+            Gate::Check => "check",
+            Gate::Confirm => "confirm",
+        }
+    }
+}
+
+/// One gate after a wave, as it ended: for the timeline, which marks bakes and gates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateReport {
+    pub gate: Gate,
+    pub passed: bool,
+    /// What it said: "passed on 12/12", "check returned false on tenant `a1`", "interrupted".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// In ms from the run's start.
+    pub started_ms: u64,
+    pub finished_ms: u64,
 }
 
 /// The report of a whole run: every selected tenant exactly once.

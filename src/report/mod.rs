@@ -3,6 +3,7 @@
 pub mod check;
 pub mod drift;
 pub mod gates;
+pub mod html;
 pub mod json;
 pub mod lint;
 pub mod metrics;

@@ -642,14 +642,16 @@ pub(crate) mod tests {
             migrations_run: 1,
             ..final_tenant("hooli", 2, Status::Stopped, 1, 2)
         };
-        let wave = |wave, canary, tenants, counts: &[(&'static str, usize)]| WaveReport {
-            wave,
-            canary,
-            tenants,
-            counts: counts
-                .iter()
-                .map(|(k, n)| (k.to_string(), *n))
-                .collect::<BTreeMap<_, _>>(),
+        let wave = |wave, canary, tenants, counts: &[(&'static str, usize)]| {
+            WaveReport::new(
+                wave,
+                canary,
+                tenants,
+                counts
+                    .iter()
+                    .map(|(k, n)| (k.to_string(), *n))
+                    .collect::<BTreeMap<_, _>>(),
+            )
         };
         let report = RunReport {
             run_id: "18b5c3a-2a".into(),
@@ -757,24 +759,9 @@ pub(crate) mod tests {
             command: "up".into(),
             stop_reason: StopReason::MaxFailures { failed: 2, limit: 2 },
             waves: vec![
-                WaveReport {
-                    wave: 1,
-                    canary: true,
-                    tenants: 3,
-                    counts: counts(1),
-                },
-                WaveReport {
-                    wave: 2,
-                    canary: false,
-                    tenants: 23,
-                    counts: counts(2),
-                },
-                WaveReport {
-                    wave: 3,
-                    canary: false,
-                    tenants: 177,
-                    counts: counts(3),
-                },
+                WaveReport::new(1, true, 3, counts(1)),
+                WaveReport::new(2, false, 23, counts(2)),
+                WaveReport::new(3, false, 177, counts(3)),
             ],
             summary,
             tenants,

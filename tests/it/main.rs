@@ -22,6 +22,7 @@ mod fleet_keys;
 mod fuzz;
 mod gates;
 mod history_compat;
+mod html;
 mod join;
 mod json_schema;
 mod junit;

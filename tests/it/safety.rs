@@ -537,6 +537,7 @@ fn planted_passwords_appear_in_no_output() {
     let commands: &[(&[&str], i32)] = &[
         (&["up", "--to", "1"], 1),
         (&["up", "--format", "json"], 1),
+        (&["up", "--report", "run.html"], 1),
         (&["status"], 1),
         (&["status", "--format", "json"], 1),
         (&["plan"], 1),
@@ -559,6 +560,11 @@ fn planted_passwords_appear_in_no_output() {
         assert_eq!(run.code, *code, "{args:?}: {run:?}");
         assert_no_secret(&args.join(" "), &run);
     }
+    let page = std::fs::read_to_string(p.path().join("run.html")).unwrap();
+    for secret in SECRETS {
+        assert!(!page.contains(secret), "the HTML report showed {secret}:\n{page}");
+    }
+    assert!(page.contains("Failures"), "{page}");
     let traced = p.run_env(
         &with_timeout(&["up"]),
         &[("FM_TEST_PW", "PlantedSecret2"), ("FLEETMIG_LOG", "trace")],

@@ -69,6 +69,11 @@ pub struct RowFailure {
     pub error_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_number: Option<u16>,
+    /// PostgreSQL's DETAIL and HINT, as the report keeps them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<[Option<Version>; 2]>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,6 +92,8 @@ impl RowFailure {
             dirty: t.dirty,
             error_code: t.error_code.clone(),
             error_number: t.error_number,
+            detail: t.detail.clone(),
+            hint: t.hint.clone(),
             rollback: t.rollback,
             rollback_error: t.rollback_error.clone(),
             refusal: t.refusal.clone(),
@@ -108,6 +115,12 @@ impl RowFailure {
             f.during = Some(*during).filter(|d| *d != Phase::Migrating);
             f.error_code = error.code.clone();
             f.error_number = error.number;
+            f.detail = error
+                .said()
+                .detail
+                .as_deref()
+                .map(crate::model::text::printable_bounded);
+            f.hint = error.said().hint.as_deref().map(crate::model::text::printable_bounded);
         }
         if let Outcome::Skipped {
             reason: crate::model::run::SkipReason::Refused { refusal },

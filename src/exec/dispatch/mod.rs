@@ -33,8 +33,11 @@ use crate::exec::window::ChangeWindow;
 use crate::exec::work::{Databases, Work};
 use crate::model::fleet::Tenant;
 use crate::model::policy::{MaxFailures, MaxSkipped, RollbackPolicy, StopReason};
-use crate::model::run::{FinalTenant, Outcome, Phase, RunReport, SkipReason, Status, TenantReport, WaveReport};
+use crate::model::run::{
+    FinalTenant, GateReport, Outcome, Phase, RunReport, SkipReason, Status, TenantReport, WaveReport,
+};
 use crate::model::run::{dirty_at, summarize};
+use crate::model::text::printable_bounded;
 use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
 
@@ -179,6 +182,10 @@ struct Slot<'a> {
     rollback: Option<TenantReport>,
     /// Why a tenant the run never started has no version in the report.
     unread: Option<String>,
+    /// When it ran, in ms from the run's start (its forward run, not a rollback).
+    span: Option<[u64; 2]>,
+    /// When its rollback ran, likewise.
+    rollback_span: Option<[u64; 2]>,
     /// The run stopped before it started: no event has named it yet. Its `tenant_finished`
     /// (`not_started`) comes just before the run's end, so the events account for every
     /// tenant `run_finished` counts.
@@ -194,6 +201,8 @@ impl<'a> Slot<'a> {
             report: None,
             rollback: None,
             unread: None,
+            span: None,
+            rollback_span: None,
             unannounced: false,
         }
     }
@@ -224,6 +233,12 @@ struct Dispatcher<'r, W> {
     /// Set when the run is abandoned: all the dispatcher still does (reads, ledger writes)
     /// ends by then, so the report is out before the process's own deadline.
     last_word: Option<tokio::time::Instant>,
+    /// The run's start, from which the report's timeline counts.
+    began: tokio::time::Instant,
+    /// When each wave ran, by wave number, in ms from `began`.
+    wave_spans: std::collections::HashMap<usize, [u64; 2]>,
+    /// The gates that ran, with their wave, in order.
+    gates: Vec<(usize, GateReport)>,
 }
 
 /// What a tenant task needs of the dispatcher, copied out of it so that tasks in flight
@@ -299,6 +314,9 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             interrupts,
             limiter,
             last_word: None,
+            began: tokio::time::Instant::now(),
+            wave_spans: std::collections::HashMap::new(),
+            gates: Vec::new(),
         }
     }
 
@@ -360,6 +378,17 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         if !matches!(self.reason, StopReason::LedgerUnavailable { .. }) {
             self.escalate(StopReason::LedgerUnavailable { detail: e.to_string() });
         }
+    }
+
+    /// Ms from the run's start to `at`, for the report's timeline.
+    fn ms(&self, at: tokio::time::Instant) -> u64 {
+        at.saturating_duration_since(self.began).as_millis() as u64
+    }
+
+    /// Notes that slot `i` ran from `started` until now.
+    fn timed(&mut self, i: usize, started: Option<tokio::time::Instant>) {
+        let now = self.ms(tokio::time::Instant::now());
+        self.slots[i].span = started.map(|s| [self.ms(s), now]);
     }
 
     fn total(&self) -> usize {
@@ -485,11 +514,17 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                 for t in tenants.iter().filter(|t| t.wave == w.number) {
                     *counts.entry(t.status.name().to_owned()).or_insert(0) += 1;
                 }
+                let span = self.wave_spans.get(&w.number);
                 WaveReport {
-                    wave: w.number,
-                    canary: w.canary,
-                    tenants: w.tenants.len(),
-                    counts,
+                    started_ms: span.map(|s| s[0]),
+                    finished_ms: span.map(|s| s[1]),
+                    gates: self
+                        .gates
+                        .iter()
+                        .filter(|(n, _)| *n == w.number)
+                        .map(|(_, g)| g.clone())
+                        .collect(),
+                    ..WaveReport::new(w.number, w.canary, w.tenants.len(), counts)
                 }
             })
             .collect();
@@ -600,6 +635,9 @@ fn final_tenant(slot: &Slot<'_>) -> FinalTenant {
     let mut out = FinalTenant {
         dirty: dirty_at(&report.outcome),
         migrations_run: report.steps.len(),
+        started_ms: slot.span.map(|s| s[0]),
+        finished_ms: slot.span.map(|s| s[1]),
+        rollback_ms: slot.rollback_span,
         ..FinalTenant::new(
             slot.tenant.id.to_string(),
             slot.wave,
@@ -627,6 +665,9 @@ fn outcome_status(slot: &Slot<'_>, report: &TenantReport, out: &mut FinalTenant)
             out.error = Some(error.to_string());
             out.error_code = error.code.clone();
             out.error_number = error.number;
+            // Bounded as the error line is: the ledger keeps the report.
+            out.detail = error.said().detail.as_deref().map(printable_bounded);
+            out.hint = error.said().hint.as_deref().map(printable_bounded);
             Status::Failed
         }
         Outcome::Skipped { reason } => {

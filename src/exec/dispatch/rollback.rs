@@ -84,6 +84,7 @@ impl<W: Work> Dispatcher<'_, W> {
                 let to = starts[&i];
                 async move {
                     let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
+                    let began = tokio::time::Instant::now();
                     let quiet = events.retries_only();
                     let job = Job {
                         set: ctx.sets.of(t.engine),
@@ -104,14 +105,17 @@ impl<W: Work> Dispatcher<'_, W> {
                         report.final_version = left_at;
                     }
                     rolled_back_event(events, t, wave, &report);
-                    (i, report)
+                    (i, report, began)
                 }
             })
             .buffer_unordered(self.ctx.concurrency.max(1));
         loop {
             tokio::select! {
                 next = stream.next() => match next {
-                    Some((i, report)) => self.slots[i].rollback = Some(report),
+                    Some((i, report, began)) => {
+                        self.slots[i].rollback = Some(report);
+                        self.slots[i].rollback_span = Some([self.ms(began), self.ms(tokio::time::Instant::now())]);
+                    }
                     None => return true,
                 },
                 Some(()) = self.interrupts.recv() => {

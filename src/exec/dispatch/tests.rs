@@ -348,6 +348,12 @@ async fn each_rollback_policy_rolls_back_its_own_tenants() {
                     Some(Version::int(0)),
                     "{rollback:?}: back where it started"
                 );
+                // On the timeline, the rollback (100 ms of fake work) after the run's last tenant.
+                let [from, to] = t.rollback_ms.expect("a rollback's span");
+                assert_eq!(to - from, 100, "{rollback:?}: {}", t.id);
+                assert!(report.tenants.iter().all(|u| u.finished_ms <= Some(from)));
+            } else {
+                assert_eq!(t.rollback_ms, None);
             }
         }
         let announced = events.iter().find_map(|e| match e {
@@ -426,6 +432,24 @@ async fn a_bake_runs_between_waves_on_the_clock() {
     assert!(began.elapsed() >= Duration::from_secs(240), "{:?}", began.elapsed());
     assert_eq!(work.ups(), ["a", "b"]);
     assert_eq!(report.stop_reason, StopReason::Completed);
+    // The report's timeline, on the same clock: a, the bake, then b.
+    let span = |t: &FinalTenant| (t.started_ms.unwrap(), t.finished_ms.unwrap());
+    let (a, b) = (span(&report.tenants[0]), span(&report.tenants[1]));
+    assert!(a.0 < 50 && (100..150).contains(&(a.1 - a.0)), "{a:?}");
+    let bake = &report.waves[0].gates[..];
+    assert_eq!(bake.len(), 1, "{bake:?}");
+    assert_eq!((bake[0].gate, bake[0].passed), (crate::model::run::Gate::Bake, true));
+    assert_eq!(bake[0].finished_ms - bake[0].started_ms, 240_000);
+    assert!(
+        bake[0].started_ms >= a.1 && b.0 >= bake[0].finished_ms,
+        "{a:?} {bake:?} {b:?}"
+    );
+    assert!(report.waves[1].gates.is_empty());
+    let wave_2 = (
+        report.waves[1].started_ms.unwrap(),
+        report.waves[1].finished_ms.unwrap(),
+    );
+    assert!(wave_2.0 <= b.0 && b.1 <= wave_2.1, "{wave_2:?} {b:?}");
 }
 
 #[tokio::test(start_paused = true)]

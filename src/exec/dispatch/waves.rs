@@ -12,7 +12,7 @@ use governor::Jitter;
 
 use super::{AFTER_ABANDON, Dispatcher, Starter, not_started, stopped};
 use crate::driver::ledger::LedgerError;
-use crate::exec::events::{Event, Events, Gate, GateStart, NextWave};
+use crate::exec::events::{Event, Gate, GateStart, NextWave};
 use crate::exec::run::host_limit;
 use crate::exec::tenant::{self, Action};
 use crate::exec::turns::Turns;
@@ -20,13 +20,31 @@ use crate::exec::window::ChangeWindow;
 use crate::exec::work::Work;
 use crate::model::fleet::Tenant;
 use crate::model::policy::StopReason;
-use crate::model::run::{Outcome, Summary, TenantReport};
+use crate::model::run::{GateReport, Outcome, Summary, TenantReport};
 use crate::model::sets::Sets;
 use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
 
-/// A tenant task's end: its slot, its report, and a ledger write that failed.
-type Ended = (usize, TenantReport, Option<LedgerError>);
+/// A tenant task's end.
+struct Ended {
+    slot: usize,
+    report: TenantReport,
+    /// A ledger write that failed.
+    fault: Option<LedgerError>,
+    /// When it started, for the timeline; `None` when it never did.
+    started: Option<tokio::time::Instant>,
+}
+
+impl Ended {
+    fn not_started(slot: usize, t: &Tenant, fault: Option<LedgerError>) -> Self {
+        Ended {
+            slot,
+            report: not_started(t),
+            fault,
+            started: None,
+        }
+    }
+}
 
 impl<'r, W: Work> Dispatcher<'r, W> {
     /// Runs the waves in order, each followed by its gates, until the run stops. Returns
@@ -51,12 +69,15 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                 tenants: wave.tenants.len(),
             });
             let wave_began = Instant::now();
+            let marked = tokio::time::Instant::now();
             let alive = self.run_wave(range.clone()).await;
             let reports: Vec<TenantReport> = range.clone().filter_map(|i| self.slots[i].report.clone()).collect();
             self.events.emit(Event::WaveFinished {
                 wave: wave.number,
                 summary: Summary::of(&reports, wave_began.elapsed()),
             });
+            let span = [self.ms(marked), self.ms(tokio::time::Instant::now())];
+            self.wave_spans.insert(wave.number, span);
             if alive && !self.reason.is_early() {
                 self.gates(wave, range, waves.get(k + 1)).await;
             }
@@ -149,11 +170,12 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         loop {
             tokio::select! {
                 next = stream.next() => match next {
-                    Some((i, report, fault)) => {
-                        if let Some(e) = fault {
+                    Some(ended) => {
+                        if let Some(e) = ended.fault {
                             self.ledger_lost(&e);
                         }
-                        self.record(i, report);
+                        self.record(ended.slot, ended.report);
+                        self.timed(ended.slot, ended.started);
                     }
                     None => return true,
                 },
@@ -222,7 +244,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             .map(|i| self.slots[i].tenant)
             .collect();
         let total = tenants.len();
-        let began = Instant::now();
+        let began = tokio::time::Instant::now();
         events.emit(Event::GateStarted {
             wave: wave.number,
             gate: GateStart::Check {
@@ -250,7 +272,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         let failed = tokio::select! {
             failed = checking => failed,
             Some(()) = self.interrupts.recv() => {
-                gate_finished(events, wave.number, Gate::Check, false, Some("interrupted".into()), began);
+                self.gate_finished(wave.number, Gate::Check, false, Some("interrupted".into()), began);
                 self.interrupted();
                 return false;
             }
@@ -261,7 +283,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             _ => format!("passed on {total}/{total}"),
         };
         let detail = failed.clone().or(Some(passed));
-        gate_finished(events, wave.number, Gate::Check, failed.is_none(), detail, began);
+        self.gate_finished(wave.number, Gate::Check, failed.is_none(), detail, began);
         let Some(detail) = failed else { return true };
         self.escalate(StopReason::GateFailed {
             wave: wave.number,
@@ -273,7 +295,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
     /// Waits `bake` before the next wave; false when an interrupt cut it short.
     async fn bake_gate(&mut self, wave: &Wave<'_>, bake: Duration) -> bool {
         let events = self.events;
-        let began = Instant::now();
+        let began = tokio::time::Instant::now();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -286,11 +308,11 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         });
         tokio::select! {
             _ = tokio::time::sleep(bake) => {
-                gate_finished(events, wave.number, Gate::Bake, true, None, began);
+                self.gate_finished(wave.number, Gate::Bake, true, None, began);
                 true
             }
             Some(()) = self.interrupts.recv() => {
-                gate_finished(events, wave.number, Gate::Bake, false, Some("interrupted".into()), began);
+                self.gate_finished(wave.number, Gate::Bake, false, Some("interrupted".into()), began);
                 self.escalate(StopReason::Interrupted);
                 false
             }
@@ -300,7 +322,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
     /// Asks the operator before `next`; without anyone to ask, the run stops.
     async fn confirm_gate(&mut self, wave: &Wave<'_>, next: &Wave<'_>) {
         let events = self.events;
-        let began = Instant::now();
+        let began = tokio::time::Instant::now();
         let next = next_wave(next);
         events.emit(Event::GateStarted {
             wave: wave.number,
@@ -308,7 +330,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         });
         let Some(prompt) = self.policy.gates.prompt.clone() else {
             let detail = "not confirmed: there is no one to ask".to_owned();
-            gate_finished(events, wave.number, Gate::Confirm, false, Some(detail.clone()), began);
+            self.gate_finished(wave.number, Gate::Confirm, false, Some(detail.clone()), began);
             return self.escalate(StopReason::GateFailed {
                 wave: wave.number,
                 detail,
@@ -324,19 +346,51 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             answer = asking => answer,
             Some(()) = self.interrupts.recv() => {
                 prompt.abandon();
-                gate_finished(events, wave.number, Gate::Confirm, false, Some("interrupted".into()), began);
+                self.gate_finished(wave.number, Gate::Confirm, false, Some("interrupted".into()), began);
                 return self.escalate(StopReason::Interrupted);
             }
         };
         let yes = matches!(answer, Ok(true));
         let detail = if yes { "confirmed" } else { "not confirmed" }.to_owned();
-        gate_finished(events, wave.number, Gate::Confirm, yes, Some(detail.clone()), began);
+        self.gate_finished(wave.number, Gate::Confirm, yes, Some(detail.clone()), began);
         if !yes {
             self.escalate(StopReason::GateFailed {
                 wave: wave.number,
                 detail,
             });
         }
+    }
+}
+
+impl<W: Work> Dispatcher<'_, W> {
+    /// Announces a gate's end, and keeps it for the report's timeline.
+    fn gate_finished(
+        &mut self,
+        wave: usize,
+        gate: Gate,
+        passed: bool,
+        detail: Option<String>,
+        began: tokio::time::Instant,
+    ) {
+        let now = tokio::time::Instant::now();
+        self.events.emit(Event::GateFinished {
+            wave,
+            gate,
+            passed,
+            detail: detail.clone(),
+            elapsed_ms: now.duration_since(began).as_millis() as u64,
+        });
+        let (started_ms, finished_ms) = (self.ms(began), self.ms(now));
+        self.gates.push((
+            wave,
+            GateReport {
+                gate,
+                passed,
+                detail,
+                started_ms,
+                finished_ms,
+            },
+        ));
     }
 }
 
@@ -371,13 +425,14 @@ impl<W: Work> Task<'_, W> {
         // Made first, so that leaving early gives up the tenant's place in the queue.
         let mut turn = self.turns.turn(i);
         if starter.stopping() && done.is_none() {
-            return (i, not_started(t), None);
+            return Ended::not_started(i, t, None);
         }
         tokio::select! {
             () = turn.ready() => {}
-            () = stopped(stop), if done.is_none() => return (i, not_started(t), None),
+            () = stopped(stop), if done.is_none() => return Ended::not_started(i, t, None),
         }
         if let Some(report) = done {
+            let began = tokio::time::Instant::now();
             events.emit(Event::TenantStarted {
                 tenant: t.id.clone(),
                 wave,
@@ -387,14 +442,19 @@ impl<W: Work> Task<'_, W> {
                 wave,
                 report: report.clone(),
             });
-            return (i, report, None);
+            return Ended {
+                slot: i,
+                report,
+                fault: None,
+                started: Some(began),
+            };
         }
         // A stop ends the wait for a start slot at once: with a low `--rate`, every tenant
         // left waiting its turn made a stop take one slot per tenant.
         if let Some(limiter) = &self.limiter {
             tokio::select! {
                 _ = limiter.until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20))) => {}
-                () = stopped(stop) => return (i, not_started(t), None),
+                () = stopped(stop) => return Ended::not_started(i, t, None),
             }
         }
         // Last before the start, after every other wait: a window that closed while this
@@ -402,20 +462,21 @@ impl<W: Work> Task<'_, W> {
         if let Some(window) = self.window {
             tokio::select! {
                 () = window.open(events, wave) => {}
-                () = stopped(stop) => return (i, not_started(t), None),
+                () = stopped(stop) => return Ended::not_started(i, t, None),
             }
         }
         if starter.stopping() {
-            return (i, not_started(t), None);
+            return Ended::not_started(i, t, None);
         }
         let ctx = starter.ctx;
         // A tenant the ledger cannot record as started does not start.
         if let Some(ledger) = &ctx.ledger {
             if let Err(e) = ledger.tenant_started(&ctx.run_id, t.id.as_str()).await {
-                return (i, not_started(t), Some(e));
+                return Ended::not_started(i, t, Some(e));
             }
         }
         self.started.lock().expect("no task panics holding it").insert(i);
+        let began = tokio::time::Instant::now();
         events.emit(Event::TenantStarted {
             tenant: t.id.clone(),
             wave,
@@ -430,7 +491,12 @@ impl<W: Work> Task<'_, W> {
             wave,
             report: report.clone(),
         });
-        (i, report, fault)
+        Ended {
+            slot: i,
+            report,
+            fault,
+            started: Some(began),
+        }
     }
 }
 
@@ -480,16 +546,6 @@ async fn already_at_target(
         }
     }
     out
-}
-
-fn gate_finished(events: &Events, wave: usize, gate: Gate, passed: bool, detail: Option<String>, began: Instant) {
-    events.emit(Event::GateFinished {
-        wave,
-        gate,
-        passed,
-        detail,
-        elapsed_ms: began.elapsed().as_millis() as u64,
-    });
 }
 
 /// What the operator is shown of the wave they are asked to start.
