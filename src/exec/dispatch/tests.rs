@@ -830,3 +830,54 @@ async fn an_interrupt_while_waiting_for_the_window_stops_the_run_at_once() {
         .count();
     assert_eq!(finished, 3, "the events account for every tenant");
 }
+
+/// Two hosts: `a` (one session) with its tenants listed first, `b` (four sessions).
+/// Starts go by each host's work left per session, but waves keep their order and a
+/// failure limit stops every host's starts.
+#[tokio::test(start_paused = true)]
+async fn starts_by_work_left_keep_wave_order_and_the_failure_limit() {
+    let mut yaml = String::from(concat!(
+        "hosts:\n",
+        "  a: { url: \"postgres://u@127.0.0.1:1/x\", max_connections: 1 }\n",
+        "  b: { url: \"postgres://u@127.0.0.1:2/x\", max_connections: 4 }\n",
+        "tenants:\n"
+    ));
+    let ids: Vec<String> = (0..3)
+        .map(|i| format!("a{i}"))
+        .chain((0..12).map(|i| format!("b{i:02}")))
+        .collect();
+    for id in &ids {
+        yaml.push_str(&format!("  - {{ id: {id}, host: {}, schema: s_{id} }}\n", &id[..1]));
+    }
+    let fleet = crate::load::fleet::parse(Path::new("/nowhere/tenants.yaml"), &yaml, &|_| None).unwrap();
+    let set = set();
+    let ctx = context(&fleet, &set, 1);
+    // Wave 1: a0..a2 and b00..b05; wave 2: b06..b11.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let work = Fake::new(tx);
+    let (report, _) = run_waves(&ctx, &waves(&fleet, &[9, 6]), &Policy::default(), &work, rx).await;
+    assert!(!report.stop_reason.is_early(), "{:?}", report.stop_reason);
+    let ups = work.ups();
+    // With -j 1, b (6 tenants over 4 sessions) and a (3 over 1) take turns by work left:
+    // a has more per session, so a0 goes first; every wave 1 tenant before any of wave 2.
+    assert_eq!(ups[0], "a0", "{ups:?}");
+    let last_of_wave_1 = ups.iter().rposition(|id| id.as_str() < "b06").unwrap();
+    let first_of_wave_2 = ups.iter().position(|id| id.as_str() >= "b06").unwrap();
+    assert!(last_of_wave_1 < first_of_wave_2, "{ups:?}");
+    assert_eq!(ups.len(), 15);
+
+    // One wave: a0 first (as much work per session, listed first), then b, whose work left
+    // is now the most; b00 fails, and with a limit of one failure nothing starts after it.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let work = Fake::new(tx).part("b00", Part::FailsAfterMoving);
+    let policy = policy(MaxFailures::Count(1), RollbackPolicy::None);
+    let (report, _) = run_waves(&ctx, &waves(&fleet, &[15]), &policy, &work, rx).await;
+    assert_eq!(report.stop_reason, StopReason::MaxFailures { failed: 1, limit: 1 });
+    let ups = work.ups();
+    assert_eq!(
+        ups.last().map(String::as_str),
+        Some("b00"),
+        "nothing starts after the failure: {ups:?}"
+    );
+    assert_eq!(ups, ["a0", "b00"]);
+}
