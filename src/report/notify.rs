@@ -50,10 +50,16 @@ impl Notices {
     pub fn on(&mut self, stamped: &Stamped) -> Option<Notice> {
         let line = self.text.line(&stamped.event);
         let (event, line) = match &stamped.event {
-            Event::RunStarted { run_id, command, .. } => {
+            Event::RunStarted {
+                run_id,
+                command,
+                target,
+                tenants,
+            } => {
                 self.run_id = run_id.clone();
                 self.command = command.clone();
-                ("run_started", line?)
+                let target = target.map(|t| format!(", target {t}")).unwrap_or_default();
+                ("run_started", format!("started on {tenants} tenant(s){target}"))
             }
             Event::WaveFinished { wave, summary } => (
                 "wave_finished",
@@ -105,6 +111,7 @@ mod tests {
             }))
             .unwrap();
         let doc: serde_json::Value = serde_json::from_str(&start.body(NotifyFormat::Json)).unwrap();
+        assert_eq!(doc["text"], "started on 3 tenant(s)");
         assert_eq!(
             (doc["event"].as_str(), doc["run_id"].as_str()),
             (Some("run_started"), Some("r1"))
