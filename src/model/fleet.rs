@@ -307,6 +307,24 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// A SQLite tenant with `labels`, for the unit tests of what reads tenants.
+    #[cfg(test)]
+    pub fn for_test(id: &str, labels: &[(&str, &str)], canary: bool) -> Tenant {
+        Tenant {
+            id: TenantId::new(id).expect("a valid test id"),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            canary,
+            engine: Engine::Sqlite,
+            url: DbUrl::new(url::Url::parse("sqlite:///x.db").expect("a valid URL")),
+            namespace: Namespace::default(),
+            host: None,
+            init_sql: vec![],
+            search_path: vec![],
+            create_database: false,
+            history_compat: None,
+        }
+    }
+
     /// The server this tenant's sessions count against: the named host, or its URL's
     /// host and port (the file, for SQLite).
     pub fn server_key(&self) -> String {

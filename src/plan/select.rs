@@ -69,29 +69,10 @@ impl Partition {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::model::fleet::{Engine, Namespace, TenantId};
-    use crate::model::secret::DbUrl;
 
     fn tenant(id: &str, labels: &[(&str, &str)], canary: bool) -> Tenant {
-        Tenant {
-            id: TenantId::new(id).unwrap(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            canary,
-            engine: Engine::Sqlite,
-            url: DbUrl::new(url::Url::parse("sqlite:///x.db").unwrap()),
-            namespace: Namespace::default(),
-            host: None,
-            init_sql: vec![],
-            search_path: vec![],
-            create_database: false,
-            history_compat: None,
-        }
+        Tenant::for_test(id, labels, canary)
     }
 
     #[test]

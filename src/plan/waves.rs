@@ -177,24 +177,10 @@ pub fn single<'a>(tenants: &[&'a Tenant]) -> Vec<Wave<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fleet::{Engine, Namespace, TenantId};
-    use crate::model::secret::DbUrl;
 
     fn fleet(n: usize, canaries: &[usize]) -> Vec<Tenant> {
         (0..n)
-            .map(|i| Tenant {
-                id: TenantId::new(&format!("t{i:03}")).unwrap(),
-                labels: Default::default(),
-                canary: canaries.contains(&i),
-                engine: Engine::Sqlite,
-                url: DbUrl::new(url::Url::parse("sqlite:///x.db").unwrap()),
-                namespace: Namespace::default(),
-                host: None,
-                init_sql: vec![],
-                search_path: vec![],
-                create_database: false,
-                history_compat: None,
-            })
+            .map(|i| Tenant::for_test(&format!("t{i:03}"), &[], canaries.contains(&i)))
             .collect()
     }
 
