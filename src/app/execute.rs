@@ -589,7 +589,8 @@ fn replace_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
 
 /// What `up` checks before wave 1, on one survey of the selected tenants: the lint of
 /// their pending migrations (which also refuses a CONCURRENTLY that would fail on every
-/// tenant, whatever `--lint` says), then `--check-migrations`.
+/// tenant, whatever `--lint` says), then `--check-migrations`. No survey when neither can
+/// say anything: no check asked for, and no live finding in any migration up to `to`.
 pub(super) async fn before_wave_1(
     g: &Global,
     fleet: &Fleet,
@@ -599,9 +600,13 @@ pub(super) async fn before_wave_1(
     lint: LintMode,
     check_migrations: bool,
 ) -> Result<(), Error> {
+    let check = check_migrations || fleet.rollout.check_migrations;
+    if !check && !super::lint::any_live(sets, tenants, to) {
+        return Ok(());
+    }
     let states = api::inspect(fleet, sets, &options(g, None), tenants).await;
     super::lint::before_up(g, fleet, sets, &states, to, lint)?;
-    if check_migrations || fleet.rollout.check_migrations {
+    if check {
         super::check::before_up(g, fleet, sets, tenants, &states, to).await?;
     }
     Ok(())

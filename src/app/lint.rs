@@ -295,6 +295,21 @@ pub(super) fn refuse(report: &LintReport, mode: LintMode, command: &str) -> Resu
     Ok(())
 }
 
+/// Whether linting every migration up to `to` of the tenants' engines finds anything not
+/// allowed. When it does not, linting only the pending ones (a subset, linted in the same
+/// context) shows and refuses nothing either, so `up` need not read every tenant's history
+/// for it: at 100,000 SQLite tenants that read was a second pass over every file.
+pub(super) fn any_live(sets: &Sets, tenants: &[&Tenant], to: Version) -> bool {
+    let mut engines: Vec<Engine> = tenants.iter().map(|t| t.engine).collect();
+    engines.sort();
+    engines.dedup();
+    engines.into_iter().any(|engine| {
+        let Some(set) = sets.get(engine) else { return false };
+        let to = sets.resolve(engine, to);
+        lint::lint_set(engine, set, |v| v <= to).iter().any(|f| f.is_live())
+    })
+}
+
 /// `up`'s lint before wave 1, over the selected tenants' pending migrations up to `to`:
 /// shown on stderr, then [`refuse`]d.
 pub(super) fn before_up(

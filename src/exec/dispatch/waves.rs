@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use governor::Jitter;
 
-use super::{AFTER_ABANDON, Dispatcher, Starter, not_started, stopped};
+use super::{AFTER_ABANDON, Dispatcher, Starter, not_started};
 use crate::driver::ledger::LedgerError;
 use crate::exec::events::{Event, Gate, GateStart, NextWave};
 use crate::exec::run::host_limit;
 use crate::exec::tenant::{self, Action};
-use crate::exec::turns::Turns;
+use crate::exec::turns::{Turn, Turns};
 use crate::exec::window::ChangeWindow;
 use crate::exec::work::Work;
 use crate::model::fleet::Tenant;
@@ -429,7 +429,7 @@ impl<W: Work> Task<'_, W> {
         }
         tokio::select! {
             () = turn.ready() => {}
-            () = stopped(stop), if done.is_none() => return Ended::not_started(i, t, None),
+            () = stop.raised(), if done.is_none() => return Ended::not_started(i, t, None),
         }
         if let Some(report) = done {
             let began = tokio::time::Instant::now();
@@ -454,7 +454,7 @@ impl<W: Work> Task<'_, W> {
         if let Some(limiter) = &self.limiter {
             tokio::select! {
                 _ = limiter.until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20))) => {}
-                () = stopped(stop) => return Ended::not_started(i, t, None),
+                () = stop.raised() => return Ended::not_started(i, t, None),
             }
         }
         // Last before the start, after every other wait: a window that closed while this
@@ -462,12 +462,21 @@ impl<W: Work> Task<'_, W> {
         if let Some(window) = self.window {
             tokio::select! {
                 () = window.open(events, wave) => {}
-                () = stopped(stop) => return Ended::not_started(i, t, None),
+                () = stop.raised() => return Ended::not_started(i, t, None),
             }
         }
         if starter.stopping() {
             return Ended::not_started(i, t, None);
         }
+        // Boxed: every tenant of a wave waits in this function at once, and the tenant's
+        // whole job inlined here made each waiting one as large as a running one.
+        Box::pin(self.start(i, t, wave, turn)).await
+    }
+
+    /// Records the start of `t`, which holds its `turn`, runs it and records its end.
+    async fn start(self, i: usize, t: &Tenant, wave: usize, mut turn: Turn<'_>) -> Ended {
+        let starter = self.starter;
+        let events = starter.events;
         let ctx = starter.ctx;
         // A tenant the ledger cannot record as started does not start.
         if let Some(ledger) = &ctx.ledger {
