@@ -2214,6 +2214,10 @@ tenants:
                 "rollout waves: wave sizes `5,2` are cumulative",
             ),
             (
+                "rollout: {host_failures: -1}\ntenants: []\n",
+                "rollout host_failures: `-1` is not a whole number from 0 to 100000",
+            ),
+            (
                 "tenants:\n  - {id: a, url: 'sqlite://a.db', init_sql: \"select 1\\0\"}\n",
                 "tenants[0].init_sql: holds a NUL byte at offset 8",
             ),
@@ -2237,6 +2241,8 @@ tenants:
             assert!(err.contains(expected) && !err.contains("enum"), "{text}: {err}");
         }
         assert!(parse_str("\u{feff}tenants:\n  - {id: a, url: 'sqlite://a.db'}\n").is_ok());
+        let breaker = parse_str("rollout: {host_failures: 0}\ntenants: []\n").unwrap();
+        assert_eq!(breaker.rollout.host_failures, Some(0));
         for (text, expected) in cases {
             let got = parse_str(text).err().map(message).unwrap_or_default();
             assert!(got.contains(expected), "for {text:?}: `{got}` lacks `{expected}`");
