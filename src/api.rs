@@ -71,6 +71,10 @@ pub struct UpOptions {
     /// the fleet file's `rollout.max_skipped`, else a skipped canary stops it.
     pub max_skipped: Option<MaxSkipped>,
     pub rollback: Option<RollbackPolicy>,
+    /// After this many tenants of one host in a row could not connect, the host's other
+    /// tenants are skipped untried (0: never); `None`: the fleet file's
+    /// `rollout.host_failures`, else 3.
+    pub host_failures: Option<u32>,
     /// Record the run in this ledger (created if missing); `None`: no ledger.
     pub ledger: Option<DbUrl>,
 }
@@ -82,6 +86,7 @@ impl Default for UpOptions {
             max_failures: None,
             max_skipped: None,
             rollback: None,
+            host_failures: None,
             ledger: None,
         }
     }
@@ -274,19 +279,23 @@ pub(crate) fn plan_waves<'f>(
     Ok(crate::plan::waves::plan(tenants, &is_canary, &spec)?)
 }
 
-/// The failure and skip limits and rollback: those given, else the fleet file's
-/// `rollout:` defaults, else the built-in ones. No gates, pause or rate.
+/// The failure and skip limits, rollback and the host breaker: those given, else the
+/// fleet file's `rollout:` defaults, else the built-in ones. No gates, pause or rate.
 pub(crate) fn limits_policy(
     fleet: &Fleet,
     max_failures: Option<MaxFailures>,
     max_skipped: Option<MaxSkipped>,
     rollback: Option<RollbackPolicy>,
+    host_failures: Option<u32>,
 ) -> Policy {
     let defaults = &fleet.rollout;
     Policy {
         max_failures: max_failures.or(defaults.max_failures).unwrap_or_default(),
         max_skipped: max_skipped.or(defaults.max_skipped).unwrap_or_default(),
         rollback: rollback.or(defaults.rollback).unwrap_or_default(),
+        host_failures: host_failures
+            .or(defaults.host_failures)
+            .unwrap_or(crate::model::policy::DEFAULT_HOST_FAILURES),
         ..Policy::default()
     }
 }
@@ -522,7 +531,7 @@ pub async fn up(fleet: &Fleet, sets: &Sets, opts: &Options, up: &UpOptions) -> R
         ctx,
         waves: plan_waves(fleet, &tenants, &[], None)?.waves,
         action: Action::Migrate(Target::Up { to }),
-        policy: limits_policy(fleet, up.max_failures, up.max_skipped, up.rollback),
+        policy: limits_policy(fleet, up.max_failures, up.max_skipped, up.rollback, up.host_failures),
         command: "up",
         shared: None,
         source: Some(RunSource {

@@ -136,6 +136,12 @@ pub struct Rollout {
     /// tenants do not. [default: the fleet file's `rollout.max_skipped`, else `canary`]
     #[arg(long)]
     pub max_skipped: Option<MaxSkipped>,
+    /// After this many tenants of one host in a row could not connect (refused, timed
+    /// out, after their retries), skip the host's tenants not started yet, untried, as
+    /// `unreachable`; one probes it again at the next wave or 30s later. `0`: never. Skipped tenants count
+    /// against --max-skipped. [default: the fleet file's `rollout.host_failures`, else 3]
+    #[arg(long, value_name = "K", value_parser = |s: &str| bounds::number(s, 0u32, 100_000))]
+    pub host_failures: Option<u32>,
     /// What to bring back to its start version when the run stops early.
     /// [default: the fleet file's `rollout.rollback`, else failed]
     #[arg(long, value_enum)]

@@ -368,7 +368,7 @@ fn rollout_plan<'f>(
         }),
         window: (r.window.clone().or_else(|| defaults.window.clone()))
             .map(|w| ChangeWindow::new(w, std::sync::Arc::new(SystemClock))),
-        ..api::limits_policy(fleet, r.max_failures, r.max_skipped, r.rollback)
+        ..api::limits_policy(fleet, r.max_failures, r.max_skipped, r.rollback, r.host_failures)
     };
     Ok((waves, policy))
 }

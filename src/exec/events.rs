@@ -117,6 +117,19 @@ pub enum Event {
         detail: Option<String>,
         elapsed_ms: u64,
     },
+    /// The breaker cut host `host` off (`--host-failures`): `failures` of its tenants in a
+    /// row could not connect, the last with `error`. Its tenants not started yet are skipped
+    /// as `unreachable` without being tried; one may probe it after `probe_after_ms`.
+    HostCutOff {
+        host: String,
+        failures: u32,
+        error: String,
+        probe_after_ms: u64,
+    },
+    /// A tenant of a cut-off host connected (a probe, or one in flight): its tenants start again.
+    HostRestored {
+        host: String,
+    },
 }
 
 pub use crate::model::run::Gate;

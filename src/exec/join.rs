@@ -187,5 +187,6 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
         waves: waves.into_values().collect(),
         tenants,
         summary,
+        hosts_cut_off: Vec::new(),
     }
 }

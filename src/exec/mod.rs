@@ -1,5 +1,6 @@
 //! Running commands over tenants: fan-out under limits, one event stream out.
 
+pub mod breaker;
 pub mod check;
 pub mod dispatch;
 pub mod drift;

@@ -279,6 +279,8 @@ struct RolloutDoc {
     max_failures: Option<Scalar>,
     max_skipped: Option<Scalar>,
     rollback: Option<String>,
+    /// `--host-failures`: a whole number, 0 for never.
+    host_failures: Option<Scalar>,
     #[serde(default)]
     check_migrations: bool,
     /// `warn`, `deny` or `off`: `up`'s lint before wave 1.
@@ -1357,7 +1359,7 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
         ),
         (
             "struct RolloutDoc",
-            "a map of rollout settings (waves, bake, window, check, max_failures, max_skipped, rollback, check_migrations, lint)",
+            "a map of rollout settings (waves, bake, window, check, max_failures, max_skipped, rollback, host_failures, check_migrations, lint)",
         ),
         (
             "struct TenantDoc",
@@ -1487,6 +1489,11 @@ fn rollout_defaults(path: &Path, doc: RolloutDoc) -> Result<RolloutDefaults, Fle
             .map(|r| r.parse::<RollbackPolicy>())
             .transpose()
             .map_err(|m| invalid("rollback", &m))?,
+        host_failures: doc
+            .host_failures
+            .map(|k| bounds::number(&k.into_string(), 0u32, 100_000))
+            .transpose()
+            .map_err(|m| invalid("host_failures", &m))?,
         check_migrations: doc.check_migrations,
         lint: doc
             .lint
@@ -2207,6 +2214,10 @@ tenants:
                 "rollout waves: wave sizes `5,2` are cumulative",
             ),
             (
+                "rollout: {host_failures: -1}\ntenants: []\n",
+                "rollout host_failures: `-1` is not a whole number from 0 to 100000",
+            ),
+            (
                 "tenants:\n  - {id: a, url: 'sqlite://a.db', init_sql: \"select 1\\0\"}\n",
                 "tenants[0].init_sql: holds a NUL byte at offset 8",
             ),
@@ -2230,6 +2241,8 @@ tenants:
             assert!(err.contains(expected) && !err.contains("enum"), "{text}: {err}");
         }
         assert!(parse_str("\u{feff}tenants:\n  - {id: a, url: 'sqlite://a.db'}\n").is_ok());
+        let breaker = parse_str("rollout: {host_failures: 0}\ntenants: []\n").unwrap();
+        assert_eq!(breaker.rollout.host_failures, Some(0));
         for (text, expected) in cases {
             let got = parse_str(text).err().map(message).unwrap_or_default();
             assert!(got.contains(expected), "for {text:?}: `{got}` lacks `{expected}`");

@@ -367,6 +367,8 @@ pub struct RolloutDefaults {
     pub max_failures: Option<MaxFailures>,
     pub max_skipped: Option<MaxSkipped>,
     pub rollback: Option<RollbackPolicy>,
+    /// `host_failures: 3`: the breaker for dead hosts (`--host-failures`).
+    pub host_failures: Option<u32>,
     /// `check_migrations: true`: `up` runs `check` over the pending migrations first.
     pub check_migrations: bool,
     /// `lint: warn|deny|off`: what `up`'s lint before wave 1 does [default: warn].

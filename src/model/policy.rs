@@ -483,6 +483,10 @@ impl fmt::Display for WaveSpec {
     }
 }
 
+/// `--host-failures` when neither the command line nor the fleet file's `rollout:` says:
+/// three tenants of one host in a row that could not connect cut the host off.
+pub const DEFAULT_HOST_FAILURES: u32 = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -422,6 +422,28 @@ pub struct RunReport {
     pub waves: Vec<WaveReport>,
     pub tenants: Vec<FinalTenant>,
     pub summary: Summary,
+    /// The hosts the breaker cut off (`--host-failures`), in the order it did. Reports
+    /// recorded before the breaker was kept have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts_cut_off: Vec<HostCutOff>,
+}
+
+/// A host the breaker cut off in a run: after `failures` tenants in a row could not
+/// connect to it, its tenants not started yet were skipped as `unreachable` without being
+/// tried (`skipped` of them, nothing touched), until a probe connected (`restored`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCutOff {
+    /// The server's key (`Tenant::server_key`): a named host, an engine's host and port,
+    /// or a SQLite file; never a URL's credentials.
+    pub host: String,
+    /// The consecutive connection failures that tripped it (the last cut-off's).
+    pub failures: u32,
+    /// The last of those failures' error.
+    pub error: String,
+    /// Tenants skipped without being tried while it was cut off.
+    pub skipped: usize,
+    /// A later tenant (the probe, or one in flight) connected: it was open again at the end.
+    pub restored: bool,
 }
 
 impl RunReport {

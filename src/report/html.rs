@@ -627,6 +627,7 @@ mod tests {
             waves,
             tenants,
             summary,
+            hosts_cut_off: Vec::new(),
         }
     }
 

@@ -68,6 +68,9 @@ impl Notices {
             Event::Stopping { .. } => ("stopping", line?),
             // The run pauses, perhaps for hours: whoever watches the channel should know why.
             Event::WindowWait { .. } => ("window_wait", line?),
+            // A host cut off is news for whoever watches the rollout.
+            Event::HostCutOff { .. } => ("host_cut_off", line?),
+            Event::HostRestored { .. } => ("host_restored", line?),
             Event::RunFinished { stop_reason, .. } => {
                 ("run_finished", format!("{} (stop reason: {stop_reason})", line?))
             }

@@ -339,7 +339,7 @@ impl ProgressReporter {
                 self.show_doing(tenant, format!("retrying (attempt {attempt})"));
                 self.print(line);
             }
-            Event::RunFinished { .. } => self.print(line),
+            Event::RunFinished { .. } | Event::HostCutOff { .. } | Event::HostRestored { .. } => self.print(line),
             Event::WindowWait { .. } => self.print_and_status(line),
             Event::StepFinished { .. } | Event::WaveFinished { .. } => {}
             Event::GateStarted { wave, gate } => {

@@ -231,12 +231,32 @@ pub fn text(report: &RunReport, rows: Rows<'_>) -> String {
             counts.join(", ")
         );
     }
+    for line in report.hosts_cut_off.iter().map(cut_off_line) {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(
         out,
         "stop reason: {}",
         crate::model::text::printable(&report.stop_reason.to_string())
     );
     out
+}
+
+/// A host the breaker cut off, as the final report says it.
+fn cut_off_line(h: &crate::model::run::HostCutOff) -> String {
+    let printable = crate::model::text::printable;
+    format!(
+        "host `{}` cut off after {} tenant(s) in a row could not connect ({}): {} tenant(s) skipped untried{}",
+        printable(&h.host),
+        h.failures,
+        crate::model::text::printable_bounded(&h.error),
+        h.skipped,
+        if h.restored {
+            "; a later tenant connected, and it was restored"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The report as Markdown: every tenant, failures first as in the text.

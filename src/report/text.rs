@@ -84,9 +84,8 @@ impl TextReporter {
                 self.checksums = self.stamping && target.is_none();
                 self.total = *tenants;
                 let target = target.map(|t| format!(", target {t}")).unwrap_or_default();
-                Some(format!(
-                    "fleetmig {command}: {tenants} tenant(s){target} (run {run_id})"
-                ))
+                let line = format!("fleetmig {command}: {tenants} tenant(s){target} (run {run_id})");
+                Some(line)
             }
             Event::TenantStarted { tenant, .. } if self.timestamps => {
                 Some(format!("  {:width$}  started", tenant.as_str(), width = self.id_width))
@@ -139,6 +138,7 @@ impl TextReporter {
                     Some(e) => format!("  {id}  ROLLBACK FAILED at {}: {e}", v(*to)),
                 })
             }
+            Event::HostCutOff { .. } | Event::HostRestored { .. } => host_line(event),
             Event::GateStarted { .. }
             | Event::GateProgress { .. }
             | Event::GateFinished { .. }
@@ -284,6 +284,30 @@ pub fn summary_line(s: &Summary) -> String {
         ));
     }
     line + &format!(" ({secs:.2} s).")
+}
+
+/// The breaker's lines: a host cut off, a host restored.
+fn host_line(event: &Event) -> Option<String> {
+    let printable = crate::model::text::printable;
+    match event {
+        Event::HostCutOff {
+            host,
+            failures,
+            error,
+            probe_after_ms,
+        } => Some(format!(
+            "host `{}` cut off: {failures} tenant(s) in a row could not connect ({}); its tenants not started yet \
+             are skipped, untried; one probes it again at the next wave or after {}s",
+            printable(host),
+            crate::model::text::printable_bounded(error),
+            probe_after_ms / 1000
+        )),
+        Event::HostRestored { host } => Some(format!(
+            "host `{}` restored: a tenant connected; its tenants start again",
+            printable(host)
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -685,6 +709,7 @@ pub(crate) mod tests {
                 },
             ],
             summary: Summary::default(),
+            hosts_cut_off: Vec::new(),
         };
         let text = crate::report::run::text(&report, crate::report::run::Rows::All);
         let statuses: Vec<&str> = text
@@ -765,6 +790,7 @@ pub(crate) mod tests {
             ],
             summary,
             tenants,
+            hosts_cut_off: Vec::new(),
         }
     }
 

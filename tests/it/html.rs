@@ -464,6 +464,7 @@ fn a_ten_thousand_tenant_report_is_bounded_and_its_filter_finds_an_aggregated_te
         waves,
         tenants,
         summary,
+        hosts_cut_off: Vec::new(),
     };
     let page = fleetmig::internal::html_report(&report, None);
     assert!(page.len() < 1_000_000, "{} bytes for 10,000 tenants", page.len());

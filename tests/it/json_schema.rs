@@ -384,7 +384,45 @@ fn retried_run(events: &Events) -> BTreeSet<String> {
     let mut seen = events.check("up through a server that refused at first", &stdout);
     seen.extend(shared_run(events, &pg));
     seen.extend(interrupted_run(events, &pg));
+    seen.extend(breaker_run(events, &pg));
     seen
+}
+
+/// A host that refuses connections is cut off after one tenant (`host_cut_off`); it is
+/// back when the next wave's first tenant probes it (`host_restored`).
+fn breaker_run(events: &Events, pg: &Pg) -> BTreeSet<String> {
+    let proxy = Proxy::new("127.0.0.1:5432");
+    proxy.set(ProxyMode::Refuse);
+    let p = Project::new();
+    p.fleet(&format!(
+        "defaults: {{url: \"{}\", schema: \"b_{{id}}\"}}\ntenants:\n  - {{id: a}}\n  - {{id: b}}\n  - {{id: c}}\n",
+        proxy.pg_url(&pg.name)
+    ));
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (id INT);\n");
+    let args = [
+        "up",
+        "--format",
+        "json",
+        "--retry-for",
+        "0s",
+        "--host-failures",
+        "1",
+        "--waves",
+        "1,2,100%",
+        "--bake",
+        "3s",
+    ];
+    let mut up = Spawned::new(p.command(&args));
+    up.wait_for(Duration::from_secs(60), |v| v["event"] == "host_cut_off");
+    proxy.set(ProxyMode::Forward);
+    let mut lines = up.seen.clone();
+    let (code, rest, stderr) = up.finish(Duration::from_secs(120));
+    lines.extend(rest);
+    let stdout = lines.join("\n");
+    assert_eq!(code, Some(1), "a skipped tenant: {stdout}\n{stderr}");
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["summary"]["succeeded"], 2, "{stdout}");
+    events.check("up with a host cut off and restored", &stdout)
 }
 
 /// A shared run (`--shared`, the claim loop of `join`) emits the same events.
@@ -506,6 +544,8 @@ fn every_line_of_real_runs_fits_the_schema_and_every_event_kind_comes_up() {
         // PostgreSQL is missing and not required (CI requires it): the retry and the
         // interrupted step are not run.
         documented.remove("step_retried");
+        documented.remove("host_cut_off");
+        documented.remove("host_restored");
         documented.remove("tenant_finished:stopped");
     }
     seen.extend(retried);

@@ -9,6 +9,7 @@ mod aftermath;
 mod architecture;
 mod bad_input;
 mod bad_input2;
+mod breaker;
 mod change_window;
 mod check;
 mod cli;

@@ -25,6 +25,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
 
 use crate::driver::ledger::LedgerError;
+use crate::exec::breaker::{Breakers, COOL_DOWN, Change};
 use crate::exec::events::{Event, Events, NextWave};
 use crate::exec::join::{LedgerClaims, Shared};
 use crate::exec::run::RunContext;
@@ -89,6 +90,10 @@ pub struct Policy {
     pub rate: Option<Rate>,
     /// `--window`: tenants start only while it is open.
     pub window: Option<ChangeWindow>,
+    /// `--host-failures`: this many tenants of one host in a row that cannot connect cut
+    /// the host off (see `exec::breaker`); 0 never does. A run of this runner's own waves
+    /// only: a shared run's tenants are each claimed on their own.
+    pub host_failures: u32,
 }
 
 /// Ctrl-C presses (and SIGTERM, which `app::signals` maps onto the same channel): the
@@ -239,6 +244,8 @@ struct Dispatcher<'r, W> {
     wave_spans: std::collections::HashMap<usize, [u64; 2]>,
     /// The gates that ran, with their wave, in order.
     gates: Vec<(usize, GateReport)>,
+    /// The per-host breakers: fed each tenant's outcome here, asked by tenant tasks.
+    breakers: Arc<Breakers>,
 }
 
 /// What a tenant task needs of the dispatcher, copied out of it so that tasks in flight
@@ -317,6 +324,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             began: tokio::time::Instant::now(),
             wave_spans: std::collections::HashMap::new(),
             gates: Vec::new(),
+            breakers: Arc::new(Breakers::new(spec.policy.host_failures)),
         }
     }
 
@@ -440,6 +448,25 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         }
     }
 
+    /// Feeds slot `i`'s outcome, from a tenant that was tried, to its host's breaker, and
+    /// announces what that changed.
+    fn observe_host(&self, i: usize, report: &TenantReport) {
+        let host = self.slots[i].tenant.server_key();
+        match self.breakers.observe(&host, report) {
+            Some(Change::CutOff { host, failures, error }) => {
+                tracing::warn!("host `{host}` cut off after {failures} connection failures in a row: {error}");
+                self.events.emit(Event::HostCutOff {
+                    host,
+                    failures,
+                    error,
+                    probe_after_ms: COOL_DOWN.as_millis() as u64,
+                });
+            }
+            Some(Change::Restored { host }) => self.events.emit(Event::HostRestored { host }),
+            None => {}
+        }
+    }
+
     /// Runs `work` while listening for interrupts: the first escalates to `Interrupted`,
     /// one after that abandons `work` (`None`).
     async fn interruptible<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
@@ -535,6 +562,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             waves,
             tenants,
             summary,
+            hosts_cut_off: self.breakers.report(),
         }
     }
 }

@@ -30,6 +30,8 @@ enum Part {
     Hangs,
     /// Fails after moving, and its rollback finds its lock taken.
     FailsAndRollbackLocked,
+    /// Its server refuses the connection (after its retries).
+    Refused,
 }
 
 /// The per-tenant work, played from a script.
@@ -121,6 +123,19 @@ impl Work for Fake {
             std::future::pending::<()>().await;
         }
         tokio::time::sleep(self.takes).await;
+        if part == Part::Refused {
+            let error = DbError::new(
+                ErrorKind::Unreachable,
+                "connecting",
+                "Connection refused (os error 111)",
+            );
+            let reason = crate::model::run::SkipReason::Unreachable { error };
+            return TenantReport {
+                start_version: None,
+                final_version: None,
+                ..report(t, Outcome::Skipped { reason }, 0, 0)
+            };
+        }
         match job.action {
             Action::Migrate(Target::Up { to })
                 if matches!(part, Part::FailsAfterMoving | Part::FailsAndRollbackLocked) =>
@@ -880,4 +895,154 @@ async fn starts_by_work_left_keep_wave_order_and_the_failure_limit() {
         "nothing starts after the failure: {ups:?}"
     );
     assert_eq!(ups, ["a0", "b00"]);
+}
+
+/// A fleet of PostgreSQL tenants, `(id, server)` each, on servers that are never reached.
+fn fleet_on(tenants: &[(&str, &str)]) -> Fleet {
+    let mut yaml = String::from("tenants:\n");
+    for (id, server) in tenants {
+        yaml.push_str(&format!(
+            "  - {{ id: {id}, url: \"postgres://u:secret@{server}:5432/{id}\" }}\n"
+        ));
+    }
+    crate::load::fleet::parse(Path::new("/nowhere/tenants.yaml"), &yaml, &|_| None).unwrap()
+}
+
+fn breaker(k: u32) -> Policy {
+    Policy {
+        max_failures: MaxFailures::Unlimited,
+        max_skipped: MaxSkipped::Limit(MaxFailures::Unlimited),
+        host_failures: k,
+        ..Policy::default()
+    }
+}
+
+fn cut_offs(events: &[Event]) -> Vec<(String, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HostCutOff { host, failures, .. } => Some((host.clone(), *failures)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_trips_after_k_and_skips_the_rest_of_its_host_untried() {
+    let mut tenants: Vec<(String, &str)> = (1..=8).map(|n| (format!("dead{n}"), "dead")).collect();
+    tenants.extend((1..=4).map(|n| (format!("live{n}"), "live")));
+    let refs: Vec<(&str, &str)> = tenants.iter().map(|(id, h)| (id.as_str(), *h)).collect();
+    let fleet = fleet_on(&refs);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    // One at a time, so that no other tenant of the dead host is in flight when it trips.
+    let ctx = context(&fleet, &set, 1);
+    let mut work = Fake::new(tx);
+    for n in 1..=8 {
+        work = work.part(&format!("dead{n}"), Part::Refused);
+    }
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[12]), &breaker(3), &work, rx).await;
+    let tried: Vec<String> = work.ups().into_iter().filter(|t| t.starts_with("dead")).collect();
+    assert_eq!(tried.len(), 3, "only the tenants that tripped it were tried: {tried:?}");
+    assert_eq!(cut_offs(&events), [("postgres://dead:5432".to_owned(), 3)]);
+    for t in &report.tenants {
+        let want = if t.id.starts_with("live") {
+            Status::Succeeded
+        } else {
+            Status::Skipped
+        };
+        assert_eq!(t.status, want, "{}", t.id);
+    }
+    let untried: Vec<&FinalTenant> = (report.tenants.iter())
+        .filter(|t| t.id.starts_with("dead") && !tried.contains(&t.id))
+        .collect();
+    assert_eq!(untried.len(), 5);
+    for t in untried {
+        let error = t.error.as_deref().unwrap();
+        assert!(
+            error.starts_with("unreachable: host `postgres://dead:5432` cut off: not tried"),
+            "{error}"
+        );
+        assert!(!error.contains("secret"), "{error}");
+        assert_eq!((t.start_version, t.final_version, t.started_ms), (None, None, None));
+    }
+    let cut = &report.hosts_cut_off;
+    assert_eq!(cut.len(), 1);
+    assert_eq!((cut[0].failures, cut[0].skipped, cut[0].restored), (3, 5, false));
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, Event::TenantFinished { .. }))
+        .count();
+    assert_eq!(finished, 12, "every tenant skipped untried is named by an event");
+    assert_eq!(report.summary.skipped, 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_skipped_tenants_of_a_cut_off_host_count_against_max_skipped() {
+    let ids: Vec<String> = (1..=6).map(|n| format!("d{n}")).collect();
+    let refs: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "dead")).collect();
+    let fleet = fleet_on(&refs);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 1);
+    let mut work = Fake::new(tx);
+    for id in &ids {
+        work = work.part(id, Part::Refused);
+    }
+    let mut policy = breaker(2);
+    policy.max_skipped = MaxSkipped::Limit(MaxFailures::Count(3));
+    let (report, _) = run_waves(&ctx, &waves(&fleet, &[6]), &policy, &work, rx).await;
+    assert!(
+        matches!(report.stop_reason, StopReason::MaxSkipped { .. }),
+        "{:?}",
+        report.stop_reason
+    );
+    assert_eq!(work.ups(), ["d1", "d2"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_at_the_next_wave_keeps_it_open_when_it_fails_and_closes_it_when_it_connects() {
+    let fleet = fleet_on(&[
+        ("a", "h"),
+        ("b", "h"),
+        ("c", "h"),
+        ("d", "h"),
+        ("e", "h"),
+        ("x", "other"),
+    ]);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 2);
+    // The host is down through wave 2's probe (b), and back for wave 3's (d).
+    let work = Fake::new(tx).part("a", Part::Refused).part("b", Part::Refused);
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[1, 2, 3]), &breaker(1), &work, rx).await;
+    let mut ups = work.ups();
+    ups.sort();
+    assert_eq!(
+        ups,
+        ["a", "b", "d", "e", "x"],
+        "c waited for b's probe, and was skipped"
+    );
+    assert_eq!(
+        statuses(&report),
+        [
+            ("a".into(), Status::Skipped),
+            ("b".into(), Status::Skipped),
+            ("c".into(), Status::Skipped),
+            ("d".into(), Status::Succeeded),
+            ("e".into(), Status::Succeeded),
+            ("x".into(), Status::Succeeded),
+        ]
+    );
+    let host = "postgres://h:5432".to_owned();
+    assert_eq!(cut_offs(&events), [(host.clone(), 1), (host.clone(), 2)]);
+    let restored = events
+        .iter()
+        .position(|e| matches!(e, Event::HostRestored { host: h } if *h == host));
+    let e_started = events
+        .iter()
+        .position(|e| matches!(e, Event::TenantStarted { tenant, .. } if tenant.as_str() == "e"));
+    assert!(
+        restored.unwrap() < e_started.unwrap(),
+        "e waited for the probe's outcome"
+    );
+    let cut = &report.hosts_cut_off;
+    assert_eq!((cut.len(), cut[0].skipped, cut[0].restored), (1, 1, true));
 }

@@ -12,15 +12,17 @@ use governor::Jitter;
 
 use super::{AFTER_ABANDON, Dispatcher, Starter, not_started};
 use crate::driver::ledger::LedgerError;
-use crate::exec::events::{Event, Gate, GateStart, NextWave};
+use crate::exec::breaker::{Admit, Breakers};
+use crate::exec::events::{Event, Events, Gate, GateStart, NextWave};
 use crate::exec::run::host_limit;
 use crate::exec::tenant::{self, Action};
 use crate::exec::turns::{Turn, Turns};
 use crate::exec::window::ChangeWindow;
 use crate::exec::work::Work;
+use crate::model::db_error::DbError;
 use crate::model::fleet::Tenant;
 use crate::model::policy::StopReason;
-use crate::model::run::{GateReport, Outcome, Summary, TenantReport};
+use crate::model::run::{GateReport, Outcome, SkipReason, Summary, TenantReport};
 use crate::model::sets::Sets;
 use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
@@ -33,6 +35,8 @@ struct Ended {
     fault: Option<LedgerError>,
     /// When it started, for the timeline; `None` when it never did.
     started: Option<tokio::time::Instant>,
+    /// Skipped untried, its host cut off: not an outcome the host's breaker learns from.
+    cut_off: bool,
 }
 
 impl Ended {
@@ -42,6 +46,32 @@ impl Ended {
             report: not_started(t),
             fault,
             started: None,
+            cut_off: false,
+        }
+    }
+
+    /// Skipped without being tried: its host is cut off (`error` says why). Announced here,
+    /// as it never started.
+    fn cut_off(slot: usize, t: &Tenant, wave: usize, error: DbError, events: &Events) -> Self {
+        let report = TenantReport {
+            id: t.id.clone(),
+            outcome: Outcome::Skipped {
+                reason: SkipReason::Unreachable { error },
+            },
+            start_version: None,
+            final_version: None,
+            steps: vec![],
+        };
+        events.emit(Event::TenantFinished {
+            wave,
+            report: report.clone(),
+        });
+        Ended {
+            slot,
+            report,
+            fault: None,
+            started: None,
+            cut_off: true,
         }
     }
 }
@@ -68,6 +98,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                 canary: wave.canary,
                 tenants: wave.tenants.len(),
             });
+            self.breakers.new_wave();
             let wave_began = Instant::now();
             let marked = tokio::time::Instant::now();
             let alive = self.run_wave(range.clone()).await;
@@ -124,12 +155,14 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         let started: Mutex<HashSet<usize>> = Mutex::default();
         let progress = tenant::Tracker::default();
         let stop = self.stop.clone();
+        let breakers = self.breakers.clone();
         let task = Task {
             starter: self.starter(&stop, &progress),
             turns: &turns,
             started: &started,
             limiter: self.limiter.clone(),
             window: self.policy.window.as_ref(),
+            breakers: &breakers,
         };
         let stream = futures::stream::iter(tenants)
             .map(|(i, t, wave)| task.clone().run(i, t, wave, already_there.remove(&i)))
@@ -173,6 +206,9 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                     Some(ended) => {
                         if let Some(e) = ended.fault {
                             self.ledger_lost(&e);
+                        }
+                        if !ended.cut_off {
+                            self.observe_host(ended.slot, &ended.report);
                         }
                         self.record(ended.slot, ended.report);
                         self.timed(ended.slot, ended.started);
@@ -403,6 +439,8 @@ struct Task<'s, W> {
     limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
     /// The change window a tenant waits for just before it starts.
     window: Option<&'s ChangeWindow>,
+    /// Whether a tenant's host is cut off.
+    breakers: &'s Breakers,
 }
 
 impl<W> Clone for Task<'_, W> {
@@ -413,6 +451,7 @@ impl<W> Clone for Task<'_, W> {
             started: self.started,
             limiter: self.limiter.clone(),
             window: self.window,
+            breakers: self.breakers,
         }
     }
 }
@@ -427,46 +466,19 @@ impl<W: Work> Task<'_, W> {
         if starter.stopping() && done.is_none() {
             return Ended::not_started(i, t, None);
         }
+        let host = t.server_key();
         tokio::select! {
             () = turn.ready() => {}
             () = stop.raised(), if done.is_none() => return Ended::not_started(i, t, None),
+            error = cut_off(self.breakers, &host), if done.is_none() => {
+                return Ended::cut_off(i, t, wave, error, events);
+            }
         }
         if let Some(report) = done {
-            let began = tokio::time::Instant::now();
-            events.emit(Event::TenantStarted {
-                tenant: t.id.clone(),
-                wave,
-            });
-            turn.started();
-            events.emit(Event::TenantFinished {
-                wave,
-                report: report.clone(),
-            });
-            return Ended {
-                slot: i,
-                report,
-                fault: None,
-                started: Some(began),
-            };
+            return surveyed(i, t, wave, report, &mut turn, events);
         }
-        // A stop ends the wait for a start slot at once: with a low `--rate`, every tenant
-        // left waiting its turn made a stop take one slot per tenant.
-        if let Some(limiter) = &self.limiter {
-            tokio::select! {
-                _ = limiter.until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20))) => {}
-                () = stop.raised() => return Ended::not_started(i, t, None),
-            }
-        }
-        // Last before the start, after every other wait: a window that closed while this
-        // tenant waited its turn or a rate slot keeps it from starting.
-        if let Some(window) = self.window {
-            tokio::select! {
-                () = window.open(events, wave) => {}
-                () = stop.raised() => return Ended::not_started(i, t, None),
-            }
-        }
-        if starter.stopping() {
-            return Ended::not_started(i, t, None);
+        if let Some(ended) = self.before_start(i, t, wave, &host, &mut turn).await {
+            return ended;
         }
         // Boxed: every tenant of a wave waits in this function at once, and the tenant's
         // whole job inlined here made each waiting one as large as a running one.
@@ -505,7 +517,86 @@ impl<W: Work> Task<'_, W> {
             report,
             fault,
             started: Some(began),
+            cut_off: false,
         }
+    }
+
+    /// The waits between a tenant's turn and its start: a rate slot, the change window,
+    /// the stop and its host's breaker. `Some`: how it ended without starting.
+    async fn before_start(&self, i: usize, t: &Tenant, wave: usize, host: &str, turn: &mut Turn<'_>) -> Option<Ended> {
+        let (events, stop) = (self.starter.events, self.starter.stop);
+        // A stop ends the wait for a start slot at once: with a low `--rate`, every tenant
+        // left waiting its turn made a stop take one slot per tenant.
+        if let Some(limiter) = &self.limiter {
+            tokio::select! {
+                _ = limiter.until_ready_with_jitter(Jitter::up_to(Duration::from_millis(20))) => {}
+                () = stop.raised() => return Some(Ended::not_started(i, t, None)),
+            }
+        }
+        // Last before the start, after every other wait: a window that closed while this
+        // tenant waited its turn or a rate slot keeps it from starting.
+        if let Some(window) = self.window {
+            tokio::select! {
+                () = window.open(events, wave) => {}
+                () = stop.raised() => return Some(Ended::not_started(i, t, None)),
+            }
+        }
+        if self.starter.stopping() {
+            return Some(Ended::not_started(i, t, None));
+        }
+        // Last of all: a host cut off while this tenant waited keeps it from starting; an
+        // open breaker's probe is the tenant that starts at once, and one that comes while a
+        // probe is in flight lets the next tenant start and waits for the probe's outcome.
+        let error = probed(self.breakers, host, turn).await?;
+        Some(Ended::cut_off(i, t, wave, error, events))
+    }
+}
+
+/// A tenant a survey found at its target already: announced as started and finished at once.
+fn surveyed(i: usize, t: &Tenant, wave: usize, report: TenantReport, turn: &mut Turn<'_>, events: &Events) -> Ended {
+    let began = tokio::time::Instant::now();
+    events.emit(Event::TenantStarted {
+        tenant: t.id.clone(),
+        wave,
+    });
+    turn.started();
+    events.emit(Event::TenantFinished {
+        wave,
+        report: report.clone(),
+    });
+    Ended {
+        slot: i,
+        report,
+        fault: None,
+        started: Some(began),
+        cut_off: false,
+    }
+}
+
+/// Whether a tenant of `host` holding its turn may start: `Some` error when its host is cut
+/// off. While a probe of the host is in flight it waits for the probe's outcome, its turn
+/// marked started so that other hosts' tenants start meanwhile.
+async fn probed(breakers: &Breakers, host: &str, turn: &mut Turn<'_>) -> Option<DbError> {
+    loop {
+        match breakers.admit(host, true) {
+            Admit::Go | Admit::Probe => return None,
+            Admit::Skip(error) => return Some(error),
+            Admit::Wait => {
+                turn.started();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Resolves, with the error to report, once `host` is cut off: a tenant waiting for its
+/// turn is skipped at once rather than when its host's slot frees (checked every 50 ms).
+async fn cut_off(breakers: &Breakers, host: &str) -> DbError {
+    loop {
+        if let Admit::Skip(error) = breakers.admit(host, false) {
+            return error;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
