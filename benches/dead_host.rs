@@ -9,16 +9,16 @@
 //! `FLEETMIG_BENCH_HEALTHY` (200 tenants) and `FLEETMIG_BENCH_DEAD` (50 tenants per dead
 //! host) scale it. Both runs use `-j 8 --connect-timeout 1s --retry-for 1s`.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{env_or, median};
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
 
 const FLEETMIG: &str = env!("CARGO_BIN_EXE_fleetmig");
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// A listener that accepts every connection and never answers, holding the sockets.
 fn silent() -> u16 {
@@ -103,11 +103,6 @@ fn run(dir: &Path, case: Case) -> f64 {
         Case::NoBreaker => assert!(report.get("hosts_cut_off").is_none(), "{report}"),
     }
     summary["elapsed_ms"].as_f64().unwrap()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn main() {

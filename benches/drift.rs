@@ -11,6 +11,10 @@
 //! file). Scale with `FLEETMIG_BENCH_DRIFT_TENANTS` (10000), `FLEETMIG_BENCH_REPEAT` (3) and
 //! `FLEETMIG_BENCH_PG` (`postgres://postgres@127.0.0.1:5432`).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{env_or, median};
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,10 +26,6 @@ const FLEETMIG: &str = env!("CARGO_BIN_EXE_fleetmig");
 /// Schemas made per statement batch, and connections making them at once.
 const BATCH: usize = 50;
 const WRITERS: usize = 4;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn fail(what: &str) -> ! {
     eprintln!("drift bench: {what}");
@@ -194,16 +194,6 @@ fn time(dir: &Path, fleet: &Path, args: &[&str], code: i32) -> (f64, Vec<u8>) {
         ));
     }
     (wall, out.stdout)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn main() {

@@ -12,6 +12,10 @@
 //! the time (100%: as fast as the caps allow). `FLEETMIG_BENCH_REPEAT` (3), `FLEETMIG_BENCH_STEP`
 //! (0.2 s, one migration's sleep) and `FLEETMIG_BENCH_PG` scale it.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{env_or, median};
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -19,10 +23,6 @@ use std::time::Instant;
 use sqlx::{Connection, Executor, PgConnection};
 
 const FLEETMIG: &str = env!("CARGO_BIN_EXE_fleetmig");
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// A host of the fleet: name, cap, tenants, and how many steps each tenant's migration
 /// sleeps.
@@ -172,11 +172,6 @@ fn run(dir: &Path, concurrency: usize) -> f64 {
     let took = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     took
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 #[tokio::main]

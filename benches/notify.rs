@@ -7,6 +7,10 @@
 //! `cargo bench --bench notify`; `FLEETMIG_BENCH_REPEAT` (7) and
 //! `FLEETMIG_BENCH_NOTIFY_TENANTS` (200) scale it.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{env_or, median};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -15,10 +19,6 @@ use std::thread;
 use std::time::Instant;
 
 const FLEETMIG: &str = env!("CARGO_BIN_EXE_fleetmig");
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// A listener answering every request with `answer`, or never (`None`).
 fn endpoint(answer: Option<&'static [u8]>) -> String {
@@ -108,11 +108,6 @@ fn run(dir: &Path, notify: Option<&str>) -> (f64, f64) {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
     (report["summary"]["elapsed_ms"].as_f64().unwrap(), wall)
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn main() {

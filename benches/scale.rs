@@ -14,6 +14,10 @@
 //! PostgreSQL), `FLEETMIG_BENCH_PG` (`postgres://postgres@127.0.0.1:5432`).
 //! `FLEETMIG_BENCH_KEEP=1` keeps the work folder and database. Linux only: `/usr/bin/time`.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::env_or;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,10 +30,6 @@ const MIGRATIONS: i64 = 6;
 /// Schemas made per statement batch, and connections making them at once.
 const BATCH: usize = 20;
 const WRITERS: usize = 4;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn sizes(name: &str, default: &str) -> Vec<usize> {
     std::env::var(name)

@@ -8,6 +8,10 @@
 //! host: 15.6 s against 18 ms now). Scale with `FLEETMIG_BENCH_TURNS` (`10000,40000`) and
 //! `FLEETMIG_BENCH_REPEAT` (5).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::median;
+
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
@@ -29,11 +33,6 @@ async fn wave(n: usize, one_host: bool, cap: usize) -> f64 {
         running.push_back(turn);
     }
     began.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
