@@ -240,8 +240,13 @@ fn connection_failure(report: &TenantReport) -> Option<&DbError> {
         } => error,
         _ => return None,
     };
-    let unanswered = error.kind == ErrorKind::Unreachable && error.code.is_none() && error.number.is_none();
-    (unanswered && error.op == "connecting").then_some(error)
+    (!error.answered() && error.op == "connecting").then_some(error)
+}
+
+/// Whether a tenant that was tried reached its host (see [`connection_failure`]): an
+/// error the server gave counts, a stop before it connected does not.
+pub fn reached(report: &TenantReport) -> bool {
+    connection_failure(report).is_none() && !matches!(report.outcome, Outcome::NotStarted)
 }
 
 /// The tenant reached its server: whatever came after, the host is alive.

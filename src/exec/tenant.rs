@@ -107,6 +107,9 @@ pub struct Job<'a> {
     pub stop: &'a AtomicBool,
     /// Where the task notes its progress, when the caller may abandon it.
     pub progress: Option<&'a Tracker>,
+    /// Called each time an attempt reaches the tenant's server (a session opened, or the
+    /// server answered with an error): the dispatcher's sign that the host is alive.
+    pub reached: Option<&'a (dyn Fn() + Send + Sync)>,
 }
 
 /// The longest wait between two attempts on one tenant.
@@ -486,6 +489,15 @@ async fn open(
             });
         }
     };
+    if let Some(reached) = job.reached {
+        if opened
+            .as_ref()
+            .err()
+            .is_none_or(crate::model::db_error::DbError::answered)
+        {
+            reached();
+        }
+    }
     match opened {
         Ok(s) => Ok(s),
         // The database answered but refused to set up (init_sql, creating the history table).

@@ -92,6 +92,13 @@ impl fmt::Display for DbError {
 }
 
 impl DbError {
+    /// The server gave this error (a code, or not a connection failure at all): it is
+    /// alive, whatever it said. An `Unreachable` without a code is a server that did not
+    /// answer: refused, timed out, no route.
+    pub fn answered(&self) -> bool {
+        self.kind != ErrorKind::Unreachable || self.code.is_some() || self.number.is_some()
+    }
+
     pub fn new(kind: ErrorKind, op: impl Into<String>, message: impl Into<String>) -> Self {
         DbError {
             kind,

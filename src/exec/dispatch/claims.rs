@@ -207,7 +207,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                 tenant: t.id.clone(),
                 wave,
             });
-            (i, starter.run(t, wave).await)
+            (i, starter.run(t, wave, None).await)
         }));
     }
 

@@ -268,8 +268,9 @@ impl<W> Clone for Starter<'_, W> {
 impl<W> Copy for Starter<'_, W> {}
 
 impl<'s, W: Work> Starter<'s, W> {
-    /// Runs `t`, of wave `wave`, whose start is announced.
-    async fn run(self, t: &Tenant, wave: usize) -> TenantReport {
+    /// Runs `t`, of wave `wave`, whose start is announced; `reached` is called when an
+    /// attempt reaches its server.
+    async fn run(self, t: &Tenant, wave: usize, reached: Option<&(dyn Fn() + Send + Sync)>) -> TenantReport {
         let job = Job {
             set: self.ctx.sets.of(t.engine),
             action: self.action.resolved(self.ctx.sets, t.engine),
@@ -280,6 +281,7 @@ impl<'s, W: Work> Starter<'s, W> {
             events: self.events,
             stop: self.stop,
             progress: Some(self.progress),
+            reached,
         };
         self.work.run(t, job).await
     }
@@ -449,21 +451,25 @@ impl<'r, W: Work> Dispatcher<'r, W> {
     }
 
     /// Feeds slot `i`'s outcome, from a tenant that was tried, to its host's breaker, and
-    /// announces what that changed.
-    fn observe_host(&self, i: usize, report: &TenantReport) {
+    /// announces what that changed; returns the host when this cut it off.
+    fn observe_host(&self, i: usize, report: &TenantReport) -> Option<String> {
         let host = self.slots[i].tenant.server_key();
         match self.breakers.observe(&host, report) {
             Some(Change::CutOff { host, failures, error }) => {
                 tracing::warn!("host `{host}` cut off after {failures} connection failures in a row: {error}");
                 self.events.emit(Event::HostCutOff {
-                    host,
+                    host: host.clone(),
                     failures,
                     error,
                     probe_after_ms: COOL_DOWN.as_millis() as u64,
                 });
+                Some(host)
             }
-            Some(Change::Restored { host }) => self.events.emit(Event::HostRestored { host }),
-            None => {}
+            Some(Change::Restored { host }) => {
+                self.events.emit(Event::HostRestored { host });
+                None
+            }
+            None => None,
         }
     }
 

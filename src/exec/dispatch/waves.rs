@@ -12,7 +12,7 @@ use governor::Jitter;
 
 use super::{AFTER_ABANDON, Dispatcher, Starter, not_started};
 use crate::driver::ledger::LedgerError;
-use crate::exec::breaker::{Admit, Breakers};
+use crate::exec::breaker::{self, Admit, Breakers};
 use crate::exec::events::{Event, Events, Gate, GateStart, NextWave};
 use crate::exec::run::host_limit;
 use crate::exec::tenant::{self, Action};
@@ -144,7 +144,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             .iter()
             .map(|s| (s.tenant.server_key(), host_limit(self.ctx, s.tenant)))
             .collect();
-        let turns = Turns::new(
+        let mut turns = Turns::new(
             self.ctx.concurrency,
             caps,
             tenants.iter().map(|(i, t, _)| {
@@ -152,6 +152,9 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                 (*i, server)
             }),
         );
+        if self.policy.host_failures > 0 {
+            turns = turns.one_until_proven();
+        }
         let started: Mutex<HashSet<usize>> = Mutex::default();
         let progress = tenant::Tracker::default();
         let stop = self.stop.clone();
@@ -167,7 +170,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         let stream = futures::stream::iter(tenants)
             .map(|(i, t, wave)| task.clone().run(i, t, wave, already_there.remove(&i)))
             .buffer_unordered(usize::MAX);
-        let alive = self.collect(stream).await;
+        let alive = self.collect(stream, &turns).await;
         if !alive {
             self.escalate(StopReason::Abandoned);
             let in_flight: Vec<usize> = {
@@ -198,7 +201,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
 
     /// Records the wave's tenants as they end, listening to interrupts; false when a
     /// second one abandoned the tenants still in flight.
-    async fn collect(&mut self, stream: impl futures::Stream<Item = Ended>) -> bool {
+    async fn collect(&mut self, stream: impl futures::Stream<Item = Ended>, turns: &Turns) -> bool {
         tokio::pin!(stream);
         loop {
             tokio::select! {
@@ -208,7 +211,9 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                             self.ledger_lost(&e);
                         }
                         if !ended.cut_off {
-                            self.observe_host(ended.slot, &ended.report);
+                            if let Some(host) = self.observe_host(ended.slot, &ended.report) {
+                                turns.unproven(&host);
+                            }
                         }
                         self.record(ended.slot, ended.report);
                         self.timed(ended.slot, ended.started);
@@ -503,7 +508,12 @@ impl<W: Work> Task<'_, W> {
             wave,
         });
         turn.started();
-        let report = starter.run(t, wave).await;
+        let host = t.server_key();
+        let reached = || self.turns.proven(&host);
+        let report = starter.run(t, wave, Some(&reached)).await;
+        if breaker::reached(&report) {
+            reached();
+        }
         let mut fault = None;
         if let Some(ledger) = &ctx.ledger {
             fault = ledger.tenant_finished(&ctx.run_id, &report).await.err();
