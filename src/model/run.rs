@@ -436,6 +436,10 @@ pub struct HostCutOff {
     /// The server's key (`Tenant::server_key`): a named host, an engine's host and port,
     /// or a SQLite file; never a URL's credentials.
     pub host: String,
+    /// When it was first cut off, in ms from the run's start (this runner's, in a shared
+    /// run). 0 in reports recorded before it was kept.
+    #[serde(default)]
+    pub at_ms: u64,
     /// The consecutive connection failures that tripped it (the last cut-off's).
     pub failures: u32,
     /// The last of those failures' error.
@@ -444,6 +448,16 @@ pub struct HostCutOff {
     pub skipped: usize,
     /// A later tenant (the probe, or one in flight) connected: it was open again at the end.
     pub restored: bool,
+}
+
+impl FinalTenant {
+    /// Skipped untried by the breaker, its host cut off (see [`DbError::host_cut_off`]).
+    pub fn skipped_untried(&self) -> bool {
+        self.status == Status::Skipped
+            && (self.error.as_deref())
+                .and_then(|e| e.strip_prefix("unreachable: host `"))
+                .is_some_and(|e| e.contains("` cut off: not tried"))
+    }
 }
 
 impl RunReport {

@@ -268,9 +268,9 @@ impl<W> Clone for Starter<'_, W> {
 impl<W> Copy for Starter<'_, W> {}
 
 impl<'s, W: Work> Starter<'s, W> {
-    /// Runs `t`, of wave `wave`, whose start is announced; `reached` is called when an
-    /// attempt reaches its server.
-    async fn run(self, t: &Tenant, wave: usize, reached: Option<&(dyn Fn() + Send + Sync)>) -> TenantReport {
+    /// Runs `t`, of wave `wave`, whose start is announced; `host` hears of each of its
+    /// connection attempts.
+    async fn run(self, t: &Tenant, wave: usize, host: Option<&dyn tenant::HostWatch>) -> TenantReport {
         let job = Job {
             set: self.ctx.sets.of(t.engine),
             action: self.action.resolved(self.ctx.sets, t.engine),
@@ -281,7 +281,7 @@ impl<'s, W: Work> Starter<'s, W> {
             events: self.events,
             stop: self.stop,
             progress: Some(self.progress),
-            reached,
+            host,
         };
         self.work.run(t, job).await
     }
@@ -451,26 +451,11 @@ impl<'r, W: Work> Dispatcher<'r, W> {
     }
 
     /// Feeds slot `i`'s outcome, from a tenant that was tried, to its host's breaker, and
-    /// announces what that changed; returns the host when this cut it off.
-    fn observe_host(&self, i: usize, report: &TenantReport) -> Option<String> {
+    /// announces what that changed; returns the host when this cut it off. `counted`: its
+    /// failed attempts were each counted already.
+    fn observe_host(&self, i: usize, report: &TenantReport, counted: bool) -> Option<String> {
         let host = self.slots[i].tenant.server_key();
-        match self.breakers.observe(&host, report) {
-            Some(Change::CutOff { host, failures, error }) => {
-                tracing::warn!("host `{host}` cut off after {failures} connection failures in a row: {error}");
-                self.events.emit(Event::HostCutOff {
-                    host: host.clone(),
-                    failures,
-                    error,
-                    probe_after_ms: COOL_DOWN.as_millis() as u64,
-                });
-                Some(host)
-            }
-            Some(Change::Restored { host }) => {
-                self.events.emit(Event::HostRestored { host });
-                None
-            }
-            None => None,
-        }
+        announce_change(self.events, self.breakers.observe(&host, report, counted)?)
     }
 
     /// Runs `work` while listening for interrupts: the first escalates to `Interrupted`,
@@ -787,6 +772,26 @@ pub(crate) fn missed_end(report: &mut RunReport, e: &LedgerError, events: &Event
     if !ledger_already && reason > report.stop_reason {
         events.emit(Event::Stopping { reason: reason.clone() });
         report.stop_reason = reason;
+    }
+}
+
+/// Announces a change of a host's breaker; returns the host when it was cut off.
+pub(super) fn announce_change(events: &Events, change: Change) -> Option<String> {
+    match change {
+        Change::CutOff { host, failures, error } => {
+            tracing::warn!("host `{host}` cut off after {failures} connection failures in a row: {error}");
+            events.emit(Event::HostCutOff {
+                host: host.clone(),
+                failures,
+                error,
+                probe_after_ms: COOL_DOWN.as_millis() as u64,
+            });
+            Some(host)
+        }
+        Change::Restored { host } => {
+            events.emit(Event::HostRestored { host });
+            None
+        }
     }
 }
 

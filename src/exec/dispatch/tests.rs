@@ -143,8 +143,8 @@ impl Work for Fake {
             std::future::pending::<()>().await;
         }
         // A tenant that reaches its server does so at once; a refused one after `takes`.
-        if let (Some(reached), false) = (job.reached, part == Part::Refused) {
-            reached();
+        if let (Some(host), false) = (job.host, part == Part::Refused) {
+            host.reached();
         }
         let group: String = t.id.as_str().chars().take_while(char::is_ascii_alphabetic).collect();
         self.flying(&group, true);

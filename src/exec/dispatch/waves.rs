@@ -4,18 +4,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use governor::Jitter;
 
-use super::{AFTER_ABANDON, Dispatcher, Starter, not_started};
+use super::{AFTER_ABANDON, Dispatcher, Starter, announce_change, not_started};
 use crate::driver::ledger::LedgerError;
 use crate::exec::breaker::{self, Admit, Breakers};
 use crate::exec::events::{Event, Events, Gate, GateStart, NextWave};
 use crate::exec::run::host_limit;
-use crate::exec::tenant::{self, Action};
+use crate::exec::tenant::{self, Action, HostWatch};
 use crate::exec::turns::{Turn, Turns};
 use crate::exec::window::ChangeWindow;
 use crate::exec::work::Work;
@@ -37,6 +38,8 @@ struct Ended {
     started: Option<tokio::time::Instant>,
     /// Skipped untried, its host cut off: not an outcome the host's breaker learns from.
     cut_off: bool,
+    /// Its failed connection attempts were each counted by its host's breaker already.
+    counted: bool,
 }
 
 impl Ended {
@@ -47,6 +50,7 @@ impl Ended {
             fault,
             started: None,
             cut_off: false,
+            counted: false,
         }
     }
 
@@ -72,6 +76,7 @@ impl Ended {
             fault: None,
             started: None,
             cut_off: true,
+            counted: false,
         }
     }
 }
@@ -211,7 +216,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                             self.ledger_lost(&e);
                         }
                         if !ended.cut_off {
-                            if let Some(host) = self.observe_host(ended.slot, &ended.report) {
+                            if let Some(host) = self.observe_host(ended.slot, &ended.report, ended.counted) {
                                 turns.unproven(&host);
                             }
                         }
@@ -508,11 +513,16 @@ impl<W: Work> Task<'_, W> {
             wave,
         });
         turn.started();
-        let host = t.server_key();
-        let reached = || self.turns.proven(&host);
-        let report = starter.run(t, wave, Some(&reached)).await;
+        let watch = Watch {
+            host: t.server_key(),
+            turns: self.turns,
+            breakers: self.breakers,
+            events,
+            counted: AtomicBool::new(false),
+        };
+        let report = starter.run(t, wave, Some(&watch)).await;
         if breaker::reached(&report) {
-            reached();
+            watch.reached();
         }
         let mut fault = None;
         if let Some(ledger) = &ctx.ledger {
@@ -528,6 +538,7 @@ impl<W: Work> Task<'_, W> {
             fault,
             started: Some(began),
             cut_off: false,
+            counted: watch.counted.load(Ordering::SeqCst),
         }
     }
 
@@ -562,6 +573,39 @@ impl<W: Work> Task<'_, W> {
     }
 }
 
+/// What a tenant's connection attempts tell its host's breaker and the turns: an attempt
+/// that connects proves the host (its whole cap applies); one that cannot counts toward
+/// `--host-failures`, and may cut the host off, which ends the tenant's retries.
+struct Watch<'s> {
+    host: String,
+    turns: &'s Turns,
+    breakers: &'s Breakers,
+    events: &'s Events,
+    /// An attempt's failure was counted.
+    counted: AtomicBool,
+}
+
+impl HostWatch for Watch<'_> {
+    fn reached(&self) {
+        self.breakers.reached(&self.host);
+        self.turns.proven(&self.host);
+    }
+
+    fn unreached(&self, error: &DbError) {
+        self.counted.store(true, Ordering::SeqCst);
+        let Some(change) = self.breakers.attempt_failed(&self.host, error) else {
+            return;
+        };
+        if announce_change(self.events, change).is_some() {
+            self.turns.unproven(&self.host);
+        }
+    }
+
+    fn cut_off(&self) -> bool {
+        self.breakers.is_cut_off(&self.host)
+    }
+}
+
 /// A tenant a survey found at its target already: announced as started and finished at once.
 fn surveyed(i: usize, t: &Tenant, wave: usize, report: TenantReport, turn: &mut Turn<'_>, events: &Events) -> Ended {
     let began = tokio::time::Instant::now();
@@ -580,6 +624,7 @@ fn surveyed(i: usize, t: &Tenant, wave: usize, report: TenantReport, turn: &mut 
         fault: None,
         started: Some(began),
         cut_off: false,
+        counted: false,
     }
 }
 
