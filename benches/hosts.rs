@@ -9,7 +9,10 @@
 //!   tenants) and `double` (cap 4, 32 tenants whose migration sleeps twice as long), `-j 8`.
 //!
 //! Prints, per shape, the median wall time of the runs, the bound, and the bound's share of
-//! the time (100%: as fast as the caps allow). `FLEETMIG_BENCH_REPEAT` (3), `FLEETMIG_BENCH_STEP`
+//! the time (100%: as fast as the caps allow). Each shape also runs without the breaker
+//! (`--host-failures 0`), interleaved: the breaker's ramp (one tenant per host until one
+//! connected) must not slow healthy hosts, so the median of the per-repetition ratios
+//! with / without it is printed too. `FLEETMIG_BENCH_REPEAT` (3), `FLEETMIG_BENCH_STEP`
 //! (0.2 s, one migration's sleep) and `FLEETMIG_BENCH_PG` scale it.
 
 #[path = "common/mod.rs"]
@@ -162,11 +165,12 @@ async fn fresh_db(server: &str, db: &str) {
 }
 
 /// One cold run's wall time, in seconds.
-fn run(dir: &Path, concurrency: usize) -> f64 {
+fn run(dir: &Path, concurrency: usize, extra: &[&str]) -> f64 {
     let started = Instant::now();
     let out = Command::new(FLEETMIG)
         .current_dir(dir)
         .args(["up", "-j", &concurrency.to_string()])
+        .args(extra)
         .output()
         .unwrap();
     let took = started.elapsed().as_secs_f64();
@@ -183,19 +187,28 @@ async fn main() {
     let repeat = env_or("FLEETMIG_BENCH_REPEAT", 3usize);
     let step = env_or("FLEETMIG_BENCH_STEP", 0.2f64);
     let db = format!("fm_bench_hosts_{}", std::process::id());
-    println!("| shape | median wall (s) | bound (s) | bound / wall |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "| shape | median wall (s) | bound (s) | bound / wall | without the breaker (s) | with / without (median ratio) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     for shape in shapes() {
         let dir = tempfile::tempdir().unwrap();
         write_project(dir.path(), &format!("{server}/{db}"), &shape, step);
-        let mut times = Vec::new();
-        for _ in 0..repeat {
-            fresh_db(&server, &db).await;
-            times.push(run(dir.path(), shape.concurrency));
+        let (mut times, mut without) = (Vec::new(), Vec::new());
+        for k in 0..repeat {
+            // Each goes first in turn, so the machine's drift does not favour one.
+            for first in [k % 2 == 0, k % 2 == 1] {
+                fresh_db(&server, &db).await;
+                match first {
+                    true => times.push(run(dir.path(), shape.concurrency, &[])),
+                    false => without.push(run(dir.path(), shape.concurrency, &["--host-failures", "0"])),
+                }
+            }
         }
-        let (wall, bound) = (median(times), shape.bound(step));
+        let ratio = median(times.iter().zip(&without).map(|(a, b)| a / b).collect());
+        let (wall, bound, off) = (median(times), shape.bound(step), median(without));
         println!(
-            "| {} | {wall:.2} | {bound:.2} | {:.0}% |",
+            "| {} | {wall:.2} | {bound:.2} | {:.0}% | {off:.2} | {ratio:.3} |",
             shape.name,
             100.0 * bound / wall
         );

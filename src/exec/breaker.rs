@@ -1,16 +1,18 @@
-//! The breaker for dead or sick hosts (`--host-failures K`): after K tenants of one host
-//! in a row could not connect to it (refused, timed out, no route: after their own
-//! retries), the host's tenants that have not started are skipped as `unreachable`
-//! without being tried, so a dead host costs K tenants' retry budgets, not every one of
-//! its tenants'. A tenant of the host that connects (whatever it then does) resets the
-//! count. An open breaker lets one tenant through as a probe once [`COOL_DOWN`] has passed
+//! The breaker for dead or sick hosts (`--host-failures K`): after K connection attempts
+//! in a row to one host failed (refused, timed out, no route; each attempt of a tenant's
+//! own retries counts), the host's tenants that have not started are skipped as
+//! `unreachable` without being tried, and its tenants in flight stop retrying, so a dead
+//! host costs about K connect timeouts, not every one of its tenants' retry budgets. An
+//! attempt that connects (whatever the tenant then does) resets the count. An open breaker lets one tenant through as a probe once [`COOL_DOWN`] has passed
 //! since it opened, or at the next wave, whichever comes first: while the probe runs, the
 //! host's other tenants wait for it; if it connects the breaker closes and they start, if
 //! not it opens again and they are skipped. SQL errors, lock waits and refusals are the
 //! database answering: they never count.
 //!
-//! The dispatcher feeds it each tenant's outcome ([`Breakers::observe`]); tenant tasks
-//! ask it before they start ([`Breakers::admit`]). A host is `Tenant::server_key`, the key
+//! Tenant tasks feed it each connection attempt ([`Breakers::attempt_failed`],
+//! [`Breakers::reached`]) and ask it before they start ([`Breakers::admit`]) and before they
+//! retry ([`Breakers::is_cut_off`]); the dispatcher feeds it each tenant's outcome
+//! ([`Breakers::observe`]). A host is `Tenant::server_key`, the key
 //! the per-host caps use; it holds no credentials.
 
 use std::collections::HashMap;
@@ -50,7 +52,7 @@ pub enum Change {
 
 #[derive(Debug, Clone)]
 enum State {
-    /// Tenants start; `failures` of them in a row could not connect.
+    /// Tenants start; `failures` connection attempts in a row failed.
     Closed { failures: u32 },
     /// Its tenants are skipped; one probe may go from `probe_at` on.
     Open { probe_at: Instant },
@@ -116,7 +118,7 @@ impl Breakers {
         Admit::Skip(DbError::host_cut_off(
             host,
             format!(
-                "not tried: {} tenant(s) of the host in a row could not connect (--host-failures), the last: {}",
+                "not tried: {} connection attempt(s) in a row to the host failed (--host-failures), the last: {}",
                 record.failures, record.error
             ),
         ))
@@ -263,7 +265,7 @@ impl Host {
         let error = error.to_string();
         let record = self.record.get_or_insert_with(|| HostCutOff {
             host: host.to_owned(),
-            at_ms: Instant::now().saturating_duration_since(began).as_millis() as u64,
+            at_ms: Some(Instant::now().saturating_duration_since(began).as_millis() as u64),
             failures,
             error: error.clone(),
             skipped: 0,
@@ -425,6 +427,6 @@ mod tests {
         ));
         assert!(b.is_cut_off("h"), "a tenant in flight stops retrying");
         assert!(!b.is_cut_off("other"));
-        assert!(b.report()[0].at_ms == 0);
+        assert_eq!(b.report()[0].at_ms, Some(0));
     }
 }

@@ -163,9 +163,10 @@ fn cut_off(out: &mut String, report: &RunReport) {
     for h in &report.hosts_cut_off {
         let _ = write!(
             out,
-            "<tr class=\"cut\"><td><code>{}</code></td><td>+{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"cut\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&h.host),
-            duration(h.at_ms),
+            h.at_ms
+                .map_or_else(|| "?".to_owned(), |ms| format!("+{}", duration(ms))),
             h.failures,
             esc(&h.error),
             h.skipped,

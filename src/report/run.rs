@@ -258,7 +258,7 @@ pub fn text(report: &RunReport, rows: Rows<'_>) -> String {
 fn cut_off_line(h: &crate::model::run::HostCutOff) -> String {
     let printable = crate::model::text::printable;
     format!(
-        "host `{}` cut off at {} after {} tenant(s) in a row could not connect ({}): {} tenant(s) skipped untried{}",
+        "host `{}` cut off at {} after {} failed connection attempt(s) in a row ({}): {} tenant(s) skipped untried{}",
         printable(&h.host),
         at(h.at_ms),
         h.failures,
@@ -272,9 +272,9 @@ fn cut_off_line(h: &crate::model::run::HostCutOff) -> String {
     )
 }
 
-/// When in the run a host was cut off: `+12.3s` from its start.
-fn at(ms: u64) -> String {
-    format!("+{:.1}s", ms as f64 / 1000.0)
+/// When in the run a host was cut off: `+12.3s` from its start, `?` when not known.
+fn at(ms: Option<u64>) -> String {
+    ms.map_or_else(|| "?".to_owned(), |ms| format!("+{:.1}s", ms as f64 / 1000.0))
 }
 
 /// The Markdown table of the hosts the breaker cut off; empty when none was.

@@ -91,7 +91,9 @@ impl TextReporter {
         Some(lines.join("\n"))
     }
 
-    fn raw_line(&mut self, event: &Event) -> Option<String> {
+    /// Notes what later lines depend on; false for an event that prints no line of its own
+    /// (a tenant skipped untried, counted for its host's line at the run's end).
+    fn note(&mut self, event: &Event) -> bool {
         match event {
             Event::TenantStarted { tenant, .. } => {
                 self.started.insert(tenant.clone());
@@ -102,10 +104,17 @@ impl TextReporter {
                         Some((_, n)) => *n += 1,
                         None => self.untried.push((host.to_owned(), 1)),
                     }
-                    return None;
+                    return false;
                 }
             }
             _ => {}
+        }
+        true
+    }
+
+    fn raw_line(&mut self, event: &Event) -> Option<String> {
+        if !self.note(event) {
+            return None;
         }
         match event {
             Event::RunStarted {
@@ -340,7 +349,7 @@ fn host_line(event: &Event) -> Option<String> {
             error,
             probe_after_ms,
         } => Some(format!(
-            "host `{}` cut off: {failures} tenant(s) in a row could not connect ({}); its tenants not started yet \
+            "host `{}` cut off: {failures} connection attempt(s) in a row failed ({}); its tenants not started yet \
              are skipped, untried; one probes it again at the next wave or after {}s",
             printable(host),
             crate::model::text::printable_bounded(error),

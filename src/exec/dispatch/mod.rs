@@ -90,9 +90,9 @@ pub struct Policy {
     pub rate: Option<Rate>,
     /// `--window`: tenants start only while it is open.
     pub window: Option<ChangeWindow>,
-    /// `--host-failures`: this many tenants of one host in a row that cannot connect cut
-    /// the host off (see `exec::breaker`); 0 never does. A run of this runner's own waves
-    /// only: a shared run's tenants are each claimed on their own.
+    /// `--host-failures`: this many connection attempts in a row to one host that fail cut
+    /// the host off (see `exec::breaker`); 0 never does. In a shared run, each runner's
+    /// breaker sees only the tenants it claims.
     pub host_failures: u32,
 }
 
@@ -772,6 +772,64 @@ pub(crate) fn missed_end(report: &mut RunReport, e: &LedgerError, events: &Event
     if !ledger_already && reason > report.stop_reason {
         events.emit(Event::Stopping { reason: reason.clone() });
         report.stop_reason = reason;
+    }
+}
+
+/// What a tenant's connection attempts tell its host's breaker and the wave's turns: an
+/// attempt that connects proves the host (its whole cap applies); one that cannot counts
+/// toward `--host-failures`, and may cut the host off, which ends the tenant's retries.
+pub(super) struct Watch<'s> {
+    host: String,
+    /// The wave's turns, in a run of this runner's own waves (a shared run has none).
+    turns: Option<&'s crate::exec::turns::Turns>,
+    breakers: &'s Breakers,
+    events: &'s Events,
+    /// An attempt's failure was counted.
+    counted: AtomicBool,
+}
+
+impl<'s> Watch<'s> {
+    pub(super) fn new(
+        t: &Tenant,
+        turns: Option<&'s crate::exec::turns::Turns>,
+        breakers: &'s Breakers,
+        events: &'s Events,
+    ) -> Self {
+        Watch {
+            host: t.server_key(),
+            turns,
+            breakers,
+            events,
+            counted: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a failed attempt was counted by the breaker already.
+    pub(super) fn counted(&self) -> bool {
+        self.counted.load(Ordering::SeqCst)
+    }
+}
+
+impl tenant::HostWatch for Watch<'_> {
+    fn reached(&self) {
+        self.breakers.reached(&self.host);
+        if let Some(turns) = self.turns {
+            turns.proven(&self.host);
+        }
+    }
+
+    fn unreached(&self, error: &crate::model::db_error::DbError) {
+        self.counted.store(true, Ordering::SeqCst);
+        let Some(change) = self.breakers.attempt_failed(&self.host, error) else {
+            return;
+        };
+        if let (Some(host), Some(turns)) = (announce_change(self.events, change), self.turns) {
+            turns.unproven(&host);
+        }
+    }
+
+    fn cut_off(&self) -> bool {
+        self.breakers.is_cut_off(&self.host)
     }
 }
 

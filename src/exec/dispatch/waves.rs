@@ -4,14 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use governor::Jitter;
 
-use super::{AFTER_ABANDON, Dispatcher, Starter, announce_change, not_started};
+use super::{AFTER_ABANDON, Dispatcher, Starter, Watch, not_started};
 use crate::driver::ledger::LedgerError;
 use crate::exec::breaker::{self, Admit, Breakers};
 use crate::exec::events::{Event, Events, Gate, GateStart, NextWave};
@@ -513,13 +512,7 @@ impl<W: Work> Task<'_, W> {
             wave,
         });
         turn.started();
-        let watch = Watch {
-            host: t.server_key(),
-            turns: self.turns,
-            breakers: self.breakers,
-            events,
-            counted: AtomicBool::new(false),
-        };
+        let watch = Watch::new(t, Some(self.turns), self.breakers, events);
         let report = starter.run(t, wave, Some(&watch)).await;
         if breaker::reached(&report) {
             watch.reached();
@@ -538,7 +531,7 @@ impl<W: Work> Task<'_, W> {
             fault,
             started: Some(began),
             cut_off: false,
-            counted: watch.counted.load(Ordering::SeqCst),
+            counted: watch.counted(),
         }
     }
 
@@ -570,39 +563,6 @@ impl<W: Work> Task<'_, W> {
         // probe is in flight lets the next tenant start and waits for the probe's outcome.
         let error = probed(self.breakers, host, turn).await?;
         Some(Ended::cut_off(i, t, wave, error, events))
-    }
-}
-
-/// What a tenant's connection attempts tell its host's breaker and the turns: an attempt
-/// that connects proves the host (its whole cap applies); one that cannot counts toward
-/// `--host-failures`, and may cut the host off, which ends the tenant's retries.
-struct Watch<'s> {
-    host: String,
-    turns: &'s Turns,
-    breakers: &'s Breakers,
-    events: &'s Events,
-    /// An attempt's failure was counted.
-    counted: AtomicBool,
-}
-
-impl HostWatch for Watch<'_> {
-    fn reached(&self) {
-        self.breakers.reached(&self.host);
-        self.turns.proven(&self.host);
-    }
-
-    fn unreached(&self, error: &DbError) {
-        self.counted.store(true, Ordering::SeqCst);
-        let Some(change) = self.breakers.attempt_failed(&self.host, error) else {
-            return;
-        };
-        if announce_change(self.events, change).is_some() {
-            self.turns.unproven(&self.host);
-        }
-    }
-
-    fn cut_off(&self) -> bool {
-        self.breakers.is_cut_off(&self.host)
     }
 }
 
