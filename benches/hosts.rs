@@ -16,6 +16,9 @@
 //! 17 tenants, so fixed = (t17 - t1) / 16 and start = t1 - fixed; the second bound,
 //! start + the same max with each tenant's work plus its fixed cost, says how close the
 //! dispatch comes once that cost is counted. `FLEETMIG_BENCH_REPEAT` (3),
+//! Each shape also runs without the breaker (`--host-failures 0`), interleaved: the
+//! breaker's ramp (one tenant per host until one connected) must not slow healthy hosts,
+//! so the median of the per-repetition ratios with / without it is printed too.
 //! `FLEETMIG_BENCH_STEP` (0.2 s, one migration's sleep), `FLEETMIG_BENCH_NO_TX=1` (the
 //! migration as `-- fleetmig: no-transaction`, which adds a dirty-row write and its clear,
 //! two more commits a tenant) and `FLEETMIG_BENCH_PG` scale it.
@@ -172,11 +175,12 @@ async fn fresh_db(server: &str, db: &str) {
 }
 
 /// One cold run's wall time, in seconds.
-fn run(dir: &Path, concurrency: usize) -> f64 {
+fn run(dir: &Path, concurrency: usize, extra: &[&str]) -> f64 {
     let started = Instant::now();
     let out = Command::new(FLEETMIG)
         .current_dir(dir)
         .args(["up", "-j", &concurrency.to_string()])
+        .args(extra)
         .output()
         .unwrap();
     let took = started.elapsed().as_secs_f64();
@@ -204,9 +208,9 @@ async fn fixed_costs(server: &str, db: &str, repeat: usize, no_tx: bool) -> (f64
     write_project(b.path(), &format!("{server}/{db}"), &probe(17), 0.0, no_tx);
     for _ in 0..repeat {
         fresh_db(server, db).await;
-        one.push(run(a.path(), 8));
+        one.push(run(a.path(), 8, &[]));
         fresh_db(server, db).await;
-        many.push(run(b.path(), 8));
+        many.push(run(b.path(), 8, &[]));
     }
     let (one, many) = (median(one), median(many));
     let fixed = ((many - one) / 16.0).max(0.0);
@@ -229,20 +233,30 @@ async fn main() {
         1000.0 * fixed,
         1000.0 * start
     );
-    println!("| shape | median wall (s) | bound (s) | bound / wall | bound with fixed costs (s) | its share |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| shape | median wall (s) | bound (s) | bound / wall | bound with fixed costs (s) | its share | \
+         without the breaker (s) | with / without (median ratio) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for shape in shapes() {
         let dir = tempfile::tempdir().unwrap();
         write_project(dir.path(), &format!("{server}/{db}"), &shape, step, no_tx);
-        let mut times = Vec::new();
-        for _ in 0..repeat {
-            fresh_db(&server, &db).await;
-            times.push(run(dir.path(), shape.concurrency));
+        let (mut times, mut without) = (Vec::new(), Vec::new());
+        for k in 0..repeat {
+            // Each goes first in turn, so the machine's drift does not favour one.
+            for with in [k % 2 == 0, k % 2 == 1] {
+                fresh_db(&server, &db).await;
+                match with {
+                    true => times.push(run(dir.path(), shape.concurrency, &[])),
+                    false => without.push(run(dir.path(), shape.concurrency, &["--host-failures", "0"])),
+                }
+            }
         }
-        let (wall, bound) = (median(times), shape.bound(step, 0.0));
+        let ratio = median(times.iter().zip(&without).map(|(a, b)| a / b).collect());
+        let (wall, bound, off) = (median(times), shape.bound(step, 0.0), median(without));
         let full = start + shape.bound(step, fixed);
         println!(
-            "| {} | {wall:.2} | {bound:.2} | {:.0}% | {full:.2} | {:.0}% |",
+            "| {} | {wall:.2} | {bound:.2} | {:.0}% | {full:.2} | {:.0}% | {off:.2} | {ratio:.3} |",
             shape.name,
             100.0 * bound / wall,
             100.0 * full / wall

@@ -71,7 +71,7 @@ pub struct UpOptions {
     /// the fleet file's `rollout.max_skipped`, else a skipped canary stops it.
     pub max_skipped: Option<MaxSkipped>,
     pub rollback: Option<RollbackPolicy>,
-    /// After this many tenants of one host in a row could not connect, the host's other
+    /// After this many connection attempts in a row to one host failed, the host's other
     /// tenants are skipped untried (0: never); `None`: the fleet file's
     /// `rollout.host_failures`, else 3.
     pub host_failures: Option<u32>,

@@ -136,8 +136,8 @@ pub struct Rollout {
     /// tenants do not. [default: the fleet file's `rollout.max_skipped`, else `canary`]
     #[arg(long)]
     pub max_skipped: Option<MaxSkipped>,
-    /// After this many tenants of one host in a row could not connect (refused, timed
-    /// out, after their retries), skip the host's tenants not started yet, untried, as
+    /// After this many connection attempts in a row to one host failed (refused, timed
+    /// out; a tenant's retries count), skip the host's tenants not started yet, untried, as
     /// `unreachable`; one probes it again at the next wave or 30s later. `0`: never. Skipped tenants count
     /// against --max-skipped. [default: the fleet file's `rollout.host_failures`, else 3]
     #[arg(long, value_name = "K", value_parser = |s: &str| bounds::number(s, 0u32, 100_000))]

@@ -70,6 +70,7 @@ pub(super) fn record(fleet: &Fleet, r: &Rollout, policy: &Policy, out_of_order: 
         tx: value_name(r.tx_mode()),
         retry_for_ms: Some(r.retry_within().as_millis() as u64),
         retries: r.retries,
+        host_failures: Some(policy.host_failures),
         out_of_order,
     })
 }
@@ -197,6 +198,7 @@ pub(super) fn resumed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Re
     r.tx = Some(TxMode::from_str(&rec.tx, false).map_err(|e| unreadable("--tx", &e))?);
     r.retry_for = rec.retry_for_ms.map(Duration::from_millis).or(given.retry_for);
     r.retries = rec.retries;
+    r.host_failures = rec.host_failures.or(given.host_failures);
     Ok(r)
 }
 
@@ -255,6 +257,14 @@ fn refuse_changed(run_id: &str, rec: &RecordedPolicy, given: &Rollout) -> Result
     if rec.retry_for_ms.is_some() {
         let retry_for = given.retry_for.map(|d| shown(d.as_millis() as u64));
         differs("--retry-for", retry_for, rec.retry_for_ms.map(shown))?;
+    }
+    // Likewise --host-failures.
+    if rec.host_failures.is_some() {
+        differs(
+            "--host-failures",
+            given.host_failures.map(text),
+            rec.host_failures.map(text),
+        )?;
     }
     differs("--retries", given.retries.map(text), rec.retries.map(text))
 }
@@ -331,5 +341,18 @@ mod tests {
         assert_eq!(r.bake, Some(Duration::from_millis(1500)));
         assert_eq!(r.pause_after, Some(2));
         assert_eq!(r.tx, Some(TxMode::PerMigration));
+        assert_eq!(r.host_failures, None, "a run recorded before it was kept takes today's");
+        let kept = RecordedPolicy {
+            host_failures: Some(0),
+            ..recorded()
+        };
+        assert_eq!(resumed("r1", &kept, &rollout(&[])).unwrap().host_failures, Some(0));
+        let refused = refuse_changed("r1", &kept, &rollout(&["--host-failures", "5"])).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .starts_with("--host-failures 5: run `r1` was started with --host-failures 0"),
+            "{refused}"
+        );
     }
 }

@@ -1,16 +1,18 @@
-//! The breaker for dead or sick hosts (`--host-failures K`): after K tenants of one host
-//! in a row could not connect to it (refused, timed out, no route: after their own
-//! retries), the host's tenants that have not started are skipped as `unreachable`
-//! without being tried, so a dead host costs K tenants' retry budgets, not every one of
-//! its tenants'. A tenant of the host that connects (whatever it then does) resets the
-//! count. An open breaker lets one tenant through as a probe once [`COOL_DOWN`] has passed
+//! The breaker for dead or sick hosts (`--host-failures K`): after K connection attempts
+//! in a row to one host failed (refused, timed out, no route; each attempt of a tenant's
+//! own retries counts), the host's tenants that have not started are skipped as
+//! `unreachable` without being tried, and its tenants in flight stop retrying, so a dead
+//! host costs about K connect timeouts, not every one of its tenants' retry budgets. An
+//! attempt that connects (whatever the tenant then does) resets the count. An open breaker lets one tenant through as a probe once [`COOL_DOWN`] has passed
 //! since it opened, or at the next wave, whichever comes first: while the probe runs, the
 //! host's other tenants wait for it; if it connects the breaker closes and they start, if
 //! not it opens again and they are skipped. SQL errors, lock waits and refusals are the
 //! database answering: they never count.
 //!
-//! The dispatcher feeds it each tenant's outcome ([`Breakers::observe`]); tenant tasks
-//! ask it before they start ([`Breakers::admit`]). A host is `Tenant::server_key`, the key
+//! Tenant tasks feed it each connection attempt ([`Breakers::attempt_failed`],
+//! [`Breakers::reached`]) and ask it before they start ([`Breakers::admit`]) and before they
+//! retry ([`Breakers::is_cut_off`]); the dispatcher feeds it each tenant's outcome
+//! ([`Breakers::observe`]). A host is `Tenant::server_key`, the key
 //! the per-host caps use; it holds no credentials.
 
 use std::collections::HashMap;
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::model::db_error::{DbError, ErrorKind};
+use crate::model::db_error::DbError;
 use crate::model::run::{HostCutOff, Outcome, SkipReason, TenantReport};
 
 /// How long an open breaker skips its host's tenants before it lets one probe through.
@@ -50,7 +52,7 @@ pub enum Change {
 
 #[derive(Debug, Clone)]
 enum State {
-    /// Tenants start; `failures` of them in a row could not connect.
+    /// Tenants start; `failures` connection attempts in a row failed.
     Closed { failures: u32 },
     /// Its tenants are skipped; one probe may go from `probe_at` on.
     Open { probe_at: Instant },
@@ -67,6 +69,8 @@ pub struct Breakers {
     /// How many hosts are cut off (open or probing): while none is, a tenant is admitted
     /// without taking the lock, as every waiting tenant asks every 50 ms.
     open: AtomicUsize,
+    /// The run's start, from which the report says when a host was cut off.
+    began: Instant,
 }
 
 #[derive(Debug)]
@@ -84,6 +88,7 @@ impl Breakers {
             trip_after,
             hosts: Mutex::default(),
             open: AtomicUsize::new(0),
+            began: Instant::now(),
         }
     }
 
@@ -110,11 +115,10 @@ impl Breakers {
         }
         let record = h.record.as_mut().expect("an open breaker has its record");
         record.skipped += 1;
-        Admit::Skip(DbError::new(
-            ErrorKind::Unreachable,
-            format!("host `{host}` cut off"),
+        Admit::Skip(DbError::host_cut_off(
+            host,
             format!(
-                "not tried: {} tenant(s) of the host in a row could not connect (--host-failures), the last: {}",
+                "not tried: {} connection attempt(s) in a row to the host failed (--host-failures), the last: {}",
                 record.failures, record.error
             ),
         ))
@@ -132,14 +136,78 @@ impl Breakers {
         }
     }
 
+    /// Whether `host` is cut off now (open, or its probe in flight): a tenant in flight
+    /// stops retrying its connection.
+    pub fn is_cut_off(&self, host: &str) -> bool {
+        if self.trip_after == 0 || self.open.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let hosts = self.hosts.lock().expect("not poisoned");
+        hosts
+            .get(host)
+            .is_some_and(|h| !matches!(h.state, State::Closed { .. }))
+    }
+
+    /// An attempt of a tenant in flight reached `host`: the count of failures in a row
+    /// starts again (a cut-off host is restored by the tenant's outcome, see
+    /// [`Breakers::observe`]).
+    pub fn reached(&self, host: &str) {
+        if self.trip_after == 0 {
+            return;
+        }
+        let mut hosts = self.hosts.lock().expect("not poisoned");
+        if let Some(h) = hosts.get_mut(host).filter(|h| matches!(h.state, State::Closed { .. })) {
+            h.state = State::Closed { failures: 0 };
+        }
+    }
+
+    /// One attempt of a tenant in flight could not connect to `host`: each attempt, a
+    /// tenant's retries included, counts toward K. Returns the change to announce.
+    pub fn attempt_failed(&self, host: &str, error: &DbError) -> Option<Change> {
+        if self.trip_after == 0 || error.answered() || error.op != "connecting" {
+            return None;
+        }
+        let mut hosts = self.hosts.lock().expect("not poisoned");
+        self.failed(&mut hosts, host, error)
+    }
+
+    /// A connection failure on `host`, counted.
+    fn failed(&self, hosts: &mut HashMap<String, Host>, host: &str, error: &DbError) -> Option<Change> {
+        let order = hosts.len();
+        let h = hosts.entry(host.to_owned()).or_insert(Host {
+            state: State::Closed { failures: 0 },
+            record: None,
+            order,
+        });
+        match h.state {
+            State::Closed { failures } => {
+                let failures = failures + 1;
+                if failures < self.trip_after {
+                    h.state = State::Closed { failures };
+                    return None;
+                }
+                self.open.fetch_add(1, Ordering::SeqCst);
+                Some(h.cut_off(host, failures, error, self.began))
+            }
+            State::Probing => {
+                let failures = h.record.as_ref().map_or(0, |r| r.failures) + 1;
+                Some(h.cut_off(host, failures, error, self.began))
+            }
+            // One in flight when the host was cut off: nothing new.
+            State::Open { .. } => None,
+        }
+    }
+
     /// Notes the outcome of a tenant of `host` that was tried (not one [`Breakers::admit`]
-    /// skipped); returns the change to announce, if any.
-    pub fn observe(&self, host: &str, report: &TenantReport) -> Option<Change> {
+    /// skipped); returns the change to announce, if any. `counted`: its failed attempts were
+    /// each counted already ([`Breakers::attempt_failed`]), so its outcome does not count again.
+    pub fn observe(&self, host: &str, report: &TenantReport, counted: bool) -> Option<Change> {
         if self.trip_after == 0 {
             return None;
         }
         let mut hosts = self.hosts.lock().expect("not poisoned");
         let down = match connection_failure(report) {
+            Some(_) if counted => return None,
             Some(error) => Some(error),
             None if connected(report) => None,
             None => {
@@ -152,18 +220,21 @@ impl Breakers {
                 return None;
             }
         };
+        if let Some(error) = down {
+            return self.failed(&mut hosts, host, error);
+        }
         let order = hosts.len();
         let h = hosts.entry(host.to_owned()).or_insert(Host {
             state: State::Closed { failures: 0 },
             record: None,
             order,
         });
-        match (down, &h.state) {
-            (None, State::Closed { .. }) => {
+        match h.state {
+            State::Closed { .. } => {
                 h.state = State::Closed { failures: 0 };
                 None
             }
-            (None, State::Open { .. } | State::Probing) => {
+            State::Open { .. } | State::Probing => {
                 h.state = State::Closed { failures: 0 };
                 self.open.fetch_sub(1, Ordering::SeqCst);
                 if let Some(record) = h.record.as_mut() {
@@ -171,21 +242,6 @@ impl Breakers {
                 }
                 Some(Change::Restored { host: host.to_owned() })
             }
-            (Some(error), State::Closed { failures }) => {
-                let failures = failures + 1;
-                if failures < self.trip_after {
-                    h.state = State::Closed { failures };
-                    return None;
-                }
-                self.open.fetch_add(1, Ordering::SeqCst);
-                Some(h.cut_off(host, failures, error))
-            }
-            (Some(error), State::Probing) => {
-                let failures = h.record.as_ref().map_or(0, |r| r.failures) + 1;
-                Some(h.cut_off(host, failures, error))
-            }
-            // One in flight when the host was cut off: nothing new.
-            (Some(_), State::Open { .. }) => None,
         }
     }
 
@@ -202,13 +258,14 @@ impl Breakers {
 }
 
 impl Host {
-    fn cut_off(&mut self, host: &str, failures: u32, error: &DbError) -> Change {
+    fn cut_off(&mut self, host: &str, failures: u32, error: &DbError, began: Instant) -> Change {
         self.state = State::Open {
             probe_at: Instant::now() + COOL_DOWN,
         };
         let error = error.to_string();
         let record = self.record.get_or_insert_with(|| HostCutOff {
             host: host.to_owned(),
+            at_ms: Some(Instant::now().saturating_duration_since(began).as_millis() as u64),
             failures,
             error: error.clone(),
             skipped: 0,
@@ -240,8 +297,13 @@ fn connection_failure(report: &TenantReport) -> Option<&DbError> {
         } => error,
         _ => return None,
     };
-    let unanswered = error.kind == ErrorKind::Unreachable && error.code.is_none() && error.number.is_none();
-    (unanswered && error.op == "connecting").then_some(error)
+    (!error.answered() && error.op == "connecting").then_some(error)
+}
+
+/// Whether a tenant that was tried reached its host (see [`connection_failure`]): an
+/// error the server gave counts, a stop before it connected does not.
+pub fn reached(report: &TenantReport) -> bool {
+    connection_failure(report).is_none() && !matches!(report.outcome, Outcome::NotStarted)
 }
 
 /// The tenant reached its server: whatever came after, the host is alive.
@@ -257,6 +319,7 @@ fn connected(report: &TenantReport) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::db_error::ErrorKind;
     use crate::model::fleet::TenantId;
 
     fn report(outcome: Outcome) -> TenantReport {
@@ -283,14 +346,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn k_failures_in_a_row_trip_it_and_a_connection_between_resets_the_count() {
         let b = Breakers::new(3);
-        assert_eq!(b.observe("h", &refused()), None);
-        assert_eq!(b.observe("h", &refused()), None);
-        assert_eq!(b.observe("h", &report(Outcome::Succeeded)), None);
-        assert_eq!(b.observe("h", &refused()), None);
-        assert_eq!(b.observe("h", &refused()), None);
+        assert_eq!(b.observe("h", &refused(), false), None);
+        assert_eq!(b.observe("h", &refused(), false), None);
+        assert_eq!(b.observe("h", &report(Outcome::Succeeded), false), None);
+        assert_eq!(b.observe("h", &refused(), false), None);
+        assert_eq!(b.observe("h", &refused(), false), None);
         assert_eq!(b.admit("h", true), Admit::Go);
         assert!(matches!(
-            b.observe("h", &refused()),
+            b.observe("h", &refused(), false),
             Some(Change::CutOff { failures: 3, .. })
         ));
         assert!(matches!(b.admit("h", true), Admit::Skip(_)));
@@ -306,22 +369,22 @@ mod tests {
         let answered = report(Outcome::Skipped {
             reason: SkipReason::Unreachable { error: auth },
         });
-        assert_eq!(b.observe("h", &answered), None);
+        assert_eq!(b.observe("h", &answered, false), None);
         assert_eq!(b.admit("h", true), Admit::Go);
         let zero = Breakers::new(0);
-        assert_eq!(zero.observe("h", &refused()), None, "0 never trips");
+        assert_eq!(zero.observe("h", &refused(), false), None, "0 never trips");
     }
 
     #[tokio::test(start_paused = true)]
     async fn after_the_cool_down_one_probe_goes_and_closes_or_reopens_it() {
         let b = Breakers::new(1);
-        assert!(b.observe("h", &refused()).is_some());
+        assert!(b.observe("h", &refused(), false).is_some());
         tokio::time::advance(COOL_DOWN).await;
         assert_eq!(b.admit("h", false), Admit::Go, "a tenant without its turn waits");
         assert_eq!(b.admit("h", true), Admit::Probe);
         assert_eq!(b.admit("h", true), Admit::Wait, "one probe at a time");
         assert!(matches!(
-            b.observe("h", &refused()),
+            b.observe("h", &refused(), false),
             Some(Change::CutOff { failures: 2, .. })
         ));
         assert!(matches!(b.admit("h", true), Admit::Skip(_)));
@@ -332,10 +395,38 @@ mod tests {
             "a new wave may probe before the cool-down"
         );
         assert_eq!(
-            b.observe("h", &report(Outcome::Succeeded)),
+            b.observe("h", &report(Outcome::Succeeded), false),
             Some(Change::Restored { host: "h".into() })
         );
         assert_eq!(b.admit("h", true), Admit::Go);
         assert!(b.report()[0].restored);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_failed_attempt_counts_and_the_outcome_of_a_counted_tenant_does_not_count_again() {
+        let b = Breakers::new(3);
+        let error = DbError::new(
+            ErrorKind::Unreachable,
+            "connecting",
+            "Connection refused (os error 111)",
+        );
+        assert_eq!(b.attempt_failed("h", &error), None);
+        assert_eq!(b.attempt_failed("h", &error), None);
+        assert_eq!(b.observe("h", &refused(), true), None, "its attempts were counted");
+        assert!(!b.is_cut_off("h"));
+        b.reached("h");
+        assert_eq!(
+            b.attempt_failed("h", &error),
+            None,
+            "a connection started the count again"
+        );
+        assert_eq!(b.attempt_failed("h", &error), None);
+        assert!(matches!(
+            b.attempt_failed("h", &error),
+            Some(Change::CutOff { failures: 3, .. })
+        ));
+        assert!(b.is_cut_off("h"), "a tenant in flight stops retrying");
+        assert!(!b.is_cut_off("other"));
+        assert_eq!(b.report()[0].at_ms, Some(0));
     }
 }

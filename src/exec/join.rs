@@ -14,7 +14,7 @@ use crate::driver::ledger::{Claimed, Ledger, LedgerError, SharedRun};
 use crate::exec::dispatch::Claims;
 use crate::model::policy::{MaxFailures, StopReason};
 use crate::model::record::TenantState;
-use crate::model::run::{FinalTenant, RunReport, Status, TenantReport, WaveReport, summarize};
+use crate::model::run::{FinalTenant, HostCutOff, RunReport, Status, TenantReport, WaveReport, summarize};
 
 /// This runner's terms in a shared run.
 #[derive(Debug, Clone)]
@@ -185,8 +185,8 @@ fn assemble(run_id: &str, run: SharedRun, last: &StopReason) -> RunReport {
         command: run.command,
         stop_reason,
         waves: waves.into_values().collect(),
+        hosts_cut_off: HostCutOff::from_untried(&tenants),
         tenants,
         summary,
-        hosts_cut_off: Vec::new(),
     }
 }

@@ -107,6 +107,20 @@ pub struct Job<'a> {
     pub stop: &'a AtomicBool,
     /// Where the task notes its progress, when the caller may abandon it.
     pub progress: Option<&'a Tracker>,
+    /// What each attempt tells the dispatcher of the tenant's host, and whether the host is
+    /// cut off (the breaker, `--host-failures`).
+    pub host: Option<&'a dyn HostWatch>,
+}
+
+/// The dispatcher's side of a tenant's connection attempts: the breaker counts each
+/// attempt that cannot connect, and a tenant stops retrying once its host is cut off.
+pub trait HostWatch: Send + Sync {
+    /// An attempt reached the server: a session opened, or the server answered with an error.
+    fn reached(&self);
+    /// An attempt could not connect at all (refused, timed out, no route).
+    fn unreached(&self, error: &DbError);
+    /// The host is cut off: no more attempts.
+    fn cut_off(&self) -> bool;
 }
 
 /// The longest wait between two attempts on one tenant.
@@ -157,6 +171,10 @@ pub async fn run_announced(tenant: &Tenant, connector: &Connector, job: Job<'_>)
     // is spent ends the tenant, however much of `--retry-for` is left.
     let lock_deadline = tokio::time::Instant::now() + connector.limits.lock_wait;
     let undoing = |report: &TenantReport| match &report.outcome {
+        // Its host cut off while it waited to try again: nothing was touched, it stops here.
+        Outcome::Skipped {
+            reason: SkipReason::Unreachable { .. },
+        } if job.host.is_some_and(|h| h.cut_off()) => None,
         Outcome::Failed { error, dirty: true, .. }
             if error.is_transient() && pending.lock().expect("not poisoned").is_some() =>
         {
@@ -486,6 +504,12 @@ async fn open(
             });
         }
     };
+    if let Some(host) = job.host {
+        match &opened {
+            Err(e) if !e.answered() => host.unreached(e),
+            _ => host.reached(),
+        }
+    }
     match opened {
         Ok(s) => Ok(s),
         // The database answered but refused to set up (init_sql, creating the history table).

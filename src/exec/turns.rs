@@ -5,9 +5,15 @@
 //! its cap), so the wave ends when its busiest host ends rather than after a host whose
 //! tenants were listed last; within a host, and between hosts with as much work left,
 //! tenants start in fleet order. On one host, `plan`'s order is the order tenants start in.
+//!
+//! With the breaker on ([`Turns::one_until_proven`]), a host none of whose tenants has
+//! reached it yet in this run has one tenant in flight, not its cap, until one does: a dead
+//! host listed with the most work left otherwise took up to `-j` run slots, each for a
+//! connect timeout times its retries, before `--host-failures` of them had failed. Its other
+//! tenants wait in its queue, holding no slot, so other hosts' tenants start meanwhile.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -58,11 +64,23 @@ struct State {
     per_server: HashMap<String, usize>,
     concurrency: usize,
     caps: HashMap<String, usize>,
+    /// `Some` when a host's cap applies only once one of its tenants reached it (the
+    /// servers that did so far); until then it has one tenant in flight.
+    proven: Option<HashSet<String>>,
 }
 
 impl State {
     fn server_has_room(&self, server: &str) -> bool {
-        self.per_server.get(server).copied().unwrap_or(0) < self.caps.get(server).copied().unwrap_or(1)
+        self.per_server.get(server).copied().unwrap_or(0) < self.cap(server)
+    }
+
+    /// `server`'s cap now: its own, or one while it is unproven.
+    fn cap(&self, server: &str) -> usize {
+        let cap = self.caps.get(server).copied().unwrap_or(1);
+        match &self.proven {
+            Some(proven) if !proven.contains(server) => cap.min(1),
+            _ => cap,
+        }
     }
 
     /// The tenant that starts next, if any may start now.
@@ -202,6 +220,7 @@ impl Turns {
             per_server: HashMap::new(),
             concurrency: concurrency.max(1),
             caps,
+            proven: None,
         };
         for server in &servers {
             state.refresh(server);
@@ -209,6 +228,32 @@ impl Turns {
         Turns {
             wake: state.waiting.keys().map(|p| (*p, Notify::new())).collect(),
             state: Mutex::new(state),
+        }
+    }
+
+    /// Gives each host one tenant in flight until [`Turns::proven`] says one of its tenants
+    /// reached it (the breaker's ramp: see the module's note).
+    pub fn one_until_proven(self) -> Turns {
+        self.state.lock().expect("not poisoned").proven = Some(HashSet::new());
+        self
+    }
+
+    /// A tenant of `server` reached it: its whole cap applies from now on.
+    pub fn proven(&self, server: &str) {
+        let mut s = self.state.lock().expect("not poisoned");
+        let Some(proven) = s.proven.as_mut() else { return };
+        if proven.insert(server.to_owned()) {
+            s.refresh(server);
+            self.changed(&s);
+        }
+    }
+
+    /// `server` was cut off: when a probe restores it, one tenant goes until one reaches it.
+    pub fn unproven(&self, server: &str) {
+        let mut s = self.state.lock().expect("not poisoned");
+        if let Some(proven) = s.proven.as_mut() {
+            proven.remove(server);
+            s.refresh(server);
         }
     }
 

@@ -92,6 +92,27 @@ impl fmt::Display for DbError {
 }
 
 impl DbError {
+    /// The error of a tenant the breaker skipped untried, its host cut off (`--host-failures`);
+    /// [`DbError::cut_off_host`] reads the host back.
+    pub fn host_cut_off(host: &str, message: String) -> Self {
+        DbError::new(ErrorKind::Unreachable, format!("host `{host}` cut off"), message)
+    }
+
+    /// The host, when this is a [`DbError::host_cut_off`] error.
+    pub fn cut_off_host(&self) -> Option<&str> {
+        if self.kind != ErrorKind::Unreachable || self.code.is_some() {
+            return None;
+        }
+        self.op.strip_prefix("host `")?.strip_suffix("` cut off")
+    }
+
+    /// The server gave this error (a code, or not a connection failure at all): it is
+    /// alive, whatever it said. An `Unreachable` without a code is a server that did not
+    /// answer: refused, timed out, no route.
+    pub fn answered(&self) -> bool {
+        self.kind != ErrorKind::Unreachable || self.code.is_some() || self.number.is_some()
+    }
+
     pub fn new(kind: ErrorKind, op: impl Into<String>, message: impl Into<String>) -> Self {
         DbError {
             kind,

@@ -428,7 +428,7 @@ pub struct RunReport {
     pub hosts_cut_off: Vec<HostCutOff>,
 }
 
-/// A host the breaker cut off in a run: after `failures` tenants in a row could not
+/// A host the breaker cut off in a run: after `failures` connection attempts in a row could not
 /// connect to it, its tenants not started yet were skipped as `unreachable` without being
 /// tried (`skipped` of them, nothing touched), until a probe connected (`restored`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -436,6 +436,10 @@ pub struct HostCutOff {
     /// The server's key (`Tenant::server_key`): a named host, an engine's host and port,
     /// or a SQLite file; never a URL's credentials.
     pub host: String,
+    /// When it was first cut off, in ms from the run's start; not known in a shared run's
+    /// whole report (each runner has its own breaker) and in reports recorded before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
     /// The consecutive connection failures that tripped it (the last cut-off's).
     pub failures: u32,
     /// The last of those failures' error.
@@ -444,6 +448,47 @@ pub struct HostCutOff {
     pub skipped: usize,
     /// A later tenant (the probe, or one in flight) connected: it was open again at the end.
     pub restored: bool,
+}
+
+impl FinalTenant {
+    /// Skipped untried by the breaker, its host cut off (see [`DbError::host_cut_off`]).
+    pub fn skipped_untried(&self) -> bool {
+        self.status == Status::Skipped
+            && (self.error.as_deref())
+                .and_then(|e| e.strip_prefix("unreachable: host `"))
+                .is_some_and(|e| e.contains("` cut off: not tried"))
+    }
+}
+
+impl HostCutOff {
+    /// The hosts cut off, as the tenants the breakers skipped untried say them (their errors
+    /// name the host, the failed attempts and the last error): for a shared run's whole
+    /// report, assembled from the ledger's rows. When and whether a probe restored it later
+    /// are not known there.
+    pub fn from_untried(tenants: &[FinalTenant]) -> Vec<HostCutOff> {
+        let mut hosts: Vec<HostCutOff> = Vec::new();
+        for t in tenants.iter().filter(|t| t.skipped_untried()) {
+            let error = t.error.as_deref().unwrap_or_default();
+            let Some((host, rest)) = error
+                .strip_prefix("unreachable: host `")
+                .and_then(|e| e.split_once("` cut off: not tried: "))
+            else {
+                continue;
+            };
+            match hosts.iter_mut().find(|h| h.host == host) {
+                Some(h) => h.skipped += 1,
+                None => hosts.push(HostCutOff {
+                    host: host.to_owned(),
+                    at_ms: None,
+                    failures: rest.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0),
+                    error: rest.split_once(", the last: ").map_or(rest, |(_, e)| e).to_owned(),
+                    skipped: 1,
+                    restored: false,
+                }),
+            }
+        }
+        hosts
+    }
 }
 
 impl RunReport {

@@ -35,6 +35,7 @@ pub fn html(report: &RunReport, source: Option<&RunSource>) -> String {
         esc(&title)
     );
     summary(&mut out, report, source);
+    cut_off(&mut out, report);
     failures(&mut out, report);
     timeline(&mut out, report);
     versions(&mut out, report);
@@ -143,6 +144,36 @@ fn summary(out: &mut String, report: &RunReport, source: Option<&RunSource>) {
         );
     }
     out.push_str("</header>\n");
+}
+
+/// The hosts the breaker cut off (`--host-failures`): when, after how many failures in a
+/// row, the last error, how many tenants were skipped untried, and whether a probe
+/// restored the host. Nothing when none was.
+fn cut_off(out: &mut String, report: &RunReport) {
+    if report.hosts_cut_off.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "<section id=\"hosts-cut-off\"><h2>Hosts cut off <span class=\"n\">{}</span></h2>\
+         <table><tr><th>host</th><th>cut off at</th><th>failures in a row</th><th>last error</th>\
+         <th>skipped untried</th><th>restored</th></tr>",
+        report.hosts_cut_off.len()
+    );
+    for h in &report.hosts_cut_off {
+        let _ = write!(
+            out,
+            "<tr class=\"cut\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&h.host),
+            h.at_ms
+                .map_or_else(|| "?".to_owned(), |ms| format!("+{}", duration(ms))),
+            h.failures,
+            esc(&h.error),
+            h.skipped,
+            if h.restored { "yes" } else { "no" }
+        );
+    }
+    out.push_str("</table></section>\n");
 }
 
 /// Where a failure sorts: the tenant left in the worst state first.

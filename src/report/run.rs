@@ -33,6 +33,7 @@ fn rank(t: &FinalTenant) -> usize {
         Status::RolledBack => 1,
         Status::RollbackFailed => 2,
         Status::Stopped => 3,
+        Status::Skipped if t.skipped_untried() => 8,
         Status::Skipped => 4,
         Status::Succeeded if t.migrations_run > 0 => 5,
         Status::Succeeded => 6,
@@ -40,8 +41,19 @@ fn rank(t: &FinalTenant) -> usize {
     }
 }
 
-/// The groups that may be summarised as counts, by rank, and how they are named then.
-const SUMMARISED: [(usize, &str); 3] = [
+/// Where a row is listed: by its rank, the tenants skipped untried among the skipped ones.
+fn place(t: &FinalTenant) -> usize {
+    match rank(t) {
+        8 => 4,
+        r => r,
+    }
+}
+
+/// The groups that may be summarised as counts, by rank, and how they are named then. The
+/// tenants the breaker skipped untried are one line per host below the table as well: a
+/// cut-off host of 5,000 tenants is not 5,000 rows.
+const SUMMARISED: [(usize, &str); 4] = [
+    (8, "skipped untried (host cut off)"),
     (5, "succeeded (changed)"),
     (6, "succeeded (already at the target)"),
     (7, "not started"),
@@ -50,7 +62,7 @@ const SUMMARISED: [(usize, &str); 3] = [
 /// The rows to list, in order, and the groups left out: (name, count, first few ids).
 fn listed<'r>(report: &'r RunReport, rows: Rows<'_>) -> (Vec<&'r FinalTenant>, Vec<(&'static str, Vec<&'r str>)>) {
     let mut sorted: Vec<&FinalTenant> = report.tenants.iter().collect();
-    sorted.sort_by_key(|t| rank(t));
+    sorted.sort_by_key(|t| place(t));
     if matches!(rows, Rows::All) || sorted.len() <= SCREENFUL {
         return (sorted, Vec::new());
     }
@@ -246,8 +258,9 @@ pub fn text(report: &RunReport, rows: Rows<'_>) -> String {
 fn cut_off_line(h: &crate::model::run::HostCutOff) -> String {
     let printable = crate::model::text::printable;
     format!(
-        "host `{}` cut off after {} tenant(s) in a row could not connect ({}): {} tenant(s) skipped untried{}",
+        "host `{}` cut off at {} after {} failed connection attempt(s) in a row ({}): {} tenant(s) skipped untried{}",
         printable(&h.host),
+        at(h.at_ms),
         h.failures,
         crate::model::text::printable_bounded(&h.error),
         h.skipped,
@@ -257,6 +270,37 @@ fn cut_off_line(h: &crate::model::run::HostCutOff) -> String {
             ""
         }
     )
+}
+
+/// When in the run a host was cut off: `+12.3s` from its start, `?` when not known.
+fn at(ms: Option<u64>) -> String {
+    ms.map_or_else(|| "?".to_owned(), |ms| format!("+{:.1}s", ms as f64 / 1000.0))
+}
+
+/// The Markdown table of the hosts the breaker cut off; empty when none was.
+fn cut_off_table(report: &RunReport) -> String {
+    if report.hosts_cut_off.is_empty() {
+        return String::new();
+    }
+    let cell = |s: &str| crate::model::text::printable_bounded(s).replace('|', "\\|");
+    let mut out = String::from(
+        "\n## Hosts cut off (`--host-failures`)\n\n\
+         | host | cut off at | failures in a row | last error | skipped untried | restored |\n\
+         | --- | --- | ---: | --- | ---: | --- |\n",
+    );
+    for h in &report.hosts_cut_off {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            cell(&h.host).replace('`', "'"),
+            at(h.at_ms),
+            h.failures,
+            cell(&h.error),
+            h.skipped,
+            if h.restored { "yes" } else { "no" }
+        );
+    }
+    out
 }
 
 /// The report as Markdown: every tenant, failures first as in the text.
@@ -279,6 +323,7 @@ pub fn markdown(report: &RunReport) -> String {
             counts.join(", ")
         );
     }
+    out.push_str(&cut_off_table(report));
     out.push_str("\n| tenant | wave | status | start | final | detail |\n| --- | --- | --- | --- | --- | --- |\n");
     for r in listed(report, Rows::All).0 {
         let _ = writeln!(

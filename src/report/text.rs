@@ -28,6 +28,10 @@ pub struct TextReporter {
     /// Tenants seen starting: one the run never started prints no line when its
     /// `tenant_finished` comes at the run's end (the final report counts it).
     started: std::collections::HashSet<TenantId>,
+    /// Per cut-off host, in the order it was cut off, the tenants the breaker skipped
+    /// untried: counted, not printed one by one (a host of 5,000 tenants printed 5,000
+    /// lines), and said once per host at the run's end. The events and the report name each.
+    untried: Vec<(String, usize)>,
 }
 
 impl TextReporter {
@@ -40,6 +44,7 @@ impl TextReporter {
             total: 0,
             abandoned: false,
             started: std::collections::HashSet::new(),
+            untried: Vec::new(),
         }
     }
 
@@ -56,22 +61,60 @@ impl TextReporter {
         let Some(line) = self.line(&stamped.event) else {
             return Ok(());
         };
-        if self.timestamps {
-            write!(out, "{} ", clock(stamped.at_ms))?;
+        for line in line.lines() {
+            if self.timestamps {
+                write!(out, "{} ", clock(stamped.at_ms))?;
+            }
+            writeln!(out, "{line}")?;
         }
-        writeln!(out, "{line}")
+        Ok(())
     }
 
     /// The line an event prints, without its timestamp, if it prints one. Takes note of what
     /// later lines depend on (the command, the number of tenants), so every event must pass.
     /// Control characters a database put in it are shown escaped (see [`escape_controls`]).
+    /// At the run's end, the lines of the tenants skipped untried come first, one per host.
     pub fn line(&mut self, event: &Event) -> Option<String> {
-        self.raw_line(event).map(|line| escape_controls(&line))
+        let line = self.raw_line(event).map(|line| escape_controls(&line));
+        if !matches!(event, Event::RunFinished { .. }) || self.untried.is_empty() {
+            return line;
+        }
+        let mut lines: Vec<String> = std::mem::take(&mut self.untried)
+            .into_iter()
+            .map(|(host, n)| {
+                escape_controls(&format!(
+                    "host `{host}`: {n} tenant(s) skipped untried, the host cut off (each is in the report)"
+                ))
+            })
+            .collect();
+        lines.extend(line);
+        Some(lines.join("\n"))
+    }
+
+    /// Notes what later lines depend on; false for an event that prints no line of its own
+    /// (a tenant skipped untried, counted for its host's line at the run's end).
+    fn note(&mut self, event: &Event) -> bool {
+        match event {
+            Event::TenantStarted { tenant, .. } => {
+                self.started.insert(tenant.clone());
+            }
+            Event::TenantFinished { report, .. } => {
+                if let Some(host) = untried_host(report) {
+                    match self.untried.iter_mut().find(|(h, _)| h == host) {
+                        Some((_, n)) => *n += 1,
+                        None => self.untried.push((host.to_owned(), 1)),
+                    }
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        true
     }
 
     fn raw_line(&mut self, event: &Event) -> Option<String> {
-        if let Event::TenantStarted { tenant, .. } = event {
-            self.started.insert(tenant.clone());
+        if !self.note(event) {
+            return None;
         }
         match event {
             Event::RunStarted {
@@ -286,6 +329,16 @@ pub fn summary_line(s: &Summary) -> String {
     line + &format!(" ({secs:.2} s).")
 }
 
+/// The host of a tenant the breaker skipped untried, its host cut off.
+fn untried_host(report: &TenantReport) -> Option<&str> {
+    match &report.outcome {
+        Outcome::Skipped {
+            reason: crate::model::run::SkipReason::Unreachable { error },
+        } => error.cut_off_host(),
+        _ => None,
+    }
+}
+
 /// The breaker's lines: a host cut off, a host restored.
 fn host_line(event: &Event) -> Option<String> {
     let printable = crate::model::text::printable;
@@ -296,7 +349,7 @@ fn host_line(event: &Event) -> Option<String> {
             error,
             probe_after_ms,
         } => Some(format!(
-            "host `{}` cut off: {failures} tenant(s) in a row could not connect ({}); its tenants not started yet \
+            "host `{}` cut off: {failures} connection attempt(s) in a row failed ({}); its tenants not started yet \
              are skipped, untried; one probes it again at the next wave or after {}s",
             printable(host),
             crate::model::text::printable_bounded(error),

@@ -114,7 +114,7 @@ fn dead_hosts_are_cut_off_in_bounded_time_and_resume_tries_them_again() {
     let skipped: u64 = cut.iter().map(|h| h["skipped"].as_u64().unwrap()).sum();
     assert_eq!(untried as u64, skipped);
     // The final report and the progress lines name the host; no password shows anywhere.
-    let line = format!("host `{silent_host}` cut off after");
+    let line = format!("host `{silent_host}` cut off at +");
     assert!(run.stdout.contains(&line), "{}", run.stdout);
     assert!(run.stdout.contains("tenant(s) skipped untried"), "{}", run.stdout);
     // The line said when it happened (stdout, as the run's lines go without a terminal).
@@ -130,4 +130,111 @@ fn dead_hosts_are_cut_off_in_bounded_time_and_resume_tries_them_again() {
     assert_eq!(resumed.code, 0, "{resumed:?}");
     let last: Value = serde_json::from_str(resumed.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["summary"]["succeeded"], 2 * DEAD + 6, "{}", resumed.stdout);
+}
+
+/// `REFUSED` tenants `rNN` on a port that refuses, and 2 healthy SQLite tenants.
+const REFUSED: usize = 60;
+
+fn refusing_fleet(p: &Project) {
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    let mut yaml = String::from("tenants:\n");
+    for n in 0..REFUSED {
+        yaml.push_str(&format!(
+            "  - {{id: r{n:02}, url: \"postgres://u@127.0.0.1:1/r{n:02}\"}}\n"
+        ));
+    }
+    for n in 0..2 {
+        yaml.push_str(&format!("  - {{id: ok{n}, url: \"sqlite://data/ok{n}.db\"}}\n"));
+    }
+    p.fleet(&yaml);
+    p.migration("0001_one.up.sql", "CREATE TABLE t1 (id INT);\n");
+}
+
+#[test]
+fn a_cut_off_host_is_one_line_of_text_a_table_in_the_reports_and_resume_keeps_its_k() {
+    let p = Project::new();
+    refusing_fleet(&p);
+    let host = "postgres://127.0.0.1:1";
+    let run = p.run(&[
+        "up",
+        "--host-failures",
+        "2",
+        "--retry-for",
+        "0s",
+        "--max-skipped",
+        "all",
+        "--report",
+        "run.md",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    // One tenant of the unproven host at a time: the first two were tried, the rest not.
+    let untried = REFUSED - 2;
+    let line = format!("host `{host}`: {untried} tenant(s) skipped untried, the host cut off");
+    assert_eq!(run.stdout.matches(&line).count(), 1, "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("cut off: not tried"),
+        "no line per tenant skipped untried: {}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("{untried} skipped untried (host cut off): r02, r03")),
+        "the final table counts them: {}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!("host `{host}` cut off at +")),
+        "{}",
+        run.stdout
+    );
+
+    let md = std::fs::read_to_string(p.path().join("run.md")).unwrap();
+    assert!(md.contains("## Hosts cut off (`--host-failures`)"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with(&format!("| `{host}` | +")))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(row.ends_with(&format!("| {untried} | no |")), "{row}");
+    assert!(row.contains("| 2 | connecting: "), "{row}");
+    assert!(
+        md.contains("| r59 | 1 | skipped |"),
+        "the Markdown lists every tenant: {md}"
+    );
+
+    let run_id = run
+        .stdout
+        .lines()
+        .find_map(|l| l.split("(run ").nth(1))
+        .map(|r| r.trim_end_matches(')').to_owned())
+        .unwrap();
+    let shown = p.run(&["report", &run_id, "--html", "run.html"]);
+    let html = std::fs::read_to_string(p.path().join("run.html")).unwrap_or_else(|e| panic!("{e}: {shown:?}"));
+    let section = html
+        .split("<section id=\"hosts-cut-off\">")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .unwrap_or_else(|| panic!("no hosts-cut-off section: {html}"));
+    assert!(
+        section.contains(&format!("<td><code>{host}</code></td><td>+")),
+        "{section}"
+    );
+    assert!(section.contains(&format!("<td>{untried}</td><td>no</td>")), "{section}");
+
+    // --resume keeps the run's --host-failures: another value is refused, and without
+    // the flag the run goes on with 2 (the default is 3).
+    let refused = p.run(&["up", "--resume", "--host-failures", "5"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("--host-failures 5: run `") && refused.stderr.contains("with --host-failures 2"),
+        "{refused:?}"
+    );
+    let resumed = p.run(&["up", "--resume", "--report", "again.json"]);
+    assert_eq!(resumed.code, 1, "{resumed:?}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(p.path().join("again.json")).unwrap()).unwrap();
+    let cut = &report["hosts_cut_off"][0];
+    assert_eq!(
+        (cut["failures"].as_u64(), cut["skipped"].as_u64()),
+        (Some(2), Some(untried as u64)),
+        "{report}"
+    );
 }

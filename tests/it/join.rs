@@ -408,3 +408,68 @@ fn the_assembled_report_keeps_where_and_how_tenants_failed() {
     let line = crate::support::tenant_line(&text.stdout, "x003");
     assert!(line.contains("migration 2: applying 0002_two: boom"), "{}", text.all());
 }
+
+/// A runner of a shared run applies its breaker to the tenants it claims: a dead host's
+/// tenants it claims after K failed attempts are skipped untried, the ledger records why,
+/// and the run's report assembled from the ledger lists the host as cut off.
+#[test]
+fn a_runner_cuts_off_a_dead_host_among_the_tenants_it_claims() {
+    let Some(tenants_db) = Pg::create("join_bt") else {
+        return;
+    };
+    let Some(ledger_db) = Pg::create("join_bl") else { return };
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE a (v int);");
+    let tenants: String = (0..4)
+        .map(|i| format!("  - {{ id: x{i:03}, host: pg }}\n"))
+        .chain((0..20).map(|i| format!("  - {{ id: d{i:03}, host: dead }}\n")))
+        .collect();
+    p.fleet(&format!(
+        "hosts:\n  pg: {{ url: \"{}\", max_connections: 3 }}\n  dead: {{ url: \"postgres://u@127.0.0.1:1/db\" }}\n\
+         defaults: {{ schema: \"t_{{id}}\" }}\ntenants:\n{tenants}",
+        tenants_db.url()
+    ));
+    let ledger = ledger_db.url();
+    let flags = ["--host-failures", "2", "--retry-for", "0s", "--max-skipped", "all"];
+    let (runner, run) = create(&p, &ledger, &flags);
+    let (code, events, stderr) = runner.finish();
+    assert_eq!(code, 1, "skipped tenants: {stderr}");
+    let cut: Vec<&Value> = events.iter().filter(|e| e["event"] == "host_cut_off").collect();
+    assert_eq!(cut.len(), 1, "{events:?}");
+    assert_eq!(cut[0]["host"], "host:dead", "{}", cut[0]);
+    let untried: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "tenant_finished")
+        .filter(|e| e.to_string().contains("not tried: "))
+        .map(|e| e["tenant"].as_str().unwrap())
+        .collect();
+    assert!(
+        untried.len() >= 20 - 2 - 2,
+        "at most -j tenants were in flight when it tripped: {events:?}"
+    );
+
+    let report = p.run(&["report", &run, "--ledger", &ledger, "--format", "json"]);
+    let report: Value = serde_json::from_str(&report.stdout).unwrap_or_else(|e| panic!("{e}: {report:?}"));
+    let hosts = report["hosts_cut_off"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(hosts.len(), 1, "{report:#}");
+    assert_eq!(hosts[0]["host"], "host:dead");
+    assert_eq!(hosts[0]["skipped"].as_u64(), Some(untried.len() as u64));
+    assert_eq!(hosts[0]["failures"], 2, "{}", hosts[0]);
+    let status = |id: &str| {
+        report["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
+    for i in 0..4 {
+        assert_eq!(status(&format!("x{i:03}")), "succeeded", "{report:#}");
+    }
+    for i in 0..20 {
+        assert_eq!(status(&format!("d{i:03}")), "skipped", "{report:#}");
+    }
+}

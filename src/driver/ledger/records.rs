@@ -73,6 +73,10 @@ pub struct RecordedPolicy {
     pub retry_for_ms: Option<u64>,
     /// `--retries` (`None`: no count limit).
     pub retries: Option<u32>,
+    /// `--host-failures` (or the fleet file's `rollout.host_failures`, else 3): the breaker's
+    /// K, 0 for none. Absent in runs recorded before it was kept: those take today's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_failures: Option<u32>,
     /// `--out-of-order` (or the fleet file's `out_of_order: true`): a resumed run keeps it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub out_of_order: bool,

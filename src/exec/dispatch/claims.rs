@@ -13,15 +13,17 @@ use futures::stream::FuturesUnordered;
 use governor::Jitter;
 use tokio::sync::Semaphore;
 
-use super::{Dispatcher, Slot, Starter};
+use super::{Dispatcher, Slot, Starter, Watch};
 use crate::driver::ledger::LedgerError;
+use crate::exec::breaker::{Admit, Breakers};
 use crate::exec::events::Event;
 use crate::exec::run::host_caps;
 use crate::exec::tenant;
 use crate::exec::work::Work;
+use crate::model::db_error::DbError;
 use crate::model::fleet::Tenant;
 use crate::model::policy::StopReason;
-use crate::model::run::{Outcome, RunReport, Summary, TenantReport};
+use crate::model::run::{Outcome, RunReport, SkipReason, Summary, TenantReport};
 
 pub(crate) use crate::driver::ledger::Claimed;
 
@@ -48,8 +50,16 @@ pub(crate) trait Claims: Sync {
     fn gave_up_on_end(&self, why: String);
 }
 
-/// A claimed tenant's task: its slot and its report.
-type Running<'s> = Pin<Box<dyn Future<Output = (usize, TenantReport)> + 's>>;
+/// A claimed tenant's task: its slot, its report, and what its host's breaker made of it.
+type Running<'s> = Pin<Box<dyn Future<Output = (usize, TenantReport, Ran)> + 's>>;
+
+/// How a claimed tenant ended, for its host's breaker.
+enum Ran {
+    /// Skipped untried, its host cut off: not an outcome the breaker learns from.
+    CutOff,
+    /// Tried; `counted`: its failed connection attempts were each counted already.
+    Tried { counted: bool },
+}
 
 /// The claim loop's own state.
 struct Claiming<'s, W> {
@@ -201,13 +211,27 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         c.flying.push(i);
         let cap = c.caps[&t.server_key()].clone();
         let starter = c.starter;
+        let breakers = self.breakers.clone();
         c.in_flight.push(Box::pin(async move {
             let _permit = cap.acquire_owned().await.expect("host semaphores are never closed");
+            // This runner's breaker, on the tenants it claims: a host it cut off costs it
+            // no more connect timeouts (its peers keep their own).
+            if let Some(error) = admitted(&breakers, &t.server_key()).await {
+                return (i, untried(t, error), Ran::CutOff);
+            }
             starter.events.emit(Event::TenantStarted {
                 tenant: t.id.clone(),
                 wave,
             });
-            (i, starter.run(t, wave).await)
+            let watch = Watch::new(t, None, &breakers, starter.events);
+            let report = starter.run(t, wave, Some(&watch)).await;
+            (
+                i,
+                report,
+                Ran::Tried {
+                    counted: watch.counted(),
+                },
+            )
         }));
     }
 
@@ -219,8 +243,11 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         tick: &mut tokio::time::Interval,
     ) -> Next {
         tokio::select! {
-            Some((i, report)) = c.in_flight.next() => {
+            Some((i, report, ran)) = c.in_flight.next() => {
                 c.flying.retain(|f| *f != i);
+                if let Ran::Tried { counted } = ran {
+                    self.observe_host(i, &report, counted);
+                }
                 if self.claimed_finished(claims, i, report).await {
                     return Next::Abandon;
                 }
@@ -309,5 +336,30 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         });
         self.record(i, report);
         abandon
+    }
+}
+
+/// Whether a claimed tenant of `host` may start: `Some` error when this runner cut the
+/// host off. While a probe of the host is in flight it waits for the probe's outcome.
+async fn admitted(breakers: &Breakers, host: &str) -> Option<DbError> {
+    loop {
+        match breakers.admit(host, true) {
+            Admit::Go | Admit::Probe => return None,
+            Admit::Skip(error) => return Some(error),
+            Admit::Wait => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The report of a tenant skipped untried, its host cut off.
+fn untried(t: &Tenant, error: DbError) -> TenantReport {
+    TenantReport {
+        id: t.id.clone(),
+        outcome: Outcome::Skipped {
+            reason: SkipReason::Unreachable { error },
+        },
+        start_version: None,
+        final_version: None,
+        steps: vec![],
     }
 }

@@ -90,9 +90,9 @@ pub struct Policy {
     pub rate: Option<Rate>,
     /// `--window`: tenants start only while it is open.
     pub window: Option<ChangeWindow>,
-    /// `--host-failures`: this many tenants of one host in a row that cannot connect cut
-    /// the host off (see `exec::breaker`); 0 never does. A run of this runner's own waves
-    /// only: a shared run's tenants are each claimed on their own.
+    /// `--host-failures`: this many connection attempts in a row to one host that fail cut
+    /// the host off (see `exec::breaker`); 0 never does. In a shared run, each runner's
+    /// breaker sees only the tenants it claims.
     pub host_failures: u32,
 }
 
@@ -268,8 +268,9 @@ impl<W> Clone for Starter<'_, W> {
 impl<W> Copy for Starter<'_, W> {}
 
 impl<'s, W: Work> Starter<'s, W> {
-    /// Runs `t`, of wave `wave`, whose start is announced.
-    async fn run(self, t: &Tenant, wave: usize) -> TenantReport {
+    /// Runs `t`, of wave `wave`, whose start is announced; `host` hears of each of its
+    /// connection attempts.
+    async fn run(self, t: &Tenant, wave: usize, host: Option<&dyn tenant::HostWatch>) -> TenantReport {
         let job = Job {
             set: self.ctx.sets.of(t.engine),
             action: self.action.resolved(self.ctx.sets, t.engine),
@@ -280,6 +281,7 @@ impl<'s, W: Work> Starter<'s, W> {
             events: self.events,
             stop: self.stop,
             progress: Some(self.progress),
+            host,
         };
         self.work.run(t, job).await
     }
@@ -449,22 +451,11 @@ impl<'r, W: Work> Dispatcher<'r, W> {
     }
 
     /// Feeds slot `i`'s outcome, from a tenant that was tried, to its host's breaker, and
-    /// announces what that changed.
-    fn observe_host(&self, i: usize, report: &TenantReport) {
+    /// announces what that changed; returns the host when this cut it off. `counted`: its
+    /// failed attempts were each counted already.
+    fn observe_host(&self, i: usize, report: &TenantReport, counted: bool) -> Option<String> {
         let host = self.slots[i].tenant.server_key();
-        match self.breakers.observe(&host, report) {
-            Some(Change::CutOff { host, failures, error }) => {
-                tracing::warn!("host `{host}` cut off after {failures} connection failures in a row: {error}");
-                self.events.emit(Event::HostCutOff {
-                    host,
-                    failures,
-                    error,
-                    probe_after_ms: COOL_DOWN.as_millis() as u64,
-                });
-            }
-            Some(Change::Restored { host }) => self.events.emit(Event::HostRestored { host }),
-            None => {}
-        }
+        announce_change(self.events, self.breakers.observe(&host, report, counted)?)
     }
 
     /// Runs `work` while listening for interrupts: the first escalates to `Interrupted`,
@@ -781,6 +772,84 @@ pub(crate) fn missed_end(report: &mut RunReport, e: &LedgerError, events: &Event
     if !ledger_already && reason > report.stop_reason {
         events.emit(Event::Stopping { reason: reason.clone() });
         report.stop_reason = reason;
+    }
+}
+
+/// What a tenant's connection attempts tell its host's breaker and the wave's turns: an
+/// attempt that connects proves the host (its whole cap applies); one that cannot counts
+/// toward `--host-failures`, and may cut the host off, which ends the tenant's retries.
+pub(super) struct Watch<'s> {
+    host: String,
+    /// The wave's turns, in a run of this runner's own waves (a shared run has none).
+    turns: Option<&'s crate::exec::turns::Turns>,
+    breakers: &'s Breakers,
+    events: &'s Events,
+    /// An attempt's failure was counted.
+    counted: AtomicBool,
+}
+
+impl<'s> Watch<'s> {
+    pub(super) fn new(
+        t: &Tenant,
+        turns: Option<&'s crate::exec::turns::Turns>,
+        breakers: &'s Breakers,
+        events: &'s Events,
+    ) -> Self {
+        Watch {
+            host: t.server_key(),
+            turns,
+            breakers,
+            events,
+            counted: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a failed attempt was counted by the breaker already.
+    pub(super) fn counted(&self) -> bool {
+        self.counted.load(Ordering::SeqCst)
+    }
+}
+
+impl tenant::HostWatch for Watch<'_> {
+    fn reached(&self) {
+        self.breakers.reached(&self.host);
+        if let Some(turns) = self.turns {
+            turns.proven(&self.host);
+        }
+    }
+
+    fn unreached(&self, error: &crate::model::db_error::DbError) {
+        self.counted.store(true, Ordering::SeqCst);
+        let Some(change) = self.breakers.attempt_failed(&self.host, error) else {
+            return;
+        };
+        if let (Some(host), Some(turns)) = (announce_change(self.events, change), self.turns) {
+            turns.unproven(&host);
+        }
+    }
+
+    fn cut_off(&self) -> bool {
+        self.breakers.is_cut_off(&self.host)
+    }
+}
+
+/// Announces a change of a host's breaker; returns the host when it was cut off.
+pub(super) fn announce_change(events: &Events, change: Change) -> Option<String> {
+    match change {
+        Change::CutOff { host, failures, error } => {
+            tracing::warn!("host `{host}` cut off after {failures} connection failures in a row: {error}");
+            events.emit(Event::HostCutOff {
+                host: host.clone(),
+                failures,
+                error,
+                probe_after_ms: COOL_DOWN.as_millis() as u64,
+            });
+            Some(host)
+        }
+        Change::Restored { host } => {
+            events.emit(Event::HostRestored { host });
+            None
+        }
     }
 }
 

@@ -96,6 +96,7 @@ impl<W: Work> Dispatcher<'_, W> {
                         events: &quiet,
                         stop: never,
                         progress: None,
+                        host: None,
                     };
                     let mut report = work.run(t, job).await;
                     if matches!(report.outcome, Outcome::Skipped { .. }) && report.final_version.is_none() {

@@ -48,6 +48,8 @@ struct Fake {
     /// (these tests run migrations only).
     ran: Mutex<Vec<(String, Target)>>,
     checked: Mutex<Vec<String>>,
+    /// Per tenant-name prefix (its letters), the tenants running now and the most at once.
+    in_flight: Mutex<HashMap<String, (usize, usize)>>,
 }
 
 impl Fake {
@@ -60,12 +62,30 @@ impl Fake {
             interrupts,
             ran: Mutex::default(),
             checked: Mutex::default(),
+            in_flight: Mutex::default(),
         }
     }
 
     fn part(mut self, tenant: &str, part: Part) -> Self {
         self.parts.insert(tenant.to_owned(), part);
         self
+    }
+
+    /// Notes a tenant of `group` starting (`up`) or ending its work.
+    fn flying(&self, group: &str, up: bool) {
+        let mut in_flight = self.in_flight.lock().unwrap();
+        let (now, most) = in_flight.entry(group.to_owned()).or_insert((0, 0));
+        if up {
+            *now += 1;
+            *most = (*most).max(*now);
+        } else {
+            *now -= 1;
+        }
+    }
+
+    /// The most tenants of `group` that ran at once.
+    fn most_at_once(&self, group: &str) -> usize {
+        self.in_flight.lock().unwrap().get(group).map_or(0, |g| g.1)
     }
 
     /// The tenants that ran `up`, in order.
@@ -122,7 +142,14 @@ impl Work for Fake {
         if part == Part::Hangs {
             std::future::pending::<()>().await;
         }
+        // A tenant that reaches its server does so at once; a refused one after `takes`.
+        if let (Some(host), false) = (job.host, part == Part::Refused) {
+            host.reached();
+        }
+        let group: String = t.id.as_str().chars().take_while(char::is_ascii_alphabetic).collect();
+        self.flying(&group, true);
         tokio::time::sleep(self.takes).await;
+        self.flying(&group, false);
         if part == Part::Refused {
             let error = DbError::new(
                 ErrorKind::Unreachable,
@@ -1045,4 +1072,43 @@ async fn a_probe_at_the_next_wave_keeps_it_open_when_it_fails_and_closes_it_when
     );
     let cut = &report.hosts_cut_off;
     assert_eq!((cut.len(), cut[0].skipped, cut[0].restored), (1, 1, true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unproven_host_has_one_tenant_in_flight_and_its_waiting_tenants_hold_no_slot() {
+    // The dead host is listed first with the most tenants: without the ramp it took all
+    // four slots at once.
+    let mut tenants: Vec<(String, &str)> = (1..=8).map(|n| (format!("dead{n}"), "dead")).collect();
+    tenants.extend((1..=8).map(|n| (format!("live{n}"), "live")));
+    let refs: Vec<(&str, &str)> = tenants.iter().map(|(id, h)| (id.as_str(), *h)).collect();
+    let fleet = fleet_on(&refs);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 4);
+    let mut work = Fake::new(tx);
+    for n in 1..=8 {
+        work = work.part(&format!("dead{n}"), Part::Refused);
+    }
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[16]), &breaker(3), &work, rx).await;
+    assert_eq!(
+        work.most_at_once("dead"),
+        1,
+        "the dead host never had two tenants in flight"
+    );
+    assert_eq!(
+        work.most_at_once("live"),
+        3,
+        "the dead host's waiting tenants held no slot: the live host had the other three"
+    );
+    assert_eq!(cut_offs(&events), [("postgres://dead:5432".to_owned(), 3)]);
+    assert_eq!((report.summary.succeeded, report.summary.skipped), (8, 8));
+
+    // A host that answers gets its whole cap as soon as its first tenant connected, long
+    // before that tenant ends.
+    let fleet = fleet_on(&refs[8..]);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ctx = context(&fleet, &set, 4);
+    let work = Fake::new(tx);
+    let (report, _) = run_waves(&ctx, &waves(&fleet, &[8]), &breaker(3), &work, rx).await;
+    assert_eq!(work.most_at_once("live"), 4);
+    assert_eq!(report.summary.succeeded, 8);
 }

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use governor::Jitter;
 
-use super::{AFTER_ABANDON, Dispatcher, Starter, not_started};
+use super::{AFTER_ABANDON, Dispatcher, Starter, Watch, not_started};
 use crate::driver::ledger::LedgerError;
-use crate::exec::breaker::{Admit, Breakers};
+use crate::exec::breaker::{self, Admit, Breakers};
 use crate::exec::events::{Event, Events, Gate, GateStart, NextWave};
 use crate::exec::run::host_limit;
-use crate::exec::tenant::{self, Action};
+use crate::exec::tenant::{self, Action, HostWatch};
 use crate::exec::turns::{Turn, Turns};
 use crate::exec::window::ChangeWindow;
 use crate::exec::work::Work;
@@ -37,6 +37,8 @@ struct Ended {
     started: Option<tokio::time::Instant>,
     /// Skipped untried, its host cut off: not an outcome the host's breaker learns from.
     cut_off: bool,
+    /// Its failed connection attempts were each counted by its host's breaker already.
+    counted: bool,
 }
 
 impl Ended {
@@ -47,6 +49,7 @@ impl Ended {
             fault,
             started: None,
             cut_off: false,
+            counted: false,
         }
     }
 
@@ -72,6 +75,7 @@ impl Ended {
             fault: None,
             started: None,
             cut_off: true,
+            counted: false,
         }
     }
 }
@@ -144,7 +148,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             .iter()
             .map(|s| (s.tenant.server_key(), host_limit(self.ctx, s.tenant)))
             .collect();
-        let turns = Turns::new(
+        let mut turns = Turns::new(
             self.ctx.concurrency,
             caps,
             tenants.iter().map(|(i, t, _)| {
@@ -152,6 +156,9 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                 (*i, server)
             }),
         );
+        if self.policy.host_failures > 0 {
+            turns = turns.one_until_proven();
+        }
         let started: Mutex<HashSet<usize>> = Mutex::default();
         let progress = tenant::Tracker::default();
         let stop = self.stop.clone();
@@ -167,7 +174,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         let stream = futures::stream::iter(tenants)
             .map(|(i, t, wave)| task.clone().run(i, t, wave, already_there.remove(&i)))
             .buffer_unordered(usize::MAX);
-        let alive = self.collect(stream).await;
+        let alive = self.collect(stream, &turns).await;
         if !alive {
             self.escalate(StopReason::Abandoned);
             let in_flight: Vec<usize> = {
@@ -198,7 +205,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
 
     /// Records the wave's tenants as they end, listening to interrupts; false when a
     /// second one abandoned the tenants still in flight.
-    async fn collect(&mut self, stream: impl futures::Stream<Item = Ended>) -> bool {
+    async fn collect(&mut self, stream: impl futures::Stream<Item = Ended>, turns: &Turns) -> bool {
         tokio::pin!(stream);
         loop {
             tokio::select! {
@@ -208,7 +215,9 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                             self.ledger_lost(&e);
                         }
                         if !ended.cut_off {
-                            self.observe_host(ended.slot, &ended.report);
+                            if let Some(host) = self.observe_host(ended.slot, &ended.report, ended.counted) {
+                                turns.unproven(&host);
+                            }
                         }
                         self.record(ended.slot, ended.report);
                         self.timed(ended.slot, ended.started);
@@ -503,7 +512,11 @@ impl<W: Work> Task<'_, W> {
             wave,
         });
         turn.started();
-        let report = starter.run(t, wave).await;
+        let watch = Watch::new(t, Some(self.turns), self.breakers, events);
+        let report = starter.run(t, wave, Some(&watch)).await;
+        if breaker::reached(&report) {
+            watch.reached();
+        }
         let mut fault = None;
         if let Some(ledger) = &ctx.ledger {
             fault = ledger.tenant_finished(&ctx.run_id, &report).await.err();
@@ -518,6 +531,7 @@ impl<W: Work> Task<'_, W> {
             fault,
             started: Some(began),
             cut_off: false,
+            counted: watch.counted(),
         }
     }
 
@@ -570,6 +584,7 @@ fn surveyed(i: usize, t: &Tenant, wave: usize, report: TenantReport, turn: &mut 
         fault: None,
         started: Some(began),
         cut_off: false,
+        counted: false,
     }
 }
 
