@@ -470,7 +470,7 @@ impl<W: Work> Task<'_, W> {
         tokio::select! {
             () = turn.ready() => {}
             () = stop.raised(), if done.is_none() => return Ended::not_started(i, t, None),
-            error = cut_off(self.breakers, &host), if done.is_none() => {
+            error = self.breakers.cut_off(&host), if done.is_none() => {
                 return Ended::cut_off(i, t, wave, error, events);
             }
         }
@@ -586,17 +586,6 @@ async fn probed(breakers: &Breakers, host: &str, turn: &mut Turn<'_>) -> Option<
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    }
-}
-
-/// Resolves, with the error to report, once `host` is cut off: a tenant waiting for its
-/// turn is skipped at once rather than when its host's slot frees (checked every 50 ms).
-async fn cut_off(breakers: &Breakers, host: &str) -> DbError {
-    loop {
-        if let Admit::Skip(error) = breakers.admit(host, false) {
-            return error;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
