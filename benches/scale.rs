@@ -4,6 +4,7 @@
 //! (GNU time's `%M`) of:
 //! - `plan --format json` over a SQLite fleet whose files do not exist yet: loading the
 //!   fleet file, selecting, planning every tenant (each a `stat`, no database opened);
+//! - the same with the tenants read from a SQLite registry (`discover:`);
 //! - a no-op `up -j 8` over SQLite tenants already at head (one template file, written by
 //!   fleetmig and vacuumed to 512-byte pages, copied once per tenant);
 //! - `status --format json` and a no-op `up -j 8` over PostgreSQL schema-tenants at head in
@@ -140,6 +141,35 @@ fn fleet_file(dir: &Path, name: &str, header: &str, n: usize) -> String {
     file
 }
 
+/// A SQLite registry of `n` tenants (`tenants (n, id)`), for `discover:`.
+async fn registry(dir: &Path, n: usize) {
+    let path = dir.join("registry.db");
+    let mut c = SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    c.execute("CREATE TABLE tenants (n INTEGER PRIMARY KEY, id TEXT NOT NULL)")
+        .await
+        .unwrap();
+    let mut sql = String::from("BEGIN;\n");
+    for i in 0..n {
+        let _ = writeln!(sql, "INSERT INTO tenants VALUES ({i}, '{}');", id(i));
+    }
+    sql.push_str("COMMIT;\n");
+    c.execute(sqlx::raw_sql(&sql)).await.unwrap();
+    c.close().await.unwrap();
+}
+
+/// A fleet file whose `n` tenants come from the registry, their files absent.
+fn discover_file(dir: &Path, n: usize) -> String {
+    let yaml = format!(
+        "defaults: {{url: \"sqlite://absent/{{id}}.db\"}}\n\
+         discover:\n  url: \"sqlite://registry.db\"\n  query: \"SELECT id FROM tenants WHERE n < {n} ORDER BY n\"\n"
+    );
+    let file = format!("discover_{n}.yaml");
+    std::fs::write(dir.join(&file), yaml).unwrap();
+    file
+}
+
 /// Writes one SQLite tenant at head with fleetmig, shrinks it, and copies it for `n` tenants.
 async fn sqlite_tenants(dir: &Path, n: usize) {
     let make = dir.join("template");
@@ -260,6 +290,17 @@ fn sqlite_part(dir: &Path, counts: &[usize], repeat_n: usize, rows: &mut Vec<Row
         let s = repeat(repeat_n, dir, &["--fleet", &absent, "plan", "--format", "json"]);
         eprintln!("plan, {n} SQLite tenants (no files): {:.3} s", s.wall);
         rows.push(("`plan --format json`, SQLite, no files".into(), n, s));
+    }
+    rt.block_on(registry(dir, max));
+    for &n in counts {
+        let discover = discover_file(dir, n);
+        let s = repeat(repeat_n, dir, &["--fleet", &discover, "plan", "--format", "json"]);
+        eprintln!("plan, {n} SQLite tenants from a registry (no files): {:.3} s", s.wall);
+        rows.push((
+            "`plan --format json`, `discover:` from a SQLite registry, no files".into(),
+            n,
+            s,
+        ));
     }
     for &n in counts {
         let fleet = fleet_file(dir, "sqlite", "defaults: {url: \"sqlite://data/{id}.db\"}\n", n);

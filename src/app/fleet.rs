@@ -51,17 +51,21 @@ pub(super) async fn plan(
     let window = (fleet.rollout.window.as_ref()).map(|w| tables::plan_window(w, jiff::Timestamp::now()));
     match g.format {
         Format::Json => {
-            let lint = crate::report::lint::json(&lint);
-            let doc = serde_json::json!({
-                "target": to,
-                "tenants": rows,
-                "waves": tables::plan_waves(&planned),
-                "wave_steps": planned.steps,
-                "warnings": tables::step_warnings(&planned.steps),
-                "window": window,
-                "lint": lint,
-            });
-            writeln!(out, "{doc}")?
+            // Written as it serializes (top-level keys in the order `json!` gave): a document built as a
+            // `Value` first took about 1 KB a tenant, 100 MB for 100,000 tenants.
+            let doc = PlanJson {
+                lint: crate::report::lint::json(&lint),
+                target: to,
+                tenants: &rows,
+                wave_steps: &planned.steps,
+                warnings: tables::step_warnings(&planned.steps),
+                waves: tables::plan_waves(&planned),
+                window: &window,
+            };
+            let mut buffered = std::io::BufWriter::with_capacity(1 << 16, &mut *out);
+            serde_json::to_writer(&mut buffered, &doc).map_err(std::io::Error::from)?;
+            writeln!(buffered)?;
+            buffered.flush()?
         }
         Format::Text | Format::Github | Format::Openmetrics => {
             write!(out, "{}", tables::plan_text(&sets, &rows, verbose))?;
@@ -79,6 +83,18 @@ pub(super) async fn plan(
     super::lint::refuse(&lint, LintMode::Warn, "plan")?;
     let all_well = rows.iter().all(|r| r.refused.is_none());
     Ok(Outcome::Fleet { all_well })
+}
+
+/// `plan --format json`, its keys in alphabetical order.
+#[derive(serde::Serialize)]
+struct PlanJson<'a> {
+    lint: serde_json::Value,
+    target: Version,
+    tenants: &'a [PlanRow],
+    wave_steps: &'a [crate::plan::waves::StepPlaced],
+    warnings: Vec<String>,
+    waves: Vec<tables::PlanWave>,
+    window: &'a Option<tables::PlanWindow>,
 }
 
 /// One tenant's line of the plan: the steps to `to` (up or down from where it is), or why

@@ -14,7 +14,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -25,6 +25,11 @@ const UNKNOWN_MS: u64 = 1_000;
 
 /// The order of the hosts with room: most work left first, then fleet order.
 type Rank = (Reverse<u64>, usize);
+
+/// A server's key, one allocation per server shared by every map and turn that names it:
+/// on SQLite every tenant is a server of its own, and six copies of its path per tenant
+/// were a large part of a 100,000-tenant wave's memory.
+type Server = Arc<str>;
 
 /// Who may start next. Tenants wait in fleet order; one start happens at a time, from
 /// taking a turn until `Turn::started`, so the start events come out in that order too.
@@ -40,33 +45,33 @@ pub struct Turns {
 struct State {
     /// Tenants not started yet, by their place in the wave; `None` for one that needs no
     /// connection (already at its target), `Some(server)` for one that needs a slot there.
-    waiting: BTreeMap<usize, Option<String>>,
+    waiting: BTreeMap<usize, Option<Server>>,
     /// The waiting tenants that need no connection: they may start whenever no other start
     /// is under way.
     free: BTreeSet<usize>,
     /// The waiting tenants of each server, in fleet order.
-    queues: HashMap<String, BTreeSet<usize>>,
+    queues: HashMap<Server, BTreeSet<usize>>,
     /// The first waiting tenant of every server below its cap, ranked by the work its
     /// server has left, and its rank per server: the next to start is the first of these
     /// (while the run's concurrency has room) or of `free`, found without looking at every
     /// waiting tenant. A wave of 100,000 tenants behind one full host otherwise cost a scan
     /// of all of them per start.
     ready: BTreeSet<Rank>,
-    ready_of: HashMap<String, Rank>,
+    ready_of: HashMap<Server, Rank>,
     /// Per server, the milliseconds its finished tenants held their slot, and how many.
-    took: HashMap<String, (u64, u64)>,
+    took: HashMap<Server, (u64, u64)>,
     /// The same over all servers, for a server none of whose tenants finished yet.
     took_all: (u64, u64),
     /// A tenant is between taking its turn and [`Turn::started`].
     starting: bool,
     /// Tenants holding a slot, in all and per server.
     running: usize,
-    per_server: HashMap<String, usize>,
+    per_server: HashMap<Server, usize>,
     concurrency: usize,
-    caps: HashMap<String, usize>,
+    caps: HashMap<Server, usize>,
     /// `Some` when a host's cap applies only once one of its tenants reached it (the
     /// servers that did so far); until then it has one tenant in flight.
-    proven: Option<HashSet<String>>,
+    proven: Option<HashSet<Server>>,
 }
 
 impl State {
@@ -118,7 +123,7 @@ impl State {
 
     /// Puts `server`'s first waiting tenant among the ready ones, ranked by the work its
     /// server has left, if the server has room.
-    fn refresh(&mut self, server: &str) {
+    fn refresh(&mut self, server: &Server) {
         if let Some(old) = self.ready_of.remove(server) {
             self.ready.remove(&old);
         }
@@ -128,19 +133,19 @@ impl State {
         if let Some(&head) = self.queues.get(server).and_then(|q| q.first()) {
             let rank = (Reverse(self.work_left(server)), head);
             self.ready.insert(rank);
-            self.ready_of.insert(server.to_owned(), rank);
+            self.ready_of.insert(server.clone(), rank);
         }
     }
 
     /// A tenant of `server` held its slot for `ms`.
-    fn took(&mut self, server: &str, ms: u64) {
-        let own = self.took.entry(server.to_owned()).or_insert((0, 0));
+    fn took(&mut self, server: &Server, ms: u64) {
+        let own = self.took.entry(server.clone()).or_insert((0, 0));
         *own = (own.0 + ms, own.1 + 1);
         self.took_all = (self.took_all.0 + ms, self.took_all.1 + 1);
     }
 
     /// Takes the tenant at `place` out of the waiting ones.
-    fn unwait(&mut self, place: usize) -> Option<String> {
+    fn unwait(&mut self, place: usize) -> Option<Server> {
         let server = self.waiting.remove(&place).flatten();
         match &server {
             None => {
@@ -156,7 +161,7 @@ impl State {
         server
     }
 
-    fn release(&mut self, server: &str) {
+    fn release(&mut self, server: &Server) {
         self.running -= 1;
         if let Some(n) = self.per_server.get_mut(server) {
             *n -= 1;
@@ -179,7 +184,7 @@ enum Held {
 pub struct Turn<'a> {
     turns: &'a Turns,
     place: usize,
-    server: Option<String>,
+    server: Option<Server>,
     held: Held,
     /// When it started, for its server's time per tenant.
     since: Option<Instant>,
@@ -193,9 +198,17 @@ impl Turns {
         caps: HashMap<String, usize>,
         tenants: impl IntoIterator<Item = (usize, Option<String>)>,
     ) -> Turns {
-        let waiting: BTreeMap<usize, Option<String>> = tenants.into_iter().collect();
+        let caps: HashMap<Server, usize> = caps.into_iter().map(|(k, v)| (Server::from(k), v)).collect();
+        let intern = |server: String| match caps.get_key_value(server.as_str()) {
+            Some((key, _)) => key.clone(),
+            None => Server::from(server),
+        };
+        let waiting: BTreeMap<usize, Option<Server>> = tenants
+            .into_iter()
+            .map(|(place, server)| (place, server.map(intern)))
+            .collect();
         let mut free = BTreeSet::new();
-        let mut queues: HashMap<String, BTreeSet<usize>> = HashMap::new();
+        let mut queues: HashMap<Server, BTreeSet<usize>> = HashMap::new();
         for (place, server) in &waiting {
             match server {
                 None => {
@@ -206,7 +219,7 @@ impl Turns {
                 }
             }
         }
-        let servers: Vec<String> = queues.keys().cloned().collect();
+        let servers: Vec<Server> = queues.keys().cloned().collect();
         let mut state = State {
             waiting,
             free,
@@ -242,8 +255,10 @@ impl Turns {
     pub fn proven(&self, server: &str) {
         let mut s = self.state.lock().expect("not poisoned");
         let Some(proven) = s.proven.as_mut() else { return };
-        if proven.insert(server.to_owned()) {
-            s.refresh(server);
+        if !proven.contains(server) {
+            let server: Server = Arc::from(server);
+            proven.insert(server.clone());
+            s.refresh(&server);
             self.changed(&s);
         }
     }
@@ -253,7 +268,7 @@ impl Turns {
         let mut s = self.state.lock().expect("not poisoned");
         if let Some(proven) = s.proven.as_mut() {
             proven.remove(server);
-            s.refresh(server);
+            s.refresh(&Arc::from(server));
         }
     }
 
@@ -312,6 +327,11 @@ impl Turns {
 }
 
 impl Turn<'_> {
+    /// The server whose cap the tenant counts against; `None` when it needs no connection.
+    pub fn server(&self) -> Option<Arc<str>> {
+        self.server.clone()
+    }
+
     /// Waits until this tenant is the next to start and no other start is under way; then it holds its slot until dropped. At once if it already does.
     pub async fn ready(&mut self) {
         while self.held == Held::Waiting {

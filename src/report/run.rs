@@ -59,27 +59,48 @@ const SUMMARISED: [(usize, &str); 4] = [
     (7, "not started"),
 ];
 
+/// The rows that need a look past the first screenful, by rank, as they are counted.
+const LOOK_PAST_SCREENFUL: [&str; 5] = [
+    "more failed",
+    "more rolled back",
+    "more rollback failed",
+    "more stopped",
+    "more skipped",
+];
+
 /// The rows to list, in order, and the groups left out: (name, count, first few ids).
+/// What needs a look comes first, a screenful of it at most: 100,000 failed tenants made
+/// 100,000 lines.
 fn listed<'r>(report: &'r RunReport, rows: Rows<'_>) -> (Vec<&'r FinalTenant>, Vec<(&'static str, Vec<&'r str>)>) {
     let mut sorted: Vec<&FinalTenant> = report.tenants.iter().collect();
     sorted.sort_by_key(|t| place(t));
     if matches!(rows, Rows::All) || sorted.len() <= SCREENFUL {
         return (sorted, Vec::new());
     }
-    let group = |rank_of| sorted.iter().filter(move |t| rank(t) == rank_of).copied();
-    let mut room = SCREENFUL.saturating_sub(sorted.iter().filter(|t| rank(t) < 5).count());
+    let look = sorted.iter().filter(|t| rank(t) < 5).count();
+    let mut listed: Vec<&FinalTenant> = sorted.iter().take(look.min(SCREENFUL)).copied().collect();
     let mut hidden = Vec::new();
-    let mut shown: Vec<usize> = vec![0, 1, 2, 3, 4];
+    for (r, name) in LOOK_PAST_SCREENFUL.iter().enumerate() {
+        let past: Vec<&str> = sorted[listed.len()..look]
+            .iter()
+            .filter(|t| rank(t) == r)
+            .map(|t| t.id.as_str())
+            .collect();
+        if !past.is_empty() {
+            hidden.push((*name, past));
+        }
+    }
+    let group = |rank_of| sorted.iter().filter(move |t| rank(t) == rank_of).copied();
+    let mut room = SCREENFUL.saturating_sub(look);
     for (r, name) in SUMMARISED {
         let n = group(r).count();
         if n <= room {
             room -= n;
-            shown.push(r);
+            listed.extend(group(r));
         } else {
             hidden.push((name, group(r).map(|t| t.id.as_str()).collect()));
         }
     }
-    let listed = sorted.into_iter().filter(|t| shown.contains(&rank(t))).collect();
     (listed, hidden)
 }
 

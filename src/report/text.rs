@@ -902,6 +902,50 @@ pub(crate) mod tests {
         );
     }
 
+    /// 3,000 tenants: 2,500 failed, 400 skipped, 100 succeeded. The table stops at a
+    /// screenful of failures; the rest of them and the skipped ones are counted, and the
+    /// hint says where every row is.
+    #[test]
+    fn past_a_screenful_of_failures_the_rest_are_counted_not_listed() {
+        let mut report = large_run();
+        report.tenants = (1..=3000)
+            .map(|n| {
+                let id = format!("tenant-{n:04}");
+                match n {
+                    1..=2500 => FinalTenant {
+                        failed_migration: Some(Version::int(2)),
+                        error: Some("applying 0002_x: syntax error".into()),
+                        ..final_tenant(&id, 1, Status::Failed, 1, 1)
+                    },
+                    2501..=2900 => FinalTenant {
+                        error: Some("unreachable: host cut off".into()),
+                        ..final_tenant(&id, 1, Status::Skipped, 0, 0)
+                    },
+                    _ => final_tenant(&id, 1, Status::Succeeded, 3, 3),
+                }
+            })
+            .collect();
+        let more = "`fleetmig report 18b5c3a-2a --all` lists every tenant";
+        let text = crate::report::run::text(&report, crate::report::run::Rows::Screenful { more });
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("tenant-")).collect();
+        assert_eq!(rows.len(), crate::report::run::SCREENFUL, "{text}");
+        assert!(
+            rows[0].starts_with("tenant-0001") && rows[39].starts_with("tenant-0040"),
+            "{text}"
+        );
+        for line in [
+            "2460 more failed: tenant-0041, tenant-0042, tenant-0043 and 2457 more",
+            "400 more skipped: tenant-2501, tenant-2502, tenant-2503 and 397 more",
+            "100 succeeded (already at the target): tenant-2901, tenant-2902, tenant-2903 and 97 more",
+            "(`fleetmig report 18b5c3a-2a --all` lists every tenant)",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line `{line}` in:\n{text}");
+        }
+        assert!(text.lines().count() < 60, "{text}");
+        let all = crate::report::run::text(&report, crate::report::run::Rows::All);
+        assert_eq!(all.lines().filter(|l| l.starts_with("tenant-")).count(), 3000);
+    }
+
     #[test]
     fn tenants_that_moved_then_failed_are_counted_as_such() {
         let moved = report(

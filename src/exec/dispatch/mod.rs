@@ -184,7 +184,8 @@ struct Slot<'a> {
     /// In a canary wave.
     canary: bool,
     report: Option<TenantReport>,
-    rollback: Option<TenantReport>,
+    /// Boxed: set for few tenants, and a slot is kept for every tenant of the run.
+    rollback: Option<Box<TenantReport>>,
     /// Why a tenant the run never started has no version in the report.
     unread: Option<String>,
     /// When it ran, in ms from the run's start (its forward run, not a rollback).

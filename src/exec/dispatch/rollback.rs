@@ -114,7 +114,7 @@ impl<W: Work> Dispatcher<'_, W> {
             tokio::select! {
                 next = stream.next() => match next {
                     Some((i, report, began)) => {
-                        self.slots[i].rollback = Some(report);
+                        self.slots[i].rollback = Some(Box::new(report));
                         self.slots[i].rollback_span = Some([self.ms(began), self.ms(tokio::time::Instant::now())]);
                     }
                     None => return true,
@@ -156,7 +156,7 @@ impl<W: Work> Dispatcher<'_, W> {
                     _ => None,
                 },
             });
-            self.slots[i].rollback = Some(report);
+            self.slots[i].rollback = Some(Box::new(report));
         }
     }
 

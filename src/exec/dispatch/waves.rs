@@ -172,7 +172,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             breakers: &breakers,
         };
         let stream = futures::stream::iter(tenants)
-            .map(|(i, t, wave)| task.clone().run(i, t, wave, already_there.remove(&i)))
+            .map(|(i, t, wave)| task.clone().run(i, t, wave, already_there.remove(&i).map(Box::new)))
             .buffer_unordered(usize::MAX);
         let alive = self.collect(stream, &turns).await;
         if !alive {
@@ -467,7 +467,7 @@ impl<W> Clone for Task<'_, W> {
 
 impl<W: Work> Task<'_, W> {
     /// `done`: the tenant's report when a survey found it at the target already.
-    async fn run(self, i: usize, t: &Tenant, wave: usize, done: Option<TenantReport>) -> Ended {
+    async fn run(self, i: usize, t: &Tenant, wave: usize, done: Option<Box<TenantReport>>) -> Ended {
         let Task { starter, .. } = self;
         let (events, stop) = (starter.events, starter.stop);
         // Made first, so that leaving early gives up the tenant's place in the queue.
@@ -475,18 +475,20 @@ impl<W: Work> Task<'_, W> {
         if starter.stopping() && done.is_none() {
             return Ended::not_started(i, t, None);
         }
-        let host = t.server_key();
+        let host = turn.server().unwrap_or_default();
         tokio::select! {
             () = turn.ready() => {}
             () = stop.raised(), if done.is_none() => return Ended::not_started(i, t, None),
-            error = cut_off(self.breakers, &host), if done.is_none() => {
+            error = self.breakers.cut_off(&host), if done.is_none() => {
                 return Ended::cut_off(i, t, wave, error, events);
             }
         }
         if let Some(report) = done {
-            return surveyed(i, t, wave, report, &mut turn, events);
+            return surveyed(i, t, wave, *report, &mut turn, events);
         }
-        if let Some(ended) = self.before_start(i, t, wave, &host, &mut turn).await {
+        // Boxed, as the start is: its waits (rate, window, probe) inlined here made every
+        // waiting tenant's future as large as theirs.
+        if let Some(ended) = Box::pin(self.before_start(i, t, wave, &host, &mut turn)).await {
             return ended;
         }
         // Boxed: every tenant of a wave waits in this function at once, and the tenant's
@@ -601,17 +603,6 @@ async fn probed(breakers: &Breakers, host: &str, turn: &mut Turn<'_>) -> Option<
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    }
-}
-
-/// Resolves, with the error to report, once `host` is cut off: a tenant waiting for its
-/// turn is skipped at once rather than when its host's slot frees (checked every 50 ms).
-async fn cut_off(breakers: &Breakers, host: &str) -> DbError {
-    loop {
-        if let Admit::Skip(error) = breakers.admit(host, false) {
-            return error;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
