@@ -8,7 +8,9 @@
 //! - a no-op `up -j 8` over SQLite tenants already at head (one template file, written by
 //!   fleetmig and vacuumed to 512-byte pages, copied once per tenant);
 //! - `status --format json` and a no-op `up -j 8` over PostgreSQL schema-tenants at head in
-//!   one database, their history tables written directly in SQL as `benches/status.rs` does.
+//!   one database, their history tables written directly in SQL as `benches/status.rs` does;
+//!   and the server's floor for both: the SQL of fleetmig's survey (one catalog query, then
+//!   the history tables in UNION ALLs of 100) run by 8 psql sessions side by side.
 //!
 //! Medians of `FLEETMIG_BENCH_REPEAT` (3) runs. Sizes: `FLEETMIG_BENCH_SCALE_SIZES`
 //! (`1000,10000,100000`, SQLite) and `FLEETMIG_BENCH_SCALE_PG` (`1000,10000`; empty to skip
@@ -310,6 +312,67 @@ fn sqlite_part(dir: &Path, counts: &[usize], repeat_n: usize, rows: &mut Vec<Row
     }
 }
 
+/// Sessions of the psql floor, as many as the fleet's host allows fleetmig.
+const FLOOR_SESSIONS: usize = 8;
+/// Tables per statement in the floor, as fleetmig's survey reads them.
+const FLOOR_BATCH: usize = 100;
+
+/// The server's floor for a survey of `n` schema-tenants: the SQL fleetmig's survey sends
+/// (the catalog query for the schemas with a history table, then their rows in UNION ALLs
+/// of `FLOOR_BATCH` tables), written for `FLOOR_SESSIONS` psql sessions side by side.
+fn survey_floor(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let ids: Vec<String> = (0..n).map(id).collect();
+    let list = ids.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    let mut shares = vec![String::new(); FLOOR_SESSIONS];
+    let _ = writeln!(
+        shares[0],
+        "SELECT n.nspname::text FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid \
+         WHERE c.relname = 'fleetmig_history' AND c.relkind = 'r' AND n.nspname = ANY(ARRAY[{list}]);"
+    );
+    for (k, chunk) in ids.chunks(FLOOR_BATCH).enumerate() {
+        let union = chunk
+            .iter()
+            .map(|s| format!("SELECT '{s}'::text, version::text, name, checksum, dirty FROM \"{s}\".fleetmig_history"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let _ = writeln!(shares[k % FLOOR_SESSIONS], "{union};");
+    }
+    shares
+        .into_iter()
+        .enumerate()
+        .map(|(k, sql)| {
+            let path = dir.join(format!("survey-floor-{n}-{k}.sql"));
+            std::fs::write(&path, sql).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// Runs `files` in psql sessions side by side; wall seconds (no RSS: not fleetmig's).
+fn psql_floor(url: &str, files: &[PathBuf]) -> Sample {
+    let started = std::time::Instant::now();
+    let children: Vec<_> = files
+        .iter()
+        .map(|f| {
+            Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null", "-d", url, "-f"])
+                .arg(f)
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| fail(&format!("starting psql: {e}")))
+        })
+        .collect();
+    for mut child in children {
+        if !child.wait().unwrap().success() {
+            fail("a survey floor psql session failed");
+        }
+    }
+    Sample {
+        wall: started.elapsed().as_secs_f64(),
+        rss_kb: 0,
+    }
+}
+
 fn pg_part(dir: &Path, counts: &[usize], repeat_n: usize, keep: bool, rows: &mut Vec<Row>) {
     let Some(&max) = counts.iter().max() else { return };
     let server: String = env_or("FLEETMIG_BENCH_PG", "postgres://postgres@127.0.0.1:5432".to_owned());
@@ -330,6 +393,11 @@ fn pg_part(dir: &Path, counts: &[usize], repeat_n: usize, keep: bool, rows: &mut
         let s = repeat(repeat_n, dir, &["--fleet", &fleet, "up", "-j", "8"]);
         eprintln!("no-op up, {n} schema-tenants: {:.3} s", s.wall);
         rows.push(("no-op `up -j 8`, PostgreSQL schemas".into(), n, s));
+        let files = survey_floor(dir, n);
+        let url = format!("{server}/{db}");
+        let s = median((0..repeat_n).map(|_| psql_floor(&url, &files)).collect());
+        eprintln!("survey floor (psql), {n} schema-tenants: {:.3} s", s.wall);
+        rows.push(("floor: the survey's SQL in 8 psql sessions".into(), n, s));
     }
     if keep {
         eprintln!("kept database `{db}`");

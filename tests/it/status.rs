@@ -493,3 +493,88 @@ fn the_library_migrates_and_waits() {
         "the library writes no ledger unless asked"
     );
 }
+
+/// More schema-tenants than one survey statement reads, in every state the survey must
+/// tell apart, with mixed-case and hyphenated schema names (quoted in SQL): each tenant's
+/// row in `status` is what its own history says, and a no-op `up` passes only those at
+/// head without a session.
+#[test]
+fn survey_batches_keep_each_schema_tenants_own_state() {
+    let Some(pg) = Pg::create("surveymix") else { return };
+    let p = Project::new();
+    migrations(&p);
+    // Two connections: 230 tenants make three statements of at most 100 tables.
+    let mut fleet = format!(
+        "hosts:\n  main: {{url: \"{}\", max_connections: 2}}\ndefaults: {{host: main, schema: \"Sv-{{id}}\"}}\ntenants:\n",
+        pg.url()
+    );
+    let ids: Vec<String> = (0..230).map(|i| format!("m{i:03}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let group = ["a", "b", "c"][(i / 100).min(2)];
+        fleet.push_str(&format!("  - {{id: {id}, labels: {{g: {group}}}}}\n"));
+    }
+    p.fleet(&fleet);
+    assert_code(&p.run(&["up", "--to", "3", "-j", "4"]), 0);
+    // Group a (m000-m099) at 3; b and c at 4, then m200-m205 each put in a state of its own.
+    assert_code(&p.run(&["up", "--select", "g!=a", "-j", "4"]), 0);
+    let quoted = |id: &str| format!("\"Sv-{id}\"");
+    pg.exec(&format!("DROP SCHEMA {} CASCADE", quoted("m200")));
+    let m201 = quoted("m201");
+    pg.exec(&format!(
+        "DROP TABLE {m201}.t1, {m201}.t2, {m201}.t3, {m201}.blocker, {m201}.fleetmig_history"
+    ));
+    pg.exec(&format!(
+        "UPDATE {}.fleetmig_history SET checksum = 'edited' WHERE version = '2'",
+        quoted("m202")
+    ));
+    pg.exec(&format!(
+        "UPDATE {}.fleetmig_history SET dirty = true WHERE version = '4'",
+        quoted("m203")
+    ));
+    pg.exec(&format!(
+        "INSERT INTO {}.fleetmig_history (version, name, checksum, run_id) VALUES ('9', 'later', 'x', 'r')",
+        quoted("m204")
+    ));
+    let m205 = quoted("m205");
+    pg.exec(&format!(
+        "DELETE FROM {m205}.fleetmig_history WHERE version = '4'; DROP TABLE {m205}.blocker"
+    ));
+    let doc = json_of(&p.run(&["status", "--format", "json"]));
+    let state = |id: &str| {
+        let r = row(&doc, "tenants", id);
+        (r["version"].clone(), r["state"].as_str().unwrap_or_default().to_owned())
+    };
+    for id in &ids[..100] {
+        assert_eq!(state(id), (json!(3), "behind".to_owned()), "{id}");
+    }
+    for id in ids[100..200].iter().chain(&ids[206..]) {
+        assert_eq!(state(id), (json!(4), "current".to_owned()), "{id}");
+    }
+    assert_eq!(state("m200"), (json!(0), "behind".to_owned()));
+    assert_eq!(state("m201"), (json!(0), "behind".to_owned()));
+    assert_eq!(state("m202").1, "drifted");
+    assert_eq!(state("m203").1, "dirty");
+    assert_eq!(state("m204").1, "ahead");
+    assert_eq!(state("m205"), (json!(3), "behind".to_owned()));
+    assert_eq!(doc["counts"]["current"], 124, "{:#}", doc["counts"]);
+
+    // Only the 124 at head pass without a session; m000-m099, m200, m201 and m205 migrate.
+    let run = p.run(&[
+        "up",
+        "--select",
+        "id!=m202,id!=m203,id!=m204",
+        "--format",
+        "json",
+        "-j",
+        "4",
+    ]);
+    assert_code(&run, 0);
+    assert_eq!(
+        run.stdout.matches("\"step_started\"").count(),
+        100 + 4 + 4 + 1,
+        "{}",
+        run.stdout
+    );
+    let after = json_of(&p.run(&["status", "--format", "json", "--select", "id!=m202,id!=m203,id!=m204"]));
+    assert_eq!(after["counts"], json!({"current": 227}), "{after:#}");
+}
