@@ -424,7 +424,20 @@ fn a_check_that_hangs_before_wave_1_costs_its_two_seconds_and_delays_no_tenant()
 /// the process as any command's: nothing was changed and no run was recorded.
 #[test]
 fn ctrl_c_during_the_check_before_wave_1_ends_at_once_and_changes_nothing() {
-    let Some(pg) = Pg::create("checkint") else { return };
+    // The rehearsal has 2 s: on a loaded machine the signal may reach the process after
+    // them, when the run has begun. Then the test's premise did not hold and it tries again
+    // (the query's age in the server says so); a run that ignored a signal sent in time fails.
+    for attempt in 0..4 {
+        if ctrl_c_during_the_check(attempt) {
+            return;
+        }
+    }
+    panic!("the signal never reached the process within the rehearsal's 2 s in 4 tries");
+}
+
+/// One try: `false` when the signal went out too late to test anything.
+fn ctrl_c_during_the_check(attempt: usize) -> bool {
+    let Some(pg) = Pg::create(&format!("checkint{attempt}")) else { return true };
     let p = pg_project(&pg.url(), 2, &[("0001_a.up.sql", "CREATE TABLE t1 (id int);")]);
     let run = Spawned::new(p.command(&[
         "up",
@@ -436,20 +449,27 @@ fn ctrl_c_during_the_check_before_wave_1_ends_at_once_and_changes_nothing() {
         "report.json",
     ]));
     let sleeping = format!(
-        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep(100)%' \
-         AND pid <> pg_backend_pid()",
+        "SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start) * 1000)::int::text, 'none') \
+         FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep(100)%' AND pid <> pg_backend_pid()",
         pg.name
     );
     let until = Instant::now() + BOUND;
-    while pg.column(&sleeping)[0] == "0" {
+    let age_ms = loop {
+        if let Ok(ms) = pg.column(&sleeping)[0].parse::<u64>() {
+            break ms;
+        }
         assert!(Instant::now() < until, "the check never ran");
         std::thread::sleep(Duration::from_millis(10));
-    }
+    };
+    let sent = Instant::now();
     run.signal("INT");
-    let stopped = Instant::now();
     let (code, lines, stderr) = run.finish(BOUND);
-    assert!(stopped.elapsed() < Duration::from_secs(3), "{:?}", stopped.elapsed());
-    assert_ne!(code, Some(0), "{stderr}");
+    if code == Some(0) && age_ms > 1000 {
+        eprintln!("the signal went out {age_ms} ms into the rehearsal's 2 s: trying again");
+        return false;
+    }
+    assert!(sent.elapsed() < Duration::from_secs(3), "{:?}", sent.elapsed());
+    assert_ne!(code, Some(0), "signal sent {age_ms} ms into the check: {stderr}");
     assert_eq!(pg_history(&pg, "s_x00"), (0, false), "{lines:?}");
     assert_eq!(pg_history(&pg, "s_x01"), (0, false), "{lines:?}");
     let started = lines.iter().filter(|l| l.contains("\"tenant_started\"")).count();
@@ -462,4 +482,5 @@ fn ctrl_c_during_the_check_before_wave_1_ends_at_once_and_changes_nothing() {
         vec![]
     };
     assert!(unfinished.is_empty(), "{unfinished:?}");
+    true
 }
