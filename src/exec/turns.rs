@@ -6,11 +6,14 @@
 //! tenants were listed last; within a host, and between hosts with as much work left,
 //! tenants start in fleet order. On one host, `plan`'s order is the order tenants start in.
 //!
-//! With the breaker on ([`Turns::one_until_proven`]), a host none of whose tenants has
-//! reached it yet in this run has one tenant in flight, not its cap, until one does: a dead
-//! host listed with the most work left otherwise took up to `-j` run slots, each for a
-//! connect timeout times its retries, before `--host-failures` of them had failed. Its other
-//! tenants wait in its queue, holding no slot, so other hosts' tenants start meanwhile.
+//! With the breaker on ([`Turns::ramp`]), a host none of whose tenants has reached it yet
+//! in this run has at most `--host-failures` (K) tenants in flight, not its cap, until one
+//! does: a dead host listed with the most work left otherwise took up to `-j` run slots,
+//! each for a connect timeout times its retries, when K failed attempts are all the breaker
+//! needs. K at once, not one: the same slot time as one tenant making the K attempts in a
+//! row, but the host is cut off after one connect timeout instead of K of them, so a dead
+//! host no longer outlasts a short run (`benches/dead_host.rs`). Its other tenants wait in
+//! its queue, holding no slot, so other hosts' tenants start meanwhile.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -70,8 +73,9 @@ struct State {
     concurrency: usize,
     caps: HashMap<Server, usize>,
     /// `Some` when a host's cap applies only once one of its tenants reached it (the
-    /// servers that did so far); until then it has one tenant in flight.
+    /// servers that did so far); until then it has at most `unproven_cap` in flight.
     proven: Option<HashSet<Server>>,
+    unproven_cap: usize,
 }
 
 impl State {
@@ -79,11 +83,11 @@ impl State {
         self.per_server.get(server).copied().unwrap_or(0) < self.cap(server)
     }
 
-    /// `server`'s cap now: its own, or one while it is unproven.
+    /// `server`'s cap now: its own, or at most `unproven_cap` while it is unproven.
     fn cap(&self, server: &str) -> usize {
         let cap = self.caps.get(server).copied().unwrap_or(1);
         match &self.proven {
-            Some(proven) if !proven.contains(server) => cap.min(1),
+            Some(proven) if !proven.contains(server) => cap.min(self.unproven_cap),
             _ => cap,
         }
     }
@@ -234,6 +238,7 @@ impl Turns {
             concurrency: concurrency.max(1),
             caps,
             proven: None,
+            unproven_cap: usize::MAX,
         };
         for server in &servers {
             state.refresh(server);
@@ -244,10 +249,15 @@ impl Turns {
         }
     }
 
-    /// Gives each host one tenant in flight until [`Turns::proven`] says one of its tenants
-    /// reached it (the breaker's ramp: see the module's note).
-    pub fn one_until_proven(self) -> Turns {
-        self.state.lock().expect("not poisoned").proven = Some(HashSet::new());
+    /// Gives each host at most `at_most` tenants in flight (at least one) until
+    /// [`Turns::proven`] says one of its tenants reached it (the breaker's ramp: see the
+    /// module's note).
+    pub fn ramp(self, at_most: usize) -> Turns {
+        {
+            let mut state = self.state.lock().expect("not poisoned");
+            state.proven = Some(HashSet::new());
+            state.unproven_cap = at_most.max(1);
+        }
         self
     }
 

@@ -157,7 +157,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             }),
         );
         if self.policy.host_failures > 0 {
-            turns = turns.one_until_proven();
+            turns = turns.ramp(self.policy.host_failures as usize);
         }
         let started: Mutex<HashSet<usize>> = Mutex::default();
         let progress = tenant::Tracker::default();
