@@ -437,7 +437,9 @@ fn ctrl_c_during_the_check_before_wave_1_ends_at_once_and_changes_nothing() {
 
 /// One try: `false` when the signal went out too late to test anything.
 fn ctrl_c_during_the_check(attempt: usize) -> bool {
-    let Some(pg) = Pg::create(&format!("checkint{attempt}")) else { return true };
+    let Some(pg) = Pg::create(&format!("checkint{attempt}")) else {
+        return true;
+    };
     let p = pg_project(&pg.url(), 2, &[("0001_a.up.sql", "CREATE TABLE t1 (id int);")]);
     let run = Spawned::new(p.command(&[
         "up",

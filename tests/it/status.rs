@@ -578,3 +578,53 @@ fn survey_batches_keep_each_schema_tenants_own_state() {
     let after = json_of(&p.run(&["status", "--format", "json", "--select", "id!=m202,id!=m203,id!=m204"]));
     assert_eq!(after["counts"], json!({"current": 227}), "{after:#}");
 }
+
+/// A wave whose every tenant the survey finds at its target is announced and recorded
+/// without a session or a turn per tenant: each tenant still starts and finishes once, in
+/// fleet order, and the report and the ledger say where each is.
+#[test]
+fn a_no_op_up_over_surveyed_tenants_announces_each_in_fleet_order() {
+    let Some(pg) = Pg::create("surveynoop") else { return };
+    let p = Project::new();
+    migrations(&p);
+    let mut fleet = format!(
+        "hosts:\n  main: {{url: \"{}\", max_connections: 2}}\ndefaults: {{host: main, schema: \"n_{{id}}\"}}\ntenants:\n",
+        pg.url()
+    );
+    let ids: Vec<String> = (0..40).rev().map(|i| format!("z{i:02}")).collect();
+    for id in &ids {
+        fleet.push_str(&format!("  - {{id: {id}}}\n"));
+    }
+    p.fleet(&fleet);
+    assert_code(&p.run(&["up", "-j", "4"]), 0);
+    let run = p.run(&["up", "--format", "json", "-j", "4", "--report", "noop.json"]);
+    assert_code(&run, 0);
+    let events: Vec<Value> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of = |kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .map(|e| {
+                e["tenant"]
+                    .as_str()
+                    .or(e["report"]["id"].as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(of("tenant_started"), ids, "{}", run.stdout);
+    assert_eq!(of("tenant_finished"), ids, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("\"step_started\"").count(), 0);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(p.path().join("noop.json")).unwrap()).unwrap();
+    assert_eq!(report["summary"]["succeeded"], 40, "{report:#}");
+    let run_id = report["run_id"].as_str().unwrap().to_owned();
+    let shown = p.run(&["report", &run_id, "--format", "json"]);
+    assert_code(&shown, 0);
+    let from_ledger = json_of(&shown);
+    assert_eq!(from_ledger["summary"]["succeeded"], 40, "{from_ledger:#}");
+}

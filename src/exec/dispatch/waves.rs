@@ -141,6 +141,10 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                 }
             }
         };
+        if already_there.len() == tenants.len() {
+            self.settle_surveyed(tenants, already_there).await;
+            return true;
+        }
         // Every tenant waits for its turn at once; the turns let them start in fleet order
         // under the concurrency and per-host caps.
         let caps: HashMap<String, usize> = self
@@ -188,7 +192,13 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             let reports = self.abandon_in_flight(in_flight, &progress).await;
             self.record_abandoned(&reports).await;
         }
-        let started = started.into_inner().expect("not poisoned");
+        self.settle_not_started(range, &started.into_inner().expect("not poisoned"));
+        alive
+    }
+
+    /// The wave's tenants that did not start: `not_started`, and unannounced unless they
+    /// began waiting for their start.
+    fn settle_not_started(&mut self, range: Range<usize>, started: &HashSet<usize>) {
         for i in range {
             let slot = &mut self.slots[i];
             if slot.report.is_none() {
@@ -200,7 +210,34 @@ impl<'r, W: Work> Dispatcher<'r, W> {
                     .as_ref()
                     .is_some_and(|r| matches!(r.outcome, Outcome::NotStarted));
         }
-        alive
+    }
+
+    /// A wave whose every tenant the survey found at its target (a no-op run): each is
+    /// announced and recorded in fleet order, as the turns would have started them, with
+    /// no turn and no future per tenant, which at 100,000 tenants were most of the run's
+    /// memory. It yields now and then so that the reporters keep up.
+    async fn settle_surveyed(
+        &mut self,
+        tenants: Vec<(usize, &'r Tenant, usize)>,
+        mut reports: HashMap<usize, TenantReport>,
+    ) {
+        for (n, (i, t, wave)) in tenants.into_iter().enumerate() {
+            let Some(report) = reports.remove(&i) else { continue };
+            let began = tokio::time::Instant::now();
+            self.events.emit(Event::TenantStarted {
+                tenant: t.id.clone(),
+                wave,
+            });
+            self.events.emit(Event::TenantFinished {
+                wave,
+                report: report.clone(),
+            });
+            self.record(i, report);
+            self.timed(i, Some(began));
+            if n % 256 == 255 {
+                tokio::task::yield_now().await;
+            }
+        }
     }
 
     /// Records the wave's tenants as they end, listening to interrupts; false when a
@@ -621,37 +658,52 @@ async fn already_at_target(
     }
     // A tenant with `history_compat` takes a session even at its target: the session writes
     // the other tool's rows it may still lack (set after the tenant was migrated).
-    let refs: Vec<&Tenant> = tenants
+    let surveyable: Vec<(usize, &Tenant)> = tenants
         .iter()
-        .map(|(_, t, _)| *t)
-        .filter(|t| t.history_compat.is_none())
+        .filter(|(_, t, _)| t.history_compat.is_none())
+        .map(|(i, t, _)| (*i, *t))
         .collect();
-    let mut surveyed = work.survey(&refs).await;
     let mut out = HashMap::new();
-    for (i, t, _) in tenants {
-        let Some(rows) = surveyed.remove(&t.id) else { continue };
-        let Action::Migrate(target) = action.resolved(sets, t.engine) else {
-            continue;
-        };
-        // Whether its repeatable migrations changed takes a session to tell.
-        if !sets.of(t.engine).repeatables().is_empty() {
-            continue;
-        }
-        let Ok(p) = crate::plan::tenant::plan(sets.of(t.engine), &rows, target) else {
-            continue;
-        };
-        if p.steps.is_empty() {
-            let report = TenantReport {
-                id: t.id.clone(),
-                outcome: Outcome::Succeeded,
-                start_version: Some(p.from),
-                final_version: Some(p.to),
-                steps: vec![],
-            };
-            out.insert(*i, report);
+    // In chunks: every surveyed tenant's whole history at once was most of a 100,000-tenant
+    // no-op run's memory; only the reports of those at their target are kept.
+    for chunk in surveyable.chunks(SURVEY_CHUNK) {
+        let refs: Vec<&Tenant> = chunk.iter().map(|(_, t)| *t).collect();
+        let mut surveyed = work.survey(&refs).await;
+        for (i, t) in chunk {
+            let Some(rows) = surveyed.remove(&t.id) else { continue };
+            if let Some(report) = at_target(sets, action, t, &rows) {
+                out.insert(*i, report);
+            }
         }
     }
     out
+}
+
+/// Tenants surveyed at once before a wave.
+const SURVEY_CHUNK: usize = 10_000;
+
+/// `t`'s report when its surveyed history `rows` leave nothing to do.
+fn at_target(
+    sets: &Sets,
+    action: Action<'_>,
+    t: &Tenant,
+    rows: &[crate::model::migration::Applied],
+) -> Option<TenantReport> {
+    let Action::Migrate(target) = action.resolved(sets, t.engine) else {
+        return None;
+    };
+    // Whether its repeatable migrations changed takes a session to tell.
+    if !sets.of(t.engine).repeatables().is_empty() {
+        return None;
+    }
+    let p = crate::plan::tenant::plan(sets.of(t.engine), rows, target).ok()?;
+    p.steps.is_empty().then(|| TenantReport {
+        id: t.id.clone(),
+        outcome: Outcome::Succeeded,
+        start_version: Some(p.from),
+        final_version: Some(p.to),
+        steps: vec![],
+    })
 }
 
 /// What the operator is shown of the wave they are asked to start.
