@@ -193,12 +193,7 @@ impl Breakers {
 
     /// A connection failure on `host`, counted.
     fn failed(&self, hosts: &mut HashMap<String, Host>, host: &str, error: &DbError) -> Option<Change> {
-        let order = hosts.len();
-        let h = hosts.entry(host.to_owned()).or_insert(Host {
-            state: State::Closed { failures: 0 },
-            record: None,
-            order,
-        });
+        let h = entry(hosts, host);
         match h.state {
             State::Closed { failures } => {
                 let failures = failures + 1;
@@ -249,12 +244,7 @@ impl Breakers {
         if let Some(error) = down {
             return self.failed(&mut hosts, host, error);
         }
-        let order = hosts.len();
-        let h = hosts.entry(host.to_owned()).or_insert(Host {
-            state: State::Closed { failures: 0 },
-            record: None,
-            order,
-        });
+        let h = entry(&mut hosts, host);
         match h.state {
             State::Closed { .. } => {
                 h.state = State::Closed { failures: 0 };
@@ -281,6 +271,17 @@ impl Breakers {
         cut.sort_by_key(|(order, _)| *order);
         cut.into_iter().map(|(_, r)| r).collect()
     }
+}
+
+/// `host`'s entry, closed with no failures when it is new; entries keep the order hosts
+/// were first seen in.
+fn entry<'h>(hosts: &'h mut HashMap<String, Host>, host: &str) -> &'h mut Host {
+    let order = hosts.len();
+    hosts.entry(host.to_owned()).or_insert(Host {
+        state: State::Closed { failures: 0 },
+        record: None,
+        order,
+    })
 }
 
 impl Host {

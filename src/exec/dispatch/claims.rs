@@ -352,7 +352,7 @@ async fn admitted(breakers: &Breakers, host: &str) -> Option<DbError> {
 }
 
 /// The report of a tenant skipped untried, its host cut off.
-fn untried(t: &Tenant, error: DbError) -> TenantReport {
+pub(super) fn untried(t: &Tenant, error: DbError) -> TenantReport {
     TenantReport {
         id: t.id.clone(),
         outcome: Outcome::Skipped {

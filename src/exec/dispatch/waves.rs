@@ -22,7 +22,7 @@ use crate::exec::work::Work;
 use crate::model::db_error::DbError;
 use crate::model::fleet::Tenant;
 use crate::model::policy::StopReason;
-use crate::model::run::{GateReport, Outcome, SkipReason, Summary, TenantReport};
+use crate::model::run::{GateReport, Outcome, Summary, TenantReport};
 use crate::model::sets::Sets;
 use crate::plan::tenant::Target;
 use crate::plan::waves::Wave;
@@ -56,15 +56,7 @@ impl Ended {
     /// Skipped without being tried: its host is cut off (`error` says why). Announced here,
     /// as it never started.
     fn cut_off(slot: usize, t: &Tenant, wave: usize, error: DbError, events: &Events) -> Self {
-        let report = TenantReport {
-            id: t.id.clone(),
-            outcome: Outcome::Skipped {
-                reason: SkipReason::Unreachable { error },
-            },
-            start_version: None,
-            final_version: None,
-            steps: vec![],
-        };
+        let report = super::claims::untried(t, error);
         events.emit(Event::TenantFinished {
             wave,
             report: report.clone(),
