@@ -216,14 +216,7 @@ impl<'r, W: Work> Dispatcher<'r, W> {
         for (n, (i, t, wave)) in tenants.into_iter().enumerate() {
             let Some(report) = reports.remove(&i) else { continue };
             let began = tokio::time::Instant::now();
-            self.events.emit(Event::TenantStarted {
-                tenant: t.id.clone(),
-                wave,
-            });
-            self.events.emit(Event::TenantFinished {
-                wave,
-                report: report.clone(),
-            });
+            announce_surveyed(t, wave, &report, self.events);
             self.record(i, report);
             self.timed(i, Some(began));
             if n % 256 == 255 {
@@ -600,15 +593,8 @@ impl<W: Work> Task<'_, W> {
 /// A tenant a survey found at its target already: announced as started and finished at once.
 fn surveyed(i: usize, t: &Tenant, wave: usize, report: TenantReport, turn: &mut Turn<'_>, events: &Events) -> Ended {
     let began = tokio::time::Instant::now();
-    events.emit(Event::TenantStarted {
-        tenant: t.id.clone(),
-        wave,
-    });
+    announce_surveyed(t, wave, &report, events);
     turn.started();
-    events.emit(Event::TenantFinished {
-        wave,
-        report: report.clone(),
-    });
     Ended {
         slot: i,
         report,
@@ -617,6 +603,18 @@ fn surveyed(i: usize, t: &Tenant, wave: usize, report: TenantReport, turn: &mut 
         cut_off: false,
         counted: false,
     }
+}
+
+/// A surveyed tenant's start and end, announced at once.
+fn announce_surveyed(t: &Tenant, wave: usize, report: &TenantReport, events: &Events) {
+    events.emit(Event::TenantStarted {
+        tenant: t.id.clone(),
+        wave,
+    });
+    events.emit(Event::TenantFinished {
+        wave,
+        report: report.clone(),
+    });
 }
 
 /// Whether a tenant of `host` holding its turn may start: `Some` error when its host is cut
