@@ -648,29 +648,23 @@ async fn already_at_target(
     }
     // A tenant with `history_compat` takes a session even at its target: the session writes
     // the other tool's rows it may still lack (set after the tenant was migrated).
-    let surveyable: Vec<(usize, &Tenant)> = tenants
+    let refs: Vec<&Tenant> = tenants
         .iter()
-        .filter(|(_, t, _)| t.history_compat.is_none())
-        .map(|(i, t, _)| (*i, *t))
+        .map(|(_, t, _)| *t)
+        .filter(|t| t.history_compat.is_none())
         .collect();
+    // One survey for the wave, not one per chunk: a host that does not answer costs its
+    // timeout once.
+    let mut surveyed = work.survey(&refs).await;
     let mut out = HashMap::new();
-    // In chunks: every surveyed tenant's whole history at once was most of a 100,000-tenant
-    // no-op run's memory; only the reports of those at their target are kept.
-    for chunk in surveyable.chunks(SURVEY_CHUNK) {
-        let refs: Vec<&Tenant> = chunk.iter().map(|(_, t)| *t).collect();
-        let mut surveyed = work.survey(&refs).await;
-        for (i, t) in chunk {
-            let Some(rows) = surveyed.remove(&t.id) else { continue };
-            if let Some(report) = at_target(sets, action, t, &rows) {
-                out.insert(*i, report);
-            }
+    for (i, t, _) in tenants {
+        let Some(rows) = surveyed.remove(&t.id) else { continue };
+        if let Some(report) = at_target(sets, action, t, &rows) {
+            out.insert(*i, report);
         }
     }
     out
 }
-
-/// Tenants surveyed at once before a wave.
-const SURVEY_CHUNK: usize = 10_000;
 
 /// `t`'s report when its surveyed history `rows` leave nothing to do.
 fn at_target(
