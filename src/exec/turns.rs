@@ -7,10 +7,11 @@
 //! tenants start in fleet order. On one host, `plan`'s order is the order tenants start in.
 //!
 //! With the breaker on ([`Turns::ramp`]), a host none of whose tenants has reached it yet
-//! in this run has at most `--host-failures` (K) tenants in flight, not its cap, until one
-//! does: a dead host listed with the most work left otherwise took up to `-j` run slots,
-//! each for a connect timeout times its retries, when K failed attempts are all the breaker
-//! needs. K at once, not one: the same slot time as one tenant making the K attempts in a
+//! in this run has at most `--host-failures` (K) tenants in flight, not its cap, less one
+//! for each of its failed connection attempts so far (so at most K tenants are tried on a
+//! dead host in all, however unevenly their attempts fail), until one reaches it: a dead
+//! host listed with the most work left otherwise took up to `-j` run slots, each for a
+//! connect timeout times its retries, when K failed attempts are all the breaker needs. K at once, not one: the same slot time as one tenant making the K attempts in a
 //! row, but the host is cut off after one connect timeout instead of K of them, so a dead
 //! host no longer outlasts a short run (`benches/dead_host.rs`). Its other tenants wait in
 //! its queue, holding no slot, so other hosts' tenants start meanwhile.
@@ -76,6 +77,10 @@ struct State {
     /// servers that did so far); until then it has at most `unproven_cap` in flight.
     proven: Option<HashSet<Server>>,
     unproven_cap: usize,
+    /// Per unproven server, its failed connection attempts so far: each takes one from
+    /// `unproven_cap`, so a dead host has at most K tenants tried in all, not K failed and
+    /// up to K - 1 more in flight when the K-th failure cuts it off.
+    misses: HashMap<Server, usize>,
 }
 
 impl State {
@@ -87,7 +92,10 @@ impl State {
     fn cap(&self, server: &str) -> usize {
         let cap = self.caps.get(server).copied().unwrap_or(1);
         match &self.proven {
-            Some(proven) if !proven.contains(server) => cap.min(self.unproven_cap),
+            Some(proven) if !proven.contains(server) => {
+                let missed = self.misses.get(server).copied().unwrap_or(0);
+                cap.min(self.unproven_cap.saturating_sub(missed).max(1))
+            }
             _ => cap,
         }
     }
@@ -239,6 +247,7 @@ impl Turns {
             caps,
             proven: None,
             unproven_cap: usize::MAX,
+            misses: HashMap::new(),
         };
         for server in &servers {
             state.refresh(server);
@@ -268,8 +277,21 @@ impl Turns {
         if !proven.contains(server) {
             let server: Server = Arc::from(server);
             proven.insert(server.clone());
+            s.misses.remove(&server);
             s.refresh(&server);
             self.changed(&s);
+        }
+    }
+
+    /// An attempt on `server` could not connect: while it is unproven, one tenant fewer
+    /// may be in flight there (at least one).
+    pub fn missed(&self, server: &str) {
+        let mut s = self.state.lock().expect("not poisoned");
+        let unproven = s.proven.as_ref().is_some_and(|p| !p.contains(server));
+        if unproven {
+            let server: Server = Arc::from(server);
+            *s.misses.entry(server.clone()).or_insert(0) += 1;
+            s.refresh(&server);
         }
     }
 
@@ -278,6 +300,7 @@ impl Turns {
         let mut s = self.state.lock().expect("not poisoned");
         if let Some(proven) = s.proven.as_mut() {
             proven.remove(server);
+            s.misses.remove(server);
             s.refresh(&Arc::from(server));
         }
     }

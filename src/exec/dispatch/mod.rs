@@ -821,6 +821,9 @@ impl tenant::HostWatch for Watch<'_> {
 
     fn unreached(&self, error: &crate::model::db_error::DbError) {
         self.counted.store(true, Ordering::SeqCst);
+        if let Some(turns) = self.turns {
+            turns.missed(&self.host);
+        }
         let Some(change) = self.breakers.attempt_failed(&self.host, error) else {
             return;
         };

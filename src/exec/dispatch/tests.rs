@@ -32,6 +32,8 @@ enum Part {
     FailsAndRollbackLocked,
     /// Its server refuses the connection (after its retries).
     Refused,
+    /// Its server refuses the connection at once, while others take `takes` to.
+    RefusedAtOnce,
 }
 
 /// The per-tenant work, played from a script.
@@ -143,19 +145,26 @@ impl Work for Fake {
             std::future::pending::<()>().await;
         }
         // A tenant that reaches its server does so at once; a refused one after `takes`.
-        if let (Some(host), false) = (job.host, part == Part::Refused) {
+        let refused = matches!(part, Part::Refused | Part::RefusedAtOnce);
+        if let (Some(host), false) = (job.host, refused) {
             host.reached();
         }
         let group: String = t.id.as_str().chars().take_while(char::is_ascii_alphabetic).collect();
         self.flying(&group, true);
-        tokio::time::sleep(self.takes).await;
+        if part != Part::RefusedAtOnce {
+            tokio::time::sleep(self.takes).await;
+        }
         self.flying(&group, false);
-        if part == Part::Refused {
+        if refused {
             let error = DbError::new(
                 ErrorKind::Unreachable,
                 "connecting",
                 "Connection refused (os error 111)",
             );
+            // As a real attempt: the breaker and the ramp hear of it before the tenant ends.
+            if let Some(host) = job.host {
+                host.unreached(&error);
+            }
             let reason = crate::model::run::SkipReason::Unreachable { error };
             return TenantReport {
                 start_version: None,
@@ -1072,6 +1081,27 @@ async fn a_probe_at_the_next_wave_keeps_it_open_when_it_fails_and_closes_it_when
     );
     let cut = &report.hosts_cut_off;
     assert_eq!((cut.len(), cut[0].skipped, cut[0].restored), (1, 1, true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_host_has_k_tenants_tried_in_all_when_one_fails_sooner_than_the_others() {
+    // dead1 is refused at once, the others after `takes`: its failure must not free a
+    // place for a fourth tenant, which would then be tried (and reported as tried) after
+    // the host was cut off by the other two.
+    let tenants: Vec<String> = (1..=8).map(|n| format!("dead{n}")).collect();
+    let refs: Vec<(&str, &str)> = tenants.iter().map(|id| (id.as_str(), "dead")).collect();
+    let fleet = fleet_on(&refs);
+    let (set, (tx, rx)) = (set(), mpsc::unbounded_channel());
+    let ctx = context(&fleet, &set, 8);
+    let mut work = Fake::new(tx).part("dead1", Part::RefusedAtOnce);
+    for n in 2..=8 {
+        work = work.part(&format!("dead{n}"), Part::Refused);
+    }
+    let (report, events) = run_waves(&ctx, &waves(&fleet, &[8]), &breaker(3), &work, rx).await;
+    let tried: Vec<String> = work.ups();
+    assert_eq!(tried, ["dead1", "dead2", "dead3"], "K tenants tried, no more");
+    assert_eq!(cut_offs(&events), [("postgres://dead:5432".to_owned(), 3)]);
+    assert_eq!(report.hosts_cut_off[0].skipped, 5);
 }
 
 #[tokio::test(start_paused = true)]
