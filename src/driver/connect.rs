@@ -362,6 +362,37 @@ impl Connector {
         out
     }
 
+    /// History rows of the SQLite tenants among `tenants` whose file exists and is not
+    /// locked, `at_once` files at a time, each read-only (nothing is created) and without
+    /// waiting for a lock: a file another runner holds, or that cannot be read, is left out,
+    /// to take the ordinary path, which waits for its lock or reports the error.
+    pub async fn survey_files(&self, tenants: &[&Tenant], at_once: usize) -> HashMap<TenantId, Vec<Applied>> {
+        use futures::StreamExt;
+        let limits = Limits {
+            lock_wait: Duration::ZERO,
+            ..self.limits.clone()
+        };
+        let style = self.style(Engine::Sqlite);
+        let files = tenants.iter().filter(|t| t.engine == Engine::Sqlite);
+        futures::stream::iter(files)
+            .map(|t| {
+                let limits = &limits;
+                async move {
+                    if !std::path::Path::new(t.url.url().path()).exists() {
+                        return None;
+                    }
+                    let mut session = sqlite::open(t, limits, Access::Read).await.ok()?;
+                    let rows = session.applied(style).await;
+                    session.release().await;
+                    Some((t.id.clone(), rows.ok()?))
+                }
+            })
+            .buffer_unordered(at_once.max(1))
+            .filter_map(std::future::ready)
+            .collect()
+            .await
+    }
+
     /// Catalog snapshots of many tenants at once, where the engine allows it: the
     /// schema-tenants of each pooled PostgreSQL host (per `search_path`) are read with one
     /// query per catalog kind and batch, not a session each. Tenants not covered are absent

@@ -62,6 +62,9 @@ struct State {
     /// of all of them per start.
     ready: BTreeSet<Rank>,
     ready_of: HashMap<Server, Rank>,
+    /// The places of `ready`, in fleet order: a tenant that needs no slot does not start
+    /// ahead of one of these while only the run's concurrency holds it back.
+    ready_places: BTreeSet<usize>,
     /// Per server, the milliseconds its finished tenants held their slot, and how many.
     took: HashMap<Server, (u64, u64)>,
     /// The same over all servers, for a server none of whose tenants finished yet.
@@ -106,11 +109,14 @@ impl State {
             return None;
         }
         let free = self.free.first().copied();
-        let slotted = (self.running < self.concurrency)
-            .then(|| self.ready.first().map(|&(_, place)| place))
-            .flatten();
+        let room = self.running < self.concurrency;
+        let slotted = room.then(|| self.ready.first().map(|&(_, place)| place)).flatten();
         match (free, slotted) {
             (Some(a), Some(b)) => Some(a.min(b)),
+            // With every slot of the run taken, a tenant that needs none keeps its place
+            // behind those waiting for one (`-j 1` starts in fleet order), but not behind
+            // those a full host holds back.
+            (Some(a), None) if !room && self.ready_places.first().is_some_and(|&q| q < a) => None,
             (a, b) => a.or(b),
         }
     }
@@ -138,6 +144,7 @@ impl State {
     fn refresh(&mut self, server: &Server) {
         if let Some(old) = self.ready_of.remove(server) {
             self.ready.remove(&old);
+            self.ready_places.remove(&old.1);
         }
         if !self.server_has_room(server) {
             return;
@@ -145,6 +152,7 @@ impl State {
         if let Some(&head) = self.queues.get(server).and_then(|q| q.first()) {
             let rank = (Reverse(self.work_left(server)), head);
             self.ready.insert(rank);
+            self.ready_places.insert(head);
             self.ready_of.insert(server.clone(), rank);
         }
     }
@@ -238,6 +246,7 @@ impl Turns {
             queues,
             ready: BTreeSet::new(),
             ready_of: HashMap::new(),
+            ready_places: BTreeSet::new(),
             took: HashMap::new(),
             took_all: (0, 0),
             starting: false,
@@ -485,6 +494,19 @@ mod tests {
         assert_eq!(starts(&turns, &[0, 1, 2, 3, 4, 5]).await, [0, 2, 3, 4]);
         let turns = Arc::new(Turns::new(2, caps, tenants));
         assert_eq!(starts(&turns, &[0, 1, 2, 3, 4, 5]).await, [0, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tenant_that_needs_no_slot_waits_behind_one_only_the_runs_concurrency_holds_back() {
+        let caps: HashMap<String, usize> = [("a".to_owned(), 1), ("b".to_owned(), 1)].into();
+        let tenants = [(0, Some("a".to_owned())), (1, Some("b".to_owned())), (2, None)];
+        // `-j 1`: 0 holds the run's one slot, 1 waits for it, and 2 keeps its place behind 1.
+        let turns = Arc::new(Turns::new(1, caps.clone(), tenants));
+        assert_eq!(starts(&turns, &[0, 1, 2]).await, [0]);
+        // Behind a tenant its full host holds back, it does not wait.
+        let tenants = [(0, Some("a".to_owned())), (1, Some("a".to_owned())), (2, None)];
+        let turns = Arc::new(Turns::new(1, caps, tenants));
+        assert_eq!(starts(&turns, &[0, 1, 2]).await, [0, 2]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -29,8 +29,9 @@ pub(crate) trait Work: Sync {
     /// Runs `job` on `t`, whose start the dispatcher has announced.
     async fn run(&self, t: &Tenant, job: Job<'_>) -> TenantReport;
 
-    /// The history rows of those `tenants` that a few queries per pooled host can read;
-    /// a tenant not in the answer takes the ordinary path.
+    /// The history rows of those `tenants` that a few queries per pooled host can read, and
+    /// of SQLite files read-only where no one holds them; a tenant not in the answer takes
+    /// the ordinary path.
     async fn survey(&self, tenants: &[&Tenant]) -> HashMap<TenantId, Vec<Applied>>;
 
     /// Runs the `--check` query on `t`.
@@ -56,7 +57,10 @@ impl Work for Databases<'_, '_> {
     }
 
     async fn survey(&self, tenants: &[&Tenant]) -> HashMap<TenantId, Vec<Applied>> {
-        self.ctx.connector.survey(tenants).await
+        let connector = &self.ctx.connector;
+        let mut rows = connector.survey(tenants).await;
+        rows.extend(connector.survey_files(tenants, self.ctx.concurrency).await);
+        rows
     }
 
     async fn check(&self, t: &Tenant, sql: &str) -> Result<bool, DbError> {

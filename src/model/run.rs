@@ -191,13 +191,13 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(reports: &[TenantReport], elapsed: Duration) -> Self {
+    pub fn of<'r>(reports: impl IntoIterator<Item = &'r TenantReport>, elapsed: Duration) -> Self {
         let mut s = Summary {
-            tenants: reports.len(),
             elapsed_ms: elapsed.as_millis() as u64,
             ..Summary::default()
         };
         for r in reports {
+            s.tenants += 1;
             match r.outcome {
                 Outcome::Succeeded => {
                     s.succeeded += 1;

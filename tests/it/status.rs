@@ -628,3 +628,77 @@ fn a_no_op_up_over_surveyed_tenants_announces_each_in_fleet_order() {
     let from_ledger = json_of(&shown);
     assert_eq!(from_ledger["summary"]["succeeded"], 40, "{from_ledger:#}");
 }
+
+#[test]
+fn a_no_op_up_over_sqlite_files_reads_each_without_its_write_lock_and_announces_in_fleet_order() {
+    use sqlx::{Connection, Executor};
+    let p = Project::new();
+    migrations(&p);
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    let ids: Vec<String> = (0..30).rev().map(|i| format!("f{i:02}")).collect();
+    let tenants: String = ids.iter().map(|id| format!("  - {{id: {id}}}\n")).collect();
+    p.fleet(&format!(
+        "defaults: {{url: \"sqlite://data/{{id}}.db\"}}\ntenants:\n{tenants}"
+    ));
+    assert_code(&p.run(&["up", "-j", "4"]), 0);
+    // An application's long read on one file: its shared lock keeps a writer out, not a reader.
+    let held = p.path().join("data/f17.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut reader = rt
+        .block_on(sqlx::SqliteConnection::connect(&format!("sqlite://{}", held.display())))
+        .unwrap();
+    rt.block_on(reader.execute(sqlx::raw_sql("BEGIN; SELECT count(*) FROM fleetmig_history;")))
+        .unwrap();
+
+    let run = p.run(&[
+        "up",
+        "--format",
+        "json",
+        "-j",
+        "4",
+        "--lock-wait",
+        "1s",
+        "--report",
+        "noop.json",
+    ]);
+    assert_code(&run, 0);
+    let events: Vec<Value> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of = |kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .map(|e| {
+                e["tenant"]
+                    .as_str()
+                    .or(e["report"]["id"].as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(of("tenant_started"), ids, "{}", run.stdout);
+    assert_eq!(of("tenant_finished"), ids, "{}", run.stdout);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(p.path().join("noop.json")).unwrap()).unwrap();
+    assert_eq!(report["summary"]["succeeded"], 30, "{report:#}");
+    let run_id = report["run_id"].as_str().unwrap().to_owned();
+    let shown = p.run(&["report", &run_id, "--format", "json"]);
+    assert_code(&shown, 0);
+    assert_eq!(json_of(&shown)["summary"]["succeeded"], 30);
+
+    // The read really holds writers out: with a step to take, that tenant waits its
+    // --lock-wait and is skipped as locked, and the others move on.
+    p.migration("0005_five.up.sql", "CREATE TABLE t5 (x INT);\n");
+    let run = p.run(&["up", "--format", "json", "-j", "4", "--lock-wait", "1s"]);
+    let last: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["summary"]["succeeded"], 29, "{}", run.stdout);
+    assert_eq!(last["summary"]["skipped"], 1, "{}", run.stdout);
+    assert!(run.stdout.contains("another runner"), "{}", run.stdout);
+    rt.block_on(reader.execute("ROLLBACK")).unwrap();
+}

@@ -15,7 +15,7 @@ use crate::driver::ledger::Claimed;
 use crate::exec::events::Stamped;
 use crate::exec::work::Unread;
 use crate::model::db_error::{DbError, ErrorKind};
-use crate::model::fleet::{Fleet, TenantId};
+use crate::model::fleet::{Engine, Fleet, TenantId};
 use crate::model::migration::{Applied, Version};
 use crate::model::sets::Sets;
 
@@ -52,6 +52,9 @@ struct Fake {
     checked: Mutex<Vec<String>>,
     /// Per tenant-name prefix (its letters), the tenants running now and the most at once.
     in_flight: Mutex<HashMap<String, (usize, usize)>>,
+    /// Tenants the survey finds at the head of [`set`], and those it was asked about.
+    at_head: HashSet<String>,
+    surveyed: Mutex<Vec<String>>,
 }
 
 impl Fake {
@@ -65,6 +68,8 @@ impl Fake {
             ran: Mutex::default(),
             checked: Mutex::default(),
             in_flight: Mutex::default(),
+            at_head: HashSet::new(),
+            surveyed: Mutex::default(),
         }
     }
 
@@ -200,8 +205,15 @@ impl Work for Fake {
         }
     }
 
-    async fn survey(&self, _: &[&Tenant]) -> HashMap<TenantId, Vec<Applied>> {
-        HashMap::new()
+    async fn survey(&self, tenants: &[&Tenant]) -> HashMap<TenantId, Vec<Applied>> {
+        let head: Vec<Applied> = set().of(Engine::Sqlite).iter().map(|m| m.applied()).collect();
+        let mut asked = self.surveyed.lock().unwrap();
+        asked.extend(tenants.iter().map(|t| t.id.to_string()));
+        tenants
+            .iter()
+            .filter(|t| self.at_head.contains(t.id.as_str()))
+            .map(|t| (t.id.clone(), head.clone()))
+            .collect()
     }
 
     async fn check(&self, t: &Tenant, _: &str) -> Result<bool, DbError> {
@@ -1144,4 +1156,24 @@ async fn an_unproven_host_has_k_tenants_in_flight_and_its_waiting_tenants_hold_n
     let (report, _) = run_waves(&ctx, &waves(&fleet, &[8]), &breaker(3), &work, rx).await;
     assert_eq!(work.most_at_once("live"), 4);
     assert_eq!(report.summary.succeeded, 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sqlite_files_are_surveyed_a_chunk_at_a_time_until_one_finds_most_of_them_behind() {
+    let ids: Vec<String> = (0..2_500).map(|n| format!("f{n:04}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let fleet = fleet(&refs);
+    let set = set();
+    // (tenants at the head, first ones in fleet order; tenants surveyed; tenants that ran)
+    for (at_head, asked, ran) in [(0, 1_000, 2_500), (1_200, 2_000, 1_300), (2_500, 2_500, 0)] {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ctx = context(&fleet, &set, 8);
+        let mut work = Fake::new(tx);
+        work.takes = Duration::from_millis(1);
+        work.at_head = ids[..at_head].iter().cloned().collect();
+        let (report, _) = run_waves(&ctx, &waves(&fleet, &[2_500]), &Policy::default(), &work, rx).await;
+        assert_eq!(work.surveyed.lock().unwrap().len(), asked, "{at_head} at the head");
+        assert_eq!(work.ups().len(), ran, "{at_head} at the head");
+        assert_eq!(report.summary.succeeded, 2_500);
+    }
 }

@@ -20,7 +20,7 @@ use crate::exec::turns::{Turn, Turns};
 use crate::exec::window::ChangeWindow;
 use crate::exec::work::Work;
 use crate::model::db_error::DbError;
-use crate::model::fleet::Tenant;
+use crate::model::fleet::{Engine, Tenant, TenantId};
 use crate::model::policy::StopReason;
 use crate::model::run::{GateReport, Outcome, Summary, TenantReport};
 use crate::model::sets::Sets;
@@ -98,10 +98,12 @@ impl<'r, W: Work> Dispatcher<'r, W> {
             let wave_began = Instant::now();
             let marked = tokio::time::Instant::now();
             let alive = self.run_wave(range.clone()).await;
-            let reports: Vec<TenantReport> = range.clone().filter_map(|i| self.slots[i].report.clone()).collect();
+            // Counted in place, not from a copy of every report of the wave (see `finish`).
+            let reports = range.clone().filter_map(|i| self.slots[i].report.as_ref());
+            let summary = Summary::of(reports, wave_began.elapsed());
             self.events.emit(Event::WaveFinished {
                 wave: wave.number,
-                summary: Summary::of(&reports, wave_began.elapsed()),
+                summary,
             });
             let span = [self.ms(marked), self.ms(tokio::time::Instant::now())];
             self.wave_spans.insert(wave.number, span);
@@ -648,22 +650,57 @@ async fn already_at_target(
     }
     // A tenant with `history_compat` takes a session even at its target: the session writes
     // the other tool's rows it may still lack (set after the tenant was migrated).
-    let refs: Vec<&Tenant> = tenants
+    let surveyable = |t: &&Tenant| t.history_compat.is_none();
+    // The servers' tenants in one survey for the wave, not one per chunk: a host that does
+    // not answer costs its timeout once.
+    let served: Vec<&Tenant> = tenants
         .iter()
         .map(|(_, t, _)| *t)
-        .filter(|t| t.history_compat.is_none())
+        .filter(|t| t.engine != Engine::Sqlite)
+        .filter(surveyable)
         .collect();
-    // One survey for the wave, not one per chunk: a host that does not answer costs its
-    // timeout once.
-    let mut surveyed = work.survey(&refs).await;
     let mut out = HashMap::new();
+    keep_at_target(&mut out, sets, action, tenants, work.survey(&served).await);
+    // SQLite files a chunk at a time (each file answers or not on its own), so that the
+    // history rows of 100,000 files are not all held at once. Each file surveyed is read
+    // once more by its tenant's session if it is behind: once a chunk finds most of its
+    // files behind (an upgrade, not a no-op), the rest of the wave is not surveyed.
+    for chunk in tenants.chunks(FILES_AT_ONCE) {
+        let files: Vec<&Tenant> = chunk
+            .iter()
+            .map(|(_, t, _)| *t)
+            .filter(|t| t.engine == Engine::Sqlite)
+            .filter(surveyable)
+            .collect();
+        if files.is_empty() {
+            continue;
+        }
+        let before = out.len();
+        keep_at_target(&mut out, sets, action, chunk, work.survey(&files).await);
+        if (out.len() - before) * 2 < files.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// SQLite files surveyed per chunk.
+const FILES_AT_ONCE: usize = 1_000;
+
+/// Adds to `out` the report of each of `tenants` whose `surveyed` rows leave nothing to do.
+fn keep_at_target(
+    out: &mut HashMap<usize, TenantReport>,
+    sets: &Sets,
+    action: Action<'_>,
+    tenants: &[(usize, &Tenant, usize)],
+    mut surveyed: HashMap<TenantId, Vec<crate::model::migration::Applied>>,
+) {
     for (i, t, _) in tenants {
         let Some(rows) = surveyed.remove(&t.id) else { continue };
         if let Some(report) = at_target(sets, action, t, &rows) {
             out.insert(*i, report);
         }
     }
-    out
 }
 
 /// `t`'s report when its surveyed history `rows` leave nothing to do.
