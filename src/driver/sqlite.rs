@@ -85,9 +85,7 @@ pub async fn open(tenant: &Tenant, limits: &Limits, access: Access) -> Result<Se
         Access::Write => lock(&options, limits).await?,
         Access::Read => {
             match tokio::time::timeout(limits.connect_timeout, SqliteConnection::connect_with(&options)).await {
-                Ok(conn) => {
-                    conn.map_err(|e| DbError::sqlx(ErrorKind::Unreachable, "opening the database file", &e, None))?
-                }
+                Ok(conn) => conn.map_err(|e| open_failed(&e))?,
                 Err(_) => return Err(open_timed_out()),
             }
         }
@@ -233,17 +231,25 @@ async fn lock(options: &SqliteConnectOptions, limits: &Limits) -> Result<SqliteC
                     None,
                 ));
             }
-            Ok(Err(e)) => {
-                return Err(DbError::sqlx(
-                    ErrorKind::Unreachable,
-                    "opening the database file",
-                    &e,
-                    None,
-                ));
-            }
+            Ok(Err(e)) => return Err(open_failed(&e)),
             Err(_) => return Err(open_timed_out()),
         }
     }
+}
+
+/// Why a tenant's file did not open. A file that is not a database or is corrupt
+/// (SQLITE_NOTADB, SQLITE_CORRUPT) is the file's own fault, not a moment's: trying it again
+/// for `--retry-for` as if it were unreachable only delayed the failure.
+fn open_failed(e: &sqlx::Error) -> DbError {
+    let code = e
+        .as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|code| code.parse::<i32>().ok());
+    let kind = match code.map(|c| c & 0xff) {
+        Some(11 | 26) => ErrorKind::Sql,
+        _ => ErrorKind::Unreachable,
+    };
+    DbError::sqlx(kind, "opening the database file", e, None)
 }
 
 /// SQLITE_BUSY or SQLITE_LOCKED, or an extended code of them: another connection has the file.

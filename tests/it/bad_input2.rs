@@ -608,3 +608,38 @@ fn sqlite_url_pragmas_that_undercut_the_lock_or_the_rollback_are_refused() {
     let r = run(&p, &["up"]);
     assert_eq!(r.code, 0, "{r:#?}");
 }
+
+#[test]
+fn a_sqlite_tenant_file_of_bad_bytes_fails_at_once_naming_the_tenant_and_is_left_as_it_was() {
+    let p = Project::new();
+    p.migration("0001_a.up.sql", "CREATE TABLE a (x INT);");
+    p.fleet("defaults: {url: \"sqlite://data/{id}.db\"}\ntenants:\n  - {id: good}\n  - {id: junk}\n");
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    let junk = p.path().join("data/junk.db");
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&junk, &bytes).unwrap();
+    // No retries for a file that is not a database: it is not the moment's fault.
+    let run = run(
+        &p,
+        &["up", "--format", "json", "--retry-for", "10m", "--max-failures", "all"],
+    );
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(!run.stdout.contains("\"step_retried\""), "{}", run.stdout);
+    let junk_line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("\"tenant_finished\"") && l.contains("\"junk\""))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(junk_line.contains("\"failed\""), "{junk_line}");
+    assert!(junk_line.contains("file is not a database"), "{junk_line}");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains("\"tenant_finished\"") && l.contains("\"good\"") && l.contains("\"succeeded\"")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(std::fs::read(&junk).unwrap(), bytes, "the file was left as it was");
+}
