@@ -582,6 +582,22 @@ fn survey_batches_keep_each_schema_tenants_own_state() {
 /// A wave whose every tenant the survey finds at its target is announced and recorded
 /// without a session or a turn per tenant: each tenant still starts and finishes once, in
 /// fleet order, and the report and the ledger say where each is.
+/// The tenants named by each JSON Lines event of `kind`, in order.
+fn tenants_of(stdout: &str, kind: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == kind)
+        .map(|e| {
+            e["tenant"]
+                .as_str()
+                .or(e["report"]["id"].as_str())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
 #[test]
 fn a_no_op_up_over_surveyed_tenants_announces_each_in_fleet_order() {
     let Some(pg) = Pg::create("surveynoop") else { return };
@@ -599,24 +615,7 @@ fn a_no_op_up_over_surveyed_tenants_announces_each_in_fleet_order() {
     assert_code(&p.run(&["up", "-j", "4"]), 0);
     let run = p.run(&["up", "--format", "json", "-j", "4", "--report", "noop.json"]);
     assert_code(&run, 0);
-    let events: Vec<Value> = run
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let of = |kind: &str| -> Vec<String> {
-        events
-            .iter()
-            .filter(|e| e["event"] == kind)
-            .map(|e| {
-                e["tenant"]
-                    .as_str()
-                    .or(e["report"]["id"].as_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect()
-    };
+    let of = |kind: &str| tenants_of(&run.stdout, kind);
     assert_eq!(of("tenant_started"), ids, "{}", run.stdout);
     assert_eq!(of("tenant_finished"), ids, "{}", run.stdout);
     assert_eq!(run.stdout.matches("\"step_started\"").count(), 0);
@@ -665,24 +664,7 @@ fn a_no_op_up_over_sqlite_files_reads_each_without_its_write_lock_and_announces_
         "noop.json",
     ]);
     assert_code(&run, 0);
-    let events: Vec<Value> = run
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let of = |kind: &str| -> Vec<String> {
-        events
-            .iter()
-            .filter(|e| e["event"] == kind)
-            .map(|e| {
-                e["tenant"]
-                    .as_str()
-                    .or(e["report"]["id"].as_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect()
-    };
+    let of = |kind: &str| tenants_of(&run.stdout, kind);
     assert_eq!(of("tenant_started"), ids, "{}", run.stdout);
     assert_eq!(of("tenant_finished"), ids, "{}", run.stdout);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(p.path().join("noop.json")).unwrap()).unwrap();
