@@ -11,10 +11,14 @@
 //! for each of its failed connection attempts so far (so at most K tenants are tried on a
 //! dead host in all, however unevenly their attempts fail), until one reaches it: a dead
 //! host listed with the most work left otherwise took up to `-j` run slots, each for a
-//! connect timeout times its retries, when K failed attempts are all the breaker needs. K at once, not one: the same slot time as one tenant making the K attempts in a
-//! row, but the host is cut off after one connect timeout instead of K of them, so a dead
-//! host no longer outlasts a short run (`benches/dead_host.rs`). Its other tenants wait in
-//! its queue, holding no slot, so other hosts' tenants start meanwhile.
+//! connect timeout times its retries, when K failed attempts are all the breaker needs.
+//! K at once, not one: the same slot time as one tenant making the K attempts in a row,
+//! but the host is cut off after one connect timeout instead of K of them, so a dead host
+//! no longer outlasts a short run (`benches/dead_host.rs`). Its other tenants wait in its
+//! queue, holding no slot, so other hosts' tenants start meanwhile. A tenant that needs no
+//! slot (surveyed at its target) starts whenever no other start is under way, except
+//! ahead of a tenant that only the run's concurrency holds back: it keeps its fleet-order
+//! place behind that one.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -301,6 +305,9 @@ impl Turns {
             let server: Server = Arc::from(server);
             *s.misses.entry(server.clone()).or_insert(0) += 1;
             s.refresh(&server);
+            // Its head may have left the ready ones, and a tenant that needs no slot, held
+            // back behind it, may start now.
+            self.changed(&s);
         }
     }
 
@@ -311,6 +318,7 @@ impl Turns {
             proven.remove(server);
             s.misses.remove(server);
             s.refresh(&Arc::from(server));
+            self.changed(&s);
         }
     }
 
