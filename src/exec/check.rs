@@ -156,6 +156,17 @@ impl Target {
                 s.engine
             )));
         };
+        // Those a killed check left behind first: best effort, a check runs without it.
+        match scratch::sweep(s.engine, server, limits).await {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::warn!(
+                    "dropped scratch database(s) a killed check left behind: {}",
+                    dropped.join(", ")
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("no sweep of stale scratch databases: {e}"),
+        }
         let name = scratch::name();
         scratch::create(s.engine, server, &name, limits)
             .await

@@ -575,3 +575,64 @@ fn sigterm_during_a_check_drops_the_scratch_database() {
     ));
     assert_eq!(left, ["0"], "scratch database left behind");
 }
+
+/// A check killed with `kill -9` cannot drop its scratch database; the next check on the
+/// server drops those older than a day with no session on them, and leaves the rest.
+#[test]
+fn a_check_drops_scratch_databases_a_killed_check_left_a_day_ago_and_no_others() {
+    use sqlx::Connection;
+    let Some(pg) = Pg::create("check_sweep") else { return };
+    let Some(my) = My::create("check_sweep") else { return };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let pid = std::process::id();
+    let named = |ago: u64, tag: &str| format!("fleetmig_check_{pid}_{}_{tag}", now - ago);
+    let (stale, fresh, busy) = (named(2 * 86_400, "aa"), named(60, "bb"), named(3 * 86_400, "cc"));
+    for name in [&stale, &fresh, &busy] {
+        pg.exec(&format!("CREATE DATABASE \"{name}\""));
+        my.exec(&format!("CREATE DATABASE `{name}`"));
+    }
+    // A session on `busy` (an operator looking at what the check left): it stays.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pg_session = rt
+        .block_on(sqlx::PgConnection::connect(&format!(
+            "postgres://postgres@127.0.0.1:5432/{busy}"
+        )))
+        .unwrap();
+    let my_session = rt
+        .block_on(sqlx::MySqlConnection::connect(&format!(
+            "mysql://root@127.0.0.1:3306/{busy}"
+        )))
+        .unwrap();
+
+    let p = Project::new();
+    for (engine, admin) in [("postgres", PG_ADMIN), ("mysql", MYSQL_ADMIN)] {
+        let (code, doc) = check(&p, "forgotten_index", engine, &["--scratch", admin, "--to", "1"]);
+        assert_eq!(code, 0, "{doc}");
+    }
+    let pg_left = |name: &str| {
+        pg.column(&format!(
+            "SELECT count(*)::text FROM pg_database WHERE datname = '{name}'"
+        ))
+    };
+    let my_left = |name: &str| {
+        my.column(&format!(
+            "SELECT CAST(count(*) AS CHAR) FROM information_schema.schemata WHERE schema_name = '{name}'"
+        ))
+    };
+    for (name, want) in [(&stale, "0"), (&fresh, "1"), (&busy, "1")] {
+        assert_eq!(pg_left(name), [want], "PostgreSQL: {name}");
+        assert_eq!(my_left(name), [want], "MariaDB: {name}");
+    }
+    rt.block_on(pg_session.close()).unwrap();
+    rt.block_on(my_session.close()).unwrap();
+    for name in [&fresh, &busy] {
+        pg.exec(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+        my.exec(&format!("DROP DATABASE IF EXISTS `{name}`"));
+    }
+}
