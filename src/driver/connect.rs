@@ -177,14 +177,21 @@ pub async fn answered<T>(
     limit: Option<Duration>,
     trip: impl std::future::Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, sqlx::Error> {
+    answered_by(limit, "--statement-timeout", trip).await
+}
+
+/// [`answered`], for a `limit` that `option` (and the margin) set.
+pub async fn answered_by<T>(
+    limit: Option<Duration>,
+    option: &str,
+    trip: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
     let Some(limit) = limit else { return trip.await };
     match tokio::time::timeout(limit, trip).await {
         Ok(result) => result,
         Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            format!(
-                "{NO_ANSWER} {limit:?} (--statement-timeout and {ANSWER_MARGIN:?}): the connection is presumed lost"
-            ),
+            format!("{NO_ANSWER} {limit:?} ({option} and {ANSWER_MARGIN:?}): the connection is presumed lost"),
         ))),
     }
 }

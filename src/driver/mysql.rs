@@ -7,7 +7,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Executor, Row};
 
 use crate::driver::compat::Compat;
-use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, answered, connect_within};
+use crate::driver::connect::{ANSWER_MARGIN, Access, Limits, answered, answered_by, connect_within};
 use crate::driver::quote::backtick;
 use crate::driver::session::{Session, Wire, applied_row, run_init_sql};
 use crate::model::db_error::{DbError, ErrorKind};
@@ -59,10 +59,11 @@ pub struct MySqlWire {
 }
 
 impl MySqlWire {
-    /// `GET_LOCK` waits up to `--lock-wait` on the server, which `--statement-timeout` does
-    /// not bound here: its answer gets that long and the margin.
-    fn lock_within(&self, limits: &Limits) -> Option<std::time::Duration> {
-        self.answer_within.map(|_| limits.lock_wait + ANSWER_MARGIN)
+    /// `GET_LOCK` waits up to `--lock-wait` (in whole seconds) on the server: its answer
+    /// gets that long and the margin, whatever `--statement-timeout` says, so a connection
+    /// that goes silent while waiting ends with the wait.
+    fn lock_within(limits: &Limits) -> std::time::Duration {
+        std::time::Duration::from_secs(limits.lock_wait.as_secs_f64().ceil() as u64) + ANSWER_MARGIN
     }
 }
 
@@ -136,8 +137,9 @@ async fn prepare(
         .await
         .map_err(|e| (ErrorKind::Sql, "running init_sql".to_owned(), e))?;
     if access == Access::Write {
-        let got: Option<i64> = answered(
-            wire.lock_within(limits),
+        let got: Option<i64> = answered_by(
+            Some(MySqlWire::lock_within(limits)),
+            "--lock-wait",
             sqlx::query_scalar(&format!("SELECT GET_LOCK({LOCK_NAME}, ?)"))
                 .bind(&wire.database)
                 .bind(limits.lock_wait.as_secs_f64().ceil() as i64)

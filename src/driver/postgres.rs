@@ -370,13 +370,12 @@ fn describe_holder(pid: i32, app: &str, user: &str, host: &str, state: &str, sin
 /// The longest pause between two tries for a tenant lock another runner holds.
 const LOCK_POLL_MAX: Duration = Duration::from_millis(500);
 
-/// Waits up to `wait` for the tenant lock by trying for it again and again, idle in
+/// Waits until `deadline` for the tenant lock by trying for it again and again, idle in
 /// between. A session blocked in `pg_advisory_lock` runs a statement that holds a snapshot,
 /// and the other runner's `CREATE INDEX CONCURRENTLY` on this tenant waits for every such
 /// snapshot while this session waits for its lock: a deadlock (40P01) that leaves an
 /// INVALID index. Between tries this session holds nothing a concurrent build waits for.
-async fn wait_for_lock(wire: &mut PgWire, key: &str, wait: Duration) -> Result<(), PrepareError> {
-    let deadline = tokio::time::Instant::now() + wait;
+async fn wait_for_lock(wire: &mut PgWire, key: &str, deadline: tokio::time::Instant) -> Result<(), PrepareError> {
     let try_lock = format!("SELECT pg_try_advisory_lock({key})");
     let mut pause = Duration::from_millis(25);
     loop {
@@ -385,36 +384,43 @@ async fn wait_for_lock(wire: &mut PgWire, key: &str, wait: Duration) -> Result<(
             return Err(PrepareError::LockWait);
         }
         tokio::time::sleep(jitter(pause).min(left)).await;
-        // Bounded by the wait, whatever --statement-timeout says: a connection that went
-        // silent while waiting must not outlast --lock-wait by more than a margin.
-        let within = deadline.saturating_duration_since(tokio::time::Instant::now()) + ANSWER_MARGIN;
-        let within = wire.answer_within.map_or(within, |limit| limit.min(within));
-        let rows = match tokio::time::timeout(within, wire.fetch(&try_lock)).await {
-            Ok(rows) => rows.map_err(|e| (ErrorKind::Locked, "waiting for the tenant lock".to_owned(), e))?,
-            Err(_) => {
-                let lost = std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "{NO_ANSWER} {within:?} (--lock-wait and {ANSWER_MARGIN:?}): the connection is presumed lost"
-                    ),
-                );
-                return Err((
-                    ErrorKind::Unreachable,
-                    "waiting for the tenant lock".to_owned(),
-                    sqlx::Error::Io(lost),
-                )
-                    .into());
-            }
-        };
+        let waiting = (ErrorKind::Locked, "waiting for the tenant lock");
+        let rows = fetch_by(wire, &try_lock, deadline, waiting).await?;
         let got: bool = rows
             .first()
             .ok_or(sqlx::Error::RowNotFound)
             .and_then(|r| r.try_get(0))
-            .map_err(|e| (ErrorKind::Locked, "waiting for the tenant lock".to_owned(), e))?;
+            .map_err(|e| (waiting.0, waiting.1.to_owned(), e))?;
         if got {
             return Ok(());
         }
         pause = (pause * 2).min(LOCK_POLL_MAX);
+    }
+}
+
+/// One round trip of the lock phase (the first try and every poll), bounded by the lock
+/// wait's `deadline` and `ANSWER_MARGIN`, whatever --statement-timeout says: a connection
+/// that went silent while taking the lock must not outlast --lock-wait by more than a margin.
+async fn fetch_by(
+    wire: &mut PgWire,
+    sql: &str,
+    deadline: tokio::time::Instant,
+    (kind, op): (ErrorKind, &str),
+) -> Result<Vec<PgRow>, PrepareError> {
+    let within = deadline.saturating_duration_since(tokio::time::Instant::now()) + ANSWER_MARGIN;
+    let within = wire.answer_within.map_or(within, |limit| limit.min(within));
+    let conn = wire.conn().fetch_all(sqlx::raw_sql(sql));
+    match tokio::time::timeout(within, conn).await {
+        Ok(rows) => rows.map_err(|e| (kind, op.to_owned(), e).into()),
+        Err(_) => {
+            let lost = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "{NO_ANSWER} {within:.1?} (--lock-wait and {ANSWER_MARGIN:?}): the connection is presumed lost"
+                ),
+            );
+            Err((ErrorKind::Unreachable, op.to_owned(), sqlx::Error::Io(lost)).into())
+        }
     }
 }
 
@@ -450,17 +456,15 @@ async fn prepare(
             "SELECT pg_try_advisory_lock({key}), to_regclass({table}) IS NOT NULL, coalesce((SELECT atttypid = 'bigint'::regtype \
              FROM pg_attribute WHERE attrelid = to_regclass({table}) AND attname = 'version'), false)"
         );
-        let row = wire
-            .fetch(&probe)
-            .await
-            .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
+        let deadline = tokio::time::Instant::now() + limits.lock_wait;
+        let row = fetch_by(wire, &probe, deadline, (ErrorKind::Sql, "locking the tenant")).await?;
         let (got, has_table, integer_versions): (bool, bool, bool) = row
             .first()
             .ok_or(sqlx::Error::RowNotFound)
             .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .map_err(|e| (ErrorKind::Sql, "locking the tenant".to_owned(), e))?;
         if !got {
-            wait_for_lock(wire, &key, limits.lock_wait).await?;
+            wait_for_lock(wire, &key, deadline).await?;
         }
         wire.locked = true;
         // Seen before the lock was ours, so only a hint: IF NOT EXISTS stays.

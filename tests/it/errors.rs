@@ -495,6 +495,70 @@ fn a_tenant_whose_lock_holder_is_killed_mid_wait_goes_on_at_once() {
     assert_eq!(pg.column("SELECT version::text FROM s_acme.fleetmig_history"), ["1"]);
 }
 
+/// A run of `p` with `--lock-wait 3s` and no `--statement-timeout`, through a proxy that
+/// loses the answer to the first try for the lock: it ends within the wait and the margin,
+/// the tenant skipped as unreachable (taking the lock changed nothing).
+fn ends_with_the_lock_wait(p: &Project) {
+    let began = Instant::now();
+    let run = support::Spawned::new(p.command(&["up", "--lock-wait", "3s", "--retries", "0", "--format", "json"]));
+    let (code, lines, stderr) = run.finish(Duration::from_secs(60));
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "--lock-wait 3s, and the run took {took:?}: {stderr}"
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let finished: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "tenant_finished")
+        .collect();
+    assert_eq!(finished.len(), 1, "{lines:?}");
+    assert_eq!(finished[0]["status"], "skipped", "{}", finished[0]);
+    assert_eq!(finished[0]["reason"], "unreachable", "{}", finished[0]);
+    let message = finished[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no answer within") && message.contains("--lock-wait"),
+        "{}",
+        finished[0]
+    );
+}
+
+#[test]
+fn a_connection_that_goes_silent_on_its_first_try_for_the_lock_ends_with_the_lock_wait_on_postgres() {
+    let Some(pg) = Pg::create("lockprobehole") else { return };
+    let proxy = support::Proxy::new("127.0.0.1:5432");
+    // In clear text, for the proxy to see the statement.
+    let p = pg_project_at(&format!("{}?sslmode=disable", proxy.pg_url(&pg.name)));
+    let holder = pg_holder(
+        &pg,
+        &format!(
+            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
+            pg.name
+        ),
+    );
+    proxy.blackhole_after("pg_try_advisory_lock");
+    ends_with_the_lock_wait(&p);
+    end_holder(&pg, holder);
+}
+
+#[test]
+fn a_connection_that_goes_silent_in_get_lock_ends_with_the_lock_wait_on_mariadb() {
+    let Some(my) = My::create("getlockhole") else { return };
+    let proxy = support::Proxy::new("127.0.0.1:3306");
+    let p = Project::new();
+    p.fleet(&format!(
+        "hosts: {{ my: {{ url: \"mysql://root@127.0.0.1:{}/?ssl-mode=disabled\" }} }}\ndefaults: {{ host: my, database: \"{}_{{id}}\" }}\ntenants:\n  - {{ id: acme }}\n",
+        proxy.port, my.prefix
+    ));
+    p.migration("0001_t.up.sql", "CREATE TABLE t (id INT);");
+    let db = format!("{}_acme", my.prefix);
+    let holder = my_holder(&my, &format!("SELECT GET_LOCK(CONCAT('fleetmig:', SHA1('{db}')), 0);"));
+    proxy.blackhole_after("GET_LOCK");
+    ends_with_the_lock_wait(&p);
+    kill_sleeper(&my, holder);
+}
+
 #[test]
 fn a_connection_that_goes_silent_during_a_lock_wait_ends_with_the_lock_wait() {
     let Some(pg) = Pg::create("lockblackhole") else { return };

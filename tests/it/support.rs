@@ -543,8 +543,15 @@ pub struct Proxy {
     live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
     /// Connections waiting in `Hold` right now.
     pub held: std::sync::Arc<AtomicUsize>,
-    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    blackhole: std::sync::Arc<Hole>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A [`Proxy`]'s partition: on now, or from the first client packet holding some bytes.
+#[derive(Default)]
+struct Hole {
+    on: std::sync::atomic::AtomicBool,
+    after: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl Proxy {
@@ -598,7 +605,13 @@ impl Proxy {
 
     /// From now on nothing passes, and nothing is closed.
     pub fn blackhole(&self) {
-        self.blackhole.store(true, Ordering::SeqCst);
+        self.blackhole.on.store(true, Ordering::SeqCst);
+    }
+
+    /// A partition that begins right after the server got the first client packet holding
+    /// `text`: that statement runs, and its answer is lost.
+    pub fn blackhole_after(&self, text: &str) {
+        *self.blackhole.after.lock().unwrap() = Some(text.as_bytes().to_vec());
     }
 
     /// A PostgreSQL URL for database `db` through the proxy.
@@ -621,7 +634,7 @@ fn serve(
     (lock, cvar): &(std::sync::Mutex<ProxyMode>, std::sync::Condvar),
     live: &std::sync::Mutex<Vec<std::net::TcpStream>>,
     held: &AtomicUsize,
-    hole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    hole: std::sync::Arc<Hole>,
     halt: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut mode = lock.lock().unwrap();
@@ -643,21 +656,22 @@ fn serve(
     live.lock()
         .unwrap()
         .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-    for (from, to) in [
-        (client.try_clone().unwrap(), server.try_clone().unwrap()),
-        (server, client),
+    for (from, to, upstream) in [
+        (client.try_clone().unwrap(), server.try_clone().unwrap(), true),
+        (server, client, false),
     ] {
         let (hole, halt) = (hole.clone(), halt.clone());
-        std::thread::spawn(move || pump(from, to, &hole, &halt));
+        std::thread::spawn(move || pump(from, to, upstream, &hole, &halt));
     }
 }
 
 /// Copies bytes one way until either side closes or the proxy stops; in a blackhole,
-/// reads them and drops them.
+/// reads them and drops them. `upstream`: from the client, where a packet may open the hole.
 fn pump(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
-    hole: &std::sync::atomic::AtomicBool,
+    upstream: bool,
+    hole: &Hole,
     halt: &std::sync::atomic::AtomicBool,
 ) {
     use std::io::{Read, Write};
@@ -668,7 +682,15 @@ fn pump(
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                if !hole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                // The hole opens before the packet that opens it goes on: its answer is lost.
+                let opens = |t: &Vec<u8>| buf[..n].windows(t.len()).any(|w| w == t.as_slice());
+                let last = upstream
+                    && !hole.on.load(Ordering::SeqCst)
+                    && hole.after.lock().unwrap().as_ref().is_some_and(opens);
+                if last {
+                    hole.on.store(true, Ordering::SeqCst);
+                }
+                if (last || !hole.on.load(Ordering::SeqCst)) && to.write_all(&buf[..n]).is_err() {
                     break;
                 }
             }
@@ -676,7 +698,7 @@ fn pump(
             Err(_) => break,
         }
     }
-    if !hole.load(Ordering::SeqCst) {
+    if !hole.on.load(Ordering::SeqCst) {
         let _ = to.shutdown(std::net::Shutdown::Write);
     }
 }
