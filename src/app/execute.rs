@@ -36,10 +36,10 @@ use crate::model::sets::Sets;
 use crate::plan::tenant::Target;
 use crate::plan::waves::{Wave, single};
 use crate::report::json::write_event;
+use crate::report::log::LogWriter;
 use crate::report::notify::Notices;
 use crate::report::progress::ProgressReporter;
 use crate::report::run::{self as run_report, Rows};
-use crate::report::text::TextReporter;
 
 /// `up` on this runner's own selection.
 pub(super) async fn up(
@@ -447,12 +447,24 @@ async fn relay(
         progress.finish();
         return out.flush();
     }
-    let mut text = TextReporter::with_timestamps(shown.id_width);
-    while let Some(event) = rx.recv().await {
+    let mut log = LogWriter::new(shown.id_width);
+    // What the log holds back (a `started` line, a count) is released on this clock.
+    let mut clock = tokio::time::interval(Duration::from_millis(250));
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            event = rx.recv() => event,
+            _ = clock.tick(), if shown.format != Format::Json => {
+                log.tick(out, now_ms())?;
+                out.flush()?;
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
         tell(&event);
         match shown.format {
             Format::Json => write_event(out, &event)?,
-            Format::Text | Format::Github | Format::Openmetrics => text.write_event(out, &event)?,
+            Format::Text | Format::Github | Format::Openmetrics => log.write_event(out, &event)?,
         }
     }
     out.flush()
@@ -610,4 +622,11 @@ pub(super) async fn before_wave_1(
         super::check::before_up(g, fleet, sets, tenants, &states, to).await?;
     }
     Ok(())
+}
+
+/// Milliseconds since the Unix epoch, the clock of `Stamped::at_ms`.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

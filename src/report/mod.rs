@@ -6,6 +6,7 @@ pub mod gates;
 pub mod html;
 pub mod json;
 pub mod lint;
+pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod progress;

@@ -1,9 +1,7 @@
 //! Plain lines for people: one per finished tenant, and a summary; with timestamps, also
 //! one per started tenant, for logs that no one watches live.
 
-use std::io::Write;
-
-use crate::exec::events::{Event, Stamped};
+use crate::exec::events::Event;
 use crate::model::fleet::TenantId;
 use crate::model::migration::{Direction, Version};
 use crate::model::run::{Outcome, Phase, Summary, TenantReport};
@@ -55,19 +53,6 @@ impl TextReporter {
             timestamps: true,
             ..TextReporter::new(id_width)
         }
-    }
-
-    pub fn write_event(&mut self, out: &mut dyn Write, stamped: &Stamped) -> std::io::Result<()> {
-        let Some(line) = self.line(&stamped.event) else {
-            return Ok(());
-        };
-        for line in line.lines() {
-            if self.timestamps {
-                write!(out, "{} ", clock(stamped.at_ms))?;
-            }
-            writeln!(out, "{line}")?;
-        }
-        Ok(())
     }
 
     /// The line an event prints, without its timestamp, if it prints one. Takes note of what
@@ -193,6 +178,16 @@ impl TextReporter {
         }
     }
 
+    /// True for a tenant that found itself at the target and did nothing: its line says
+    /// "nothing to do".
+    pub fn at_target(&self, r: &TenantReport) -> bool {
+        matches!(r.outcome, Outcome::Succeeded)
+            && r.steps.is_empty()
+            && r.start_version.is_some()
+            && r.start_version == r.final_version
+            && !(self.stamping || self.abandoned)
+    }
+
     pub fn tenant_line(&self, r: &TenantReport) -> String {
         let id = format!("{:width$}", r.id.as_str(), width = self.id_width);
         match &r.outcome {
@@ -224,7 +219,7 @@ impl TextReporter {
                 v(r.start_version),
                 v(r.final_version)
             ),
-            Outcome::Succeeded if r.steps.is_empty() => format!("  {id}  at {}, nothing to do", v(r.final_version)),
+            Outcome::Succeeded if self.at_target(r) => format!("  {id}  at {}, nothing to do", v(r.final_version)),
             Outcome::Succeeded => {
                 let verb = verb(r);
                 let ms: u64 = r.steps.iter().map(|s| s.duration_ms).sum();
@@ -283,7 +278,7 @@ fn v(v: Option<Version>) -> String {
 }
 
 /// `HH:MM:SS.mmm` in UTC for milliseconds since the Unix epoch.
-fn clock(at_ms: u64) -> String {
+pub(crate) fn clock(at_ms: u64) -> String {
     let secs = at_ms / 1000;
     format!(
         "{:02}:{:02}:{:02}.{:03}",
@@ -368,6 +363,7 @@ pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::exec::events::Stamped;
     use crate::model::db_error::{DbError, ErrorKind};
     use crate::model::fleet::TenantId;
     use crate::model::policy::StopReason;
@@ -591,9 +587,19 @@ pub(crate) mod tests {
     }
 
     fn render(mut reporter: TextReporter) -> String {
-        let mut out = Vec::new();
+        let mut out = String::new();
+        for line in scripted_run().iter().filter_map(|s| reporter.line(&s.event)) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// As a log (not a terminal) shows it: `crate::report::log::LogWriter`.
+    fn render_log(id_width: usize) -> String {
+        let (mut log, mut out) = (crate::report::log::LogWriter::new(id_width), Vec::new());
         for stamped in scripted_run() {
-            reporter.write_event(&mut out, &stamped).unwrap();
+            log.write_event(&mut out, &stamped).unwrap();
         }
         String::from_utf8(out).unwrap()
     }
@@ -664,7 +670,7 @@ pub(crate) mod tests {
 
     #[test]
     fn lines_with_timestamps() {
-        insta::assert_snapshot!("lines_with_timestamps", render(TextReporter::with_timestamps(13)));
+        insta::assert_snapshot!("lines_with_timestamps", render_log(13));
     }
 
     #[test]

@@ -63,6 +63,39 @@ fn a_large_run_lists_failures_first_counts_the_rest_and_report_all_lists_every_t
     assert_eq!(again.stdout.replace(&id, "RUN"), table);
 }
 
+/// Without a terminal (a CI log), a no-op over many tenants lists the first 40 found at
+/// their target, counts the rest in one line before the summary, and still lists every
+/// tenant that changed; JSON still has every tenant's events.
+#[test]
+fn a_log_lists_forty_tenants_at_their_target_and_counts_the_rest() {
+    let ids: Vec<(String, bool)> = (1..=60).map(|i| (format!("t{i:02}"), false)).collect();
+    let refs: Vec<(&str, bool)> = ids.iter().map(|(i, c)| (i.as_str(), *c)).collect();
+    let p = sqlite_fleet(&refs, &[]);
+    let first = p.run(&["up", "--to", "3"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert_eq!(first.stdout.matches("0 -> 3").count(), 60, "{}", first.stdout);
+    // One tenant behind the rest: it changes, the other 59 have nothing to do.
+    let down = p.run(&["down", "--to", "2", "--select", "id=t60"]);
+    assert_eq!(down.code, 0, "{}", down.all());
+    let run = p.run(&["up", "--to", "3"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(run.stdout.matches("nothing to do").count(), 40, "{}", run.stdout);
+    assert_eq!(run.stdout.matches(" started").count(), 41, "{}", run.stdout);
+    assert!(run.stdout.contains("t60     2 -> 3  1 applied"), "{}", run.stdout);
+    let counted = run
+        .stdout
+        .find(" 19 more tenant(s) at the target, not listed one by one\n");
+    let summary = run.stdout.find(" 60 tenant(s): 1 changed, 59 already at the target");
+    assert!(counted.is_some() && counted < summary, "{}", run.stdout);
+    let json = p.run(&["up", "--to", "3", "--format", "json"]);
+    assert_eq!(
+        json.stdout.matches("\"event\":\"tenant_finished\"").count(),
+        60,
+        "{}",
+        json.stdout
+    );
+}
+
 /// A tenant that fails before any migration says where: while connecting (init_sql),
 /// while reading its history; an unreachable one is skipped as unreachable. The ledger's
 /// copy (`report RUN`) says the same.
