@@ -95,6 +95,8 @@ impl LogWriter {
         self.release(out, now_ms.saturating_sub(HOLD_MS))?;
         let (said, at) = self.said;
         if self.unlisted > said && now_ms >= at.saturating_add(COUNT_EVERY_MS) {
+            // Every held line first, so lines stay in time order.
+            self.release(out, u64::MAX)?;
             let n = self.unlisted;
             let line = format!("{n} tenant(s) at the target so far, not listed one by one");
             writeln!(out, "{} {line}", clock(now_ms))?;
@@ -234,6 +236,8 @@ mod tests {
         log.write_event(&mut out, &started("a", 5)).unwrap();
         log.write_event(&mut out, &started("b", 6)).unwrap();
         log.write_event(&mut out, &finished("b", 7, &[3])).unwrap();
+        // Held, younger than its hold when the count is said: printed before the count.
+        log.write_event(&mut out, &started("c", COUNT_EVERY_MS - 100)).unwrap();
         log.tick(&mut out, COUNT_EVERY_MS).unwrap();
         log.tick(&mut out, COUNT_EVERY_MS + 500).unwrap();
         log.tick(&mut out, 2 * COUNT_EVERY_MS).unwrap();
@@ -250,5 +254,9 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("00:00:10.000 5 tenant(s) at the target so far"), "{out}");
+        assert!(
+            out.find("c       started").unwrap() < out.find("so far").unwrap(),
+            "{out}"
+        );
     }
 }

@@ -96,6 +96,17 @@ fn pg_holder(pg: &Pg, sql: &str) -> Child {
     child
 }
 
+/// A session holding schema-tenant `acme`'s fleetmig lock on `pg` for a minute.
+fn hold_acme(pg: &Pg) -> Child {
+    pg_holder(
+        pg,
+        &format!(
+            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
+            pg.name
+        ),
+    )
+}
+
 fn end_holder(pg: &Pg, mut holder: Child) {
     pg.exec(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
@@ -270,13 +281,7 @@ fn a_held_tenant_lock_names_its_holder() {
     p.migration("0001_slow.up.sql", "SELECT pg_sleep(4);");
 
     // Another application holds fleetmig's lock on the tenant.
-    let holder = pg_holder(
-        &pg,
-        &format!(
-            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
-            pg.name
-        ),
-    );
+    let holder = hold_acme(&pg);
     let run = p.run(&["up", "--lock-wait", "0s", "--retries", "0"]);
     end_holder(&pg, holder);
     let line = tenant_line(&run.stdout, "acme");
@@ -324,13 +329,7 @@ fn lock_wait_is_one_deadline_for_all_of_a_tenants_attempts() {
     let Some(pg) = Pg::create("lockdeadline") else { return };
     let p = pg_project(&pg);
     p.migration("0001_a.up.sql", "CREATE TABLE t1 (id int);");
-    let holder = pg_holder(
-        &pg,
-        &format!(
-            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
-            pg.name
-        ),
-    );
+    let holder = hold_acme(&pg);
     let began = Instant::now();
     let run = p.run(&["up", "--lock-wait", "1s", "--retry-for", "30s", "--format", "json"]);
     let took = began.elapsed();
@@ -471,13 +470,7 @@ fn polling_for_the_lock(pg: &Pg) -> bool {
 fn a_tenant_whose_lock_holder_is_killed_mid_wait_goes_on_at_once() {
     let Some(pg) = Pg::create("holderkilled") else { return };
     let p = pg_project_at(&pg.url());
-    let holder = pg_holder(
-        &pg,
-        &format!(
-            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
-            pg.name
-        ),
-    );
+    let holder = hold_acme(&pg);
     let mut run = support::Spawned::new(p.command(&["up", "--lock-wait", "60s", "--format", "json"]));
     run.wait_for(Duration::from_secs(30), |v| v["event"] == "tenant_started");
     wait_until("fleetmig waiting for the lock", || polling_for_the_lock(&pg));
@@ -501,8 +494,14 @@ fn a_tenant_whose_lock_holder_is_killed_mid_wait_goes_on_at_once() {
 fn ends_with_the_lock_wait(p: &Project) {
     let began = Instant::now();
     let run = support::Spawned::new(p.command(&["up", "--lock-wait", "3s", "--retries", "0", "--format", "json"]));
+    ended_within_the_wait(run, began);
+}
+
+/// `run` (`--lock-wait 3s`, JSON) ended within the wait and the margin after `from`, its
+/// one tenant skipped as unreachable, the message naming `--lock-wait`.
+fn ended_within_the_wait(run: support::Spawned, from: Instant) {
     let (code, lines, stderr) = run.finish(Duration::from_secs(60));
-    let took = began.elapsed();
+    let took = from.elapsed();
     assert!(
         took < Duration::from_secs(8),
         "--lock-wait 3s, and the run took {took:?}: {stderr}"
@@ -530,13 +529,7 @@ fn a_connection_that_goes_silent_on_its_first_try_for_the_lock_ends_with_the_loc
     let proxy = support::Proxy::new("127.0.0.1:5432");
     // In clear text, for the proxy to see the statement.
     let p = pg_project_at(&format!("{}?sslmode=disable", proxy.pg_url(&pg.name)));
-    let holder = pg_holder(
-        &pg,
-        &format!(
-            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
-            pg.name
-        ),
-    );
+    let holder = hold_acme(&pg);
     proxy.blackhole_after("pg_try_advisory_lock");
     ends_with_the_lock_wait(&p);
     end_holder(&pg, holder);
@@ -564,32 +557,13 @@ fn a_connection_that_goes_silent_during_a_lock_wait_ends_with_the_lock_wait() {
     let Some(pg) = Pg::create("lockblackhole") else { return };
     let proxy = support::Proxy::new("127.0.0.1:5432");
     let p = pg_project_at(&proxy.pg_url(&pg.name));
-    let holder = pg_holder(
-        &pg,
-        &format!(
-            "SELECT pg_advisory_lock(hashtextextended('fleetmig/{}/s_acme', 0)); SELECT pg_sleep(60);",
-            pg.name
-        ),
-    );
+    let holder = hold_acme(&pg);
     // No --statement-timeout: nothing but the lock wait bounds the polls.
     let mut run = support::Spawned::new(p.command(&["up", "--lock-wait", "3s", "--retries", "0", "--format", "json"]));
     run.wait_for(Duration::from_secs(30), |v| v["event"] == "tenant_started");
     wait_until("fleetmig waiting for the lock", || polling_for_the_lock(&pg));
     let cut = Instant::now();
     proxy.blackhole();
-    let (code, lines, stderr) = run.finish(Duration::from_secs(60));
-    let took = cut.elapsed();
+    ended_within_the_wait(run, cut);
     end_holder(&pg, holder);
-    assert!(
-        took < Duration::from_secs(8),
-        "--lock-wait 3s, and the run took {took:?} to end: {stderr}"
-    );
-    assert_eq!(code, Some(1), "{stderr}");
-    let finished: Vec<Value> = lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["event"] == "tenant_finished")
-        .collect();
-    assert_eq!(finished.len(), 1, "{lines:?}");
-    assert_ne!(finished[0]["status"], "succeeded", "{}", finished[0]);
 }
