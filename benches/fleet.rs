@@ -1047,9 +1047,9 @@ fn report(b: &Bench, r: &Results, notes: &mut Vec<String>) {
         ],
         None => [
             "fleetmig up --tx per-tenant".into(),
-            "not available".into(),
+            "not measured".into(),
             "< 1.00x floor".into(),
-            "`fleetmig up --help` lists no --tx".into(),
+            "FLEETMIG_BENCH_TX=0, or `fleetmig up --help` lists no --tx".into(),
         ],
     });
     if let Some(noop) = wall(&r.noop) {
